@@ -1,0 +1,199 @@
+// Package redisproc runs redis-server as a child process on a loopback port.
+// `serve` uses it when no REDIS_URL is given; tests, e2e and chaos drills use
+// it to kill Redis for real (SIGKILL by pid) and bring it back on the same
+// port, with or without its data.
+package redisproc
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// ErrNotInstalled explains how to get redis-server when it is not on PATH.
+var ErrNotInstalled = errors.New("redis-server not found on PATH: install it with `sudo apt-get install -y redis-server` (Debian/Ubuntu) or set REDIS_URL to a running Redis")
+
+// Options configure a server.
+type Options struct {
+	// Dir holds the server's data and log. Required.
+	Dir string
+	// Port to listen on; 0 picks a free loopback port once, kept across restarts.
+	Port int
+	// AppendOnly turns AOF persistence on (appendfsync always), so a SIGKILL
+	// loses nothing; off, a restart comes back empty.
+	AppendOnly bool
+}
+
+// Server is one redis-server child.
+type Server struct {
+	opts Options
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Start launches redis-server and waits until it answers PING.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return nil, ErrNotInstalled
+	}
+	if opts.Dir == "" {
+		return nil, errors.New("redisproc: Options.Dir is required")
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("redisproc: %w", err)
+	}
+	if opts.Port == 0 {
+		p, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		opts.Port = p
+	}
+	s := &Server{opts: opts}
+	if err := s.start(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// MustStart starts a server in a temporary directory for a test and kills it
+// when the test ends. It fails the test (never skips) if redis-server is missing.
+func MustStart(tb testing.TB, appendOnly bool) *Server {
+	tb.Helper()
+	s, err := Start(context.Background(), Options{Dir: tb.TempDir(), AppendOnly: appendOnly})
+	if err != nil {
+		tb.Fatalf("start redis-server: %v", err)
+	}
+	tb.Cleanup(func() { s.Kill() })
+	return s
+}
+
+// Addr is the host:port the server listens on.
+func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.opts.Port)) }
+
+// URL is a redis:// URL for the server.
+func (s *Server) URL() string { return "redis://" + s.Addr() }
+
+// Pid returns the child's pid, 0 when it is not running.
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
+func (s *Server) start(ctx context.Context) error {
+	args := []string{
+		"--port", strconv.Itoa(s.opts.Port),
+		"--bind", "127.0.0.1",
+		"--dir", s.opts.Dir,
+		"--save", "",
+		"--protected-mode", "yes",
+		"--logfile", filepath.Join(s.opts.Dir, "redis.log"),
+	}
+	if s.opts.AppendOnly {
+		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
+	} else {
+		args = append(args, "--appendonly", "no")
+	}
+	cmd := exec.Command("redis-server", args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start redis-server: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	s.mu.Lock()
+	s.cmd, s.done = cmd, done
+	s.mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := ping(s.Addr()); err == nil {
+			return nil
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("redis-server exited at start; see %s", filepath.Join(s.opts.Dir, "redis.log"))
+		case <-ctx.Done():
+			s.Kill()
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.Kill()
+			return fmt.Errorf("redis-server on %s did not answer PING within 10s", s.Addr())
+		}
+	}
+}
+
+// ping sends an inline PING and waits for +PONG.
+func ping(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if line != "+PONG\r\n" {
+		return fmt.Errorf("unexpected PING answer %q", line)
+	}
+	return nil
+}
+
+// Kill sends SIGKILL to the server (only the process this package started)
+// and waits for it to exit.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	<-done
+}
+
+// Restart starts the server again on the same port and directory. With
+// wipe, its data files are removed first: Redis comes back empty.
+func (s *Server) Restart(ctx context.Context, wipe bool) error {
+	s.Kill()
+	if wipe {
+		for _, p := range []string{"appendonlydir", "appendonly.aof", "dump.rdb"} {
+			if err := os.RemoveAll(filepath.Join(s.opts.Dir, p)); err != nil {
+				return fmt.Errorf("wipe redis data: %w", err)
+			}
+		}
+	}
+	return s.start(ctx)
+}
+
+// FreePort asks the kernel for a free loopback TCP port.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

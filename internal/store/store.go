@@ -1,0 +1,487 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/256dpi/lungo"
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/mongo/readpref"
+
+	"github.com/pixelflow/pixelflow/internal/canvas"
+)
+
+// Collection names.
+const (
+	cPixels      = "pixels"
+	cOutbox      = "outbox"
+	cSequencers  = "sequencers"
+	cIdempotency = "idempotency"
+)
+
+// Outbox states.
+const (
+	statePending   = "pending"
+	statePublished = "published"
+)
+
+// Options configure a Store.
+type Options struct {
+	// Canvas names the canvas this store serves. Default "main".
+	Canvas string
+	// Retention is how long published outbox events are kept (TTL index on
+	// publishedAt); it is also the window republished after Redis forgets.
+	// Default 7 days.
+	Retention time.Duration
+	// IdempotencyTTL is how long an Idempotency-Key is remembered. Default 24h.
+	IdempotencyTTL time.Duration
+	// TxnAttempts bounds how often a transaction is tried on transient
+	// errors. Default 5.
+	TxnAttempts int
+	// Failpoint, when set, is called at named places; a non-nil error is
+	// returned from that place as if MongoDB had raised it. For tests.
+	Failpoint func(name string) error
+	// Logger receives retry and pruning messages. Default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Store is pixelflow's MongoDB (or embedded) persistence.
+type Store struct {
+	client lungo.IClient
+	db     lungo.IDatabase
+	opts   Options
+	close  func(context.Context) error
+
+	retries atomic.Int64 // transactions retried after a transient error
+}
+
+// Open connects to uri ("mongodb://…" for a replica set) or, with an empty
+// uri, opens the embedded engine: a single file at path, or memory when path
+// is empty.
+func Open(ctx context.Context, uri, path string, opts Options) (*Store, error) {
+	if uri != "" {
+		client, err := lungo.Connect(ctx, options.Client().ApplyURI(uri).SetServerSelectionTimeout(5*time.Second).SetTimeout(10*time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("connect to MongoDB: %w", err)
+		}
+		if err := client.Ping(ctx, readpref.Primary()); err != nil {
+			_ = client.Disconnect(ctx)
+			return nil, fmt.Errorf("ping MongoDB: %w", err)
+		}
+		return New(ctx, client, dbName(uri), client.Disconnect, opts)
+	}
+	var st lungo.Store = lungo.NewMemoryStore()
+	if path != "" {
+		st = lungo.NewFileStore(path, 0o644)
+	}
+	client, engine, err := lungo.Open(ctx, lungo.Options{
+		Store:          st,
+		ExpireInterval: 5 * time.Second,
+		ExpireErrors:   func(err error) { slog.Warn("embedded store expiry", "err", err) },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open embedded store %q: %w", path, err)
+	}
+	return New(ctx, client, "pixelflow", func(context.Context) error { engine.Close(); return nil }, opts)
+}
+
+func dbName(uri string) string {
+	cs := uri
+	if i := strings.Index(cs, "://"); i >= 0 {
+		cs = cs[i+3:]
+	}
+	if i := strings.IndexByte(cs, '/'); i >= 0 {
+		name := cs[i+1:]
+		if j := strings.IndexByte(name, '?'); j >= 0 {
+			name = name[:j]
+		}
+		if name != "" {
+			return name
+		}
+	}
+	return "pixelflow"
+}
+
+// New wraps a connected client and ensures the indexes exist.
+func New(ctx context.Context, client lungo.IClient, db string, closeFn func(context.Context) error, opts Options) (*Store, error) {
+	if opts.Canvas == "" {
+		opts.Canvas = "main"
+	}
+	if opts.Retention <= 0 {
+		opts.Retention = 7 * 24 * time.Hour
+	}
+	if opts.IdempotencyTTL <= 0 {
+		opts.IdempotencyTTL = 24 * time.Hour
+	}
+	if opts.TxnAttempts <= 0 {
+		opts.TxnAttempts = 5
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Store{client: client, db: client.Database(db), opts: opts, close: closeFn}
+	if err := s.ensureIndexes(ctx); err != nil {
+		_ = closeFn(ctx)
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close releases the connection or engine.
+func (s *Store) Close(ctx context.Context) error { return s.close(ctx) }
+
+// Canvas returns the canvas name.
+func (s *Store) Canvas() string { return s.opts.Canvas }
+
+// Retention returns how long published events are kept.
+func (s *Store) Retention() time.Duration { return s.opts.Retention }
+
+// Retries returns how many transaction attempts were retried so far.
+func (s *Store) Retries() int64 { return s.retries.Load() }
+
+// Ping checks the store answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.client.Ping(ctx, readpref.Primary()); err != nil {
+		return unavailable("ping store", err)
+	}
+	return nil
+}
+
+func (s *Store) ensureIndexes(ctx context.Context) error {
+	secs := func(d time.Duration) *int32 { v := int32(d / time.Second); return &v }
+	idx := []struct {
+		coll  string
+		model mongo.IndexModel
+	}{
+		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "state", Value: 1}, {Key: "version", Value: 1}}}},
+		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "epoch", Value: 1}, {Key: "seq", Value: 1}}}},
+		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "publishedAt", Value: 1}}, Options: options.Index().SetExpireAfterSeconds(*secs(s.opts.Retention))}},
+		{cPixels, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}}}},
+		{cIdempotency, mongo.IndexModel{Keys: bson.D{{Key: "createdAt", Value: 1}}, Options: options.Index().SetExpireAfterSeconds(*secs(s.opts.IdempotencyTTL))}},
+	}
+	for _, i := range idx {
+		if _, err := s.db.Collection(i.coll).Indexes().CreateOne(ctx, i.model); err != nil {
+			return unavailable("create index on "+i.coll, err)
+		}
+	}
+	return nil
+}
+
+// failpoint returns the injected error for name, if any.
+func (s *Store) failpoint(name string) error {
+	if s.opts.Failpoint == nil {
+		return nil
+	}
+	return s.opts.Failpoint(name)
+}
+
+// labeled is the part of the driver's errors that carries retry labels.
+type labeled interface{ HasErrorLabel(string) bool }
+
+func hasLabel(err error, label string) bool {
+	var l labeled
+	return errors.As(err, &l) && l.HasErrorLabel(label)
+}
+
+// txn runs fn in a transaction. A TransientTransactionError restarts the whole
+// transaction and an UnknownTransactionCommitResult retries the commit, both
+// within opts.TxnAttempts, with a short backoff. fn must be idempotent over
+// retries: its writes are discarded with the aborted attempt.
+func (s *Store) txn(ctx context.Context, name string, fn func(sc lungo.ISessionContext) error) error {
+	sess, err := s.client.StartSession()
+	if err != nil {
+		return unavailable(name+": start session", err)
+	}
+	defer sess.EndSession(context.Background())
+	var lastErr error
+	for attempt := 0; attempt < s.opts.TxnAttempts; attempt++ {
+		if attempt > 0 {
+			s.retries.Add(1)
+			s.opts.Logger.Warn("retrying transaction", "txn", name, "attempt", attempt+1, "err", lastErr)
+			select {
+			case <-ctx.Done():
+				return unavailable(name, ctx.Err())
+			case <-time.After(time.Duration(attempt*attempt) * 5 * time.Millisecond):
+			}
+		}
+		lastErr = lungo.WithSession(ctx, sess, func(sc lungo.ISessionContext) error {
+			if err := sess.StartTransaction(); err != nil {
+				return err
+			}
+			if err := fn(sc); err != nil {
+				_ = sess.AbortTransaction(context.Background())
+				return err
+			}
+			for {
+				err := s.failpoint("txn:commit")
+				if err == nil {
+					err = sess.CommitTransaction(sc)
+				}
+				if err == nil || !hasLabel(err, "UnknownTransactionCommitResult") || attempt >= s.opts.TxnAttempts-1 {
+					if err != nil {
+						_ = sess.AbortTransaction(context.Background())
+					}
+					return err
+				}
+				attempt++
+				s.retries.Add(1)
+				s.opts.Logger.Warn("retrying commit", "txn", name, "attempt", attempt+1, "err", err)
+			}
+		})
+		if lastErr == nil {
+			return nil
+		}
+		if !hasLabel(lastErr, "TransientTransactionError") {
+			break
+		}
+	}
+	var ce *canvas.Error
+	if errors.As(lastErr, &ce) {
+		return lastErr
+	}
+	return unavailable(name, lastErr)
+}
+
+// unavailable wraps a store failure: callers answer 503 for it, and the
+// message names the operation without leaking driver internals.
+func unavailable(op string, err error) error {
+	var ce *canvas.Error
+	if errors.As(err, &ce) || errors.Is(err, ErrLeaseLost) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return &storeError{op: op, err: err}
+}
+
+type storeError struct {
+	op  string
+	err error
+}
+
+func (e *storeError) Error() string { return "store: " + e.op + ": " + e.err.Error() }
+func (e *storeError) Unwrap() error { return e.err }
+
+// As lets canvas.ErrorCode classify store failures as unavailable.
+func (e *storeError) As(target any) bool {
+	if t, ok := target.(**canvas.Error); ok {
+		*t = canvas.Errorf(canvas.EUnavailable, "the pixel store is unavailable, try again shortly")
+		return true
+	}
+	return false
+}
+
+// pixelDoc is a painted pixel.
+type pixelDoc struct {
+	ID        string    `bson:"_id"`
+	Canvas    string    `bson:"canvas"`
+	GX        int       `bson:"gx"`
+	GY        int       `bson:"gy"`
+	Color     string    `bson:"color"`
+	Version   int64     `bson:"version"`
+	UpdatedAt time.Time `bson:"updatedAt"`
+}
+
+// outboxDoc is one event waiting for, or after, publication.
+type outboxDoc struct {
+	ID          primitive.ObjectID `bson:"_id"`
+	Canvas      string             `bson:"canvas"`
+	Kind        string             `bson:"kind"`
+	GX          int                `bson:"gx"`
+	GY          int                `bson:"gy"`
+	Color       string             `bson:"color"`
+	Version     int64              `bson:"version"`
+	CommittedAt time.Time          `bson:"committedAt"`
+	Trace       traceDoc           `bson:"trace"`
+	State       string             `bson:"state"`
+	Epoch       string             `bson:"epoch,omitempty"`
+	Seq         uint64             `bson:"seq,omitempty"`
+	PublishedAt *time.Time         `bson:"publishedAt,omitempty"`
+}
+
+type traceDoc struct {
+	TraceParent string `bson:"traceparent,omitempty"`
+	TraceState  string `bson:"tracestate,omitempty"`
+}
+
+func (d outboxDoc) event() (canvas.Event, error) {
+	c, err := canvas.ParseColor(d.Color)
+	if err != nil {
+		return canvas.Event{}, fmt.Errorf("outbox %s: %w", d.ID.Hex(), err)
+	}
+	return canvas.Event{
+		ID: d.ID.Hex(), Kind: canvas.Kind(d.Kind), GX: d.GX, GY: d.GY, Color: c,
+		Version: d.Version, CommittedAt: d.CommittedAt,
+		TraceParent: d.Trace.TraceParent, TraceState: d.Trace.TraceState,
+		Epoch: d.Epoch, Seq: d.Seq,
+	}, nil
+}
+
+// idemDoc remembers the answer to an Idempotency-Key.
+type idemDoc struct {
+	ID        string    `bson:"_id"`
+	Hash      string    `bson:"hash"`
+	EventID   string    `bson:"eventId"`
+	GX        int       `bson:"gx"`
+	GY        int       `bson:"gy"`
+	Color     string    `bson:"color"`
+	Version   int64     `bson:"version"`
+	Committed time.Time `bson:"committedAt"`
+	CreatedAt time.Time `bson:"createdAt"`
+}
+
+// Trace is the W3C trace context stored with an event.
+type Trace struct {
+	TraceParent, TraceState string
+}
+
+// Place paints one pixel and records its outbox event in one transaction.
+// With a non-empty idemKey, a repeated call with the same placement returns
+// the first result (replayed=true) and writes nothing; the same key with
+// another placement is a conflict.
+func (s *Store) Place(ctx context.Context, p canvas.Placement, idemKey string, tr Trace) (ev canvas.Event, replayed bool, err error) {
+	hash := placementHash(p)
+	idemID := s.opts.Canvas + "/" + idemKey
+	err = s.txn(ctx, "place pixel", func(sc lungo.ISessionContext) error {
+		replayed = false
+		if idemKey != "" {
+			var prior idemDoc
+			err := s.db.Collection(cIdempotency).FindOne(sc, bson.M{"_id": idemID}).Decode(&prior)
+			switch {
+			case err == nil:
+				if prior.Hash != hash {
+					return canvas.Errorf(canvas.EConflict, "Idempotency-Key was already used for another pixel")
+				}
+				c, _ := canvas.ParseColor(prior.Color)
+				ev = canvas.Event{ID: prior.EventID, Kind: canvas.KindPixel, GX: prior.GX, GY: prior.GY, Color: c, Version: prior.Version, CommittedAt: prior.Committed}
+				replayed = true
+				return nil
+			case !errors.Is(err, mongo.ErrNoDocuments):
+				return err
+			}
+		}
+		now := s.opts.Now().UTC().Truncate(time.Millisecond)
+		var px pixelDoc
+		err := s.db.Collection(cPixels).FindOneAndUpdate(sc,
+			bson.M{"_id": pixelID(s.opts.Canvas, p.GX, p.GY)},
+			bson.M{
+				"$set":         bson.M{"color": p.Color.String(), "updatedAt": now},
+				"$inc":         bson.M{"version": int64(1)},
+				"$setOnInsert": bson.M{"canvas": s.opts.Canvas, "gx": p.GX, "gy": p.GY},
+			},
+			options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After),
+		).Decode(&px)
+		if err != nil {
+			return err
+		}
+		if err := s.failpoint("place:after-pixel"); err != nil {
+			return err
+		}
+		doc := outboxDoc{
+			ID: primitive.NewObjectID(), Canvas: s.opts.Canvas, Kind: string(canvas.KindPixel),
+			GX: p.GX, GY: p.GY, Color: p.Color.String(), Version: px.Version, CommittedAt: now,
+			Trace: traceDoc{TraceParent: tr.TraceParent, TraceState: tr.TraceState},
+			State: statePending,
+		}
+		if _, err := s.db.Collection(cOutbox).InsertOne(sc, doc); err != nil {
+			return err
+		}
+		if idemKey != "" {
+			_, err := s.db.Collection(cIdempotency).InsertOne(sc, idemDoc{
+				ID: idemID, Hash: hash, EventID: doc.ID.Hex(), GX: p.GX, GY: p.GY,
+				Color: doc.Color, Version: doc.Version, Committed: now, CreatedAt: now,
+			})
+			if err != nil {
+				if mongo.IsDuplicateKeyError(err) || lungo.IsUniquenessError(err) {
+					// A concurrent request with the same key won; retrying
+					// returns its answer.
+					return mongo.CommandError{Labels: []string{"TransientTransactionError"}, Message: "idempotency key raced"}
+				}
+				return err
+			}
+		}
+		ev, err = doc.event()
+		return err
+	})
+	if err != nil {
+		return canvas.Event{}, false, err
+	}
+	return ev, replayed, nil
+}
+
+func pixelID(canvasName string, gx, gy int) string { return fmt.Sprintf("%s/%d/%d", canvasName, gx, gy) }
+
+func placementHash(p canvas.Placement) string {
+	h := sha256.Sum256(fmt.Appendf(nil, "%d,%d,%s", p.GX, p.GY, p.Color))
+	return hex.EncodeToString(h[:8])
+}
+
+// Pixel is a painted pixel in a snapshot.
+type Pixel struct {
+	GX      int          `json:"gx"`
+	GY      int          `json:"gy"`
+	Color   canvas.Color `json:"-"`
+	Version int64        `json:"version"`
+}
+
+// Snapshot returns the sequencer's published position, read first, then every
+// painted pixel. Every event up to the position is reflected in the pixels;
+// events after it may be too, which versions make harmless.
+func (s *Store) Snapshot(ctx context.Context) (canvas.Position, []Pixel, error) {
+	seq, err := s.sequencer(ctx)
+	if err != nil {
+		return canvas.Position{}, nil, err
+	}
+	cur, err := s.db.Collection(cPixels).Find(ctx, bson.M{"canvas": s.opts.Canvas})
+	if err != nil {
+		return canvas.Position{}, nil, unavailable("read pixels", err)
+	}
+	var docs []pixelDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return canvas.Position{}, nil, unavailable("read pixels", err)
+	}
+	px := make([]Pixel, 0, len(docs))
+	for _, d := range docs {
+		c, err := canvas.ParseColor(d.Color)
+		if err != nil {
+			return canvas.Position{}, nil, fmt.Errorf("pixel %s: %w", d.ID, err)
+		}
+		px = append(px, Pixel{GX: d.GX, GY: d.GY, Color: c, Version: d.Version})
+	}
+	return canvas.Position{Epoch: seq.Epoch, Seq: seq.Seq}, px, nil
+}
+
+// Backlog reports the outbox's pending events and the oldest one's commit time
+// (zero when none is pending).
+func (s *Store) Backlog(ctx context.Context) (n int64, oldest time.Time, err error) {
+	coll := s.db.Collection(cOutbox)
+	n, err = coll.CountDocuments(ctx, bson.M{"state": statePending})
+	if err != nil {
+		return 0, time.Time{}, unavailable("count outbox backlog", err)
+	}
+	if n == 0 {
+		return 0, time.Time{}, nil
+	}
+	var d outboxDoc
+	err = coll.FindOne(ctx, bson.M{"state": statePending}, options.FindOne().SetSort(bson.D{{Key: "committedAt", Value: 1}})).Decode(&d)
+	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+		return 0, time.Time{}, unavailable("read oldest pending event", err)
+	}
+	return n, d.CommittedAt, nil
+}

@@ -1,0 +1,291 @@
+// Package stream is the Redis side of pixelflow's event path: the layout of the
+// canvas stream, the encoding of its entries and the atomic publish that the
+// relay (the single sequencer) uses and the gateways read.
+//
+// Layout, per canvas (hash-tagged so a cluster keeps them on one slot):
+//
+//	pf:{<canvas>}:stream  the events; entry id "<seq>-0", seq contiguous from 1
+//	pf:{<canvas>}:epoch   the epoch the stream belongs to
+//
+// The epoch is created with the stream. When Redis comes back without it
+// (restart without persistence), the relay starts a new epoch and republishes
+// from the durable outbox; readers that see another epoch resync.
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pixelflow/pixelflow/internal/canvas"
+)
+
+// Keys names one canvas's Redis keys.
+type Keys struct {
+	Stream, Epoch string
+}
+
+// KeysFor returns the keys of canvas name.
+func KeysFor(name string) Keys {
+	p := "pf:{" + name + "}:"
+	return Keys{Stream: p + "stream", Epoch: p + "epoch"}
+}
+
+// ID is the stream entry id of sequence number seq.
+func ID(seq uint64) string { return strconv.FormatUint(seq, 10) + "-0" }
+
+// ParseID returns the sequence number of an entry id made by ID.
+func ParseID(id string) (uint64, error) {
+	ms, rest, ok := strings.Cut(id, "-")
+	if !ok || rest != "0" {
+		return 0, fmt.Errorf("stream id %q is not <seq>-0", id)
+	}
+	seq, err := strconv.ParseUint(ms, 10, 64)
+	if err != nil || seq == 0 {
+		return 0, fmt.Errorf("stream id %q is not <seq>-0", id)
+	}
+	return seq, nil
+}
+
+// Field names of a stream entry. Short, because every entry carries them.
+const (
+	fEpoch       = "epoch"
+	fID          = "id"
+	fKind        = "kind"
+	fGX          = "gx"
+	fGY          = "gy"
+	fColor       = "color"
+	fVersion     = "ver"
+	fCommittedAt = "cat"
+	fPublishedAt = "pat"
+	fTraceParent = "tp"
+	fTraceState  = "ts"
+)
+
+// Entry is an event as stored in the stream, with the relay's publish time
+// (one of the stage timestamps the load test reports).
+type Entry struct {
+	canvas.Event
+	PublishedAt time.Time
+}
+
+// Values encodes e as XADD field/value pairs.
+func (e Entry) Values() []any {
+	v := []any{
+		fEpoch, e.Epoch,
+		fID, e.ID,
+		fKind, string(e.Kind),
+		fGX, e.GX,
+		fGY, e.GY,
+		fColor, e.Color.String(),
+		fVersion, e.Version,
+		fCommittedAt, e.CommittedAt.UnixNano(),
+		fPublishedAt, e.PublishedAt.UnixNano(),
+	}
+	if e.TraceParent != "" {
+		v = append(v, fTraceParent, e.TraceParent)
+	}
+	if e.TraceState != "" {
+		v = append(v, fTraceState, e.TraceState)
+	}
+	return v
+}
+
+// Decode parses one stream message.
+func Decode(m redis.XMessage) (Entry, error) {
+	var e Entry
+	seq, err := ParseID(m.ID)
+	if err != nil {
+		return e, err
+	}
+	e.Seq = seq
+	str := func(k string) string { s, _ := m.Values[k].(string); return s }
+	num := func(k string) (int64, error) {
+		n, err := strconv.ParseInt(str(k), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("stream entry %s: field %s: %w", m.ID, k, err)
+		}
+		return n, nil
+	}
+	e.Epoch, e.ID, e.Kind = str(fEpoch), str(fID), canvas.Kind(str(fKind))
+	e.TraceParent, e.TraceState = str(fTraceParent), str(fTraceState)
+	if e.Epoch == "" || e.ID == "" {
+		return e, fmt.Errorf("stream entry %s lacks epoch or id", m.ID)
+	}
+	if e.Color, err = canvas.ParseColor(str(fColor)); err != nil {
+		return e, fmt.Errorf("stream entry %s: %w", m.ID, err)
+	}
+	var gx, gy, cat, pat int64
+	for _, f := range []struct {
+		k string
+		p *int64
+	}{{fGX, &gx}, {fGY, &gy}, {fVersion, &e.Version}, {fCommittedAt, &cat}, {fPublishedAt, &pat}} {
+		if *f.p, err = num(f.k); err != nil {
+			return e, err
+		}
+	}
+	e.GX, e.GY = int(gx), int(gy)
+	e.CommittedAt, e.PublishedAt = time.Unix(0, cat), time.Unix(0, pat)
+	return e, nil
+}
+
+// ErrEpochGone means the epoch key is missing or names another epoch: Redis
+// lost its data (or another sequencer started an epoch). The publisher must
+// start a new epoch; readers must resync.
+var ErrEpochGone = errors.New("stream epoch is gone")
+
+// TailMismatchError means the stream's last entry is not the one the publisher
+// expected: a previous sequencer published entries it did not mark yet, or
+// Redis lost the newest entries.
+type TailMismatchError struct {
+	Expected, Actual uint64
+}
+
+func (e *TailMismatchError) Error() string {
+	return fmt.Sprintf("stream tail is %d, expected %d", e.Actual, e.Expected)
+}
+
+// publishScript appends entries only if the epoch is still ours and the tail
+// is where the caller believes it is, all or nothing. It makes a sequencer
+// that lost its lease unable to interleave with its successor, and a retried
+// batch unable to land twice.
+//
+// KEYS[1] stream, KEYS[2] epoch key.
+// ARGV: epoch, expected tail seq, maxlen, then per entry: id, field count, fields...
+var publishScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[2])
+if cur ~= ARGV[1] then return redis.error_reply('EPOCHGONE') end
+local tail = 0
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #last > 0 then tail = tonumber(string.match(last[1][1], '^(%d+)')) end
+if tail ~= tonumber(ARGV[2]) then return redis.error_reply('TAIL ' .. tail) end
+local i = 4
+local n = 0
+while i <= #ARGV do
+  local id = ARGV[i]
+  local nf = tonumber(ARGV[i+1])
+  local args = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], id}
+  for j = 1, nf do args[#args+1] = ARGV[i+1+j] end
+  redis.call(unpack(args))
+  i = i + 2 + nf
+  n = n + 1
+end
+return n
+`)
+
+// Stream is one canvas's stream on one Redis.
+type Stream struct {
+	rdb    redis.UniversalClient
+	keys   Keys
+	maxLen int64
+}
+
+// New returns the stream of canvas name. maxLen bounds the stream (MAXLEN ~).
+func New(rdb redis.UniversalClient, name string, maxLen int64) *Stream {
+	return &Stream{rdb: rdb, keys: KeysFor(name), maxLen: maxLen}
+}
+
+// Keys returns the stream's Redis keys.
+func (s *Stream) Keys() Keys { return s.keys }
+
+// Publish appends entries (contiguous sequence numbers following expectTail)
+// atomically. It returns ErrEpochGone or a *TailMismatchError when the stream
+// is not in the state the caller expects; nothing is written then.
+func (s *Stream) Publish(ctx context.Context, epoch string, expectTail uint64, entries []Entry) error {
+	argv := make([]any, 0, 3+len(entries)*22)
+	argv = append(argv, epoch, expectTail, s.maxLen)
+	for i, e := range entries {
+		if e.Seq != expectTail+uint64(i)+1 {
+			return fmt.Errorf("publish: entry %d has seq %d, want %d", i, e.Seq, expectTail+uint64(i)+1)
+		}
+		vals := e.Values()
+		argv = append(argv, ID(e.Seq), len(vals))
+		argv = append(argv, vals...)
+	}
+	err := publishScript.Run(ctx, s.rdb, []string{s.keys.Stream, s.keys.Epoch}, argv...).Err()
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	switch {
+	case strings.HasPrefix(msg, "EPOCHGONE"):
+		return ErrEpochGone
+	case strings.HasPrefix(msg, "TAIL "):
+		actual, perr := strconv.ParseUint(strings.TrimPrefix(msg, "TAIL "), 10, 64)
+		if perr != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+		return &TailMismatchError{Expected: expectTail, Actual: actual}
+	}
+	return fmt.Errorf("publish %d entries: %w", len(entries), err)
+}
+
+// StartEpoch makes epoch the stream's epoch and empties the stream, in one
+// transaction, so no reader can see old entries under the new epoch.
+func (s *Stream) StartEpoch(ctx context.Context, epoch string) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, s.keys.Stream)
+		p.Set(ctx, s.keys.Epoch, epoch, 0)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("start epoch %s: %w", epoch, err)
+	}
+	return nil
+}
+
+// Tail returns the current epoch ("" if none) and the last sequence number.
+func (s *Stream) Tail(ctx context.Context) (canvas.Position, error) {
+	var epoch *redis.StringCmd
+	var last *redis.XMessageSliceCmd
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		epoch = p.Get(ctx, s.keys.Epoch)
+		last = p.XRevRangeN(ctx, s.keys.Stream, "+", "-", 1)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return canvas.Position{}, fmt.Errorf("read stream tail: %w", err)
+	}
+	pos := canvas.Position{Epoch: epoch.Val()}
+	if msgs := last.Val(); len(msgs) > 0 {
+		if pos.Seq, err = ParseID(msgs[0].ID); err != nil {
+			return pos, err
+		}
+	}
+	return pos, nil
+}
+
+// Range returns up to count entries with seq in [from, to] (to 0: no bound).
+func (s *Stream) Range(ctx context.Context, from, to uint64, count int64) ([]Entry, error) {
+	end := "+"
+	if to > 0 {
+		end = ID(to)
+	}
+	msgs, err := s.rdb.XRangeN(ctx, s.keys.Stream, ID(from), end, count).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read stream range %d..%s: %w", from, end, err)
+	}
+	out := make([]Entry, 0, len(msgs))
+	for _, m := range msgs {
+		e, err := Decode(m)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// Len returns the number of entries in the stream.
+func (s *Stream) Len(ctx context.Context) (int64, error) {
+	n, err := s.rdb.XLen(ctx, s.keys.Stream).Result()
+	if err != nil {
+		return 0, fmt.Errorf("stream length: %w", err)
+	}
+	return n, nil
+}
