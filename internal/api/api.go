@@ -1,0 +1,414 @@
+// Package api serves pixelflow's HTTP API: placing pixels, the canvas
+// snapshot, and health. Handlers validate everything before touching the
+// store, so bad input gets a clear 4xx and changes nothing; errors are mapped
+// to statuses in one place (writeError) and internal details are logged,
+// never sent.
+package api
+
+import (
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/store"
+)
+
+// Store is what the API needs of the pixel store.
+type Store interface {
+	Place(ctx context.Context, p canvas.Placement, idemKey string, tr store.Trace) (canvas.Event, bool, error)
+	Snapshot(ctx context.Context) (canvas.Position, []store.Pixel, error)
+}
+
+// Check is a named readiness probe; a non-nil error makes /readyz fail.
+type Check struct {
+	Name string
+	Fn   func(ctx context.Context) error
+}
+
+// Options configure the API.
+type Options struct {
+	// Size is the canvas extent; placements outside it are rejected.
+	Size canvas.Size
+	// RateLimit is the sustained writes per second allowed per client (by
+	// remote IP); 0 disables limiting. Burst is the bucket size (default
+	// 2×RateLimit, at least 1).
+	RateLimit float64
+	Burst     int
+	// Ready lists the readiness checks behind /readyz.
+	Ready []Check
+	// Health returns the workers' status for /api/health (any JSON value).
+	Health func(ctx context.Context) map[string]any
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// API is the HTTP handler set.
+type API struct {
+	store   Store
+	opts    Options
+	limiter *limiter
+	mux     *http.ServeMux
+}
+
+// maxBody bounds a POST body: a placement is far smaller.
+const maxBody = 1 << 10
+
+// New returns the API. It validates opts.
+func New(s Store, opts Options) (*API, error) {
+	if err := opts.Size.Validate(); err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	if opts.RateLimit < 0 {
+		return nil, errors.New("api: RateLimit must be >= 0")
+	}
+	if opts.Burst <= 0 {
+		opts.Burst = max(1, int(2*opts.RateLimit))
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	a := &API{store: s, opts: opts, mux: http.NewServeMux()}
+	if opts.RateLimit > 0 {
+		a.limiter = newLimiter(opts.RateLimit, opts.Burst)
+	}
+	a.mux.HandleFunc("/api/pixels", a.handlePixels)
+	a.mux.HandleFunc("/api/canvas", a.handleCanvas)
+	a.mux.HandleFunc("/api/health", a.handleHealth)
+	a.mux.HandleFunc("/healthz", a.handleHealthz)
+	a.mux.HandleFunc("/readyz", a.handleReadyz)
+	return a, nil
+}
+
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// HTTP-only error codes, next to the domain's.
+const (
+	eMethod    = "method_not_allowed"
+	eMediaType = "unsupported_media_type"
+	eTooLarge  = "too_large"
+)
+
+// status maps an error code to its HTTP status: the one place that does.
+func status(code string) int {
+	switch code {
+	case canvas.EInvalid:
+		return http.StatusBadRequest
+	case canvas.ENotFound:
+		return http.StatusNotFound
+	case canvas.EConflict:
+		return http.StatusConflict
+	case canvas.ERateLimited:
+		return http.StatusTooManyRequests
+	case canvas.EUnavailable:
+		return http.StatusServiceUnavailable
+	case eMethod:
+		return http.StatusMethodNotAllowed
+	case eMediaType:
+		return http.StatusUnsupportedMediaType
+	case eTooLarge:
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusInternalServerError
+}
+
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := canvas.ErrorCode(err)
+	if code == canvas.EInternal || code == canvas.EUnavailable {
+		a.opts.Logger.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
+	}
+	var body errorBody
+	body.Error.Code, body.Error.Message = code, canvas.ErrorMessage(err)
+	if code == canvas.EUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, status(code), body)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// placeRequest is the POST body. Pointers tell missing fields from zeros.
+type placeRequest struct {
+	GX    *int    `json:"gx"`
+	GY    *int    `json:"gy"`
+	Color *string `json:"color"`
+}
+
+// EventJSON is an event as the API and the WebSocket protocol show it.
+type EventJSON struct {
+	ID          string    `json:"id"`
+	GX          int       `json:"gx"`
+	GY          int       `json:"gy"`
+	Color       string    `json:"color"`
+	Version     int64     `json:"version"`
+	CommittedAt time.Time `json:"committedAt"`
+}
+
+var idemKeyRE = regexp.MustCompile(`^[\x21-\x7e]{1,128}$`)
+
+// traceparent per W3C Trace Context (version 00).
+var traceparentRE = regexp.MustCompile(`^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`)
+
+func (a *API) handlePixels(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		a.writeError(w, r, canvas.Errorf(eMethod, "use POST to place a pixel"))
+		return
+	}
+	p, err := a.decodePlacement(w, r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if key != "" && !idemKeyRE.MatchString(key) {
+		a.writeError(w, r, canvas.Errorf(canvas.EInvalid, "Idempotency-Key must be 1..128 printable ASCII characters"))
+		return
+	}
+	if a.limiter != nil {
+		if ok, wait := a.limiter.allow(clientKey(r)); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+			a.writeError(w, r, canvas.Errorf(canvas.ERateLimited, "too many pixels; wait %s", wait.Round(time.Millisecond)))
+			return
+		}
+	}
+	var tr store.Trace
+	if tp := r.Header.Get("traceparent"); traceparentRE.MatchString(tp) {
+		tr = store.Trace{TraceParent: tp, TraceState: truncate(r.Header.Get("tracestate"), 512)}
+	}
+	ev, replayed, err := a.store.Place(r.Context(), p, key, tr)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	writeJSON(w, http.StatusCreated, EventJSON{
+		ID: ev.ID, GX: ev.GX, GY: ev.GY, Color: ev.Color.String(), Version: ev.Version, CommittedAt: ev.CommittedAt,
+	})
+}
+
+// decodePlacement parses and validates the body strictly: JSON object with
+// exactly gx, gy (integers) and color ("#RRGGBB"), nothing else, ≤ 1 KiB.
+func (a *API) decodePlacement(w http.ResponseWriter, r *http.Request) (canvas.Placement, error) {
+	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || ct != "application/json" {
+		return canvas.Placement{}, canvas.Errorf(eMediaType, "Content-Type must be application/json")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return canvas.Placement{}, canvas.Errorf(eTooLarge, "body must be at most %d bytes", maxBody)
+		}
+		return canvas.Placement{}, canvas.Errorf(canvas.EInvalid, "could not read body")
+	}
+	req, err := parsePlacement(body)
+	if err != nil {
+		return canvas.Placement{}, err
+	}
+	c, err := canvas.ParseColor(*req.Color)
+	if err != nil {
+		return canvas.Placement{}, err
+	}
+	p := canvas.Placement{GX: *req.GX, GY: *req.GY, Color: c}
+	return p, p.Validate(a.opts.Size)
+}
+
+func parsePlacement(body []byte) (placeRequest, error) {
+	var req placeRequest
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, canvas.Errorf(canvas.EInvalid, "body must be a JSON object {\"gx\":int,\"gy\":int,\"color\":\"#RRGGBB\"}: %s", jsonProblem(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return req, canvas.Errorf(canvas.EInvalid, "body must hold exactly one JSON object")
+	}
+	switch {
+	case req.GX == nil:
+		return req, canvas.Errorf(canvas.EInvalid, "gx is required")
+	case req.GY == nil:
+		return req, canvas.Errorf(canvas.EInvalid, "gy is required")
+	case req.Color == nil:
+		return req, canvas.Errorf(canvas.EInvalid, "color is required")
+	}
+	return req, nil
+}
+
+// jsonProblem describes a decoding error without echoing much of the input.
+func jsonProblem(err error) string {
+	var ute *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &ute):
+		return fmt.Sprintf("%s must be %s, got %s", ute.Field, friendlyType(ute.Type.String()), ute.Value)
+	case errors.As(err, &se):
+		return "not valid JSON"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "body is empty or truncated"
+	case strings.HasPrefix(err.Error(), "json: unknown field"):
+		return strings.TrimPrefix(err.Error(), "json: ")
+	}
+	return "not valid JSON"
+}
+
+func friendlyType(t string) string {
+	switch t {
+	case "int":
+		return "an integer"
+	case "string":
+		return "a string"
+	}
+	return t
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// CanvasJSON is the JSON snapshot.
+type CanvasJSON struct {
+	Width    int             `json:"width"`
+	Height   int             `json:"height"`
+	Position canvas.Position `json:"position"`
+	Pixels   []PixelJSON     `json:"pixels"`
+}
+
+// PixelJSON is one painted pixel of a snapshot.
+type PixelJSON struct {
+	GX      int    `json:"gx"`
+	GY      int    `json:"gy"`
+	Color   string `json:"color"`
+	Version int64  `json:"version"`
+}
+
+// Background is the colour of unpainted pixels in the binary snapshot.
+const Background = canvas.Color(0xFFFFFF)
+
+func (a *API) handleCanvas(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		a.writeError(w, r, canvas.Errorf(eMethod, "use GET to read the canvas"))
+		return
+	}
+	pos, pixels, err := a.store.Snapshot(r.Context())
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if wantsBinary(r.Header.Get("Accept")) {
+		a.writeBinary(w, r, pos, pixels)
+		return
+	}
+	out := CanvasJSON{Width: a.opts.Size.Width, Height: a.opts.Size.Height, Position: pos, Pixels: make([]PixelJSON, 0, len(pixels))}
+	for _, p := range pixels {
+		if a.opts.Size.Contains(p.GX, p.GY) {
+			out.Pixels = append(out.Pixels, PixelJSON{GX: p.GX, GY: p.GY, Color: p.Color.String(), Version: p.Version})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func wantsBinary(accept string) bool {
+	for _, part := range strings.Split(accept, ",") {
+		if mt, _, err := mime.ParseMediaType(strings.TrimSpace(part)); err == nil && mt == "application/octet-stream" {
+			return true
+		}
+	}
+	return false
+}
+
+// writeBinary sends the whole canvas as RGB bytes, row-major, gzip-compressed
+// when the client accepts it (a mostly blank 1000×1000 canvas is a few KiB).
+// The position travels in headers. The form carries no versions: a client
+// starting from it converges because the relay publishes each pixel's
+// versions in order.
+func (a *API) writeBinary(w http.ResponseWriter, r *http.Request, pos canvas.Position, pixels []store.Pixel) {
+	sz := a.opts.Size
+	buf := make([]byte, sz.Width*sz.Height*3)
+	br, bg, bb := Background.RGB()
+	for i := 0; i < len(buf); i += 3 {
+		buf[i], buf[i+1], buf[i+2] = br, bg, bb
+	}
+	for _, p := range pixels {
+		if !sz.Contains(p.GX, p.GY) {
+			continue
+		}
+		i := (p.GY*sz.Width + p.GX) * 3
+		buf[i], buf[i+1], buf[i+2] = p.Color.RGB()
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Canvas-Width", strconv.Itoa(sz.Width))
+	h.Set("X-Canvas-Height", strconv.Itoa(sz.Height))
+	h.Set("X-Stream-Epoch", pos.Epoch)
+	h.Set("X-Stream-Seq", strconv.FormatUint(pos.Seq, 10))
+	h.Set("Vary", "Accept, Accept-Encoding")
+	if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+		h.Set("Content-Length", strconv.Itoa(len(buf)))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(buf)
+		return
+	}
+	h.Set("Content-Encoding", "gzip")
+	w.WriteHeader(http.StatusOK)
+	gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+	_, _ = gz.Write(buf)
+	_ = gz.Close()
+}
+
+func (a *API) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (a *API) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	res := map[string]string{}
+	code := http.StatusOK
+	for _, c := range a.opts.Ready {
+		if err := c.Fn(ctx); err != nil {
+			res[c.Name] = err.Error()
+			code = http.StatusServiceUnavailable
+		} else {
+			res[c.Name] = "ok"
+		}
+	}
+	writeJSON(w, code, map[string]any{"ready": code == http.StatusOK, "checks": res})
+}
+
+func (a *API) handleHealth(w http.ResponseWriter, r *http.Request) {
+	out := map[string]any{}
+	if a.opts.Health != nil {
+		out = a.opts.Health(r.Context())
+	}
+	writeJSON(w, http.StatusOK, out)
+}
