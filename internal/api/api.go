@@ -412,3 +412,13 @@ func (a *API) handleHealth(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, out)
 }
+
+// NewHealth returns a handler serving only /healthz, /readyz and /api/health,
+// for roles that run without the write path.
+func NewHealth(ready []Check, health func(ctx context.Context) map[string]any) (http.Handler, error) {
+	a := &API{opts: Options{Ready: ready, Health: health, Logger: slog.Default()}, mux: http.NewServeMux()}
+	a.mux.HandleFunc("/api/health", a.handleHealth)
+	a.mux.HandleFunc("/healthz", a.handleHealthz)
+	a.mux.HandleFunc("/readyz", a.handleReadyz)
+	return a, nil
+}

@@ -33,9 +33,9 @@ import (
 type Outbox interface {
 	AcquireLease(ctx context.Context, holder string, ttl time.Duration) (store.Lease, bool, error)
 	ReleaseLease(ctx context.Context, holder string) error
-	Pending(ctx context.Context, limit int) ([]canvas.Event, error)
+	Claim(ctx context.Context, holder string, at canvas.Position) (string, []canvas.Event, error)
 	Published(ctx context.Context, epoch string, from, to uint64) ([]canvas.Event, error)
-	MarkPublished(ctx context.Context, holder string, from canvas.Position, marks []store.Published, at time.Time) error
+	MarkPublished(ctx context.Context, holder string, from canvas.Position, b store.Batch, at time.Time) error
 	StartEpoch(ctx context.Context, holder string, from canvas.Position, epoch string, republishSince time.Time) (int64, error)
 	WatchOutbox(ctx context.Context) (<-chan struct{}, <-chan error)
 }
@@ -55,7 +55,7 @@ type Options struct {
 	// LeaseTTL is how long a lease lasts unrenewed: a crashed leader's
 	// standby takes over after at most this long. Default 5s.
 	LeaseTTL time.Duration
-	// BatchSize bounds the events published per XADD batch. Default 512.
+	// BatchSize bounds the events appended per XADD script call. Default 512.
 	BatchSize int
 	// PollInterval is the safety-net poll when no change-stream wake-up comes.
 	// Default 1s.
@@ -270,7 +270,7 @@ func (r *Relay) lead(ctx context.Context, lease store.Lease, wake <-chan struct{
 		}
 		n := 0
 		if err == nil {
-			pos, n, err = r.publishBatch(ctx, pos)
+			pos, n, err = r.publishClaim(ctx, pos)
 		}
 		switch {
 		case errors.Is(err, ErrFailpoint), errors.Is(err, store.ErrLeaseLost):
@@ -287,8 +287,8 @@ func (r *Relay) lead(ctx context.Context, lease store.Lease, wake <-chan struct{
 			continue
 		}
 		b.reset()
-		if n == r.opts.BatchSize {
-			continue // more is waiting
+		if n > 0 {
+			continue // more may have arrived while publishing
 		}
 		wait := time.Until(renewAt)
 		t := time.NewTimer(min(wait, r.opts.PollInterval))
@@ -301,34 +301,40 @@ func (r *Relay) lead(ctx context.Context, lease store.Lease, wake <-chan struct{
 	}
 }
 
-// publishBatch publishes up to BatchSize pending events after pos.
-func (r *Relay) publishBatch(ctx context.Context, pos canvas.Position) (canvas.Position, int, error) {
-	events, err := r.out.Pending(ctx, r.opts.BatchSize)
+// publishClaim claims every pending event and publishes them after pos in
+// chunks of BatchSize, then marks them all published in one transaction. It
+// returns the new position and how many events it published.
+func (r *Relay) publishClaim(ctx context.Context, pos canvas.Position) (canvas.Position, int, error) {
+	claim, events, err := r.out.Claim(ctx, r.opts.Holder, pos)
 	if err != nil || len(events) == 0 {
 		return pos, 0, err
 	}
-	// The batch in flight completes even if ctx is cancelled meanwhile:
+	// The claim in flight completes even if ctx is cancelled meanwhile:
 	// shutdown waits for it rather than leaving it unmarked.
-	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	now := time.Now()
-	entries := make([]stream.Entry, len(events))
-	marks := make([]store.Published, len(events))
-	for i, ev := range events {
-		ev.Epoch, ev.Seq = pos.Epoch, pos.Seq+uint64(i)+1
-		entries[i] = stream.Entry{Event: ev, PublishedAt: now}
-		marks[i] = store.Published{ID: ev.ID, Seq: ev.Seq}
-	}
-	if err := r.st.Publish(bctx, pos.Epoch, pos.Seq, entries); err != nil {
-		return pos, 0, fmt.Errorf("publish batch after %s: %w", pos, err)
-	}
-	if r.opts.Failpoint != nil {
-		if err := r.opts.Failpoint("relay:after-xadd"); err != nil {
-			return pos, 0, fmt.Errorf("%w: %v", ErrFailpoint, err)
+	ids := make([]string, len(events))
+	for start := 0; start < len(events); start += r.opts.BatchSize {
+		chunk := events[start:min(start+r.opts.BatchSize, len(events))]
+		tail := pos.Seq + uint64(start)
+		entries := make([]stream.Entry, len(chunk))
+		for i, ev := range chunk {
+			ev.Epoch, ev.Seq = pos.Epoch, tail+uint64(i)+1
+			entries[i] = stream.Entry{Event: ev, PublishedAt: now}
+			ids[start+i] = ev.ID
+		}
+		if err := r.st.Publish(bctx, pos.Epoch, tail, entries); err != nil {
+			return pos, 0, fmt.Errorf("publish %d events after %d: %w", len(entries), tail, err)
+		}
+		if r.opts.Failpoint != nil {
+			if err := r.opts.Failpoint("relay:after-xadd"); err != nil {
+				return pos, 0, fmt.Errorf("%w: %v", ErrFailpoint, err)
+			}
 		}
 	}
-	if err := r.out.MarkPublished(bctx, r.opts.Holder, pos, marks, now); err != nil {
-		return pos, 0, fmt.Errorf("mark %d events published: %w", len(marks), err)
+	if err := r.out.MarkPublished(bctx, r.opts.Holder, pos, store.Batch{Claim: claim, IDs: ids}, now); err != nil {
+		return pos, 0, fmt.Errorf("mark %d events published: %w", len(ids), err)
 	}
 	next := canvas.Position{Epoch: pos.Epoch, Seq: pos.Seq + uint64(len(events))}
 	r.update(func(s *Status) {
@@ -364,14 +370,14 @@ func (r *Relay) sync(ctx context.Context, pos canvas.Position) (canvas.Position,
 			if len(entries) == 0 || entries[0].Seq != pos.Seq+1 {
 				return r.newEpoch(ctx, pos, "unmarked stream entries were trimmed")
 			}
-			marks := make([]store.Published, 0, len(entries))
+			marks := make([]string, 0, len(entries))
 			for i, e := range entries {
 				if e.Seq != pos.Seq+uint64(i)+1 || e.Epoch != pos.Epoch {
 					return r.newEpoch(ctx, pos, fmt.Sprintf("stream entry %d breaks the sequence", e.Seq))
 				}
-				marks = append(marks, store.Published{ID: e.ID, Seq: e.Seq})
+				marks = append(marks, e.ID)
 			}
-			if err := r.out.MarkPublished(ctx, r.opts.Holder, pos, marks, entries[len(entries)-1].PublishedAt); err != nil {
+			if err := r.out.MarkPublished(ctx, r.opts.Holder, pos, store.Batch{IDs: marks}, entries[len(entries)-1].PublishedAt); err != nil {
 				return pos, err
 			}
 			pos.Seq += uint64(len(marks))

@@ -3,9 +3,12 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sort"
 	"time"
 
 	"github.com/256dpi/lungo"
+	"github.com/256dpi/lungo/bsonkit"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/mongo"
@@ -114,11 +117,7 @@ func (s *Store) checkLease(sc lungo.ISessionContext, holder string, at canvas.Po
 	return d, nil
 }
 
-// Pending returns up to limit unpublished events, lowest version first. That
-// order publishes each pixel's versions in order (a version's predecessor
-// committed before it and so is pending in the same read or already
-// published), which keeps a client that starts from a version-less snapshot
-// converging.
+// Pending returns up to limit unpublished events, lowest version first.
 func (s *Store) Pending(ctx context.Context, limit int) ([]canvas.Event, error) {
 	cur, err := s.db.Collection(cOutbox).Find(ctx, bson.M{"state": statePending},
 		options.Find().SetSort(bson.D{{Key: "version", Value: 1}, {Key: "committedAt", Value: 1}}).SetLimit(int64(limit)))
@@ -126,6 +125,37 @@ func (s *Store) Pending(ctx context.Context, limit int) ([]canvas.Event, error) 
 		return nil, unavailable("read pending events", err)
 	}
 	return decodeEvents(ctx, cur)
+}
+
+// Claim tags every pending event with a new claim id, in one transaction
+// fenced by the lease, and returns them lowest version first. Tagging by one
+// predicate costs one collection scan on the embedded engine, where per-id
+// updates would cost one scan each. Events claimed by an earlier (dead or
+// deposed) leader and never marked are simply claimed again.
+//
+// Lowest version first publishes each pixel's versions in order, which keeps
+// a client that starts from a version-less (binary) snapshot converging.
+func (s *Store) Claim(ctx context.Context, holder string, at canvas.Position) (claim string, events []canvas.Event, err error) {
+	claim = primitive.NewObjectID().Hex()
+	err = s.txn(ctx, "claim pending events", func(sc lungo.ISessionContext) error {
+		events = nil
+		if _, err := s.checkLease(sc, holder, at); err != nil {
+			return err
+		}
+		coll := s.db.Collection(cOutbox)
+		res, err := coll.UpdateMany(sc, bson.M{"state": statePending}, bson.M{"$set": bson.M{"claim": claim}})
+		if err != nil || res.MatchedCount == 0 {
+			return err
+		}
+		cur, err := coll.Find(sc, bson.M{"claim": claim},
+			options.Find().SetSort(bson.D{{Key: "version", Value: 1}, {Key: "committedAt", Value: 1}}))
+		if err != nil {
+			return err
+		}
+		events, err = decodeEvents(sc, cur)
+		return err
+	})
+	return claim, events, err
 }
 
 func decodeEvents(ctx context.Context, cur lungo.ICursor) ([]canvas.Event, error) {
@@ -144,59 +174,127 @@ func decodeEvents(ctx context.Context, cur lungo.ICursor) ([]canvas.Event, error
 	return out, nil
 }
 
+// batchDoc records which events a run of sequence numbers carried, so a
+// stream that lost its newest entries can be repaired from the outbox.
+type batchDoc struct {
+	ID          string    `bson:"_id"`
+	Epoch       string    `bson:"epoch"`
+	First       uint64    `bson:"first"`
+	Last        uint64    `bson:"last"`
+	IDs         []string  `bson:"ids"`
+	PublishedAt time.Time `bson:"publishedAt"`
+}
+
 // Published returns the events published in epoch with from <= seq <= to,
-// in sequence order (to repair a stream that lost its newest entries).
+// in sequence order, as far as the outbox still holds them.
 func (s *Store) Published(ctx context.Context, epoch string, from, to uint64) ([]canvas.Event, error) {
-	cur, err := s.db.Collection(cOutbox).Find(ctx,
-		bson.M{"state": statePublished, "epoch": epoch, "seq": bson.M{"$gte": from, "$lte": to}},
-		options.Find().SetSort(bson.D{{Key: "seq", Value: 1}}))
+	cur, err := s.db.Collection(cBatches).Find(ctx,
+		bson.M{"epoch": epoch, "last": bson.M{"$gte": from}, "first": bson.M{"$lte": to}},
+		options.Find().SetSort(bson.D{{Key: "first", Value: 1}}))
+	if err != nil {
+		return nil, unavailable("read published batches", err)
+	}
+	var batches []batchDoc
+	if err := cur.All(ctx, &batches); err != nil {
+		return nil, unavailable("read published batches", err)
+	}
+	seqOf := map[primitive.ObjectID]uint64{}
+	var oids []primitive.ObjectID
+	for _, b := range batches {
+		for i, id := range b.IDs {
+			seq := b.First + uint64(i)
+			if seq < from || seq > to {
+				continue
+			}
+			oid, err := primitive.ObjectIDFromHex(id)
+			if err != nil {
+				return nil, fmt.Errorf("batch %s: %w", b.ID, err)
+			}
+			seqOf[oid] = seq
+			oids = append(oids, oid)
+		}
+	}
+	if len(oids) == 0 {
+		return nil, nil
+	}
+	cur, err = s.db.Collection(cOutbox).Find(ctx, bson.M{"_id": bson.M{"$in": oids}, "state": statePublished, "epoch": epoch})
 	if err != nil {
 		return nil, unavailable("read published events", err)
 	}
-	return decodeEvents(ctx, cur)
+	events, err := decodeEvents(ctx, cur)
+	if err != nil {
+		return nil, err
+	}
+	for i := range events {
+		oid, _ := primitive.ObjectIDFromHex(events[i].ID)
+		events[i].Seq = seqOf[oid]
+	}
+	sort.Slice(events, func(i, j int) bool { return events[i].Seq < events[j].Seq })
+	return events, nil
 }
 
-// Published marks describe events that are in the stream.
-type Published struct {
-	ID  string // outbox id
-	Seq uint64
+// Batch is a run of events appended to the stream at from.Seq+1, from.Seq+2, …
+// in the order of IDs. Claim, when set, is the claim they were taken under:
+// they are then marked by that one predicate rather than id by id.
+type Batch struct {
+	Claim string
+	IDs   []string
 }
 
-// MarkPublished records that events were appended to the stream at their
-// sequence numbers, moving the sequencer from `from` to the last of them,
-// in one transaction fenced by the lease: if holder lost the lease or the
-// sequence moved, nothing is written and ErrLeaseLost is returned.
-func (s *Store) MarkPublished(ctx context.Context, holder string, from canvas.Position, marks []Published, at time.Time) error {
-	if len(marks) == 0 {
+// MarkPublished records that the batch was appended to the stream after
+// position from, moving the sequencer to its last sequence number, in one
+// transaction fenced by the lease: if holder lost the lease or the sequence
+// moved, nothing is written and ErrLeaseLost is returned.
+func (s *Store) MarkPublished(ctx context.Context, holder string, from canvas.Position, b Batch, at time.Time) error {
+	if len(b.IDs) == 0 {
 		return nil
 	}
-	ids := make([]primitive.ObjectID, len(marks))
-	for i, m := range marks {
-		oid, err := primitive.ObjectIDFromHex(m.ID)
-		if err != nil {
-			return canvas.Errorf(canvas.EInvalid, "outbox id %q: %v", m.ID, err)
+	var filter bson.M
+	if b.Claim != "" {
+		filter = bson.M{"claim": b.Claim}
+	} else {
+		oids := make([]primitive.ObjectID, len(b.IDs))
+		for i, id := range b.IDs {
+			oid, err := primitive.ObjectIDFromHex(id)
+			if err != nil {
+				return canvas.Errorf(canvas.EInvalid, "outbox id %q: %v", id, err)
+			}
+			oids[i] = oid
 		}
-		ids[i] = oid
+		filter = bson.M{"_id": bson.M{"$in": oids}}
 	}
 	at = at.UTC()
+	last := from.Seq + uint64(len(b.IDs))
 	return s.txn(ctx, "mark published", func(sc lungo.ISessionContext) error {
 		if _, err := s.checkLease(sc, holder, from); err != nil {
 			return err
 		}
-		models := make([]mongo.WriteModel, len(marks))
-		for i, m := range marks {
-			models[i] = mongo.NewUpdateOneModel().SetFilter(bson.M{"_id": ids[i]}).SetUpdate(bson.M{"$set": bson.M{
-				"state": statePublished, "epoch": from.Epoch, "seq": m.Seq, "publishedAt": at,
-			}})
-		}
-		if _, err := s.db.Collection(cOutbox).BulkWrite(sc, models); err != nil {
-			return err
+		coll := s.db.Collection(cOutbox)
+		if s.opts.PruneOnPublish {
+			if err := s.deleteNewestFirst(sc, cOutbox, filter); err != nil {
+				return err
+			}
+		} else {
+			_, err := coll.UpdateMany(sc, filter, bson.M{
+				"$set":   bson.M{"state": statePublished, "epoch": from.Epoch, "publishedAt": at},
+				"$unset": bson.M{"claim": ""},
+			})
+			if err != nil {
+				return err
+			}
+			_, err = s.db.Collection(cBatches).InsertOne(sc, batchDoc{
+				ID: fmt.Sprintf("%s/%d", from.Epoch, from.Seq+1), Epoch: from.Epoch,
+				First: from.Seq + 1, Last: last, IDs: b.IDs, PublishedAt: at,
+			})
+			if err != nil {
+				return err
+			}
 		}
 		if err := s.failpoint("mark:before-commit"); err != nil {
 			return err
 		}
 		_, err := s.db.Collection(cSequencers).UpdateOne(sc, bson.M{"_id": s.opts.Canvas},
-			bson.M{"$set": bson.M{"seq": marks[len(marks)-1].Seq}})
+			bson.M{"$set": bson.M{"seq": last}})
 		return err
 	})
 }
@@ -212,7 +310,7 @@ func (s *Store) StartEpoch(ctx context.Context, holder string, from canvas.Posit
 		}
 		res, err := s.db.Collection(cOutbox).UpdateMany(sc,
 			bson.M{"state": statePublished, "publishedAt": bson.M{"$gte": republishSince.UTC()}},
-			bson.M{"$set": bson.M{"state": statePending}, "$unset": bson.M{"epoch": "", "seq": "", "publishedAt": ""}})
+			bson.M{"$set": bson.M{"state": statePending}, "$unset": bson.M{"epoch": "", "publishedAt": ""}})
 		if err != nil {
 			return err
 		}
@@ -250,4 +348,28 @@ func (s *Store) WatchOutbox(ctx context.Context) (<-chan struct{}, <-chan error)
 		close(errc)
 	}()
 	return wake, errc
+}
+
+// deleteNewestFirst deletes the documents matching filter. On the embedded
+// engine it removes them newest first: lungo keeps a collection as a list and
+// removing one entry re-indexes every entry after it, so deleting a drained
+// backlog oldest-first costs O(k·n) while newest-first costs O(k·p), p being
+// the few events still pending after it. Elsewhere it is DeleteMany.
+func (s *Store) deleteNewestFirst(sc lungo.ISessionContext, coll string, filter bson.M) error {
+	if ls, ok := sc.(*lungo.SessionContext); ok {
+		if txn := ls.Transaction(); txn != nil {
+			query, err := bsonkit.Transform(filter)
+			if err != nil {
+				return fmt.Errorf("delete from %s: %w", coll, err)
+			}
+			newestFirst, err := bsonkit.Transform(bson.D{{Key: "_id", Value: -1}})
+			if err != nil {
+				return fmt.Errorf("delete from %s: %w", coll, err)
+			}
+			_, err = txn.Delete(lungo.Handle{s.db.Name(), coll}, query, newestFirst, 0, 0)
+			return err
+		}
+	}
+	_, err := s.db.Collection(coll).DeleteMany(sc, filter)
+	return err
 }

@@ -27,6 +27,7 @@ const (
 	cOutbox      = "outbox"
 	cSequencers  = "sequencers"
 	cIdempotency = "idempotency"
+	cBatches     = "batches"
 )
 
 // Outbox states.
@@ -41,8 +42,13 @@ type Options struct {
 	Canvas string
 	// Retention is how long published outbox events are kept (TTL index on
 	// publishedAt); it is also the window republished after Redis forgets.
-	// Default 7 days.
+	// Default 7 days. With PruneOnPublish it is unused.
 	Retention time.Duration
+	// PruneOnPublish deletes events as soon as they are published. The
+	// embedded engine copies a collection on every write to it, so its outbox
+	// must hold little more than the backlog; after Redis loses its data,
+	// clients then recover from the snapshot (resync) rather than a replay.
+	PruneOnPublish bool
 	// IdempotencyTTL is how long an Idempotency-Key is remembered. Default 24h.
 	IdempotencyTTL time.Duration
 	// TxnAttempts bounds how often a transaction is tried on transient
@@ -169,9 +175,11 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 		model mongo.IndexModel
 	}{
 		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "state", Value: 1}, {Key: "version", Value: 1}}}},
-		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "epoch", Value: 1}, {Key: "seq", Value: 1}}}},
+		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "claim", Value: 1}}}},
 		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "publishedAt", Value: 1}}, Options: options.Index().SetExpireAfterSeconds(*secs(s.opts.Retention))}},
 		{cPixels, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}}}},
+		{cBatches, mongo.IndexModel{Keys: bson.D{{Key: "epoch", Value: 1}, {Key: "last", Value: 1}}}},
+		{cBatches, mongo.IndexModel{Keys: bson.D{{Key: "publishedAt", Value: 1}}, Options: options.Index().SetExpireAfterSeconds(*secs(s.opts.Retention))}},
 		{cIdempotency, mongo.IndexModel{Keys: bson.D{{Key: "createdAt", Value: 1}}, Options: options.Index().SetExpireAfterSeconds(*secs(s.opts.IdempotencyTTL))}},
 	}
 	for _, i := range idx {
@@ -310,8 +318,8 @@ type outboxDoc struct {
 	CommittedAt time.Time          `bson:"committedAt"`
 	Trace       traceDoc           `bson:"trace"`
 	State       string             `bson:"state"`
+	Claim       string             `bson:"claim,omitempty"`
 	Epoch       string             `bson:"epoch,omitempty"`
-	Seq         uint64             `bson:"seq,omitempty"`
 	PublishedAt *time.Time         `bson:"publishedAt,omitempty"`
 }
 
@@ -329,7 +337,7 @@ func (d outboxDoc) event() (canvas.Event, error) {
 		ID: d.ID.Hex(), Kind: canvas.Kind(d.Kind), GX: d.GX, GY: d.GY, Color: c,
 		Version: d.Version, CommittedAt: d.CommittedAt,
 		TraceParent: d.Trace.TraceParent, TraceState: d.Trace.TraceState,
-		Epoch: d.Epoch, Seq: d.Seq,
+		Epoch: d.Epoch,
 	}, nil
 }
 

@@ -1,0 +1,338 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pixelflow/pixelflow/internal/api"
+	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/config"
+	"github.com/pixelflow/pixelflow/internal/gateway"
+	"github.com/pixelflow/pixelflow/internal/redisproc"
+	"github.com/pixelflow/pixelflow/internal/relay"
+	"github.com/pixelflow/pixelflow/internal/store"
+	"github.com/pixelflow/pixelflow/internal/stream"
+)
+
+// Main is the program: parse flags, Run, Close. Tests run it in-process on
+// port 0 with a memory store.
+type Main struct {
+	Config config.Config
+	Logger *slog.Logger
+
+	// Addr is the address the HTTP server listens on, set by Run.
+	Addr string
+
+	store    *store.Store
+	redis    *redis.Client
+	redisSrv *redisproc.Server
+	relay    *relay.Relay
+	gateway  *gateway.Gateway
+	server   *http.Server
+
+	cancelWorkers context.CancelFunc
+	workers       sync.WaitGroup
+	serveErr      chan error
+}
+
+// NewMain returns a Main with a JSON logger on stderr.
+func NewMain() *Main {
+	return &Main{Logger: slog.New(slog.NewJSONHandler(os.Stderr, nil))}
+}
+
+// ParseFlags reads the role, flags and environment.
+func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
+	c, err := config.Parse(args, getenv)
+	if err != nil {
+		return err
+	}
+	m.Config = c
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.LogLevel))
+	m.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})).With("role", c.Role, "instance", c.InstanceID)
+	return nil
+}
+
+func (m *Main) has(role string) bool {
+	switch m.Config.Role {
+	case "serve":
+		return true
+	case "api":
+		// The embedded store lives in this process, so its relay must too.
+		return role == "api" || (role == "relay" && m.Config.Embedded())
+	}
+	return m.Config.Role == role
+}
+
+// Run starts the roles and returns once the server listens. Close stops them.
+func (m *Main) Run(ctx context.Context) error {
+	c := m.Config
+	if m.has("api") || m.has("relay") {
+		if err := m.openStore(ctx); err != nil {
+			return err
+		}
+	}
+	if m.has("relay") || m.has("gateway") {
+		if err := m.openRedis(ctx); err != nil {
+			return err
+		}
+	}
+	mux := http.NewServeMux()
+	workerCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.cancelWorkers = cancel
+	var ready []api.Check
+	if m.store != nil {
+		ready = append(ready, api.Check{Name: "store", Fn: m.store.Ping})
+	}
+	if m.redis != nil {
+		ready = append(ready, api.Check{Name: "redis", Fn: func(ctx context.Context) error {
+			if err := m.redis.Ping(ctx).Err(); err != nil {
+				return fmt.Errorf("redis: %w", err)
+			}
+			return nil
+		}})
+	}
+	if m.has("relay") {
+		st := stream.New(m.redis, c.Canvas, c.StreamMaxLen)
+		r, err := relay.New(m.store, st, relay.Options{
+			Holder:          c.InstanceID + "-" + fmt.Sprint(os.Getpid()),
+			LeaseTTL:        c.LeaseTTL,
+			RepublishWindow: c.Retention,
+			Logger:          m.Logger,
+		})
+		if err != nil {
+			return err
+		}
+		m.relay = r
+		m.goWorker(func() error { return r.Run(workerCtx) })
+	}
+	if m.has("gateway") {
+		g, err := gateway.New(gateway.Options{
+			Redis:          m.redis,
+			Canvas:         c.Canvas,
+			InstanceID:     c.InstanceID,
+			AllowedOrigins: c.AllowedOrigins,
+			MaxConns:       c.MaxConns,
+			Logger:         m.Logger,
+		})
+		if err != nil {
+			return err
+		}
+		m.gateway = g
+		m.goWorker(func() error { return g.Run(workerCtx) })
+		mux.Handle("/ws", g)
+		ready = append(ready, api.Check{Name: "gateway", Fn: func(context.Context) error {
+			if s := g.Stats(); !s.Ready {
+				return fmt.Errorf("gateway not consuming: %s", s.LastError)
+			}
+			return nil
+		}})
+	}
+	var handler http.Handler
+	if m.has("api") {
+		a, err := api.New(m.store, api.Options{
+			Size:      canvas.Size{Width: c.Width, Height: c.Height},
+			RateLimit: c.RateLimit,
+			Burst:     c.RateBurst,
+			Ready:     ready,
+			Health:    m.health,
+			Logger:    m.Logger,
+		})
+		if err != nil {
+			return err
+		}
+		handler = a
+	} else {
+		handler = healthOnly(ready, m.health)
+		if c.APIURL != "" {
+			u, _ := url.Parse(c.APIURL)
+			proxy := httputil.NewSingleHostReverseProxy(u)
+			mux.Handle("/api/", proxy)
+		}
+	}
+	mux.Handle("/", handler)
+	return m.listen(mux)
+}
+
+func (m *Main) goWorker(run func() error) {
+	m.workers.Add(1)
+	go func() {
+		defer m.workers.Done()
+		if err := run(); err != nil && !errors.Is(err, context.Canceled) {
+			m.Logger.Error("worker stopped", "err", err)
+		}
+	}()
+}
+
+func (m *Main) openStore(ctx context.Context) error {
+	c := m.Config
+	path := ""
+	if c.Embedded() && c.DataDir != "" {
+		if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
+			return fmt.Errorf("DATA_DIR %q: %w", c.DataDir, err)
+		}
+		path = filepath.Join(c.DataDir, "pixelflow.lungo")
+	}
+	s, err := store.Open(ctx, c.MongoURI, path, store.Options{Canvas: c.Canvas, Retention: c.Retention, Logger: m.Logger})
+	if err != nil {
+		return err
+	}
+	m.store = s
+	kind := "MongoDB " + redactURI(c.MongoURI)
+	if c.Embedded() {
+		kind = "embedded (lungo) " + map[bool]string{true: "file " + path, false: "memory"}[path != ""]
+	}
+	m.Logger.Info("store opened", "store", kind)
+	return nil
+}
+
+func (m *Main) openRedis(ctx context.Context) error {
+	c := m.Config
+	u := c.RedisURL
+	if u == "" {
+		dir := filepath.Join(c.DataDir, "redis")
+		if c.DataDir == "" {
+			d, err := os.MkdirTemp("", "pixelflow-redis-")
+			if err != nil {
+				return fmt.Errorf("redis temp dir: %w", err)
+			}
+			dir = d
+		}
+		srv, err := redisproc.Start(ctx, redisproc.Options{Dir: dir, AppendOnly: c.DataDir != ""})
+		if err != nil {
+			return fmt.Errorf("REDIS_URL is not set and a private redis-server could not start: %w", err)
+		}
+		m.redisSrv = srv
+		u = srv.URL()
+		m.Logger.Info("started private redis-server", "addr", srv.Addr(), "pid", srv.Pid(), "dir", dir)
+	}
+	opt, err := redis.ParseURL(u)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = 2*time.Second, 3*time.Second, 3*time.Second
+	m.redis = redis.NewClient(opt)
+	return nil
+}
+
+func (m *Main) listen(h http.Handler) error {
+	ln, err := net.Listen("tcp", m.Config.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (PORT/HOST): %w", m.Config.Addr, err)
+	}
+	m.Addr = ln.Addr().String()
+	m.server = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 120 * time.Second}
+	m.serveErr = make(chan error, 1)
+	go func() { m.serveErr <- m.server.Serve(ln) }()
+	m.Logger.Info("listening", "addr", m.Addr, "url", "http://"+displayAddr(m.Addr))
+	return nil
+}
+
+// Close shuts down in order: stop taking requests, finish the relay's batch
+// in flight and release its lease, close WebSockets, then Redis and the store.
+func (m *Main) Close() error {
+	grace := m.Config.ShutdownGrace
+	ctx, cancel := context.WithTimeout(context.Background(), max(grace, time.Second))
+	defer cancel()
+	var errs []error
+	if m.gateway != nil {
+		m.gateway.Close()
+	}
+	if m.server != nil {
+		if err := m.server.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+	}
+	if m.cancelWorkers != nil {
+		m.cancelWorkers()
+	}
+	done := make(chan struct{})
+	go func() { m.workers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, errors.New("workers did not stop within SHUTDOWN_GRACE"))
+	}
+	if m.redis != nil {
+		_ = m.redis.Close()
+	}
+	if m.store != nil {
+		if err := m.store.Close(context.Background()); err != nil {
+			errs = append(errs, fmt.Errorf("close store: %w", err))
+		}
+	}
+	if m.redisSrv != nil {
+		m.redisSrv.Kill()
+	}
+	return errors.Join(errs...)
+}
+
+// health is /api/health: each worker's status.
+func (m *Main) health(ctx context.Context) map[string]any {
+	out := map[string]any{"role": m.Config.Role, "instance": m.Config.InstanceID}
+	if m.store != nil {
+		ob := map[string]any{}
+		if n, oldest, err := m.store.Backlog(ctx); err != nil {
+			ob["error"] = canvas.ErrorMessage(err)
+		} else {
+			ob["backlog"] = n
+			if !oldest.IsZero() {
+				ob["oldestPendingAgeSeconds"] = time.Since(oldest).Seconds()
+			}
+		}
+		if seq, err := m.store.Sequencer(ctx); err == nil {
+			ob["leaseHolder"], ob["epoch"], ob["seq"] = seq.Holder, seq.Epoch, seq.Seq
+		}
+		ob["txnRetries"] = m.store.Retries()
+		out["outbox"] = ob
+		out["store"] = map[bool]string{true: "embedded", false: "mongodb"}[m.Config.Embedded()]
+	}
+	if m.relay != nil {
+		out["relay"] = m.relay.Status()
+	}
+	if m.gateway != nil {
+		out["gateway"] = m.gateway.Stats()
+	}
+	return out
+}
+
+// healthOnly serves /healthz, /readyz and /api/health for roles without the API.
+func healthOnly(ready []api.Check, health func(context.Context) map[string]any) http.Handler {
+	a, _ := api.NewHealth(ready, health)
+	return a
+}
+
+func redactURI(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unparseable URI)"
+	}
+	if p.User != nil {
+		p.User = url.User(p.User.Username())
+	}
+	return p.String()
+}
+
+func displayAddr(addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	if host == "" || host == "::" || host == "0.0.0.0" {
+		host = "localhost"
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return host + ":" + port
+}

@@ -1,0 +1,591 @@
+// Package client is pixelflow's Go WebSocket client, the one the end-to-end
+// suites, the chaos drills and the load test run by the hundreds. It speaks
+// the protocol in docs/protocol.md exactly as a browser should: position
+// first (the hello), then the snapshot; events applied only when their
+// version is newer; every event's sequence checked for continuity, a gap
+// answered by reconnecting with ?since= (a replay) rather than by silence;
+// a resync answered by reloading the snapshot.
+//
+// Concurrency: Run owns the connection and reads it on its own goroutine; a
+// second goroutine loads snapshots when asked (coalescing requests), so a
+// slow snapshot never stops the reading. Both merge into one canvas under
+// one mutex; merging by version is commutative, so their order does not
+// matter. Every other method may be called from any goroutine.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/pixelflow/pixelflow/internal/canvas"
+)
+
+// Options configure a Client.
+type Options struct {
+	// BaseURL is a gateway's http://host:port (it serves /ws). Required.
+	BaseURL string
+	// SnapshotURL is the http base URL serving GET /api/canvas. Default
+	// BaseURL (a `serve` process has both).
+	SnapshotURL string
+	// Name labels the client in logs.
+	Name string
+	// OnEvent, when set, is called for every event received (duplicates
+	// and canaries included), in order, on the reading goroutine: a slow
+	// hook makes a slow client.
+	OnEvent func(Received)
+	// HTTPClient loads snapshots. Default: a client with a 10s timeout.
+	HTTPClient *http.Client
+	// Dialer opens WebSocket connections. Default: a dialer with a 10s
+	// handshake timeout.
+	Dialer *websocket.Dialer
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Received is one event as the client received it.
+type Received struct {
+	Event      canvas.Event // Seq and Epoch are the stream position it arrived at
+	ReceivedAt time.Time
+	Epoch      string
+	// Dup is set when the event's sequence was already covered (a replay
+	// overlapping what the client had, or a gateway re-delivery).
+	Dup bool
+	// PublishedAt is when the relay published it (zero if not sent).
+	PublishedAt time.Time
+}
+
+// CanvasPixel is one painted pixel of the client's canvas.
+type CanvasPixel struct {
+	Color   canvas.Color
+	Version int64
+}
+
+// ClientStats counts what happened to a client.
+type ClientStats struct {
+	Connects   int64 // WebSocket connections opened
+	Resumes    int64 // hellos that accepted the client's ?since= position
+	Resyncs    int64 // resync frames received
+	Received   int64 // events received (duplicates and canaries included)
+	Duplicates int64 // events at or below the position when they arrived
+	Gaps       int64 // sequence gaps detected (each caused a reconnect)
+	Canaries   int64 // canary events received
+	Snapshots  int64 // snapshots loaded
+	// SnapshotPending is set while a requested snapshot is not loaded yet.
+	SnapshotPending bool
+	// LastRTT is the round trip of the last Ping answered.
+	LastRTT time.Duration
+}
+
+// Client follows one canvas through gateways. See the package comment.
+type Client struct {
+	opts     Options
+	log      *slog.Logger
+	http     *http.Client
+	dialer   *websocket.Dialer
+	snapReq  chan struct{}
+	running  atomic.Bool
+	pingSent atomic.Int64 // unix nanos of the last Ping
+
+	writeMu sync.Mutex // serializes Ping's writes
+
+	mu       sync.Mutex
+	pos      canvas.Position
+	havePos  bool // pos is a position a gateway can resume from
+	pixels   map[[2]int]CanvasPixel
+	history  []Received
+	stats    ClientStats
+	ws       *websocket.Conn
+	resume   chan struct{} // non-nil while paused; closed on resume
+	snapWant uint64        // snapshot requests made
+	snapDone uint64        // requests satisfied by a loaded snapshot
+}
+
+// New returns a client; Run connects it.
+func New(opts Options) *Client {
+	if opts.SnapshotURL == "" {
+		opts.SnapshotURL = opts.BaseURL
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if opts.Dialer == nil {
+		opts.Dialer = &websocket.Dialer{HandshakeTimeout: 10 * time.Second}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Client{
+		opts:    opts,
+		log:     opts.Logger.With("component", "client", "name", opts.Name),
+		http:    opts.HTTPClient,
+		dialer:  opts.Dialer,
+		snapReq: make(chan struct{}, 1),
+		pixels:  make(map[[2]int]CanvasPixel),
+	}
+}
+
+const (
+	readTimeout  = 90 * time.Second // the gateway pings every 20s
+	maxFrameSize = 64 << 20
+	minBackoff   = 50 * time.Millisecond
+	maxBackoff   = 2 * time.Second
+)
+
+// errGap ends a session whose stream skipped a sequence number; Run
+// reconnects at once with ?since= so the gateway replays the gap.
+var errGap = errors.New("sequence gap")
+
+// Run connects, follows the stream and reconnects (with backoff, resuming
+// from its position) until ctx ends; then it returns nil. It returns an
+// error only for a BaseURL it cannot use.
+func (c *Client) Run(ctx context.Context) error {
+	if !c.running.CompareAndSwap(false, true) {
+		return errors.New("client: Run called twice")
+	}
+	defer c.running.Store(false)
+	wsURL, err := endpoint(c.opts.BaseURL, "/ws", true)
+	if err != nil {
+		return err
+	}
+	snapURL, err := endpoint(c.opts.SnapshotURL, "/api/canvas", false)
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.snapshotLoop(ctx, snapURL)
+	}()
+	defer wg.Wait()
+	var n int
+	for {
+		hello, err := c.session(ctx, wsURL)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if hello {
+			n = 0
+		}
+		if errors.Is(err, errGap) {
+			c.log.Warn("sequence gap; reconnecting to replay it", "position", c.Position().String())
+			continue
+		}
+		d := backoff(n)
+		n++
+		c.log.Debug("connection ended; reconnecting", "err", err, "in", d)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(d):
+		}
+	}
+}
+
+// endpoint turns a base URL into the URL of path, as ws:// when ws is set.
+func endpoint(base, path string, ws bool) (string, error) {
+	u, err := url.Parse(base)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("client: base URL %q is not an absolute http URL", base)
+	}
+	if ws {
+		switch u.Scheme {
+		case "http", "ws":
+			u.Scheme = "ws"
+		case "https", "wss":
+			u.Scheme = "wss"
+		default:
+			return "", fmt.Errorf("client: base URL %q: scheme must be http or https", base)
+		}
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + path
+	u.RawQuery = ""
+	return u.String(), nil
+}
+
+// frame is any server → client frame.
+type frame struct {
+	Type    string      `json:"type"`
+	Epoch   string      `json:"epoch"`
+	Seq     uint64      `json:"seq"`
+	Resumed bool        `json:"resumed"`
+	Reason  string      `json:"reason"`
+	Events  []wireEvent `json:"events"`
+}
+
+type wireEvent struct {
+	Seq         uint64    `json:"seq"`
+	ID          string    `json:"id"`
+	Kind        string    `json:"kind"`
+	GX          int       `json:"gx"`
+	GY          int       `json:"gy"`
+	Color       string    `json:"color"`
+	Version     int64     `json:"version"`
+	CommittedAt time.Time `json:"committedAt"`
+	PublishedAt time.Time `json:"publishedAt"`
+}
+
+// session runs one connection until it fails; hello reports whether the
+// gateway greeted it (then the backoff starts over).
+func (c *Client) session(ctx context.Context, wsURL string) (hello bool, err error) {
+	c.mu.Lock()
+	since, resuming := c.pos, c.havePos
+	c.mu.Unlock()
+	if resuming {
+		wsURL += "?since=" + url.QueryEscape(since.String())
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ws, resp, err := c.dialer.DialContext(dctx, wsURL, nil)
+	cancel()
+	if err != nil {
+		if resp != nil && resp.StatusCode == http.StatusBadRequest && resuming {
+			// The gateway refuses our position outright: start afresh.
+			c.mu.Lock()
+			c.havePos = false
+			c.mu.Unlock()
+		}
+		return false, fmt.Errorf("dial: %w", err)
+	}
+	c.mu.Lock()
+	c.ws = ws
+	c.stats.Connects++
+	c.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() { _ = ws.NetConn().Close() })
+	defer func() {
+		stop()
+		_ = ws.Close()
+		c.mu.Lock()
+		if c.ws == ws {
+			c.ws = nil
+		}
+		c.mu.Unlock()
+	}()
+	ws.SetReadLimit(maxFrameSize)
+	for {
+		if err := c.waitUnpaused(ctx); err != nil {
+			return hello, err
+		}
+		_ = ws.SetReadDeadline(time.Now().Add(readTimeout))
+		mt, data, err := ws.ReadMessage()
+		if err != nil {
+			return hello, err
+		}
+		now := time.Now()
+		if mt != websocket.TextMessage {
+			continue
+		}
+		var f frame
+		if err := json.Unmarshal(data, &f); err != nil {
+			return hello, fmt.Errorf("bad frame from gateway: %w", err)
+		}
+		switch f.Type {
+		case "hello":
+			hello = true
+			c.onHello(f, resuming, since)
+		case "events":
+			if !hello {
+				return hello, errors.New("events before hello")
+			}
+			if err := c.onEvents(f.Events, now); err != nil {
+				return hello, err
+			}
+		case "resync":
+			c.onResync(f)
+		case "pong":
+			if sent := c.pingSent.Load(); sent != 0 {
+				c.mu.Lock()
+				c.stats.LastRTT = now.Sub(time.Unix(0, sent))
+				c.mu.Unlock()
+			}
+		}
+	}
+}
+
+// onHello adopts the gateway's position unless it accepted ours, in which
+// case the replay of the gap follows and no snapshot is needed.
+func (c *Client) onHello(f frame, resuming bool, since canvas.Position) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if resuming && f.Resumed && f.Epoch == since.Epoch {
+		c.stats.Resumes++
+		return
+	}
+	c.pos = canvas.Position{Epoch: f.Epoch, Seq: f.Seq}
+	c.havePos = f.Epoch != ""
+	c.requestSnapshotLocked()
+}
+
+// onResync moves to the gateway's position and reloads the snapshot: the
+// events before it cannot be delivered, the events after it will be.
+func (c *Client) onResync(f frame) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stats.Resyncs++
+	c.pos = canvas.Position{Epoch: f.Epoch, Seq: f.Seq}
+	c.havePos = f.Epoch != ""
+	c.log.Debug("resync", "reason", f.Reason, "position", c.pos.String())
+	c.requestSnapshotLocked()
+}
+
+// onEvents checks continuity and applies each event by version.
+func (c *Client) onEvents(evs []wireEvent, now time.Time) error {
+	recs := make([]Received, 0, len(evs))
+	var gap error
+	c.mu.Lock()
+	for _, w := range evs {
+		col, err := canvas.ParseColor(w.Color)
+		if err != nil {
+			c.mu.Unlock()
+			return fmt.Errorf("event %d: %w", w.Seq, err)
+		}
+		r := Received{
+			Event: canvas.Event{
+				ID: w.ID, Kind: canvas.Kind(w.Kind), GX: w.GX, GY: w.GY, Color: col,
+				Version: w.Version, CommittedAt: w.CommittedAt, Epoch: c.pos.Epoch, Seq: w.Seq,
+			},
+			ReceivedAt: now, Epoch: c.pos.Epoch, PublishedAt: w.PublishedAt,
+		}
+		if r.Event.Kind == "" {
+			r.Event.Kind = canvas.KindPixel
+		}
+		switch {
+		case w.Seq <= c.pos.Seq:
+			r.Dup = true
+			c.stats.Duplicates++
+		case w.Seq == c.pos.Seq+1:
+			c.pos.Seq = w.Seq
+		default:
+			c.stats.Gaps++
+			gap = fmt.Errorf("%w: got %d after %d", errGap, w.Seq, c.pos.Seq)
+		}
+		if gap != nil {
+			break
+		}
+		c.stats.Received++
+		if r.Event.Kind == canvas.KindCanary {
+			c.stats.Canaries++
+		} else {
+			c.applyLocked(w.GX, w.GY, col, w.Version)
+		}
+		c.history = append(c.history, r)
+		recs = append(recs, r)
+	}
+	c.mu.Unlock()
+	if c.opts.OnEvent != nil {
+		for _, r := range recs {
+			c.opts.OnEvent(r)
+		}
+	}
+	return gap
+}
+
+// applyLocked keeps the newest version of a pixel: duplicates, replays and
+// snapshots can arrive in any order and still converge.
+func (c *Client) applyLocked(gx, gy int, col canvas.Color, version int64) {
+	k := [2]int{gx, gy}
+	if cur, ok := c.pixels[k]; ok && cur.Version >= version {
+		return
+	}
+	c.pixels[k] = CanvasPixel{Color: col, Version: version}
+}
+
+func (c *Client) requestSnapshotLocked() {
+	c.snapWant++
+	select {
+	case c.snapReq <- struct{}{}:
+	default:
+	}
+}
+
+// snapshotLoop loads the snapshot whenever asked, retrying with backoff
+// until it succeeds; requests made while a load runs cause one more load,
+// since that load may predate the position they came with.
+func (c *Client) snapshotLoop(ctx context.Context, snapURL string) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.snapReq:
+		}
+		for n := 0; ; n++ {
+			c.mu.Lock()
+			want := c.snapWant
+			c.mu.Unlock()
+			err := c.loadSnapshot(ctx, snapURL)
+			if err == nil {
+				c.mu.Lock()
+				c.snapDone = max(c.snapDone, want)
+				c.stats.Snapshots++
+				c.mu.Unlock()
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			d := backoff(n)
+			c.log.Warn("snapshot failed; retrying", "err", err, "in", d)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(d):
+			}
+		}
+	}
+}
+
+// snapshotJSON is GET /api/canvas.
+type snapshotJSON struct {
+	Width    int             `json:"width"`
+	Height   int             `json:"height"`
+	Position canvas.Position `json:"position"`
+	Pixels   []struct {
+		GX      int    `json:"gx"`
+		GY      int    `json:"gy"`
+		Color   string `json:"color"`
+		Version int64  `json:"version"`
+	} `json:"pixels"`
+}
+
+func (c *Client) loadSnapshot(ctx context.Context, snapURL string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, snapURL, nil)
+	if err != nil {
+		return fmt.Errorf("snapshot request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("get snapshot: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("get snapshot: status %s", resp.Status)
+	}
+	var s snapshotJSON
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		return fmt.Errorf("decode snapshot: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range s.Pixels {
+		col, err := canvas.ParseColor(p.Color)
+		if err != nil {
+			return fmt.Errorf("snapshot pixel (%d,%d): %w", p.GX, p.GY, err)
+		}
+		c.applyLocked(p.GX, p.GY, col, p.Version)
+	}
+	return nil
+}
+
+// Position is the last (epoch, seq) the client holds every event up to.
+func (c *Client) Position() canvas.Position {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pos
+}
+
+// Canvas returns a copy of the client's canvas: every painted pixel.
+func (c *Client) Canvas() map[[2]int]CanvasPixel {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[[2]int]CanvasPixel, len(c.pixels))
+	for k, v := range c.pixels {
+		out[k] = v
+	}
+	return out
+}
+
+// History returns every event received, in order, with its receive time.
+func (c *Client) History() []Received {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Received(nil), c.history...)
+}
+
+// Stats returns the client's counters.
+func (c *Client) Stats() ClientStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.stats
+	s.SnapshotPending = c.snapDone < c.snapWant
+	return s
+}
+
+// Drop cuts the current connection without a close handshake, like a
+// network failure; Run reconnects and resumes.
+func (c *Client) Drop() {
+	c.mu.Lock()
+	ws := c.ws
+	c.mu.Unlock()
+	if ws != nil {
+		_ = ws.NetConn().Close()
+	}
+}
+
+// Pause stops (true) or restarts (false) reading from the socket, so the
+// gateway sees a stalled client.
+func (c *Client) Pause(p bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case p && c.resume == nil:
+		c.resume = make(chan struct{})
+	case !p && c.resume != nil:
+		close(c.resume)
+		c.resume = nil
+	}
+}
+
+func (c *Client) waitUnpaused(ctx context.Context) error {
+	c.mu.Lock()
+	ch := c.resume
+	c.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Ping sends {"type":"ping"}; the pong's round trip lands in
+// Stats().LastRTT.
+func (c *Client) Ping() error {
+	c.mu.Lock()
+	ws := c.ws
+	c.mu.Unlock()
+	if ws == nil {
+		return errors.New("client: not connected")
+	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	c.pingSent.Store(time.Now().UnixNano())
+	_ = ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping"}`)); err != nil {
+		return fmt.Errorf("client: ping: %w", err)
+	}
+	return nil
+}
+
+// backoff is the n-th reconnect delay: exponential with jitter.
+func backoff(n int) time.Duration {
+	d := minBackoff << min(n, 10)
+	if d > maxBackoff {
+		d = maxBackoff
+	}
+	return d/2 + rand.N(d/2+1)
+}

@@ -1,0 +1,329 @@
+package client_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/client"
+	"github.com/pixelflow/pixelflow/internal/gateway"
+	"github.com/pixelflow/pixelflow/internal/gateway/gatewaytest"
+	"github.com/pixelflow/pixelflow/internal/redisproc"
+)
+
+const waitFor = 8 * time.Second
+
+// fakeGateway plays scripted connections: the i-th connection runs
+// script[i] (the last one repeats), and /api/canvas serves snapshot.
+type fakeGateway struct {
+	t        *testing.T
+	srv      *httptest.Server
+	script   []func(ws *websocket.Conn, since string)
+	conns    atomic.Int32
+	snapshot atomic.Value // string: the /api/canvas body
+	snaps    atomic.Int32
+}
+
+func newFake(t *testing.T, script ...func(ws *websocket.Conn, since string)) *fakeGateway {
+	f := &fakeGateway{t: t, script: script}
+	f.snapshot.Store(`{"width":8,"height":8,"position":{"epoch":"e1","seq":0},"pixels":[]}`)
+	up := websocket.Upgrader{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		i := int(f.conns.Add(1)) - 1
+		s := f.script[min(i, len(f.script)-1)]
+		s(ws, r.URL.Query().Get("since"))
+	})
+	mux.HandleFunc("/api/canvas", func(w http.ResponseWriter, _ *http.Request) {
+		f.snaps.Add(1)
+		_, _ = w.Write([]byte(f.snapshot.Load().(string)))
+	})
+	f.srv = httptest.NewServer(mux)
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+// send writes v as a JSON text frame.
+func send(ws *websocket.Conn, v any) {
+	b, _ := json.Marshal(v)
+	_ = ws.WriteMessage(websocket.TextMessage, b)
+}
+
+// hold keeps a scripted connection open until the client goes away.
+func hold(ws *websocket.Conn) {
+	for {
+		if _, _, err := ws.ReadMessage(); err != nil {
+			return
+		}
+	}
+}
+
+func hello(epoch string, seq uint64, resumed bool) map[string]any {
+	return map[string]any{"type": "hello", "epoch": epoch, "seq": seq, "resumed": resumed}
+}
+
+type ev struct {
+	Seq     uint64 `json:"seq"`
+	Kind    string `json:"kind,omitempty"`
+	GX      int    `json:"gx"`
+	GY      int    `json:"gy"`
+	Color   string `json:"color"`
+	Version int64  `json:"version"`
+}
+
+func events(evs ...ev) map[string]any {
+	for i := range evs {
+		if evs[i].Color == "" {
+			evs[i].Color = "#112233"
+		}
+	}
+	return map[string]any{"type": "events", "events": evs}
+}
+
+func run(t *testing.T, o client.Options) *client.Client {
+	t.Helper()
+	o.Logger = gatewaytest.Logger()
+	c := client.New(o)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	return c
+}
+
+// A sequence gap makes the client reconnect with since=<last contiguous>,
+// and the replay fills the gap.
+func TestClientReplaysGap(t *testing.T) {
+	sinces := make(chan string, 4)
+	f := newFake(t,
+		func(ws *websocket.Conn, since string) {
+			sinces <- since
+			send(ws, hello("e1", 0, false))
+			send(ws, events(ev{Seq: 1, GX: 1, Version: 1}, ev{Seq: 2, GX: 2, Version: 1}))
+			send(ws, events(ev{Seq: 4, GX: 4, Version: 1}))
+			hold(ws)
+		},
+		func(ws *websocket.Conn, since string) {
+			sinces <- since
+			send(ws, hello("e1", 4, true))
+			send(ws, events(ev{Seq: 3, GX: 3, Version: 1}, ev{Seq: 4, GX: 4, Version: 1}))
+			hold(ws)
+		})
+	c := run(t, client.Options{BaseURL: f.srv.URL})
+	for i, want := range []string{"", "e1:2"} {
+		select {
+		case got := <-sinces:
+			if got != want {
+				t.Fatalf("connection %d since %q, want %q", i, got, want)
+			}
+		case <-time.After(waitFor):
+			t.Fatalf("connection %d never came", i)
+		}
+	}
+	gatewaytest.Eventually(t, waitFor, func() error {
+		if p := c.Position(); p != (canvas.Position{Epoch: "e1", Seq: 4}) {
+			return fmt.Errorf("position %v", p)
+		}
+		return nil
+	})
+	var seqs []uint64
+	for _, r := range c.History() {
+		if !r.Dup {
+			seqs = append(seqs, r.Event.Seq)
+		}
+	}
+	if fmt.Sprint(seqs) != "[1 2 3 4]" {
+		t.Fatalf("history %v", seqs)
+	}
+	if st := c.Stats(); st.Gaps != 1 || st.Connects != 2 || st.Resumes != 1 || st.Snapshots != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	if len(c.Canvas()) != 4 {
+		t.Fatalf("canvas %v", c.Canvas())
+	}
+}
+
+// Versions decide, not arrival order: an older version never overwrites a
+// newer one, duplicates are flagged, canaries count for continuity only.
+func TestClientAppliesByVersion(t *testing.T) {
+	var got []client.Received
+	var mu sync.Mutex
+	f := newFake(t, func(ws *websocket.Conn, _ string) {
+		send(ws, hello("e1", 0, false))
+		send(ws, events(
+			ev{Seq: 1, GX: 1, GY: 1, Color: "#0000FF", Version: 2},
+			ev{Seq: 2, GX: 1, GY: 1, Color: "#FF0000", Version: 1},
+			ev{Seq: 3, Kind: "canary"},
+		))
+		send(ws, events(ev{Seq: 2, GX: 1, GY: 1, Color: "#FF0000", Version: 1}))
+		hold(ws)
+	})
+	f.snapshot.Store(`{"width":8,"height":8,"position":{"epoch":"e1","seq":0},"pixels":[{"gx":1,"gy":1,"color":"#00FF00","version":1},{"gx":5,"gy":5,"color":"#ABCDEF","version":7}]}`)
+	c := run(t, client.Options{BaseURL: f.srv.URL, OnEvent: func(r client.Received) {
+		mu.Lock()
+		got = append(got, r)
+		mu.Unlock()
+	}})
+	gatewaytest.Eventually(t, waitFor, func() error {
+		if st := c.Stats(); st.Received != 4 || st.Snapshots != 1 {
+			return fmt.Errorf("stats %+v", st)
+		}
+		return nil
+	})
+	want := map[[2]int]client.CanvasPixel{
+		{1, 1}: {Color: 0x0000FF, Version: 2},
+		{5, 5}: {Color: 0xABCDEF, Version: 7},
+	}
+	if cv := c.Canvas(); fmt.Sprint(cv) != fmt.Sprint(want) {
+		t.Fatalf("canvas %v, want %v", cv, want)
+	}
+	st := c.Stats()
+	if st.Duplicates != 1 || st.Canaries != 1 || st.Gaps != 0 || c.Position().Seq != 3 {
+		t.Fatalf("stats %+v position %v", st, c.Position())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 4 || !got[3].Dup || got[2].Event.Kind != canvas.KindCanary || got[0].Epoch != "e1" {
+		t.Fatalf("hook saw %+v", got)
+	}
+}
+
+// A resync moves the position and reloads the snapshot on the same
+// connection.
+func TestClientResyncReloadsSnapshot(t *testing.T) {
+	next := make(chan struct{})
+	f := newFake(t, func(ws *websocket.Conn, _ string) {
+		send(ws, hello("e1", 5, false))
+		<-next
+		send(ws, map[string]any{"type": "resync", "reason": "slow", "epoch": "e2", "seq": 9})
+		send(ws, events(ev{Seq: 10, GX: 3, Version: 4}))
+		hold(ws)
+	})
+	c := run(t, client.Options{BaseURL: f.srv.URL})
+	gatewaytest.Eventually(t, waitFor, func() error {
+		if st := c.Stats(); st.Snapshots != 1 {
+			return fmt.Errorf("stats %+v", st)
+		}
+		return nil
+	})
+	f.snapshot.Store(`{"width":8,"height":8,"position":{"epoch":"e2","seq":9},"pixels":[{"gx":7,"gy":7,"color":"#010203","version":3}]}`)
+	close(next)
+	gatewaytest.Eventually(t, waitFor, func() error {
+		st := c.Stats()
+		if st.Snapshots != 2 || st.Resyncs != 1 || st.SnapshotPending || c.Position() != (canvas.Position{Epoch: "e2", Seq: 10}) || len(c.Canvas()) != 2 {
+			return fmt.Errorf("stats %+v position %v canvas %v", st, c.Position(), c.Canvas())
+		}
+		return nil
+	})
+	if st := c.Stats(); st.Connects != 1 {
+		t.Fatalf("resync reconnected: %+v", st)
+	}
+}
+
+// A snapshot that fails is retried until it loads.
+func TestClientRetriesSnapshot(t *testing.T) {
+	var calls atomic.Int32
+	mux := http.NewServeMux()
+	mux.HandleFunc("/api/canvas", func(w http.ResponseWriter, _ *http.Request) {
+		if calls.Add(1) < 3 {
+			http.Error(w, `{"error":{"code":"unavailable","message":"down"}}`, http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte(`{"width":8,"height":8,"position":{"epoch":"e1","seq":0},"pixels":[{"gx":0,"gy":0,"color":"#FFFFFF","version":1}]}`))
+	})
+	snaps := httptest.NewServer(mux)
+	t.Cleanup(snaps.Close)
+	f := newFake(t, func(ws *websocket.Conn, _ string) {
+		send(ws, hello("e1", 0, false))
+		hold(ws)
+	})
+	c := run(t, client.Options{BaseURL: f.srv.URL, SnapshotURL: snaps.URL})
+	gatewaytest.Eventually(t, waitFor, func() error {
+		if st := c.Stats(); st.Snapshots != 1 || st.SnapshotPending || len(c.Canvas()) != 1 {
+			return fmt.Errorf("stats %+v", st)
+		}
+		return nil
+	})
+	if n := calls.Load(); n != 3 {
+		t.Fatalf("%d snapshot calls, want 3", n)
+	}
+}
+
+func TestClientRejectsBadBaseURL(t *testing.T) {
+	for _, u := range []string{"", "127.0.0.1:80", "ftp://127.0.0.1/"} {
+		if err := client.New(client.Options{BaseURL: u}).Run(context.Background()); err == nil {
+			t.Errorf("base URL %q accepted", u)
+		}
+	}
+}
+
+// Against a real gateway: drops resume without loss, a pause stalls only
+// this client, pings measure the round trip.
+func TestClientWithRealGateway(t *testing.T) {
+	srv := redisproc.MustStart(t, false)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	pub := gatewaytest.NewPublisher(t, rdb, "t")
+	pub.StartEpoch("e1")
+	pub.Publish(20)
+	gw := gatewaytest.Start(t, gateway.Options{Redis: rdb, Canvas: "t", InstanceID: "a"}, pub)
+	gw.WaitReady(t, "e1")
+	c := run(t, client.Options{BaseURL: gw.URL})
+	converged := func() error {
+		if p := c.Position(); p != pub.Position() {
+			return fmt.Errorf("position %v, want %v", p, pub.Position())
+		}
+		want, got := pub.Pixels(), c.Canvas()
+		if len(got) != len(want) {
+			return fmt.Errorf("canvas %d pixels, want %d", len(got), len(want))
+		}
+		for k, w := range want {
+			if got[k] != (client.CanvasPixel{Color: w.Color, Version: w.Version}) {
+				return fmt.Errorf("pixel %v: %v, want %v", k, got[k], w)
+			}
+		}
+		return nil
+	}
+	gatewaytest.Eventually(t, waitFor, converged)
+	for range 5 {
+		c.Drop()
+		pub.Publish(30)
+	}
+	c.Pause(true)
+	pub.Publish(30)
+	c.Pause(false)
+	gatewaytest.Eventually(t, waitFor, converged)
+	if err := c.Ping(); err != nil {
+		t.Fatal(err)
+	}
+	gatewaytest.Eventually(t, waitFor, func() error {
+		if c.Stats().LastRTT <= 0 {
+			return fmt.Errorf("no pong yet")
+		}
+		return nil
+	})
+	st := c.Stats()
+	if st.Resyncs != 0 || st.Gaps != 0 || st.Connects < 2 || st.Snapshots != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}

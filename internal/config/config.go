@@ -1,0 +1,294 @@
+// Package config reads pixelflow's settings from flags and the environment
+// (a flag wins over its variable, which wins over the default) and validates
+// them all before anything starts: a bad value stops the program with one
+// line naming the setting.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the validated configuration of one pixelflow process.
+type Config struct {
+	Role string // serve, api, relay, gateway
+
+	MongoURI string // empty: embedded store
+	DataDir  string // embedded store file's directory; "" = memory
+	RedisURL string // empty: serve starts a private redis-server
+	Addr     string // listen address, from HOST and PORT
+
+	Canvas         string
+	Width, Height  int
+	RateLimit      float64
+	RateBurst      int
+	LeaseTTL       time.Duration
+	Retention      time.Duration
+	StreamMaxLen   int64
+	InstanceID     string
+	AllowedOrigins []string
+	MaxConns       int
+	APIURL         string // gateway role: where /api/* is proxied
+	LogLevel       string
+	ShutdownGrace  time.Duration
+}
+
+// Embedded reports whether the store is the embedded engine.
+func (c Config) Embedded() bool { return c.MongoURI == "" }
+
+// setting is one configurable value: its flag, its variable and its default.
+type setting struct {
+	flag, env, def, help string
+	val                  *string
+	set                  bool
+}
+
+// Roles lists the subcommands.
+var Roles = []string{"serve", "api", "relay", "gateway"}
+
+// Usage describes every setting, for -h and the README.
+func Usage(w io.Writer) {
+	fs, _ := newFlagSet(nil)
+	fmt.Fprintf(w, "usage: pixelflow <%s> [flags]\n\nEvery flag can be set by the environment variable in brackets.\n\n", strings.Join(Roles, "|"))
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+}
+
+func newFlagSet(getenv func(string) string) (*flag.FlagSet, []*setting) {
+	host := sanitize(os.Hostname())
+	settings := []*setting{
+		{flag: "mongo-uri", env: "MONGO_URI", help: "MongoDB replica set URI; empty runs the embedded store"},
+		{flag: "data-dir", env: "DATA_DIR", def: "data", help: "directory of the embedded store's file (and the private redis-server's data); \"memory\" keeps it in memory"},
+		{flag: "redis-url", env: "REDIS_URL", help: "Redis URL (redis://host:port/db); empty: serve/gateway start a private redis-server child"},
+		{flag: "host", env: "HOST", help: "listen host (empty: all interfaces)"},
+		{flag: "port", env: "PORT", def: "8080", help: "listen port (0 picks a free one)"},
+		{flag: "canvas", env: "CANVAS_NAME", def: "main", help: "canvas name (letters, digits, - and _)"},
+		{flag: "width", env: "CANVAS_WIDTH", help: "canvas width in pixels (default 1000 on MongoDB, 256 embedded)"},
+		{flag: "height", env: "CANVAS_HEIGHT", help: "canvas height in pixels (default 1000 on MongoDB, 256 embedded)"},
+		{flag: "rate-limit", env: "RATE_LIMIT", def: "20", help: "pixels per second allowed per client IP; 0 disables"},
+		{flag: "rate-burst", env: "RATE_BURST", def: "40", help: "burst of pixels allowed per client IP"},
+		{flag: "lease-ttl", env: "LEASE_TTL", def: "5s", help: "relay lease duration; a standby takes over within it"},
+		{flag: "retention", env: "RETENTION", help: "how long published outbox events are kept (default 168h on MongoDB, 30s embedded: the embedded engine copies collections per write, so its outbox must stay small)"},
+		{flag: "stream-maxlen", env: "STREAM_MAXLEN", def: "100000", help: "approximate bound on the Redis stream's length"},
+		{flag: "instance-id", env: "INSTANCE_ID", def: host, help: "stable id of this process (gateway consumer group, relay lease holder)"},
+		{flag: "allowed-origins", env: "ALLOWED_ORIGINS", help: "comma-separated Origins allowed on /ws; empty: same origin only; * allows any"},
+		{flag: "max-conns", env: "MAX_CONNS", def: "10000", help: "WebSocket connections allowed per gateway"},
+		{flag: "api-url", env: "API_URL", help: "gateway role: base URL of an api process to proxy /api/* to"},
+		{flag: "log-level", env: "LOG_LEVEL", def: "info", help: "debug, info, warn or error"},
+		{flag: "shutdown-grace", env: "SHUTDOWN_GRACE", def: "10s", help: "how long shutdown waits for requests and the batch in flight"},
+	}
+	fs := flag.NewFlagSet("pixelflow", flag.ContinueOnError)
+	for _, s := range settings {
+		s.val = new(string)
+		def := s.def
+		if getenv != nil {
+			if v, ok := lookup(getenv, s.env); ok {
+				def, s.set = v, true
+			}
+		}
+		*s.val = def
+		help := s.help + " [" + s.env + "]"
+		fs.StringVar(s.val, s.flag, def, help)
+	}
+	return fs, settings
+}
+
+func lookup(getenv func(string) string, key string) (string, bool) {
+	v := getenv(key)
+	return v, v != ""
+}
+
+// Parse reads args (the role first) and the environment through getenv.
+func Parse(args []string, getenv func(string) string) (Config, error) {
+	var c Config
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return c, fmt.Errorf("missing role: pixelflow <%s> [flags]", strings.Join(Roles, "|"))
+	}
+	c.Role = args[0]
+	switch c.Role {
+	case "serve", "api", "relay", "gateway":
+	default:
+		return c, fmt.Errorf("unknown role %q: want one of %s", c.Role, strings.Join(Roles, ", "))
+	}
+	fs, settings := newFlagSet(getenv)
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, err
+		}
+		return c, fmt.Errorf("flags: %w", err)
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	fs.Visit(func(f *flag.Flag) {
+		for _, s := range settings {
+			if s.flag == f.Name {
+				s.set = true
+			}
+		}
+	})
+	get := map[string]*setting{}
+	for _, s := range settings {
+		get[s.env] = s
+	}
+	p := parser{get: get}
+	c.MongoURI = p.str("MONGO_URI")
+	if c.MongoURI != "" && !strings.HasPrefix(c.MongoURI, "mongodb://") && !strings.HasPrefix(c.MongoURI, "mongodb+srv://") {
+		p.fail("MONGO_URI", c.MongoURI, "must start with mongodb:// or mongodb+srv://")
+	}
+	c.DataDir = p.str("DATA_DIR")
+	if c.DataDir == "memory" {
+		c.DataDir = ""
+	}
+	c.RedisURL = p.str("REDIS_URL")
+	if c.RedisURL != "" {
+		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			p.fail("REDIS_URL", c.RedisURL, "must look like redis://host:port")
+		}
+	}
+	port := p.intRange("PORT", 0, 65535)
+	c.Addr = p.str("HOST") + ":" + strconv.Itoa(port)
+	c.Canvas = p.str("CANVAS_NAME")
+	if !validName(c.Canvas) {
+		p.fail("CANVAS_NAME", c.Canvas, "must be 1..64 letters, digits, - or _")
+	}
+	defSize := 1000
+	if c.Embedded() {
+		defSize = 256
+	}
+	c.Width = p.intDefault("CANVAS_WIDTH", defSize, 1, 4096)
+	c.Height = p.intDefault("CANVAS_HEIGHT", defSize, 1, 4096)
+	c.RateLimit = p.float("RATE_LIMIT")
+	c.RateBurst = p.intRange("RATE_BURST", 1, 1_000_000)
+	c.LeaseTTL = p.duration("LEASE_TTL", 500*time.Millisecond, time.Hour)
+	defRet := 7 * 24 * time.Hour
+	if c.Embedded() {
+		defRet = 30 * time.Second
+	}
+	if get["RETENTION"].set {
+		c.Retention = p.duration("RETENTION", time.Second, 365*24*time.Hour)
+	} else {
+		c.Retention = defRet
+	}
+	c.StreamMaxLen = int64(p.intRange("STREAM_MAXLEN", 100, 1<<30))
+	c.InstanceID = p.str("INSTANCE_ID")
+	if !validName(c.InstanceID) {
+		p.fail("INSTANCE_ID", c.InstanceID, "must be 1..64 letters, digits, - or _ (set it explicitly)")
+	}
+	if o := p.str("ALLOWED_ORIGINS"); o != "" {
+		for _, s := range strings.Split(o, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				if s != "*" {
+					if u, err := url.Parse(s); err != nil || u.Scheme == "" || u.Host == "" {
+						p.fail("ALLOWED_ORIGINS", s, "each origin must look like http://host[:port] or be *")
+					}
+				}
+				c.AllowedOrigins = append(c.AllowedOrigins, s)
+			}
+		}
+	}
+	c.MaxConns = p.intRange("MAX_CONNS", 1, 1_000_000)
+	c.APIURL = p.str("API_URL")
+	if c.APIURL != "" {
+		if u, err := url.Parse(c.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.fail("API_URL", c.APIURL, "must look like http://host:port")
+		}
+	}
+	c.LogLevel = p.str("LOG_LEVEL")
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		p.fail("LOG_LEVEL", c.LogLevel, "must be debug, info, warn or error")
+	}
+	c.ShutdownGrace = p.duration("SHUTDOWN_GRACE", 0, 10*time.Minute)
+	if p.err != nil {
+		return c, p.err
+	}
+	if c.Role == "relay" && c.Embedded() {
+		return c, errors.New("MONGO_URI: the relay role needs MongoDB; the embedded store lives inside one process, so run `serve`, or `api` (which runs the relay with the embedded store)")
+	}
+	return c, nil
+}
+
+// sanitize turns a host name into a valid instance id.
+func sanitize(host string, err error) string {
+	if err != nil || host == "" {
+		return "pixelflow"
+	}
+	b := []byte(host)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			b[i] = '-'
+		}
+	}
+	return string(b[:min(len(b), 64)])
+}
+
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// parser converts settings, keeping the first error.
+type parser struct {
+	get map[string]*setting
+	err error
+}
+
+func (p *parser) fail(env, val, why string) {
+	if p.err == nil {
+		s := p.get[env]
+		p.err = fmt.Errorf("invalid %s (-%s) %q: %s", env, s.flag, val, why)
+	}
+}
+
+func (p *parser) str(env string) string { return strings.TrimSpace(*p.get[env].val) }
+
+func (p *parser) intRange(env string, lo, hi int) int {
+	v := p.str(env)
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		p.fail(env, v, fmt.Sprintf("must be an integer from %d to %d", lo, hi))
+	}
+	return n
+}
+
+func (p *parser) intDefault(env string, def, lo, hi int) int {
+	if p.str(env) == "" {
+		return def
+	}
+	return p.intRange(env, lo, hi)
+}
+
+func (p *parser) float(env string) float64 {
+	v := p.str(env)
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 || f > 1e9 {
+		p.fail(env, v, "must be a number >= 0")
+	}
+	return f
+}
+
+func (p *parser) duration(env string, lo, hi time.Duration) time.Duration {
+	v := p.str(env)
+	d, err := time.ParseDuration(v)
+	if err != nil || d < lo || d > hi {
+		p.fail(env, v, fmt.Sprintf("must be a duration from %s to %s (e.g. 5s)", lo, hi))
+	}
+	return d
+}

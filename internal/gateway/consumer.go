@@ -1,0 +1,371 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/stream"
+)
+
+// consumer is the state of the consume loop; only its goroutine touches it.
+type consumer struct {
+	g *Gateway
+	// known is false until the hub's position has been set from Redis.
+	known bool
+	// needInit makes the next iteration (re)create the group and re-read
+	// the epoch: at start, after NOGROUP, after the stream vanished.
+	needInit bool
+	// pendingFirst makes the next reads re-read this consumer's own pending
+	// entries ("0") before new ones (">"): at start and after any error, as
+	// an XACK may have been lost.
+	pendingFirst bool
+	lastClaim    time.Time
+	count        int64 // XREADGROUP COUNT
+}
+
+// errStopped is how a test failpoint ends Run.
+var errStopped = errors.New("gateway: stopped by failpoint")
+
+// consume is the consumer loop: the only writer of the hub's position.
+func (g *Gateway) consume(ctx context.Context) error {
+	cs := &consumer{g: g, needInit: true, pendingFirst: true, lastClaim: time.Now()}
+	// A batch must fit an empty queue, or every client would be degraded by
+	// one read: read at most half a queue at a time.
+	cs.count = int64(min(maxReadCount, max(1, g.opts.QueueLen/2)))
+	var bo backoff
+	for ctx.Err() == nil {
+		err := cs.step(ctx)
+		switch {
+		case err == nil:
+			bo.reset()
+			continue
+		case errors.Is(err, errStopped):
+			return err
+		case ctx.Err() != nil:
+			return nil
+		}
+		g.fail(err)
+		cs.pendingFirst = true
+		if isGroupGone(err) {
+			cs.needInit = true
+		}
+		d := bo.next(50*time.Millisecond, 5*time.Second)
+		g.log.Warn("stream read failed; retrying", "err", err, "in", d)
+		sleep(ctx, d)
+	}
+	return nil
+}
+
+// step does one unit of work: init, a claim pass, or one read.
+func (cs *consumer) step(ctx context.Context) error {
+	g := cs.g
+	if cs.needInit {
+		if err := cs.init(ctx); err != nil {
+			return err
+		}
+		cs.needInit = false
+	}
+	if every := max(g.opts.ClaimIdle/2, 50*time.Millisecond); time.Since(cs.lastClaim) >= every {
+		if err := cs.claim(ctx); err != nil {
+			return err
+		}
+		cs.lastClaim = time.Now()
+	}
+	args := &redis.XReadGroupArgs{
+		Group:    g.group,
+		Consumer: g.opts.InstanceID,
+		Streams:  []string{g.keys.Stream, ">"},
+		Count:    cs.count,
+		Block:    g.block,
+	}
+	if cs.pendingFirst {
+		args.Streams[1], args.Block = "0", -1
+	}
+	res, err := g.opts.Redis.XReadGroup(ctx, args).Result()
+	if errors.Is(err, redis.Nil) { // BLOCK timed out: nothing new
+		g.ok()
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("xreadgroup %s: %w", g.group, err)
+	}
+	g.ok()
+	var msgs []redis.XMessage
+	if len(res) > 0 {
+		msgs = res[0].Messages
+	}
+	if cs.pendingFirst && len(msgs) == 0 {
+		cs.pendingFirst = false
+		return nil
+	}
+	return cs.process(ctx, msgs)
+}
+
+// init reads the epoch, makes sure the group exists and sets the hub's
+// position. The heartbeat is written first so that no reaper can see the
+// new group without a live instance behind it.
+func (cs *consumer) init(ctx context.Context) error {
+	g := cs.g
+	if err := g.beat(ctx); err != nil {
+		return err
+	}
+	epoch, err := g.opts.Redis.Get(ctx, g.keys.Epoch).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("read epoch: %w", err)
+	}
+	pos := g.hub.position()
+	// A group recreated in the same epoch (reaped while we were away)
+	// starts after what the hub already broadcast; in a new epoch, or the
+	// first time, at the stream's start.
+	start := "0"
+	if cs.known && epoch == pos.Epoch && pos.Seq > 0 {
+		start = stream.ID(pos.Seq)
+	}
+	created, err := g.createGroup(ctx, start)
+	if err != nil {
+		return err
+	}
+	if !cs.known || epoch != pos.Epoch {
+		var base uint64
+		if !created {
+			if base, err = g.groupBase(ctx); err != nil {
+				return err
+			}
+		}
+		next := canvas.Position{Epoch: epoch, Seq: base}
+		if next != pos {
+			g.log.Info("following stream", posAttr(next), "was", pos.String(), "group_created", created)
+		}
+		g.hub.resync(ReasonEpoch, next)
+		cs.known = true
+	}
+	cs.pendingFirst = true
+	return nil
+}
+
+// createGroup creates this instance's group at start (MKSTREAM, so it can
+// precede the first entry); false if it already existed.
+func (g *Gateway) createGroup(ctx context.Context, start string) (bool, error) {
+	err := g.opts.Redis.XGroupCreateMkStream(ctx, g.keys.Stream, g.group, start).Err()
+	switch {
+	case err == nil:
+		return true, nil
+	case strings.HasPrefix(err.Error(), "BUSYGROUP"):
+		return false, nil
+	}
+	return false, fmt.Errorf("create group %s: %w", g.group, err)
+}
+
+// groupBase is the position a restarted instance can promise its clients:
+// everything after it is either still pending in the group (re-read at
+// once) or not yet delivered to it. Acknowledged entries above it are
+// re-read by gap filling, harmlessly.
+func (g *Gateway) groupBase(ctx context.Context) (uint64, error) {
+	groups, err := g.opts.Redis.XInfoGroups(ctx, g.keys.Stream).Result()
+	if err != nil {
+		return 0, fmt.Errorf("xinfo groups: %w", err)
+	}
+	var base uint64
+	found := false
+	for _, gr := range groups {
+		if gr.Name == g.group {
+			base, found = seqOf(gr.LastDeliveredID), true
+		}
+	}
+	if !found {
+		return 0, fmt.Errorf("group %s: %w", g.group, errGroupGone)
+	}
+	p, err := g.opts.Redis.XPending(ctx, g.keys.Stream, g.group).Result()
+	if err != nil {
+		return 0, fmt.Errorf("xpending: %w", err)
+	}
+	if p.Count > 0 {
+		if low := seqOf(p.Lower); low > 0 {
+			base = min(base, low-1)
+		}
+	}
+	return base, nil
+}
+
+// seqOf is the sequence number of an entry id, 0 for "0-0" or junk.
+func seqOf(id string) uint64 {
+	seq, err := stream.ParseID(id)
+	if err != nil {
+		return 0
+	}
+	return seq
+}
+
+// claim takes over entries of this group that some consumer read but left
+// unacknowledged for longer than ClaimIdle (a previous process under another
+// consumer name), and processes them like fresh ones.
+func (cs *consumer) claim(ctx context.Context) error {
+	g := cs.g
+	start := "0-0"
+	for range 100 { // bounded: a huge pending list is worked off over several passes
+		msgs, next, err := g.opts.Redis.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+			Stream: g.keys.Stream, Group: g.group, Consumer: g.opts.InstanceID,
+			MinIdle: g.opts.ClaimIdle, Start: start, Count: cs.count,
+		}).Result()
+		if err != nil {
+			return fmt.Errorf("xautoclaim: %w", err)
+		}
+		if len(msgs) > 0 {
+			g.log.Info("claimed idle entries", "count", len(msgs), "first", msgs[0].ID)
+			if err := cs.process(ctx, msgs); err != nil {
+				return err
+			}
+		}
+		if next == "0-0" || next == "" {
+			return nil
+		}
+		start = next
+	}
+	return nil
+}
+
+// process broadcasts what msgs add to the hub's position, in sequence
+// order, filling gaps from the stream, then acknowledges all of msgs. Entries
+// at or below the position are duplicates: counted and acknowledged, never
+// broadcast twice.
+func (cs *consumer) process(ctx context.Context, msgs []redis.XMessage) error {
+	g := cs.g
+	entries := make([]stream.Entry, 0, len(msgs))
+	ids := make([]string, 0, len(msgs))
+	for _, m := range msgs {
+		ids = append(ids, m.ID)
+		if len(m.Values) == 0 { // deleted (trimmed) while pending
+			continue
+		}
+		e, err := stream.Decode(m)
+		if err != nil {
+			// A malformed entry cannot be delivered; the hole it leaves is
+			// a gap, which resyncs clients below.
+			g.log.Error("undecodable stream entry skipped", "id", m.ID, "err", err)
+			continue
+		}
+		entries = append(entries, e)
+	}
+	if g.hooks.beforeBroadcast != nil {
+		if err := g.hooks.beforeBroadcast(ctx, entries); err != nil {
+			return fmt.Errorf("%w: %v", errStopped, err)
+		}
+	}
+	pos := g.hub.position()
+	batch := make([][]byte, 0, len(entries))
+	flush := func() {
+		if len(batch) > 0 {
+			g.hub.broadcast(batch, pos.Seq)
+			batch = make([][]byte, 0, len(entries))
+		}
+	}
+	for _, e := range entries {
+		if e.Epoch != pos.Epoch {
+			// The stream was replaced under the group (a new epoch): start
+			// over at its beginning; gap filling recovers what precedes e.
+			flush()
+			g.log.Info("stream epoch changed", "from", pos.Epoch, "to", e.Epoch)
+			pos = canvas.Position{Epoch: e.Epoch}
+			g.hub.resync(ReasonEpoch, pos)
+		}
+		if e.Seq <= pos.Seq {
+			g.stats.duplicates.Add(1)
+			continue
+		}
+		if e.Seq > pos.Seq+1 {
+			flush()
+			next, err := cs.fill(ctx, pos, e.Seq-1)
+			if err != nil {
+				return err
+			}
+			pos = next
+		}
+		if e.Kind == canvas.KindCanary {
+			g.stats.lastCanary.Store(time.Now().UnixNano())
+		}
+		batch = append(batch, encodeEvent(e))
+		pos.Seq = e.Seq
+	}
+	flush()
+	if len(ids) == 0 {
+		return nil
+	}
+	if err := g.opts.Redis.XAck(ctx, g.keys.Stream, g.group, ids...).Err(); err != nil {
+		return fmt.Errorf("xack: %w", err)
+	}
+	return nil
+}
+
+// fill broadcasts the entries after pos up to seq `to`, read with XRANGE:
+// the group skipped them (it was recreated, or a previous process
+// acknowledged them). If they are no longer all in the stream, clients
+// resync past the hole. It returns the new position, which is always `to`.
+func (cs *consumer) fill(ctx context.Context, pos canvas.Position, to uint64) (canvas.Position, error) {
+	g := cs.g
+	gap := to - pos.Seq
+	// A fill larger than half a queue would degrade every client anyway;
+	// a resync is cheaper for everyone.
+	limit := uint64(min(g.opts.ReplayLimit, max(1, g.opts.QueueLen/2)))
+	if gap > limit {
+		g.log.Warn("gap too large to fill; clients resync", "from", pos.Seq+1, "to", to)
+		end := canvas.Position{Epoch: pos.Epoch, Seq: to}
+		g.hub.resync(ReasonGap, end)
+		return end, nil
+	}
+	from := pos.Seq + 1
+	for from <= to {
+		msgs, err := g.opts.Redis.XRangeN(ctx, g.keys.Stream, stream.ID(from), stream.ID(to), cs.count).Result()
+		if err != nil {
+			return pos, fmt.Errorf("fill gap %d..%d: %w", from, to, err)
+		}
+		batch := make([][]byte, 0, len(msgs))
+		for _, m := range msgs {
+			e, err := stream.Decode(m)
+			if err != nil || e.Seq != from || e.Epoch != pos.Epoch {
+				break
+			}
+			if e.Kind == canvas.KindCanary {
+				g.stats.lastCanary.Store(time.Now().UnixNano())
+			}
+			batch = append(batch, encodeEvent(e))
+			from++
+		}
+		if len(batch) > 0 {
+			g.hub.broadcast(batch, from-1)
+		}
+		if len(batch) < len(msgs) || len(msgs) == 0 {
+			break // a hole: trimmed, undecodable, or another epoch
+		}
+	}
+	end := canvas.Position{Epoch: pos.Epoch, Seq: to}
+	if from <= to {
+		g.log.Warn("gap no longer in the stream; clients resync", "from", from, "to", to)
+		g.hub.resync(ReasonGap, end)
+	}
+	return end, nil
+}
+
+// errGroupGone marks errors after which the group must be recreated.
+var errGroupGone = errors.New("consumer group is gone")
+
+// isGroupGone reports errors meaning the stream or the group vanished:
+// Redis lost its data, a new epoch replaced the stream, or a reaper
+// destroyed the group.
+func isGroupGone(err error) bool {
+	if errors.Is(err, errGroupGone) {
+		return true
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		msg := rerr.Error()
+		return strings.HasPrefix(msg, "NOGROUP") || strings.HasPrefix(msg, "UNBLOCKED") ||
+			strings.Contains(msg, "no such key")
+	}
+	return false
+}

@@ -1,0 +1,64 @@
+// Package gateway fans one canvas's Redis stream out to WebSocket clients
+// without losing an event, and serves the /ws endpoint.
+//
+// # Concurrency model
+//
+// Three kinds of goroutines, one lock that orders them:
+//
+//   - The consumer loop (Run → consume) is the only reader of the stream and
+//     the only writer of the hub's position. It reads this instance's
+//     consumer group "gw:<InstanceID>" (its own pending entries "0" first,
+//     then new ones ">", BLOCK 1s, COUNT ≤ 512), checks every entry's
+//     (epoch, seq) against the position, fills gaps with XRANGE, hands
+//     entries to the hub and only then XACKs them. A crash before the XACK
+//     leaves the entries pending: the restarted instance (same id, same
+//     consumer name) re-reads them first; entries stuck under another
+//     consumer name are taken over with XAUTOCLAIM after ClaimIdle.
+//   - The hub holds the clients and the position (epoch, last seq broadcast)
+//     under one mutex. Broadcasting appends one shared batch of encoded
+//     events to each client's bounded queue and never waits on a network:
+//     a queue that would overflow is replaced by a "resync" frame (the
+//     client is degraded). A client registers under the same mutex and is
+//     told the position at that instant, so it receives exactly the entries
+//     after it.
+//   - Each connection has one writer goroutine (the only one writing data
+//     frames once the connection is live) that waits for its queue, lets
+//     FlushWindow pass so near-simultaneous events share a frame, and writes
+//     with a deadline, sending pings on the side; and a reader (the
+//     ServeHTTP goroutine) that answers {"type":"ping"}, keeps the pong
+//     deadline and closes the connection on anything else.
+//
+// A heartbeat goroutine (maintain) records liveness in a sorted set at the
+// Redis server's clock, destroys the groups of instances silent for longer
+// than GroupTTL (never its own) and measures lag.
+//
+// # Connection lifecycle
+//
+// Refusals happen before the upgrade (400 bad since, 403 origin, 503 full
+// or closing). After it: register with the hub (position P), decide the
+// resume (replay since+1..P with XRANGE, or resync), write hello and the
+// replay or resync directly, start the writer, which drains the live
+// entries queued meanwhile (all > P), then read until the connection ends.
+// Close sends 1001 to every client and waits briefly for them.
+//
+// # Epochs and continuity
+//
+// The position's epoch comes from pf:{canvas}:epoch and from every entry.
+// When the group or stream vanishes (NOGROUP: Redis lost its data or the
+// relay started a new epoch, which deletes the stream and its groups), the
+// consumer re-reads the epoch, recreates its group at the stream's start and
+// tells every client to resync. Entries at or below the position are
+// duplicates, counted and acknowledged but not broadcast; an entry above
+// position+1 makes the consumer read the gap with XRANGE, and if the gap has
+// been trimmed away, clients resync past it. Canary entries travel like
+// pixel events (clients skip applying them) so continuity holds; their
+// arrival time is Stats().LastCanary.
+//
+// # Lifecycle
+//
+// New validates Options; ServeHTTP works from then on (hello carries an
+// empty epoch until Run has read Redis, followed by a resync once it has).
+// Run returns nil when its context ends and never on Redis errors: it backs
+// off with jitter, keeps clients connected, and when Redis returns re-reads
+// its pending entries and continues.
+package gateway

@@ -1,0 +1,367 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/stream"
+)
+
+// Options configure a Gateway. Zero values take the defaults New documents.
+type Options struct {
+	// Redis holds the canvas stream. Required.
+	Redis redis.UniversalClient
+	// Canvas names the canvas whose stream is fanned out; keys come from
+	// stream.KeysFor. Default "main".
+	Canvas string
+	// InstanceID identifies this gateway across restarts. Its consumer group
+	// is "gw:"+InstanceID, so a restarted process with the same id re-reads
+	// what it had taken but not acknowledged. Letters, digits, '.', '-', '_'
+	// (1..64). Required.
+	InstanceID string
+	// AllowedOrigins lists the browser origins ("https://example.com") that
+	// may connect. Empty allows only same-origin requests (the Origin's host
+	// equals the request's Host); "*" allows any. Requests without an Origin
+	// header (non-browser clients) are always allowed.
+	AllowedOrigins []string
+	// MaxConns caps concurrent WebSocket connections; past it the upgrade is
+	// refused with 503 so a load balancer moves the client elsewhere.
+	// Default 10000.
+	MaxConns int
+	// QueueLen bounds each client's queue of undelivered events. A client
+	// whose queue would overflow is degraded: its backlog is dropped and it is
+	// told to resync, so a slow reader never blocks the broadcast nor grows
+	// memory. Default 4096, minimum 2.
+	QueueLen int
+	// FlushWindow is how long a client's writer waits after the first queued
+	// event before writing, so events arriving within the window share one
+	// frame (fewer syscalls under load, at most this much added latency).
+	// Default 2ms; negative writes at once.
+	FlushWindow time.Duration
+	// ReplayLimit is the largest gap replayed from the stream when a client
+	// resumes with ?since=; past it the client resyncs from the snapshot,
+	// which is cheaper than a long replay. Default 10000.
+	ReplayLimit int
+	// HeartbeatInterval is how often this instance records that it is alive
+	// (and reaps dead instances' groups, and measures lag). Default 2s.
+	HeartbeatInterval time.Duration
+	// GroupTTL is how long an instance may go without a heartbeat before any
+	// live gateway destroys its consumer group, which would otherwise pin
+	// stream memory forever. Must exceed HeartbeatInterval. Default 60s.
+	GroupTTL time.Duration
+	// ClaimIdle is the XAUTOCLAIM visibility timeout: entries pending in this
+	// instance's group for longer (a previous process under another consumer
+	// name died holding them) are claimed and delivered. Default 30s.
+	ClaimIdle time.Duration
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+}
+
+const (
+	writeWait    = 10 * time.Second       // deadline of every write
+	pingPeriod   = 20 * time.Second       // server pings this often...
+	pongWait     = 60 * time.Second       // ...and drops a client silent for this long
+	closeGrace   = time.Second            // time a closing client gets to answer the close frame
+	readBlock    = 500 * time.Millisecond // XREADGROUP BLOCK: also how long Run takes to notice its context ended
+	maxReadCount = 512                    // XREADGROUP COUNT upper bound
+	maxFrame     = 512                    // events per frame
+)
+
+func (o *Options) setDefaults() error {
+	if o.Redis == nil {
+		return errors.New("gateway: Options.Redis is required")
+	}
+	if o.Canvas == "" {
+		o.Canvas = "main"
+	}
+	if err := validateInstanceID(o.InstanceID); err != nil {
+		return err
+	}
+	if o.MaxConns == 0 {
+		o.MaxConns = 10000
+	}
+	if o.QueueLen == 0 {
+		o.QueueLen = 4096
+	}
+	if o.FlushWindow == 0 {
+		o.FlushWindow = 2 * time.Millisecond
+	}
+	if o.ReplayLimit == 0 {
+		o.ReplayLimit = 10000
+	}
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = 2 * time.Second
+	}
+	if o.GroupTTL == 0 {
+		o.GroupTTL = 60 * time.Second
+	}
+	if o.ClaimIdle == 0 {
+		o.ClaimIdle = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	switch {
+	case o.MaxConns < 1:
+		return fmt.Errorf("gateway: MaxConns %d must be positive", o.MaxConns)
+	case o.QueueLen < 2:
+		return fmt.Errorf("gateway: QueueLen %d must be at least 2", o.QueueLen)
+	case o.ReplayLimit < 1:
+		return fmt.Errorf("gateway: ReplayLimit %d must be positive", o.ReplayLimit)
+	case o.HeartbeatInterval < 0 || o.ClaimIdle < 0:
+		return errors.New("gateway: HeartbeatInterval and ClaimIdle must be positive")
+	case o.GroupTTL <= o.HeartbeatInterval:
+		return fmt.Errorf("gateway: GroupTTL %s must exceed HeartbeatInterval %s", o.GroupTTL, o.HeartbeatInterval)
+	}
+	return nil
+}
+
+func validateInstanceID(id string) error {
+	if id == "" || len(id) > 64 {
+		return errors.New("gateway: Options.InstanceID is required (1..64 characters)")
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return fmt.Errorf("gateway: InstanceID %q may hold only letters, digits, '.', '-' and '_'", id)
+		}
+	}
+	return nil
+}
+
+// Stats is a point-in-time view of a gateway, for /metrics and readiness.
+type Stats struct {
+	Clients    int       // connected WebSocket clients
+	Degraded   int64     // clients degraded for being slow (total)
+	Resyncs    int64     // resync frames queued to clients (total)
+	Delivered  int64     // events written to client sockets, summed over clients (total)
+	Broadcast  int64     // stream entries handed to the hub (total)
+	Duplicates int64     // stream entries read again at or below LastSeq (total)
+	Reaped     int64     // dead instances' consumer groups destroyed (total)
+	LastSeq    uint64    // sequence of the last entry broadcast
+	Epoch      string    // the stream epoch the gateway follows ("" before first contact)
+	Lag        int64     // entries in the stream not yet broadcast, as of the last heartbeat
+	LastCanary time.Time // when the last canary entry arrived (zero: none yet)
+	LastError  string    // the last Redis error, "" once reads succeed again
+	Ready      bool      // the consumer group is being read successfully
+}
+
+// counters are the monotonic parts of Stats.
+type counters struct {
+	degraded, resyncs, delivered, broadcast, duplicates, reaped atomic.Int64
+	lag                                                         atomic.Int64
+	lastCanary                                                  atomic.Int64 // unix nanos
+}
+
+// hooks are failpoints for tests; nil in production.
+type hooks struct {
+	// beforeBroadcast runs after entries are read, before the hub takes them.
+	// A non-nil error stops Run with that error without acknowledging
+	// anything: a crash between XREADGROUP and XACK.
+	beforeBroadcast func(ctx context.Context, entries []stream.Entry) error
+}
+
+// Gateway fans one canvas's stream out to WebSocket clients. See doc.go.
+type Gateway struct {
+	opts     Options
+	log      *slog.Logger
+	keys     stream.Keys
+	group    string
+	beatKey  string
+	stream   *stream.Stream
+	hub      *hub
+	stats    counters
+	upgrader websocket.Upgrader
+	hooks    hooks
+	block    time.Duration // XREADGROUP BLOCK; tests shorten it
+
+	running atomic.Bool
+	ready   atomic.Bool
+	lastErr atomic.Pointer[string]
+
+	connMu sync.Mutex
+	conns  map[*conn]struct{} // upgraded connections, for Close
+	active int                // reserved slots: upgrading or upgraded
+	closed bool
+	idle   *sync.Cond // signalled when active drops to 0
+}
+
+// New validates opts, fills defaults and returns a gateway that serves
+// WebSocket clients at once (ServeHTTP) and reads the stream once Run starts.
+func New(opts Options) (*Gateway, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	g := &Gateway{
+		opts:    opts,
+		log:     opts.Logger.With("component", "gateway", "instance", opts.InstanceID),
+		keys:    stream.KeysFor(opts.Canvas),
+		group:   groupPrefix + opts.InstanceID,
+		beatKey: "pf:{" + opts.Canvas + "}:gateways",
+		stream:  stream.New(opts.Redis, opts.Canvas, 0),
+		block:   readBlock,
+		conns:   make(map[*conn]struct{}),
+	}
+	g.idle = sync.NewCond(&g.connMu)
+	g.hub = newHub(opts.QueueLen, &g.stats)
+	g.upgrader = websocket.Upgrader{
+		ReadBufferSize:  1024,
+		WriteBufferSize: 4096,
+		WriteBufferPool: &sync.Pool{},
+		// Origins are checked before the upgrade, with a JSON answer.
+		CheckOrigin: func(*http.Request) bool { return true },
+		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+			writeError(w, status, codeForStatus(status), reason.Error())
+		},
+	}
+	return g, nil
+}
+
+// groupPrefix marks the consumer groups gateways own (and may reap).
+const groupPrefix = "gw:"
+
+// Stats returns the gateway's counters and state.
+func (g *Gateway) Stats() Stats {
+	pos, clients := g.hub.snapshot()
+	s := Stats{
+		Clients:    clients,
+		Degraded:   g.stats.degraded.Load(),
+		Resyncs:    g.stats.resyncs.Load(),
+		Delivered:  g.stats.delivered.Load(),
+		Broadcast:  g.stats.broadcast.Load(),
+		Duplicates: g.stats.duplicates.Load(),
+		Reaped:     g.stats.reaped.Load(),
+		LastSeq:    pos.Seq,
+		Epoch:      pos.Epoch,
+		Lag:        g.stats.lag.Load(),
+		Ready:      g.ready.Load(),
+	}
+	if n := g.stats.lastCanary.Load(); n != 0 {
+		s.LastCanary = time.Unix(0, n)
+	}
+	if e := g.lastErr.Load(); e != nil {
+		s.LastError = *e
+	}
+	return s
+}
+
+// fail records a Redis error for Stats and marks the gateway unready.
+func (g *Gateway) fail(err error) {
+	g.ready.Store(false)
+	msg := err.Error()
+	g.lastErr.Store(&msg)
+}
+
+// ok records that Redis answered again.
+func (g *Gateway) ok() {
+	g.ready.Store(true)
+	g.lastErr.Store(nil)
+}
+
+// Run reads the stream through this instance's consumer group and feeds the
+// hub, heartbeats and reaps dead instances' groups, until ctx ends (then it
+// returns nil). Redis errors never end it: it backs off with jitter and
+// resumes, and WebSocket clients stay connected meanwhile.
+func (g *Gateway) Run(ctx context.Context) error {
+	if !g.running.CompareAndSwap(false, true) {
+		return errors.New("gateway: Run called twice")
+	}
+	defer g.running.Store(false)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		g.maintain(ctx)
+	}()
+	err := g.consume(ctx)
+	cancel()
+	wg.Wait()
+	g.ready.Store(false)
+	return err
+}
+
+// Close closes every client connection with 1001 (going away), refuses new
+// ones, and waits (briefly) for their handlers to finish. Clients reconnect to
+// another gateway and resume from their position.
+func (g *Gateway) Close() {
+	g.connMu.Lock()
+	g.closed = true
+	conns := make([]*conn, 0, len(g.conns))
+	for c := range g.conns {
+		conns = append(conns, c)
+	}
+	g.connMu.Unlock()
+	for _, c := range conns {
+		c.closeWith(websocket.CloseGoingAway, "gateway shutting down")
+	}
+	done := make(chan struct{})
+	go func() {
+		g.connMu.Lock()
+		for g.active > 0 {
+			g.idle.Wait()
+		}
+		g.connMu.Unlock()
+		close(done)
+	}()
+	t := time.NewTimer(closeGrace + writeWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		g.log.Warn("connections still open after close")
+	}
+}
+
+// reserve takes a connection slot before the upgrade; it fails with the
+// status to answer when the gateway is closing or full.
+func (g *Gateway) reserve() (status int, msg string) {
+	g.connMu.Lock()
+	defer g.connMu.Unlock()
+	switch {
+	case g.closed:
+		return http.StatusServiceUnavailable, "gateway is shutting down"
+	case g.active >= g.opts.MaxConns:
+		return http.StatusServiceUnavailable, "gateway is at its connection limit"
+	}
+	g.active++
+	return 0, ""
+}
+
+// attach makes an upgraded connection visible to Close; false if the gateway
+// closed meanwhile.
+func (g *Gateway) attach(c *conn) bool {
+	g.connMu.Lock()
+	defer g.connMu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.conns[c] = struct{}{}
+	return true
+}
+
+// release frees the slot reserve took (c may be nil when the upgrade failed).
+func (g *Gateway) release(c *conn) {
+	g.connMu.Lock()
+	if c != nil {
+		delete(g.conns, c)
+	}
+	g.active--
+	if g.active == 0 {
+		g.idle.Broadcast()
+	}
+	g.connMu.Unlock()
+}
+
+// posAttr logs a stream position.
+func posAttr(p canvas.Position) slog.Attr { return slog.String("position", p.String()) }

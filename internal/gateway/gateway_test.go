@@ -1,0 +1,428 @@
+package gateway_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http/httptest"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pixelflow/pixelflow/internal/client"
+	"github.com/pixelflow/pixelflow/internal/gateway"
+	"github.com/pixelflow/pixelflow/internal/gateway/gatewaytest"
+	"github.com/pixelflow/pixelflow/internal/redisproc"
+	"github.com/pixelflow/pixelflow/internal/stream"
+)
+
+// Every client on one gateway receives every event, in contiguous order,
+// and ends with the published canvas.
+func TestFanOutManyClientsOneGateway(t *testing.T) {
+	srv := redisproc.MustStart(t, false)
+	rdb := newRedis(t, srv)
+	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
+	pub.StartEpoch("e1")
+	pub.Publish(50)
+	gw := gatewaytest.Start(t, opts(rdb, "a"), pub)
+	gw.WaitReady(t, "e1")
+	clients := startClients(t, 20, gw.URL, "", nil)
+	for range 10 {
+		pub.Publish(100)
+	}
+	pub.PublishCanary()
+	pub.Publish(10)
+	waitConverged(t, pub, clients...)
+	end := pub.Position().Seq
+	for _, c := range clients {
+		contiguous(t, c, "e1", end)
+		if st := c.Stats(); st.Resyncs != 0 || st.Gaps != 0 || st.Canaries != 1 {
+			t.Errorf("client stats %+v, want no resync, no gap, one canary", st)
+		}
+	}
+	st := gw.G.Stats()
+	if st.LastSeq != end || st.Clients != 20 || st.LastCanary.IsZero() || st.Degraded != 0 {
+		t.Errorf("gateway stats %+v", st)
+	}
+}
+
+// Two gateways (two consumer groups) each deliver every event to all of
+// their clients.
+func TestFanOutTwoGateways(t *testing.T) {
+	srv := redisproc.MustStart(t, false)
+	rdb := newRedis(t, srv)
+	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
+	pub.StartEpoch("e1")
+	a := gatewaytest.Start(t, opts(rdb, "a"), pub)
+	b := gatewaytest.Start(t, opts(rdb, "b"), pub)
+	a.WaitReady(t, "e1")
+	b.WaitReady(t, "e1")
+	clients := append(startClients(t, 8, a.URL, "", nil), startClients(t, 8, b.URL, "", nil)...)
+	for range 15 {
+		pub.Publish(100)
+	}
+	waitConverged(t, pub, clients...)
+	for _, c := range clients {
+		contiguous(t, c, "e1", pub.Position().Seq)
+	}
+	for _, g := range []*gatewaytest.Server{a, b} {
+		if st := g.G.Stats(); st.Broadcast != 1500 || st.Duplicates != 0 {
+			t.Errorf("gateway stats %+v, want 1500 broadcast, no duplicates", st)
+		}
+	}
+}
+
+// A client whose connection drops resumes with ?since= and the gateway
+// replays what it missed: no event lost, no resync needed.
+func TestDroppedClientResumesWithoutLoss(t *testing.T) {
+	srv := redisproc.MustStart(t, false)
+	rdb := newRedis(t, srv)
+	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
+	pub.StartEpoch("e1")
+	gw := gatewaytest.Start(t, opts(rdb, "a"), pub)
+	gw.WaitReady(t, "e1")
+	clients := startClients(t, 3, gw.URL, "", nil)
+	for i := range 12 {
+		clients[i%2].Drop()
+		pub.Publish(50)
+	}
+	waitConverged(t, pub, clients...)
+	for i, c := range clients {
+		first := contiguous(t, c, "e1", pub.Position().Seq)
+		st := c.Stats()
+		if first != 1 || st.Resyncs != 0 || st.Snapshots != 1 {
+			t.Errorf("client %d: first seq %d, stats %+v: want every event from 1, one snapshot, no resync", i, first, st)
+		}
+		if i < 2 && (st.Connects < 2 || st.Resumes < 1) {
+			t.Errorf("client %d was dropped but stats are %+v", i, st)
+		}
+	}
+}
+
+// smallBuffers makes a client's socket buffers tiny, so a paused client
+// backs up into the gateway's queue quickly instead of into the kernel.
+func smallBuffers(o *client.Options) {
+	o.Dialer = &websocket.Dialer{
+		HandshakeTimeout: 5 * time.Second,
+		NetDialContext: (&net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+			})
+			return errors.Join(err, serr)
+		}}).DialContext,
+	}
+}
+
+// A stalled client is degraded (backlog dropped, resync queued) without
+// holding anyone else back, and converges once it reads again.
+func TestStalledClientIsDegradedOthersUnaffected(t *testing.T) {
+	srv := redisproc.MustStart(t, false)
+	rdb := newRedis(t, srv)
+	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
+	pub.StartEpoch("e1")
+	o := opts(rdb, "a")
+	o.QueueLen = 512
+	g, err := gateway.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := gatewaytest.ServeOn(t, g, pub, gatewaytest.SmallSendBuffers)
+	gw.WaitReady(t, "e1")
+	fast := startClients(t, 3, gw.URL, "", nil)
+	slow := startClients(t, 1, gw.URL, "", smallBuffers)[0]
+	slow.Pause(true)
+	// Publish in bursts smaller than the queue, each delivered to the fast
+	// clients before the next, until the stalled one overflows.
+	rounds := 0
+	gatewaytest.Eventually(t, waitFor, func() error {
+		if gw.G.Stats().Degraded > 0 {
+			return nil
+		}
+		rounds++
+		pub.Publish(200)
+		for _, c := range fast {
+			gatewaytest.Eventually(t, waitFor, func() error { return caughtUp(c, pub) })
+		}
+		return errors.New("the stalled client was never degraded")
+	})
+	t.Logf("degraded after %d rounds of 200 events", rounds)
+	pub.Publish(100)
+	waitConverged(t, pub, fast...)
+	for _, c := range fast {
+		contiguous(t, c, "e1", pub.Position().Seq)
+		if st := c.Stats(); st.Resyncs != 0 {
+			t.Errorf("a fast client was resynced: %+v", st)
+		}
+	}
+	slow.Pause(false)
+	waitConverged(t, pub, slow)
+	if st := slow.Stats(); st.Resyncs == 0 || st.Snapshots < 2 {
+		t.Errorf("slow client stats %+v, want a resync and a second snapshot", st)
+	}
+}
+
+// A gateway that dies between XREADGROUP and XACK leaves the entries
+// pending; restarted with the same instance id it delivers them.
+func TestRestartedGatewayRedeliversPending(t *testing.T) {
+	srv := redisproc.MustStart(t, false)
+	rdb := newRedis(t, srv)
+	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
+	pub.StartEpoch("e1")
+	g1, err := gateway.New(opts(rdb, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g1.SetBlock(50 * time.Millisecond)
+	g1.SetBeforeBroadcast(func(_ context.Context, entries []stream.Entry) error {
+		if len(entries) > 0 {
+			return errors.New("crash")
+		}
+		return nil
+	})
+	s1 := gatewaytest.Serve(t, g1, pub)
+	s1.WaitReady(t, "e1")
+	c1 := startClients(t, 1, s1.URL, "", nil)[0]
+	pub.Publish(5)
+	select {
+	case <-s1.Done():
+	case <-time.After(waitFor):
+		t.Fatal("failpoint never fired")
+	}
+	if !errors.Is(s1.Err(), gateway.ErrStopped) {
+		t.Fatalf("run returned %v", s1.Err())
+	}
+	if got := len(c1.History()); got != 0 {
+		t.Fatalf("crashed gateway delivered %d events", got)
+	}
+	keys := stream.KeysFor("t")
+	if p, err := rdb.XPending(context.Background(), keys.Stream, "gw:a").Result(); err != nil || p.Count != 5 {
+		t.Fatalf("pending after crash: %+v %v, want 5", p, err)
+	}
+	s1.Stop()
+
+	// The new process: a client connects before Run reads anything, so it
+	// must see exactly the re-read entries.
+	g2, err := gateway.New(opts(rdb, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g2.SetBlock(50 * time.Millisecond)
+	hs := httptest.NewServer(g2)
+	t.Cleanup(hs.Close)
+	ws, _, err := rawDial(t, hs.URL, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := readFrame(t, ws); f.Type != "hello" || f.Epoch != "" {
+		t.Fatalf("first frame %+v, want hello before contact", f)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g2.Run(ctx) }()
+	t.Cleanup(func() { g2.Close(); cancel(); <-done })
+	if f := readFrame(t, ws); f.Type != "resync" || f.Epoch != "e1" || f.Seq != 0 {
+		t.Fatalf("frame %+v, want resync to e1:0", f)
+	}
+	if got := readEvents(t, ws, 5); !slices.Equal(got, seqRange(1, 5)) {
+		t.Fatalf("re-delivered %v, want 1..5", got)
+	}
+	gatewaytest.Eventually(t, waitFor, func() error {
+		p, err := rdb.XPending(context.Background(), keys.Stream, "gw:a").Result()
+		if err != nil || p.Count != 0 {
+			return fmt.Errorf("pending %+v %v", p, err)
+		}
+		return nil
+	})
+}
+
+// Entries pending under another consumer of the group (a previous process
+// with another consumer name) are claimed after ClaimIdle and delivered.
+func TestIdlePendingEntriesAreClaimed(t *testing.T) {
+	srv := redisproc.MustStart(t, false)
+	rdb := newRedis(t, srv)
+	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
+	pub.StartEpoch("e1")
+	pub.Publish(5)
+	ctx := context.Background()
+	keys := stream.KeysFor("t")
+	if err := rdb.XGroupCreate(ctx, keys.Stream, "gw:a", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "gw:a", Consumer: "old-process", Streams: []string{keys.Stream, ">"}, Count: 100, Block: -1}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	o := opts(rdb, "a")
+	o.ClaimIdle = 200 * time.Millisecond
+	gw := gatewaytest.Start(t, o, pub)
+	gw.WaitReady(t, "e1")
+	gatewaytest.Eventually(t, waitFor, func() error {
+		p, err := rdb.XPending(ctx, keys.Stream, "gw:a").Result()
+		if err != nil || p.Count != 0 || gw.G.Stats().LastSeq != 5 {
+			return fmt.Errorf("pending %+v %v, stats %+v", p, err, gw.G.Stats())
+		}
+		return nil
+	})
+	c := startClients(t, 1, gw.URL, "", nil)[0]
+	pub.Publish(5)
+	waitConverged(t, pub, c)
+}
+
+// A live gateway reaps the groups of instances whose heartbeat is stale or
+// missing, never its own group, a live instance's, or other groups.
+func TestReaperDestroysDeadGatewayGroupsOnly(t *testing.T) {
+	srv := redisproc.MustStart(t, false)
+	rdb := newRedis(t, srv)
+	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
+	pub.StartEpoch("e1")
+	pub.Publish(3)
+	ctx := context.Background()
+	keys := stream.KeysFor("t")
+	for _, g := range []string{"gw:ghost", "gw:nobeat", "analytics"} {
+		if err := rdb.XGroupCreate(ctx, keys.Stream, g, "0").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := opts(rdb, "a")
+	o.GroupTTL = time.Second
+	g1, err := gateway.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	beats := g1.BeatKey()
+	if err := rdb.ZAdd(ctx, beats, redis.Z{Score: float64(time.Now().Add(-time.Hour).UnixMilli()), Member: "ghost"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	a := gatewaytest.Serve(t, g1, pub)
+	b := gatewaytest.Start(t, opts(rdb, "b"), pub)
+	a.WaitReady(t, "e1")
+	b.WaitReady(t, "e1")
+	groups := func() []string {
+		gs, err := rdb.XInfoGroups(ctx, keys.Stream).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, g := range gs {
+			names = append(names, g.Name)
+		}
+		slices.Sort(names)
+		return names
+	}
+	want := []string{"analytics", "gw:a", "gw:b"}
+	gatewaytest.Eventually(t, waitFor, func() error {
+		if got := groups(); !slices.Equal(got, want) {
+			return fmt.Errorf("groups %v, want %v", got, want)
+		}
+		return nil
+	})
+	if n := a.G.Stats().Reaped + b.G.Stats().Reaped; n != 2 {
+		t.Errorf("reaped %d groups, want 2", n)
+	}
+	if score, err := rdb.ZScore(ctx, beats, "ghost").Result(); !errors.Is(err, redis.Nil) {
+		t.Errorf("ghost heartbeat still there: %v %v", score, err)
+	}
+	// Even with its own heartbeat made ancient, a gateway spares its group.
+	b.Stop()
+	if err := rdb.ZAdd(ctx, beats, redis.Z{Score: 1, Member: "a"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g1.Reap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := groups(); !slices.Contains(got, "gw:a") {
+		t.Errorf("gateway a reaped its own group: %v", got)
+	}
+}
+
+// Redis restarted empty: the relay starts a new epoch and republishes;
+// clients are told to resync and end with the committed canvas.
+func TestRedisRestartedEmptyClientsResyncAndConverge(t *testing.T) {
+	srv := redisproc.MustStart(t, false)
+	rdb := newRedis(t, srv)
+	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
+	pub.StartEpoch("e1")
+	gw := gatewaytest.Start(t, opts(rdb, "a"), pub)
+	gw.WaitReady(t, "e1")
+	clients := startClients(t, 5, gw.URL, "", nil)
+	pub.Publish(200)
+	waitConverged(t, pub, clients...)
+
+	if err := srv.Restart(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	waitRedis(t, rdb)
+	pub.StartEpoch("e2")
+	pub.Republish()
+	pub.Publish(100)
+	waitConverged(t, pub, clients...)
+	for i, c := range clients {
+		if st := c.Stats(); st.Resyncs == 0 || st.Connects != 1 {
+			t.Errorf("client %d stats %+v, want a resync on the same connection", i, st)
+		}
+	}
+	if st := gw.G.Stats(); st.Epoch != "e2" || st.LastSeq != pub.Position().Seq {
+		t.Errorf("gateway stats %+v", st)
+	}
+}
+
+// A new epoch without a Redis restart (the relay's StartEpoch deletes the
+// stream and its groups) is noticed the same way.
+func TestNewEpochResyncsClients(t *testing.T) {
+	srv := redisproc.MustStart(t, false)
+	rdb := newRedis(t, srv)
+	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
+	pub.StartEpoch("e1")
+	pub.Publish(30)
+	gw := gatewaytest.Start(t, opts(rdb, "a"), pub)
+	gw.WaitReady(t, "e1")
+	clients := startClients(t, 3, gw.URL, "", nil)
+	pub.StartEpoch("e2")
+	pub.Publish(40)
+	waitConverged(t, pub, clients...)
+	for _, c := range clients {
+		contiguous(t, c, "e2", 40)
+	}
+}
+
+// While Redis is down clients stay connected; when it returns (with its
+// data) the flow resumes and nothing is lost.
+func TestRedisOutageKeepsClientsAndLosesNothing(t *testing.T) {
+	srv := redisproc.MustStart(t, true)
+	rdb := newRedis(t, srv)
+	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
+	pub.StartEpoch("e1")
+	gw := gatewaytest.Start(t, opts(rdb, "a"), pub)
+	gw.WaitReady(t, "e1")
+	clients := startClients(t, 4, gw.URL, "", nil)
+	pub.Publish(100)
+	waitConverged(t, pub, clients...)
+
+	srv.Kill()
+	gatewaytest.Eventually(t, waitFor, func() error {
+		if st := gw.G.Stats(); st.Ready || st.LastError == "" {
+			return fmt.Errorf("gateway still ready: %+v", st)
+		}
+		return nil
+	})
+	if err := srv.Restart(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	waitRedis(t, rdb)
+	pub.Publish(100)
+	waitConverged(t, pub, clients...)
+	for i, c := range clients {
+		contiguous(t, c, "e1", 200)
+		if st := c.Stats(); st.Connects != 1 || st.Resyncs != 0 {
+			t.Errorf("client %d stats %+v, want one connection, no resync", i, st)
+		}
+	}
+	if st := gw.G.Stats(); !st.Ready || st.LastError != "" {
+		t.Errorf("gateway stats after recovery %+v", st)
+	}
+}

@@ -1,0 +1,200 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/stream"
+)
+
+// ServeHTTP is the /ws endpoint. Everything that can be refused is refused
+// before the upgrade with a JSON error (400 bad since, 403 origin, 503 full
+// or closing); after it the connection gets a hello, the replay of its gap
+// or a resync, then the live stream.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		writeError(w, http.StatusMethodNotAllowed, canvas.EInvalid, "use GET with a WebSocket upgrade")
+		return
+	}
+	if !websocket.IsWebSocketUpgrade(r) {
+		writeError(w, http.StatusBadRequest, canvas.EInvalid, "this endpoint speaks WebSocket only")
+		return
+	}
+	since, hasSince, err := parseSince(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, canvas.ErrorCode(err), canvas.ErrorMessage(err))
+		return
+	}
+	if !g.originAllowed(r) {
+		writeError(w, http.StatusForbidden, codeForbidden, "origin not allowed")
+		return
+	}
+	if status, msg := g.reserve(); status != 0 {
+		writeError(w, status, canvas.EUnavailable, msg)
+		return
+	}
+	ws, err := g.upgrader.Upgrade(w, r, nil)
+	if err != nil { // the upgrader has answered
+		g.release(nil)
+		return
+	}
+	c := newConn(g, ws)
+	defer func() {
+		c.closeWith(0, "")
+		_ = ws.Close()
+		g.release(c)
+	}()
+	if !g.attach(c) {
+		c.closeWith(websocket.CloseGoingAway, "gateway shutting down")
+		c.drain()
+		return
+	}
+	if err := g.start(r.Context(), c, since, hasSince); err != nil {
+		g.log.Debug("client start failed", "err", err)
+		return
+	}
+	go c.writeLoop()
+	c.readLoop()
+}
+
+// start registers c with the hub, then writes its hello and either the
+// replay of its gap or a resync, directly: the writer is not running yet,
+// and live entries queue up behind meanwhile. Registering first is what
+// makes replay and live meet without a hole: the hub hands out the position
+// under the same lock that broadcasts, so every entry after it is queued to
+// c, and the replay covers everything up to it.
+func (g *Gateway) start(ctx context.Context, c *conn, since canvas.Position, hasSince bool) error {
+	pos := g.hub.register(c)
+	var (
+		replay  []stream.Entry
+		reason  string
+		resumed bool
+	)
+	if hasSince {
+		replay, reason = g.planResume(ctx, since, pos)
+		resumed = reason == ""
+	}
+	if err := c.write(encodeHello(pos, resumed)); err != nil {
+		return err
+	}
+	if reason != "" {
+		g.stats.resyncs.Add(1)
+		return c.write(encodeResync(reason, pos))
+	}
+	evs := make([][]byte, 0, min(len(replay), maxFrame))
+	var buf []byte
+	for len(replay) > 0 {
+		n := min(len(replay), maxFrame)
+		evs = evs[:0]
+		for _, e := range replay[:n] {
+			evs = append(evs, encodeEvent(e))
+		}
+		buf = appendEventsFrame(buf[:0], evs)
+		if err := c.write(buf); err != nil {
+			return err
+		}
+		g.stats.delivered.Add(int64(n))
+		replay = replay[n:]
+	}
+	return nil
+}
+
+// planResume decides how a client resuming from since catches up with pos,
+// the position it was registered at. It returns the entries to replay, or
+// the reason it must resync instead.
+func (g *Gateway) planResume(ctx context.Context, since, pos canvas.Position) ([]stream.Entry, string) {
+	switch {
+	case pos.Epoch == "":
+		return nil, ReasonUnavailable
+	case since.Epoch != pos.Epoch:
+		return nil, ReasonEpoch
+	case since.Seq == pos.Seq:
+		return nil, ""
+	case since.Seq > pos.Seq:
+		// The client is ahead of this gateway (which is catching up, or
+		// just started): entries up to since arrive again as duplicates.
+		// Accept only a position the stream has actually reached.
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		tail, err := g.stream.Tail(ctx)
+		switch {
+		case err != nil:
+			return nil, ReasonUnavailable
+		case tail.Epoch != pos.Epoch || tail.Seq < since.Seq:
+			return nil, ReasonAhead
+		}
+		return nil, ""
+	case pos.Seq-since.Seq > uint64(g.opts.ReplayLimit):
+		return nil, ReasonLimit
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	want := pos.Seq - since.Seq
+	entries, err := g.stream.Range(ctx, since.Seq+1, pos.Seq, int64(want))
+	if err != nil {
+		g.log.Warn("replay read failed", "err", err, posAttr(since))
+		return nil, ReasonUnavailable
+	}
+	// Ids are unique and ordered, so the right count starting at the right
+	// sequence is the whole contiguous gap.
+	if uint64(len(entries)) != want || entries[0].Seq != since.Seq+1 {
+		return nil, ReasonTrimmed
+	}
+	for _, e := range entries {
+		if e.Epoch != pos.Epoch {
+			return nil, ReasonEpoch
+		}
+	}
+	return entries, ""
+}
+
+// originAllowed applies Options.AllowedOrigins. Browsers always send Origin
+// on WebSocket handshakes, so a missing header is a non-browser client,
+// which cross-site request forgery cannot involve.
+func (g *Gateway) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	if len(g.opts.AllowedOrigins) == 0 {
+		u, err := url.Parse(origin)
+		return err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host)
+	}
+	for _, o := range g.opts.AllowedOrigins {
+		if o == "*" || strings.EqualFold(strings.TrimSuffix(o, "/"), origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// codeForbidden is the error code of a refused origin; canvas has no
+// authorization errors because only the gateway refuses callers.
+const codeForbidden = "forbidden"
+
+func codeForStatus(status int) string {
+	switch {
+	case status == http.StatusForbidden:
+		return codeForbidden
+	case status >= 500:
+		return canvas.EUnavailable
+	}
+	return canvas.EInvalid
+}
+
+// writeError answers {"error":{"code","message"}}, the shape every
+// pixelflow endpoint uses.
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
+}

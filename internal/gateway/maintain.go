@@ -1,0 +1,165 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Liveness of gateway instances lives in one sorted set per canvas,
+// pf:{<canvas>}:gateways, member = instance id, score = the Redis server's
+// clock in milliseconds at its last heartbeat. Using the server's clock for
+// both writing and judging makes the reaper immune to skew between hosts.
+
+// beatScript records a heartbeat at Redis's own time and returns that time.
+var beatScript = redis.NewScript(`
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], ms, ARGV[1])
+return ms
+`)
+
+// maintain heartbeats, reaps dead instances' groups and measures lag every
+// HeartbeatInterval until ctx ends. Errors are recorded and retried next tick.
+func (g *Gateway) maintain(ctx context.Context) {
+	t := time.NewTicker(g.opts.HeartbeatInterval)
+	defer t.Stop()
+	// A gateway reaps only once it has itself been heartbeating for a whole
+	// GroupTTL: after a Redis outage every heartbeat is stale, and the first
+	// gateway back must not destroy the groups of the others, who are alive
+	// and about to heartbeat again.
+	var beatingSince time.Time
+	for {
+		if err := g.beat(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			beatingSince = time.Time{}
+			g.log.Debug("heartbeat failed", "err", err)
+		} else {
+			if beatingSince.IsZero() {
+				beatingSince = time.Now()
+			}
+			if time.Since(beatingSince) >= g.opts.GroupTTL {
+				if _, err := g.reap(ctx); err != nil && ctx.Err() == nil {
+					g.log.Warn("reaping dead gateway groups failed", "err", err)
+				}
+			}
+			g.measureLag(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// beat records that this instance is alive.
+func (g *Gateway) beat(ctx context.Context) error {
+	if err := beatScript.Run(ctx, g.opts.Redis, []string{g.beatKey}, g.opts.InstanceID).Err(); err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	return nil
+}
+
+// reap destroys the consumer groups of gateway instances whose heartbeat is
+// older than GroupTTL (or missing: every live gateway writes its heartbeat
+// before creating its group), and forgets their heartbeats. It never touches
+// this instance's group, nor groups that are not gateways'. An instance that
+// was only partitioned away recreates its group when it returns and fills
+// the gap from the stream.
+func (g *Gateway) reap(ctx context.Context) ([]string, error) {
+	now, err := g.opts.Redis.Time(ctx).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis time: %w", err)
+	}
+	cutoff := now.Add(-g.opts.GroupTTL).UnixMilli()
+	beats, err := g.opts.Redis.ZRangeWithScores(ctx, g.beatKey, 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read heartbeats: %w", err)
+	}
+	alive := make(map[string]bool, len(beats))
+	var stale []any
+	for _, b := range beats {
+		id, _ := b.Member.(string)
+		if int64(b.Score) >= cutoff {
+			alive[id] = true
+		} else if id != g.opts.InstanceID {
+			stale = append(stale, id)
+		}
+	}
+	groups, err := g.opts.Redis.XInfoGroups(ctx, g.keys.Stream).Result()
+	if err != nil && !isNoSuchKey(err) {
+		return nil, fmt.Errorf("list groups: %w", err)
+	}
+	var reaped []string
+	for _, gr := range groups {
+		id, ok := strings.CutPrefix(gr.Name, groupPrefix)
+		if !ok || id == g.opts.InstanceID || alive[id] {
+			continue
+		}
+		n, err := g.opts.Redis.XGroupDestroy(ctx, g.keys.Stream, gr.Name).Result()
+		if err != nil {
+			return reaped, fmt.Errorf("destroy group %s: %w", gr.Name, err)
+		}
+		if n == 0 { // another gateway reaped it first
+			continue
+		}
+		g.stats.reaped.Add(1)
+		reaped = append(reaped, gr.Name)
+		g.log.Info("reaped the group of a dead gateway", "group", gr.Name, "pending", gr.Pending)
+	}
+	if len(stale) > 0 {
+		if err := g.opts.Redis.ZRem(ctx, g.beatKey, stale...).Err(); err != nil {
+			return reaped, fmt.Errorf("forget stale heartbeats: %w", err)
+		}
+	}
+	return reaped, nil
+}
+
+// measureLag records how many stream entries the hub has yet to broadcast.
+func (g *Gateway) measureLag(ctx context.Context) {
+	tail, err := g.stream.Tail(ctx)
+	if err != nil {
+		return
+	}
+	pos := g.hub.position()
+	lag := int64(tail.Seq)
+	if tail.Epoch == pos.Epoch {
+		lag = int64(tail.Seq) - int64(pos.Seq)
+	}
+	g.stats.lag.Store(max(lag, 0))
+}
+
+func isNoSuchKey(err error) bool {
+	return err != nil && strings.Contains(strings.ToLower(err.Error()), "no such key")
+}
+
+// backoff is exponential backoff with jitter, so gateways that lost Redis
+// together do not reconnect in lockstep.
+type backoff struct{ n int }
+
+func (b *backoff) reset() { b.n = 0 }
+
+func (b *backoff) next(lo, hi time.Duration) time.Duration {
+	d := lo << min(b.n, 16)
+	if d > hi || d <= 0 {
+		d = hi
+	}
+	b.n++
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,318 @@
+package relay_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/redisproc"
+	"github.com/pixelflow/pixelflow/internal/relay"
+	"github.com/pixelflow/pixelflow/internal/store"
+	"github.com/pixelflow/pixelflow/internal/stream"
+)
+
+// env is one store, one real redis-server and the stream between them.
+type env struct {
+	t     *testing.T
+	store *store.Store
+	srv   *redisproc.Server
+	rdb   *redis.Client
+	st    *stream.Stream
+}
+
+func newEnv(t *testing.T, appendOnly bool) *env {
+	t.Helper()
+	s, err := store.Open(context.Background(), "", "", store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+	srv := redisproc.MustStart(t, appendOnly)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = rdb.Close() })
+	return &env{t: t, store: s, srv: srv, rdb: rdb, st: stream.New(rdb, "main", 1_000_000)}
+}
+
+// startRelay runs a relay until the test ends (or the returned cancel).
+func (e *env) startRelay(holder string, opts relay.Options) (*relay.Relay, context.CancelFunc, <-chan error) {
+	e.t.Helper()
+	opts.Holder = holder
+	if opts.LeaseTTL == 0 {
+		opts.LeaseTTL = 600 * time.Millisecond
+	}
+	opts.PollInterval = 50 * time.Millisecond
+	opts.MaxBackoff = 100 * time.Millisecond
+	r, err := relay.New(e.store, e.st, opts)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	// done yields Run's error to the test and stays readable for the cleanup.
+	done := make(chan error, 2)
+	finished := make(chan struct{})
+	go func() { err := r.Run(ctx); done <- err; done <- err; close(finished) }()
+	e.t.Cleanup(func() { cancel(); <-finished })
+	return r, cancel, done
+}
+
+// write places n pixels and returns their event ids.
+func (e *env) write(n int) []string {
+	e.t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		ev, _, err := e.store.Place(context.Background(), canvas.Placement{GX: i % 32, GY: (i / 32) % 32, Color: canvas.Color(i)}, "", store.Trace{})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		ids[i] = ev.ID
+	}
+	return ids
+}
+
+// waitBacklog waits until the outbox has no pending events.
+func (e *env) waitDrained(within time.Duration) {
+	e.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		n, _, err := e.store.Backlog(context.Background())
+		if err == nil && n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("outbox still has %d pending events after %s (err %v)", n, within, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// streamEntries reads the whole stream.
+func (e *env) streamEntries() []stream.Entry {
+	e.t.Helper()
+	entries, err := e.st.Range(context.Background(), 0, 0, 1_000_000)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return entries
+}
+
+// checkExactlyOnce asserts the stream holds every id exactly once with
+// contiguous sequence numbers from 1, all in one epoch.
+func (e *env) checkExactlyOnce(ids []string) {
+	e.t.Helper()
+	entries := e.streamEntries()
+	seen := map[string]int{}
+	for i, en := range entries {
+		if en.Seq != uint64(i)+1 {
+			e.t.Fatalf("entry %d has seq %d: sequence not contiguous", i, en.Seq)
+		}
+		if en.Epoch != entries[0].Epoch {
+			e.t.Fatalf("entry %d in epoch %s, first in %s", i, en.Epoch, entries[0].Epoch)
+		}
+		seen[en.ID]++
+	}
+	for _, id := range ids {
+		if seen[id] != 1 {
+			e.t.Fatalf("event %s appears %d times in the stream, want 1", id, seen[id])
+		}
+	}
+	if len(entries) != len(ids) {
+		e.t.Fatalf("stream has %d entries for %d events", len(entries), len(ids))
+	}
+}
+
+func TestRelayPublishesEveryEventOnceInOrder(t *testing.T) {
+	e := newEnv(t, false)
+	ids := e.write(300)
+	e.startRelay("r1", relay.Options{BatchSize: 64})
+	e.waitDrained(5 * time.Second)
+	more := e.write(50) // woken by the change stream or the poll
+	e.waitDrained(5 * time.Second)
+	e.checkExactlyOnce(append(ids, more...))
+	seq, _ := e.store.Sequencer(context.Background())
+	tail, _ := e.st.Tail(context.Background())
+	if seq.Position != tail {
+		t.Fatalf("sequencer at %s, stream tail at %s", seq.Position, tail)
+	}
+}
+
+func TestTwoRelaysNeverDoublePublish(t *testing.T) {
+	e := newEnv(t, false)
+	e.startRelay("r1", relay.Options{BatchSize: 16})
+	e.startRelay("r2", relay.Options{BatchSize: 16})
+	var ids []string
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got := e.write(100)
+			mu.Lock()
+			ids = append(ids, got...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	e.waitDrained(10 * time.Second)
+	e.checkExactlyOnce(ids)
+}
+
+func TestRelayKilledMidBatchStandbyTakesOver(t *testing.T) {
+	e := newEnv(t, false)
+	ids := e.write(40)
+	var once sync.Once
+	crash := func(name string) error {
+		var err error
+		once.Do(func() { err = errors.New("crash after XADD") })
+		return err
+	}
+	_, _, doneA := e.startRelay("a", relay.Options{BatchSize: 10, Failpoint: crash})
+	if err := <-doneA; !errors.Is(err, relay.ErrFailpoint) {
+		t.Fatalf("relay a: %v, want the failpoint", err)
+	}
+	// a published 10 entries and died without marking or releasing the lease.
+	if got := len(e.streamEntries()); got != 10 {
+		t.Fatalf("stream has %d entries after the crash, want 10", got)
+	}
+	b, _, _ := e.startRelay("b", relay.Options{BatchSize: 10})
+	e.waitDrained(10 * time.Second)
+	e.checkExactlyOnce(ids)
+	if st := b.Status(); st.Reconciled != 10 {
+		t.Fatalf("standby reconciled %d entries, want 10 marked instead of republished", st.Reconciled)
+	}
+}
+
+func TestRedisDownBacklogThenDrain(t *testing.T) {
+	e := newEnv(t, true)
+	r, _, _ := e.startRelay("r", relay.Options{})
+	before := e.write(20)
+	e.waitDrained(5 * time.Second)
+	e.srv.Kill()
+	during := e.write(200) // writes keep succeeding
+	if n, _, _ := e.store.Backlog(context.Background()); n != 200 {
+		t.Fatalf("backlog %d while Redis is down, want 200", n)
+	}
+	if err := e.srv.Restart(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	e.waitDrained(10 * time.Second)
+	e.checkExactlyOnce(append(before, during...))
+	if st := r.Status(); st.EpochChanges != 1 {
+		t.Fatalf("epoch changes %d, want 1 (the first start only): AOF kept the stream", st.EpochChanges)
+	}
+}
+
+func TestRedisRestartedEmptyStartsNewEpochAndRepublishes(t *testing.T) {
+	e := newEnv(t, false)
+	r, _, _ := e.startRelay("r", relay.Options{RepublishWindow: time.Hour})
+	ids := e.write(50)
+	e.waitDrained(5 * time.Second)
+	old, _ := e.st.Tail(context.Background())
+	if err := e.srv.Restart(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	more := e.write(10)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tail, err := e.st.Tail(context.Background())
+		if err == nil && tail.Epoch != "" && tail.Epoch != old.Epoch && tail.Seq == 60 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stream tail %s (err %v); want a new epoch holding 60 events", tail, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	e.waitDrained(5 * time.Second)
+	e.checkExactlyOnce(append(ids, more...))
+	if st := r.Status(); st.EpochChanges != 2 {
+		t.Fatalf("epoch changes %d, want 2", st.EpochChanges)
+	}
+}
+
+func TestStreamLostNewestEntriesIsRepaired(t *testing.T) {
+	e := newEnv(t, false)
+	_, cancel, done := e.startRelay("r", relay.Options{})
+	ids := e.write(30)
+	e.waitDrained(5 * time.Second)
+	cancel()
+	<-done
+	// Simulate an fsync window: the newest 5 entries vanish from Redis.
+	ctx := context.Background()
+	for seq := uint64(26); seq <= 30; seq++ {
+		if err := e.rdb.XDel(ctx, e.st.Keys().Stream, stream.ID(seq)).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.rdb.Do(ctx, "XSETID", e.st.Keys().Stream, stream.ID(25)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	e.startRelay("r2", relay.Options{})
+	more := e.write(5)
+	e.waitDrained(5 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(e.streamEntries()) != 35 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.checkExactlyOnce(append(ids, more...))
+}
+
+func TestShutdownReleasesLease(t *testing.T) {
+	e := newEnv(t, false)
+	_, cancel, done := e.startRelay("a", relay.Options{LeaseTTL: time.Hour})
+	e.write(5)
+	e.waitDrained(5 * time.Second)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// With a one-hour lease, b can only lead now if a released it.
+	e.startRelay("b", relay.Options{LeaseTTL: time.Hour})
+	ids := e.write(5)
+	e.waitDrained(5 * time.Second)
+	if got := len(e.streamEntries()); got != 10 {
+		t.Fatalf("stream has %d entries, want 10 (%v)", got, ids)
+	}
+}
+
+func BenchmarkRelayDrain(b *testing.B) {
+	srv := redisproc.MustStart(b, false)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rdb.Close()
+	const n = 10_000
+	b.ReportMetric(0, "ns/op")
+	for b.Loop() {
+		b.StopTimer()
+		s, err := store.Open(context.Background(), "", "", store.Options{Canvas: fmt.Sprint("c", time.Now().UnixNano()), PruneOnPublish: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := 0; i < n; i++ {
+			if _, _, err := s.Place(context.Background(), canvas.Placement{GX: i % 64, GY: (i / 64) % 64, Color: 1}, "", store.Trace{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		r, _ := relay.New(s, stream.New(rdb, s.Canvas(), 1_000_000), relay.Options{Holder: "bench"})
+		ctx, cancel := context.WithCancel(context.Background())
+		b.StartTimer()
+		start := time.Now()
+		go r.Run(ctx)
+		for {
+			if st := r.Status(); st.Published == n {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		b.ReportMetric(float64(n)/time.Since(start).Seconds(), "events/s")
+		b.StopTimer()
+		cancel()
+		_ = s.Close(context.Background())
+		b.StartTimer()
+	}
+}
