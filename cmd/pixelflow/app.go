@@ -186,7 +186,7 @@ func (m *Main) openStore(ctx context.Context) error {
 		}
 		path = filepath.Join(c.DataDir, "pixelflow.lungo")
 	}
-	s, err := store.Open(ctx, c.MongoURI, path, store.Options{Canvas: c.Canvas, Retention: c.Retention, Logger: m.Logger})
+	s, err := store.Open(ctx, c.MongoURI, path, store.Options{Canvas: c.Canvas, Retention: c.Retention, PruneOnPublish: c.Embedded(), Logger: m.Logger})
 	if err != nil {
 		return err
 	}

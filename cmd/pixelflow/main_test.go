@@ -1,0 +1,281 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pixelflow/pixelflow/internal/client"
+	"github.com/pixelflow/pixelflow/internal/redisproc"
+)
+
+// runMain runs the real program in-process on port 0 with a memory store.
+func runMain(t *testing.T, env map[string]string, args ...string) *Main {
+	t.Helper()
+	m := NewMain()
+	getenv := func(k string) string { return env[k] }
+	if err := m.ParseFlags(args, getenv); err != nil {
+		t.Fatalf("parse flags: %v", err)
+	}
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return m
+}
+
+func post(t *testing.T, base, body string, hdr ...string) (*http.Response, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, base+"/api/pixels", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp, out
+}
+
+// TestServeEndToEnd: a POSTed pixel reaches a WebSocket client through the
+// real relay, a private redis-server and the gateway, all in one process.
+func TestServeEndToEnd(t *testing.T) {
+	m := runMain(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "RATE_LIMIT": "0", "INSTANCE_ID": "t1"}, "serve")
+	base := "http://" + m.Addr
+	c := client.New(client.Options{BaseURL: base, Name: "c1"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	want := map[[2]int]string{}
+	for i := 0; i < 30; i++ {
+		body := `{"gx":` + itoa(i%7) + `,"gy":` + itoa(i%5) + `,"color":"#00FF` + hex2(i) + `"}`
+		resp, _ := post(t, base, body)
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("POST %s: %d", body, resp.StatusCode)
+		}
+		want[[2]int{i % 7, i % 5}] = "#00FF" + hex2(i)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := c.Canvas()
+		ok := len(got) == len(want)
+		for k, col := range want {
+			ok = ok && got[k].Color.String() == col
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("client canvas %v never converged to %v", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if h := c.History(); len(h) < 30 {
+		t.Fatalf("client received %d events, want ≥ 30", len(h))
+	}
+
+	// The binary snapshot carries the same colours.
+	req, _ := http.NewRequest(http.MethodGet, base+"/api/canvas", nil)
+	req.Header.Set("Accept", "application/octet-stream")
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	zr, err := gzip.NewReader(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(zr)
+	w := m.Config.Width
+	if len(raw) != w*m.Config.Height*3 || resp.Header.Get("X-Stream-Epoch") == "" {
+		t.Fatalf("binary snapshot %d bytes, epoch %q", len(raw), resp.Header.Get("X-Stream-Epoch"))
+	}
+	for k, col := range want {
+		i := (k[1]*w + k[0]) * 3
+		if got := "#" + strings.ToUpper(hexb(raw[i:i+3])); got != col {
+			t.Fatalf("binary pixel %v = %s, want %s", k, got, col)
+		}
+	}
+	for _, path := range []string{"/healthz", "/readyz", "/api/health"} {
+		resp, err := http.Get(base + path)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %v %v", path, resp.StatusCode, err)
+		}
+		resp.Body.Close()
+	}
+}
+
+// TestBadInputChangesNothing: every malformed request gets a clear 4xx JSON
+// error and the canvas stays as it was.
+func TestBadInputChangesNothing(t *testing.T) {
+	m := runMain(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "RATE_LIMIT": "0", "CANVAS_WIDTH": "64", "CANVAS_HEIGHT": "64", "INSTANCE_ID": "t2"}, "serve")
+	base := "http://" + m.Addr
+	if resp, _ := post(t, base, `{"gx":1,"gy":1,"color":"#123456"}`); resp.StatusCode != 201 {
+		t.Fatalf("good POST: %d", resp.StatusCode)
+	}
+	before := snapshot(t, base)
+	cases := []struct {
+		name, body, ctype string
+		status            int
+		code              string
+	}{
+		{"out of range x", `{"gx":64,"gy":0,"color":"#FFFFFF"}`, "", 400, "invalid"},
+		{"negative y", `{"gx":0,"gy":-1,"color":"#FFFFFF"}`, "", 400, "invalid"},
+		{"fractional", `{"gx":1.5,"gy":0,"color":"#FFFFFF"}`, "", 400, "invalid"},
+		{"string coordinate", `{"gx":"1","gy":0,"color":"#FFFFFF"}`, "", 400, "invalid"},
+		{"bad colour", `{"gx":1,"gy":1,"color":"red"}`, "", 400, "invalid"},
+		{"short colour", `{"gx":1,"gy":1,"color":"#FFF"}`, "", 400, "invalid"},
+		{"missing colour", `{"gx":1,"gy":1}`, "", 400, "invalid"},
+		{"unknown field", `{"gx":1,"gy":1,"color":"#FFFFFF","x":1}`, "", 400, "invalid"},
+		{"not json", `gx=1`, "", 400, "invalid"},
+		{"two objects", `{"gx":1,"gy":1,"color":"#FFFFFF"}{}`, "", 400, "invalid"},
+		{"empty", ``, "", 400, "invalid"},
+		{"too large", `{"gx":1,"gy":1,"color":"#FFFFFF","pad":"` + strings.Repeat("x", 2000) + `"}`, "", 413, "too_large"},
+		{"wrong content type", `{"gx":1,"gy":1,"color":"#FFFFFF"}`, "text/plain", 415, "unsupported_media_type"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodPost, base+"/api/pixels", bytes.NewBufferString(tc.body))
+			ct := "application/json"
+			if tc.ctype != "" {
+				ct = tc.ctype
+			}
+			req.Header.Set("Content-Type", ct)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var e struct{ Error struct{ Code, Message string } }
+			if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+				t.Fatalf("error body is not JSON: %v", err)
+			}
+			if resp.StatusCode != tc.status || e.Error.Code != tc.code || e.Error.Message == "" {
+				t.Fatalf("got %d %+v, want %d %s with a message", resp.StatusCode, e.Error, tc.status, tc.code)
+			}
+		})
+	}
+	resp, err := http.Get(base + "/api/pixels")
+	if err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("GET /api/pixels: %v %v", resp.StatusCode, err)
+	}
+	resp.Body.Close()
+	if after := snapshot(t, base); after != before {
+		t.Fatalf("bad requests changed the canvas:\n%s\n%s", before, after)
+	}
+}
+
+func TestIdempotencyKeyOverHTTP(t *testing.T) {
+	m := runMain(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "RATE_LIMIT": "0", "INSTANCE_ID": "t3"}, "serve")
+	base := "http://" + m.Addr
+	body := `{"gx":2,"gy":3,"color":"#ABCDEF"}`
+	r1, a := post(t, base, body, "Idempotency-Key", "abc-1")
+	r2, b := post(t, base, body, "Idempotency-Key", "abc-1")
+	if r1.StatusCode != 201 || r2.StatusCode != 201 || a["id"] != b["id"] || r2.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("retry answered %d %v, first %d %v", r2.StatusCode, b, r1.StatusCode, a)
+	}
+	if r3, _ := post(t, base, `{"gx":2,"gy":4,"color":"#ABCDEF"}`, "Idempotency-Key", "abc-1"); r3.StatusCode != http.StatusConflict {
+		t.Fatalf("reused key for another pixel: %d, want 409", r3.StatusCode)
+	}
+	var snap struct{ Pixels []struct{ Version int } }
+	_ = json.Unmarshal([]byte(snapshot(t, base)), &snap)
+	if len(snap.Pixels) != 1 || snap.Pixels[0].Version != 1 {
+		t.Fatalf("snapshot %+v: want one pixel at version 1", snap)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	m := runMain(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "RATE_LIMIT": "1", "RATE_BURST": "2", "INSTANCE_ID": "t4"}, "serve")
+	base := "http://" + m.Addr
+	var limited *http.Response
+	for i := 0; i < 5 && limited == nil; i++ {
+		if resp, _ := post(t, base, `{"gx":0,"gy":0,"color":"#000000"}`); resp.StatusCode == http.StatusTooManyRequests {
+			limited = resp
+		}
+	}
+	if limited == nil || limited.Header.Get("Retry-After") == "" {
+		t.Fatal("no 429 with Retry-After within 5 rapid writes at 1/s burst 2")
+	}
+}
+
+func TestBadConfigNamesTheSetting(t *testing.T) {
+	for env, val := range map[string]string{"PORT": "abc", "CANVAS_WIDTH": "0", "REDIS_URL": "localhost:6379", "MONGO_URI": "http://x", "LEASE_TTL": "fast", "RATE_LIMIT": "-1", "LOG_LEVEL": "loud"} {
+		err := NewMain().ParseFlags([]string{"serve"}, func(k string) string {
+			if k == env {
+				return val
+			}
+			return ""
+		})
+		if err == nil || !strings.Contains(err.Error(), env) {
+			t.Errorf("%s=%q: error %v does not name the setting", env, val, err)
+		}
+	}
+	if err := NewMain().ParseFlags([]string{"relay"}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "MONGO_URI") {
+		t.Errorf("relay without MongoDB: %v", err)
+	}
+	if err := NewMain().ParseFlags([]string{"fly"}, func(string) string { return "" }); err == nil {
+		t.Error("unknown role accepted")
+	}
+}
+
+// TestRedisURLIsUsed: with REDIS_URL set no private redis-server is started.
+func TestRedisURLIsUsed(t *testing.T) {
+	srv := redisproc.MustStart(t, false)
+	m := runMain(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "REDIS_URL": srv.URL(), "INSTANCE_ID": "t5"}, "serve")
+	if m.redisSrv != nil {
+		t.Fatal("started a private redis-server although REDIS_URL was set")
+	}
+	if resp, _ := post(t, "http://"+m.Addr, `{"gx":0,"gy":0,"color":"#000000"}`); resp.StatusCode != 201 {
+		t.Fatalf("POST: %d", resp.StatusCode)
+	}
+}
+
+func snapshot(t *testing.T, base string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/api/canvas")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Width, Height int
+		Pixels        any
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(raw, &v); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	out, _ := json.Marshal(v)
+	return string(out)
+}
+
+func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+func hex2(i int) string { return strings.ToUpper(hexb([]byte{byte(i)})) }
+
+func hexb(b []byte) string {
+	const d = "0123456789abcdef"
+	out := make([]byte, 0, 2*len(b))
+	for _, c := range b {
+		out = append(out, d[c>>4], d[c&15])
+	}
+	return string(out)
+}
