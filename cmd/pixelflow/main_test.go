@@ -164,7 +164,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer resp.Body.Close()
-			var e struct{ Error struct{ Code, Message string } }
+			var e struct {
+				Error struct{ Code, Message string }
+			}
 			if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
 				t.Fatalf("error body is not JSON: %v", err)
 			}

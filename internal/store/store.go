@@ -433,7 +433,9 @@ func (s *Store) Place(ctx context.Context, p canvas.Placement, idemKey string, t
 	return ev, replayed, nil
 }
 
-func pixelID(canvasName string, gx, gy int) string { return fmt.Sprintf("%s/%d/%d", canvasName, gx, gy) }
+func pixelID(canvasName string, gx, gy int) string {
+	return fmt.Sprintf("%s/%d/%d", canvasName, gx, gy)
+}
 
 func placementHash(p canvas.Placement) string {
 	h := sha256.Sum256(fmt.Appendf(nil, "%d,%d,%s", p.GX, p.GY, p.Color))
