@@ -211,7 +211,8 @@ func (s *Stream) Publish(ctx context.Context, epoch string, expectTail uint64, e
 	if err == nil {
 		return nil
 	}
-	msg := err.Error()
+	// Redis 7 prefixes script error replies without a code with "ERR ".
+	msg := strings.TrimPrefix(err.Error(), "ERR ")
 	switch {
 	case strings.HasPrefix(msg, "EPOCHGONE"):
 		return ErrEpochGone
