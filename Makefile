@@ -23,7 +23,7 @@ lint:
 
 ## bench: the benchmarks quoted in README.md
 bench: ensure-redis
-	$(GO) test -run '^$$' -bench 'Place' -benchtime 3000x ./internal/store/
+	$(GO) test -run '^$$' -bench 'PlaceHTTP' -benchtime 5s ./cmd/pixelflow/
 	$(GO) test -run '^$$' -bench 'RelayDrain' -benchtime 2x ./internal/relay/
 	$(GO) test -run '^$$' -bench 'Broadcast1000|Frames' -benchtime 3s ./internal/gateway/
 

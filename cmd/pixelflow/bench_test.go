@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// BenchmarkPlaceHTTP measures writes/s through the real API, with the relay
+// publishing into a private redis-server concurrently: the embedded store,
+// a 64×64 canvas, 8 concurrent writers over keep-alive connections.
+func BenchmarkPlaceHTTP(b *testing.B) {
+	m := NewMain()
+	env := map[string]string{"DATA_DIR": "memory", "PORT": "0", "RATE_LIMIT": "0", "CANVAS_WIDTH": "64", "CANVAS_HEIGHT": "64", "INSTANCE_ID": "bench", "LOG_LEVEL": "error"}
+	if err := m.ParseFlags([]string{"serve"}, func(k string) string { return env[k] }); err != nil {
+		b.Fatal(err)
+	}
+	if err := m.Run(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	url := "http://" + m.Addr + "/api/pixels"
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	hc := &http.Client{Transport: tr}
+	var n atomic.Int64
+	b.SetParallelism(4) // 4 × GOMAXPROCS writers
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			body := fmt.Sprintf(`{"gx":%d,"gy":%d,"color":"#%06X"}`, i%64, (i/64)%64, i&0xFFFFFF)
+			resp, err := hc.Post(url, "application/json", strings.NewReader(body))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(n.Load())/time.Since(start).Seconds(), "writes/s")
+}
