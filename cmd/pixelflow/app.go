@@ -25,6 +25,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/relay"
 	"github.com/pixelflow/pixelflow/internal/store"
 	"github.com/pixelflow/pixelflow/internal/stream"
+	"github.com/pixelflow/pixelflow/internal/web"
 )
 
 // Main is the program: parse flags, Run, Close. Tests run it in-process on
@@ -134,6 +135,9 @@ func (m *Main) Run(ctx context.Context) error {
 		m.gateway = g
 		m.goWorker(func() error { return g.Run(workerCtx) })
 		mux.Handle("/ws", g)
+		page := web.Handler()
+		mux.Handle("GET /{$}", page)
+		mux.Handle("GET /app.js", page)
 		ready = append(ready, api.Check{Name: "gateway", Fn: func(context.Context) error {
 			if s := g.Stats(); !s.Ready {
 				return fmt.Errorf("gateway not consuming: %s", s.LastError)

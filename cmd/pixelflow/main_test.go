@@ -281,3 +281,18 @@ func hexb(b []byte) string {
 	}
 	return string(out)
 }
+
+func TestPageIsServed(t *testing.T) {
+	m := runMain(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "INSTANCE_ID": "t6"}, "serve")
+	for path, want := range map[string]string{"/": "<canvas", "/app.js": "new WebSocket"} {
+		resp, err := http.Get("http://" + m.Addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Fatalf("GET %s: %d, body lacks %q", path, resp.StatusCode, want)
+		}
+	}
+}
