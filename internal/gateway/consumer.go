@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"github.com/pixelflow/pixelflow/internal/backoff"
+
 	"context"
 	"errors"
 	"fmt"
@@ -38,12 +40,12 @@ func (g *Gateway) consume(ctx context.Context) error {
 	// A batch must fit an empty queue, or every client would be degraded by
 	// one read: read at most half a queue at a time.
 	cs.count = int64(min(maxReadCount, max(1, g.opts.QueueLen/2)))
-	var bo backoff
+	var bo backoff.Backoff
 	for ctx.Err() == nil {
 		err := cs.step(ctx)
 		switch {
 		case err == nil:
-			bo.reset()
+			bo.Reset()
 			continue
 		case errors.Is(err, errStopped):
 			return err
@@ -55,9 +57,9 @@ func (g *Gateway) consume(ctx context.Context) error {
 		if isGroupGone(err) {
 			cs.needInit = true
 		}
-		d := bo.next(50*time.Millisecond, 5*time.Second)
+		d := bo.Next(50*time.Millisecond, 5*time.Second)
 		g.log.Warn("stream read failed; retrying", "err", err, "in", d)
-		sleep(ctx, d)
+		backoff.Sleep(ctx, d)
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -138,28 +137,4 @@ func (g *Gateway) measureLag(ctx context.Context) {
 
 func isNoSuchKey(err error) bool {
 	return err != nil && strings.Contains(strings.ToLower(err.Error()), "no such key")
-}
-
-// backoff is exponential backoff with jitter, so gateways that lost Redis
-// together do not reconnect in lockstep.
-type backoff struct{ n int }
-
-func (b *backoff) reset() { b.n = 0 }
-
-func (b *backoff) next(lo, hi time.Duration) time.Duration {
-	d := lo << min(b.n, 16)
-	if d > hi || d <= 0 {
-		d = hi
-	}
-	b.n++
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

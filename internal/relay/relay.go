@@ -13,13 +13,14 @@
 package relay
 
 import (
+	"github.com/pixelflow/pixelflow/internal/backoff"
+
 	"context"
 	crand "crypto/rand"
 	"encoding/base32"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -155,21 +156,21 @@ func (r *Relay) fail(err error) {
 func (r *Relay) Run(ctx context.Context) error {
 	defer r.update(func(s *Status) { s.State = "stopped" })
 	wake := r.watch(ctx)
-	var backoff backoff
+	var bo backoff.Backoff
 	for ctx.Err() == nil {
 		lease, ok, err := r.out.AcquireLease(ctx, r.opts.Holder, r.opts.LeaseTTL)
 		if err != nil {
 			r.fail(err)
 			r.opts.Logger.Warn("relay: acquire lease", "err", err)
-			sleep(ctx, backoff.next(r.opts.MinBackoff, r.opts.MaxBackoff))
+			backoff.Sleep(ctx, bo.Next(r.opts.MinBackoff, r.opts.MaxBackoff))
 			continue
 		}
 		if !ok {
 			r.update(func(s *Status) { s.State, s.Leader = "standby", lease.Holder })
-			sleep(ctx, r.opts.LeaseTTL/3)
+			backoff.Sleep(ctx, r.opts.LeaseTTL/3)
 			continue
 		}
-		backoff.reset()
+		bo.Reset()
 		r.opts.Logger.Info("relay: leading", "holder", r.opts.Holder, "epoch", lease.Epoch, "seq", lease.Seq)
 		err = r.lead(ctx, lease, wake)
 		if errors.Is(err, ErrFailpoint) {
@@ -189,7 +190,7 @@ func (r *Relay) Run(ctx context.Context) error {
 func (r *Relay) watch(ctx context.Context) <-chan struct{} {
 	merged := make(chan struct{}, 1)
 	go func() {
-		var b backoff
+		var b backoff.Backoff
 		for ctx.Err() == nil {
 			wake, errc := r.out.WatchOutbox(ctx)
 			func() {
@@ -213,7 +214,7 @@ func (r *Relay) watch(ctx context.Context) <-chan struct{} {
 					}
 				}
 			}()
-			sleep(ctx, b.next(r.opts.MinBackoff, r.opts.MaxBackoff))
+			backoff.Sleep(ctx, b.Next(r.opts.MinBackoff, r.opts.MaxBackoff))
 		}
 	}()
 	return merged
@@ -226,7 +227,7 @@ func (r *Relay) lead(ctx context.Context, lease store.Lease, wake <-chan struct{
 	renewAt := time.Now().Add(r.opts.LeaseTTL / 3)
 	expires := lease.ExpiresAt
 	synced := false
-	var b backoff
+	var b backoff.Backoff
 	r.update(func(s *Status) { s.State, s.Leader = "leader", r.opts.Holder })
 	defer func() {
 		// Release so a standby need not wait for the lease to lapse; a
@@ -250,7 +251,7 @@ func (r *Relay) lead(ctx context.Context, lease store.Lease, wake <-chan struct{
 				return fmt.Errorf("renew lease: %w", err)
 			case err != nil:
 				r.fail(err)
-				sleep(ctx, b.next(r.opts.MinBackoff, r.opts.MaxBackoff))
+				backoff.Sleep(ctx, b.Next(r.opts.MinBackoff, r.opts.MaxBackoff))
 				continue
 			case !ok:
 				return fmt.Errorf("lease taken by %s: %w", l.Holder, store.ErrLeaseLost)
@@ -283,10 +284,10 @@ func (r *Relay) lead(ctx context.Context, lease store.Lease, wake <-chan struct{
 			r.fail(err)
 			r.update(func(s *Status) { s.State = "backoff" })
 			r.opts.Logger.Warn("relay: publish", "err", err)
-			sleep(ctx, b.next(r.opts.MinBackoff, r.opts.MaxBackoff))
+			backoff.Sleep(ctx, b.Next(r.opts.MinBackoff, r.opts.MaxBackoff))
 			continue
 		}
-		b.reset()
+		b.Reset()
 		if n > 0 {
 			continue // more may have arrived while publishing
 		}
@@ -429,27 +430,4 @@ func NewEpochID() string {
 	var b [10]byte
 	_, _ = crand.Read(b[:])
 	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
-}
-
-// backoff is exponential backoff with full jitter.
-type backoff struct{ n int }
-
-func (b *backoff) reset() { b.n = 0 }
-
-func (b *backoff) next(lo, hi time.Duration) time.Duration {
-	d := lo << min(b.n, 16)
-	if d > hi || d <= 0 {
-		d = hi
-	}
-	b.n++
-	return lo/2 + rand.N(d)
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
