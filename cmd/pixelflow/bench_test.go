@@ -46,4 +46,7 @@ func BenchmarkPlaceHTTP(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(n.Load())/time.Since(start).Seconds(), "writes/s")
+	if backlog, _, err := m.store.Backlog(context.Background()); err == nil {
+		b.ReportMetric(float64(backlog), "backlog-at-end")
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -95,7 +96,15 @@ func Open(ctx context.Context, uri, path string, opts Options) (*Store, error) {
 	client, engine, err := lungo.Open(ctx, lungo.Options{
 		Store:          st,
 		ExpireInterval: 5 * time.Second,
-		ExpireErrors:   func(err error) { slog.Warn("embedded store expiry", "err", err) },
+		// Every write clones the oplog (the engine's copy-on-write), so a
+		// long one makes every write slow. The change stream is only a
+		// wake-up signal; when it falls off this short oplog the relay
+		// re-watches and its poll covers the gap.
+		MinOplogSize: 16,
+		MaxOplogSize: 128,
+		MinOplogAge:  time.Second,
+		MaxOplogAge:  time.Minute,
+		ExpireErrors: func(err error) { slog.Warn("embedded store expiry", "err", err) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open embedded store %q: %w", path, err)
@@ -295,15 +304,32 @@ func (e *storeError) As(target any) bool {
 	return false
 }
 
-// pixelDoc is a painted pixel.
-type pixelDoc struct {
-	ID        string    `bson:"_id"`
-	Canvas    string    `bson:"canvas"`
-	GX        int       `bson:"gx"`
-	GY        int       `bson:"gy"`
-	Color     string    `bson:"color"`
-	Version   int64     `bson:"version"`
-	UpdatedAt time.Time `bson:"updatedAt"`
+// tileSize is the side of a tile: pixels are stored 16×16 to a document.
+// The embedded engine clones a collection on every write, so a 64×64 canvas
+// costs 16 documents per clone instead of 4,096; on MongoDB a tile is a
+// small document and writes to different pixels of it touch different fields.
+const tileSize = 16
+
+// tileDoc holds the painted pixels of one tile, keyed by their index inside
+// the tile ("0".."255"); unpainted pixels are absent.
+type tileDoc struct {
+	ID     string               `bson:"_id"`
+	Canvas string               `bson:"canvas"`
+	TX     int                  `bson:"tx"`
+	TY     int                  `bson:"ty"`
+	P      map[string]tilePixel `bson:"p"`
+}
+
+type tilePixel struct {
+	Color     string    `bson:"c"`
+	Version   int64     `bson:"v"`
+	UpdatedAt time.Time `bson:"t"`
+}
+
+// tileOf returns the tile id and the pixel's key inside it.
+func tileOf(canvasName string, gx, gy int) (id string, tx, ty int, key string) {
+	tx, ty = gx/tileSize, gy/tileSize
+	return fmt.Sprintf("%s/%d/%d", canvasName, tx, ty), tx, ty, strconv.Itoa((gy%tileSize)*tileSize + gx%tileSize)
 }
 
 // outboxDoc is one event waiting for, or after, publication.
@@ -385,19 +411,21 @@ func (s *Store) Place(ctx context.Context, p canvas.Placement, idemKey string, t
 			}
 		}
 		now := s.opts.Now().UTC().Truncate(time.Millisecond)
-		var px pixelDoc
+		var tile tileDoc
+		id, tx, ty, key := tileOf(s.opts.Canvas, p.GX, p.GY)
 		err := s.db.Collection(cPixels).FindOneAndUpdate(sc,
-			bson.M{"_id": pixelID(s.opts.Canvas, p.GX, p.GY)},
+			bson.M{"_id": id},
 			bson.M{
-				"$set":         bson.M{"color": p.Color.String(), "updatedAt": now},
-				"$inc":         bson.M{"version": int64(1)},
-				"$setOnInsert": bson.M{"canvas": s.opts.Canvas, "gx": p.GX, "gy": p.GY},
+				"$set":         bson.M{"p." + key + ".c": p.Color.String(), "p." + key + ".t": now},
+				"$inc":         bson.M{"p." + key + ".v": int64(1)},
+				"$setOnInsert": bson.M{"canvas": s.opts.Canvas, "tx": tx, "ty": ty},
 			},
 			options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After),
-		).Decode(&px)
+		).Decode(&tile)
 		if err != nil {
 			return err
 		}
+		px := tile.P[key]
 		if err := s.failpoint("place:after-pixel"); err != nil {
 			return err
 		}
@@ -433,10 +461,6 @@ func (s *Store) Place(ctx context.Context, p canvas.Placement, idemKey string, t
 	return ev, replayed, nil
 }
 
-func pixelID(canvasName string, gx, gy int) string {
-	return fmt.Sprintf("%s/%d/%d", canvasName, gx, gy)
-}
-
 func placementHash(p canvas.Placement) string {
 	h := sha256.Sum256(fmt.Appendf(nil, "%d,%d,%s", p.GX, p.GY, p.Color))
 	return hex.EncodeToString(h[:8])
@@ -462,17 +486,20 @@ func (s *Store) Snapshot(ctx context.Context) (canvas.Position, []Pixel, error) 
 	if err != nil {
 		return canvas.Position{}, nil, unavailable("read pixels", err)
 	}
-	var docs []pixelDoc
-	if err := cur.All(ctx, &docs); err != nil {
+	var tiles []tileDoc
+	if err := cur.All(ctx, &tiles); err != nil {
 		return canvas.Position{}, nil, unavailable("read pixels", err)
 	}
-	px := make([]Pixel, 0, len(docs))
-	for _, d := range docs {
-		c, err := canvas.ParseColor(d.Color)
-		if err != nil {
-			return canvas.Position{}, nil, fmt.Errorf("pixel %s: %w", d.ID, err)
+	var px []Pixel
+	for _, t := range tiles {
+		for key, tp := range t.P {
+			i, err := strconv.Atoi(key)
+			c, cerr := canvas.ParseColor(tp.Color)
+			if err != nil || cerr != nil || i < 0 || i >= tileSize*tileSize {
+				return canvas.Position{}, nil, fmt.Errorf("tile %s: bad pixel %q", t.ID, key)
+			}
+			px = append(px, Pixel{GX: t.TX*tileSize + i%tileSize, GY: t.TY*tileSize + i/tileSize, Color: c, Version: tp.Version})
 		}
-		px = append(px, Pixel{GX: d.GX, GY: d.GY, Color: c, Version: d.Version})
 	}
 	return canvas.Position{Epoch: seq.Epoch, Seq: seq.Seq}, px, nil
 }

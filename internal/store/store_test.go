@@ -392,3 +392,35 @@ func TestClaimAndMarkByClaim(t *testing.T) {
 		})
 	}
 }
+
+// TestSnapshotAcrossTiles: pixels are stored 16×16 to a document; every
+// coordinate must come back exactly, with its own version.
+func TestSnapshotAcrossTiles(t *testing.T) {
+	s := mustOpen(t, store.Options{})
+	ctx := context.Background()
+	coords := [][2]int{{0, 0}, {15, 15}, {16, 0}, {0, 16}, {17, 33}, {63, 63}, {255, 1}}
+	for i, c := range coords {
+		for v := 0; v <= i%3; v++ {
+			if _, _, err := s.Place(ctx, place(c[0], c[1], canvas.Color(i*1000+v)), "", store.Trace{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	_, px, err := s.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[[2]int]store.Pixel{}
+	for _, p := range px {
+		got[[2]int{p.GX, p.GY}] = p
+	}
+	if len(got) != len(coords) {
+		t.Fatalf("snapshot has %d pixels, want %d: %+v", len(got), len(coords), px)
+	}
+	for i, c := range coords {
+		p, ok := got[c]
+		if !ok || p.Version != int64(i%3+1) || p.Color != canvas.Color(i*1000+i%3) {
+			t.Fatalf("pixel %v = %+v (present %v), want version %d colour %v", c, p, ok, i%3+1, canvas.Color(i*1000+i%3))
+		}
+	}
+}
