@@ -160,7 +160,7 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		handler = a
 	} else {
-		handler = healthOnly(ready, m.health)
+		handler = api.NewHealth(ready, m.health)
 		if c.APIURL != "" {
 			u, _ := url.Parse(c.APIURL)
 			proxy := httputil.NewSingleHostReverseProxy(u)
@@ -311,12 +311,6 @@ func (m *Main) health(ctx context.Context) map[string]any {
 		out["gateway"] = m.gateway.Stats()
 	}
 	return out
-}
-
-// healthOnly serves /healthz, /readyz and /api/health for roles without the API.
-func healthOnly(ready []api.Check, health func(context.Context) map[string]any) http.Handler {
-	a, _ := api.NewHealth(ready, health)
-	return a
 }
 
 func redactURI(u string) string {

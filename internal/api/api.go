@@ -6,6 +6,7 @@
 package api
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -240,7 +241,7 @@ func (a *API) decodePlacement(w http.ResponseWriter, r *http.Request) (canvas.Pl
 
 func parsePlacement(body []byte) (placeRequest, error) {
 	var req placeRequest
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		return req, canvas.Errorf(canvas.EInvalid, "body must be a JSON object {\"gx\":int,\"gy\":int,\"color\":\"#RRGGBB\"}: %s", jsonProblem(err))
@@ -415,10 +416,10 @@ func (a *API) handleHealth(w http.ResponseWriter, r *http.Request) {
 
 // NewHealth returns a handler serving only /healthz, /readyz and /api/health,
 // for roles that run without the write path.
-func NewHealth(ready []Check, health func(ctx context.Context) map[string]any) (http.Handler, error) {
+func NewHealth(ready []Check, health func(ctx context.Context) map[string]any) http.Handler {
 	a := &API{opts: Options{Ready: ready, Health: health, Logger: slog.Default()}, mux: http.NewServeMux()}
 	a.mux.HandleFunc("/api/health", a.handleHealth)
 	a.mux.HandleFunc("/healthz", a.handleHealthz)
 	a.mux.HandleFunc("/readyz", a.handleReadyz)
-	return a, nil
+	return a
 }

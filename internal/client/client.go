@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -499,11 +500,7 @@ func (c *Client) Position() canvas.Position {
 func (c *Client) Canvas() map[[2]int]CanvasPixel {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make(map[[2]int]CanvasPixel, len(c.pixels))
-	for k, v := range c.pixels {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(c.pixels)
 }
 
 // History returns every event received, in order, with its receive time.

@@ -163,9 +163,6 @@ func (s *Store) Close(ctx context.Context) error { return s.close(ctx) }
 // Canvas returns the canvas name.
 func (s *Store) Canvas() string { return s.opts.Canvas }
 
-// Retention returns how long published events are kept.
-func (s *Store) Retention() time.Duration { return s.opts.Retention }
-
 // Retries returns how many transaction attempts were retried so far.
 func (s *Store) Retries() int64 { return s.retries.Load() }
 

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -158,11 +159,7 @@ func (p *Publisher) Position() canvas.Position {
 func (p *Publisher) Pixels() map[[2]int]Pixel {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make(map[[2]int]Pixel, len(p.pixels))
-	for k, v := range p.pixels {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(p.pixels)
 }
 
 // Entries returns the entries published in the current epoch.
