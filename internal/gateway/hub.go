@@ -63,6 +63,9 @@ func (h *hub) broadcast(evs [][]byte, last uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.pos.Seq = last
+	// Counted before queuing, so no client can see an event the counters
+	// do not show yet.
+	h.stats.broadcast.Add(int64(len(evs)))
 	var resync []byte // built once, only if some client overflows
 	for c := range h.clients {
 		if c.enqueue(evs, h.queueLen) {
@@ -71,11 +74,10 @@ func (h *hub) broadcast(evs [][]byte, last uint64) {
 		if resync == nil {
 			resync = encodeResync(ReasonSlow, h.pos)
 		}
-		c.resync(resync)
 		h.stats.degraded.Add(1)
 		h.stats.resyncs.Add(1)
+		c.resync(resync)
 	}
-	h.stats.broadcast.Add(int64(len(evs)))
 }
 
 // resync moves the position to pos and tells every client to reload its
@@ -91,7 +93,7 @@ func (h *hub) resync(reason string, pos canvas.Position) {
 	h.pos = pos
 	frame := encodeResync(reason, pos)
 	for c := range h.clients {
-		c.resync(frame)
 		h.stats.resyncs.Add(1)
+		c.resync(frame)
 	}
 }
