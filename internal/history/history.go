@@ -1,0 +1,244 @@
+// Package history records what a test run did to pixelflow and what every
+// client saw, then judges it the way Jepsen judges a queue: an acknowledged
+// write that a client never saw is lost, an event nobody wrote is unexpected,
+// and the same event seen twice is a counted (allowed) duplicate.
+//
+// The end-to-end suites, the chaos drills and the load test all record into
+// one Recorder and call Check after their drain phase.
+//
+// Identity: every write a run makes gets a colour of its own (NextColor), so
+// an event is matched to the write that made it by (gx, gy, colour) even when
+// the write's answer never arrived (outcome unknown) and its event id is not
+// known. A client "saw" a write if it received the write's event or loaded a
+// snapshot holding that pixel at the write's version or a later one: after a
+// resync a client legitimately skips events that its snapshot covers.
+//
+// Concurrency: every method is safe for concurrent use. Memory is one entry
+// per write plus, per client, one counter per distinct event received.
+package history
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pixelflow/pixelflow/internal/canvas"
+)
+
+// Outcome is what the writer knows about a write.
+type Outcome int
+
+const (
+	// OK: the API answered 201 (or an idempotent replay of a 201).
+	OK Outcome = iota
+	// Unknown: no answer (timeout, connection cut); it may or may not be
+	// committed. Neither required to arrive nor forbidden from arriving.
+	Unknown
+	// Failed: the API answered with an error that guarantees nothing was
+	// written (4xx, 503). Its event arriving anywhere is unexpected.
+	Failed
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case OK:
+		return "ok"
+	case Unknown:
+		return "unknown"
+	case Failed:
+		return "failed"
+	}
+	return fmt.Sprintf("outcome(%d)", int(o))
+}
+
+// Write is one POST /api/pixels as the writer saw it.
+type Write struct {
+	GX, GY  int
+	Color   canvas.Color
+	Outcome Outcome
+	// EventID and Version are known when Outcome is OK.
+	EventID string
+	Version int64
+	// Start and End bound the request on the run's clock.
+	Start, End time.Time
+}
+
+type key struct {
+	gx, gy int
+	color  canvas.Color
+}
+
+// Recorder collects one run's history.
+type Recorder struct {
+	colors atomic.Uint32
+
+	mu      sync.Mutex
+	writes  map[key]*Write
+	clients map[string]*clientLog
+}
+
+type clientLog struct {
+	received map[string]int // event id -> times received
+	seen     map[key]bool   // writes seen as events
+	snapVer  map[[2]int]int64
+	events   int
+}
+
+// NewRecorder returns an empty history. Colours start at seed (any value;
+// give each run its own so two runs on one canvas never share a colour).
+func NewRecorder(seed uint32) *Recorder {
+	r := &Recorder{writes: map[key]*Write{}, clients: map[string]*clientLog{}}
+	r.colors.Store(seed & 0xFFFFFF)
+	return r
+}
+
+// NextColor returns a colour no other write of this recorder uses (for the
+// first 2^24 writes).
+func (r *Recorder) NextColor() canvas.Color {
+	return canvas.Color(r.colors.Add(1) & 0xFFFFFF)
+}
+
+// Write records one write. A write recorded twice (a retry with the same
+// Idempotency-Key) keeps its most definite outcome.
+func (r *Recorder) Write(w Write) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := key{w.GX, w.GY, w.Color}
+	if old, ok := r.writes[k]; ok && old.Outcome == OK {
+		return
+	}
+	r.writes[k] = &w
+}
+
+func (r *Recorder) client(name string) *clientLog {
+	c := r.clients[name]
+	if c == nil {
+		c = &clientLog{received: map[string]int{}, seen: map[key]bool{}, snapVer: map[[2]int]int64{}}
+		r.clients[name] = c
+	}
+	return c
+}
+
+// Client registers a client by name, so one that received nothing still
+// gets a verdict.
+func (r *Recorder) Client(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.client(name)
+}
+
+// Event records one pixel event a client received. Canary events are not
+// writes of the run and are ignored.
+func (r *Recorder) Event(clientName string, e canvas.Event) {
+	if e.Kind == canvas.KindCanary {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.client(clientName)
+	c.events++
+	c.received[e.ID]++
+	c.seen[key{e.GX, e.GY, e.Color}] = true
+}
+
+// Snapshot records a snapshot a client loaded: pixel -> version.
+func (r *Recorder) Snapshot(clientName string, pixels map[[2]int]int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.client(clientName)
+	for p, v := range pixels {
+		if v > c.snapVer[p] {
+			c.snapVer[p] = v
+		}
+	}
+}
+
+// Writes returns a copy of every write recorded.
+func (r *Recorder) Writes() []Write {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Write, 0, len(r.writes))
+	for _, w := range r.writes {
+		out = append(out, *w)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
+	return out
+}
+
+// Verdict is the judgement of one client.
+type Verdict struct {
+	Client string `json:"client"`
+	// Events received (pixel events only, duplicates included).
+	Events int `json:"events"`
+	// Lost: acknowledged writes the client neither received nor had in a
+	// snapshot. Must be 0.
+	Lost int `json:"lost"`
+	// Unexpected: events matching no write of the run, or a write that
+	// failed. Must be 0.
+	Unexpected int `json:"unexpected"`
+	// Duplicated: extra receipts of an event already received. Allowed.
+	Duplicated int `json:"duplicated"`
+	// Examples of lost and unexpected writes, for the report.
+	LostExamples       []string `json:"lostExamples,omitempty"`
+	UnexpectedExamples []string `json:"unexpectedExamples,omitempty"`
+}
+
+// Counts summarises the writes of a run.
+type Counts struct {
+	OK      int `json:"ok"`
+	Unknown int `json:"unknown"`
+	Failed  int `json:"failed"`
+}
+
+// Check judges every client against the writes recorded so far. Call it
+// after the drain phase.
+func (r *Recorder) Check() (Counts, []Verdict) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var counts Counts
+	for _, w := range r.writes {
+		switch w.Outcome {
+		case OK:
+			counts.OK++
+		case Unknown:
+			counts.Unknown++
+		case Failed:
+			counts.Failed++
+		}
+	}
+	names := make([]string, 0, len(r.clients))
+	for n := range r.clients {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	verdicts := make([]Verdict, 0, len(names))
+	for _, n := range names {
+		c := r.clients[n]
+		v := Verdict{Client: n, Events: c.events}
+		for _, times := range c.received {
+			v.Duplicated += times - 1
+		}
+		for k := range c.seen {
+			w, ok := r.writes[k]
+			if !ok || w.Outcome == Failed {
+				v.Unexpected++
+				if len(v.UnexpectedExamples) < 5 {
+					v.UnexpectedExamples = append(v.UnexpectedExamples, fmt.Sprintf("(%d,%d) %s", k.gx, k.gy, k.color))
+				}
+			}
+		}
+		for k, w := range r.writes {
+			if w.Outcome != OK || c.seen[k] || c.snapVer[[2]int{k.gx, k.gy}] >= w.Version {
+				continue
+			}
+			v.Lost++
+			if len(v.LostExamples) < 5 {
+				v.LostExamples = append(v.LostExamples, fmt.Sprintf("(%d,%d) %s v%d id %s", k.gx, k.gy, k.color, w.Version, w.EventID))
+			}
+		}
+		verdicts = append(verdicts, v)
+	}
+	return counts, verdicts
+}
