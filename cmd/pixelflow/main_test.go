@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pixelflow/pixelflow/internal/api/apitest"
 	"github.com/pixelflow/pixelflow/internal/client"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
 )
@@ -132,54 +132,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		t.Fatalf("good POST: %d", resp.StatusCode)
 	}
 	before := snapshot(t, base)
-	cases := []struct {
-		name, body, ctype string
-		status            int
-		code              string
-	}{
-		{"out of range x", `{"gx":64,"gy":0,"color":"#FFFFFF"}`, "", 400, "invalid"},
-		{"negative y", `{"gx":0,"gy":-1,"color":"#FFFFFF"}`, "", 400, "invalid"},
-		{"fractional", `{"gx":1.5,"gy":0,"color":"#FFFFFF"}`, "", 400, "invalid"},
-		{"string coordinate", `{"gx":"1","gy":0,"color":"#FFFFFF"}`, "", 400, "invalid"},
-		{"bad colour", `{"gx":1,"gy":1,"color":"red"}`, "", 400, "invalid"},
-		{"short colour", `{"gx":1,"gy":1,"color":"#FFF"}`, "", 400, "invalid"},
-		{"missing colour", `{"gx":1,"gy":1}`, "", 400, "invalid"},
-		{"unknown field", `{"gx":1,"gy":1,"color":"#FFFFFF","x":1}`, "", 400, "invalid"},
-		{"not json", `gx=1`, "", 400, "invalid"},
-		{"two objects", `{"gx":1,"gy":1,"color":"#FFFFFF"}{}`, "", 400, "invalid"},
-		{"empty", ``, "", 400, "invalid"},
-		{"too large", `{"gx":1,"gy":1,"color":"#FFFFFF","pad":"` + strings.Repeat("x", 2000) + `"}`, "", 413, "too_large"},
-		{"wrong content type", `{"gx":1,"gy":1,"color":"#FFFFFF"}`, "text/plain", 415, "unsupported_media_type"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			req, _ := http.NewRequest(http.MethodPost, base+"/api/pixels", bytes.NewBufferString(tc.body))
-			ct := "application/json"
-			if tc.ctype != "" {
-				ct = tc.ctype
-			}
-			req.Header.Set("Content-Type", ct)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			var e struct {
-				Error struct{ Code, Message string }
-			}
-			if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
-				t.Fatalf("error body is not JSON: %v", err)
-			}
-			if resp.StatusCode != tc.status || e.Error.Code != tc.code || e.Error.Message == "" {
-				t.Fatalf("got %d %+v, want %d %s with a message", resp.StatusCode, e.Error, tc.status, tc.code)
-			}
-		})
-	}
-	resp, err := http.Get(base + "/api/pixels")
-	if err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
-		t.Fatalf("GET /api/pixels: %v %v", resp.StatusCode, err)
-	}
-	resp.Body.Close()
+	apitest.CheckBadRequests(t, base, 64, 64)
 	if after := snapshot(t, base); after != before {
 		t.Fatalf("bad requests changed the canvas:\n%s\n%s", before, after)
 	}

@@ -46,6 +46,11 @@ type Options struct {
 	// and canaries included), in order, on the reading goroutine: a slow
 	// hook makes a slow client.
 	OnEvent func(Received)
+	// OnSnapshot, when set, is called with every snapshot loaded (each
+	// painted pixel as the snapshot had it), after it was merged, on the
+	// snapshot goroutine. A history checker needs it: after a resync the
+	// snapshot, not events, is how the client learned of some writes.
+	OnSnapshot func(map[[2]int]CanvasPixel)
 	// HTTPClient loads snapshots. Default: a client with a 10s timeout.
 	HTTPClient *http.Client
 	// Dialer opens WebSocket connections. Default: a dialer with a 10s
@@ -477,14 +482,21 @@ func (c *Client) loadSnapshot(ctx context.Context, snapURL string) error {
 	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
 		return fmt.Errorf("decode snapshot: %w", err)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	snap := make(map[[2]int]CanvasPixel, len(s.Pixels))
 	for _, p := range s.Pixels {
 		col, err := canvas.ParseColor(p.Color)
 		if err != nil {
 			return fmt.Errorf("snapshot pixel (%d,%d): %w", p.GX, p.GY, err)
 		}
-		c.applyLocked(p.GX, p.GY, col, p.Version)
+		snap[[2]int{p.GX, p.GY}] = CanvasPixel{Color: col, Version: p.Version}
+	}
+	c.mu.Lock()
+	for p, px := range snap {
+		c.applyLocked(p[0], p[1], px.Color, px.Version)
+	}
+	c.mu.Unlock()
+	if c.opts.OnSnapshot != nil {
+		c.opts.OnSnapshot(snap)
 	}
 	return nil
 }

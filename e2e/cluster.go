@@ -1,0 +1,277 @@
+// Package e2e runs pixelflow as real processes against real stores and
+// proves, with the history checker, that every acknowledged pixel reaches
+// every client. The same suites run on two providers:
+//
+//   - docker: MongoDB (a replica set) and Redis (AOF) in containers via
+//     testcontainers, chosen automatically when Docker is healthy;
+//   - local: redis-server child processes and the embedded store (or a
+//     mongod replica-set child when mongod is on PATH), for machines
+//     without Docker.
+//
+// E2E_PROVIDER=docker|local overrides the choice. Either way every link
+// from pixelflow to a store goes through an in-process toxiproxy, so the
+// chaos drills (package chaos) can cut links and restart stores without
+// reconfiguring pixelflow. The chaos drills and the load test build on the
+// Cluster, Writer and Watchers defined here.
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/testcontainers/testcontainers-go"
+
+	"github.com/pixelflow/pixelflow/internal/redisproc"
+)
+
+// Provider names.
+const (
+	Docker = "docker"
+	Local  = "local"
+)
+
+// ChooseProvider returns the provider to run on and why. E2E_PROVIDER wins;
+// otherwise docker when testcontainers finds a healthy Docker, else local.
+// Asking for docker where there is none is an error, never a quiet
+// fallback.
+func ChooseProvider(ctx context.Context, getenv func(string) string) (name, why string, err error) {
+	healthy, reason := dockerHealthy(ctx)
+	switch want := getenv("E2E_PROVIDER"); want {
+	case Docker:
+		if !healthy {
+			return "", "", fmt.Errorf("E2E_PROVIDER=docker but Docker is not usable: %s", reason)
+		}
+		return Docker, "E2E_PROVIDER=docker", nil
+	case Local:
+		return Local, "E2E_PROVIDER=local", nil
+	case "":
+		if healthy {
+			return Docker, "Docker is healthy", nil
+		}
+		return Local, "no healthy Docker (" + reason + ")", nil
+	default:
+		return "", "", fmt.Errorf("E2E_PROVIDER=%q: want docker or local", want)
+	}
+}
+
+func dockerHealthy(ctx context.Context) (ok bool, reason string) {
+	defer func() {
+		// testcontainers panics on some host configurations without Docker.
+		if r := recover(); r != nil {
+			ok, reason = false, fmt.Sprint(r)
+		}
+	}()
+	p, err := testcontainers.NewDockerProvider()
+	if err != nil {
+		return false, err.Error()
+	}
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := p.Health(ctx); err != nil {
+		return false, err.Error()
+	}
+	return true, ""
+}
+
+// Options shape a cluster.
+type Options struct {
+	// Provider is Docker or Local (see ChooseProvider).
+	Provider string
+	// Bin is the pixelflow binary (Build).
+	Bin string
+	// Gateways is how many gateway processes run. Default 2.
+	Gateways int
+	// Relays is how many relay processes run when the store is MongoDB
+	// (one active, the rest standby). Default 2. With the embedded store
+	// the relay lives in the api process.
+	Relays int
+	// Durable keeps the embedded store in a file, so the api can be
+	// restarted without losing data (lungo rewrites the file on every
+	// commit, so it is slower). Without it the embedded store is in memory.
+	// MongoDB is always durable.
+	Durable bool
+	// Env adds settings to every pixelflow process (KEY=VALUE).
+	Env []string
+}
+
+// Cluster is one running deployment: stores behind proxies, an api (and
+// relays), gateways.
+type Cluster struct {
+	Provider string
+	// Store says in words which store runs, for logs and reports.
+	Store string
+	// MongoURI is pixelflow's MongoDB URI (through the proxy); empty when
+	// the store is embedded.
+	MongoURI string
+	// RedisURL is pixelflow's Redis URL (through the proxy).
+	RedisURL string
+
+	RedisProxy, MongoProxy *Proxy
+	API                    *Process
+	Relays                 []*Process
+	Gateways               []*Process
+
+	redis   redisBackend
+	mongo   mongoBackend
+	proxies *Proxies
+	dir     string
+}
+
+// Start brings up a cluster and registers its teardown with tb. On a
+// failed test the tail of every process log is printed.
+func Start(ctx context.Context, tb testing.TB, opts Options) *Cluster {
+	tb.Helper()
+	if opts.Gateways == 0 {
+		opts.Gateways = 2
+	}
+	if opts.Relays == 0 {
+		opts.Relays = 2
+	}
+	c := &Cluster{Provider: opts.Provider, dir: tb.TempDir(), proxies: NewProxies()}
+	tb.Cleanup(func() { c.close(tb) })
+	if err := c.start(ctx, opts); err != nil {
+		tb.Fatalf("start cluster (%s): %v", opts.Provider, err)
+	}
+	tb.Logf("e2e cluster on provider %s, store: %s, redis: %s", c.Provider, c.Store, c.redis.Addr())
+	return c
+}
+
+func (c *Cluster) start(ctx context.Context, opts Options) error {
+	var err error
+	switch opts.Provider {
+	case Docker:
+		if c.redis, err = startDockerRedis(ctx); err != nil {
+			return err
+		}
+		if c.mongo, err = startDockerMongo(ctx); err != nil {
+			return err
+		}
+		c.Store = "MongoDB replica set (container " + MongoImage + ")"
+	case Local:
+		if c.redis, err = startLocalRedis(ctx, c.dir); err != nil {
+			return err
+		}
+		if _, lookErr := exec.LookPath("mongod"); lookErr == nil {
+			if c.mongo, err = startLocalMongo(ctx, c.dir); err != nil {
+				return err
+			}
+			c.Store = "MongoDB replica set (mongod child process)"
+		} else {
+			c.Store = "embedded lungo file store (no mongod on PATH)"
+		}
+	default:
+		return fmt.Errorf("unknown provider %q", opts.Provider)
+	}
+	if c.RedisProxy, err = c.proxies.Add("redis", c.redis.Addr()); err != nil {
+		return err
+	}
+	c.RedisURL = "redis://" + c.RedisProxy.Addr()
+	env := append([]string{"REDIS_URL=" + c.RedisURL, "RATE_LIMIT=0", "LOG_LEVEL=info", "LEASE_TTL=2s"}, opts.Env...)
+	if c.mongo != nil {
+		if c.MongoProxy, err = c.proxies.Add("mongo", c.mongo.Addr()); err != nil {
+			return err
+		}
+		c.MongoURI = "mongodb://" + c.MongoProxy.Addr() + "/pixelflow?directConnection=true"
+		env = append(env, "MONGO_URI="+c.MongoURI)
+	} else if opts.Durable {
+		env = append(env, "DATA_DIR="+filepath.Join(c.dir, "data"))
+	} else {
+		env = append(env, "DATA_DIR=memory")
+		c.Store = "embedded lungo memory store (no mongod on PATH)"
+	}
+
+	c.API = c.process(opts.Bin, "api", "api", env)
+	if c.mongo != nil {
+		for i := range opts.Relays {
+			c.Relays = append(c.Relays, c.process(opts.Bin, fmt.Sprintf("relay-%d", i+1), "relay", append(env, fmt.Sprintf("INSTANCE_ID=relay-%d", i+1))))
+		}
+	}
+	for i := range opts.Gateways {
+		name := fmt.Sprintf("gateway-%d", i+1)
+		c.Gateways = append(c.Gateways, c.process(opts.Bin, name, "gateway", append(env, "INSTANCE_ID="+name, "API_URL="+c.API.URL())))
+	}
+	for _, p := range c.Processes() {
+		if err := p.Start(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) process(bin, name, role string, env []string) *Process {
+	port, err := redisproc.FreePort()
+	if err != nil {
+		port = 0 // Start then fails with a clear error
+	}
+	return &Process{Name: name, Bin: bin, Role: role, Port: port, Env: append([]string(nil), env...), Log: filepath.Join(c.dir, name+".log")}
+}
+
+// Processes lists every pixelflow process: api, relays, gateways.
+func (c *Cluster) Processes() []*Process {
+	out := []*Process{c.API}
+	out = append(out, c.Relays...)
+	return append(out, c.Gateways...)
+}
+
+// APIURL is where POST /api/pixels and GET /api/canvas are served.
+func (c *Cluster) APIURL() string { return c.API.URL() }
+
+// GatewayURLs are the gateways' base URLs (each serves /ws, the page, and
+// proxies /api/ to the api).
+func (c *Cluster) GatewayURLs() []string {
+	var out []string
+	for _, g := range c.Gateways {
+		out = append(out, g.URL())
+	}
+	return out
+}
+
+// KillRedis crashes Redis; RestartRedis brings it back (empty when wipe)
+// and points the proxy at it.
+func (c *Cluster) KillRedis(ctx context.Context) error { return c.redis.Kill(ctx) }
+
+// RestartRedis starts Redis again after KillRedis.
+func (c *Cluster) RestartRedis(ctx context.Context, wipe bool) error {
+	if err := c.redis.Start(ctx, wipe); err != nil {
+		return err
+	}
+	if c.redis.Addr() != c.RedisProxy.Upstream() {
+		return c.RedisProxy.Retarget(c.redis.Addr())
+	}
+	return nil
+}
+
+func (c *Cluster) close(tb testing.TB) {
+	var errs []error
+	for _, p := range c.Processes() {
+		if p == nil {
+			continue
+		}
+		if err := p.Stop(10 * time.Second); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c.proxies.Close()
+	if c.redis != nil {
+		c.redis.Close()
+	}
+	if c.mongo != nil {
+		c.mongo.Close()
+	}
+	if tb.Failed() {
+		for _, p := range c.Processes() {
+			if p != nil {
+				tb.Logf("--- %s log (%s), last lines:\n%s", p.Name, p.Log, p.Tail(30))
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		tb.Errorf("cluster teardown: %v", err)
+	}
+}

@@ -1,0 +1,174 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Build compiles cmd/pixelflow once into dir and returns the binary's path.
+// The suites run pixelflow as real processes, as it runs in production.
+func Build(ctx context.Context, dir string) (string, error) {
+	bin := filepath.Join(dir, "pixelflow")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/pixelflow/pixelflow/cmd/pixelflow")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build pixelflow: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// Process is one pixelflow process (a role) that a test can stop, kill and
+// start again on the same port, so clients reconnect to the same address.
+type Process struct {
+	Name string
+	Bin  string
+	Role string
+	Port int
+	Env  []string // KEY=VALUE, on top of a minimal environment
+	Log  string   // path of the combined stdout/stderr, kept across restarts
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// URL is the process's http base URL.
+func (p *Process) URL() string { return "http://127.0.0.1:" + strconv.Itoa(p.Port) }
+
+// Pid is the running process's id, 0 when stopped.
+func (p *Process) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || !p.running() {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+func (p *Process) running() bool {
+	if p.done == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Start launches the process and waits until GET /readyz answers 200. The
+// child is in its own process group and dies with the test binary
+// (Pdeathsig), so a crashed test leaves nothing behind.
+func (p *Process) Start(ctx context.Context) error {
+	p.mu.Lock()
+	if p.running() {
+		p.mu.Unlock()
+		return fmt.Errorf("%s: already running", p.Name)
+	}
+	logf, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		p.mu.Unlock()
+		return fmt.Errorf("%s: open log: %w", p.Name, err)
+	}
+	fmt.Fprintf(logf, "=== start %s %s at %s\n", p.Role, p.Name, time.Now().Format(time.RFC3339Nano))
+	cmd := exec.Command(p.Bin, p.Role)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOST=127.0.0.1", "PORT=" + strconv.Itoa(p.Port)}, p.Env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		p.mu.Unlock()
+		return fmt.Errorf("%s: start: %w", p.Name, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
+	p.cmd, p.done = cmd, done
+	p.mu.Unlock()
+	return p.waitReady(ctx, done)
+}
+
+func (p *Process) waitReady(ctx context.Context, done chan struct{}) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	hc := &http.Client{Timeout: time.Second}
+	for {
+		resp, err := hc.Get(p.URL() + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("%s exited while starting; log %s:\n%s", p.Name, p.Log, p.Tail(20))
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready on %s: %w; log:\n%s", p.Name, p.URL(), ctx.Err(), p.Tail(20))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Stop asks the process to shut down gracefully (SIGTERM) and kills it if
+// it has not exited within grace.
+func (p *Process) Stop(grace time.Duration) error {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	default:
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+		return nil
+	case <-time.After(grace):
+		p.Kill()
+		return fmt.Errorf("%s did not stop within %s of SIGTERM; killed", p.Name, grace)
+	}
+}
+
+// Kill ends the process at once (SIGKILL to its process group), as a crash.
+func (p *Process) Kill() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if done == nil {
+		return
+	}
+	select {
+	case <-done:
+		return
+	default:
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-done
+}
+
+// Tail returns the last n lines of the process's log.
+func (p *Process) Tail(n int) string {
+	b, err := os.ReadFile(p.Log)
+	if err != nil {
+		return err.Error()
+	}
+	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return string(bytes.Join(lines, []byte("\n")))
+}

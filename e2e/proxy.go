@@ -1,0 +1,120 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// Proxies runs toxiproxy in-process. Every link from pixelflow to a store
+// (Mongo, Redis) goes through one, so a drill can cut, blackhole or slow a
+// link, or move it to a restarted container, without reconfiguring
+// pixelflow: its processes only ever know the proxy's fixed address.
+type Proxies struct {
+	server *toxiproxy.ApiServer
+}
+
+// NewProxies returns an empty in-process toxiproxy.
+func NewProxies() *Proxies {
+	return &Proxies{server: toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())}
+}
+
+// Proxy is one link: 127.0.0.1:<port> -> upstream.
+type Proxy struct {
+	mu sync.Mutex
+	p  *toxiproxy.Proxy
+	n  int // toxics added, for unique names
+}
+
+// Add starts a proxy on a free loopback port in front of upstream.
+func (ps *Proxies) Add(name, upstream string) (*Proxy, error) {
+	p := toxiproxy.NewProxy(ps.server, name, "127.0.0.1:0", upstream)
+	if err := ps.server.Collection.Add(p, true); err != nil {
+		return nil, fmt.Errorf("toxiproxy %s: %w", name, err)
+	}
+	return &Proxy{p: p}, nil
+}
+
+// Close stops every proxy.
+func (ps *Proxies) Close() { _ = ps.server.Collection.Clear() }
+
+// Addr is the proxy's listen address (stable across Cut/Restore/Retarget).
+func (p *Proxy) Addr() string {
+	p.p.Lock()
+	defer p.p.Unlock()
+	return p.p.Listen
+}
+
+func (p *Proxy) update(upstream string, enabled bool) error {
+	p.p.Lock()
+	in := &toxiproxy.Proxy{Name: p.p.Name, Listen: p.p.Listen, Upstream: upstream, Enabled: enabled}
+	p.p.Unlock()
+	if err := p.p.Update(in); err != nil {
+		return fmt.Errorf("toxiproxy %s: %w", in.Name, err)
+	}
+	return nil
+}
+
+// Cut closes every connection through the link and refuses new ones, as
+// when the store's host vanishes.
+func (p *Proxy) Cut() error { return p.update(p.Upstream(), false) }
+
+// Restore re-opens a cut link on the same address.
+func (p *Proxy) Restore() error { return p.update(p.Upstream(), true) }
+
+// Retarget points the link at a new upstream (a restarted container on a
+// new port); open connections are closed.
+func (p *Proxy) Retarget(upstream string) error { return p.update(upstream, true) }
+
+// Upstream is where the link leads.
+func (p *Proxy) Upstream() string {
+	p.p.Lock()
+	defer p.p.Unlock()
+	return p.p.Upstream
+}
+
+// Blackhole makes the link swallow data in both directions without closing
+// (toxiproxy's timeout toxic with timeout 0): the worst kind of partition,
+// where only deadlines notice. It returns the function that lifts it.
+func (p *Proxy) Blackhole() (lift func() error, err error) {
+	return p.toxic("timeout", map[string]any{"timeout": 0})
+}
+
+// Latency delays data through the link in both directions.
+func (p *Proxy) Latency(d time.Duration) (lift func() error, err error) {
+	return p.toxic("latency", map[string]any{"latency": d.Milliseconds()})
+}
+
+func (p *Proxy) toxic(kind string, attrs map[string]any) (func() error, error) {
+	p.mu.Lock()
+	p.n++
+	n := p.n
+	p.mu.Unlock()
+	var names []string
+	for _, stream := range []string{"upstream", "downstream"} {
+		name := fmt.Sprintf("%s_%s_%d", kind, stream, n)
+		var a []string
+		for k, v := range attrs {
+			a = append(a, fmt.Sprintf("%q:%v", k, v))
+		}
+		js := fmt.Sprintf(`{"name":%q,"type":%q,"stream":%q,"toxicity":1,"attributes":{%s}}`, name, kind, stream, strings.Join(a, ","))
+		if _, err := p.p.Toxics.AddToxicJson(strings.NewReader(js)); err != nil {
+			return nil, fmt.Errorf("toxiproxy %s: add %s: %w", p.p.Name, kind, err)
+		}
+		names = append(names, name)
+	}
+	return func() error {
+		for _, name := range names {
+			if err := p.p.Toxics.RemoveToxic(context.Background(), name); err != nil {
+				return fmt.Errorf("toxiproxy %s: remove %s: %w", p.p.Name, name, err)
+			}
+		}
+		return nil
+	}, nil
+}

@@ -1,0 +1,213 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/testcontainers/testcontainers-go"
+	tcmongo "github.com/testcontainers/testcontainers-go/modules/mongodb"
+	tcredis "github.com/testcontainers/testcontainers-go/modules/redis"
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/pixelflow/pixelflow/internal/redisproc"
+)
+
+// Images the docker provider runs.
+const (
+	MongoImage = "mongo:7.0"
+	RedisImage = "redis:7.2"
+)
+
+// redisBackend is a Redis the drills can crash and bring back. Its address
+// may change across a restart (a container's mapped port); the cluster's
+// proxy follows it.
+type redisBackend interface {
+	Addr() string
+	// Kill stops Redis at once (SIGKILL or container stop with no grace).
+	Kill(ctx context.Context) error
+	// Start brings it back, with its AOF data, or empty when wipe is set.
+	Start(ctx context.Context, wipe bool) error
+	Close()
+}
+
+// localRedis is a redis-server child process with AOF on.
+type localRedis struct{ srv *redisproc.Server }
+
+func startLocalRedis(ctx context.Context, dir string) (*localRedis, error) {
+	srv, err := redisproc.Start(ctx, redisproc.Options{Dir: filepath.Join(dir, "redis"), AppendOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	return &localRedis{srv: srv}, nil
+}
+
+func (r *localRedis) Addr() string                               { return r.srv.Addr() }
+func (r *localRedis) Kill(context.Context) error                 { r.srv.Kill(); return nil }
+func (r *localRedis) Start(ctx context.Context, wipe bool) error { return r.srv.Restart(ctx, wipe) }
+func (r *localRedis) Close()                                     { r.srv.Kill() }
+
+// dockerRedis is a Redis container (testcontainers modules/redis) with AOF.
+type dockerRedis struct {
+	ctr *tcredis.RedisContainer
+}
+
+func startDockerRedis(ctx context.Context) (*dockerRedis, error) {
+	ctr, err := tcredis.Run(ctx, RedisImage,
+		testcontainers.WithCmd("redis-server", "--appendonly", "yes", "--appendfsync", "always"))
+	if err != nil {
+		if ctr != nil {
+			_ = testcontainers.TerminateContainer(ctr)
+		}
+		return nil, fmt.Errorf("redis container: %w", err)
+	}
+	return &dockerRedis{ctr: ctr}, nil
+}
+
+func (r *dockerRedis) Addr() string {
+	ep, err := r.ctr.PortEndpoint(context.Background(), "6379/tcp", "")
+	if err != nil {
+		return "127.0.0.1:1" // a refused address: the proxy then fails like a dead Redis
+	}
+	return ep
+}
+
+func (r *dockerRedis) Kill(ctx context.Context) error {
+	zero := time.Duration(0)
+	if err := r.ctr.Stop(ctx, &zero); err != nil {
+		return fmt.Errorf("stop redis container: %w", err)
+	}
+	return nil
+}
+
+func (r *dockerRedis) Start(ctx context.Context, wipe bool) error {
+	if wipe {
+		_ = testcontainers.TerminateContainer(r.ctr)
+		fresh, err := startDockerRedis(ctx)
+		if err != nil {
+			return err
+		}
+		r.ctr = fresh.ctr
+		return nil
+	}
+	if err := r.ctr.Start(ctx); err != nil {
+		return fmt.Errorf("start redis container: %w", err)
+	}
+	return nil
+}
+
+func (r *dockerRedis) Close() { _ = testcontainers.TerminateContainer(r.ctr) }
+
+// mongoBackend is a single-node MongoDB replica set.
+type mongoBackend interface {
+	Addr() string
+	Close()
+}
+
+type dockerMongo struct{ ctr *tcmongo.MongoDBContainer }
+
+func startDockerMongo(ctx context.Context) (*dockerMongo, error) {
+	ctr, err := tcmongo.Run(ctx, MongoImage, tcmongo.WithReplicaSet("rs0"))
+	if err != nil {
+		if ctr != nil {
+			_ = testcontainers.TerminateContainer(ctr)
+		}
+		return nil, fmt.Errorf("mongodb container: %w", err)
+	}
+	return &dockerMongo{ctr: ctr}, nil
+}
+
+func (m *dockerMongo) Addr() string {
+	ep, err := m.ctr.PortEndpoint(context.Background(), "27017/tcp", "")
+	if err != nil {
+		return "127.0.0.1:1"
+	}
+	return ep
+}
+
+func (m *dockerMongo) Close() { _ = testcontainers.TerminateContainer(m.ctr) }
+
+// localMongo is a mongod child process run as a one-node replica set, for
+// machines with mongod installed but no Docker.
+type localMongo struct {
+	port int
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func startLocalMongo(ctx context.Context, dir string) (*localMongo, error) {
+	port, err := redisproc.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	dbpath := filepath.Join(dir, "mongod")
+	if err := os.MkdirAll(dbpath, 0o755); err != nil {
+		return nil, fmt.Errorf("mongod dir: %w", err)
+	}
+	cmd := exec.Command("mongod", "--replSet", "rs0", "--bind_ip", "127.0.0.1", "--port", strconv.Itoa(port),
+		"--dbpath", dbpath, "--logpath", filepath.Join(dir, "mongod.log"), "--quiet")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start mongod: %w", err)
+	}
+	m := &localMongo{port: port, cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(m.done) }()
+	if err := m.initiate(ctx); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("mongod replica set (log %s): %w", filepath.Join(dir, "mongod.log"), err)
+	}
+	return m, nil
+}
+
+// initiate runs replSetInitiate and waits until the node is primary.
+func (m *localMongo) initiate(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	cl, err := mongo.Connect(ctx, options.Client().ApplyURI("mongodb://"+m.Addr()+"/?directConnection=true"))
+	if err != nil {
+		return err
+	}
+	defer cl.Disconnect(context.Background())
+	admin := cl.Database("admin")
+	cfg := bson.M{"_id": "rs0", "members": bson.A{bson.M{"_id": 0, "host": m.Addr()}}}
+	initiated := false
+	for {
+		if !initiated {
+			err = admin.RunCommand(ctx, bson.D{{Key: "replSetInitiate", Value: cfg}}).Err()
+			initiated = err == nil
+		}
+		if initiated {
+			var hello struct {
+				IsWritablePrimary bool `bson:"isWritablePrimary"`
+			}
+			if err = admin.RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Decode(&hello); err == nil && hello.IsWritablePrimary {
+				return nil
+			}
+		}
+		select {
+		case <-m.done:
+			return fmt.Errorf("mongod exited")
+		case <-ctx.Done():
+			return fmt.Errorf("not primary in time: %v", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (m *localMongo) Addr() string { return "127.0.0.1:" + strconv.Itoa(m.port) }
+
+func (m *localMongo) Close() {
+	select {
+	case <-m.done:
+	default:
+		_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
+		<-m.done
+	}
+}

@@ -1,0 +1,315 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pixelflow/pixelflow/internal/api"
+	"github.com/pixelflow/pixelflow/internal/client"
+	"github.com/pixelflow/pixelflow/internal/history"
+)
+
+// Writer places pixels through the API and records every outcome.
+type Writer struct {
+	API  string
+	Rec  *history.Recorder
+	HTTP *http.Client
+	// Region bounds the pixels written to [0,Region)²: a small region makes
+	// pixels be written many times, so versions and ordering get exercised.
+	Region int
+	// Retries is how often a write whose outcome is unknown (no answer, 5xx)
+	// is sent again with the same Idempotency-Key before it is recorded as
+	// unknown.
+	Retries int
+
+	keys  atomic.Int64
+	acked atomic.Int64
+}
+
+// Acked is how many writes of this writer were acknowledged so far.
+func (w *Writer) Acked() int { return int(w.acked.Load()) }
+
+// NewWriter returns a writer with a 5 s request timeout.
+func NewWriter(apiURL string, rec *history.Recorder, region int) *Writer {
+	return &Writer{API: apiURL, Rec: rec, Region: region, Retries: 3, HTTP: &http.Client{Timeout: 5 * time.Second}}
+}
+
+// PlaceRandom writes a fresh colour at a random pixel of the region.
+func (w *Writer) PlaceRandom(ctx context.Context, rng *rand.Rand) history.Write {
+	return w.Place(ctx, rng.IntN(w.Region), rng.IntN(w.Region))
+}
+
+// Place writes a fresh colour at (gx, gy), retrying unknown outcomes with
+// the same Idempotency-Key, and records the final outcome.
+func (w *Writer) Place(ctx context.Context, gx, gy int) history.Write {
+	rec := history.Write{GX: gx, GY: gy, Color: w.Rec.NextColor(), Start: time.Now()}
+	key := fmt.Sprintf("w-%d-%d", time.Now().UnixNano(), w.keys.Add(1))
+	body := fmt.Sprintf(`{"gx":%d,"gy":%d,"color":%q}`, gx, gy, rec.Color.String())
+	for attempt := 0; ; attempt++ {
+		var status int
+		var ev api.EventJSON
+		status, err := w.post(ctx, body, key, &ev)
+		switch {
+		case err == nil && status == http.StatusCreated:
+			rec.Outcome, rec.EventID, rec.Version = history.OK, ev.ID, ev.Version
+			w.acked.Add(1)
+		case err == nil && status < 500:
+			rec.Outcome = history.Failed // the API promises 4xx writes nothing
+		default:
+			rec.Outcome = history.Unknown
+		}
+		if rec.Outcome != history.Unknown || attempt >= w.Retries || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(100*(attempt+1)) * time.Millisecond):
+		}
+	}
+	rec.End = time.Now()
+	w.Rec.Write(rec)
+	return rec
+}
+
+func (w *Writer) post(ctx context.Context, body, key string, out any) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.API+"/api/pixels", bytes.NewReader([]byte(body)))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := w.HTTP.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusCreated {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return 0, fmt.Errorf("decode 201: %w", err)
+		}
+	} else {
+		_, _ = io.Copy(io.Discard, resp.Body)
+	}
+	return resp.StatusCode, nil
+}
+
+// Run has n goroutines write total pixels between them (or until ctx ends)
+// and returns how many of them were acknowledged.
+func (w *Writer) Run(ctx context.Context, n, total int) int {
+	var next, acked atomic.Int64
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))
+			for next.Add(1) <= int64(total) && ctx.Err() == nil {
+				switch w.PlaceRandom(ctx, rng).Outcome {
+				case history.OK:
+					acked.Add(1)
+				case history.Unknown:
+					time.Sleep(20 * time.Millisecond) // the API is down: don't spin
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return int(acked.Load())
+}
+
+// Watchers are WebSocket clients spread over the gateways, each feeding
+// what it receives into the history.
+type Watchers struct {
+	Clients []*client.Client
+	names   []string
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// Watch connects n clients round-robin to the gateways and waits until each
+// has its first snapshot. Snapshots come through each client's own gateway
+// (which proxies /api/ to the api).
+func Watch(ctx context.Context, rec *history.Recorder, gateways []string, n int) (*Watchers, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &Watchers{cancel: cancel}
+	for i := range n {
+		name := fmt.Sprintf("client-%02d", i)
+		rec.Client(name)
+		c := client.New(client.Options{
+			BaseURL: gateways[i%len(gateways)],
+			Name:    name,
+			OnEvent: func(r client.Received) { rec.Event(name, r.Event) },
+			OnSnapshot: func(px map[[2]int]client.CanvasPixel) {
+				v := make(map[[2]int]int64, len(px))
+				for p, cp := range px {
+					v[p] = cp.Version
+				}
+				rec.Snapshot(name, v)
+			},
+		})
+		w.Clients = append(w.Clients, c)
+		w.names = append(w.names, name)
+		w.wg.Add(1)
+		go func() { defer w.wg.Done(); _ = c.Run(ctx) }()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, c := range w.Clients {
+		for c.Stats().Snapshots == 0 {
+			if time.Now().After(deadline) {
+				w.Stop()
+				return nil, fmt.Errorf("clients not connected with a snapshot within 30s")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return w, nil
+}
+
+// Stop disconnects every client and waits for them.
+func (w *Watchers) Stop() {
+	w.cancel()
+	w.wg.Wait()
+}
+
+// Snapshot reads GET /api/canvas (JSON).
+func Snapshot(ctx context.Context, apiURL string) (api.CanvasJSON, error) {
+	var s api.CanvasJSON
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, apiURL+"/api/canvas", nil)
+	if err != nil {
+		return s, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return s, fmt.Errorf("get canvas: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return s, fmt.Errorf("get canvas: %s", resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		return s, fmt.Errorf("decode canvas: %w", err)
+	}
+	return s, nil
+}
+
+// diff describes how a client's canvas differs from a snapshot ("" if equal).
+func diff(got map[[2]int]client.CanvasPixel, want api.CanvasJSON) string {
+	var d []string
+	seen := 0
+	for _, p := range want.Pixels {
+		k := [2]int{p.GX, p.GY}
+		g, ok := got[k]
+		if ok {
+			seen++
+		}
+		if !ok || g.Color.String() != p.Color || g.Version != p.Version {
+			d = append(d, fmt.Sprintf("(%d,%d) has %s v%d, store %s v%d", p.GX, p.GY, g.Color, g.Version, p.Color, p.Version))
+		}
+	}
+	if extra := len(got) - seen; extra > 0 {
+		d = append(d, strconv.Itoa(extra)+" pixels the store does not have")
+	}
+	if len(d) == 0 {
+		return ""
+	}
+	sort.Strings(d)
+	if len(d) > 3 {
+		d = append(d[:3], fmt.Sprintf("… %d differences", len(d)))
+	}
+	return fmt.Sprint(d)
+}
+
+// Verify ends a run the same way for every suite: a final write must
+// succeed; then every client must converge to GET /api/canvas within
+// drain; the snapshot must agree with the history (each pixel's newest
+// acknowledged write); then the checker judges each client. It returns the
+// report, already printed to logf.
+func Verify(ctx context.Context, name string, c *Cluster, rec *history.Recorder, w *Watchers, drain time.Duration, logf func(string, ...any)) *history.Report {
+	start := time.Now()
+	var notes []string
+	final := NewWriter(c.APIURL(), rec, 1)
+	final.Retries = 50 // ~2 minutes of backoff at most: the system must recover
+	if fw := final.Place(ctx, 0, 0); fw.Outcome != history.OK {
+		notes = append(notes, "the final write after the run did not succeed (outcome "+fw.Outcome.String()+")")
+	}
+
+	var snap api.CanvasJSON
+	diverged := map[string]string{}
+	deadline := time.Now().Add(drain)
+	for {
+		var err error
+		snap, err = Snapshot(ctx, c.APIURL())
+		if err == nil {
+			clear(diverged)
+			for i, cl := range w.Clients {
+				if d := diff(cl.Canvas(), snap); d != "" {
+					diverged[w.names[i]] = d
+				}
+			}
+			if len(diverged) == 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			if err != nil {
+				notes = append(notes, "snapshot after the drain: "+err.Error())
+			}
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	rep := rec.NewReport(name)
+	rep.Provider = c.Provider + ", " + c.Store
+	rep.Duration = time.Since(start)
+	for n, d := range diverged {
+		rep.Diverged = append(rep.Diverged, fmt.Sprintf("%s did not converge within %s: %s", n, drain, d))
+	}
+	sort.Strings(rep.Diverged)
+	rep.Notes = append(notes, storeAgrees(snap, rec.Writes())...)
+	var buf bytes.Buffer
+	rep.Print(&buf)
+	logf("%s", buf.String())
+	return rep
+}
+
+// storeAgrees checks the snapshot against the history: at every pixel the
+// store holds a version at least the newest acknowledged one, and where the
+// versions are equal, that write's colour.
+func storeAgrees(snap api.CanvasJSON, writes []history.Write) []string {
+	newest := map[[2]int]history.Write{}
+	for _, w := range writes {
+		k := [2]int{w.GX, w.GY}
+		if w.Outcome == history.OK && w.Version > newest[k].Version {
+			newest[k] = w
+		}
+	}
+	store := map[[2]int]api.PixelJSON{}
+	for _, p := range snap.Pixels {
+		store[[2]int{p.GX, p.GY}] = p
+	}
+	var out []string
+	for k, w := range newest {
+		p, ok := store[k]
+		switch {
+		case !ok || p.Version < w.Version:
+			out = append(out, fmt.Sprintf("store lost the write %s v%d at (%d,%d): has v%d", w.Color, w.Version, k[0], k[1], p.Version))
+		case p.Version == w.Version && p.Color != w.Color.String():
+			out = append(out, fmt.Sprintf("store has %s at (%d,%d) v%d, the acknowledged write was %s", p.Color, k[0], k[1], p.Version, w.Color))
+		}
+		if len(out) >= 5 {
+			break
+		}
+	}
+	return out
+}
