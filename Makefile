@@ -1,9 +1,11 @@
 # pixelflow — see README.md.
+SHELL   := bash
 GO      ?= go
-PKGS    ?= ./...
+# make test runs every package but the suites that run whole deployments.
+PKGS    ?= $(shell $(GO) list ./... | grep -v -e /e2e -e /chaos -e /loadtest)
 BIN     ?= bin/pixelflow
 
-.PHONY: run build test race lint bench e2e chaos loadtest ensure-redis
+.PHONY: run build test race lint bench e2e chaos loadtest ensure-redis ensure-chromium up down
 
 ## run: serve on embedded defaults (embedded store under ./data, private redis-server), http://localhost:8080
 run: ensure-redis
@@ -17,7 +19,7 @@ test: ensure-redis lint
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 lint:
-	$(GO) vet $(PKGS)
+	$(GO) vet ./...
 	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
@@ -28,9 +30,24 @@ bench: ensure-redis
 	$(GO) test -run '^$$' -bench 'Broadcast1000|Frames' -benchtime 3s ./internal/gateway/
 
 ensure-redis:
-	@scripts/ensure-redis.sh
+	@scripts/ensure-installed.sh redis-server redis-server
+
+## e2e: the end-to-end suites on real processes (docker provider when Docker
+## is healthy, else local; E2E_PROVIDER=docker|local); artifacts in e2e/out
+e2e: ensure-redis ensure-chromium
+	@mkdir -p e2e/out
+	$(GO) test -count=1 -timeout 8m -v -artifacts -outputdir $(CURDIR)/e2e/out ./e2e/ 2>&1 | tee e2e/out/e2e.log | grep -E '^(=== RUN   [A-Za-z]+$$|--- |PASS|FAIL|ok|e2e:)|history |total |clean|FAIL|screenshot|resumes|outcomes'; exit $${PIPESTATUS[0]}
+
+ensure-chromium:
+	@scripts/ensure-installed.sh chromium chromium
+
+## up / down: the reference deployment (compose.yaml) on Docker
+up:
+	docker compose up -d --build --wait
+down:
+	docker compose down -v
 
 # The suites below are the subject of open issues; until they land these
 # targets fail loudly rather than pretend.
-e2e chaos loadtest:
+chaos loadtest:
 	@echo "make $@: not built yet (see the open issue for $@)" >&2; exit 1

@@ -17,8 +17,14 @@ import (
 // promises a real browser, and .ci/run installs one.
 func browser(t *testing.T) context.Context {
 	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err != nil {
+	var path string
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			path = p
+			break
+		}
+	}
+	if path == "" {
 		t.Fatalf("chromium not found on PATH: install it with `sudo apt-get install -y chromium` (the browser suite needs a real browser)")
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],

@@ -198,8 +198,8 @@ func TestBadInputAndIdempotency(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, base := range []string{c.APIURL(), c.GatewayURLs()[0]} {
-		t.Run(base, func(t *testing.T) { apitest.CheckBadRequests(t, base, before.Width, before.Height) })
+	for name, base := range map[string]string{"api": c.APIURL(), "gateway": c.GatewayURLs()[0]} {
+		t.Run(name, func(t *testing.T) { apitest.CheckBadRequests(t, base, before.Width, before.Height) })
 	}
 	if after, err := Snapshot(ctx, c.APIURL()); err != nil || !reflect.DeepEqual(after, before) {
 		t.Fatalf("bad requests changed the canvas (%v): before %+v after %+v", err, before, after)

@@ -249,3 +249,22 @@ func TestPageIsServed(t *testing.T) {
 		}
 	}
 }
+
+// TestProbe: the container healthcheck says ready only for a ready process.
+func TestProbe(t *testing.T) {
+	m := runMain(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "INSTANCE_ID": "t6"}, "serve")
+	ctx := context.Background()
+	if err := probe(ctx, []string{"http://" + m.Addr + "/readyz"}, func(string) string { return "" }); err != nil {
+		t.Errorf("probe of a ready server: %v", err)
+	}
+	if err := probe(ctx, []string{"http://" + m.Addr + "/nope"}, func(string) string { return "" }); err == nil {
+		t.Error("probe accepted a 404")
+	}
+	port, _ := redisproc.FreePort()
+	if err := probe(ctx, nil, func(k string) string { return map[string]string{"PORT": itoa(port)}[k] }); err == nil {
+		t.Error("probe of a closed port succeeded")
+	}
+	if err := probe(ctx, []string{"a", "b"}, func(string) string { return "" }); err == nil {
+		t.Error("probe took two arguments")
+	}
+}
