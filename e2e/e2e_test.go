@@ -77,7 +77,7 @@ func check(t *testing.T, rep *history.Report) {
 func TestHappyPath(t *testing.T) {
 	ctx, c := setup(t, Options{Gateways: 2})
 	rec := history.NewRecorder(rand.Uint32())
-	w, err := Watch(ctx, rec, c.GatewayURLs(), 50)
+	w, err := Watch(ctx, rec, c, 50)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestHappyPath(t *testing.T) {
 func TestReconnect(t *testing.T) {
 	ctx, c := setup(t, Options{Gateways: 2})
 	rec := history.NewRecorder(rand.Uint32())
-	w, err := Watch(ctx, rec, c.GatewayURLs(), 20)
+	w, err := Watch(ctx, rec, c, 20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestReconnect(t *testing.T) {
 func TestRestartAPI(t *testing.T) {
 	ctx, c := setup(t, Options{Gateways: 2, Durable: true})
 	rec := history.NewRecorder(rand.Uint32())
-	w, err := Watch(ctx, rec, c.GatewayURLs(), 10)
+	w, err := Watch(ctx, rec, c, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func waitAcked(t *testing.T, w *Writer, n int) {
 func TestBadInputAndIdempotency(t *testing.T) {
 	ctx, c := setup(t, Options{Gateways: 1})
 	rec := history.NewRecorder(rand.Uint32())
-	w, err := Watch(ctx, rec, c.GatewayURLs(), 2)
+	w, err := Watch(ctx, rec, c, 2)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -136,18 +136,25 @@ type Watchers struct {
 	wg      sync.WaitGroup
 }
 
-// Watch connects n clients round-robin to the gateways and waits until each
-// has its first snapshot. Snapshots come through each client's own gateway
-// (which proxies /api/ to the api).
-func Watch(ctx context.Context, rec *history.Recorder, gateways []string, n int) (*Watchers, error) {
+// Watch connects n clients round-robin to the cluster's gateways (each
+// with the others as alternates, so a dead gateway's clients move on) and
+// waits until each has its first snapshot, read from the api.
+func Watch(ctx context.Context, rec *history.Recorder, c *Cluster, n int) (*Watchers, error) {
+	gateways := c.GatewayURLs()
 	ctx, cancel := context.WithCancel(ctx)
 	w := &Watchers{cancel: cancel}
 	for i := range n {
 		name := fmt.Sprintf("client-%02d", i)
 		rec.Client(name)
-		c := client.New(client.Options{
-			BaseURL: gateways[i%len(gateways)],
-			Name:    name,
+		var alternates []string
+		for j := 1; j < len(gateways); j++ {
+			alternates = append(alternates, gateways[(i+j)%len(gateways)])
+		}
+		cl := client.New(client.Options{
+			BaseURL:     gateways[i%len(gateways)],
+			Alternates:  alternates,
+			SnapshotURL: c.APIURL(),
+			Name:        name,
 			OnEvent: func(r client.Received) { rec.Event(name, r.Event) },
 			OnSnapshot: func(px map[[2]int]client.CanvasPixel) {
 				v := make(map[[2]int]int64, len(px))
@@ -157,14 +164,14 @@ func Watch(ctx context.Context, rec *history.Recorder, gateways []string, n int)
 				rec.Snapshot(name, v)
 			},
 		})
-		w.Clients = append(w.Clients, c)
+		w.Clients = append(w.Clients, cl)
 		w.names = append(w.names, name)
 		w.wg.Add(1)
-		go func() { defer w.wg.Done(); _ = c.Run(ctx) }()
+		go func() { defer w.wg.Done(); _ = cl.Run(ctx) }()
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for _, c := range w.Clients {
-		for c.Stats().Snapshots == 0 {
+	for _, cl := range w.Clients {
+		for cl.Stats().Snapshots == 0 {
 			if time.Now().After(deadline) {
 				w.Stop()
 				return nil, fmt.Errorf("clients not connected with a snapshot within 30s")

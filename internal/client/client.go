@@ -37,6 +37,11 @@ import (
 type Options struct {
 	// BaseURL is a gateway's http://host:port (it serves /ws). Required.
 	BaseURL string
+	// Alternates are other gateways' base URLs. After a connection ends
+	// with an error the client moves to the next URL in turn, so when a
+	// gateway dies its clients resume on another one (positions are the
+	// stream's, valid on every gateway).
+	Alternates []string
 	// SnapshotURL is the http base URL serving GET /api/canvas. Default
 	// BaseURL (a `serve` process has both).
 	SnapshotURL string
@@ -161,9 +166,13 @@ func (c *Client) Run(ctx context.Context) error {
 		return errors.New("client: Run called twice")
 	}
 	defer c.running.Store(false)
-	wsURL, err := endpoint(c.opts.BaseURL, "/ws", true)
-	if err != nil {
-		return err
+	var wsURLs []string
+	for _, base := range append([]string{c.opts.BaseURL}, c.opts.Alternates...) {
+		u, err := endpoint(base, "/ws", true)
+		if err != nil {
+			return err
+		}
+		wsURLs = append(wsURLs, u)
 	}
 	snapURL, err := endpoint(c.opts.SnapshotURL, "/api/canvas", false)
 	if err != nil {
@@ -176,9 +185,9 @@ func (c *Client) Run(ctx context.Context) error {
 		c.snapshotLoop(ctx, snapURL)
 	}()
 	defer wg.Wait()
-	var n int
+	var n, at int
 	for {
-		hello, err := c.session(ctx, wsURL)
+		hello, err := c.session(ctx, wsURLs[at])
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -189,6 +198,7 @@ func (c *Client) Run(ctx context.Context) error {
 			c.log.Warn("sequence gap; reconnecting to replay it", "position", c.Position().String())
 			continue
 		}
+		at = (at + 1) % len(wsURLs)
 		d := backoff(n)
 		n++
 		c.log.Debug("connection ended; reconnecting", "err", err, "in", d)

@@ -327,3 +327,35 @@ func TestClientWithRealGateway(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// When its gateway dies the client resumes on an alternate, from the
+// position it had; every snapshot it loads is reported to OnSnapshot.
+func TestClientFailsOverToAlternate(t *testing.T) {
+	first := newFake(t, func(ws *websocket.Conn, _ string) {
+		send(ws, hello("e1", 0, false))
+		send(ws, events(ev{Seq: 1, GX: 1, Version: 1}))
+		// then the gateway dies: the connection closes without a word
+	})
+	var since atomic.Value
+	second := newFake(t, func(ws *websocket.Conn, s string) {
+		since.Store(s)
+		send(ws, hello("e1", 1, true))
+		send(ws, events(ev{Seq: 2, GX: 2, Version: 1}))
+		hold(ws)
+	})
+	var snaps atomic.Int32
+	c := run(t, client.Options{BaseURL: first.srv.URL, Alternates: []string{second.srv.URL}, SnapshotURL: first.srv.URL,
+		OnSnapshot: func(map[[2]int]client.CanvasPixel) { snaps.Add(1) }})
+	gatewaytest.Eventually(t, waitFor, func() error {
+		if c.Position() != (canvas.Position{Epoch: "e1", Seq: 2}) || second.conns.Load() == 0 {
+			return fmt.Errorf("position %v, connections to the alternate %d", c.Position(), second.conns.Load())
+		}
+		return nil
+	})
+	if s, _ := since.Load().(string); s != "e1:1" {
+		t.Errorf("resumed on the alternate with since=%q, want e1:1", s)
+	}
+	if st := c.Stats(); st.Resumes == 0 || snaps.Load() != int32(st.Snapshots) || st.Snapshots == 0 {
+		t.Errorf("stats %+v, OnSnapshot calls %d", st, snaps.Load())
+	}
+}
