@@ -127,6 +127,7 @@ func (m *Main) Run(ctx context.Context) error {
 			InstanceID:     c.InstanceID,
 			AllowedOrigins: c.AllowedOrigins,
 			MaxConns:       c.MaxConns,
+			QueueLen:       c.ClientQueue,
 			Logger:         m.Logger,
 		})
 		if err != nil {

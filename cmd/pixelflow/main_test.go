@@ -172,7 +172,7 @@ func TestRateLimit(t *testing.T) {
 }
 
 func TestBadConfigNamesTheSetting(t *testing.T) {
-	for env, val := range map[string]string{"PORT": "abc", "CANVAS_WIDTH": "0", "REDIS_URL": "localhost:6379", "MONGO_URI": "http://x", "LEASE_TTL": "fast", "RATE_LIMIT": "-1", "LOG_LEVEL": "loud"} {
+	for env, val := range map[string]string{"PORT": "abc", "CANVAS_WIDTH": "0", "REDIS_URL": "localhost:6379", "MONGO_URI": "http://x", "LEASE_TTL": "fast", "RATE_LIMIT": "-1", "LOG_LEVEL": "loud", "CLIENT_QUEUE": "0"} {
 		err := NewMain().ParseFlags([]string{"serve"}, func(k string) string {
 			if k == env {
 				return val

@@ -35,6 +35,7 @@ type Config struct {
 	InstanceID     string
 	AllowedOrigins []string
 	MaxConns       int
+	ClientQueue    int    // gateway: per-client queue bound
 	APIURL         string // gateway role: where /api/* is proxied
 	LogLevel       string
 	ShutdownGrace  time.Duration
@@ -80,6 +81,7 @@ func newFlagSet(getenv func(string) string) (*flag.FlagSet, []*setting) {
 		{flag: "instance-id", env: "INSTANCE_ID", def: host, help: "stable id of this process (gateway consumer group, relay lease holder)"},
 		{flag: "allowed-origins", env: "ALLOWED_ORIGINS", help: "comma-separated Origins allowed on /ws; empty: same origin only; * allows any"},
 		{flag: "max-conns", env: "MAX_CONNS", def: "10000", help: "WebSocket connections allowed per gateway"},
+		{flag: "client-queue", env: "CLIENT_QUEUE", def: "4096", help: "events queued per WebSocket client before it counts as slow: its backlog is dropped and it is told to resync"},
 		{flag: "api-url", env: "API_URL", help: "gateway role: base URL of an api process to proxy /api/* to"},
 		{flag: "log-level", env: "LOG_LEVEL", def: "info", help: "debug, info, warn or error"},
 		{flag: "shutdown-grace", env: "SHUTDOWN_GRACE", def: "10s", help: "how long shutdown waits for requests and the batch in flight"},
@@ -196,6 +198,7 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 		}
 	}
 	c.MaxConns = p.intRange("MAX_CONNS", 1, 1_000_000)
+	c.ClientQueue = p.intRange("CLIENT_QUEUE", 1, 1_000_000)
 	c.APIURL = p.str("API_URL")
 	if c.APIURL != "" {
 		if u, err := url.Parse(c.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
