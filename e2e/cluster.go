@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -77,6 +78,20 @@ func dockerHealthy(ctx context.Context) (ok bool, reason string) {
 		return false, err.Error()
 	}
 	return true, ""
+}
+
+// Prepare is what a suite's TestMain does once: build the binary into dir
+// and choose the provider, saying loudly which and why.
+func Prepare(ctx context.Context, dir string) (bin, provider string, err error) {
+	if bin, err = Build(ctx, dir); err != nil {
+		return "", "", err
+	}
+	provider, why, err := ChooseProvider(ctx, os.Getenv)
+	if err != nil {
+		return "", "", err
+	}
+	fmt.Fprintf(os.Stderr, "pixelflow suites: provider %s (%s)\n", provider, why)
+	return bin, provider, nil
 }
 
 // Options shape a cluster.

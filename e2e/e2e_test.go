@@ -37,16 +37,10 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	if env.bin, err = Build(ctx, dir); err != nil {
+	if env.bin, env.provider, err = Prepare(ctx, dir); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	var why string
-	if env.provider, why, err = ChooseProvider(ctx, os.Getenv); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	fmt.Fprintf(os.Stderr, "e2e: provider %s (%s)\n", env.provider, why)
 	return m.Run()
 }
 

@@ -83,15 +83,18 @@ func (p *Proxy) Upstream() string {
 // (toxiproxy's timeout toxic with timeout 0): the worst kind of partition,
 // where only deadlines notice. It returns the function that lifts it.
 func (p *Proxy) Blackhole() (lift func() error, err error) {
-	return p.toxic("timeout", map[string]any{"timeout": 0})
+	return p.Toxic("timeout", map[string]any{"timeout": 0})
 }
 
-// Latency delays data through the link in both directions.
-func (p *Proxy) Latency(d time.Duration) (lift func() error, err error) {
-	return p.toxic("latency", map[string]any{"latency": d.Milliseconds()})
+// Latency delays data through the link in both directions by d ± jitter.
+func (p *Proxy) Latency(d, jitter time.Duration) (lift func() error, err error) {
+	return p.Toxic("latency", map[string]any{"latency": d.Milliseconds(), "jitter": jitter.Milliseconds()})
 }
 
-func (p *Proxy) toxic(kind string, attrs map[string]any) (func() error, error) {
+// Toxic adds a toxiproxy toxic of any kind (reset_peer, slicer, timeout,
+// bandwidth, …) with its attributes to both directions of the link and
+// returns the function that lifts it.
+func (p *Proxy) Toxic(kind string, attrs map[string]any) (func() error, error) {
 	p.mu.Lock()
 	p.n++
 	n := p.n

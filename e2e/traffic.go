@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pixelflow/pixelflow/internal/api"
+	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/client"
 	"github.com/pixelflow/pixelflow/internal/history"
 )
@@ -34,6 +35,15 @@ type Writer struct {
 
 	keys  atomic.Int64
 	acked atomic.Int64
+	mu    sync.Mutex
+	last  history.Write
+}
+
+// Last is the writer's most recently acknowledged write.
+func (w *Writer) Last() history.Write {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last
 }
 
 // Acked is how many writes of this writer were acknowledged so far.
@@ -63,6 +73,9 @@ func (w *Writer) Place(ctx context.Context, gx, gy int) history.Write {
 		case err == nil && status == http.StatusCreated:
 			rec.Outcome, rec.EventID, rec.Version = history.OK, ev.ID, ev.Version
 			w.acked.Add(1)
+			w.mu.Lock()
+			w.last = rec
+			w.mu.Unlock()
 		case err == nil && status < 500:
 			rec.Outcome = history.Failed // the API promises 4xx writes nothing
 		default:
@@ -134,12 +147,66 @@ type Watchers struct {
 	names   []string
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+
+	delivered atomic.Int64
+	mu        sync.Mutex
+	latencies []Latency // every pixel event's commit → receive, in arrival order per client
+	ignored   map[int]bool
+}
+
+// Ignore leaves client i's events out of Latencies from now on (a client
+// that a drill makes slow on purpose).
+func (w *Watchers) Ignore(i int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ignored == nil {
+		w.ignored = map[int]bool{}
+	}
+	w.ignored[i] = true
+}
+
+// Latency is one event's commit → receive time, stamped when it arrived.
+type Latency struct {
+	At     time.Time
+	D      time.Duration
+	Client int
+}
+
+// Delivered counts pixel events received by all clients (duplicates too).
+func (w *Watchers) Delivered() int64 { return w.delivered.Load() }
+
+// Latencies returns the commit → receive times of events that arrived in
+// [from, to). With committedSince set, only events also committed in the
+// window count: a republish after a fault delivers old events again, and
+// their age says nothing about how fast the system is now.
+func (w *Watchers) Latencies(from, to time.Time, committedSince bool) []time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []time.Duration
+	for _, l := range w.latencies {
+		if !l.At.Before(from) && l.At.Before(to) && (!committedSince || !l.At.Add(-l.D).Before(from)) && !w.ignored[l.Client] {
+			out = append(out, l.D)
+		}
+	}
+	return out
+}
+
+func (w *Watchers) observe(i int, r client.Received) {
+	if r.Event.Kind == canvas.KindCanary || r.Dup {
+		return
+	}
+	w.delivered.Add(1)
+	w.mu.Lock()
+	if !w.ignored[i] {
+		w.latencies = append(w.latencies, Latency{At: r.ReceivedAt, D: r.ReceivedAt.Sub(r.Event.CommittedAt), Client: i})
+	}
+	w.mu.Unlock()
 }
 
 // Watch connects n clients round-robin to the cluster's gateways (each
 // with the others as alternates, so a dead gateway's clients move on) and
 // waits until each has its first snapshot, read from the api.
-func Watch(ctx context.Context, rec *history.Recorder, c *Cluster, n int) (*Watchers, error) {
+func Watch(ctx context.Context, rec *history.Recorder, c *Cluster, n int, opts ...WatchOption) (*Watchers, error) {
 	gateways := c.GatewayURLs()
 	ctx, cancel := context.WithCancel(ctx)
 	w := &Watchers{cancel: cancel}
@@ -150,12 +217,12 @@ func Watch(ctx context.Context, rec *history.Recorder, c *Cluster, n int) (*Watc
 		for j := 1; j < len(gateways); j++ {
 			alternates = append(alternates, gateways[(i+j)%len(gateways)])
 		}
-		cl := client.New(client.Options{
+		o := client.Options{
 			BaseURL:     gateways[i%len(gateways)],
 			Alternates:  alternates,
 			SnapshotURL: c.APIURL(),
 			Name:        name,
-			OnEvent: func(r client.Received) { rec.Event(name, r.Event) },
+			OnEvent:     func(r client.Received) { rec.Event(name, r.Event); w.observe(i, r) },
 			OnSnapshot: func(px map[[2]int]client.CanvasPixel) {
 				v := make(map[[2]int]int64, len(px))
 				for p, cp := range px {
@@ -163,7 +230,11 @@ func Watch(ctx context.Context, rec *history.Recorder, c *Cluster, n int) (*Watc
 				}
 				rec.Snapshot(name, v)
 			},
-		})
+		}
+		for _, opt := range opts {
+			opt(i, &o)
+		}
+		cl := client.New(o)
 		w.Clients = append(w.Clients, cl)
 		w.names = append(w.names, name)
 		w.wg.Add(1)
@@ -181,6 +252,32 @@ func Watch(ctx context.Context, rec *history.Recorder, c *Cluster, n int) (*Watc
 	}
 	return w, nil
 }
+
+// CaughtUp waits until every client holds write wr (its pixel at wr's
+// version or newer) and returns when that was; false if timeout passed.
+func (w *Watchers) CaughtUp(ctx context.Context, wr history.Write, timeout time.Duration) (time.Time, bool) {
+	deadline := time.Now().Add(timeout)
+	for {
+		all := true
+		for _, c := range w.Clients {
+			if c.Canvas()[[2]int{wr.GX, wr.GY}].Version < wr.Version {
+				all = false
+				break
+			}
+		}
+		now := time.Now()
+		if all {
+			return now, true
+		}
+		if now.After(deadline) || ctx.Err() != nil {
+			return now, false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// WatchOption adjusts the options of client i before it starts.
+type WatchOption func(i int, o *client.Options)
 
 // Stop disconnects every client and waits for them.
 func (w *Watchers) Stop() {

@@ -1,0 +1,377 @@
+// Package chaos runs failure drills against a real pixelflow deployment
+// (package e2e's clusters) and proves with the history checker that no
+// acknowledged pixel is lost, whatever dies mid-flight.
+//
+// A drill is one scenario on one monotonic clock: paced writes and a set
+// of WebSocket clients run before, during and after a fault; a sampler
+// records writes/s, events delivered/s, the outbox backlog and the P99
+// commit→receive latency every tick; after the fault heals, the drill
+// waits for the backlog to drain, lets the system run on, then drains the
+// clients and runs the checker. Every pass criterion is code (Invariant),
+// and the report (report.json, report.html) shows them as a matrix with a
+// timeline per scenario.
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pixelflow/pixelflow/e2e"
+	"github.com/pixelflow/pixelflow/internal/history"
+)
+
+// Profile sizes a drill.
+type Profile struct {
+	Name string
+	// Before, Fault and After are the phases' lengths.
+	Before, Fault, After time.Duration
+	// WriteRate is the paced write load (pixels/s).
+	WriteRate int
+	// Clients is how many WebSocket clients watch.
+	Clients int
+	// DrainBound is how long the outbox may take to empty after the fault
+	// heals.
+	DrainBound time.Duration
+	// Tick is the sampling interval of the timeline.
+	Tick time.Duration
+}
+
+// Profiles: short for CI (every fault about 5 s), drill for engineers.
+func Profiles() map[string]Profile {
+	return map[string]Profile{
+		"short": {Name: "short", Before: 3 * time.Second, Fault: 5 * time.Second, After: 4 * time.Second, WriteRate: 100, Clients: 12, DrainBound: 10 * time.Second, Tick: 250 * time.Millisecond},
+		"drill": {Name: "drill", Before: 10 * time.Second, Fault: 30 * time.Second, After: 20 * time.Second, WriteRate: 200, Clients: 40, DrainBound: 30 * time.Second, Tick: 500 * time.Millisecond},
+	}
+}
+
+// Drill is what a scenario's fault acts on.
+type Drill struct {
+	Cluster  *e2e.Cluster
+	Watchers *e2e.Watchers
+	Profile  Profile
+	Logf     func(string, ...any)
+	// Facts are figures a scenario records for its checks and the report.
+	Facts map[string]float64
+}
+
+// Scenario is one named failure.
+type Scenario struct {
+	Name string
+	// Doc says in a sentence what is broken and what must hold.
+	Doc string
+	// Cluster shapes the deployment (Durable for crashes of the store's
+	// process).
+	Cluster e2e.Options
+	// Skip returns why the scenario cannot run on this cluster ("" runs it).
+	Skip func(c *e2e.Cluster) string
+	// Inject breaks something and returns what heals it.
+	Inject func(ctx context.Context, d *Drill) (heal func(context.Context) error, err error)
+	// Watch adjusts the watching clients.
+	Watch []e2e.WatchOption
+	// WritesMayFail is set when the fault takes the write path down (the
+	// API answers 503 or not at all); otherwise every write must be 201.
+	WritesMayFail bool
+	// Check adds scenario-specific invariants.
+	Check func(d *Drill, r *Result) []Invariant
+}
+
+// Invariant is one pass criterion with the figure that decided it.
+type Invariant struct {
+	Name   string `json:"name"`
+	Pass   bool   `json:"pass"`
+	Figure string `json:"figure"`
+}
+
+// Point is one tick of the timeline.
+type Point struct {
+	T         float64 `json:"t"` // seconds since the drill started
+	Committed float64 `json:"committedPerSec"`
+	Delivered float64 `json:"deliveredPerSec"`
+	Backlog   int     `json:"backlog"` // -1 when the api did not answer
+	P99       float64 `json:"p99Ms"`   // of events received in the tick
+}
+
+// Result is one drill's outcome.
+type Result struct {
+	Scenario   string          `json:"scenario"`
+	Doc        string          `json:"doc"`
+	Status     string          `json:"status"` // pass, fail, not run
+	Why        string          `json:"why,omitempty"`
+	Provider   string          `json:"provider"`
+	Invariants []Invariant     `json:"invariants"`
+	Timeline   []Point         `json:"timeline"`
+	FaultStart float64         `json:"faultStart"`
+	FaultEnd   float64         `json:"faultEnd"`
+	Phases     map[string]Rate `json:"phases"`
+	History    *history.Report `json:"history,omitempty"`
+}
+
+// Rate summarises a phase.
+type Rate struct {
+	WritesPerSec    float64 `json:"writesPerSec"`
+	DeliveredPerSec float64 `json:"deliveredPerSec"`
+	P50Ms           float64 `json:"p50Ms"`
+	P99Ms           float64 `json:"p99Ms"`
+	Events          int     `json:"events"`
+}
+
+// Failed reports whether any invariant failed.
+func (r *Result) Failed() bool {
+	for _, inv := range r.Invariants {
+		if !inv.Pass {
+			return true
+		}
+	}
+	return false
+}
+
+// Run performs one drill on a fresh cluster.
+func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provider string) *Result {
+	opts := sc.Cluster
+	opts.Bin, opts.Provider = bin, provider
+	res := &Result{Scenario: sc.Name, Doc: sc.Doc, Phases: map[string]Rate{}}
+	c := e2e.Start(ctx, tb, opts)
+	res.Provider = c.Provider + ", " + c.Store
+	if sc.Skip != nil {
+		if why := sc.Skip(c); why != "" {
+			res.Status, res.Why = "not run", why
+			return res
+		}
+	}
+	rec := history.NewRecorder(rand.Uint32())
+	w, err := e2e.Watch(ctx, rec, c, p.Clients, sc.Watch...)
+	if err != nil {
+		tb.Fatalf("%s: %v", sc.Name, err)
+	}
+	defer w.Stop()
+	d := &Drill{Cluster: c, Watchers: w, Profile: p, Logf: tb.Logf, Facts: map[string]float64{}}
+
+	start := time.Now()
+	writer := e2e.NewWriter(c.APIURL(), rec, 48)
+	writer.Retries = 0 // keep the pace: an outage shows as unknown outcomes
+	writeCtx, stopWrites := context.WithCancel(ctx)
+	var writes sync.WaitGroup
+	writes.Add(1)
+	go func() { defer writes.Done(); pace(writeCtx, ctx, writer, p.WriteRate) }()
+
+	samples := newSampler(c.APIURL(), w, writer, start, p.Tick)
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	sampled := make(chan struct{})
+	go func() { samples.run(sampleCtx, tb.Logf, sc.Name); close(sampled) }()
+
+	sleep(ctx, p.Before)
+	faultAt := time.Now()
+	heal, err := sc.Inject(ctx, d)
+	if err != nil {
+		stopWrites()
+		stopSampling()
+		tb.Fatalf("%s: inject: %v", sc.Name, err)
+	}
+	tb.Logf("%s: fault injected at %.1fs", sc.Name, faultAt.Sub(start).Seconds())
+	sleep(ctx, p.Fault)
+	healAt := time.Now()
+	if err := heal(ctx); err != nil {
+		tb.Errorf("%s: heal: %v", sc.Name, err)
+	}
+	tb.Logf("%s: fault healed at %.1fs", sc.Name, healAt.Sub(start).Seconds())
+	dr := waitDrained(ctx, c.APIURL(), healAt, p.DrainBound)
+	// Recovered: every client holds the newest write acknowledged by the
+	// time the outbox was empty. The after phase starts a second later.
+	newest := writer.Last()
+	recoveredAt, recovered := w.CaughtUp(ctx, newest, p.DrainBound)
+	afterFrom := later(recoveredAt, healAt).Add(time.Second)
+	sleep(ctx, time.Until(afterFrom.Add(p.After)))
+	afterTo := time.Now()
+	stopWrites()
+	writes.Wait()
+	stopSampling()
+	<-sampled
+
+	res.FaultStart, res.FaultEnd = faultAt.Sub(start).Seconds(), healAt.Sub(start).Seconds()
+	res.Timeline = samples.points()
+	res.Phases["before"] = phase(w, samples, start.Add(time.Second), faultAt)
+	res.Phases["during"] = phase(w, samples, faultAt, healAt)
+	res.Phases["after"] = phase(w, samples, afterFrom, afterTo)
+
+	rep := e2e.Verify(ctx, sc.Name, c, rec, w, 60*time.Second, tb.Logf)
+	res.History = rep
+	res.Invariants = invariants(sc, p, res, rep, dr, healAt)
+	res.Invariants = append(res.Invariants, Invariant{"clients caught up after the fault", recovered,
+		fmt.Sprintf("every client had the newest write %.2fs after the heal (bound %s)", recoveredAt.Sub(healAt).Seconds(), p.DrainBound)})
+	if sc.Check != nil {
+		res.Invariants = append(res.Invariants, sc.Check(d, res)...)
+	}
+	res.Status = "pass"
+	if res.Failed() {
+		res.Status = "fail"
+	}
+	return res
+}
+
+// invariants are the pass criteria every drill is held to.
+func invariants(sc Scenario, p Profile, res *Result, rep *history.Report, dr drain, healAt time.Time) []Invariant {
+	events, lost, unexpected, dup := rep.Totals()
+	out := []Invariant{
+		{"nothing lost", lost == 0, fmt.Sprintf("lost %d of %d acknowledged writes over %d clients", lost, rep.Writes.OK, len(rep.Clients))},
+		{"nothing unexpected", unexpected == 0, fmt.Sprintf("unexpected %d, duplicated %d (allowed), events %d", unexpected, dup, events)},
+		{"clients converge", len(rep.Diverged) == 0 && len(rep.Notes) == 0, fmt.Sprintf("%d diverged, %d notes", len(rep.Diverged), len(rep.Notes))},
+	}
+	if !sc.WritesMayFail {
+		bad := rep.Writes.Failed + rep.Writes.Unknown
+		out = append(out, Invariant{"writes keep returning 201", bad == 0, fmt.Sprintf("%d ok, %d failed, %d unknown", rep.Writes.OK, rep.Writes.Failed, rep.Writes.Unknown)})
+	}
+	out = append(out, Invariant{"outbox drains within bound", dr.ok,
+		fmt.Sprintf("outbox empty %.2fs after the fault healed (bound %s), peak backlog %d", dr.end.Sub(healAt).Seconds(), p.DrainBound, dr.peak)})
+	// A backlog of under two seconds of writes drains too fast to time.
+	if dr.ok && dr.peak >= 2*p.WriteRate {
+		rate := dr.rate(p.WriteRate)
+		out = append(out, Invariant{"backlog drains at ≥ 10× the write rate", rate >= 10*float64(p.WriteRate),
+			fmt.Sprintf("%.0f events/s (%d in %.0f ms) vs %d writes/s", rate, dr.peak, dr.end.Sub(dr.start).Seconds()*1000, p.WriteRate)})
+	}
+	before, after := res.Phases["before"].P99Ms, res.Phases["after"].P99Ms
+	// 2× the before-fault P99, with a 25 ms floor: below that, scheduler
+	// noise on a 2-core machine decides, not the system.
+	band := max(2*before, before+25)
+	out = append(out, Invariant{"P99 recovers to ≤ 2× baseline", res.Phases["after"].Events > 0 && after <= band,
+		fmt.Sprintf("after %.1f ms vs before %.1f ms (band %.1f ms)", after, before, band)})
+	return out
+}
+
+// pace writes at rate pixels/s from 4 goroutines until stop ends; the
+// writes in flight then finish under reqCtx, so stopping is no outage.
+func pace(stop, reqCtx context.Context, w *e2e.Writer, rate int) {
+	tokens := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))
+			for range tokens {
+				w.PlaceRandom(reqCtx, rng)
+			}
+		}()
+	}
+	t := time.NewTicker(time.Second / time.Duration(rate))
+	defer func() { t.Stop(); close(tokens); wg.Wait() }()
+	for {
+		select {
+		case <-stop.Done():
+			return
+		case <-t.C:
+			select {
+			case tokens <- struct{}{}:
+			default: // all writers busy (an outage): skip, keep the clock
+			}
+		}
+	}
+}
+
+// Backlog reads the api's outbox backlog from /api/health.
+func Backlog(ctx context.Context, apiURL string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, apiURL+"/api/health", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return -1, err
+	}
+	defer resp.Body.Close()
+	var h struct {
+		Outbox struct {
+			Backlog *int `json:"backlog"`
+		} `json:"outbox"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil || h.Outbox.Backlog == nil {
+		return -1, fmt.Errorf("health without outbox backlog (%v)", err)
+	}
+	return *h.Outbox.Backlog, nil
+}
+
+// drain is how the outbox emptied after the heal.
+type drain struct {
+	ok         bool
+	start, end time.Time // backlog last at its peak; first seen empty
+	peak       int
+}
+
+// rate is events drained per second while the backlog went down, writes
+// arriving meanwhile included.
+func (d drain) rate(writeRate int) float64 {
+	secs := d.end.Sub(d.start).Seconds()
+	if secs <= 0 {
+		return math.Inf(1)
+	}
+	return (float64(d.peak) + float64(writeRate)*secs) / secs
+}
+
+// waitDrained polls the backlog every 10 ms after the heal until it is 0
+// or bound passes.
+func waitDrained(ctx context.Context, apiURL string, from time.Time, bound time.Duration) drain {
+	d := drain{start: from}
+	for {
+		n, err := Backlog(ctx, apiURL)
+		now := time.Now()
+		if err == nil {
+			if n >= d.peak {
+				d.peak, d.start = n, now
+			}
+			if n == 0 {
+				d.ok, d.end = true, now
+				return d
+			}
+		}
+		if now.Sub(from) > bound || ctx.Err() != nil {
+			d.end = now
+			return d
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func phase(w *e2e.Watchers, s *sampler, from, to time.Time) Rate {
+	lat := w.Latencies(from, to, true)
+	secs := to.Sub(from).Seconds()
+	r := Rate{Events: len(lat)}
+	if secs > 0 {
+		r.WritesPerSec, r.DeliveredPerSec = s.rates(from, to)
+	}
+	r.P50Ms, r.P99Ms = quantile(lat, 0.50), quantile(lat, 0.99)
+	return r
+}
+
+// quantile in milliseconds (0 for no samples).
+func quantile(d []time.Duration, q float64) float64 {
+	if len(d) == 0 {
+		return 0
+	}
+	d = slices.Clone(d)
+	slices.Sort(d)
+	i := min(len(d)-1, int(q*float64(len(d))))
+	return float64(d[i].Microseconds()) / 1000
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
