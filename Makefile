@@ -47,7 +47,17 @@ up:
 down:
 	docker compose down -v
 
-# The suites below are the subject of open issues; until they land these
-# targets fail loudly rather than pretend.
-chaos loadtest:
+## chaos: the failure drills (CHAOS_PROFILE=short|drill, SCENARIO=name runs
+## one); report in chaos/out/report.html
+SCENARIO ?=
+CHAOS_PROFILE ?= short
+chaos: ensure-redis
+	@mkdir -p chaos/out
+	CHAOS_PROFILE=$(CHAOS_PROFILE) CHAOS_OUT=$(CURDIR)/chaos/out $(GO) test -count=1 -timeout 30m -v \
+	  -run 'TestChaos$(if $(SCENARIO),/^$(SCENARIO)$$)' ./chaos/ 2>&1 | tee chaos/out/chaos.log | \
+	  grep -E '^(--- |PASS|FAIL|ok|pixelflow suites:)|t= |pass |FAIL|not run|fault |resiliency|^ +[a-z-]+ +(pass|fail|not run)$$|chaos report'; exit $${PIPESTATUS[0]}
+
+# The suite below is the subject of an open issue; until it lands this
+# target fails loudly rather than pretend.
+loadtest:
 	@echo "make $@: not built yet (see the open issue for $@)" >&2; exit 1

@@ -97,3 +97,17 @@ func (s *sampler) rates(from, to time.Time) (writes, delivered float64) {
 	secs := b.at.Sub(a.at).Seconds()
 	return float64(b.acked-a.acked) / secs, float64(b.delivered-a.delivered) / secs
 }
+
+// maxBacklog is the largest backlog sampled in [from, to).
+func (s *sampler) maxBacklog(from, to time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, b := from.Sub(s.start).Seconds(), to.Sub(s.start).Seconds()
+	peak := 0
+	for _, p := range s.pts {
+		if p.T >= a && p.T < b {
+			peak = max(peak, p.Backlog)
+		}
+	}
+	return peak
+}
