@@ -123,6 +123,23 @@ type Rate struct {
 	Events          int     `json:"events"`
 }
 
+// NamedRate is a phase's summary with its name.
+type NamedRate struct {
+	Name string
+	Rate
+}
+
+// PhasesInOrder lists before, during and after.
+func (r *Result) PhasesInOrder() []NamedRate {
+	var out []NamedRate
+	for _, n := range []string{"before", "during", "after"} {
+		if p, ok := r.Phases[n]; ok {
+			out = append(out, NamedRate{n, p})
+		}
+	}
+	return out
+}
+
 // Failed reports whether any invariant failed.
 func (r *Result) Failed() bool {
 	for _, inv := range r.Invariants {

@@ -167,7 +167,7 @@ section { margin-bottom: 32px; } .doc { color: #555; max-width: 760px; }
 {{if .Invariants}}<table><tr><th>invariant</th><th>result</th><th>figure</th></tr>
 {{range .Invariants}}<tr><td>{{.Name}}</td><td class="{{if .Pass}}pass{{else}}fail{{end}}">{{if .Pass}}pass{{else}}FAIL{{end}}</td><td>{{.Figure}}</td></tr>{{end}}</table>
 <table><tr><th>phase</th><th>writes/s</th><th>delivered/s</th><th>P50 ms</th><th>P99 ms</th><th>events</th></tr>
-{{range $name, $p := .Phases}}<tr><td>{{$name}}</td><td>{{printf "%.0f" $p.WritesPerSec}}</td><td>{{printf "%.0f" $p.DeliveredPerSec}}</td><td>{{printf "%.1f" $p.P50Ms}}</td><td>{{printf "%.1f" $p.P99Ms}}</td><td>{{$p.Events}}</td></tr>{{end}}</table>{{end}}
+{{range .PhasesInOrder}}<tr><td>{{.Name}}</td><td>{{printf "%.0f" .WritesPerSec}}</td><td>{{printf "%.0f" .DeliveredPerSec}}</td><td>{{printf "%.1f" .P50Ms}}</td><td>{{printf "%.1f" .P99Ms}}</td><td>{{.Events}}</td></tr>{{end}}</table>{{end}}
 {{.Plot}}
 </section>{{end}}
 </body></html>
