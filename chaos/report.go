@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/pixelflow/pixelflow/internal/svgplot"
 )
 
 // Report is a chaos run: one Result per scenario.
@@ -91,58 +93,36 @@ func (r *Report) view() view {
 	return v
 }
 
-// timelineSVG draws four stacked charts sharing the time axis: writes/s,
+// timelineSVG draws four charts sharing the time axis: writes/s,
 // delivered/s, outbox backlog and P99 latency, with the fault shaded.
 func timelineSVG(res *Result) string {
 	if len(res.Timeline) == 0 {
 		return ""
 	}
-	const w, h, left, gap = 760.0, 70.0, 110.0, 14.0
-	tmax := res.Timeline[len(res.Timeline)-1].T
-	x := func(t float64) float64 { return left + (w-left-10)*t/math.Max(tmax, 1e-9) }
 	series := []struct {
-		name, unit, color string
-		val               func(Point) float64
+		name, color string
+		val         func(Point) float64
 	}{
-		{"writes/s", "", "#1f77b4", func(p Point) float64 { return p.Committed }},
-		{"delivered/s", "", "#2ca02c", func(p Point) float64 { return p.Delivered }},
-		{"outbox backlog", "", "#d62728", func(p Point) float64 { return math.Max(0, float64(p.Backlog)) }},
-		{"P99 latency", " ms", "#9467bd", func(p Point) float64 { return p.P99 }},
+		{"writes/s", "#1f77b4", func(p Point) float64 { return p.Committed }},
+		{"delivered/s", "#2ca02c", func(p Point) float64 { return p.Delivered }},
+		{"outbox backlog", "#d62728", func(p Point) float64 { return math.Max(0, float64(p.Backlog)) }},
+		{"P99 latency (ms)", "#9467bd", func(p Point) float64 { return p.P99 }},
 	}
-	total := float64(len(series))*(h+gap) + 24
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="11">`, w, total)
-	fmt.Fprintf(&b, `<rect x="%.1f" y="0" width="%.1f" height="%.0f" fill="#f4c7c3" opacity="0.6"><title>fault %.1fs–%.1fs</title></rect>`,
-		x(res.FaultStart), x(res.FaultEnd)-x(res.FaultStart), total-20, res.FaultStart, res.FaultEnd)
 	for i, s := range series {
-		top := float64(i) * (h + gap)
-		peak := 0.0
-		for _, p := range res.Timeline {
-			peak = math.Max(peak, s.val(p))
+		pts := make([][2]float64, len(res.Timeline))
+		for j, p := range res.Timeline {
+			pts[j] = [2]float64{p.T, s.val(p)}
 		}
-		scale := math.Max(peak, 1)
-		var pts []string
-		for _, p := range res.Timeline {
-			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(p.T), top+h-h*s.val(p)/scale))
+		c := svgplot.Chart{Height: 120, Series: []svgplot.Series{{Name: s.name, Color: s.color, Points: pts}},
+			Shade: [][2]float64{{res.FaultStart, res.FaultEnd}}}
+		if i == len(series)-1 {
+			c.XLabel = "seconds since the drill started (fault shaded)"
 		}
-		fmt.Fprintf(&b, `<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#999"/>`, left, top+h, w-10, top+h)
-		fmt.Fprintf(&b, `<text x="4" y="%.1f" fill="%s">%s</text><text x="4" y="%.1f" fill="#666">max %.0f%s</text>`, top+h/2, s.color, s.name, top+h/2+14, peak, s.unit)
-		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>`, s.color, strings.Join(pts, " "))
+		b.WriteString(c.SVG())
+		b.WriteString("<br>")
 	}
-	for t := 0.0; t <= tmax; t += tickStep(tmax) {
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle" fill="#666">%.0fs</text>`, x(t), total-6, t)
-	}
-	b.WriteString(`</svg>`)
 	return b.String()
-}
-
-func tickStep(tmax float64) float64 {
-	for _, s := range []float64{1, 2, 5, 10, 20, 30, 60} {
-		if tmax/s <= 12 {
-			return s
-		}
-	}
-	return 120
 }
 
 var page = template.Must(template.New("report").Parse(`<!doctype html>

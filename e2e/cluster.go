@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,19 +143,38 @@ type Cluster struct {
 // failed test the tail of every process log is printed.
 func Start(ctx context.Context, tb testing.TB, opts Options) *Cluster {
 	tb.Helper()
+	c, err := Launch(ctx, tb.TempDir(), opts)
+	if c != nil {
+		tb.Cleanup(func() {
+			if err := c.Close(); err != nil {
+				tb.Errorf("cluster teardown: %v", err)
+			}
+			if tb.Failed() {
+				tb.Logf("%s", c.Logs(30))
+			}
+		})
+	}
+	if err != nil {
+		tb.Fatalf("start cluster (%s): %v", opts.Provider, err)
+	}
+	tb.Logf("e2e cluster on provider %s, store: %s, redis: %s", c.Provider, c.Store, c.redis.Addr())
+	return c
+}
+
+// Launch brings up a cluster whose files live in dir; Close tears it
+// down. On error the returned cluster (if any) must still be closed.
+func Launch(ctx context.Context, dir string, opts Options) (*Cluster, error) {
 	if opts.Gateways == 0 {
 		opts.Gateways = 2
 	}
 	if opts.Relays == 0 {
 		opts.Relays = 2
 	}
-	c := &Cluster{Provider: opts.Provider, dir: tb.TempDir(), proxies: NewProxies()}
-	tb.Cleanup(func() { c.close(tb) })
+	c := &Cluster{Provider: opts.Provider, dir: dir, proxies: NewProxies()}
 	if err := c.start(ctx, opts); err != nil {
-		tb.Fatalf("start cluster (%s): %v", opts.Provider, err)
+		return c, err
 	}
-	tb.Logf("e2e cluster on provider %s, store: %s, redis: %s", c.Provider, c.Store, c.redis.Addr())
-	return c
+	return c, nil
 }
 
 func (c *Cluster) start(ctx context.Context, opts Options) error {
@@ -262,7 +282,9 @@ func (c *Cluster) RestartRedis(ctx context.Context, wipe bool) error {
 	return nil
 }
 
-func (c *Cluster) close(tb testing.TB) {
+// Close stops every process (SIGTERM, then SIGKILL after 10 s), the
+// proxies and the stores.
+func (c *Cluster) Close() error {
 	var errs []error
 	for _, p := range c.Processes() {
 		if p == nil {
@@ -279,14 +301,16 @@ func (c *Cluster) close(tb testing.TB) {
 	if c.mongo != nil {
 		c.mongo.Close()
 	}
-	if tb.Failed() {
-		for _, p := range c.Processes() {
-			if p != nil {
-				tb.Logf("--- %s log (%s), last lines:\n%s", p.Name, p.Log, p.Tail(30))
-			}
+	return errors.Join(errs...)
+}
+
+// Logs returns the last n lines of every process's log.
+func (c *Cluster) Logs(n int) string {
+	var b strings.Builder
+	for _, p := range c.Processes() {
+		if p != nil {
+			fmt.Fprintf(&b, "--- %s log (%s), last lines:\n%s\n", p.Name, p.Log, p.Tail(n))
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		tb.Errorf("cluster teardown: %v", err)
-	}
+	return b.String()
 }
