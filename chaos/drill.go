@@ -14,11 +14,9 @@ package chaos
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"net/http"
 	"slices"
 	"sync"
 	"testing"
@@ -164,7 +162,7 @@ func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provid
 		}
 	}
 	rec := history.NewRecorder(rand.Uint32())
-	w, err := e2e.Watch(ctx, rec, c, p.Clients, sc.Watch...)
+	w, err := e2e.Watch(ctx, rec, c.Target(), p.Clients, sc.Watch...)
 	if err != nil {
 		tb.Fatalf("%s: %v", sc.Name, err)
 	}
@@ -221,7 +219,7 @@ func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provid
 	res.Phases["during"] = phase(w, samples, faultAt, healAt)
 	res.Phases["after"] = phase(w, samples, afterFrom, afterTo)
 
-	rep := e2e.Verify(ctx, sc.Name, c, rec, w, 60*time.Second, tb.Logf)
+	rep := e2e.Verify(ctx, sc.Name, c.Target(), rec, w, 60*time.Second, tb.Logf)
 	res.History = rep
 	res.Invariants = invariants(sc, p, res, rep, dr, healAt)
 	res.Invariants = append(res.Invariants, Invariant{"clients caught up after the fault", recovered,
@@ -295,27 +293,6 @@ func pace(stop, reqCtx context.Context, w *e2e.Writer, rate int) {
 	}
 }
 
-// Backlog reads the api's outbox backlog from /api/health.
-func Backlog(ctx context.Context, apiURL string) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, apiURL+"/api/health", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return -1, err
-	}
-	defer resp.Body.Close()
-	var h struct {
-		Outbox struct {
-			Backlog *int `json:"backlog"`
-		} `json:"outbox"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil || h.Outbox.Backlog == nil {
-		return -1, fmt.Errorf("health without outbox backlog (%v)", err)
-	}
-	return *h.Outbox.Backlog, nil
-}
-
 // drain is how the outbox emptied after the heal.
 type drain struct {
 	ok         bool
@@ -339,7 +316,7 @@ func (d drain) rate(writeRate int) float64 {
 func waitDrained(ctx context.Context, apiURL string, from time.Time, bound time.Duration, baseline int) drain {
 	d := drain{start: from, baseline: baseline}
 	for {
-		n, err := Backlog(ctx, apiURL)
+		n, err := e2e.Backlog(ctx, apiURL)
 		now := time.Now()
 		if err == nil {
 			if n >= d.peak {

@@ -45,7 +45,7 @@ func (s *sampler) run(ctx context.Context, logf func(string, ...any), name strin
 			return
 		case now := <-t.C:
 			cur := rawSample{at: now, acked: int64(s.writer.Acked()), delivered: s.w.Delivered()}
-			backlog, err := Backlog(ctx, s.api)
+			backlog, err := e2e.Backlog(ctx, s.api)
 			if err != nil {
 				backlog = -1
 			}

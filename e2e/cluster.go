@@ -254,6 +254,11 @@ func (c *Cluster) Processes() []*Process {
 	return append(out, c.Gateways...)
 }
 
+// Target is the cluster as traffic sees it.
+func (c *Cluster) Target() Target {
+	return Target{API: c.APIURL(), Gateways: c.GatewayURLs(), Describe: c.Provider + ", " + c.Store}
+}
+
 // APIURL is where POST /api/pixels and GET /api/canvas are served.
 func (c *Cluster) APIURL() string { return c.API.URL() }
 

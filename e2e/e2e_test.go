@@ -71,7 +71,7 @@ func check(t *testing.T, rep *history.Report) {
 func TestHappyPath(t *testing.T) {
 	ctx, c := setup(t, Options{Gateways: 2})
 	rec := history.NewRecorder(rand.Uint32())
-	w, err := Watch(ctx, rec, c, 50)
+	w, err := Watch(ctx, rec, c.Target(), 50)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestHappyPath(t *testing.T) {
 	if acked := writer.Run(ctx, 3, 3000); acked != 3000 {
 		t.Errorf("acknowledged %d of 3000 writes with nothing failing", acked)
 	}
-	rep := Verify(ctx, t.Name(), c, rec, w, 30*time.Second, t.Logf)
+	rep := Verify(ctx, t.Name(), c.Target(), rec, w, 30*time.Second, t.Logf)
 	check(t, rep)
 	if _, _, _, dup := rep.Totals(); dup != 0 {
 		t.Logf("duplicates without any fault: %d (allowed, but worth a look)", dup)
@@ -93,7 +93,7 @@ func TestHappyPath(t *testing.T) {
 func TestReconnect(t *testing.T) {
 	ctx, c := setup(t, Options{Gateways: 2})
 	rec := history.NewRecorder(rand.Uint32())
-	w, err := Watch(ctx, rec, c, 20)
+	w, err := Watch(ctx, rec, c.Target(), 20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestReconnect(t *testing.T) {
 	NewWriter(c.APIURL(), rec, 32).Run(ctx, 3, 2000)
 	stopDrops()
 	drops := <-dropped
-	rep := Verify(ctx, t.Name(), c, rec, w, 30*time.Second, t.Logf)
+	rep := Verify(ctx, t.Name(), c.Target(), rec, w, 30*time.Second, t.Logf)
 	check(t, rep)
 	var resumes int64
 	for _, cl := range w.Clients {
@@ -135,7 +135,7 @@ func TestReconnect(t *testing.T) {
 func TestRestartAPI(t *testing.T) {
 	ctx, c := setup(t, Options{Gateways: 2, Durable: true})
 	rec := history.NewRecorder(rand.Uint32())
-	w, err := Watch(ctx, rec, c, 10)
+	w, err := Watch(ctx, rec, c.Target(), 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestRestartAPI(t *testing.T) {
 	stopWriting()
 	<-done
 	acked := writer.Acked()
-	rep := Verify(ctx, t.Name(), c, rec, w, 30*time.Second, t.Logf)
+	rep := Verify(ctx, t.Name(), c.Target(), rec, w, 30*time.Second, t.Logf)
 	check(t, rep)
 	t.Logf("acknowledged %d, outcomes %+v", acked, rep.Writes)
 	if rep.Writes.Unknown == 0 {
@@ -183,7 +183,7 @@ func waitAcked(t *testing.T, w *Writer, n int) {
 func TestBadInputAndIdempotency(t *testing.T) {
 	ctx, c := setup(t, Options{Gateways: 1})
 	rec := history.NewRecorder(rand.Uint32())
-	w, err := Watch(ctx, rec, c, 2)
+	w, err := Watch(ctx, rec, c.Target(), 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +216,7 @@ func TestBadInputAndIdempotency(t *testing.T) {
 	if status, _ := writer.post(ctx, `{"gx":3,"gy":4,"color":"#010203"}`, "same-key", &second); status != http.StatusConflict {
 		t.Errorf("same key, other pixel: %d, want 409", status)
 	}
-	rep := Verify(ctx, t.Name(), c, rec, w, 30*time.Second, t.Logf)
+	rep := Verify(ctx, t.Name(), c.Target(), rec, w, 30*time.Second, t.Logf)
 	check(t, rep)
 	for _, cl := range w.Clients {
 		n := 0

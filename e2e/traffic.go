@@ -206,8 +206,8 @@ func (w *Watchers) observe(i int, r client.Received) {
 // Watch connects n clients round-robin to the cluster's gateways (each
 // with the others as alternates, so a dead gateway's clients move on) and
 // waits until each has its first snapshot, read from the api.
-func Watch(ctx context.Context, rec *history.Recorder, c *Cluster, n int, opts ...WatchOption) (*Watchers, error) {
-	gateways := c.GatewayURLs()
+func Watch(ctx context.Context, rec *history.Recorder, t Target, n int, opts ...WatchOption) (*Watchers, error) {
+	gateways := t.Gateways
 	ctx, cancel := context.WithCancel(ctx)
 	w := &Watchers{cancel: cancel}
 	for i := range n {
@@ -220,7 +220,7 @@ func Watch(ctx context.Context, rec *history.Recorder, c *Cluster, n int, opts .
 		o := client.Options{
 			BaseURL:     gateways[i%len(gateways)],
 			Alternates:  alternates,
-			SnapshotURL: c.APIURL(),
+			SnapshotURL: t.API,
 			Name:        name,
 			OnEvent:     func(r client.Received) { rec.Event(name, r.Event); w.observe(i, r) },
 			OnSnapshot: func(px map[[2]int]client.CanvasPixel) {
@@ -339,10 +339,10 @@ func diff(got map[[2]int]client.CanvasPixel, want api.CanvasJSON) string {
 // drain; the snapshot must agree with the history (each pixel's newest
 // acknowledged write); then the checker judges each client. It returns the
 // report, already printed to logf.
-func Verify(ctx context.Context, name string, c *Cluster, rec *history.Recorder, w *Watchers, drain time.Duration, logf func(string, ...any)) *history.Report {
+func Verify(ctx context.Context, name string, t Target, rec *history.Recorder, w *Watchers, drain time.Duration, logf func(string, ...any)) *history.Report {
 	start := time.Now()
 	var notes []string
-	final := NewWriter(c.APIURL(), rec, 1)
+	final := NewWriter(t.API, rec, 1)
 	final.Retries = 50 // ~2 minutes of backoff at most: the system must recover
 	if fw := final.Place(ctx, 0, 0); fw.Outcome != history.OK {
 		notes = append(notes, "the final write after the run did not succeed (outcome "+fw.Outcome.String()+")")
@@ -353,7 +353,7 @@ func Verify(ctx context.Context, name string, c *Cluster, rec *history.Recorder,
 	deadline := time.Now().Add(drain)
 	for {
 		var err error
-		snap, err = Snapshot(ctx, c.APIURL())
+		snap, err = Snapshot(ctx, t.API)
 		if err == nil {
 			clear(diverged)
 			for i, cl := range w.Clients {
@@ -374,7 +374,7 @@ func Verify(ctx context.Context, name string, c *Cluster, rec *history.Recorder,
 		time.Sleep(100 * time.Millisecond)
 	}
 	rep := rec.NewReport(name)
-	rep.Provider = c.Provider + ", " + c.Store
+	rep.Provider = t.Describe
 	rep.Duration = time.Since(start)
 	for n, d := range diverged {
 		rep.Diverged = append(rep.Diverged, fmt.Sprintf("%s did not converge within %s: %s", n, drain, d))
@@ -416,4 +416,37 @@ func storeAgrees(snap api.CanvasJSON, writes []history.Write) []string {
 		}
 	}
 	return out
+}
+
+// Target is a running deployment as the traffic sees it: where to write
+// and where to watch.
+type Target struct {
+	API      string
+	Gateways []string
+	// Describe says what runs there (provider, store), for reports.
+	Describe string
+}
+
+// Backlog reads the api's outbox backlog from /api/health.
+func Backlog(ctx context.Context, apiURL string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, apiURL+"/api/health", nil)
+	if err != nil {
+		return -1, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return -1, err
+	}
+	defer resp.Body.Close()
+	var h struct {
+		Outbox struct {
+			Backlog *int `json:"backlog"`
+		} `json:"outbox"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil || h.Outbox.Backlog == nil {
+		return -1, fmt.Errorf("health without outbox backlog (%v)", err)
+	}
+	return *h.Outbox.Backlog, nil
 }
