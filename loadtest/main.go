@@ -1,0 +1,152 @@
+// Command loadtest measures how long a committed pixel takes to reach every
+// client, under load, with the history checker proving nothing was lost.
+//
+//	go run ./loadtest -scenario smoke            # CI: 50 clients, 100 writes/s, 10 s
+//	go run ./loadtest -scenario steady           # 200 clients, 200 writes/s, 30 s
+//	go run ./loadtest -scenario capacity         # raise the rate until P99 > 100 ms
+//	go run ./loadtest -api URL -gateways URL,URL # aim at a running deployment
+//
+// Without -api it builds pixelflow and starts it on an e2e provider (docker
+// when healthy, else local; E2E_PROVIDER overrides). Writes are open-loop:
+// each is scheduled by the clock, not by the previous answer, so a slow
+// server cannot hide its latency; a write's HTTP latency counts from its
+// scheduled time.
+//
+// Latency of a delivery = the client's receive time − the event's
+// committedAt. Both clocks are this host's on loopback; across hosts the
+// clocks' offset adds to every figure (use NTP/PTP-synced hosts and read
+// the stage timings, which share that caveat).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Params are one load test's knobs.
+type Params struct {
+	Scenario string        `json:"scenario"`
+	Clients  int           `json:"clients"`
+	Rate     int           `json:"rate"` // writes/s (capacity: the first step)
+	Duration time.Duration `json:"durationNs"`
+	Gateways int           `json:"gateways"`
+	InFlight int           `json:"maxInFlight"`
+	Region   int           `json:"region"` // pixels written in [0,Region)²
+	Canvas   int           `json:"canvas"` // canvas side when pixelflow is started here
+	// Capacity: rate steps and how long each lasts; the P99 that ends it.
+	Steps    []int         `json:"steps,omitempty"`
+	StepTime time.Duration `json:"stepTimeNs,omitempty"`
+	P99Limit time.Duration `json:"p99LimitNs,omitempty"`
+
+	API      string   `json:"api,omitempty"`
+	Targets  []string `json:"gatewayUrls,omitempty"`
+	Out      string   `json:"-"`
+	Provider string   `json:"-"`
+}
+
+func scenarios() map[string]Params {
+	return map[string]Params{
+		"smoke":    {Clients: 50, Rate: 100, Duration: 10 * time.Second, Gateways: 2},
+		"steady":   {Clients: 200, Rate: 200, Duration: 30 * time.Second, Gateways: 2},
+		"capacity": {Clients: 200, Rate: 200, Gateways: 2, Steps: []int{200, 400, 600, 800, 1000, 1200, 1500, 2000}, StepTime: 8 * time.Second, P99Limit: 100 * time.Millisecond},
+	}
+}
+
+func parse(args []string) (Params, error) {
+	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
+	scenario := fs.String("scenario", "smoke", "smoke, steady or capacity")
+	clients := fs.Int("clients", 0, "WebSocket clients (default: the scenario's)")
+	rate := fs.Int("rate", 0, "writes per second (capacity: the first step)")
+	dur := fs.Duration("duration", 0, "how long writes run (not for capacity)")
+	gateways := fs.Int("gateways", 0, "gateway processes to start")
+	inflight := fs.Int("max-inflight", 512, "writes in flight at most; a write due while all are busy is counted as shed")
+	region := fs.Int("region", 64, "pixels are written in [0,region)²")
+	canvasSide := fs.Int("canvas", 64, "canvas width and height when pixelflow is started here")
+	api := fs.String("api", "", "base URL of a running api (with -gateways); default: start pixelflow here")
+	targets := fs.String("gateways-urls", "", "comma-separated base URLs of running gateways (with -api)")
+	out := fs.String("out", "loadtest/out", "report directory")
+	if err := fs.Parse(args); err != nil {
+		return Params{}, err
+	}
+	p, ok := scenarios()[*scenario]
+	if !ok {
+		return p, fmt.Errorf("-scenario %q: want smoke, steady or capacity", *scenario)
+	}
+	p.Scenario, p.InFlight, p.Region, p.Canvas, p.API, p.Out = *scenario, *inflight, *region, *canvasSide, *api, *out
+	if *clients != 0 {
+		p.Clients = *clients
+	}
+	if *rate != 0 {
+		p.Rate = *rate
+		if p.Steps != nil {
+			var steps []int
+			for _, s := range p.Steps {
+				if s >= *rate {
+					steps = append(steps, s)
+				}
+			}
+			p.Steps = steps
+		}
+	}
+	if *dur != 0 {
+		p.Duration = *dur
+	}
+	if *gateways != 0 {
+		p.Gateways = *gateways
+	}
+	if *targets != "" {
+		p.Targets = strings.Split(*targets, ",")
+	}
+	switch {
+	case p.Clients < 1 || p.Clients > 20000:
+		return p, fmt.Errorf("-clients %d: want 1..20000", p.Clients)
+	case p.Rate < 1 || p.Rate > 100000:
+		return p, fmt.Errorf("-rate %d: want 1..100000", p.Rate)
+	case p.Steps == nil && (p.Duration < time.Second || p.Duration > time.Hour):
+		return p, fmt.Errorf("-duration %s: want 1s..1h", p.Duration)
+	case p.InFlight < 1:
+		return p, fmt.Errorf("-max-inflight %d: want ≥ 1", p.InFlight)
+	case p.Region < 1 || p.Region > p.Canvas:
+		return p, fmt.Errorf("-region %d: want 1..canvas (%d)", p.Region, p.Canvas)
+	case (p.API == "") != (len(p.Targets) == 0):
+		return p, errors.New("-api and -gateways-urls go together")
+	case p.Gateways < 1 || p.Gateways > 16:
+		return p, fmt.Errorf("-gateways %d: want 1..16", p.Gateways)
+	}
+	return p, nil
+}
+
+func main() {
+	p, err := parse(os.Args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	rep, err := run(ctx, p, os.Stdout)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		os.Exit(1)
+	}
+	if err := rep.Write(p.Out); err != nil {
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("report: %s/report.html\n", p.Out)
+	if problems := rep.History.Problems(); len(problems) > 0 {
+		fmt.Fprintf(os.Stderr, "loadtest: FAIL: %s\n", strings.Join(problems, "; "))
+		os.Exit(1)
+	}
+	fmt.Println("loadtest: 1 passed, 0 failed")
+}

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/pixelflow/pixelflow/internal/history"
+	"github.com/pixelflow/pixelflow/internal/svgplot"
+)
+
+// Report is a load test's result.
+type Report struct {
+	Params  Params          `json:"params"`
+	Target  string          `json:"target"`
+	Machine string          `json:"machine"`
+	Started time.Time       `json:"started"`
+	Steps   []StepResult    `json:"steps"`
+	Series  []Second        `json:"series"`
+	History *history.Report `json:"history"`
+	// Latency per stage: delivery (commit → client), http (write scheduled
+	// → 201), publish (commit → relay XADD), fanout (XADD → client).
+	Latency map[string]Quantiles `json:"latency"`
+	// CDF of delivery latency: (ms, percentile) points.
+	CDF [][2]float64 `json:"cdf"`
+}
+
+// StepResult is one rate step (the only one unless capacity).
+type StepResult struct {
+	Rate     int        `json:"rate"`
+	Sent     int        `json:"sent"`
+	Shed     int        `json:"shed"` // due while max-inflight writes were busy
+	Achieved float64    `json:"achievedPerSec"`
+	Delivery *Quantiles `json:"delivery,omitempty"`
+}
+
+// Quantiles of one histogram, in milliseconds.
+type Quantiles struct {
+	Count int64   `json:"count"`
+	P50   float64 `json:"p50"`
+	P90   float64 `json:"p90"`
+	P99   float64 `json:"p99"`
+	P999  float64 `json:"p999"`
+	Max   float64 `json:"max"`
+}
+
+func quantiles(h *hdrhistogram.Histogram) Quantiles {
+	return Quantiles{Count: h.TotalCount(), P50: ms(h.ValueAtQuantile(50)), P90: ms(h.ValueAtQuantile(90)),
+		P99: ms(h.ValueAtQuantile(99)), P999: ms(h.ValueAtQuantile(99.9)), Max: ms(h.Max())}
+}
+
+// finish fills the figures from the meter.
+func (r *Report) finish(m *meter) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r.Latency = map[string]Quantiles{
+		"delivery": quantiles(m.delivery),
+		"http":     quantiles(m.http),
+		"publish":  quantiles(m.toPublish),
+		"fanout":   quantiles(m.toClient),
+	}
+	for _, b := range m.delivery.CumulativeDistribution() {
+		if b.Count > 0 {
+			r.CDF = append(r.CDF, [2]float64{ms(b.ValueAt), b.Quantile})
+		}
+	}
+	for i := range r.Steps {
+		if i < len(m.stepHists) {
+			q := quantiles(m.stepHists[i])
+			r.Steps[i].Delivery = &q
+		}
+	}
+}
+
+// LastGoodRate is capacity's answer: the highest step whose P99 stayed
+// within the limit, whose rate was reached and in which nothing was lost.
+func (r *Report) LastGoodRate() int {
+	if lost := r.lost(); lost > 0 {
+		return 0
+	}
+	good := 0
+	for _, s := range r.Steps {
+		if s.Delivery == nil || s.Delivery.P99 > float64(r.Params.P99Limit.Microseconds())/1000 || s.Achieved < 0.9*float64(s.Rate) {
+			break
+		}
+		good = s.Rate
+	}
+	return good
+}
+
+func (r *Report) lost() int {
+	if r.History == nil {
+		return 0
+	}
+	_, lost, _, _ := r.History.Totals()
+	return lost
+}
+
+func (r *Report) print(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "latency (ms)\tcount\tP50\tP90\tP99\tP99.9\tmax\t")
+	for _, k := range []string{"delivery", "http", "publish", "fanout"} {
+		q := r.Latency[k]
+		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", k, q.Count, q.P50, q.P90, q.P99, q.P999, q.Max)
+	}
+	tw.Flush()
+	for _, s := range r.Steps {
+		p99 := 0.0
+		if s.Delivery != nil {
+			p99 = s.Delivery.P99
+		}
+		fmt.Fprintf(w, "rate %d/s: sent %d, shed %d, achieved %.0f/s, delivery P99 %.1f ms\n", s.Rate, s.Sent, s.Shed, s.Achieved, p99)
+	}
+	if r.Params.Steps != nil {
+		fmt.Fprintf(w, "capacity: last good rate %d writes/s (P99 ≤ %s, nothing lost)\n", r.LastGoodRate(), r.Params.P99Limit)
+	}
+}
+
+// Write saves report.json and report.html in dir.
+func (r *Report) Write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("report dir: %w", err)
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode report: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "report.json"), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write report.json: %w", err)
+	}
+	f, err := os.Create(filepath.Join(dir, "report.html"))
+	if err != nil {
+		return fmt.Errorf("write report.html: %w", err)
+	}
+	defer f.Close()
+	if err := reportPage().Execute(f, r.view()); err != nil {
+		return fmt.Errorf("render report.html: %w", err)
+	}
+	return f.Close()
+}
+
+type reportView struct {
+	*Report
+	Stages            []stageRow
+	CDFPlot, RatePlot template.HTML
+	P99Plot           template.HTML
+	Events            int
+	Lost, Unexpected  int
+	Duplicated        int
+	Capacity          int
+}
+
+type stageRow struct {
+	Name, Doc string
+	Q         Quantiles
+}
+
+func (r *Report) view() reportView {
+	v := reportView{Report: r}
+	docs := map[string]string{
+		"delivery": "commit → client receive (what a user sees)",
+		"http":     "write scheduled → 201 (open loop: queueing counts)",
+		"publish":  "commit → relay XADD",
+		"fanout":   "relay XADD → client receive (gateway read + WebSocket)",
+	}
+	for _, k := range []string{"delivery", "http", "publish", "fanout"} {
+		v.Stages = append(v.Stages, stageRow{k, docs[k], r.Latency[k]})
+	}
+	if r.History != nil {
+		v.Events, v.Lost, v.Unexpected, v.Duplicated = r.History.Totals()
+	}
+	if r.Params.Steps != nil {
+		v.Capacity = r.LastGoodRate()
+	}
+	v.CDFPlot = template.HTML(svgplot.Chart{Title: "delivery latency CDF", XLabel: "commit → receive (ms, log scale)", YLabel: "percentile",
+		LogX: true, Series: []svgplot.Series{{Name: "delivery", Color: "#1f77b4", Points: r.CDF}}}.SVG())
+	var writes, delivered, p99 [][2]float64
+	for _, s := range r.Series {
+		writes = append(writes, [2]float64{s.T, s.Writes})
+		delivered = append(delivered, [2]float64{s.T, s.Delivered})
+		p99 = append(p99, [2]float64{s.T, s.P99})
+	}
+	v.RatePlot = template.HTML(svgplot.Chart{Title: "deliveries per second", XLabel: "seconds", Series: []svgplot.Series{{Name: "deliveries/s", Color: "#2ca02c", Points: delivered}}}.SVG() +
+		"<br>" + svgplot.Chart{Title: "acknowledged writes per second", XLabel: "seconds", Series: []svgplot.Series{{Name: "writes/s", Color: "#1f77b4", Points: writes}}}.SVG())
+	v.P99Plot = template.HTML(svgplot.Chart{Title: "delivery P99 per second", XLabel: "seconds", YLabel: "ms", Series: []svgplot.Series{{Name: "P99", Color: "#9467bd", Points: p99}}}.SVG())
+	return v
+}
+
+func reportPage() *template.Template {
+	return template.Must(template.New("report").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>pixelflow load test</title>
+<style>
+body { font-family: sans-serif; margin: 24px; color: #222; }
+table { border-collapse: collapse; margin: 12px 0 24px; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; font-size: 13px; text-align: right; }
+th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
+.bad { background: #f8c9c4; font-weight: bold; } .good { background: #d9f2d9; }
+</style></head><body>
+<h1>pixelflow load test — {{.Params.Scenario}}</h1>
+<p>{{.Started.Format "2006-01-02 15:04:05 MST"}} on {{.Machine}}. Target: {{.Target}}.<br>
+{{.Params.Clients}} clients, {{.Params.Rate}} writes/s{{if .Params.Steps}} rising by steps {{.Params.Steps}} of {{.Params.StepTime}}{{else}} for {{.Params.Duration}}{{end}}, pixels in a {{.Params.Region}}² region, open-loop writes (at most {{.Params.InFlight}} in flight).</p>
+<table><tr><th>history checker</th><th>acknowledged</th><th>unknown</th><th>events delivered</th><th>lost</th><th>unexpected</th><th>duplicated</th></tr>
+<tr><td>{{if or .Lost .Unexpected}}<b>FAIL</b>{{else}}clean{{end}}</td><td>{{.History.Writes.OK}}</td><td>{{.History.Writes.Unknown}}</td><td>{{.Events}}</td>
+<td class="{{if .Lost}}bad{{else}}good{{end}}">{{.Lost}}</td><td class="{{if .Unexpected}}bad{{else}}good{{end}}">{{.Unexpected}}</td><td>{{.Duplicated}}</td></tr></table>
+{{if .Params.Steps}}<p><b>Capacity: last good rate {{.Capacity}} writes/s</b> (P99 ≤ {{.Params.P99Limit}}, rate reached, nothing lost).</p>{{end}}
+<table><tr><th>latency (ms)</th><th>what</th><th>count</th><th>P50</th><th>P90</th><th>P99</th><th>P99.9</th><th>max</th></tr>
+{{range .Stages}}<tr><td>{{.Name}}</td><td>{{.Doc}}</td><td>{{.Q.Count}}</td><td>{{printf "%.2f" .Q.P50}}</td><td>{{printf "%.2f" .Q.P90}}</td><td>{{printf "%.2f" .Q.P99}}</td><td>{{printf "%.2f" .Q.P999}}</td><td>{{printf "%.2f" .Q.Max}}</td></tr>{{end}}</table>
+<table><tr><th>rate step</th><th>sent</th><th>shed</th><th>achieved/s</th><th>delivery P50</th><th>P99</th></tr>
+{{range .Steps}}<tr><td>{{.Rate}}/s</td><td>{{.Sent}}</td><td>{{.Shed}}</td><td>{{printf "%.0f" .Achieved}}</td><td>{{with .Delivery}}{{printf "%.2f" .P50}}</td><td>{{printf "%.2f" .P99}}{{end}}</td></tr>{{end}}</table>
+{{.CDFPlot}}<br>{{.P99Plot}}<br>{{.RatePlot}}
+<p style="color:#666;max-width:760px">Latency is the client's receive time minus the event's committedAt, both read from this host's clock on loopback. Across hosts the clocks' offset adds to every figure. The load generator runs on the same 2 cores as pixelflow, so it competes with what it measures.</p>
+</body></html>
+`))
+}
+
+// machine describes the host: cores and memory.
+func machine() string {
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+				var kb int64
+				fmt.Sscan(f[1], &kb)
+				mem = fmt.Sprintf(", %.0f GiB", float64(kb)/(1<<20))
+			}
+		}
+	}
+	return fmt.Sprintf("%d cores%s, %s/%s, %s", runtime.NumCPU(), mem, runtime.GOOS, runtime.GOARCH, runtime.Version())
+}
+
+// quietLogger keeps the clients' reconnect chatter out of the progress
+// lines; errors still show.
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+}

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/pixelflow/pixelflow/e2e"
+	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/client"
+	"github.com/pixelflow/pixelflow/internal/history"
+)
+
+// newHist records microseconds from 1 µs to 5 minutes, 3 significant digits.
+func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(1, 300_000_000, 3) }
+
+// meter collects what the clients see: a histogram for the whole run, one
+// per second for the time series, and the stage timings.
+type meter struct {
+	mu        sync.Mutex
+	delivery  *hdrhistogram.Histogram // commit → client receive
+	second    *hdrhistogram.Histogram // the same, this second only
+	toPublish *hdrhistogram.Histogram // commit → relay XADD
+	toClient  *hdrhistogram.Histogram // relay XADD → client receive
+	http      *hdrhistogram.Histogram // write scheduled → 201
+	delivered atomic.Int64
+	// steps: capacity's histogram per rate step, by the commit time.
+	stepHists []*hdrhistogram.Histogram
+	stepStart []time.Time
+}
+
+func newMeter() *meter {
+	return &meter{delivery: newHist(), second: newHist(), toPublish: newHist(), toClient: newHist(), http: newHist()}
+}
+
+func (m *meter) observe(r client.Received) {
+	if r.Event.Kind == canvas.KindCanary || r.Dup {
+		return
+	}
+	m.delivered.Add(1)
+	d := r.ReceivedAt.Sub(r.Event.CommittedAt).Microseconds()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_ = m.delivery.RecordValue(max(d, 1))
+	_ = m.second.RecordValue(max(d, 1))
+	if !r.PublishedAt.IsZero() {
+		_ = m.toPublish.RecordValue(max(r.PublishedAt.Sub(r.Event.CommittedAt).Microseconds(), 1))
+		_ = m.toClient.RecordValue(max(r.ReceivedAt.Sub(r.PublishedAt).Microseconds(), 1))
+	}
+	for i := len(m.stepStart) - 1; i >= 0; i-- {
+		if !r.Event.CommittedAt.Before(m.stepStart[i]) {
+			_ = m.stepHists[i].RecordValue(max(d, 1))
+			break
+		}
+	}
+}
+
+// rollSecond returns this second's P99 (ms) and starts the next second.
+func (m *meter) rollSecond() float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p99 := ms(m.second.ValueAtQuantile(99))
+	m.second.Reset()
+	return p99
+}
+
+func (m *meter) startStep(at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stepStart = append(m.stepStart, at)
+	m.stepHists = append(m.stepHists, newHist())
+}
+
+func ms(us int64) float64 { return float64(us) / 1000 }
+
+// run performs the load test p and returns its report.
+func run(ctx context.Context, p Params, out io.Writer) (*Report, error) {
+	target := e2e.Target{API: p.API, Gateways: p.Targets, Describe: "running deployment at " + p.API}
+	if p.API == "" {
+		dir, err := os.MkdirTemp("", "pixelflow-loadtest-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		bin, provider, err := e2e.Prepare(ctx, dir)
+		if err != nil {
+			return nil, err
+		}
+		side := strconv.Itoa(p.Canvas)
+		c, err := e2e.Launch(ctx, dir, e2e.Options{Provider: provider, Bin: bin, Gateways: p.Gateways,
+			Env: []string{"CANVAS_WIDTH=" + side, "CANVAS_HEIGHT=" + side, "LOG_LEVEL=warn", "MAX_CONNS=100000"}})
+		if c != nil {
+			defer func() {
+				if err := c.Close(); err != nil {
+					fmt.Fprintln(out, "teardown:", err)
+				}
+			}()
+		}
+		if err != nil {
+			if c != nil {
+				fmt.Fprint(out, c.Logs(20))
+			}
+			return nil, err
+		}
+		target = c.Target()
+	}
+	fmt.Fprintf(out, "loadtest %s on %s: %d clients over %d gateways, %d writes/s\n", p.Scenario, target.Describe, p.Clients, len(target.Gateways), p.Rate)
+
+	rec := history.NewRecorder(rand.Uint32())
+	m := newMeter()
+	record := func(_ int, o *client.Options) {
+		prev := o.OnEvent
+		o.OnEvent = func(r client.Received) { prev(r); m.observe(r) }
+		o.Logger = quietLogger()
+	}
+	w, err := e2e.Watch(ctx, rec, target, p.Clients, record)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Stop()
+
+	rep := &Report{Params: p, Target: target.Describe, Machine: machine(), Started: time.Now()}
+	writer := e2e.NewWriter(target.API, rec, p.Region)
+	writer.Retries = 0
+	l := &loop{p: p, m: m, w: w, writer: writer, api: target.API, out: out, start: time.Now()}
+
+	steps := p.Steps
+	stepTime := p.StepTime
+	if steps == nil {
+		steps, stepTime = []int{p.Rate}, p.Duration
+	}
+	for _, rate := range steps {
+		m.startStep(time.Now())
+		res := l.drive(ctx, rate, stepTime)
+		rep.Steps = append(rep.Steps, res)
+		if p.Steps != nil {
+			fmt.Fprintf(out, "step %d writes/s: achieved %.0f/s, shed %d\n", rate, res.Achieved, res.Shed)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		if p.Steps != nil {
+			// End capacity when this step's P99 (by commit time, known once
+			// the step's events arrived) passed the limit or the rate was
+			// not reached.
+			time.Sleep(time.Second)
+			m.mu.Lock()
+			p99 := ms(m.stepHists[len(m.stepHists)-1].ValueAtQuantile(99))
+			m.mu.Unlock()
+			if p99 > float64(p.P99Limit.Microseconds())/1000 || res.Achieved < 0.9*float64(rate) {
+				fmt.Fprintf(out, "capacity: stopping after %d writes/s (P99 %.1f ms, achieved %.0f/s)\n", rate, p99, res.Achieved)
+				break
+			}
+		}
+	}
+	l.wait()
+	rep.Series = l.series
+
+	logf := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
+	rep.History = e2e.Verify(ctx, "loadtest-"+p.Scenario, target, rec, w, 60*time.Second, logf)
+	rep.finish(m)
+	rep.print(out)
+	return rep, nil
+}
+
+// loop drives open-loop writes and prints progress each second.
+type loop struct {
+	p      Params
+	m      *meter
+	w      *e2e.Watchers
+	writer *e2e.Writer
+	api    string
+	out    io.Writer
+	start  time.Time
+
+	inflight sync.WaitGroup
+	busy     atomic.Int64
+	series   []Second
+}
+
+// Second is one second of the time series.
+type Second struct {
+	T         float64 `json:"t"`
+	Writes    float64 `json:"writesPerSec"`
+	Delivered float64 `json:"deliveredPerSec"`
+	P99       float64 `json:"p99Ms"`
+	Backlog   int     `json:"backlog"`
+}
+
+// drive schedules rate writes/s for d: write i is due at start + i/rate.
+func (l *loop) drive(ctx context.Context, rate int, d time.Duration) StepResult {
+	res := StepResult{Rate: rate}
+	start := time.Now()
+	total := int(float64(rate) * d.Seconds())
+	ackedBefore := l.writer.Acked()
+	rng := rand.New(rand.NewPCG(uint64(rate), uint64(start.UnixNano())))
+	interval := time.Second / time.Duration(rate)
+	nextLog := start.Add(time.Second)
+	lastAcked, lastDelivered, lastLog := l.writer.Acked(), l.m.delivered.Load(), start
+	for i := 0; i < total && ctx.Err() == nil; i++ {
+		due := start.Add(time.Duration(i) * interval)
+		if wait := time.Until(due); wait > 0 {
+			time.Sleep(wait)
+		}
+		if now := time.Now(); !now.Before(nextLog) {
+			acked, delivered := l.writer.Acked(), l.m.delivered.Load()
+			secs := now.Sub(lastLog).Seconds()
+			backlog, _ := e2e.Backlog(ctx, l.api)
+			s := Second{T: now.Sub(l.start).Seconds(), Writes: float64(acked-lastAcked) / secs, Delivered: float64(delivered-lastDelivered) / secs, P99: l.m.rollSecond(), Backlog: backlog}
+			l.series = append(l.series, s)
+			l.m.mu.Lock()
+			p99all := ms(l.m.delivery.ValueAtQuantile(99))
+			l.m.mu.Unlock()
+			fmt.Fprintf(l.out, "t=%5.1fs writes/s=%6.0f deliveries/s=%8.0f p99(sec)=%7.1fms p99(so far)=%7.1fms backlog=%5d in-flight=%d\n",
+				s.T, s.Writes, s.Delivered, s.P99, p99all, s.Backlog, l.busy.Load())
+			lastAcked, lastDelivered, lastLog = acked, delivered, now
+			nextLog = nextLog.Add(time.Second)
+		}
+		if l.busy.Load() >= int64(l.p.InFlight) {
+			res.Shed++
+			continue
+		}
+		gx, gy := rng.IntN(l.p.Region), rng.IntN(l.p.Region)
+		l.busy.Add(1)
+		l.inflight.Add(1)
+		go func() {
+			defer l.inflight.Done()
+			defer l.busy.Add(-1)
+			wr := l.writer.Place(context.WithoutCancel(ctx), gx, gy)
+			if wr.Outcome == history.OK {
+				l.m.mu.Lock()
+				_ = l.m.http.RecordValue(max(wr.End.Sub(due).Microseconds(), 1))
+				l.m.mu.Unlock()
+			}
+		}()
+	}
+	l.inflight.Wait()
+	elapsed := time.Since(start).Seconds()
+	res.Sent = total - res.Shed
+	res.Achieved = float64(l.writer.Acked()-ackedBefore) / elapsed
+	return res
+}
+
+func (l *loop) wait() { l.inflight.Wait() }
