@@ -79,11 +79,13 @@ func parse(args []string) (Params, error) {
 	if !ok {
 		return p, fmt.Errorf("-scenario %q: want smoke, steady or capacity", *scenario)
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	p.Scenario, p.InFlight, p.Region, p.Canvas, p.API, p.Out = *scenario, *inflight, *region, *canvasSide, *api, *out
-	if *clients != 0 {
+	if set["clients"] {
 		p.Clients = *clients
 	}
-	if *rate != 0 {
+	if set["rate"] {
 		p.Rate = *rate
 		if p.Steps != nil {
 			var steps []int
@@ -95,10 +97,10 @@ func parse(args []string) (Params, error) {
 			p.Steps = steps
 		}
 	}
-	if *dur != 0 {
+	if set["duration"] {
 		p.Duration = *dur
 	}
-	if *gateways != 0 {
+	if set["gateways"] {
 		p.Gateways = *gateways
 	}
 	if *targets != "" {
