@@ -57,11 +57,20 @@ func newBenchFanout(b *testing.B, n int, window time.Duration, queueLen int) *be
 		go func() {
 			defer wg.Done()
 			seqKey := []byte(`"seq":`)
+			// A lean but real client: each frame is read in full into a
+			// reused buffer (ReadMessage would allocate one per frame) and
+			// only scanned for its sequence numbers.
+			var buf bytes.Buffer
 			for {
-				_, data, err := ws.ReadMessage()
+				_, r, err := ws.NextReader()
 				if err != nil {
 					return
 				}
+				buf.Reset()
+				if _, err := buf.ReadFrom(r); err != nil {
+					return
+				}
+				data := buf.Bytes()
 				n := bytes.Count(data, seqKey)
 				f.frames.Add(1)
 				f.events.Add(int64(n))
