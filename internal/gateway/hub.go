@@ -60,6 +60,9 @@ func (h *hub) broadcast(evs [][]byte, last uint64) {
 	if len(evs) == 0 {
 		return
 	}
+	// Encoded and framed once, outside the lock: a writer that finds only
+	// this batch in its queue sends the shared frame as it is.
+	b := newBatch(evs)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.pos.Seq = last
@@ -68,7 +71,7 @@ func (h *hub) broadcast(evs [][]byte, last uint64) {
 	h.stats.broadcast.Add(int64(len(evs)))
 	var resync []byte // built once, only if some client overflows
 	for c := range h.clients {
-		if c.enqueue(evs, h.queueLen) {
+		if c.enqueue(b, h.queueLen) {
 			continue
 		}
 		if resync == nil {
