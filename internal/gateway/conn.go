@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/pixelflow/pixelflow/internal/protocol"
 )
 
 // item is one entry of a client's queue: either a broadcast batch (shared
@@ -322,7 +324,7 @@ func (c *conn) readLoop() {
 			return
 		}
 		_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
-		if f.Type == typePing {
+		if f.Type == protocol.TypePing {
 			c.pong()
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/protocol"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
@@ -56,7 +57,7 @@ func TestFlushWindowBatchesWhatFollowsAWrite(t *testing.T) {
 		if err := ws.ReadJSON(&f); err != nil {
 			t.Fatal(err)
 		}
-		if f.Type != typeEvents {
+		if f.Type != protocol.TypeEvents {
 			t.Fatalf("frame type %q, want events", f.Type)
 		}
 		var seqs []uint64
@@ -96,7 +97,7 @@ func TestSharedFrameMatchesJoinedFrame(t *testing.T) {
 		Type   string            `json:"type"`
 		Events []json.RawMessage `json:"events"`
 	}
-	if err := json.Unmarshal(b.sharedFrame(), &f); err != nil || f.Type != typeEvents || len(f.Events) != 2 {
+	if err := json.Unmarshal(b.sharedFrame(), &f); err != nil || f.Type != protocol.TypeEvents || len(f.Events) != 2 {
 		t.Fatalf("shared frame %s does not parse as two events: %v", b.sharedFrame(), err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/protocol"
 )
 
 // hub is the set of connected clients and the position of the last entry
@@ -75,7 +76,7 @@ func (h *hub) broadcast(evs [][]byte, last uint64) {
 			continue
 		}
 		if resync == nil {
-			resync = encodeResync(ReasonSlow, h.pos)
+			resync = encodeResync(protocol.ReasonSlow, h.pos)
 		}
 		h.stats.degraded.Add(1)
 		h.stats.resyncs.Add(1)
