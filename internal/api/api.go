@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/protocol"
 	"github.com/pixelflow/pixelflow/internal/store"
 )
 
@@ -157,16 +158,6 @@ type placeRequest struct {
 	Color *string `json:"color"`
 }
 
-// EventJSON is an event as the API and the WebSocket protocol show it.
-type EventJSON struct {
-	ID          string    `json:"id"`
-	GX          int       `json:"gx"`
-	GY          int       `json:"gy"`
-	Color       string    `json:"color"`
-	Version     int64     `json:"version"`
-	CommittedAt time.Time `json:"committedAt"`
-}
-
 var idemKeyRE = regexp.MustCompile(`^[\x21-\x7e]{1,128}$`)
 
 // traceparent per W3C Trace Context (version 00).
@@ -207,7 +198,9 @@ func (a *API) handlePixels(w http.ResponseWriter, r *http.Request) {
 	if replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
-	writeJSON(w, http.StatusCreated, EventJSON{
+	// The event as the WebSocket protocol shows it, before the relay has
+	// sequenced and published it.
+	writeJSON(w, http.StatusCreated, protocol.Event{
 		ID: ev.ID, GX: ev.GX, GY: ev.GY, Color: ev.Color.String(), Version: ev.Version, CommittedAt: ev.CommittedAt,
 	})
 }

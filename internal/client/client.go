@@ -31,6 +31,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/protocol"
 )
 
 // Options configure a Client.
@@ -231,28 +232,6 @@ func endpoint(base, path string, ws bool) (string, error) {
 	return u.String(), nil
 }
 
-// frame is any server → client frame.
-type frame struct {
-	Type    string      `json:"type"`
-	Epoch   string      `json:"epoch"`
-	Seq     uint64      `json:"seq"`
-	Resumed bool        `json:"resumed"`
-	Reason  string      `json:"reason"`
-	Events  []wireEvent `json:"events"`
-}
-
-type wireEvent struct {
-	Seq         uint64    `json:"seq"`
-	ID          string    `json:"id"`
-	Kind        string    `json:"kind"`
-	GX          int       `json:"gx"`
-	GY          int       `json:"gy"`
-	Color       string    `json:"color"`
-	Version     int64     `json:"version"`
-	CommittedAt time.Time `json:"committedAt"`
-	PublishedAt time.Time `json:"publishedAt"`
-}
-
 // session runs one connection until it fails; hello reports whether the
 // gateway greeted it (then the backoff starts over).
 func (c *Client) session(ctx context.Context, wsURL string) (hello bool, err error) {
@@ -302,24 +281,24 @@ func (c *Client) session(ctx context.Context, wsURL string) (hello bool, err err
 		if mt != websocket.TextMessage {
 			continue
 		}
-		var f frame
+		var f protocol.ServerFrame
 		if err := json.Unmarshal(data, &f); err != nil {
 			return hello, fmt.Errorf("bad frame from gateway: %w", err)
 		}
 		switch f.Type {
-		case "hello":
+		case protocol.TypeHello:
 			hello = true
 			c.onHello(f, resuming, since)
-		case "events":
+		case protocol.TypeEvents:
 			if !hello {
 				return hello, errors.New("events before hello")
 			}
 			if err := c.onEvents(f.Events, now); err != nil {
 				return hello, err
 			}
-		case "resync":
+		case protocol.TypeResync:
 			c.onResync(f)
-		case "pong":
+		case protocol.TypePong:
 			if sent := c.pingSent.Load(); sent != 0 {
 				c.mu.Lock()
 				c.stats.LastRTT = now.Sub(time.Unix(0, sent))
@@ -331,7 +310,7 @@ func (c *Client) session(ctx context.Context, wsURL string) (hello bool, err err
 
 // onHello adopts the gateway's position unless it accepted ours, in which
 // case the replay of the gap follows and no snapshot is needed.
-func (c *Client) onHello(f frame, resuming bool, since canvas.Position) {
+func (c *Client) onHello(f protocol.ServerFrame, resuming bool, since canvas.Position) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if resuming && f.Resumed && f.Epoch == since.Epoch {
@@ -345,7 +324,7 @@ func (c *Client) onHello(f frame, resuming bool, since canvas.Position) {
 
 // onResync moves to the gateway's position and reloads the snapshot: the
 // events before it cannot be delivered, the events after it will be.
-func (c *Client) onResync(f frame) {
+func (c *Client) onResync(f protocol.ServerFrame) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.stats.Resyncs++
@@ -356,7 +335,7 @@ func (c *Client) onResync(f frame) {
 }
 
 // onEvents checks continuity and applies each event by version.
-func (c *Client) onEvents(evs []wireEvent, now time.Time) error {
+func (c *Client) onEvents(evs []protocol.Event, now time.Time) error {
 	recs := make([]Received, 0, len(evs))
 	var gap error
 	c.mu.Lock()

@@ -7,14 +7,36 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/pixelflow/pixelflow/internal/protocol"
 )
 
-// item is one entry of a client's queue: either a batch of encoded events
-// (shared read-only with every other client's queue) or a whole control
-// frame (resync, pong).
+// item is one entry of a client's queue: either a broadcast batch (shared
+// read-only with every other client's queue) or a whole control frame
+// (resync, pong).
 type item struct {
-	evs [][]byte
-	ctl []byte
+	batch *batch
+	ctl   []byte
+}
+
+// batch is one broadcast's encoded events, shared read-only by every
+// client's queue. A writer whose queue holds only this batch (the usual
+// case: a lone event, or a burst read from the stream at once) sends the
+// same frame as every other writer, so that frame is assembled once, by
+// whichever writer needs it first, instead of once per client.
+type batch struct {
+	evs   [][]byte
+	once  sync.Once
+	frame []byte // the events frame of evs; set by once, read-only after
+}
+
+func newBatch(evs [][]byte) *batch { return &batch{evs: evs} }
+
+// sharedFrame returns the events frame of b, which must hold at most
+// maxFrame events.
+func (b *batch) sharedFrame() []byte {
+	b.once.Do(func() { b.frame = appendEventsFrame(nil, b.evs) })
+	return b.frame
 }
 
 // conn is one WebSocket client: a bounded queue filled by the hub, drained
@@ -33,6 +55,8 @@ type conn struct {
 	spare      []item // the writer's previous slice, recycled
 	queued     int    // events in q
 	pongQueued bool   // a pong is in q
+	pingDue    bool   // pingPeriod has passed: the writer sends a ping
+	closing    bool   // done is closed: the writer stops
 
 	joined [][]byte // the writer's scratch for joining batches; writer only
 }
@@ -41,6 +65,10 @@ func newConn(g *Gateway, ws *websocket.Conn) *conn {
 	return &conn{g: g, ws: ws, wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
+// signal wakes the writer. Everything it must react to (queued items, a
+// due ping, closing) is recorded under mu before signalling, so the writer
+// waits on this one channel alone: a plain receive is cheaper than a select
+// over several, and the writer wakes once per event and client.
 func (c *conn) signal() {
 	select {
 	case c.wake <- struct{}{}:
@@ -50,14 +78,14 @@ func (c *conn) signal() {
 
 // enqueue appends evs unless that would overflow limit; false means the
 // caller must degrade the client. It never blocks on the network.
-func (c *conn) enqueue(evs [][]byte, limit int) bool {
+func (c *conn) enqueue(b *batch, limit int) bool {
 	c.mu.Lock()
-	if c.queued+len(evs) > limit {
+	if c.queued+len(b.evs) > limit {
 		c.mu.Unlock()
 		return false
 	}
-	c.q = append(c.q, item{evs: evs})
-	c.queued += len(evs)
+	c.q = append(c.q, item{batch: b})
+	c.queued += len(b.evs)
 	c.mu.Unlock()
 	c.signal()
 	return true
@@ -91,15 +119,25 @@ func (c *conn) pong() {
 	c.signal()
 }
 
-// take swaps the queue out for the writer.
-func (c *conn) take() []item {
+// ping asks the writer to send a ping; it runs on a timer every pingPeriod.
+func (c *conn) ping() {
+	c.mu.Lock()
+	c.pingDue = true
+	c.mu.Unlock()
+	c.signal()
+}
+
+// take swaps the queue out for the writer, with whether a ping is due and
+// whether the connection is closing.
+func (c *conn) take() (q []item, ping, closing bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	q := c.q
+	q = c.q
 	c.q, c.spare = c.spare[:0], nil
 	c.queued = 0
 	c.pongQueued = false
-	return q
+	ping, c.pingDue = c.pingDue, false
+	return q, ping, c.closing
 }
 
 // recycle hands a written slice back so the next take allocates nothing.
@@ -113,39 +151,53 @@ func (c *conn) recycle(q []item) {
 }
 
 // writeLoop is the only goroutine that writes data frames once the
-// connection is live. It waits for the queue to fill, lets FlushWindow pass
-// so near-simultaneous events share a frame, then writes everything queued.
+// connection is live. It waits for the queue to fill and writes everything
+// queued. A lone event goes out at once; FlushWindow only spaces frames: what
+// arrives within FlushWindow of the previous write waits for the window to
+// end and shares a frame with whatever else arrived meanwhile. So an idle
+// client costs no timer per event, and a busy one gets at most one frame per
+// window.
 func (c *conn) writeLoop() {
-	ping := time.NewTicker(pingPeriod)
-	defer ping.Stop()
-	var window *time.Timer
-	if c.g.opts.FlushWindow > 0 {
-		window = time.NewTimer(time.Hour)
-		window.Stop()
-		defer window.Stop()
-	}
-	var buf []byte
+	pinger := time.AfterFunc(pingPeriod, c.ping)
+	defer pinger.Stop()
+	window := c.g.opts.FlushWindow
+	var (
+		timer     *time.Timer // the window's wait; made on first use
+		lastWrite time.Time   // end of the previous write
+		buf       []byte
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
-		select {
-		case <-c.done:
+		<-c.wake
+		if window > 0 && !lastWrite.IsZero() {
+			if wait := window - time.Since(lastWrite); wait > 0 {
+				if timer == nil {
+					timer = time.NewTimer(wait)
+				} else {
+					timer.Reset(wait)
+				}
+				select {
+				case <-c.done:
+					return
+				case <-timer.C:
+				}
+			}
+		}
+		q, ping, closing := c.take()
+		if closing {
 			return
-		case <-ping.C:
+		}
+		if ping {
 			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
 				c.closeWith(0, "")
 				return
 			}
-			continue
-		case <-c.wake:
+			pinger.Reset(pingPeriod)
 		}
-		if window != nil {
-			window.Reset(c.g.opts.FlushWindow)
-			select {
-			case <-c.done:
-				return
-			case <-window.C:
-			}
-		}
-		q := c.take()
 		var err error
 		buf, err = c.writeItems(buf[:0], q)
 		c.recycle(q)
@@ -154,14 +206,26 @@ func (c *conn) writeLoop() {
 			c.closeWith(0, "")
 			return
 		}
+		if window > 0 {
+			lastWrite = time.Now()
+		}
 	}
 }
 
 // writeItems writes q as frames: consecutive event batches are packed into
 // events frames of at most maxFrame events; control frames go alone, in order.
 // Batches are shared with other clients' queues, so they are only read:
-// several are joined in the writer's own slice.
+// several are joined in the writer's own slice, and a batch that makes a
+// frame on its own is sent as its shared frame.
 func (c *conn) writeItems(buf []byte, q []item) ([]byte, error) {
+	if len(q) == 1 && q[0].batch != nil && len(q[0].batch.evs) <= maxFrame {
+		b := q[0].batch
+		if err := c.write(b.sharedFrame()); err != nil {
+			return buf, err
+		}
+		c.g.stats.delivered.Add(int64(len(b.evs)))
+		return buf, nil
+	}
 	var pending [][]byte
 	owned := c.joined[:0]
 	flush := func() error {
@@ -186,14 +250,15 @@ func (c *conn) writeItems(buf []byte, q []item) ([]byte, error) {
 			}
 			continue
 		}
+		evs := it.batch.evs
 		switch {
 		case len(pending) == 0:
-			pending = it.evs
+			pending = evs
 		case len(owned) == 0 || &owned[0] != &pending[0]:
-			owned = append(append(owned[:0], pending...), it.evs...)
+			owned = append(append(owned[:0], pending...), evs...)
 			pending = owned
 		default:
-			owned = append(owned, it.evs...)
+			owned = append(owned, evs...)
 			pending = owned
 		}
 	}
@@ -215,7 +280,11 @@ func (c *conn) write(frame []byte) error {
 func (c *conn) closeWith(code int, reason string) {
 	c.closeOnce.Do(func() {
 		c.g.hub.unregister(c)
+		c.mu.Lock()
+		c.closing = true
+		c.mu.Unlock()
 		close(c.done)
+		c.signal()
 		if code == 0 {
 			_ = c.ws.NetConn().Close()
 			return
@@ -255,7 +324,7 @@ func (c *conn) readLoop() {
 			return
 		}
 		_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
-		if f.Type == typePing {
+		if f.Type == protocol.TypePing {
 			c.pong()
 		}
 	}

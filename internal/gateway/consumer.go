@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/protocol"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
@@ -144,7 +145,7 @@ func (cs *consumer) init(ctx context.Context) error {
 		if next != pos {
 			g.log.Info("following stream", posAttr(next), "was", pos.String(), "group_created", created)
 		}
-		g.hub.resync(ReasonEpoch, next)
+		g.hub.resync(protocol.ReasonEpoch, next)
 		cs.known = true
 	}
 	cs.pendingFirst = true
@@ -274,7 +275,7 @@ func (cs *consumer) process(ctx context.Context, msgs []redis.XMessage) error {
 			flush()
 			g.log.Info("stream epoch changed", "from", pos.Epoch, "to", e.Epoch)
 			pos = canvas.Position{Epoch: e.Epoch}
-			g.hub.resync(ReasonEpoch, pos)
+			g.hub.resync(protocol.ReasonEpoch, pos)
 		}
 		if e.Seq <= pos.Seq {
 			g.stats.duplicates.Add(1)
@@ -317,7 +318,7 @@ func (cs *consumer) fill(ctx context.Context, pos canvas.Position, to uint64) (c
 	if gap > limit {
 		g.log.Warn("gap too large to fill; clients resync", "from", pos.Seq+1, "to", to)
 		end := canvas.Position{Epoch: pos.Epoch, Seq: to}
-		g.hub.resync(ReasonGap, end)
+		g.hub.resync(protocol.ReasonGap, end)
 		return end, nil
 	}
 	from := pos.Seq + 1
@@ -348,7 +349,7 @@ func (cs *consumer) fill(ctx context.Context, pos canvas.Position, to uint64) (c
 	end := canvas.Position{Epoch: pos.Epoch, Seq: to}
 	if from <= to {
 		g.log.Warn("gap no longer in the stream; clients resync", "from", from, "to", to)
-		g.hub.resync(ReasonGap, end)
+		g.hub.resync(protocol.ReasonGap, end)
 	}
 	return end, nil
 }

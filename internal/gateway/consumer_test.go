@@ -10,6 +10,7 @@ import (
 
 	"github.com/pixelflow/pixelflow/internal/gateway"
 	"github.com/pixelflow/pixelflow/internal/gateway/gatewaytest"
+	"github.com/pixelflow/pixelflow/internal/protocol"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
@@ -76,7 +77,7 @@ func TestConsumerContinuity(t *testing.T) {
 	if err := g.Process(ctx, tail); err != nil {
 		t.Fatal(err)
 	}
-	if r := readFrame(t, ws); r.Type != "resync" || r.Reason != gateway.ReasonGap || r.Seq != 28 || r.Epoch != "e1" {
+	if r := readFrame(t, ws); r.Type != "resync" || r.Reason != protocol.ReasonGap || r.Seq != 28 || r.Epoch != "e1" {
 		t.Fatalf("frame %+v, want resync gap at e1:28", r)
 	}
 	if got := readEvents(t, ws, 30); !slices.Equal(got, seqRange(29, 30)) {
@@ -91,7 +92,7 @@ func TestConsumerContinuity(t *testing.T) {
 	if err := g.Process(ctx, msgs(1, 3)); err != nil {
 		t.Fatal(err)
 	}
-	if r := readFrame(t, ws); r.Type != "resync" || r.Reason != gateway.ReasonEpoch || r.Seq != 0 || r.Epoch != "e2" {
+	if r := readFrame(t, ws); r.Type != "resync" || r.Reason != protocol.ReasonEpoch || r.Seq != 0 || r.Epoch != "e2" {
 		t.Fatalf("frame %+v, want resync epoch at e2:0", r)
 	}
 	if got := readEvents(t, ws, 3); !slices.Equal(got, seqRange(1, 3)) {

@@ -22,9 +22,12 @@
 //     told the position at that instant, so it receives exactly the entries
 //     after it.
 //   - Each connection has one writer goroutine (the only one writing data
-//     frames once the connection is live) that waits for its queue, lets
-//     FlushWindow pass so near-simultaneous events share a frame, and writes
-//     with a deadline, sending pings on the side; and a reader (the
+//     frames once the connection is live) that waits on one wake-up channel
+//     for its queue, a due ping or closing, and writes with a deadline. A
+//     lone event goes out at once; what arrives within FlushWindow of the
+//     previous write waits for the window to end and shares a frame. A
+//     batch that makes a frame on its own is framed once and the bytes are
+//     shared by every writer. Beside it runs a reader (the
 //     ServeHTTP goroutine) that answers {"type":"ping"}, keeps the pong
 //     deadline and closes the connection on anything else.
 //

@@ -8,6 +8,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/protocol"
 )
 
 // FuzzParseClientFrame: any input yields either a ping or a frameError with
@@ -43,7 +44,7 @@ func FuzzParseClientFrame(f *testing.F) {
 	f.Fuzz(func(t *testing.T, mt int, data []byte) {
 		fr, err := parseClientFrame(mt, data)
 		if err == nil {
-			if fr.Type != typePing || mt != websocket.TextMessage || len(data) > maxClientFrame {
+			if fr.Type != protocol.TypePing || mt != websocket.TextMessage || len(data) > maxClientFrame {
 				t.Fatalf("accepted %d %q as %+v", mt, data, fr)
 			}
 			return

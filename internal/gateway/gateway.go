@@ -43,10 +43,11 @@ type Options struct {
 	// told to resync, so a slow reader never blocks the broadcast nor grows
 	// memory. Default 4096, minimum 2.
 	QueueLen int
-	// FlushWindow is how long a client's writer waits after the first queued
-	// event before writing, so events arriving within the window share one
-	// frame (fewer syscalls under load, at most this much added latency).
-	// Default 2ms; negative writes at once.
+	// FlushWindow is the least time between two frames to one client:
+	// events arriving within the window after a write wait for its end and
+	// share one frame (fewer syscalls under load, at most this much added
+	// latency), while an event reaching an idle client goes out at once.
+	// Default 2ms; negative never waits.
 	FlushWindow time.Duration
 	// ReplayLimit is the largest gap replayed from the stream when a client
 	// resumes with ?since=; past it the client resyncs from the snapshot,

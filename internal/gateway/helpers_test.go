@@ -17,6 +17,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/client"
 	"github.com/pixelflow/pixelflow/internal/gateway"
 	"github.com/pixelflow/pixelflow/internal/gateway/gatewaytest"
+	"github.com/pixelflow/pixelflow/internal/protocol"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
 )
 
@@ -158,22 +159,7 @@ func rawDial(t testing.TB, baseURL, query string, hdr http.Header) (*websocket.C
 	return ws, resp, err
 }
 
-// serverFrame is any frame the gateway sends.
-type serverFrame struct {
-	Type    string `json:"type"`
-	Epoch   string `json:"epoch"`
-	Seq     uint64 `json:"seq"`
-	Resumed bool   `json:"resumed"`
-	Reason  string `json:"reason"`
-	Events  []struct {
-		Seq     uint64 `json:"seq"`
-		Kind    string `json:"kind"`
-		Color   string `json:"color"`
-		Version int64  `json:"version"`
-	} `json:"events"`
-}
-
-func readFrame(t testing.TB, ws *websocket.Conn) serverFrame {
+func readFrame(t testing.TB, ws *websocket.Conn) protocol.ServerFrame {
 	t.Helper()
 	_ = ws.SetReadDeadline(time.Now().Add(waitFor))
 	mt, data, err := ws.ReadMessage()
@@ -183,7 +169,7 @@ func readFrame(t testing.TB, ws *websocket.Conn) serverFrame {
 	if mt != websocket.TextMessage {
 		t.Fatalf("frame type %d, want text", mt)
 	}
-	var f serverFrame
+	var f protocol.ServerFrame
 	if err := json.Unmarshal(data, &f); err != nil {
 		t.Fatalf("frame %s: %v", data, err)
 	}

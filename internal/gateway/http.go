@@ -11,6 +11,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/protocol"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
@@ -113,9 +114,9 @@ func (g *Gateway) start(ctx context.Context, c *conn, since canvas.Position, has
 func (g *Gateway) planResume(ctx context.Context, since, pos canvas.Position) ([]stream.Entry, string) {
 	switch {
 	case pos.Epoch == "":
-		return nil, ReasonUnavailable
+		return nil, protocol.ReasonUnavailable
 	case since.Epoch != pos.Epoch:
-		return nil, ReasonEpoch
+		return nil, protocol.ReasonEpoch
 	case since.Seq == pos.Seq:
 		return nil, ""
 	case since.Seq > pos.Seq:
@@ -127,13 +128,13 @@ func (g *Gateway) planResume(ctx context.Context, since, pos canvas.Position) ([
 		tail, err := g.stream.Tail(ctx)
 		switch {
 		case err != nil:
-			return nil, ReasonUnavailable
+			return nil, protocol.ReasonUnavailable
 		case tail.Epoch != pos.Epoch || tail.Seq < since.Seq:
-			return nil, ReasonAhead
+			return nil, protocol.ReasonAhead
 		}
 		return nil, ""
 	case pos.Seq-since.Seq > uint64(g.opts.ReplayLimit):
-		return nil, ReasonLimit
+		return nil, protocol.ReasonLimit
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -141,16 +142,16 @@ func (g *Gateway) planResume(ctx context.Context, since, pos canvas.Position) ([
 	entries, err := g.stream.Range(ctx, since.Seq+1, pos.Seq, int64(want))
 	if err != nil {
 		g.log.Warn("replay read failed", "err", err, posAttr(since))
-		return nil, ReasonUnavailable
+		return nil, protocol.ReasonUnavailable
 	}
 	// Ids are unique and ordered, so the right count starting at the right
 	// sequence is the whole contiguous gap.
 	if uint64(len(entries)) != want || entries[0].Seq != since.Seq+1 {
-		return nil, ReasonTrimmed
+		return nil, protocol.ReasonTrimmed
 	}
 	for _, e := range entries {
 		if e.Epoch != pos.Epoch {
-			return nil, ReasonEpoch
+			return nil, protocol.ReasonEpoch
 		}
 	}
 	return entries, ""

@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/protocol"
 )
 
 // hub is the set of connected clients and the position of the last entry
@@ -60,6 +61,9 @@ func (h *hub) broadcast(evs [][]byte, last uint64) {
 	if len(evs) == 0 {
 		return
 	}
+	// Encoded and framed once, outside the lock: a writer that finds only
+	// this batch in its queue sends the shared frame as it is.
+	b := newBatch(evs)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.pos.Seq = last
@@ -68,11 +72,11 @@ func (h *hub) broadcast(evs [][]byte, last uint64) {
 	h.stats.broadcast.Add(int64(len(evs)))
 	var resync []byte // built once, only if some client overflows
 	for c := range h.clients {
-		if c.enqueue(evs, h.queueLen) {
+		if c.enqueue(b, h.queueLen) {
 			continue
 		}
 		if resync == nil {
-			resync = encodeResync(ReasonSlow, h.pos)
+			resync = encodeResync(protocol.ReasonSlow, h.pos)
 		}
 		h.stats.degraded.Add(1)
 		h.stats.resyncs.Add(1)

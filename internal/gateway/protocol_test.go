@@ -16,6 +16,7 @@ import (
 
 	"github.com/pixelflow/pixelflow/internal/gateway"
 	"github.com/pixelflow/pixelflow/internal/gateway/gatewaytest"
+	"github.com/pixelflow/pixelflow/internal/protocol"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
@@ -68,9 +69,9 @@ func TestResume(t *testing.T) {
 		{"at the end", "e1:20", want{resumed: true}},
 		{"gap replayed", "e1:12", want{resumed: true, replay: seqRange(13, 20)}},
 		{"replay at the limit", "e1:10", want{resumed: true, replay: seqRange(11, 20)}},
-		{"past the limit", "e1:9", want{reason: gateway.ReasonLimit}},
-		{"other epoch", "e0:20", want{reason: gateway.ReasonEpoch}},
-		{"ahead of the stream", "e1:25", want{reason: gateway.ReasonAhead}},
+		{"past the limit", "e1:9", want{reason: protocol.ReasonLimit}},
+		{"other epoch", "e0:20", want{reason: protocol.ReasonEpoch}},
+		{"ahead of the stream", "e1:25", want{reason: protocol.ReasonAhead}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -111,7 +112,7 @@ func TestResume(t *testing.T) {
 		if h := readFrame(t, ws); h.Type != "hello" || h.Resumed {
 			t.Fatalf("hello %+v, want not resumed", h)
 		}
-		if r := readFrame(t, ws); r.Type != "resync" || r.Reason != gateway.ReasonTrimmed {
+		if r := readFrame(t, ws); r.Type != "resync" || r.Reason != protocol.ReasonTrimmed {
 			t.Fatalf("frame %+v, want resync trimmed", r)
 		}
 	})

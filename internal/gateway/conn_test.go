@@ -1,0 +1,103 @@
+package gateway
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/protocol"
+	"github.com/pixelflow/pixelflow/internal/stream"
+)
+
+// A lone event is written at once, and what arrives within FlushWindow of
+// that write waits for the window and shares one frame, in order.
+func TestFlushWindowBatchesWhatFollowsAWrite(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never used: Run is not started
+	defer rdb.Close()
+	// Long enough that the three broadcasts below certainly fall inside it.
+	g, err := New(Options{Redis: rdb, InstanceID: "t", FlushWindow: 2 * time.Second,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.hub.pos = canvas.Position{Epoch: "e"}
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+	defer g.Close()
+	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if _, _, err := ws.ReadMessage(); err != nil { // hello: registered
+		t.Fatal(err)
+	}
+	send := func(seq uint64) {
+		e := stream.Entry{Event: canvas.Event{ID: "ev", Kind: canvas.KindPixel, Color: 0x336699,
+			Version: 1, CommittedAt: time.Now(), Epoch: "e", Seq: seq}}
+		g.hub.broadcast([][]byte{encodeEvent(e)}, seq)
+	}
+	read := func() []uint64 {
+		t.Helper()
+		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var f struct {
+			Type   string `json:"type"`
+			Events []struct {
+				Seq uint64 `json:"seq"`
+			} `json:"events"`
+		}
+		if err := ws.ReadJSON(&f); err != nil {
+			t.Fatal(err)
+		}
+		if f.Type != protocol.TypeEvents {
+			t.Fatalf("frame type %q, want events", f.Type)
+		}
+		var seqs []uint64
+		for _, e := range f.Events {
+			seqs = append(seqs, e.Seq)
+		}
+		return seqs
+	}
+	send(1)
+	if got := read(); !slices.Equal(got, []uint64{1}) {
+		t.Fatalf("first frame %v, want [1]", got)
+	}
+	send(2)
+	send(3)
+	send(4)
+	if got := read(); !slices.Equal(got, []uint64{2, 3, 4}) {
+		t.Fatalf("second frame %v, want [2 3 4] in one frame", got)
+	}
+	// Counted once a write returns, which may be after the client read it.
+	for deadline := time.Now().Add(10 * time.Second); g.Stats().Delivered != 4; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("delivered %d, want 4", g.Stats().Delivered)
+		}
+	}
+}
+
+// The frame a lone batch is sent as is byte for byte the one assembled for
+// several batches, so sharing it changes nothing on the wire.
+func TestSharedFrameMatchesJoinedFrame(t *testing.T) {
+	evs := [][]byte{[]byte(`{"seq":1}`), []byte(`{"seq":2}`)}
+	b := newBatch(evs)
+	want := appendEventsFrame(nil, evs)
+	if got := b.sharedFrame(); string(got) != string(want) {
+		t.Fatalf("shared frame %s, want %s", got, want)
+	}
+	var f struct {
+		Type   string            `json:"type"`
+		Events []json.RawMessage `json:"events"`
+	}
+	if err := json.Unmarshal(b.sharedFrame(), &f); err != nil || f.Type != protocol.TypeEvents || len(f.Events) != 2 {
+		t.Fatalf("shared frame %s does not parse as two events: %v", b.sharedFrame(), err)
+	}
+}

@@ -1,0 +1,94 @@
+// Package protocol declares the JSON messages of the pixelflow WebSocket
+// protocol (docs/protocol.md) once, so the gateway that writes them, the Go
+// client that reads them and the API that answers a placement with the same
+// event shape cannot drift apart. It holds types and names only: each side
+// encodes its own way (the gateway assembles events frames from events it
+// encoded once, for every client).
+package protocol
+
+import "time"
+
+// Frame types, the "type" of every frame.
+const (
+	TypeHello  = "hello"  // server → client, always first
+	TypeEvents = "events" // server → client
+	TypeResync = "resync" // server → client
+	TypePong   = "pong"   // server → client, the answer to a ping
+	TypePing   = "ping"   // client → server, the only frame a client may send
+)
+
+// Resync reasons. A client treats them all alike (reload the snapshot); the
+// reason is there for logs and dashboards.
+const (
+	ReasonEpoch       = "epoch"       // the stream started a new epoch (Redis lost it, or first contact)
+	ReasonSlow        = "slow"        // the client's queue overflowed; its backlog was dropped
+	ReasonGap         = "gap"         // entries vanished (trimmed) before the gateway could read them
+	ReasonTrimmed     = "trimmed"     // the resume position is older than the stream's retention
+	ReasonLimit       = "limit"       // the resume gap is larger than the gateway's ReplayLimit
+	ReasonAhead       = "ahead"       // the resume position is past the stream's end
+	ReasonUnavailable = "unavailable" // Redis could not be read to replay the gap
+)
+
+// KindCanary is the kind of the pipeline's canary events; pixel events
+// carry no kind on the wire.
+const KindCanary = "canary"
+
+// Hello is the first frame of every connection: the position from which the
+// connection is guaranteed every later event. Resumed tells a client that
+// sent ?since= that its position was accepted: the gap is replayed next and
+// it needs no snapshot.
+type Hello struct {
+	Type    string `json:"type"`
+	Epoch   string `json:"epoch"`
+	Seq     uint64 `json:"seq"`
+	Resumed bool   `json:"resumed"`
+}
+
+// Resync tells a client its view has a hole it cannot fill from the stream:
+// reload the snapshot; every event after (Epoch, Seq) follows on this
+// connection.
+type Resync struct {
+	Type   string `json:"type"`
+	Reason string `json:"reason"`
+	Epoch  string `json:"epoch"`
+	Seq    uint64 `json:"seq"`
+}
+
+// Events carries one or more events in sequence order.
+type Events struct {
+	Type   string  `json:"type"`
+	Events []Event `json:"events"`
+}
+
+// Event is one committed pixel change. On the WebSocket it is an element of
+// an events frame; the API answers a placement with it too, before the relay
+// has sequenced it, which is why Seq and PublishedAt may be absent. ID is
+// never empty for a stored event.
+type Event struct {
+	Seq         uint64    `json:"seq,omitempty"` // ≥ 1 on the WebSocket; absent in the API's answer
+	ID          string    `json:"id,omitempty"`
+	Kind        string    `json:"kind,omitempty"` // only KindCanary; pixel events omit it
+	GX          int       `json:"gx"`
+	GY          int       `json:"gy"`
+	Color       string    `json:"color"` // "#RRGGBB"
+	Version     int64     `json:"version"`
+	CommittedAt time.Time `json:"committedAt"`
+	PublishedAt time.Time `json:"publishedAt,omitzero"`
+}
+
+// Ping is what a client sends to measure the round trip; the gateway answers
+// {"type":"pong"}.
+type Ping struct {
+	Type string `json:"type"`
+}
+
+// ServerFrame is any server → client frame, for a reader that decodes
+// before it knows the type: the fields of every type, zero where absent.
+type ServerFrame struct {
+	Type    string  `json:"type"`
+	Epoch   string  `json:"epoch"`
+	Seq     uint64  `json:"seq"`
+	Resumed bool    `json:"resumed"`
+	Reason  string  `json:"reason"`
+	Events  []Event `json:"events"`
+}
