@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pixelflow/pixelflow/internal/api"
 	"github.com/pixelflow/pixelflow/internal/api/apitest"
 	"github.com/pixelflow/pixelflow/internal/history"
+	"github.com/pixelflow/pixelflow/internal/protocol"
 )
 
 // suite holds what TestMain decided once for every test of the package.
@@ -202,8 +202,8 @@ func TestBadInputAndIdempotency(t *testing.T) {
 	writer := NewWriter(c.APIURL(), rec, 8)
 	col := rec.NextColor()
 	body := fmt.Sprintf(`{"gx":3,"gy":4,"color":%q}`, col)
-	var first, second api.EventJSON
-	for _, out := range []*api.EventJSON{&first, &second} {
+	var first, second protocol.Event
+	for _, out := range []*protocol.Event{&first, &second} {
 		status, err := writer.post(ctx, body, "same-key", out)
 		if err != nil || status != http.StatusCreated {
 			t.Fatalf("POST with Idempotency-Key: %d %v", status, err)

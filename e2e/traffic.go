@@ -18,6 +18,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/client"
 	"github.com/pixelflow/pixelflow/internal/history"
+	"github.com/pixelflow/pixelflow/internal/protocol"
 )
 
 // Writer places pixels through the API and records every outcome.
@@ -67,7 +68,7 @@ func (w *Writer) Place(ctx context.Context, gx, gy int) history.Write {
 	body := fmt.Sprintf(`{"gx":%d,"gy":%d,"color":%q}`, gx, gy, rec.Color.String())
 	for attempt := 0; ; attempt++ {
 		var status int
-		var ev api.EventJSON
+		var ev protocol.Event
 		status, err := w.post(ctx, body, key, &ev)
 		switch {
 		case err == nil && status == http.StatusCreated:
