@@ -165,7 +165,7 @@ func Scenarios() []Scenario {
 		{
 			Name:    "slow-client",
 			Doc:     "One client stops reading: everyone else's P99 stays within the baseline band; the slow one is degraded (backlog dropped, resync) and converges when it reads again.",
-			Cluster: e2e.Options{Env: []string{"CLIENT_QUEUE=32"}},
+			Cluster: e2e.Options{Env: []string{"CLIENT_QUEUE=32", "CLIENT_SEND_BUFFER=8192"}},
 			// Tiny socket buffers, so the paused client fills the
 			// gateway's queue rather than the kernel's.
 			Watch: []e2e.WatchOption{func(i int, o *client.Options) {
@@ -186,7 +186,12 @@ func Scenarios() []Scenario {
 			},
 			Check: func(d *Drill, r *Result) []Invariant {
 				slow := d.Watchers.Clients[0].Stats()
-				return []Invariant{{"the slow client was degraded (resync)", float64(slow.Resyncs) > d.Facts["before"], fmt.Sprintf("%d resyncs", slow.Resyncs)}}
+				before, during := r.Phases["before"].P99Ms, r.Phases["during"].P99Ms
+				band := max(2*before, before+25)
+				return []Invariant{
+					{"the slow client was degraded (resync)", float64(slow.Resyncs) > d.Facts["before"], fmt.Sprintf("%d resyncs", slow.Resyncs)},
+					{"the others' P99 held while it stalled", during <= band, fmt.Sprintf("P99 during %.1f ms vs before %.1f ms (band %.1f ms)", during, before, band)},
+				}
 			},
 		},
 		{

@@ -128,6 +128,7 @@ func (m *Main) Run(ctx context.Context) error {
 			AllowedOrigins: c.AllowedOrigins,
 			MaxConns:       c.MaxConns,
 			QueueLen:       c.ClientQueue,
+			SendBuffer:     c.ClientSendBuffer,
 			Logger:         m.Logger,
 		})
 		if err != nil {

@@ -25,20 +25,21 @@ type Config struct {
 	RedisURL string // empty: serve starts a private redis-server
 	Addr     string // listen address, from HOST and PORT
 
-	Canvas         string
-	Width, Height  int
-	RateLimit      float64
-	RateBurst      int
-	LeaseTTL       time.Duration
-	Retention      time.Duration
-	StreamMaxLen   int64
-	InstanceID     string
-	AllowedOrigins []string
-	MaxConns       int
-	ClientQueue    int    // gateway: per-client queue bound
-	APIURL         string // gateway role: where /api/* is proxied
-	LogLevel       string
-	ShutdownGrace  time.Duration
+	Canvas           string
+	Width, Height    int
+	RateLimit        float64
+	RateBurst        int
+	LeaseTTL         time.Duration
+	Retention        time.Duration
+	StreamMaxLen     int64
+	InstanceID       string
+	AllowedOrigins   []string
+	MaxConns         int
+	ClientQueue      int    // gateway: per-client queue bound
+	ClientSendBuffer int    // gateway: SO_SNDBUF per connection
+	APIURL           string // gateway role: where /api/* is proxied
+	LogLevel         string
+	ShutdownGrace    time.Duration
 }
 
 // Embedded reports whether the store is the embedded engine.
@@ -82,6 +83,7 @@ func newFlagSet(getenv func(string) string) (*flag.FlagSet, []*setting) {
 		{flag: "allowed-origins", env: "ALLOWED_ORIGINS", help: "comma-separated Origins allowed on /ws; empty: same origin only; * allows any"},
 		{flag: "max-conns", env: "MAX_CONNS", def: "10000", help: "WebSocket connections allowed per gateway"},
 		{flag: "client-queue", env: "CLIENT_QUEUE", def: "4096", help: "events queued per WebSocket client before it counts as slow: its backlog is dropped and it is told to resync"},
+		{flag: "client-send-buffer", env: "CLIENT_SEND_BUFFER", def: "262144", help: "kernel send buffer per WebSocket connection, bytes (bounds what a stalled client hides from the slow-client check)"},
 		{flag: "api-url", env: "API_URL", help: "gateway role: base URL of an api process to proxy /api/* to"},
 		{flag: "log-level", env: "LOG_LEVEL", def: "info", help: "debug, info, warn or error"},
 		{flag: "shutdown-grace", env: "SHUTDOWN_GRACE", def: "10s", help: "how long shutdown waits for requests and the batch in flight"},
@@ -199,6 +201,7 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	}
 	c.MaxConns = p.intRange("MAX_CONNS", 1, 1_000_000)
 	c.ClientQueue = p.intRange("CLIENT_QUEUE", 1, 1_000_000)
+	c.ClientSendBuffer = p.intRange("CLIENT_SEND_BUFFER", 4096, 64<<20)
 	c.APIURL = p.str("API_URL")
 	if c.APIURL != "" {
 		if u, err := url.Parse(c.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

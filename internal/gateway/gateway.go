@@ -43,6 +43,12 @@ type Options struct {
 	// told to resync, so a slow reader never blocks the broadcast nor grows
 	// memory. Default 4096, minimum 2.
 	QueueLen int
+	// SendBuffer is each connection's kernel send buffer (SO_SNDBUF, bytes).
+	// Without a bound the kernel grows it to megabytes, so a client that
+	// stopped reading would hide thousands of events there before its queue
+	// filled and it was degraded, and 10,000 such clients would pin
+	// gigabytes. Default 256 KiB; negative leaves the kernel's autotuning.
+	SendBuffer int
 	// FlushWindow is the least time between two frames to one client:
 	// events arriving within the window after a write wait for its end and
 	// share one frame (fewer syscalls under load, at most this much added
@@ -96,6 +102,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.FlushWindow == 0 {
 		o.FlushWindow = 2 * time.Millisecond
+	}
+	if o.SendBuffer == 0 {
+		o.SendBuffer = 256 << 10
 	}
 	if o.ReplayLimit == 0 {
 		o.ReplayLimit = 10000

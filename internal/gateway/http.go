@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -46,6 +47,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil { // the upgrader has answered
 		g.release(nil)
 		return
+	}
+	if tc, ok := ws.UnderlyingConn().(*net.TCPConn); ok && g.opts.SendBuffer > 0 {
+		_ = tc.SetWriteBuffer(g.opts.SendBuffer)
 	}
 	c := newConn(g, ws)
 	defer func() {
