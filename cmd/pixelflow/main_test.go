@@ -254,8 +254,18 @@ func TestPageIsServed(t *testing.T) {
 func TestProbe(t *testing.T) {
 	m := runMain(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "INSTANCE_ID": "t6"}, "serve")
 	ctx := context.Background()
-	if err := probe(ctx, []string{"http://" + m.Addr + "/readyz"}, func(string) string { return "" }); err != nil {
-		t.Errorf("probe of a ready server: %v", err)
+	// The server is ready once its gateway follows the stream: the probe
+	// must say so within a few seconds, and say why until then.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := probe(ctx, []string{"http://" + m.Addr + "/readyz"}, func(string) string { return "" })
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("probe of a started server never succeeded: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if err := probe(ctx, []string{"http://" + m.Addr + "/nope"}, func(string) string { return "" }); err == nil {
 		t.Error("probe accepted a 404")

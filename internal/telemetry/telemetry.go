@@ -1,0 +1,168 @@
+// Package telemetry sets up what every pixelflow process reports about
+// itself: OpenTelemetry traces (one trace follows a pixel from the HTTP
+// request to the WebSocket write), Prometheus metrics on /metrics, and log
+// lines that carry the trace and span ids of the operation they belong to.
+//
+// Traces are configured by the standard OpenTelemetry environment
+// variables (OTEL_TRACES_EXPORTER=otlp|console|none,
+// OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, …).
+// With none of OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT and
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT set, tracing is a no-op: no exporter,
+// no spans recorded, nothing to pay.
+//
+// Nothing here is global: the tracer provider, propagator and registry are
+// handed to the components that need them.
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/contrib/exporters/autoexport"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// Telemetry is one process's tracing and metrics.
+type Telemetry struct {
+	// Tracer creates spans; a no-op provider when tracing is off.
+	Tracer trace.TracerProvider
+	// Propagator carries trace context across HTTP and the outbox/stream.
+	Propagator propagation.TextMapPropagator
+	// Registry holds this process's Prometheus metrics.
+	Registry *prometheus.Registry
+	// Enabled reports whether spans are exported.
+	Enabled bool
+
+	shutdown func(context.Context) error
+}
+
+// Options configure New.
+type Options struct {
+	// Service is the default service.name (OTEL_SERVICE_NAME wins).
+	Service string
+	// Instance is service.instance.id.
+	Instance string
+	// Getenv reads the environment (os.Getenv in production).
+	Getenv func(string) string
+	// Exporter, when set, replaces the environment's choice (tests use an
+	// in-memory exporter).
+	Exporter sdktrace.SpanExporter
+	// Syncer exports each span as it ends instead of in batches (tests).
+	Syncer bool
+}
+
+// New sets up telemetry for one process. Shutdown flushes it.
+func New(ctx context.Context, o Options) (*Telemetry, error) {
+	t := &Telemetry{
+		Tracer:     noop.NewTracerProvider(),
+		Propagator: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
+		Registry:   prometheus.NewRegistry(),
+		shutdown:   func(context.Context) error { return nil },
+	}
+	t.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	exp := o.Exporter
+	if exp == nil && tracingConfigured(o.Getenv) {
+		var err error
+		if exp, err = autoexport.NewSpanExporter(ctx); err != nil {
+			return nil, fmt.Errorf("OTEL_TRACES_EXPORTER: %w", err)
+		}
+		if autoexport.IsNoneSpanExporter(exp) {
+			exp = nil
+		}
+	}
+	if exp == nil {
+		return t, nil
+	}
+	res, err := resource.New(ctx,
+		resource.WithAttributes(semconv.ServiceName(o.Service), semconv.ServiceInstanceID(o.Instance)),
+		resource.WithFromEnv(), // OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
+	)
+	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
+		return nil, fmt.Errorf("otel resource: %w", err)
+	}
+	spanOpt := sdktrace.WithBatcher(exp)
+	if o.Syncer {
+		spanOpt = sdktrace.WithSyncer(exp)
+	}
+	tp := sdktrace.NewTracerProvider(spanOpt, sdktrace.WithResource(res)) // sampler from OTEL_TRACES_SAMPLER
+	t.Tracer, t.Enabled, t.shutdown = tp, true, tp.Shutdown
+	return t, nil
+}
+
+func tracingConfigured(getenv func(string) string) bool {
+	if getenv == nil {
+		return false
+	}
+	for _, k := range []string{"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
+		if getenv(k) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// Shutdown flushes the spans still buffered.
+func (t *Telemetry) Shutdown(ctx context.Context) error {
+	if err := t.shutdown(ctx); err != nil {
+		return fmt.Errorf("telemetry shutdown: %w", err)
+	}
+	return nil
+}
+
+// LogHandler wraps h so that every record logged with a context holding a
+// recording span carries trace_id and span_id.
+func LogHandler(h slog.Handler) slog.Handler { return traceHandler{h} }
+
+type traceHandler struct{ slog.Handler }
+
+func (h traceHandler) Handle(ctx context.Context, r slog.Record) error {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h traceHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return traceHandler{h.Handler.WithAttrs(as)}
+}
+
+func (h traceHandler) WithGroup(name string) slog.Handler {
+	return traceHandler{h.Handler.WithGroup(name)}
+}
+
+// Carrier adapts a traceparent/tracestate pair (as stored in the outbox
+// and the stream entry) to the propagator.
+type Carrier struct{ TraceParent, TraceState *string }
+
+// Get implements propagation.TextMapCarrier.
+func (c Carrier) Get(key string) string {
+	switch key {
+	case "traceparent":
+		return *c.TraceParent
+	case "tracestate":
+		return *c.TraceState
+	}
+	return ""
+}
+
+// Set implements propagation.TextMapCarrier.
+func (c Carrier) Set(key, value string) {
+	switch key {
+	case "traceparent":
+		*c.TraceParent = value
+	case "tracestate":
+		*c.TraceState = value
+	}
+}
+
+// Keys implements propagation.TextMapCarrier.
+func (c Carrier) Keys() []string { return []string{"traceparent", "tracestate"} }
