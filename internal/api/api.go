@@ -21,9 +21,17 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/protocol"
 	"github.com/pixelflow/pixelflow/internal/store"
+	"github.com/pixelflow/pixelflow/internal/telemetry"
 )
 
 // Store is what the API needs of the pixel store.
@@ -53,6 +61,11 @@ type Options struct {
 	Health func(ctx context.Context) map[string]any
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
+	// Tracer and Propagator trace requests (otelhttp) and the store call,
+	// and carry the trace into the outbox. Default: no-op tracing that
+	// still passes an incoming traceparent on.
+	Tracer     trace.TracerProvider
+	Propagator propagation.TextMapPropagator
 }
 
 // API is the HTTP handler set.
@@ -61,6 +74,8 @@ type API struct {
 	opts    Options
 	limiter *limiter
 	mux     *http.ServeMux
+	handler http.Handler
+	tracer  trace.Tracer
 }
 
 // maxBody bounds a POST body: a placement is far smaller.
@@ -80,7 +95,13 @@ func New(s Store, opts Options) (*API, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	a := &API{store: s, opts: opts, mux: http.NewServeMux()}
+	if opts.Tracer == nil {
+		opts.Tracer = noop.NewTracerProvider()
+	}
+	if opts.Propagator == nil {
+		opts.Propagator = propagation.TraceContext{}
+	}
+	a := &API{store: s, opts: opts, mux: http.NewServeMux(), tracer: opts.Tracer.Tracer("github.com/pixelflow/pixelflow/internal/api")}
 	if opts.RateLimit > 0 {
 		a.limiter = newLimiter(opts.RateLimit, opts.Burst)
 	}
@@ -89,10 +110,14 @@ func New(s Store, opts Options) (*API, error) {
 	a.mux.HandleFunc("/api/health", a.handleHealth)
 	a.mux.HandleFunc("/healthz", a.handleHealthz)
 	a.mux.HandleFunc("/readyz", a.handleReadyz)
+	a.handler = otelhttp.NewHandler(a.mux, "pixelflow.api",
+		otelhttp.WithTracerProvider(opts.Tracer), otelhttp.WithPropagators(opts.Propagator),
+		otelhttp.WithFilter(func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/api/") }),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }))
 	return a, nil
 }
 
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.ServeHTTP(w, r) }
 
 // HTTP-only error codes, next to the domain's.
 const (
@@ -186,15 +211,28 @@ func (a *API) handlePixels(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// The store call gets a span of its own (the embedded engine has no
+	// driver instrumentation), and its context is what the outbox keeps:
+	// the relay and the gateways continue this trace from it.
+	ctx, span := a.tracer.Start(r.Context(), "pixelflow.place", trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithAttributes(attribute.String("db.system", "mongodb"), attribute.String("db.operation.name", "transaction"),
+			attribute.String("db.collection.name", "pixels outbox"), attribute.Int("pixel.gx", p.GX), attribute.Int("pixel.gy", p.GY)))
 	var tr store.Trace
-	if tp := r.Header.Get("traceparent"); traceparentRE.MatchString(tp) {
-		tr = store.Trace{TraceParent: tp, TraceState: truncate(r.Header.Get("tracestate"), 512)}
+	a.opts.Propagator.Inject(ctx, telemetry.Carrier{TraceParent: &tr.TraceParent, TraceState: &tr.TraceState})
+	if !traceparentRE.MatchString(tr.TraceParent) {
+		tr = store.Trace{}
 	}
-	ev, replayed, err := a.store.Place(r.Context(), p, key, tr)
+	tr.TraceState = truncate(tr.TraceState, 512)
+	ev, replayed, err := a.store.Place(ctx, p, key, tr)
 	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		span.End()
 		a.writeError(w, r, err)
 		return
 	}
+	span.SetAttributes(attribute.String("pixel.event_id", ev.ID), attribute.Int64("pixel.version", ev.Version), attribute.Bool("idempotent_replay", replayed))
+	span.End()
 	if replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
