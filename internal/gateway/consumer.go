@@ -1,19 +1,22 @@
 package gateway
 
 import (
-	"github.com/pixelflow/pixelflow/internal/backoff"
-
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/pixelflow/pixelflow/internal/backoff"
 	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/protocol"
 	"github.com/pixelflow/pixelflow/internal/stream"
+	"github.com/pixelflow/pixelflow/internal/telemetry"
 )
 
 // consumer is the state of the consume loop; only its goroutine touches it.
@@ -262,6 +265,7 @@ func (cs *consumer) process(ctx context.Context, msgs []redis.XMessage) error {
 	}
 	pos := g.hub.position()
 	batch := make([][]byte, 0, len(entries))
+	var spans []trace.Span
 	flush := func() {
 		if len(batch) > 0 {
 			g.hub.broadcast(batch, pos.Seq)
@@ -289,13 +293,17 @@ func (cs *consumer) process(ctx context.Context, msgs []redis.XMessage) error {
 			}
 			pos = next
 		}
-		if e.Kind == canvas.KindCanary {
-			g.stats.lastCanary.Store(time.Now().UnixNano())
+		g.observe(e)
+		if sp := g.processSpan(ctx, e); sp != nil {
+			spans = append(spans, sp)
 		}
 		batch = append(batch, encodeEvent(e))
 		pos.Seq = e.Seq
 	}
 	flush()
+	for _, sp := range spans {
+		sp.End()
+	}
 	if len(ids) == 0 {
 		return nil
 	}
@@ -333,9 +341,7 @@ func (cs *consumer) fill(ctx context.Context, pos canvas.Position, to uint64) (c
 			if err != nil || e.Seq != from || e.Epoch != pos.Epoch {
 				break
 			}
-			if e.Kind == canvas.KindCanary {
-				g.stats.lastCanary.Store(time.Now().UnixNano())
-			}
+			g.observe(e)
 			batch = append(batch, encodeEvent(e))
 			from++
 		}
@@ -371,4 +377,42 @@ func isGroupGone(err error) bool {
 			strings.Contains(msg, "no such key")
 	}
 	return false
+}
+
+// observe notes a canary's arrival and feeds the commit → broadcast
+// latency hook with pixel events.
+func (g *Gateway) observe(e stream.Entry) {
+	now := time.Now()
+	if e.Kind == canvas.KindCanary {
+		g.stats.lastCanary.Store(now.UnixNano())
+		g.stats.canaryLatency.Store(int64(now.Sub(e.CommittedAt)))
+		return
+	}
+	if g.opts.OnBroadcast != nil {
+		g.opts.OnBroadcast(now.Sub(e.CommittedAt))
+	}
+}
+
+// processSpan starts the consumer span of one entry, a child of the
+// relay's publish span carried in the entry, so the pixel's trace runs on
+// into the gateway (parent rather than link: one entry is one pixel, and a
+// user asks "where did my pixel's time go"). Nil when tracing is off or the
+// entry carries no trace. It ends once the entry is handed to the clients.
+func (g *Gateway) processSpan(ctx context.Context, e stream.Entry) trace.Span {
+	if g.tracer == nil || e.TraceParent == "" {
+		return nil
+	}
+	tp, ts := e.TraceParent, e.TraceState
+	parent := g.opts.Propagator.Extract(ctx, telemetry.Carrier{TraceParent: &tp, TraceState: &ts})
+	_, sp := g.tracer.Start(parent, "process "+g.keys.Stream, trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "redis"),
+			attribute.String("messaging.destination.name", g.keys.Stream),
+			attribute.String("messaging.operation.type", "process"),
+			attribute.String("messaging.operation.name", "xreadgroup"),
+			attribute.String("messaging.consumer.group.name", g.group),
+			attribute.String("messaging.message.id", strconv.FormatUint(e.Seq, 10)),
+			attribute.String("pixelflow.event_id", e.ID),
+		))
+	return sp
 }

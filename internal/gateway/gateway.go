@@ -12,6 +12,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/stream"
@@ -72,6 +74,17 @@ type Options struct {
 	ClaimIdle time.Duration
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
+	// Tracer, when set, traces each entry's processing as a child of the
+	// relay's publish span; Propagator reads the entry's trace context
+	// (default W3C traceparent).
+	Tracer     trace.TracerProvider
+	Propagator propagation.TextMapPropagator
+	// OnBroadcast, when set, is called with each pixel event's commit →
+	// broadcast latency as the hub takes it (for a histogram).
+	OnBroadcast func(time.Duration)
+	// CanaryBound: when positive, Ready fails once no canary has arrived
+	// for this long (counted from the start before the first one).
+	CanaryBound time.Duration
 }
 
 const (
@@ -102,6 +115,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.FlushWindow == 0 {
 		o.FlushWindow = 2 * time.Millisecond
+	}
+	if o.Propagator == nil {
+		o.Propagator = propagation.TraceContext{}
 	}
 	if o.SendBuffer == 0 {
 		o.SendBuffer = 256 << 10
@@ -161,8 +177,10 @@ type Stats struct {
 	Epoch      string    // the stream epoch the gateway follows ("" before first contact)
 	Lag        int64     // entries in the stream not yet broadcast, as of the last heartbeat
 	LastCanary time.Time // when the last canary entry arrived (zero: none yet)
-	LastError  string    // the last Redis error, "" once reads succeed again
-	Ready      bool      // the consumer group is being read successfully
+	// CanaryLatency is the last canary's commit → arrival time.
+	CanaryLatency time.Duration
+	LastError     string // the last Redis error, "" once reads succeed again
+	Ready         bool   // the consumer group is being read successfully
 }
 
 // counters are the monotonic parts of Stats.
@@ -170,6 +188,7 @@ type counters struct {
 	degraded, resyncs, delivered, broadcast, duplicates, reaped atomic.Int64
 	lag                                                         atomic.Int64
 	lastCanary                                                  atomic.Int64 // unix nanos
+	canaryLatency                                               atomic.Int64 // nanoseconds
 }
 
 // hooks are failpoints for tests; nil in production.
@@ -193,6 +212,9 @@ type Gateway struct {
 	upgrader websocket.Upgrader
 	hooks    hooks
 	block    time.Duration // XREADGROUP BLOCK; tests shorten it
+
+	tracer  trace.Tracer // nil: tracing off
+	started time.Time
 
 	running atomic.Bool
 	ready   atomic.Bool
@@ -220,6 +242,10 @@ func New(opts Options) (*Gateway, error) {
 		stream:  stream.New(opts.Redis, opts.Canvas, 0),
 		block:   readBlock,
 		conns:   make(map[*conn]struct{}),
+		started: time.Now(),
+	}
+	if opts.Tracer != nil {
+		g.tracer = opts.Tracer.Tracer("github.com/pixelflow/pixelflow/internal/gateway")
 	}
 	g.idle = sync.NewCond(&g.connMu)
 	g.hub = newHub(opts.QueueLen, &g.stats)
@@ -257,11 +283,33 @@ func (g *Gateway) Stats() Stats {
 	}
 	if n := g.stats.lastCanary.Load(); n != 0 {
 		s.LastCanary = time.Unix(0, n)
+		s.CanaryLatency = time.Duration(g.stats.canaryLatency.Load())
 	}
 	if e := g.lastErr.Load(); e != nil {
 		s.LastError = *e
 	}
 	return s
+}
+
+// CanaryCheck fails when Options.CanaryBound is set and no canary has
+// arrived within it (counted from the start until the first one): the
+// pipeline from the relay to this gateway is not flowing, even if every
+// part answers its own health check.
+func (g *Gateway) CanaryCheck(context.Context) error {
+	if g.opts.CanaryBound <= 0 {
+		return nil
+	}
+	last := g.started
+	if n := g.stats.lastCanary.Load(); n != 0 {
+		last = time.Unix(0, n)
+	}
+	if age := time.Since(last); age > g.opts.CanaryBound {
+		if g.stats.lastCanary.Load() == 0 {
+			return fmt.Errorf("no canary has arrived in %s since the gateway started (bound %s): is a relay running?", age.Round(time.Millisecond), g.opts.CanaryBound)
+		}
+		return fmt.Errorf("last canary arrived %s ago (bound %s): the pipeline is not flowing", age.Round(time.Millisecond), g.opts.CanaryBound)
+	}
+	return nil
 }
 
 // fail records a Redis error for Stats and marks the gateway unready.
