@@ -54,6 +54,9 @@ func NewMain() *Main {
 	return &Main{Logger: slog.New(slog.NewJSONHandler(os.Stderr, nil))}
 }
 
+// embeddedGroupCommit bounds the placements per embedded-store transaction.
+const embeddedGroupCommit = 64
+
 // ParseFlags reads the role, flags and environment.
 func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	c, err := config.Parse(args, getenv)
@@ -190,7 +193,13 @@ func (m *Main) openStore(ctx context.Context) error {
 		}
 		path = filepath.Join(c.DataDir, "pixelflow.lungo")
 	}
-	s, err := store.Open(ctx, c.MongoURI, path, store.Options{Canvas: c.Canvas, Retention: c.Retention, PruneOnPublish: c.Embedded(), Logger: m.Logger})
+	opts := store.Options{Canvas: c.Canvas, Retention: c.Retention, PruneOnPublish: c.Embedded(), Logger: m.Logger}
+	if c.Embedded() {
+		// The embedded engine runs one write transaction at a time; sharing
+		// them between concurrent placements is what lets it keep up.
+		opts.GroupCommit = embeddedGroupCommit
+	}
+	s, err := store.Open(ctx, c.MongoURI, path, opts)
 	if err != nil {
 		return err
 	}

@@ -46,6 +46,9 @@ func BenchmarkPlaceHTTP(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(n.Load())/time.Since(start).Seconds(), "writes/s")
+	if st := m.relay.Status(); st.Batches > 0 {
+		b.ReportMetric(float64(st.Published)/float64(st.Batches), "events/relay-batch")
+	}
 	if backlog, _, err := m.store.Backlog(context.Background()); err == nil {
 		b.ReportMetric(float64(backlog), "backlog-at-end")
 	}
