@@ -107,10 +107,14 @@ func Open(ctx context.Context, uri, path string, opts Options) (*Store, error) {
 		// Every write clones the oplog (the engine's copy-on-write), so a
 		// long one makes every write slow. The change stream is only a
 		// wake-up signal; when it falls off this short oplog the relay
-		// re-watches and its poll covers the gap.
+		// re-watches and its poll covers the gap. lungo ages entries in
+		// whole seconds and keeps every entry younger than MinOplogAge
+		// whatever the sizes say: at 1s that is 1-2 s of writes (thousands
+		// of entries under load, each copied on every write operation);
+		// the smallest age keeps only the current second's.
 		MinOplogSize: 16,
 		MaxOplogSize: 128,
-		MinOplogAge:  time.Second,
+		MinOplogAge:  time.Nanosecond,
 		MaxOplogAge:  time.Minute,
 		ExpireErrors: func(err error) { slog.Warn("embedded store expiry", "err", err) },
 	})
