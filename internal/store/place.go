@@ -240,11 +240,12 @@ func (s *Store) writeTiles(sc lungo.ISessionContext, writes []*placeReq, now tim
 	versions := make(map[*placeReq]int64, len(writes))
 	for _, id := range ids {
 		t := tiles[id]
-		set, inc := bson.M{}, bson.M{}
+		set, inc, proj := bson.M{}, bson.M{}, bson.M{}
 		for key, pw := range t.pixels {
 			set["p."+key+".c"] = pw.reqs[len(pw.reqs)-1].p.Color.String()
 			set["p."+key+".t"] = now
 			inc["p."+key+".v"] = int64(len(pw.reqs))
+			proj["p."+key+".v"] = 1
 		}
 		var tile tileDoc
 		err := s.db.Collection(cPixels).FindOneAndUpdate(sc,
@@ -254,7 +255,9 @@ func (s *Store) writeTiles(sc lungo.ISessionContext, writes []*placeReq, now tim
 				"$inc":         inc,
 				"$setOnInsert": bson.M{"canvas": s.opts.Canvas, "tx": t.tx, "ty": t.ty},
 			},
-			options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After),
+			// Only the new versions come back: decoding a whole tile (up
+			// to 256 pixels) per update cost more than the update itself.
+			options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After).SetProjection(proj),
 		).Decode(&tile)
 		if err != nil {
 			return nil, err
