@@ -57,6 +57,11 @@ func NewMain() *Main {
 // embeddedGroupCommit bounds the placements per embedded-store transaction.
 const embeddedGroupCommit = 64
 
+// embeddedRelayLinger is the relay's pause between batches under load on the
+// embedded store, whose one-at-a-time write transactions it shares with the
+// API: it bounds what it adds to an event's latency.
+const embeddedRelayLinger = 5 * time.Millisecond
+
 // ParseFlags reads the role, flags and environment.
 func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	c, err := config.Parse(args, getenv)
@@ -111,12 +116,16 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if m.has("relay") {
 		st := stream.New(m.redis, c.Canvas, c.StreamMaxLen)
-		r, err := relay.New(m.store, st, relay.Options{
+		ropts := relay.Options{
 			Holder:          c.InstanceID + "-" + fmt.Sprint(os.Getpid()),
 			LeaseTTL:        c.LeaseTTL,
 			RepublishWindow: c.Retention,
 			Logger:          m.Logger,
-		})
+		}
+		if c.Embedded() {
+			ropts.Linger = embeddedRelayLinger
+		}
+		r, err := relay.New(m.store, st, ropts)
 		if err != nil {
 			return err
 		}
