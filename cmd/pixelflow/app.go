@@ -54,6 +54,14 @@ func NewMain() *Main {
 	return &Main{Logger: slog.New(slog.NewJSONHandler(os.Stderr, nil))}
 }
 
+// embeddedGroupCommit bounds the placements per embedded-store transaction.
+const embeddedGroupCommit = 64
+
+// embeddedRelayLinger is the relay's pause between batches under load on the
+// embedded store, whose one-at-a-time write transactions it shares with the
+// API: it bounds what it adds to an event's latency.
+const embeddedRelayLinger = 5 * time.Millisecond
+
 // ParseFlags reads the role, flags and environment.
 func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	c, err := config.Parse(args, getenv)
@@ -108,12 +116,16 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if m.has("relay") {
 		st := stream.New(m.redis, c.Canvas, c.StreamMaxLen)
-		r, err := relay.New(m.store, st, relay.Options{
+		ropts := relay.Options{
 			Holder:          c.InstanceID + "-" + fmt.Sprint(os.Getpid()),
 			LeaseTTL:        c.LeaseTTL,
 			RepublishWindow: c.Retention,
 			Logger:          m.Logger,
-		})
+		}
+		if c.Embedded() {
+			ropts.Linger = embeddedRelayLinger
+		}
+		r, err := relay.New(m.store, st, ropts)
 		if err != nil {
 			return err
 		}
@@ -192,7 +204,13 @@ func (m *Main) openStore(ctx context.Context) error {
 		}
 		path = filepath.Join(c.DataDir, "pixelflow.lungo")
 	}
-	s, err := store.Open(ctx, c.MongoURI, path, store.Options{Canvas: c.Canvas, Retention: c.Retention, PruneOnPublish: c.Embedded(), Logger: m.Logger})
+	opts := store.Options{Canvas: c.Canvas, Retention: c.Retention, PruneOnPublish: c.Embedded(), Logger: m.Logger}
+	if c.Embedded() {
+		// The embedded engine runs one write transaction at a time; sharing
+		// them between concurrent placements is what lets it keep up.
+		opts.GroupCommit = embeddedGroupCommit
+	}
+	s, err := store.Open(ctx, c.MongoURI, path, opts)
 	if err != nil {
 		return err
 	}

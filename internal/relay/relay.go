@@ -58,6 +58,11 @@ type Options struct {
 	LeaseTTL time.Duration
 	// BatchSize bounds the events appended per XADD script call. Default 512.
 	BatchSize int
+	// Linger is how long the relay waits after publishing a batch before it
+	// claims the next one, so that under load it publishes fewer, larger
+	// batches: each costs two store transactions, and on the embedded store
+	// those take turns with the API's writes. Default 0 (claim at once).
+	Linger time.Duration
 	// PollInterval is the safety-net poll when no change-stream wake-up comes.
 	// Default 1s.
 	PollInterval time.Duration
@@ -289,7 +294,12 @@ func (r *Relay) lead(ctx context.Context, lease store.Lease, wake <-chan struct{
 		}
 		b.Reset()
 		if n > 0 {
-			continue // more may have arrived while publishing
+			// More may have arrived while publishing; after Linger, more
+			// still.
+			if r.opts.Linger > 0 {
+				backoff.Sleep(ctx, r.opts.Linger)
+			}
+			continue
 		}
 		wait := time.Until(renewAt)
 		t := time.NewTimer(min(wait, r.opts.PollInterval))

@@ -11,6 +11,11 @@
 // Concurrency: a Store is safe for concurrent use. On the embedded engine
 // write transactions are serialized by lungo; on MongoDB concurrent
 // transactions touching the same documents conflict and are retried.
+// Because the embedded engine runs one write transaction at a time and pays
+// for every write operation (it copies the collection and its oplog), Place
+// there shares transactions between concurrent callers (Options.GroupCommit):
+// one upsert per tile and one outbox insert per batch, an answer per caller,
+// and a failed transaction fails every caller in it with nothing written.
 //
 // Failpoints: Options.Failpoint is called at named places inside
 // transactions ("place:after-pixel", "txn:commit", "mark:before-commit"), so

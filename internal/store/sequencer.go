@@ -143,6 +143,15 @@ func (s *Store) Claim(ctx context.Context, holder string, at canvas.Position) (c
 			return err
 		}
 		coll := s.db.Collection(cOutbox)
+		// Look before tagging: the embedded engine copies the collection and
+		// the oplog for an update even when it matches nothing, and the relay
+		// often wakes to find everything already claimed.
+		if err := coll.FindOne(sc, bson.M{"state": statePending}).Err(); err != nil {
+			if errors.Is(err, mongo.ErrNoDocuments) {
+				return nil
+			}
+			return err
+		}
 		res, err := coll.UpdateMany(sc, bson.M{"state": statePending}, bson.M{"$set": bson.M{"claim": claim}})
 		if err != nil || res.MatchedCount == 0 {
 			return err

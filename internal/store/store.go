@@ -52,6 +52,12 @@ type Options struct {
 	PruneOnPublish bool
 	// IdempotencyTTL is how long an Idempotency-Key is remembered. Default 24h.
 	IdempotencyTTL time.Duration
+	// GroupCommit, when above zero, writes concurrent placements together,
+	// up to this many per transaction (see groupCommit). The embedded engine
+	// serializes its write transactions and pays per transaction and per
+	// write operation, so sharing them is what lets it keep up; on MongoDB
+	// leave it zero: transactions there run concurrently.
+	GroupCommit int
 	// TxnAttempts bounds how often a transaction is tried on transient
 	// errors. Default 5.
 	TxnAttempts int
@@ -72,6 +78,8 @@ type Store struct {
 	close  func(context.Context) error
 
 	retries atomic.Int64 // transactions retried after a transient error
+
+	places *groupCommit[*placeReq] // nil without Options.GroupCommit
 }
 
 // Open connects to uri ("mongodb://…" for a replica set) or, with an empty
@@ -99,10 +107,14 @@ func Open(ctx context.Context, uri, path string, opts Options) (*Store, error) {
 		// Every write clones the oplog (the engine's copy-on-write), so a
 		// long one makes every write slow. The change stream is only a
 		// wake-up signal; when it falls off this short oplog the relay
-		// re-watches and its poll covers the gap.
+		// re-watches and its poll covers the gap. lungo ages entries in
+		// whole seconds and keeps every entry younger than MinOplogAge
+		// whatever the sizes say: at 1s that is 1-2 s of writes (thousands
+		// of entries under load, each copied on every write operation);
+		// the smallest age keeps only the current second's.
 		MinOplogSize: 16,
 		MaxOplogSize: 128,
-		MinOplogAge:  time.Second,
+		MinOplogAge:  time.Nanosecond,
 		MaxOplogAge:  time.Minute,
 		ExpireErrors: func(err error) { slog.Warn("embedded store expiry", "err", err) },
 	})
@@ -150,6 +162,9 @@ func New(ctx context.Context, client lungo.IClient, db string, closeFn func(cont
 		opts.Now = time.Now
 	}
 	s := &Store{client: client, db: client.Database(db), opts: opts, close: closeFn}
+	if opts.GroupCommit > 0 {
+		s.places = newGroupCommit(opts.GroupCommit, s.runPlaces)
+	}
 	if err := s.ensureIndexes(ctx); err != nil {
 		_ = closeFn(ctx)
 		return nil, err
@@ -380,82 +395,6 @@ type idemDoc struct {
 // Trace is the W3C trace context stored with an event.
 type Trace struct {
 	TraceParent, TraceState string
-}
-
-// Place paints one pixel and records its outbox event in one transaction.
-// With a non-empty idemKey, a repeated call with the same placement returns
-// the first result (replayed=true) and writes nothing; the same key with
-// another placement is a conflict.
-func (s *Store) Place(ctx context.Context, p canvas.Placement, idemKey string, tr Trace) (ev canvas.Event, replayed bool, err error) {
-	hash := placementHash(p)
-	idemID := s.opts.Canvas + "/" + idemKey
-	err = s.txn(ctx, "place pixel", func(sc lungo.ISessionContext) error {
-		replayed = false
-		if idemKey != "" {
-			var prior idemDoc
-			err := s.db.Collection(cIdempotency).FindOne(sc, bson.M{"_id": idemID}).Decode(&prior)
-			switch {
-			case err == nil:
-				if prior.Hash != hash {
-					return canvas.Errorf(canvas.EConflict, "Idempotency-Key was already used for another pixel")
-				}
-				c, _ := canvas.ParseColor(prior.Color)
-				ev = canvas.Event{ID: prior.EventID, Kind: canvas.KindPixel, GX: prior.GX, GY: prior.GY, Color: c, Version: prior.Version, CommittedAt: prior.Committed}
-				replayed = true
-				return nil
-			case !errors.Is(err, mongo.ErrNoDocuments):
-				return err
-			}
-		}
-		now := s.opts.Now().UTC().Truncate(time.Millisecond)
-		var tile tileDoc
-		id, tx, ty, key := tileOf(s.opts.Canvas, p.GX, p.GY)
-		err := s.db.Collection(cPixels).FindOneAndUpdate(sc,
-			bson.M{"_id": id},
-			bson.M{
-				"$set":         bson.M{"p." + key + ".c": p.Color.String(), "p." + key + ".t": now},
-				"$inc":         bson.M{"p." + key + ".v": int64(1)},
-				"$setOnInsert": bson.M{"canvas": s.opts.Canvas, "tx": tx, "ty": ty},
-			},
-			options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After),
-		).Decode(&tile)
-		if err != nil {
-			return err
-		}
-		px := tile.P[key]
-		if err := s.failpoint("place:after-pixel"); err != nil {
-			return err
-		}
-		doc := outboxDoc{
-			ID: primitive.NewObjectID(), Canvas: s.opts.Canvas, Kind: string(canvas.KindPixel),
-			GX: p.GX, GY: p.GY, Color: p.Color.String(), Version: px.Version, CommittedAt: now,
-			Trace: traceDoc{TraceParent: tr.TraceParent, TraceState: tr.TraceState},
-			State: statePending,
-		}
-		if _, err := s.db.Collection(cOutbox).InsertOne(sc, doc); err != nil {
-			return err
-		}
-		if idemKey != "" {
-			_, err := s.db.Collection(cIdempotency).InsertOne(sc, idemDoc{
-				ID: idemID, Hash: hash, EventID: doc.ID.Hex(), GX: p.GX, GY: p.GY,
-				Color: doc.Color, Version: doc.Version, Committed: now, CreatedAt: now,
-			})
-			if err != nil {
-				if mongo.IsDuplicateKeyError(err) || lungo.IsUniquenessError(err) {
-					// A concurrent request with the same key won; retrying
-					// returns its answer.
-					return mongo.CommandError{Labels: []string{"TransientTransactionError"}, Message: "idempotency key raced"}
-				}
-				return err
-			}
-		}
-		ev, err = doc.event()
-		return err
-	})
-	if err != nil {
-		return canvas.Event{}, false, err
-	}
-	return ev, replayed, nil
 }
 
 func placementHash(p canvas.Placement) string {

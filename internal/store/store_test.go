@@ -177,29 +177,35 @@ func TestIdempotencyKey(t *testing.T) {
 	}
 }
 
+// TestIdempotencyKeyConcurrent: concurrent requests with one key write one
+// event, each in its own transaction and sharing transactions.
 func TestIdempotencyKeyConcurrent(t *testing.T) {
-	s := mustOpen(t, store.Options{})
-	var wg sync.WaitGroup
-	ids := make([]string, 8)
-	for i := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ev, _, err := s.Place(context.Background(), place(7, 7, 0x0000FF), "same", store.Trace{})
-			if err != nil {
-				t.Error(err)
+	for _, group := range []int{0, 16} {
+		t.Run(fmt.Sprintf("group=%d", group), func(t *testing.T) {
+			s := mustOpen(t, store.Options{GroupCommit: group})
+			var wg sync.WaitGroup
+			ids := make([]string, 8)
+			for i := range ids {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					ev, _, err := s.Place(context.Background(), place(7, 7, 0x0000FF), "same", store.Trace{})
+					if err != nil {
+						t.Error(err)
+					}
+					ids[i] = ev.ID
+				}()
 			}
-			ids[i] = ev.ID
-		}()
-	}
-	wg.Wait()
-	for _, id := range ids {
-		if id != ids[0] {
-			t.Fatalf("concurrent retries answered different events: %v", ids)
-		}
-	}
-	if _, backlog := counts(t, s); backlog != 1 {
-		t.Fatalf("%d events, want 1", backlog)
+			wg.Wait()
+			for _, id := range ids {
+				if id != ids[0] {
+					t.Fatalf("concurrent retries answered different events: %v", ids)
+				}
+			}
+			if _, backlog := counts(t, s); backlog != 1 {
+				t.Fatalf("%d events, want 1", backlog)
+			}
+		})
 	}
 }
 
@@ -422,5 +428,48 @@ func TestSnapshotAcrossTiles(t *testing.T) {
 		if !ok || p.Version != int64(i%3+1) || p.Color != canvas.Color(i*1000+i%3) {
 			t.Fatalf("pixel %v = %+v (present %v), want version %d colour %v", c, p, ok, i%3+1, canvas.Color(i*1000+i%3))
 		}
+	}
+}
+
+// TestGroupCommitConcurrentPlacements runs many concurrent placements on a
+// few pixels through group commit: every pixel's versions must be exactly
+// 1..n, once each, with one outbox event per placement.
+func TestGroupCommitConcurrentPlacements(t *testing.T) {
+	s := mustOpen(t, store.Options{GroupCommit: 16})
+	const writers, each = 8, 40
+	var mu sync.Mutex
+	versions := map[[2]int][]int64{}
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				gx, gy := (w+i)%3, 20*(i%2)
+				ev, _, err := s.Place(context.Background(), place(gx, gy, canvas.Color(w*1000+i)), "", store.Trace{})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				versions[[2]int{gx, gy}] = append(versions[[2]int{gx, gy}], ev.Version)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	total := 0
+	for px, vs := range versions {
+		seen := make([]bool, len(vs)+1)
+		for _, v := range vs {
+			if v < 1 || v > int64(len(vs)) || seen[v] {
+				t.Fatalf("pixel %v versions %v: want each of 1..%d once", px, vs, len(vs))
+			}
+			seen[v] = true
+		}
+		total += len(vs)
+	}
+	if _, backlog := counts(t, s); backlog != int64(total) || total != writers*each {
+		t.Fatalf("%d events for %d placements (%d expected)", backlog, total, writers*each)
 	}
 }
