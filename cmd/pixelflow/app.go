@@ -15,7 +15,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pixelflow/pixelflow/internal/api"
 	"github.com/pixelflow/pixelflow/internal/canvas"
@@ -25,6 +27,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/relay"
 	"github.com/pixelflow/pixelflow/internal/store"
 	"github.com/pixelflow/pixelflow/internal/stream"
+	"github.com/pixelflow/pixelflow/internal/telemetry"
 	"github.com/pixelflow/pixelflow/internal/web"
 )
 
@@ -33,6 +36,7 @@ import (
 type Main struct {
 	Config config.Config
 	Logger *slog.Logger
+	getenv func(string) string // the environment Config came from (OTEL_* are read from it)
 
 	// Addr is the address the HTTP server listens on, set by Run.
 	Addr string
@@ -43,6 +47,7 @@ type Main struct {
 	relay    *relay.Relay
 	gateway  *gateway.Gateway
 	server   *http.Server
+	tel      *telemetry.Telemetry
 
 	cancelWorkers context.CancelFunc
 	workers       sync.WaitGroup
@@ -68,10 +73,10 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
-	m.Config = c
+	m.Config, m.getenv = c, getenv
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(c.LogLevel))
-	m.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})).With("role", c.Role, "instance", c.InstanceID)
+	m.Logger = slog.New(telemetry.LogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))).With("role", c.Role, "instance", c.InstanceID)
 	return nil
 }
 
@@ -89,6 +94,16 @@ func (m *Main) has(role string) bool {
 // Run starts the roles and returns once the server listens. Close stops them.
 func (m *Main) Run(ctx context.Context) error {
 	c := m.Config
+	tel, err := telemetry.New(ctx, telemetry.Options{Service: "pixelflow-" + c.Role, Instance: c.InstanceID, Getenv: m.getenv})
+	if err != nil {
+		return err
+	}
+	m.tel = tel
+	var tracer trace.TracerProvider // nil keeps the components' tracing off
+	if tel.Enabled {
+		tracer = tel.Tracer
+		m.Logger.Info("tracing on", "exporter", m.getenv("OTEL_TRACES_EXPORTER"), "endpoint", m.getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))
+	}
 	if m.has("api") || m.has("relay") {
 		if err := m.openStore(ctx); err != nil {
 			return err
@@ -121,6 +136,14 @@ func (m *Main) Run(ctx context.Context) error {
 			LeaseTTL:        c.LeaseTTL,
 			RepublishWindow: c.Retention,
 			Logger:          m.Logger,
+			Tracer:          tracer,
+			Propagator:      tel.Propagator,
+			Destination:     stream.KeysFor(c.Canvas).Stream,
+		}
+		if c.CanaryInterval > 0 {
+			s := m.store
+			ropts.Canary = func(ctx context.Context) error { _, err := s.Canary(ctx, store.Trace{}); return err }
+			ropts.CanaryInterval = c.CanaryInterval
 		}
 		if c.Embedded() {
 			ropts.Linger = embeddedRelayLinger
@@ -142,6 +165,10 @@ func (m *Main) Run(ctx context.Context) error {
 			QueueLen:       c.ClientQueue,
 			SendBuffer:     c.ClientSendBuffer,
 			Logger:         m.Logger,
+			Tracer:         tracer,
+			Propagator:     tel.Propagator,
+			OnBroadcast:    commitToBroadcast(tel.Registry),
+			CanaryBound:    c.CanaryBound,
 		})
 		if err != nil {
 			return err
@@ -157,17 +184,19 @@ func (m *Main) Run(ctx context.Context) error {
 				return fmt.Errorf("gateway not consuming: %s", s.LastError)
 			}
 			return nil
-		}})
+		}}, api.Check{Name: "canary", Fn: g.CanaryCheck})
 	}
 	var handler http.Handler
 	if m.has("api") {
 		a, err := api.New(m.store, api.Options{
-			Size:      canvas.Size{Width: c.Width, Height: c.Height},
-			RateLimit: c.RateLimit,
-			Burst:     c.RateBurst,
-			Ready:     ready,
-			Health:    m.health,
-			Logger:    m.Logger,
+			Size:       canvas.Size{Width: c.Width, Height: c.Height},
+			RateLimit:  c.RateLimit,
+			Burst:      c.RateBurst,
+			Ready:      ready,
+			Health:     m.health,
+			Logger:     m.Logger,
+			Tracer:     tel.Tracer,
+			Propagator: tel.Propagator,
 		})
 		if err != nil {
 			return err
@@ -182,7 +211,9 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}
 	mux.Handle("/", handler)
-	return m.listen(mux)
+	m.registerMetrics(tel.Registry)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(tel.Registry, promhttp.HandlerOpts{}))
+	return m.listen(instrumentHTTP(tel.Registry, mux))
 }
 
 func (m *Main) goWorker(run func() error) {
@@ -205,6 +236,9 @@ func (m *Main) openStore(ctx context.Context) error {
 		path = filepath.Join(c.DataDir, "pixelflow.lungo")
 	}
 	opts := store.Options{Canvas: c.Canvas, Retention: c.Retention, PruneOnPublish: c.Embedded(), Logger: m.Logger}
+	if m.tel != nil && m.tel.Enabled {
+		opts.Tracer = m.tel.Tracer
+	}
 	if c.Embedded() {
 		// The embedded engine runs one write transaction at a time; sharing
 		// them between concurrent placements is what lets it keep up.
@@ -300,6 +334,11 @@ func (m *Main) Close() error {
 	}
 	if m.redisSrv != nil {
 		m.redisSrv.Kill()
+	}
+	if m.tel != nil {
+		if err := m.tel.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -35,7 +35,9 @@ type Config struct {
 	InstanceID       string
 	AllowedOrigins   []string
 	MaxConns         int
-	ClientQueue      int    // gateway: per-client queue bound
+	ClientQueue      int // gateway: per-client queue bound
+	CanaryInterval   time.Duration
+	CanaryBound      time.Duration
 	ClientSendBuffer int    // gateway: SO_SNDBUF per connection
 	APIURL           string // gateway role: where /api/* is proxied
 	LogLevel         string
@@ -84,6 +86,8 @@ func newFlagSet(getenv func(string) string) (*flag.FlagSet, []*setting) {
 		{flag: "max-conns", env: "MAX_CONNS", def: "10000", help: "WebSocket connections allowed per gateway"},
 		{flag: "client-queue", env: "CLIENT_QUEUE", def: "4096", help: "events queued per WebSocket client before it counts as slow: its backlog is dropped and it is told to resync"},
 		{flag: "client-send-buffer", env: "CLIENT_SEND_BUFFER", def: "262144", help: "kernel send buffer per WebSocket connection, bytes (bounds what a stalled client hides from the slow-client check)"},
+		{flag: "canary-interval", env: "CANARY_INTERVAL", def: "2s", help: "how often the leading relay sends a canary through the pipeline; 0 disables"},
+		{flag: "canary-bound", env: "CANARY_BOUND", def: "15s", help: "gateway /readyz fails when no canary arrived for this long; 0 disables"},
 		{flag: "api-url", env: "API_URL", help: "gateway role: base URL of an api process to proxy /api/* to"},
 		{flag: "log-level", env: "LOG_LEVEL", def: "info", help: "debug, info, warn or error"},
 		{flag: "shutdown-grace", env: "SHUTDOWN_GRACE", def: "10s", help: "how long shutdown waits for requests and the batch in flight"},
@@ -201,6 +205,11 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	}
 	c.MaxConns = p.intRange("MAX_CONNS", 1, 1_000_000)
 	c.ClientQueue = p.intRange("CLIENT_QUEUE", 1, 1_000_000)
+	c.CanaryInterval = p.duration("CANARY_INTERVAL", 0, time.Hour)
+	c.CanaryBound = p.duration("CANARY_BOUND", 0, 24*time.Hour)
+	if c.CanaryBound > 0 && c.CanaryInterval > 0 && c.CanaryBound <= 2*c.CanaryInterval {
+		p.fail("CANARY_BOUND", c.CanaryBound.String(), "must exceed twice CANARY_INTERVAL, or be 0")
+	}
 	c.ClientSendBuffer = p.intRange("CLIENT_SEND_BUFFER", 4096, 64<<20)
 	c.APIURL = p.str("API_URL")
 	if c.APIURL != "" {

@@ -13,21 +13,27 @@
 package relay
 
 import (
-	"github.com/pixelflow/pixelflow/internal/backoff"
-
 	"context"
 	crand "crypto/rand"
 	"encoding/base32"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pixelflow/pixelflow/internal/backoff"
 	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/store"
 	"github.com/pixelflow/pixelflow/internal/stream"
+	"github.com/pixelflow/pixelflow/internal/telemetry"
 )
 
 // Outbox is what the relay needs of the store.
@@ -78,6 +84,18 @@ type Options struct {
 	Failpoint func(name string) error
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
+	// Canary, when set, is called by the leader every CanaryInterval to put
+	// a canary event in the outbox; gateways watch for it (readiness).
+	Canary         func(ctx context.Context) error
+	CanaryInterval time.Duration
+	// Tracer, when set, gives each published event a producer span, a child
+	// of the event's stored trace context; the entry then carries the
+	// span's context on to the gateways. Destination names the stream in
+	// span attributes; Propagator reads and writes trace contexts (default
+	// W3C traceparent).
+	Tracer      trace.TracerProvider
+	Propagator  propagation.TextMapPropagator
+	Destination string
 }
 
 // ErrFailpoint is returned by Run when a failpoint stopped it.
@@ -85,9 +103,10 @@ var ErrFailpoint = errors.New("relay stopped by failpoint")
 
 // Relay is one relay process's sequencer loop.
 type Relay struct {
-	out  Outbox
-	st   Stream
-	opts Options
+	out    Outbox
+	st     Stream
+	opts   Options
+	tracer trace.Tracer // nil: tracing off
 
 	mu     sync.Mutex
 	status Status
@@ -135,7 +154,16 @@ func New(out Outbox, st Stream, opts Options) (*Relay, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.Propagator == nil {
+		opts.Propagator = propagation.TraceContext{}
+	}
+	if opts.Canary != nil && opts.CanaryInterval <= 0 {
+		opts.CanaryInterval = 2 * time.Second
+	}
 	r := &Relay{out: out, st: st, opts: opts}
+	if opts.Tracer != nil {
+		r.tracer = opts.Tracer.Tracer("github.com/pixelflow/pixelflow/internal/relay")
+	}
 	r.status = Status{State: "standby", Holder: opts.Holder}
 	return r, nil
 }
@@ -232,6 +260,7 @@ func (r *Relay) lead(ctx context.Context, lease store.Lease, wake <-chan struct{
 	renewAt := time.Now().Add(r.opts.LeaseTTL / 3)
 	expires := lease.ExpiresAt
 	synced := false
+	nextCanary := time.Now()
 	var b backoff.Backoff
 	r.update(func(s *Status) { s.State, s.Leader = "leader", r.opts.Holder })
 	defer func() {
@@ -265,6 +294,12 @@ func (r *Relay) lead(ctx context.Context, lease store.Lease, wake <-chan struct{
 				return fmt.Errorf("sequencer moved to %s while we held %s: %w", l.Position, pos, store.ErrLeaseLost)
 			}
 			expires, renewAt = l.ExpiresAt, time.Now().Add(r.opts.LeaseTTL/3)
+		}
+		if r.opts.Canary != nil && !time.Now().Before(nextCanary) {
+			nextCanary = time.Now().Add(r.opts.CanaryInterval)
+			if err := r.opts.Canary(ctx); err != nil && ctx.Err() == nil {
+				r.opts.Logger.Warn("relay: canary", "err", err)
+			}
 		}
 		var err error
 		if !synced {
@@ -301,8 +336,11 @@ func (r *Relay) lead(ctx context.Context, lease store.Lease, wake <-chan struct{
 			}
 			continue
 		}
-		wait := time.Until(renewAt)
-		t := time.NewTimer(min(wait, r.opts.PollInterval))
+		wait := min(time.Until(renewAt), r.opts.PollInterval)
+		if r.opts.Canary != nil {
+			wait = min(wait, time.Until(nextCanary))
+		}
+		t := time.NewTimer(max(wait, 0))
 		select {
 		case <-ctx.Done():
 		case <-wake:
@@ -330,12 +368,18 @@ func (r *Relay) publishClaim(ctx context.Context, pos canvas.Position) (canvas.P
 		chunk := events[start:min(start+r.opts.BatchSize, len(events))]
 		tail := pos.Seq + uint64(start)
 		entries := make([]stream.Entry, len(chunk))
+		var spans []trace.Span
 		for i, ev := range chunk {
 			ev.Epoch, ev.Seq = pos.Epoch, tail+uint64(i)+1
+			if sp := r.publishSpan(bctx, &ev); sp != nil {
+				spans = append(spans, sp)
+			}
 			entries[i] = stream.Entry{Event: ev, PublishedAt: now}
 			ids[start+i] = ev.ID
 		}
-		if err := r.st.Publish(bctx, pos.Epoch, tail, entries); err != nil {
+		err := r.st.Publish(bctx, pos.Epoch, tail, entries)
+		endSpans(spans, err)
+		if err != nil {
 			return pos, 0, fmt.Errorf("publish %d events after %d: %w", len(entries), tail, err)
 		}
 		if r.opts.Failpoint != nil {
@@ -440,4 +484,37 @@ func NewEpochID() string {
 	var b [10]byte
 	_, _ = crand.Read(b[:])
 	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
+
+// publishSpan starts the producer span of one event, a child of the trace
+// context the API stored with it (parent, not link: one event is one
+// pixel, and its trace should read as one path), and puts the span's
+// context in the event, so the stream entry carries it to the gateways.
+func (r *Relay) publishSpan(ctx context.Context, ev *canvas.Event) trace.Span {
+	if r.tracer == nil || ev.TraceParent == "" {
+		return nil
+	}
+	parent := r.opts.Propagator.Extract(ctx, telemetry.Carrier{TraceParent: &ev.TraceParent, TraceState: &ev.TraceState})
+	sctx, sp := r.tracer.Start(parent, "publish "+r.opts.Destination, trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "redis"),
+			attribute.String("messaging.destination.name", r.opts.Destination),
+			attribute.String("messaging.operation.type", "publish"),
+			attribute.String("messaging.operation.name", "xadd"),
+			attribute.String("messaging.message.id", strconv.FormatUint(ev.Seq, 10)),
+			attribute.String("pixelflow.event_id", ev.ID),
+			attribute.String("pixelflow.epoch", ev.Epoch),
+		))
+	r.opts.Propagator.Inject(sctx, telemetry.Carrier{TraceParent: &ev.TraceParent, TraceState: &ev.TraceState})
+	return sp
+}
+
+func endSpans(spans []trace.Span, err error) {
+	for _, sp := range spans {
+		if err != nil {
+			sp.RecordError(err)
+			sp.SetStatus(codes.Error, err.Error())
+		}
+		sp.End()
+	}
 }

@@ -382,3 +382,19 @@ func (s *Store) deleteNewestFirst(sc lungo.ISessionContext, coll string, filter 
 	_, err := s.db.Collection(coll).DeleteMany(sc, filter)
 	return err
 }
+
+// Canary records a canary event in the outbox: no pixel changes, but it
+// travels the real path (outbox, relay, stream, gateways), so a gateway
+// that stops seeing canaries knows the pipeline stopped flowing even when
+// nobody is painting.
+func (s *Store) Canary(ctx context.Context, tr Trace) (canvas.Event, error) {
+	d := outboxDoc{
+		ID: primitive.NewObjectID(), Canvas: s.opts.Canvas, Kind: string(canvas.KindCanary),
+		Color: "#000000", CommittedAt: time.Now().UTC().Truncate(time.Millisecond),
+		Trace: traceDoc{TraceParent: tr.TraceParent, TraceState: tr.TraceState}, State: statePending,
+	}
+	if _, err := s.db.Collection(cOutbox).InsertOne(ctx, d); err != nil {
+		return canvas.Event{}, unavailable("insert canary", err)
+	}
+	return d.event()
+}

@@ -18,6 +18,8 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 	"go.mongodb.org/mongo-driver/mongo/readpref"
+	"go.opentelemetry.io/contrib/instrumentation/go.mongodb.org/mongo-driver/mongo/otelmongo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
 )
@@ -68,6 +70,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Tracer, when set, traces MongoDB commands through the driver's
+	// monitor (otelmongo). The embedded engine has no driver underneath:
+	// callers' own spans around store calls stand in for it.
+	Tracer trace.TracerProvider
 }
 
 // Store is pixelflow's MongoDB (or embedded) persistence.
@@ -87,7 +93,11 @@ type Store struct {
 // is empty.
 func Open(ctx context.Context, uri, path string, opts Options) (*Store, error) {
 	if uri != "" {
-		client, err := lungo.Connect(ctx, options.Client().ApplyURI(uri).SetServerSelectionTimeout(5*time.Second).SetTimeout(10*time.Second))
+		co := options.Client().ApplyURI(uri).SetServerSelectionTimeout(5 * time.Second).SetTimeout(10 * time.Second)
+		if opts.Tracer != nil {
+			co.SetMonitor(otelmongo.NewMonitor(otelmongo.WithTracerProvider(opts.Tracer)))
+		}
+		client, err := lungo.Connect(ctx, co)
 		if err != nil {
 			return nil, fmt.Errorf("connect to MongoDB: %w", err)
 		}
