@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -276,5 +277,76 @@ func TestProbe(t *testing.T) {
 	}
 	if err := probe(ctx, []string{"a", "b"}, func(string) string { return "" }); err == nil {
 		t.Error("probe took two arguments")
+	}
+}
+
+// TestMetricsMoveWhenPixelsFlow scrapes /metrics: every series the
+// dashboards read exists, and the counters move when pixels flow.
+func TestMetricsMoveWhenPixelsFlow(t *testing.T) {
+	m := runMain(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "RATE_LIMIT": "0", "INSTANCE_ID": "t7", "CANARY_INTERVAL": "100ms", "CANARY_BOUND": "5s"}, "serve")
+	base := "http://" + m.Addr
+	scrape := func() map[string]float64 {
+		t.Helper()
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		out := map[string]float64{}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) == 2 && !strings.HasPrefix(line, "#") {
+				v, _ := strconv.ParseFloat(f[1], 64)
+				out[f[0]] = v
+			}
+		}
+		return out
+	}
+	before := scrape()
+	for _, name := range []string{"pixelflow_outbox_backlog", "pixelflow_outbox_oldest_pending_age_seconds", "pixelflow_store_txn_retries_total",
+		"pixelflow_relay_published_total", "pixelflow_relay_batches_total", "pixelflow_relay_leader", "pixelflow_relay_epoch_changes_total",
+		"pixelflow_stream_length", "pixelflow_gateway_clients", "pixelflow_gateway_degraded_total", "pixelflow_gateway_resyncs_total",
+		"pixelflow_gateway_lag", "pipeline_canary_latency_seconds", "pixelflow_gateway_commit_to_broadcast_seconds_count", "go_goroutines"} {
+		if _, ok := before[name]; !ok {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+	for i := 0; i < 20; i++ {
+		if resp, _ := post(t, base, `{"gx":`+itoa(i)+`,"gy":1,"color":"#0000FF"}`); resp.StatusCode != http.StatusCreated {
+			t.Fatalf("POST: %d", resp.StatusCode)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		after := scrape()
+		moved := after["pixelflow_relay_published_total"] >= before["pixelflow_relay_published_total"]+20 &&
+			after["pixelflow_gateway_commit_to_broadcast_seconds_count"] >= before["pixelflow_gateway_commit_to_broadcast_seconds_count"]+20 &&
+			after[`pixelflow_http_requests_total{code="201",method="post"}`] >= 20 &&
+			after["pixelflow_stream_length"] >= 20 && after["pixelflow_relay_leader"] == 1 && after["pipeline_canary_latency_seconds"] > 0
+		if moved {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics did not move with 20 pixels: before %v after %v", before, after)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestGatewayRoleServesHealth: a gateway-only process answers its health
+// endpoints and metrics (it has no API of its own).
+func TestGatewayRoleServesHealth(t *testing.T) {
+	srv := redisproc.MustStart(t, false)
+	m := runMain(t, map[string]string{"PORT": "0", "REDIS_URL": srv.URL(), "INSTANCE_ID": "g9", "CANARY_BOUND": "0"}, "gateway")
+	base := "http://" + m.Addr
+	for _, path := range []string{"/healthz", "/api/health", "/metrics"} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: %d", path, resp.StatusCode)
+		}
 	}
 }

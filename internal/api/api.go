@@ -452,5 +452,5 @@ func NewHealth(ready []Check, health func(ctx context.Context) map[string]any) h
 	a.mux.HandleFunc("/api/health", a.handleHealth)
 	a.mux.HandleFunc("/healthz", a.handleHealthz)
 	a.mux.HandleFunc("/readyz", a.handleReadyz)
-	return a
+	return a.mux
 }
