@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -34,7 +35,7 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("%s has no healthcheck", name)
 		}
 	}
-	for _, name := range []string{"toxiproxy", "otel-collector", "jaeger"} {
+	for _, name := range []string{"toxiproxy", "otel-collector", "jaeger", "prometheus"} {
 		svc(name)
 	}
 	if s := svc("mongo"); !slices.Contains(s.Command, "--replSet") || !strings.Contains(strings.Join(s.HealthCheck.Test, " "), "rs.initiate") {
@@ -58,6 +59,9 @@ func TestComposeFile(t *testing.T) {
 			}
 		}
 		env := s.Environment
+		if v := env["OTEL_EXPORTER_OTLP_ENDPOINT"]; v == nil || !strings.Contains(*v, "otel-collector:") {
+			t.Errorf("%s does not send traces to the collector", name)
+		}
 		for _, k := range []string{"MONGO_URI", "REDIS_URL"} {
 			if v := env[k]; v == nil || !strings.Contains(*v, "toxiproxy:") {
 				t.Errorf("%s: %s should go through toxiproxy, is %v", name, k, v)
@@ -82,12 +86,25 @@ func TestComposeFile(t *testing.T) {
 			published[port.Published] = name
 		}
 	}
-	for port, want := range map[string]string{"8080": "gateway-1", "8082": "gateway-2", "8081": "api", "16686": "jaeger"} {
+	for port, want := range map[string]string{"8080": "gateway-1", "8082": "gateway-2", "8081": "api", "16686": "jaeger", "9090": "prometheus"} {
 		if published[port] != want {
 			t.Errorf("host port %s is %q, want %s", port, published[port], want)
 		}
 	}
 	if _, ok := p.Configs["toxiproxy"]; !ok {
 		t.Error("toxiproxy config missing")
+	}
+}
+
+// The Prometheus config scrapes every pixelflow service on its port.
+func TestPrometheusScrapesEveryRole(t *testing.T) {
+	b, err := os.ReadFile("../otel/prometheus.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"api", "relay", "gateway-1", "gateway-2", "port: 8080"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("otel/prometheus.yml does not mention %q", want)
+		}
 	}
 }
