@@ -36,7 +36,7 @@ ensure-redis:
 ## is healthy, else local; E2E_PROVIDER=docker|local); artifacts in e2e/out
 e2e: ensure-redis ensure-chromium
 	@mkdir -p e2e/out
-	$(GO) test -count=1 -timeout 8m -v -artifacts -outputdir $(CURDIR)/e2e/out ./e2e/ 2>&1 | tee e2e/out/e2e.log | grep -E '^(=== RUN   [A-Za-z]+$$|--- |PASS|FAIL|ok|e2e:|pixelflow suites:)|history |total |clean|FAIL|screenshot|resumes|outcomes'; exit $${PIPESTATUS[0]}
+	$(GO) test -count=1 -timeout 8m -v -artifacts -outputdir $(CURDIR)/e2e/out ./e2e/ 2>&1 | tee e2e/out/e2e.log | grep -E '^(=== RUN   [A-Za-z]+$$|--- |PASS|FAIL|ok|e2e:|pixelflow suites:)|_test.go:|history |total |clean|FAIL|screenshot|resumes|outcomes'; exit $${PIPESTATUS[0]}
 
 ensure-chromium:
 	@scripts/ensure-installed.sh chromium chromium
