@@ -64,7 +64,12 @@ func (w *Writer) PlaceRandom(ctx context.Context, rng *rand.Rand) history.Write 
 // the same Idempotency-Key, and records the final outcome.
 func (w *Writer) Place(ctx context.Context, gx, gy int) history.Write {
 	rec := history.Write{GX: gx, GY: gy, Color: w.Rec.NextColor(), Start: time.Now()}
-	key := fmt.Sprintf("w-%d-%d", time.Now().UnixNano(), w.keys.Add(1))
+	// A key makes retries safe; without retries it would only grow the
+	// store's idempotency collection.
+	key := ""
+	if w.Retries > 0 {
+		key = fmt.Sprintf("w-%d-%d", time.Now().UnixNano(), w.keys.Add(1))
+	}
 	body := fmt.Sprintf(`{"gx":%d,"gy":%d,"color":%q}`, gx, gy, rec.Color.String())
 	for attempt := 0; ; attempt++ {
 		var status int
@@ -101,7 +106,9 @@ func (w *Writer) post(ctx context.Context, body, key string, out any) (int, erro
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", key)
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
 	resp, err := w.HTTP.Do(req)
 	if err != nil {
 		return 0, err

@@ -120,6 +120,7 @@ func run(ctx context.Context, p Params, out io.Writer) (*Report, error) {
 		prev := o.OnEvent
 		o.OnEvent = func(r client.Received) { prev(r); m.observe(r) }
 		o.Logger = quietLogger()
+		o.DiscardHistory = true
 	}
 	w, err := e2e.Watch(ctx, rec, target, p.Clients, record)
 	if err != nil {

@@ -52,6 +52,10 @@ type Options struct {
 	// and canaries included), in order, on the reading goroutine: a slow
 	// hook makes a slow client.
 	OnEvent func(Received)
+	// DiscardHistory keeps History empty: a load test that counts through
+	// OnEvent need not hold every event of every client in memory (and
+	// make its garbage collector compete with what it measures).
+	DiscardHistory bool
 	// OnSnapshot, when set, is called with every snapshot loaded (each
 	// painted pixel as the snapshot had it), after it was merged, on the
 	// snapshot goroutine. A history checker needs it: after a resync the
@@ -374,7 +378,9 @@ func (c *Client) onEvents(evs []protocol.Event, now time.Time) error {
 		} else {
 			c.applyLocked(w.GX, w.GY, col, w.Version)
 		}
-		c.history = append(c.history, r)
+		if !c.opts.DiscardHistory {
+			c.history = append(c.history, r)
+		}
 		recs = append(recs, r)
 	}
 	c.mu.Unlock()

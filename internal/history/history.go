@@ -75,21 +75,26 @@ type Recorder struct {
 	colors atomic.Uint32
 
 	mu      sync.Mutex
-	writes  map[key]*Write
+	writes  []*Write
+	index   map[key]int // write key → position in writes
 	clients map[string]*clientLog
 }
 
+// clientLog is compact on purpose: a load test has hundreds of clients
+// times thousands of events, and the checker must not turn the load
+// generator into a garbage collector's benchmark. Receipts are counted per
+// write index; only events that match no write (yet) are kept by key.
 type clientLog struct {
-	received map[string]int // event id -> times received
-	seen     map[key]bool   // writes seen as events
-	snapVer  map[[2]int]int64
-	events   int
+	counts    []uint8 // write index → times received (saturates at 255)
+	unmatched map[key]int
+	snapVer   map[[2]int]int64
+	events    int
 }
 
 // NewRecorder returns an empty history. Colours start at seed (any value;
 // give each run its own so two runs on one canvas never share a colour).
 func NewRecorder(seed uint32) *Recorder {
-	r := &Recorder{writes: map[key]*Write{}, clients: map[string]*clientLog{}}
+	r := &Recorder{index: map[key]int{}, clients: map[string]*clientLog{}}
 	r.colors.Store(seed & 0xFFFFFF)
 	return r
 }
@@ -106,16 +111,20 @@ func (r *Recorder) Write(w Write) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	k := key{w.GX, w.GY, w.Color}
-	if old, ok := r.writes[k]; ok && old.Outcome == OK {
+	if i, ok := r.index[k]; ok {
+		if r.writes[i].Outcome != OK {
+			r.writes[i] = &w
+		}
 		return
 	}
-	r.writes[k] = &w
+	r.index[k] = len(r.writes)
+	r.writes = append(r.writes, &w)
 }
 
 func (r *Recorder) client(name string) *clientLog {
 	c := r.clients[name]
 	if c == nil {
-		c = &clientLog{received: map[string]int{}, seen: map[key]bool{}, snapVer: map[[2]int]int64{}}
+		c = &clientLog{unmatched: map[key]int{}, snapVer: map[[2]int]int64{}}
 		r.clients[name] = c
 	}
 	return c
@@ -130,7 +139,8 @@ func (r *Recorder) Client(name string) {
 }
 
 // Event records one pixel event a client received. Canary events are not
-// writes of the run and are ignored.
+// writes of the run and are ignored. An event may arrive before its
+// writer has recorded the answer; it is matched at Check.
 func (r *Recorder) Event(clientName string, e canvas.Event) {
 	if e.Kind == canvas.KindCanary {
 		return
@@ -139,8 +149,20 @@ func (r *Recorder) Event(clientName string, e canvas.Event) {
 	defer r.mu.Unlock()
 	c := r.client(clientName)
 	c.events++
-	c.received[e.ID]++
-	c.seen[key{e.GX, e.GY, e.Color}] = true
+	k := key{e.GX, e.GY, e.Color}
+	i, ok := r.index[k]
+	if !ok {
+		c.unmatched[k]++
+		return
+	}
+	c.count(i, 1)
+}
+
+func (c *clientLog) count(i, n int) {
+	if i >= len(c.counts) {
+		c.counts = append(c.counts, make([]uint8, i+1-len(c.counts)+len(c.counts)/2)...)
+	}
+	c.counts[i] = uint8(min(255, int(c.counts[i])+n))
 }
 
 // Snapshot records a snapshot a client loaded: pixel -> version.
@@ -216,26 +238,40 @@ func (r *Recorder) Check() (Counts, []Verdict) {
 	verdicts := make([]Verdict, 0, len(names))
 	for _, n := range names {
 		c := r.clients[n]
-		v := Verdict{Client: n, Events: c.events}
-		for _, times := range c.received {
-			v.Duplicated += times - 1
+		// Events that arrived before their write was recorded.
+		for k, times := range c.unmatched {
+			if i, ok := r.index[k]; ok {
+				c.count(i, times)
+				delete(c.unmatched, k)
+			}
 		}
-		for k := range c.seen {
-			w, ok := r.writes[k]
-			if !ok || w.Outcome == Failed {
+		v := Verdict{Client: n, Events: c.events}
+		for k, times := range c.unmatched {
+			v.Unexpected++
+			v.Duplicated += times - 1
+			if len(v.UnexpectedExamples) < 5 {
+				v.UnexpectedExamples = append(v.UnexpectedExamples, fmt.Sprintf("(%d,%d) %s", k.gx, k.gy, k.color))
+			}
+		}
+		for i, w := range r.writes {
+			times := 0
+			if i < len(c.counts) {
+				times = int(c.counts[i])
+			}
+			if times > 1 {
+				v.Duplicated += times - 1
+			}
+			switch {
+			case times > 0 && w.Outcome == Failed:
 				v.Unexpected++
 				if len(v.UnexpectedExamples) < 5 {
-					v.UnexpectedExamples = append(v.UnexpectedExamples, fmt.Sprintf("(%d,%d) %s", k.gx, k.gy, k.color))
+					v.UnexpectedExamples = append(v.UnexpectedExamples, fmt.Sprintf("(%d,%d) %s (a failed write)", w.GX, w.GY, w.Color))
 				}
-			}
-		}
-		for k, w := range r.writes {
-			if w.Outcome != OK || c.seen[k] || c.snapVer[[2]int{k.gx, k.gy}] >= w.Version {
-				continue
-			}
-			v.Lost++
-			if len(v.LostExamples) < 5 {
-				v.LostExamples = append(v.LostExamples, fmt.Sprintf("(%d,%d) %s v%d id %s", k.gx, k.gy, k.color, w.Version, w.EventID))
+			case times == 0 && w.Outcome == OK && c.snapVer[[2]int{w.GX, w.GY}] < w.Version:
+				v.Lost++
+				if len(v.LostExamples) < 5 {
+					v.LostExamples = append(v.LostExamples, fmt.Sprintf("(%d,%d) %s v%d id %s", w.GX, w.GY, w.Color, w.Version, w.EventID))
+				}
 			}
 		}
 		verdicts = append(verdicts, v)

@@ -96,3 +96,17 @@ func TestEmptyRunIsAProblem(t *testing.T) {
 		t.Fatal("a run with no acknowledged write must not pass")
 	}
 }
+
+// An event can reach a client before its writer has read the 201: it is
+// matched to the write when the checker runs, not called unexpected.
+func TestEventBeforeItsWriteIsMatched(t *testing.T) {
+	r := NewRecorder(7)
+	c := r.NextColor()
+	r.Event("fast", ev("e1", 2, 3, c))
+	r.Event("fast", ev("e1", 2, 3, c))
+	r.Write(Write{GX: 2, GY: 3, Color: c, Outcome: OK, EventID: "e1", Version: 1})
+	_, vs := r.Check()
+	if v := vs[0]; v.Lost != 0 || v.Unexpected != 0 || v.Duplicated != 1 {
+		t.Fatalf("verdict %+v, want clean with one duplicate", v)
+	}
+}

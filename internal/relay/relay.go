@@ -64,7 +64,8 @@ type Options struct {
 	LeaseTTL time.Duration
 	// BatchSize bounds the events appended per XADD script call. Default 512.
 	BatchSize int
-	// Linger is how long the relay waits after publishing a batch before it
+	// Linger is how long the relay waits after publishing a batch of at
+	// least lingerAfter events (a sign of load) before it
 	// claims the next one, so that under load it publishes fewer, larger
 	// batches: each costs two store transactions, and on the embedded store
 	// those take turns with the API's writes. Default 0 (claim at once).
@@ -97,6 +98,10 @@ type Options struct {
 	Propagator  propagation.TextMapPropagator
 	Destination string
 }
+
+// lingerAfter is the batch size from which the relay lingers: below it the
+// load is light, and waiting would only add latency.
+const lingerAfter = 16
 
 // ErrFailpoint is returned by Run when a failpoint stopped it.
 var ErrFailpoint = errors.New("relay stopped by failpoint")
@@ -331,7 +336,7 @@ func (r *Relay) lead(ctx context.Context, lease store.Lease, wake <-chan struct{
 		if n > 0 {
 			// More may have arrived while publishing; after Linger, more
 			// still.
-			if r.opts.Linger > 0 {
+			if r.opts.Linger > 0 && n >= lingerAfter {
 				backoff.Sleep(ctx, r.opts.Linger)
 			}
 			continue
