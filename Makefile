@@ -25,9 +25,9 @@ lint:
 
 ## bench: the benchmarks quoted in README.md
 bench: ensure-redis
-	$(GO) test -run '^$$' -bench 'PlaceHTTP' -benchtime 5s ./cmd/pixelflow/
-	$(GO) test -run '^$$' -bench 'RelayDrain' -benchtime 2x ./internal/relay/
-	$(GO) test -run '^$$' -bench 'Broadcast1000|Frames' -benchtime 3s ./internal/gateway/
+	$(GO) test -run '^$$' -bench 'PlaceHTTP' -benchtime 5s -count 3 ./cmd/pixelflow/
+	$(GO) test -run '^$$' -bench 'RelayDrain' -benchtime 2x -count 3 ./internal/relay/
+	$(GO) test -run '^$$' -bench 'Broadcast1000|LoopbackFloor1000|Frames' -benchtime 3s -count 3 ./internal/gateway/
 
 ensure-redis:
 	@scripts/ensure-installed.sh redis-server redis-server
