@@ -1,15 +1,12 @@
 package chaos
 
 import (
-	"encoding/json"
-	"fmt"
 	"html/template"
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/pixelflow/pixelflow/internal/report"
 	"github.com/pixelflow/pixelflow/internal/svgplot"
 )
 
@@ -22,25 +19,7 @@ type Report struct {
 
 // Write saves report.json and report.html in dir.
 func (r *Report) Write(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("report dir: %w", err)
-	}
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode report: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "report.json"), append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write report.json: %w", err)
-	}
-	f, err := os.Create(filepath.Join(dir, "report.html"))
-	if err != nil {
-		return fmt.Errorf("write report.html: %w", err)
-	}
-	defer f.Close()
-	if err := page.Execute(f, r.view()); err != nil {
-		return fmt.Errorf("render report.html: %w", err)
-	}
-	return f.Close()
+	return report.Write(dir, r, page, r.view())
 }
 
 type view struct {

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"html/template"
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"text/tabwriter"
@@ -16,6 +14,7 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/pixelflow/pixelflow/internal/history"
+	"github.com/pixelflow/pixelflow/internal/report"
 	"github.com/pixelflow/pixelflow/internal/svgplot"
 )
 
@@ -128,25 +127,7 @@ func (r *Report) print(w io.Writer) {
 
 // Write saves report.json and report.html in dir.
 func (r *Report) Write(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("report dir: %w", err)
-	}
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode report: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "report.json"), append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write report.json: %w", err)
-	}
-	f, err := os.Create(filepath.Join(dir, "report.html"))
-	if err != nil {
-		return fmt.Errorf("write report.html: %w", err)
-	}
-	defer f.Close()
-	if err := reportPage().Execute(f, r.view()); err != nil {
-		return fmt.Errorf("render report.html: %w", err)
-	}
-	return f.Close()
+	return report.Write(dir, r, reportPage(), r.view())
 }
 
 type reportView struct {

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pixelflow/pixelflow/internal/cputime"
 )
 
 // BenchmarkPlaceHTTP measures writes/s through the real API, with the relay
@@ -28,7 +30,7 @@ func BenchmarkPlaceHTTP(b *testing.B) {
 	hc := &http.Client{Transport: tr}
 	var n atomic.Int64
 	b.SetParallelism(4) // 4 × GOMAXPROCS writers
-	start, cpu0 := time.Now(), processCPU()
+	start, cpu0 := time.Now(), cputime.Process()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := n.Add(1)
@@ -46,7 +48,7 @@ func BenchmarkPlaceHTTP(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(n.Load())/time.Since(start).Seconds(), "writes/s")
-	if cpu := processCPU() - cpu0; cpu > 0 && n.Load() > 0 {
+	if cpu := cputime.Process() - cpu0; cpu > 0 && n.Load() > 0 {
 		// Server, relay and client share the process; redis-server does not.
 		b.ReportMetric(float64(cpu.Microseconds())/float64(n.Load()), "cpu-µs/write")
 	}

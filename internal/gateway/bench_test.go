@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/cputime"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
@@ -145,7 +146,7 @@ func BenchmarkBroadcast1000(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			const clients = 1000
 			f := newBenchFanout(b, clients, tc.window, 4096)
-			cpu := processCPU()
+			cpu := cputime.Process()
 			for b.Loop() {
 				f.send(1, clients)
 				<-f.done
@@ -167,7 +168,7 @@ func BenchmarkFrames(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			const clients, burst = 10, 1000
 			f := newBenchFanout(b, clients, tc.window, 1<<20)
-			cpu := processCPU()
+			cpu := cputime.Process()
 			for b.Loop() {
 				f.send(burst, clients)
 				<-f.done
@@ -192,7 +193,7 @@ func BenchmarkFrames(b *testing.B) {
 // per operation since start, the figure that other load on a shared
 // machine disturbs least, and returns the total.
 func reportCPU(b *testing.B, start time.Duration) time.Duration {
-	used := processCPU() - start
+	used := cputime.Process() - start
 	b.ReportMetric(float64(used)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
 	return used
 }
@@ -262,7 +263,7 @@ func BenchmarkLoopbackFloor1000(b *testing.B) {
 			close(w)
 		}
 	}()
-	cpu := processCPU()
+	cpu := cputime.Process()
 	for b.Loop() {
 		waiting.Store(clients)
 		for _, w := range wakes {
