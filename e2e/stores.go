@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/docker/go-connections/nat"
 	"github.com/testcontainers/testcontainers-go"
 	tcmongo "github.com/testcontainers/testcontainers-go/modules/mongodb"
 	tcredis "github.com/testcontainers/testcontainers-go/modules/redis"
@@ -71,10 +72,15 @@ func startDockerRedis(ctx context.Context) (*dockerRedis, error) {
 	return &dockerRedis{ctr: ctr}, nil
 }
 
-func (r *dockerRedis) Addr() string {
-	ep, err := r.ctr.PortEndpoint(context.Background(), "6379/tcp", "")
+func (r *dockerRedis) Addr() string { return endpoint(r.ctr, "6379/tcp") }
+
+// endpoint is where a container's port is mapped on this host; a refused
+// address when it is not running, so the proxy in front fails like a dead
+// store.
+func endpoint(ctr testcontainers.Container, port nat.Port) string {
+	ep, err := ctr.PortEndpoint(context.Background(), port, "")
 	if err != nil {
-		return "127.0.0.1:1" // a refused address: the proxy then fails like a dead Redis
+		return "127.0.0.1:1"
 	}
 	return ep
 }
@@ -124,13 +130,7 @@ func startDockerMongo(ctx context.Context) (*dockerMongo, error) {
 	return &dockerMongo{ctr: ctr}, nil
 }
 
-func (m *dockerMongo) Addr() string {
-	ep, err := m.ctr.PortEndpoint(context.Background(), "27017/tcp", "")
-	if err != nil {
-		return "127.0.0.1:1"
-	}
-	return ep
-}
+func (m *dockerMongo) Addr() string { return endpoint(m.ctr, "27017/tcp") }
 
 func (m *dockerMongo) Close() { _ = testcontainers.TerminateContainer(m.ctr) }
 
