@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -169,9 +170,17 @@ func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provid
 	defer w.Stop()
 	d := &Drill{Cluster: c, Watchers: w, Profile: p, Logf: tb.Logf, Facts: map[string]float64{}}
 
-	start := time.Now()
-	writer := e2e.NewWriter(c.APIURL(), rec, 48)
+	// Warm up: paint every pixel of the region once, so the store holds the
+	// same data before and after the fault (the embedded engine's cost per
+	// write grows with the size of the documents it updates; a canvas that
+	// fills up during the drill would make "after" slower than "before" by
+	// itself).
+	writer := e2e.NewWriter(c.APIURL(), rec, region)
 	writer.Retries = 0 // keep the pace: an outage shows as unknown outcomes
+	if err := warmUp(ctx, writer, region); err != nil {
+		tb.Fatalf("%s: warm-up: %v", sc.Name, err)
+	}
+	start := time.Now()
 	writeCtx, stopWrites := context.WithCancel(ctx)
 	var writes sync.WaitGroup
 	writes.Add(1)
@@ -261,6 +270,34 @@ func invariants(sc Scenario, p Profile, res *Result, rep *history.Report, dr dra
 	out = append(out, Invariant{"P99 recovers to ≤ 2× baseline", res.Phases["after"].Events > 0 && after <= band,
 		fmt.Sprintf("after %.1f ms vs before %.1f ms (band %.1f ms)", after, before, band)})
 	return out
+}
+
+// region is the side of the square of pixels a drill writes: one 16×16
+// tile of the embedded store.
+const region = 16
+
+// warmUp writes every pixel of the region once, 8 at a time.
+func warmUp(ctx context.Context, w *e2e.Writer, side int) error {
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	sem := make(chan struct{}, 8)
+	for y := range side {
+		for x := range side {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				if w.Place(ctx, x, y).Outcome != history.OK {
+					failed.Add(1)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		return fmt.Errorf("%d of %d warm-up writes failed", n, side*side)
+	}
+	return nil
 }
 
 // pace writes at rate pixels/s from 4 goroutines until stop ends; the
