@@ -3,13 +3,18 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/pixelflow/pixelflow/internal/history"
+	"github.com/pixelflow/pixelflow/internal/protocol"
 )
 
 // browser starts headless Debian chromium (loopback only) and returns a
@@ -108,4 +113,131 @@ func TestBrowserTwoPages(t *testing.T) {
 		}
 		t.Logf("screenshot: %s", path)
 	}
+}
+
+// page opens a tab on url and waits until the page says it is connected.
+func page(t *testing.T, bctx context.Context, url string) context.Context {
+	t.Helper()
+	p, cancel := chromedp.NewContext(bctx)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(p, chromedp.Navigate(url)); err != nil {
+		t.Fatalf("navigate %s: %v", url, err)
+	}
+	waitState(t, p, "connected")
+	return p
+}
+
+func waitState(t *testing.T, p context.Context, state string) {
+	t.Helper()
+	if _, err := chromedp.Run(p, chromedp.Poll[bool](`document.getElementById('state').textContent === '`+state+`'`,
+		chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+		got, _ := chromedp.Run(p, chromedp.Evaluate[string](`document.getElementById('state').textContent`))
+		t.Fatalf("page never became %q (it is %q): %v", state, got, err)
+	}
+}
+
+// waitPixel waits until the page's canvas shows color at (gx, gy).
+func waitPixel(t *testing.T, p context.Context, gx, gy int, color string) {
+	t.Helper()
+	if _, err := chromedp.Run(p, chromedp.Poll[bool](fmt.Sprintf(pixelJS, gx, gy)+` === '`+color+`'`,
+		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+		got, _ := chromedp.Run(p, chromedp.Evaluate[string](fmt.Sprintf(pixelJS, gx, gy)))
+		t.Fatalf("pixel (%d,%d) is %s, want %s: %v", gx, gy, got, color, err)
+	}
+}
+
+func screenshot(t *testing.T, p context.Context, name string) {
+	t.Helper()
+	png, err := chromedp.Run(p, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Errorf("screenshot %s: %v", name, err)
+		return
+	}
+	path := filepath.Join(t.ArtifactDir(), name+".png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Error(err)
+	}
+	t.Logf("screenshot: %s", path)
+}
+
+// TestBrowserSurvivesGatewayRestartAndResync: the page reconnects and
+// resumes when its gateway is killed and restarted, and reloads the
+// snapshot when Redis comes back empty (a new epoch); pixels placed after
+// each fault still appear.
+func TestBrowserSurvivesGatewayRestartAndResync(t *testing.T) {
+	ctx, c := setup(t, Options{Gateways: 2})
+	bctx := browser(t)
+	pg := page(t, bctx, c.GatewayURLs()[0]+"/")
+	w := NewWriter(c.APIURL(), history.NewRecorder(rand.Uint32()), 8)
+	place := func(gx, gy int, color string) {
+		t.Helper()
+		status, err := w.post(ctx, fmt.Sprintf(`{"gx":%d,"gy":%d,"color":%q}`, gx, gy, color), "", &protocol.Event{})
+		if err != nil || status != 201 {
+			t.Fatalf("POST: %d %v", status, err)
+		}
+	}
+	place(1, 1, "#111111")
+	waitPixel(t, pg, 1, 1, "#111111")
+
+	c.Gateways[0].Kill()
+	waitState(t, pg, "reconnecting")
+	place(2, 2, "#222222") // while the page's gateway is down
+	if err := c.Gateways[0].Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, pg, "connected")
+	waitPixel(t, pg, 2, 2, "#222222")
+	screenshot(t, pg, "after-gateway-restart")
+
+	posJS := chromedp.Evaluate[string](`document.getElementById('pos').textContent`)
+	before, _ := chromedp.Run(pg, posJS)
+	if err := c.KillRedis(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RestartRedis(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	place(3, 3, "#333333")
+	waitPixel(t, pg, 3, 3, "#333333")
+	waitPixel(t, pg, 1, 1, "#111111") // still there after the resync
+	waitState(t, pg, "connected")
+	after, _ := chromedp.Run(pg, posJS)
+	if epoch := func(p string) string { return strings.SplitN(p, ":", 2)[0] }; epoch(before) == epoch(after) {
+		t.Errorf("the page is still on epoch %q after Redis came back empty (position %s → %s)", epoch(before), before, after)
+	}
+	screenshot(t, pg, "after-resync")
+}
+
+// TestDashboardShowsBacklog: /ops shows the outbox backlog rise while Redis
+// is down and fall to 0 once it is back.
+func TestDashboardShowsBacklog(t *testing.T) {
+	ctx, c := setup(t, Options{Gateways: 1})
+	bctx := browser(t)
+	ops, cancel := chromedp.NewContext(bctx)
+	defer cancel()
+	if err := chromedp.Do(ops, chromedp.Navigate(c.GatewayURLs()[0]+"/ops")); err != nil {
+		t.Fatal(err)
+	}
+	backlog := func(cond string) {
+		t.Helper()
+		if _, err := chromedp.Run(ops, chromedp.Poll[bool](`(() => { const v = Number(document.getElementById('v-backlog').textContent); return `+cond+`; })()`,
+			chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+			got, _ := chromedp.Run(ops, chromedp.Evaluate[string](`document.getElementById('v-backlog').textContent`))
+			t.Fatalf("dashboard backlog %q never satisfied %s: %v", got, cond, err)
+		}
+	}
+	backlog("v === 0")
+	if err := c.KillRedis(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w := NewWriter(c.APIURL(), history.NewRecorder(rand.Uint32()), 8)
+	w.Retries = 0
+	w.Run(ctx, 2, 30)
+	backlog("v >= 20")
+	screenshot(t, ops, "dashboard-redis-down")
+	if err := c.RestartRedis(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	backlog("v === 0")
+	screenshot(t, ops, "dashboard-recovered")
 }

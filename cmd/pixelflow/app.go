@@ -48,6 +48,7 @@ type Main struct {
 	gateway  *gateway.Gateway
 	server   *http.Server
 	tel      *telemetry.Telemetry
+	latency  latencyWindow // commit → broadcast, for /ops
 
 	cancelWorkers context.CancelFunc
 	workers       sync.WaitGroup
@@ -167,7 +168,7 @@ func (m *Main) Run(ctx context.Context) error {
 			Logger:         m.Logger,
 			Tracer:         tracer,
 			Propagator:     tel.Propagator,
-			OnBroadcast:    commitToBroadcast(tel.Registry),
+			OnBroadcast:    m.onBroadcast(commitToBroadcast(tel.Registry)),
 			CanaryBound:    c.CanaryBound,
 		})
 		if err != nil {
@@ -179,6 +180,10 @@ func (m *Main) Run(ctx context.Context) error {
 		page := web.Handler()
 		mux.Handle("GET /{$}", page)
 		mux.Handle("GET /app.js", page)
+		mux.Handle("GET /ops", page)
+		mux.Handle("GET /ops.js", page)
+		mux.HandleFunc("GET /ops/data", m.handleOpsData)
+		m.goWorker(func() error { return m.publishFigures(workerCtx) })
 		ready = append(ready, api.Check{Name: "gateway", Fn: func(context.Context) error {
 			if s := g.Stats(); !s.Ready {
 				return fmt.Errorf("gateway not consuming: %s", s.LastError)
@@ -214,6 +219,14 @@ func (m *Main) Run(ctx context.Context) error {
 	m.registerMetrics(tel.Registry)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(tel.Registry, promhttp.HandlerOpts{}))
 	return m.listen(instrumentHTTP(tel.Registry, mux))
+}
+
+// onBroadcast feeds both the Prometheus histogram and the dashboard's window.
+func (m *Main) onBroadcast(observe func(time.Duration)) func(time.Duration) {
+	return func(d time.Duration) {
+		observe(d)
+		m.latency.add(d)
+	}
 }
 
 func (m *Main) goWorker(run func() error) {

@@ -11,8 +11,17 @@ import (
 //go:embed static
 var files embed.FS
 
-// Handler serves the page at / (and its assets).
+// Handler serves the canvas page at /, the dashboard at /ops, and their
+// scripts.
 func Handler() http.Handler {
 	sub, _ := fs.Sub(files, "static")
-	return http.FileServerFS(sub)
+	fsrv := http.FileServerFS(sub)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ops" {
+			r = r.Clone(r.Context())
+			r.URL.Path = "/ops.html"
+		}
+		w.Header().Set("Cache-Control", "no-cache")
+		fsrv.ServeHTTP(w, r)
+	})
 }

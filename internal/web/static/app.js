@@ -1,35 +1,73 @@
-// Minimal canvas client following docs/protocol.md: connect first (hello gives
-// the position), then load the snapshot; apply by version; resume with since.
-const cv = document.getElementById('canvas'), ctx = cv.getContext('2d');
+// pixelflow canvas page, following docs/protocol.md: connect first (the
+// hello gives the position), then load the snapshot; apply pixels only when
+// their version is newer; on a sequence gap reconnect with ?since= so the
+// gateway replays it; on resync reload the snapshot.
+//
+// Drawing: one ImageData holds the canvas; painting marks a dirty rectangle
+// and one animation frame copies just that rectangle to the <canvas>. Zoom
+// and pan are a CSS transform of that one canvas.
 const $ = (id) => document.getElementById(id);
-const versions = new Map(); // "x,y" -> version
+const cv = $('canvas'), ctx = cv.getContext('2d'), view = $('viewport');
+
+const PALETTE = ['#FFFFFF', '#E4E4E4', '#888888', '#222222', '#FFA7D1', '#E50000', '#E59500', '#A06A42',
+  '#E5D900', '#94E044', '#02BE01', '#00D3DD', '#0083C7', '#0000EA', '#CF6EE4', '#820080'];
+
+let W = 0, H = 0, img = null, versions = null;
+let dirty = null, frame = 0;
 let epoch = null, seq = 0, ws = null, backoff = 250;
+let scale = 1, tx = 0, ty = 0;
 
 function setState(s) { const el = $('state'); el.textContent = s; el.className = s; }
-function paint(gx, gy, color, version) {
-  const k = gx + ',' + gy;
-  if ((versions.get(k) || 0) >= version) return;
-  versions.set(k, version);
-  ctx.fillStyle = color; ctx.fillRect(gx, gy, 1, 1);
+function showError(msg) { $('err').textContent = msg || ''; }
+
+function resize(w, h) {
+  if (w === W && h === H) return;
+  W = w; H = h; cv.width = w; cv.height = h;
+  img = ctx.createImageData(w, h); img.data.fill(255);
+  versions = new Float64Array(w * h);
+  ctx.putImageData(img, 0, 0);
+  fit();
 }
+
+function paint(gx, gy, color, version) {
+  if (gx < 0 || gy < 0 || gx >= W || gy >= H) return;
+  const i = gy * W + gx;
+  if (versions[i] >= version) return;
+  versions[i] = version;
+  const n = parseInt(color.slice(1), 16), o = i * 4;
+  img.data[o] = n >> 16; img.data[o + 1] = (n >> 8) & 255; img.data[o + 2] = n & 255; img.data[o + 3] = 255;
+  if (!dirty) dirty = { x0: gx, y0: gy, x1: gx, y1: gy };
+  else { dirty.x0 = Math.min(dirty.x0, gx); dirty.y0 = Math.min(dirty.y0, gy); dirty.x1 = Math.max(dirty.x1, gx); dirty.y1 = Math.max(dirty.y1, gy); }
+  if (!frame) frame = requestAnimationFrame(flush);
+}
+
+function flush() {
+  frame = 0;
+  if (!dirty) return;
+  const d = dirty; dirty = null;
+  ctx.putImageData(img, 0, 0, d.x0, d.y0, d.x1 - d.x0 + 1, d.y1 - d.y0 + 1);
+}
+
 async function loadSnapshot() {
   setState('resyncing');
-  const r = await fetch('/api/canvas');
-  if (!r.ok) throw new Error('snapshot: HTTP ' + r.status);
+  const r = await fetch('/api/canvas', { headers: { Accept: 'application/json' } });
+  if (!r.ok) throw new Error('could not load the canvas (HTTP ' + r.status + ')');
   const c = await r.json();
-  if (cv.width !== c.width || cv.height !== c.height) { cv.width = c.width; cv.height = c.height; versions.clear(); }
+  resize(c.width, c.height);
   for (const p of c.pixels) paint(p.gx, p.gy, p.color, p.version);
   setState('connected');
 }
+
 function connect() {
   const since = epoch ? '?since=' + encodeURIComponent(epoch + ':' + seq) : '';
+  setState(epoch ? 'reconnecting' : 'connecting');
   ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws' + since);
   ws.onmessage = (m) => {
     const f = JSON.parse(m.data);
     if (f.type === 'hello') {
-      const fresh = !f.resumed; backoff = 250;
-      if (fresh) { epoch = f.epoch; seq = f.seq; } // resumed: the gap after our seq is replayed next
-      if (fresh) loadSnapshot().catch((e) => $('err').textContent = e.message); else setState('connected');
+      backoff = 250;
+      if (!f.resumed) { epoch = f.epoch; seq = f.seq; loadSnapshot().catch((e) => showError(e.message)); }
+      else setState('connected'); // the gap after our seq is replayed next
     } else if (f.type === 'events') {
       for (const e of f.events) {
         if (e.seq <= seq) continue;
@@ -41,20 +79,76 @@ function connect() {
       }
     } else if (f.type === 'resync') {
       epoch = f.epoch || epoch; seq = f.seq ?? seq;
-      loadSnapshot().catch((e) => $('err').textContent = e.message);
+      loadSnapshot().catch((e) => showError(e.message));
     }
     $('pos').textContent = epoch + ':' + seq;
   };
-  ws.onclose = () => { setState('reconnecting'); setTimeout(connect, backoff); backoff = Math.min(backoff * 2, 5000); };
+  ws.onclose = () => {
+    setState('reconnecting');
+    setTimeout(connect, backoff);
+    backoff = Math.min(backoff * 2, 5000);
+  };
 }
-cv.addEventListener('click', async (ev) => {
+
+// ---- zoom and pan ----
+function apply() {
+  cv.style.transform = `translate(${tx}px, ${ty}px) scale(${scale})`;
+  $('zoom').textContent = (Math.round(scale * 10) / 10) + '×';
+}
+function fit() {
+  const r = view.getBoundingClientRect();
+  scale = Math.max(0.25, Math.min(r.width / W, r.height / H) * 0.95);
+  tx = (r.width - W * scale) / 2; ty = (r.height - H * scale) / 2;
+  apply();
+}
+view.addEventListener('wheel', (ev) => {
+  ev.preventDefault();
+  const r = view.getBoundingClientRect(), mx = ev.clientX - r.left, my = ev.clientY - r.top;
+  const next = Math.min(64, Math.max(0.25, scale * Math.pow(1.0015, -ev.deltaY)));
+  tx = mx - (mx - tx) * next / scale; ty = my - (my - ty) * next / scale; scale = next;
+  apply();
+}, { passive: false });
+
+let drag = null;
+view.addEventListener('pointerdown', (ev) => { drag = { x: ev.clientX, y: ev.clientY, tx, ty, moved: false }; view.setPointerCapture(ev.pointerId); });
+view.addEventListener('pointermove', (ev) => {
+  if (!drag) return;
+  const dx = ev.clientX - drag.x, dy = ev.clientY - drag.y;
+  if (!drag.moved && Math.hypot(dx, dy) < 4) return;
+  drag.moved = true; view.classList.add('panning');
+  tx = drag.tx + dx; ty = drag.ty + dy; apply();
+});
+view.addEventListener('pointerup', (ev) => {
+  const d = drag; drag = null; view.classList.remove('panning');
+  if (!d || d.moved) return;
   const r = cv.getBoundingClientRect();
-  const gx = Math.floor((ev.clientX - r.left) * cv.width / r.width), gy = Math.floor((ev.clientY - r.top) * cv.height / r.height);
-  const res = await fetch('/api/pixels', { method: 'POST', headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ gx, gy, color: $('color').value.toUpperCase() }) });
-  if (res.ok) { $('err').textContent = ''; return; }
+  const gx = Math.floor((ev.clientX - r.left) * W / r.width), gy = Math.floor((ev.clientY - r.top) * H / r.height);
+  if (gx >= 0 && gy >= 0 && gx < W && gy < H) place(gx, gy);
+});
+
+// ---- placing ----
+async function place(gx, gy) {
+  const color = $('color').value.toUpperCase();
+  let res;
+  try {
+    res = await fetch('/api/pixels', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ gx, gy, color }) });
+  } catch (e) {
+    showError('The server cannot be reached; your pixel was not placed. Try again in a moment.');
+    return;
+  }
+  if (res.ok) { showError(''); return; }
   const body = await res.json().catch(() => ({}));
   const msg = body.error ? body.error.message : 'HTTP ' + res.status;
-  $('err').textContent = res.status === 429 ? 'Slow down: ' + msg : res.status === 503 ? 'The canvas store is unavailable, try again shortly.' : msg;
-});
+  if (res.status === 429) showError('Slow down: ' + msg + ' (wait ' + (res.headers.get('Retry-After') || 'a few') + ' s)');
+  else if (res.status === 503) showError('The canvas store is unavailable right now; your pixel was not placed. Try again shortly.');
+  else showError('Pixel refused: ' + msg);
+}
+
+for (const c of PALETTE) {
+  const b = document.createElement('button');
+  b.style.background = c; b.title = c; b.setAttribute('aria-label', c);
+  b.onclick = () => { $('color').value = c.toLowerCase(); for (const o of document.querySelectorAll('#palette button')) o.classList.toggle('on', o === b); };
+  $('palette').appendChild(b);
+}
+window.addEventListener('resize', () => W && fit());
 connect();
