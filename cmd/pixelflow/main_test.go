@@ -238,7 +238,7 @@ func hexb(b []byte) string {
 
 func TestPageIsServed(t *testing.T) {
 	m := runMain(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "INSTANCE_ID": "t6"}, "serve")
-	for path, want := range map[string]string{"/": "<canvas", "/app.js": "new WebSocket"} {
+	for path, want := range map[string]string{"/": "<canvas", "/app.js": "new WebSocket", "/ops": "pipeline", "/ops.js": "/ops/data"} {
 		resp, err := http.Get("http://" + m.Addr + path)
 		if err != nil {
 			t.Fatal(err)
@@ -348,5 +348,47 @@ func TestGatewayRoleServesHealth(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Errorf("GET %s: %d", path, resp.StatusCode)
 		}
+	}
+}
+
+// TestOpsData: the dashboard's JSON carries the pipeline's figures, this
+// gateway's among them, and they move when pixels flow.
+func TestOpsData(t *testing.T) {
+	m := runMain(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "RATE_LIMIT": "0", "INSTANCE_ID": "ops1"}, "serve")
+	base := "http://" + m.Addr
+	for i := 0; i < 5; i++ {
+		if resp, _ := post(t, base, `{"gx":`+itoa(i)+`,"gy":0,"color":"#00AA00"}`); resp.StatusCode != http.StatusCreated {
+			t.Fatalf("POST: %d", resp.StatusCode)
+		}
+	}
+	var d struct {
+		StreamLength int64 `json:"streamLength"`
+		Outbox       struct {
+			Backlog *int `json:"backlog"`
+		} `json:"outbox"`
+		Gateways []struct {
+			ID    string  `json:"id"`
+			P99Ms float64 `json:"commitToBroadcastP99Ms"`
+		} `json:"gateways"`
+		Errors []string `json:"errors"`
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(base + "/ops/data")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = json.NewDecoder(resp.Body).Decode(&d)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.StreamLength >= 5 && d.Outbox.Backlog != nil && len(d.Gateways) == 1 && d.Gateways[0].ID == "ops1" && d.Gateways[0].P99Ms > 0 && len(d.Errors) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/ops/data never showed the flow: %+v", d)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
