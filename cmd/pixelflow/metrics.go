@@ -72,6 +72,16 @@ func (m *Main) registerMetrics(reg *prometheus.Registry) {
 		counter("pixelflow_gateway_resyncs_total", "Resync frames sent to clients.", func() float64 { return float64(g.Stats().Resyncs) })
 		counter("pixelflow_gateway_delivered_total", "Events written to client sockets, summed over clients.", func() float64 { return float64(g.Stats().Delivered) })
 		counter("pixelflow_gateway_broadcast_total", "Stream entries handed to the hub.", func() float64 { return float64(g.Stats().Broadcast) })
+		if rc := m.redis; rc != nil {
+			key, group := "pf:{"+m.Config.Canvas+"}:stream", "gw:"+m.Config.InstanceID
+			gauge("pixelflow_gateway_pending", "Entries delivered to this gateway's consumer group and not yet acknowledged (-1: unknown).", scrape(func(ctx context.Context) float64 {
+				p, err := rc.XPending(ctx, key, group).Result()
+				if err != nil {
+					return -1
+				}
+				return float64(p.Count)
+			}))
+		}
 		gauge("pixelflow_gateway_lag", "Stream entries not yet broadcast by this gateway (its consumer group's lag).", func() float64 { return float64(g.Stats().Lag) })
 		gauge("pipeline_canary_latency_seconds", "Commit → arrival time of the last canary at this gateway.", func() float64 { return g.Stats().CanaryLatency.Seconds() })
 		gauge("pixelflow_gateway_canary_age_seconds", "Time since the last canary arrived (-1: none yet).", func() float64 {
