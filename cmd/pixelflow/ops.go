@@ -54,7 +54,9 @@ func (w *latencyWindow) quantiles(within time.Duration) (p50, p99 float64) {
 		return 0, 0
 	}
 	slices.Sort(ds)
-	q := func(f float64) float64 { return float64(ds[min(len(ds)-1, int(f*float64(len(ds))))].Microseconds()) / 1000 }
+	q := func(f float64) float64 {
+		return float64(ds[min(len(ds)-1, int(f*float64(len(ds))))].Microseconds()) / 1000
+	}
 	return q(0.50), q(0.99)
 }
 
