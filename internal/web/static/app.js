@@ -78,10 +78,12 @@ function connect() {
         $('lat').textContent = Math.max(0, Date.now() - Date.parse(e.committedAt)) + ' ms';
       }
     } else if (f.type === 'resync') {
-      epoch = f.epoch || epoch; seq = f.seq ?? seq;
+      // The gateway's position now; no epoch while Redis has none yet, and
+      // then nothing to resume from on a reconnect.
+      epoch = f.epoch || null; seq = f.seq || 0;
       loadSnapshot().catch((e) => showError(e.message));
     }
-    $('pos').textContent = epoch + ':' + seq;
+    $('pos').textContent = epoch ? epoch + ':' + seq : '–';
   };
   ws.onclose = () => {
     setState('reconnecting');
