@@ -50,6 +50,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("redisproc: Options.Dir is required")
 	}
+	// redis-server changes into --dir before it opens --logfile, so a
+	// relative path would be resolved twice.
+	abs, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("redisproc: %w", err)
+	}
+	opts.Dir = abs
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("redisproc: %w", err)
 	}
