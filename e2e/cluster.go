@@ -256,7 +256,7 @@ func (c *Cluster) Processes() []*Process {
 
 // Target is the cluster as traffic sees it.
 func (c *Cluster) Target() Target {
-	return Target{API: c.APIURL(), Gateways: c.GatewayURLs(), Describe: c.Provider + ", " + c.Store}
+	return Target{API: c.APIURL(), Gateways: c.GatewayURLs(), Describe: c.Provider + ", " + c.Store, MongoURI: c.MongoURI}
 }
 
 // APIURL is where POST /api/pixels and GET /api/canvas are served.

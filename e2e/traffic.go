@@ -19,6 +19,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/client"
 	"github.com/pixelflow/pixelflow/internal/history"
 	"github.com/pixelflow/pixelflow/internal/protocol"
+	"github.com/pixelflow/pixelflow/internal/store"
 )
 
 // Writer places pixels through the API and records every outcome.
@@ -389,6 +390,9 @@ func Verify(ctx context.Context, name string, t Target, rec *history.Recorder, w
 	}
 	sort.Strings(rep.Diverged)
 	rep.Notes = append(notes, storeAgrees(snap, rec.Writes())...)
+	if t.MongoURI != "" {
+		rep.Notes = append(rep.Notes, databaseAgrees(ctx, t.MongoURI, snap)...)
+	}
 	var buf bytes.Buffer
 	rep.Print(&buf)
 	logf("%s", buf.String())
@@ -433,6 +437,10 @@ type Target struct {
 	Gateways []string
 	// Describe says what runs there (provider, store), for reports.
 	Describe string
+	// MongoURI, when set, lets Verify read the database directly as well
+	// as through the API (the embedded store is only reachable through its
+	// process).
+	MongoURI string
 }
 
 // Backlog reads the api's outbox backlog from /api/health.
@@ -457,4 +465,37 @@ func Backlog(ctx context.Context, apiURL string) (int, error) {
 		return -1, fmt.Errorf("health without outbox backlog (%v)", err)
 	}
 	return *h.Outbox.Backlog, nil
+}
+
+// databaseAgrees reads the pixels straight from MongoDB and compares them
+// with the API's snapshot: the API must not show what the database does
+// not hold, nor miss what it does.
+func databaseAgrees(ctx context.Context, uri string, snap api.CanvasJSON) []string {
+	st, err := store.Open(ctx, uri, "", store.Options{})
+	if err != nil {
+		return []string{"open the database to check it: " + err.Error()}
+	}
+	defer st.Close(context.WithoutCancel(ctx))
+	_, pixels, err := st.Snapshot(ctx)
+	if err != nil {
+		return []string{"read the database's pixels: " + err.Error()}
+	}
+	db := map[[2]int]store.Pixel{}
+	for _, p := range pixels {
+		db[[2]int{p.GX, p.GY}] = p
+	}
+	var out []string
+	for _, p := range snap.Pixels {
+		d, ok := db[[2]int{p.GX, p.GY}]
+		if !ok || d.Version != p.Version || d.Color.String() != p.Color {
+			out = append(out, fmt.Sprintf("the API shows (%d,%d) %s v%d, the database %s v%d", p.GX, p.GY, p.Color, p.Version, d.Color, d.Version))
+		}
+		if len(out) >= 5 {
+			break
+		}
+	}
+	if len(db) != len(snap.Pixels) && len(out) < 5 {
+		out = append(out, fmt.Sprintf("the database holds %d pixels, the API's snapshot %d", len(db), len(snap.Pixels)))
+	}
+	return out
 }
