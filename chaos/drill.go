@@ -59,6 +59,8 @@ type Drill struct {
 	Logf     func(string, ...any)
 	// Facts are figures a scenario records for its checks and the report.
 	Facts map[string]float64
+
+	lat *latencies
 }
 
 // Scenario is one named failure.
@@ -163,12 +165,13 @@ func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provid
 		}
 	}
 	rec := history.NewRecorder(rand.Uint32())
-	w, err := e2e.Watch(ctx, rec, c.Target(), p.Clients, sc.Watch...)
+	lat := &latencies{}
+	w, err := e2e.Watch(ctx, rec, c.Target(), p.Clients, append(sc.Watch, lat.watch())...)
 	if err != nil {
 		tb.Fatalf("%s: %v", sc.Name, err)
 	}
 	defer w.Stop()
-	d := &Drill{Cluster: c, Watchers: w, Profile: p, Logf: tb.Logf, Facts: map[string]float64{}}
+	d := &Drill{Cluster: c, Watchers: w, Profile: p, Logf: tb.Logf, Facts: map[string]float64{}, lat: lat}
 
 	// Warm up: paint every pixel of the region once, so the store holds the
 	// same data before and after the fault (the embedded engine's cost per
@@ -186,7 +189,7 @@ func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provid
 	writes.Add(1)
 	go func() { defer writes.Done(); pace(writeCtx, ctx, writer, p.WriteRate) }()
 
-	samples := newSampler(c.APIURL(), w, writer, start, p.Tick)
+	samples := newSampler(c.APIURL(), w, lat, writer, start, p.Tick)
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	sampled := make(chan struct{})
 	go func() { samples.run(sampleCtx, tb.Logf, sc.Name); close(sampled) }()
@@ -224,9 +227,9 @@ func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provid
 
 	res.FaultStart, res.FaultEnd = faultAt.Sub(start).Seconds(), healAt.Sub(start).Seconds()
 	res.Timeline = samples.points()
-	res.Phases["before"] = phase(w, samples, start.Add(time.Second), faultAt)
-	res.Phases["during"] = phase(w, samples, faultAt, healAt)
-	res.Phases["after"] = phase(w, samples, afterFrom, afterTo)
+	res.Phases["before"] = phase(lat, samples, start.Add(time.Second), faultAt)
+	res.Phases["during"] = phase(lat, samples, faultAt, healAt)
+	res.Phases["after"] = phase(lat, samples, afterFrom, afterTo)
 
 	rep := e2e.Verify(ctx, sc.Name, c.Target(), rec, w, 60*time.Second, tb.Logf)
 	res.History = rep
@@ -372,8 +375,8 @@ func waitDrained(ctx context.Context, apiURL string, from time.Time, bound time.
 	}
 }
 
-func phase(w *e2e.Watchers, s *sampler, from, to time.Time) Rate {
-	lat := w.Latencies(from, to, true)
+func phase(l *latencies, s *sampler, from, to time.Time) Rate {
+	lat := l.between(from, to, true)
 	secs := to.Sub(from).Seconds()
 	r := Rate{Events: len(lat)}
 	if secs > 0 {

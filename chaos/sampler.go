@@ -13,6 +13,7 @@ import (
 type sampler struct {
 	api    string
 	w      *e2e.Watchers
+	lat    *latencies
 	writer *e2e.Writer
 	start  time.Time
 	tick   time.Duration
@@ -27,8 +28,8 @@ type rawSample struct {
 	acked, delivered int64
 }
 
-func newSampler(api string, w *e2e.Watchers, writer *e2e.Writer, start time.Time, tick time.Duration) *sampler {
-	return &sampler{api: api, w: w, writer: writer, start: start, tick: tick}
+func newSampler(api string, w *e2e.Watchers, lat *latencies, writer *e2e.Writer, start time.Time, tick time.Duration) *sampler {
+	return &sampler{api: api, w: w, lat: lat, writer: writer, start: start, tick: tick}
 }
 
 func (s *sampler) run(ctx context.Context, logf func(string, ...any), name string) {
@@ -55,7 +56,7 @@ func (s *sampler) run(ctx context.Context, logf func(string, ...any), name strin
 				Committed: float64(cur.acked-prev.acked) / dt,
 				Delivered: float64(cur.delivered-prev.delivered) / dt,
 				Backlog:   backlog,
-				P99:       quantile(s.w.Latencies(prev.at, cur.at, false), 0.99),
+				P99:       quantile(s.lat.between(prev.at, cur.at, false), 0.99),
 			}
 			s.mu.Lock()
 			s.pts = append(s.pts, p)

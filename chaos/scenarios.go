@@ -176,7 +176,7 @@ func Scenarios() []Scenario {
 			Inject: func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
 				slow := d.Watchers.Clients[0]
 				before := slow.Stats().Resyncs
-				d.Watchers.Ignore(0) // the others' latency is what must hold
+				d.lat.ignore(0) // the others' latency is what must hold
 				slow.Pause(true)
 				return func(context.Context) error {
 					slow.Pause(false)

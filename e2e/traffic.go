@@ -158,58 +158,15 @@ type Watchers struct {
 	wg      sync.WaitGroup
 
 	delivered atomic.Int64
-	mu        sync.Mutex
-	latencies []Latency // every pixel event's commit → receive, in arrival order per client
-	ignored   map[int]bool
-}
-
-// Ignore leaves client i's events out of Latencies from now on (a client
-// that a drill makes slow on purpose).
-func (w *Watchers) Ignore(i int) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.ignored == nil {
-		w.ignored = map[int]bool{}
-	}
-	w.ignored[i] = true
-}
-
-// Latency is one event's commit → receive time, stamped when it arrived.
-type Latency struct {
-	At     time.Time
-	D      time.Duration
-	Client int
 }
 
 // Delivered counts pixel events received by all clients (duplicates too).
 func (w *Watchers) Delivered() int64 { return w.delivered.Load() }
 
-// Latencies returns the commit → receive times of events that arrived in
-// [from, to). With committedSince set, only events also committed in the
-// window count: a republish after a fault delivers old events again, and
-// their age says nothing about how fast the system is now.
-func (w *Watchers) Latencies(from, to time.Time, committedSince bool) []time.Duration {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var out []time.Duration
-	for _, l := range w.latencies {
-		if !l.At.Before(from) && l.At.Before(to) && (!committedSince || !l.At.Add(-l.D).Before(from)) && !w.ignored[l.Client] {
-			out = append(out, l.D)
-		}
+func (w *Watchers) observe(r client.Received) {
+	if r.Event.Kind != canvas.KindCanary && !r.Dup {
+		w.delivered.Add(1)
 	}
-	return out
-}
-
-func (w *Watchers) observe(i int, r client.Received) {
-	if r.Event.Kind == canvas.KindCanary || r.Dup {
-		return
-	}
-	w.delivered.Add(1)
-	w.mu.Lock()
-	if !w.ignored[i] {
-		w.latencies = append(w.latencies, Latency{At: r.ReceivedAt, D: r.ReceivedAt.Sub(r.Event.CommittedAt), Client: i})
-	}
-	w.mu.Unlock()
 }
 
 // Watch connects n clients round-robin to the cluster's gateways (each
@@ -231,7 +188,7 @@ func Watch(ctx context.Context, rec *history.Recorder, t Target, n int, opts ...
 			Alternates:  alternates,
 			SnapshotURL: t.API,
 			Name:        name,
-			OnEvent:     func(r client.Received) { rec.Event(name, r.Event); w.observe(i, r) },
+			OnEvent:     func(r client.Received) { rec.Event(name, r.Event); w.observe(r) },
 			OnSnapshot: func(px map[[2]int]client.CanvasPixel) {
 				v := make(map[[2]int]int64, len(px))
 				for p, cp := range px {

@@ -31,7 +31,6 @@ type meter struct {
 	toPublish *hdrhistogram.Histogram // commit → relay XADD
 	toClient  *hdrhistogram.Histogram // relay XADD → client receive
 	http      *hdrhistogram.Histogram // write scheduled → 201
-	delivered atomic.Int64
 	// steps: capacity's histogram per rate step, by the commit time.
 	stepHists []*hdrhistogram.Histogram
 	stepStart []time.Time
@@ -45,7 +44,6 @@ func (m *meter) observe(r client.Received) {
 	if r.Event.Kind == canvas.KindCanary || r.Dup {
 		return
 	}
-	m.delivered.Add(1)
 	d := r.ReceivedAt.Sub(r.Event.CommittedAt).Microseconds()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -205,14 +203,14 @@ func (l *loop) drive(ctx context.Context, rate int, d time.Duration) StepResult 
 	rng := rand.New(rand.NewPCG(uint64(rate), uint64(start.UnixNano())))
 	interval := time.Second / time.Duration(rate)
 	nextLog := start.Add(time.Second)
-	lastAcked, lastDelivered, lastLog := l.writer.Acked(), l.m.delivered.Load(), start
+	lastAcked, lastDelivered, lastLog := l.writer.Acked(), l.w.Delivered(), start
 	for i := 0; i < total && ctx.Err() == nil; i++ {
 		due := start.Add(time.Duration(i) * interval)
 		if wait := time.Until(due); wait > 0 {
 			time.Sleep(wait)
 		}
 		if now := time.Now(); !now.Before(nextLog) {
-			acked, delivered := l.writer.Acked(), l.m.delivered.Load()
+			acked, delivered := l.writer.Acked(), l.w.Delivered()
 			secs := now.Sub(lastLog).Seconds()
 			backlog, _ := e2e.Backlog(ctx, l.api)
 			s := Second{T: now.Sub(l.start).Seconds(), Writes: float64(acked-lastAcked) / secs, Delivered: float64(delivered-lastDelivered) / secs, P99: l.m.rollSecond(), Backlog: backlog}
