@@ -101,18 +101,8 @@ func TestBrowserTwoPages(t *testing.T) {
 	if !found {
 		t.Errorf("the store does not have the clicked pixel (%d,%d) %s", gx, gy, want)
 	}
-	for name, p := range map[string]context.Context{"page-a": pageA, "page-b": pageB} {
-		png, err := chromedp.Run(p, chromedp.CaptureScreenshot())
-		if err != nil {
-			t.Errorf("screenshot %s: %v", name, err)
-			continue
-		}
-		path := filepath.Join(t.ArtifactDir(), name+".png")
-		if err := os.WriteFile(path, png, 0o644); err != nil {
-			t.Error(err)
-		}
-		t.Logf("screenshot: %s", path)
-	}
+	screenshot(t, pageA, "page-a")
+	screenshot(t, pageB, "page-b")
 }
 
 // page opens a tab on url and waits until the page says it is connected.
