@@ -73,7 +73,6 @@ func (w *Writer) Place(ctx context.Context, gx, gy int) history.Write {
 	}
 	body := fmt.Sprintf(`{"gx":%d,"gy":%d,"color":%q}`, gx, gy, rec.Color.String())
 	for attempt := 0; ; attempt++ {
-		var status int
 		var ev protocol.Event
 		status, err := w.post(ctx, body, key, &ev)
 		switch {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,15 +29,30 @@ func (m *Main) registerMetrics(reg *prometheus.Registry) {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
 	}
 	if s := m.store; s != nil {
+		// Both outbox gauges come from one store query per scrape.
+		var mu sync.Mutex
+		var at time.Time
+		var n int64
+		var oldest time.Time
+		var err error
+		backlog := func(ctx context.Context) (int64, time.Time, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if time.Since(at) > 500*time.Millisecond {
+				n, oldest, err = s.Backlog(ctx)
+				at = time.Now()
+			}
+			return n, oldest, err
+		}
 		gauge("pixelflow_outbox_backlog", "Outbox events not yet published (-1: store unreachable).", scrape(func(ctx context.Context) float64 {
-			n, _, err := s.Backlog(ctx)
+			n, _, err := backlog(ctx)
 			if err != nil {
 				return -1
 			}
 			return float64(n)
 		}))
 		gauge("pixelflow_outbox_oldest_pending_age_seconds", "Age of the oldest unpublished outbox event (0: none).", scrape(func(ctx context.Context) float64 {
-			_, oldest, err := s.Backlog(ctx)
+			_, oldest, err := backlog(ctx)
 			if err != nil || oldest.IsZero() {
 				return 0
 			}
