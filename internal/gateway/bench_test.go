@@ -1,10 +1,15 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -272,4 +277,107 @@ func BenchmarkLoopbackFloor1000(b *testing.B) {
 		<-done
 	}
 	reportCPU(b, cpu)
+}
+
+// TestMain doubles as the client process of BenchmarkServerCPU: with
+// PF_BENCH_CLIENTS set it only runs those clients.
+func TestMain(m *testing.M) {
+	if spec := os.Getenv("PF_BENCH_CLIENTS"); spec != "" {
+		os.Exit(runBenchClients(spec))
+	}
+	os.Exit(m.Run())
+}
+
+// runBenchClients connects n clients to url ("n url"), reports "ready" on
+// stdout once each has its hello, and reads and discards until the
+// connections end.
+func runBenchClients(spec string) int {
+	nStr, url, _ := strings.Cut(spec, " ")
+	n, err := strconv.Atoi(nStr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bad PF_BENCH_CLIENTS:", spec)
+		return 2
+	}
+	var wg sync.WaitGroup
+	for range n {
+		ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if _, _, err := ws.ReadMessage(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf bytes.Buffer
+			for {
+				_, r, err := ws.NextReader()
+				if err != nil {
+					return
+				}
+				buf.Reset()
+				if _, err := buf.ReadFrom(r); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	fmt.Println("ready")
+	wg.Wait()
+	return 0
+}
+
+// BenchmarkServerCPU is the gateway's own CPU per delivery: n clients in a
+// separate process (this test binary again), so the figure holds only the
+// gateway's side — the hub, framing, and the write system calls with the
+// loopback's kernel work they carry. Each op broadcasts one lone event and
+// waits until it has been written to every client (Stats().Delivered), as
+// at a light, steady write rate. cpu-µs/delivery is the figure to compare;
+// it depends far less on other load than the wall time does.
+func BenchmarkServerCPU(b *testing.B) {
+	for _, clients := range []int{200, 1000} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never used: Run is not started
+			b.Cleanup(func() { _ = rdb.Close() })
+			g, err := New(Options{Redis: rdb, InstanceID: "bench", FlushWindow: -1,
+				MaxConns: clients + 1, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			g.hub.pos = canvas.Position{Epoch: "bench"}
+			srv := httptest.NewServer(g)
+			defer srv.Close()
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), "PF_BENCH_CLIENTS="+strconv.Itoa(clients)+" ws"+strings.TrimPrefix(srv.URL, "http"))
+			cmd.Stderr = os.Stderr
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			defer func() { g.Close(); _ = cmd.Wait() }()
+			if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
+				b.Fatalf("client process: %q, %v", line, err)
+			}
+			var seq uint64
+			cpu := cputime.Process()
+			for b.Loop() {
+				seq++
+				want := g.Stats().Delivered + int64(clients)
+				e := stream.Entry{Event: canvas.Event{ID: "ev", Kind: canvas.KindPixel, GX: 12, GY: 34,
+					Color: 0x336699, Version: int64(seq), CommittedAt: time.Now(), Epoch: "bench", Seq: seq}, PublishedAt: time.Now()}
+				g.hub.broadcast([][]byte{encodeEvent(e)}, seq)
+				for g.Stats().Delivered < want {
+					time.Sleep(50 * time.Microsecond)
+				}
+			}
+			used := cputime.Process() - cpu
+			b.ReportMetric(float64(used.Microseconds())/float64(b.N*clients), "cpu-µs/delivery")
+		})
+	}
 }

@@ -3,7 +3,9 @@ package gateway
 import (
 	"errors"
 	"io"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -13,62 +15,87 @@ import (
 
 // item is one entry of a client's queue: either a broadcast batch (shared
 // read-only with every other client's queue) or a whole control frame
-// (resync, pong).
+// (resync, pong, ping), WebSocket header included.
 type item struct {
 	batch *batch
 	ctl   []byte
 }
 
 // batch is one broadcast's encoded events, shared read-only by every
-// client's queue. A writer whose queue holds only this batch (the usual
-// case: a lone event, or a burst read from the stream at once) sends the
-// same frame as every other writer, so that frame is assembled once, by
-// whichever writer needs it first, instead of once per client.
+// client's queue. A client whose queue holds only this batch (the usual
+// case: a lone event, or a burst read from the stream at once) is sent the
+// same frame as every other client, so that frame is assembled once, by
+// whichever flusher needs it first, instead of once per client.
 type batch struct {
-	evs   [][]byte
-	once  sync.Once
-	frame []byte // the events frame of evs; set by once, read-only after
+	evs  [][]byte
+	once sync.Once
+	wire []byte // the events frame of evs, header included; set by once, read-only after
 }
 
 func newBatch(evs [][]byte) *batch { return &batch{evs: evs} }
 
-// sharedFrame returns the events frame of b, which must hold at most
-// maxFrame events.
-func (b *batch) sharedFrame() []byte {
-	b.once.Do(func() { b.frame = appendEventsFrame(nil, b.evs) })
-	return b.frame
+// sharedWire returns the events frame of b, header included; b must hold
+// at most maxFrame events.
+func (b *batch) sharedWire() []byte {
+	b.once.Do(func() { b.wire = appendEventsWire(nil, b.evs) })
+	return b.wire
 }
 
-// conn is one WebSocket client: a bounded queue filled by the hub, drained
-// by one writer goroutine, and a reader (the ServeHTTP goroutine) that only
-// answers pings and polices what the client sends.
+// Control frames, whole.
+var (
+	pongWire = textFrame(pongFrame)
+	pingWire = appendFrame(nil, opPing, nil)
+)
+
+// errClosing is a write refused because the connection is closing.
+var errClosing = errors.New("connection closing")
+
+// conn is one WebSocket client: a bounded queue filled by the hub and sent
+// by its flusher (see flusher) or, while the client's socket is backed up,
+// by the connection's own writer goroutine; and a reader (the ServeHTTP
+// goroutine) that only answers pings and polices what the client sends.
 type conn struct {
 	g    *Gateway
-	ws   *websocket.Conn
-	wake chan struct{} // cap 1: "the queue is not empty"
+	ws   *websocket.Conn // the handshake and reading; frames go out through out
+	out  *socket
+	fl   *flusher
+	wake chan struct{} // cap 1: wakes the writer goroutine
 	done chan struct{} // closed when the connection is closing
 
 	closeOnce sync.Once
+	marked    atomic.Bool  // c is in its flusher's marked list (or waiting in it)
+	lastWrite atomic.Int64 // g.mono() after the last queue write; 0: none yet
 
 	mu         sync.Mutex
 	q          []item // guarded by mu
-	spare      []item // the writer's previous slice, recycled
+	spare      []item // a written slice, recycled
 	queued     int    // events in q
 	pongQueued bool   // a pong is in q
-	pingDue    bool   // pingPeriod has passed: the writer sends a ping
-	closing    bool   // done is closed: the writer stops
+	pingQueued bool   // a ping is in q
+	closing    bool   // done is closed: nothing more is written but the close frame
+	// writer: the writer goroutine sends everything queued until the queue
+	// is empty, and flushers leave c alone. It starts set (the connection's
+	// opening is written directly, then the writer drains what queued
+	// meanwhile) and is set again when a non-blocking write fell short.
+	writer bool
+	// rest is the end of a frame the kernel did not take; the writer must
+	// send it before anything else, and the turn is held for it meanwhile.
+	rest       []byte
+	restEvents int // events delivered once rest is written
 
-	joined [][]byte // the writer's scratch for joining batches; writer only
+	wbuf   []byte   // the writer goroutine's frame scratch
+	joined [][]byte // the writer goroutine's scratch for joining batches
 }
 
-func newConn(g *Gateway, ws *websocket.Conn) *conn {
-	return &conn{g: g, ws: ws, wake: make(chan struct{}, 1), done: make(chan struct{})}
+func newConn(g *Gateway, ws *websocket.Conn, out *socket) *conn {
+	g.connMu.Lock()
+	g.flushers.start(g)
+	fl := g.flushers.assign()
+	g.connMu.Unlock()
+	return &conn{g: g, ws: ws, out: out, fl: fl, wake: make(chan struct{}, 1), done: make(chan struct{}), writer: true}
 }
 
-// signal wakes the writer. Everything it must react to (queued items, a
-// due ping, closing) is recorded under mu before signalling, so the writer
-// waits on this one channel alone: a plain receive is cheaper than a select
-// over several, and the writer wakes once per event and client.
+// signal wakes the writer goroutine.
 func (c *conn) signal() {
 	select {
 	case c.wake <- struct{}{}:
@@ -76,8 +103,16 @@ func (c *conn) signal() {
 	}
 }
 
-// enqueue appends evs unless that would overflow limit; false means the
-// caller must degrade the client. It never blocks on the network.
+// mark asks c's flusher to send its queue (at most once until it has).
+func (c *conn) mark() {
+	if c.marked.CompareAndSwap(false, true) {
+		c.fl.add(c)
+	}
+}
+
+// enqueue appends b unless that would overflow limit; false means the
+// caller must degrade the client. It never blocks on the network. The
+// caller marks c (mark) when it returns true.
 func (c *conn) enqueue(b *batch, limit int) bool {
 	c.mu.Lock()
 	if c.queued+len(b.evs) > limit {
@@ -87,22 +122,22 @@ func (c *conn) enqueue(b *batch, limit int) bool {
 	c.q = append(c.q, item{batch: b})
 	c.queued += len(b.evs)
 	c.mu.Unlock()
-	c.signal()
 	return true
 }
 
-// resync drops the client's backlog and queues the resync frame in its
-// place: the client loses nothing (the snapshot it reloads covers every
-// event up to the resync's position, which is past the dropped ones) and
-// its queue stays bounded however often it is resynced.
+// resync drops the client's backlog and queues the resync frame (a whole
+// frame, see textFrame) in its place: the client loses nothing (the snapshot
+// it reloads covers every event up to the resync's position, which is past
+// the dropped ones) and its queue stays bounded however often it is
+// resynced.
 func (c *conn) resync(frame []byte) {
 	c.mu.Lock()
 	clear(c.q)
 	c.q = append(c.q[:0], item{ctl: frame})
 	c.queued = 0
-	c.pongQueued = false
+	c.pongQueued, c.pingQueued = false, false
 	c.mu.Unlock()
-	c.signal()
+	c.mark()
 }
 
 // pong queues an answer to the client's ping, unless one is already
@@ -114,30 +149,32 @@ func (c *conn) pong() {
 		return
 	}
 	c.pongQueued = true
-	c.q = append(c.q, item{ctl: pongFrame})
+	c.q = append(c.q, item{ctl: pongWire})
 	c.mu.Unlock()
-	c.signal()
+	c.mark()
 }
 
-// ping asks the writer to send a ping; it runs on a timer every pingPeriod.
+// ping queues a protocol-level ping; the writer goroutine calls it every
+// pingPeriod.
 func (c *conn) ping() {
 	c.mu.Lock()
-	c.pingDue = true
+	if c.pingQueued {
+		c.mu.Unlock()
+		return
+	}
+	c.pingQueued = true
+	c.q = append(c.q, item{ctl: pingWire})
 	c.mu.Unlock()
-	c.signal()
+	c.mark()
 }
 
-// take swaps the queue out for the writer, with whether a ping is due and
-// whether the connection is closing.
-func (c *conn) take() (q []item, ping, closing bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	q = c.q
+// takeLocked swaps the queue out; the caller holds mu.
+func (c *conn) takeLocked() []item {
+	q := c.q
 	c.q, c.spare = c.spare[:0], nil
 	c.queued = 0
-	c.pongQueued = false
-	ping, c.pingDue = c.pingDue, false
-	return q, ping, c.closing
+	c.pongQueued, c.pingQueued = false, false
+	return q
 }
 
 // recycle hands a written slice back so the next take allocates nothing.
@@ -150,104 +187,93 @@ func (c *conn) recycle(q []item) {
 	c.mu.Unlock()
 }
 
-// writeLoop is the only goroutine that writes data frames once the
-// connection is live. It waits for the queue to fill and writes everything
-// queued. A lone event goes out at once; FlushWindow only spaces frames: what
-// arrives within FlushWindow of the previous write waits for the window to
-// end and shares a frame with whatever else arrived meanwhile. So an idle
-// client costs no timer per event, and a busy one gets at most one frame per
-// window.
-func (c *conn) writeLoop() {
-	pinger := time.AfterFunc(pingPeriod, c.ping)
-	defer pinger.Stop()
-	window := c.g.opts.FlushWindow
-	var (
-		timer     *time.Timer // the window's wait; made on first use
-		lastWrite time.Time   // end of the previous write
-		buf       []byte
-	)
-	defer func() {
-		if timer != nil {
-			timer.Stop()
+// flush is a flusher sending c's queue: one non-blocking write of every
+// queued frame. If the kernel takes only part of it, the rest goes to the
+// writer goroutine with the turn, and c stays with its writer until its
+// queue is empty. buf is the flusher's scratch, returned grown.
+func (c *conn) flush(buf []byte, joined *[][]byte) []byte {
+	if !c.out.tryLock() {
+		// Someone else is writing: the writer goroutine (which drains the
+		// queue itself), closeWith, or gorilla's control frame. Leave the
+		// queue to the writer rather than wait.
+		c.mu.Lock()
+		handOff := !c.writer && !c.closing && len(c.q) > 0
+		if handOff {
+			c.writer = true
 		}
-	}()
-	for {
-		<-c.wake
-		if window > 0 && !lastWrite.IsZero() {
-			if wait := window - time.Since(lastWrite); wait > 0 {
-				if timer == nil {
-					timer = time.NewTimer(wait)
-				} else {
-					timer.Reset(wait)
-				}
-				select {
-				case <-c.done:
-					return
-				case <-timer.C:
-				}
-			}
+		c.mu.Unlock()
+		if handOff {
+			c.signal()
 		}
-		q, ping, closing := c.take()
-		if closing {
-			return
-		}
-		if ping {
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
-				c.closeWith(0, "")
-				return
-			}
-			pinger.Reset(pingPeriod)
-		}
-		var err error
-		buf, err = c.writeItems(buf[:0], q)
-		c.recycle(q)
-		if err != nil {
-			c.g.log.Debug("client write failed", "err", err)
-			c.closeWith(0, "")
-			return
-		}
-		if window > 0 {
-			lastWrite = time.Now()
-		}
+		return buf
 	}
+	c.mu.Lock()
+	if c.writer || c.closing || len(c.q) == 0 {
+		c.mu.Unlock()
+		c.out.unlock()
+		return buf
+	}
+	if c.out.raw == nil { // no non-blocking writes on this connection
+		c.writer = true
+		c.mu.Unlock()
+		c.out.unlock()
+		c.signal()
+		return buf
+	}
+	q := c.takeLocked()
+	c.mu.Unlock()
+	data, events, buf := assemble(buf, q, joined)
+	n, err := c.out.tryWrite(data)
+	c.recycle(q)
+	if err != nil {
+		c.out.unlock()
+		c.g.log.Debug("client write failed", "err", err)
+		c.closeWith(0, "")
+		return buf
+	}
+	if n == len(data) {
+		c.out.unlock()
+		c.lastWrite.Store(c.g.mono())
+		c.g.stats.delivered.Add(int64(events))
+		return buf
+	}
+	// The turn stays held: the writer goroutine finishes the frame.
+	rest := slices.Clone(data[n:])
+	c.mu.Lock()
+	c.rest, c.restEvents, c.writer = rest, events, true
+	c.mu.Unlock()
+	c.signal()
+	return buf
 }
 
-// writeItems writes q as frames: consecutive event batches are packed into
-// events frames of at most maxFrame events; control frames go alone, in order.
-// Batches are shared with other clients' queues, so they are only read:
-// several are joined in the writer's own slice, and a batch that makes a
-// frame on its own is sent as its shared frame.
-func (c *conn) writeItems(buf []byte, q []item) ([]byte, error) {
-	if len(q) == 1 && q[0].batch != nil && len(q[0].batch.evs) <= maxFrame {
-		b := q[0].batch
-		if err := c.write(b.sharedFrame()); err != nil {
-			return buf, err
+// assemble returns the bytes that send q: consecutive event batches packed
+// into events frames of at most maxFrame events, control frames alone, in
+// order. A lone batch that fits a frame is its shared frame; anything else
+// is built in buf (returned grown). Batches are shared with other clients'
+// queues, so they are only read.
+func assemble(buf []byte, q []item, joined *[][]byte) (data []byte, events int, out []byte) {
+	if len(q) == 1 {
+		if b := q[0].batch; b != nil && len(b.evs) <= maxFrame {
+			return b.sharedWire(), len(b.evs), buf
 		}
-		c.g.stats.delivered.Add(int64(len(b.evs)))
-		return buf, nil
+		if q[0].ctl != nil {
+			return q[0].ctl, 0, buf
+		}
 	}
 	var pending [][]byte
-	owned := c.joined[:0]
-	flush := func() error {
+	owned := (*joined)[:0]
+	flush := func() {
 		for len(pending) > 0 {
 			n := min(len(pending), maxFrame)
-			buf = appendEventsFrame(buf[:0], pending[:n])
-			if err := c.write(buf); err != nil {
-				return err
-			}
-			c.g.stats.delivered.Add(int64(n))
+			buf = appendEventsWire(buf, pending[:n])
+			events += n
 			pending = pending[n:]
 		}
-		return nil
 	}
 	for _, it := range q {
 		if it.ctl != nil {
-			if err := flush(); err != nil {
-				return buf, err
-			}
-			if err := c.write(it.ctl); err != nil {
-				return buf, err
-			}
+			flush()
+			buf = append(buf, it.ctl...)
 			continue
 		}
 		evs := it.batch.evs
@@ -262,36 +288,145 @@ func (c *conn) writeItems(buf []byte, q []item) ([]byte, error) {
 			pending = owned
 		}
 	}
-	err := flush()
+	flush()
 	clear(owned)
-	c.joined = owned[:0]
-	return buf, err
+	*joined = owned[:0]
+	return buf, events, buf
 }
 
-func (c *conn) write(frame []byte) error {
-	_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
-	return c.ws.WriteMessage(websocket.TextMessage, frame)
+// writeLoop is the connection's writer goroutine. It sends what queued while
+// the connection opened, then sleeps until its flusher hands the connection
+// over (its socket was backed up), and queues a protocol ping every
+// pingPeriod.
+func (c *conn) writeLoop() {
+	ticker := time.NewTicker(pingPeriod)
+	defer ticker.Stop()
+	for {
+		if !c.sendQueued() {
+			return
+		}
+		select {
+		case <-c.wake:
+		case <-ticker.C:
+			c.ping()
+		case <-c.done:
+			return
+		}
+	}
 }
+
+// sendQueued sends, with blocking writes under writeWait, whatever is queued
+// while c is with its writer, then gives c back to its flusher once the
+// queue is empty. False means the connection is closing.
+func (c *conn) sendQueued() bool {
+	for {
+		c.mu.Lock()
+		if c.closing {
+			c.mu.Unlock()
+			return false
+		}
+		if !c.writer {
+			c.mu.Unlock()
+			return true
+		}
+		rest, events := c.rest, c.restEvents
+		c.rest, c.restEvents = nil, 0
+		c.mu.Unlock()
+		if rest == nil && !c.out.lock(c.done) { // with rest, the turn is ours already
+			return false
+		}
+		c.mu.Lock()
+		if c.closing {
+			c.mu.Unlock()
+			if rest == nil {
+				c.out.unlock()
+			} // else the stream is mid-frame: keep the turn, so no close frame lands inside it
+			return false
+		}
+		q := c.takeLocked()
+		if rest == nil && len(q) == 0 {
+			c.writer = false
+			c.mu.Unlock()
+			c.out.unlock()
+			return true
+		}
+		c.mu.Unlock()
+		deadline := time.Now().Add(writeWait)
+		var err error
+		if rest != nil {
+			err = c.out.writeAll(rest, deadline)
+		}
+		if err == nil && len(q) > 0 {
+			var data []byte
+			var n int
+			data, n, c.wbuf = assemble(c.wbuf[:0], q, &c.joined)
+			err = c.out.writeAll(data, deadline)
+			events += n
+		}
+		c.recycle(q)
+		c.out.unlock()
+		if err != nil {
+			c.g.log.Debug("client write failed", "err", err)
+			c.closeWith(0, "")
+			return false
+		}
+		c.lastWrite.Store(c.g.mono())
+		c.g.stats.delivered.Add(int64(events))
+	}
+}
+
+// write sends one text message at once, waiting for its turn; it is for
+// the connection's opening (hello, replay, resync), written before the
+// writer goroutine starts.
+func (c *conn) write(payload []byte) error {
+	if !c.out.lock(c.done) {
+		return errClosing
+	}
+	defer c.out.unlock()
+	return c.out.writeAll(textFrame(payload), time.Now().Add(writeWait))
+}
+
+// closeSent is the closeWith "code" of a connection whose close frame gorilla
+// has already written (a frame over the read limit).
+const closeSent = -1
 
 // closeWith starts closing the connection, once. With a code it sends that
-// close frame and gives the client closeGrace to answer before the reader
-// gives up; without one it cuts the TCP connection (the peer is gone or
-// unwritable anyway).
+// close frame (after the frame being written, if any) and gives the client
+// closeGrace to answer before the reader gives up; with closeSent it only
+// gives that grace; without a code, or when the frame cannot be sent within
+// closeGrace, it cuts the TCP connection (the peer is gone or unwritable
+// anyway).
 func (c *conn) closeWith(code int, reason string) {
 	c.closeOnce.Do(func() {
 		c.g.hub.unregister(c)
 		c.mu.Lock()
 		c.closing = true
+		rest := c.rest // when set, the turn is held for it: it becomes ours
+		c.rest = nil
 		c.mu.Unlock()
 		close(c.done)
 		c.signal()
-		if code == 0 {
-			_ = c.ws.NetConn().Close()
+		switch code {
+		case 0:
+			_ = c.out.nc.Close()
+			return
+		case closeSent:
+			_ = c.out.nc.SetReadDeadline(time.Now().Add(closeGrace))
 			return
 		}
-		msg := websocket.FormatCloseMessage(code, reason)
-		_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeGrace))
-		_ = c.ws.NetConn().SetReadDeadline(time.Now().Add(closeGrace))
+		deadline := time.Now().Add(closeGrace)
+		if rest == nil && !c.out.lockBy(deadline) {
+			_ = c.out.nc.Close()
+			return
+		}
+		frame := appendFrame(rest, opClose, websocket.FormatCloseMessage(code, reason))
+		err := c.out.writeAll(frame, deadline)
+		c.out.unlock()
+		if err != nil {
+			_ = c.out.nc.Close()
+			return
+		}
+		_ = c.out.nc.SetReadDeadline(deadline)
 	})
 }
 
@@ -309,7 +444,7 @@ func (c *conn) readLoop() {
 		if err != nil {
 			if errors.Is(err, websocket.ErrReadLimit) {
 				// gorilla already sent 1009; let the client see it.
-				c.closeWith(websocket.CloseMessageTooBig, "frame too large")
+				c.closeWith(closeSent, "")
 				c.drain()
 			}
 			return
@@ -334,7 +469,7 @@ func (c *conn) readLoop() {
 // Closing a socket with unread input makes the kernel send RST, which can
 // destroy the close frame before the client reads it.
 func (c *conn) drain() {
-	nc := c.ws.NetConn()
+	nc := c.out.nc
 	_ = nc.SetReadDeadline(time.Now().Add(closeGrace))
 	_, _ = io.Copy(io.Discard, nc)
 }

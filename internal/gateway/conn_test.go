@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -89,15 +90,68 @@ func TestFlushWindowBatchesWhatFollowsAWrite(t *testing.T) {
 func TestSharedFrameMatchesJoinedFrame(t *testing.T) {
 	evs := [][]byte{[]byte(`{"seq":1}`), []byte(`{"seq":2}`)}
 	b := newBatch(evs)
-	want := appendEventsFrame(nil, evs)
-	if got := b.sharedFrame(); string(got) != string(want) {
-		t.Fatalf("shared frame %s, want %s", got, want)
+	var joined [][]byte
+	want, n, _ := assemble(nil, []item{{batch: newBatch(evs[:1])}, {batch: newBatch(evs[1:])}}, &joined)
+	if n != 2 {
+		t.Fatalf("assembled %d events, want 2", n)
+	}
+	if got := b.sharedWire(); string(got) != string(want) {
+		t.Fatalf("shared frame %q, want %q", got, want)
+	}
+	payload := appendEventsFrame(nil, evs)
+	if got := b.sharedWire(); string(got) != string(appendFrame(nil, opText, payload)) {
+		t.Fatalf("shared frame %q is not the text frame of %s", got, payload)
 	}
 	var f struct {
 		Type   string            `json:"type"`
 		Events []json.RawMessage `json:"events"`
 	}
-	if err := json.Unmarshal(b.sharedFrame(), &f); err != nil || f.Type != protocol.TypeEvents || len(f.Events) != 2 {
-		t.Fatalf("shared frame %s does not parse as two events: %v", b.sharedFrame(), err)
+	if err := json.Unmarshal(payload, &f); err != nil || f.Type != protocol.TypeEvents || len(f.Events) != 2 {
+		t.Fatalf("frame %s does not parse as two events: %v", payload, err)
+	}
+}
+
+// The frames the gateway writes itself are read back intact by a standard
+// WebSocket client at every length encoding (7-bit, 16-bit, 64-bit), and a
+// queue of control frames and batches comes out as separate messages in
+// order.
+func TestRawFramesReadByGorilla(t *testing.T) {
+	sizes := []int{0, 1, 125, 126, 65535, 65536, 70000}
+	payload := func(n int) []byte { return []byte(strings.Repeat("x", n)) }
+	evs := [][]byte{[]byte(`{"seq":1}`), []byte(`{"seq":2}`), []byte(`{"seq":3}`)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		var buf []byte
+		for _, n := range sizes {
+			buf = appendFrame(buf, opText, payload(n))
+		}
+		var joined [][]byte
+		q := []item{{batch: newBatch(evs[:1])}, {ctl: textFrame(pongFrame)}, {batch: newBatch(evs[1:2])}, {batch: newBatch(evs[2:])}}
+		data, _, _ := assemble(nil, q, &joined)
+		buf = append(buf, data...)
+		_, _ = ws.NetConn().Write(buf)
+		_, _, _ = ws.ReadMessage() // until the client closes
+	}))
+	defer srv.Close()
+	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for _, n := range sizes {
+		mt, got, err := ws.ReadMessage()
+		if err != nil || mt != websocket.TextMessage || string(got) != string(payload(n)) {
+			t.Fatalf("frame of %d bytes: type %d, %d bytes, %v", n, mt, len(got), err)
+		}
+	}
+	for _, want := range []string{`{"type":"events","events":[{"seq":1}]}`, `{"type":"pong"}`, `{"type":"events","events":[{"seq":2},{"seq":3}]}`} {
+		if _, got, err := ws.ReadMessage(); err != nil || string(got) != want {
+			t.Fatalf("got %s (%v), want %s", got, err, want)
+		}
 	}
 }

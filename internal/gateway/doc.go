@@ -21,15 +21,24 @@
 //     client is degraded). A client registers under the same mutex and is
 //     told the position at that instant, so it receives exactly the entries
 //     after it.
-//   - Each connection has one writer goroutine (the only one writing data
-//     frames once the connection is live) that waits on one wake-up channel
-//     for its queue, a due ping or closing, and writes with a deadline. A
-//     lone event goes out at once; what arrives within FlushWindow of the
-//     previous write waits for the window to end and shares a frame. A
-//     batch that makes a frame on its own is framed once and the bytes are
-//     shared by every writer. Beside it runs a reader (the
-//     ServeHTTP goroutine) that answers {"type":"ping"}, keeps the pong
-//     deadline and closes the connection on anything else.
+//   - Flushers (one per processor) write the queues: a broadcast marks each
+//     client it queued to, and a flusher sends a marked client's whole
+//     queue with one non-blocking write of WebSocket frames the gateway
+//     builds itself (a batch alone in a queue is framed once and the bytes
+//     are shared by every client). So a delivery is one write system call
+//     and no goroutine wake-up of its own. A client written less than
+//     FlushWindow ago stays marked until its window ends and gets what
+//     queued meanwhile as one frame; an idle client's event goes out at
+//     once. A client whose socket takes only part of a write is handed to
+//     its own writer goroutine, which finishes the frame with a deadline,
+//     drains its queue with blocking writes and then hands the client back:
+//     a slow client never holds a flusher. The writer goroutine also writes
+//     the connection's opening and queues a ping every pingPeriod. Writers
+//     take turns per frame on the socket (gorilla/websocket's own control
+//     frames included), so no frame is ever cut by another. Beside them
+//     runs a reader (the ServeHTTP goroutine, through gorilla/websocket)
+//     that answers {"type":"ping"}, keeps the pong deadline and closes the
+//     connection on anything else.
 //
 // A heartbeat goroutine (maintain) records liveness in a sorted set at the
 // Redis server's clock, destroys the groups of instances silent for longer
@@ -40,8 +49,9 @@
 // Refusals happen before the upgrade (400 bad since, 403 origin, 503 full
 // or closing). After it: register with the hub (position P), decide the
 // resume (replay since+1..P with XRANGE, or resync), write hello and the
-// replay or resync directly, start the writer, which drains the live
-// entries queued meanwhile (all > P), then read until the connection ends.
+// replay or resync directly, start the writer goroutine, which drains the
+// live entries queued meanwhile (all > P) and hands the connection to its
+// flusher, then read until the connection ends.
 // Close sends 1001 to every client and waits briefly for them.
 //
 // # Epochs and continuity

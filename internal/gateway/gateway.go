@@ -208,6 +208,7 @@ type Gateway struct {
 	beatKey  string
 	stream   *stream.Stream
 	hub      *hub
+	flushers flushers // guarded by connMu
 	stats    counters
 	upgrader websocket.Upgrader
 	hooks    hooks
@@ -379,7 +380,13 @@ func (g *Gateway) Close() {
 	case <-t.C:
 		g.log.Warn("connections still open after close")
 	}
+	g.connMu.Lock()
+	g.flushers.close()
+	g.connMu.Unlock()
 }
+
+// mono is the gateway's monotonic clock in nanoseconds, never 0.
+func (g *Gateway) mono() int64 { return int64(time.Since(g.started)) + 1 }
 
 // reserve takes a connection slot before the upgrade; it fails with the
 // status to answer when the gateway is closing or full.

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -43,15 +42,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, canvas.EUnavailable, msg)
 		return
 	}
-	ws, err := g.upgrader.Upgrade(w, r, nil)
+	out := newSocket()
+	ws, err := g.upgrader.Upgrade(hijacker{w, out, g.opts.SendBuffer}, r, nil)
 	if err != nil { // the upgrader has answered
 		g.release(nil)
 		return
 	}
-	if tc, ok := ws.UnderlyingConn().(*net.TCPConn); ok && g.opts.SendBuffer > 0 {
-		_ = tc.SetWriteBuffer(g.opts.SendBuffer)
-	}
-	c := newConn(g, ws)
+	c := newConn(g, ws, out)
 	defer func() {
 		c.closeWith(0, "")
 		_ = ws.Close()

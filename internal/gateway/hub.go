@@ -61,8 +61,8 @@ func (h *hub) broadcast(evs [][]byte, last uint64) {
 	if len(evs) == 0 {
 		return
 	}
-	// Encoded and framed once, outside the lock: a writer that finds only
-	// this batch in its queue sends the shared frame as it is.
+	// Encoded once, outside the lock; framed once, by the first flusher
+	// that finds only this batch in a queue (see batch).
 	b := newBatch(evs)
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -73,10 +73,11 @@ func (h *hub) broadcast(evs [][]byte, last uint64) {
 	var resync []byte // built once, only if some client overflows
 	for c := range h.clients {
 		if c.enqueue(b, h.queueLen) {
+			c.mark()
 			continue
 		}
 		if resync == nil {
-			resync = encodeResync(protocol.ReasonSlow, h.pos)
+			resync = textFrame(encodeResync(protocol.ReasonSlow, h.pos))
 		}
 		h.stats.degraded.Add(1)
 		h.stats.resyncs.Add(1)
@@ -95,7 +96,7 @@ func (h *hub) resync(reason string, pos canvas.Position) {
 		return
 	}
 	h.pos = pos
-	frame := encodeResync(reason, pos)
+	frame := textFrame(encodeResync(reason, pos))
 	for c := range h.clients {
 		h.stats.resyncs.Add(1)
 		c.resync(frame)

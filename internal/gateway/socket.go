@@ -1,0 +1,218 @@
+package gateway
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// socket is the sending side of one client's connection. The gateway writes
+// WebSocket frames to the TCP connection itself rather than through
+// gorilla/websocket: a broadcast's frame is framed once and the same bytes go
+// to every client, and a flusher (see flusher) can try a write without
+// blocking, so an ordinary delivery is one write system call and no
+// goroutine wake-up of its own.
+//
+// Writers take turns: whoever writes (a flusher, the connection's writer
+// goroutine, closeWith, or gorilla writing a control frame from inside its
+// reader) holds the turn for a whole frame, so no frame is ever cut by
+// another. The turn is a channel so that it can be waited for with a bound
+// and handed from one goroutine to another: a flusher whose write the kernel
+// took only in part hands the turn, with the rest of the frame, to the
+// connection's writer goroutine, and nothing else may write until that rest
+// is out.
+type socket struct {
+	nc   net.Conn        // the client's connection; nil until the upgrade
+	raw  syscall.RawConn // nc's descriptor for non-blocking writes; nil if it has none
+	turn chan struct{}   // cap 1: full while someone holds the turn
+}
+
+func newSocket() *socket { return &socket{turn: make(chan struct{}, 1)} }
+
+// lock waits for the turn, or for done to close (false).
+func (s *socket) lock(done <-chan struct{}) bool {
+	select {
+	case s.turn <- struct{}{}:
+		return true
+	case <-done:
+		return false
+	}
+}
+
+// tryLock takes the turn if nobody holds it.
+func (s *socket) tryLock() bool {
+	select {
+	case s.turn <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// lockBy waits for the turn until deadline (forever when zero).
+func (s *socket) lockBy(deadline time.Time) bool {
+	if s.tryLock() {
+		return true
+	}
+	if deadline.IsZero() {
+		s.turn <- struct{}{}
+		return true
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case s.turn <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+func (s *socket) unlock() { <-s.turn }
+
+// tryWrite writes as much of p as the kernel accepts at once, without
+// waiting: n < len(p) with a nil error means the send buffer is full. The
+// caller holds the turn.
+func (s *socket) tryWrite(p []byte) (int, error) {
+	var (
+		n    int
+		werr error
+	)
+	err := s.raw.Write(func(fd uintptr) bool {
+		for {
+			n, werr = syscall.Write(int(fd), p)
+			if werr != syscall.EINTR {
+				return true
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case errors.Is(werr, syscall.EAGAIN):
+		return 0, nil
+	case werr != nil:
+		return 0, werr
+	}
+	return n, nil
+}
+
+// writeAll writes p, waiting at most until deadline. The caller holds the
+// turn.
+func (s *socket) writeAll(p []byte, deadline time.Time) error {
+	_ = s.nc.SetWriteDeadline(deadline)
+	_, err := s.nc.Write(p)
+	// A deadline left behind would fail the next non-blocking write once
+	// it passed.
+	_ = s.nc.SetWriteDeadline(time.Time{})
+	return err
+}
+
+// hijacker hands gorilla/websocket's Upgrade the client connection wrapped in
+// a gorillaConn, and records the bare connection in s.
+type hijacker struct {
+	http.ResponseWriter
+	s          *socket
+	sendBuffer int
+}
+
+// Hijack implements http.Hijacker for the upgrader.
+func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if tc, ok := nc.(*net.TCPConn); ok && h.sendBuffer > 0 {
+		_ = tc.SetWriteBuffer(h.sendBuffer)
+	}
+	h.s.nc = nc
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			h.s.raw = raw
+		}
+	}
+	return &gorillaConn{Conn: nc, s: h.s}, brw, nil
+}
+
+// gorillaConn is the connection gorilla/websocket sees. It still writes
+// through it: the handshake answer, and from inside its reader the pong to a
+// client's protocol ping, the echo of a client's close frame, and the close
+// frame of a protocol error. Each of those writes takes the turn, honouring
+// the deadline gorilla set, so it lands between frames.
+type gorillaConn struct {
+	net.Conn
+	s        *socket
+	mu       sync.Mutex
+	deadline time.Time // gorilla's write deadline, applied once it has the turn
+}
+
+func (w *gorillaConn) SetWriteDeadline(t time.Time) error {
+	w.mu.Lock()
+	w.deadline = t
+	w.mu.Unlock()
+	return nil
+}
+
+func (w *gorillaConn) SetDeadline(t time.Time) error {
+	_ = w.SetWriteDeadline(t)
+	return w.Conn.SetReadDeadline(t)
+}
+
+func (w *gorillaConn) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	deadline := w.deadline
+	w.mu.Unlock()
+	if !w.s.lockBy(deadline) {
+		return 0, os.ErrDeadlineExceeded
+	}
+	defer w.s.unlock()
+	_ = w.Conn.SetWriteDeadline(deadline)
+	n, err := w.Conn.Write(p)
+	_ = w.Conn.SetWriteDeadline(time.Time{})
+	return n, err
+}
+
+// WebSocket opcodes (RFC 6455 §5.2) of the frames the gateway writes.
+const (
+	opText  = 0x1
+	opClose = 0x8
+	opPing  = 0x9
+)
+
+// appendHeader appends the header of an unmasked, final server frame with
+// an n-byte payload.
+func appendHeader(buf []byte, op byte, n int) []byte {
+	buf = append(buf, 0x80|op)
+	switch {
+	case n < 126:
+		return append(buf, byte(n))
+	case n <= 0xFFFF:
+		return append(buf, 126, byte(n>>8), byte(n))
+	}
+	return binary.BigEndian.AppendUint64(append(buf, 127), uint64(n))
+}
+
+// appendFrame appends one whole frame.
+func appendFrame(buf []byte, op byte, payload []byte) []byte {
+	return append(appendHeader(buf, op, len(payload)), payload...)
+}
+
+// textFrame is a text message as one frame.
+func textFrame(payload []byte) []byte {
+	return appendFrame(make([]byte, 0, len(payload)+10), opText, payload)
+}
+
+// appendEventsWire appends the events frame of evs, header included.
+func appendEventsWire(buf []byte, evs [][]byte) []byte {
+	n := len(eventsPrefix) + len(eventsSuffix) + max(len(evs)-1, 0)
+	for _, e := range evs {
+		n += len(e)
+	}
+	return appendEventsFrame(appendHeader(buf, opText, n), evs)
+}
