@@ -32,6 +32,7 @@ func main() {
 		}
 		return
 	}
+	applyGCDefaults(os.Getenv, os.ReadFile)
 	m := NewMain()
 	if err := m.ParseFlags(os.Args[1:], os.Getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
