@@ -12,6 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/cputime"
 	"github.com/pixelflow/pixelflow/internal/store"
 )
 
@@ -344,6 +345,64 @@ func BenchmarkPlace(b *testing.B) {
 		}
 		i++
 	}
+}
+
+// BenchmarkPlacePainted is the write path's store work at the load test's
+// steady rate, as serve does it: a 64×64 canvas painted all over (every
+// tile document full), 200 placements a second, one per transaction, and
+// after each the relay's claim and mark with pruning, so the outbox stays as
+// short as in a running server (BenchmarkPlace lets it grow, and lungo
+// copies it on every write). The rate is paced because lungo keeps every
+// oplog entry of the current second and copies the oplog on every write:
+// unpaced, the cost per op would depend on the machine's speed. cpu-µs/op
+// is the process's CPU per placement, garbage collection included; run it
+// with -benchtime 2000x (10 s).
+func BenchmarkPlacePainted(b *testing.B) {
+	s := mustOpen(b, store.Options{PruneOnPublish: true})
+	ctx := context.Background()
+	lease, _, err := s.AcquireLease(ctx, "bench", time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pos := lease.Position
+	publish := func() {
+		claim, evs, err := s.Claim(ctx, "bench", pos)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids := make([]string, len(evs))
+		for i, e := range evs {
+			ids[i] = e.ID
+		}
+		if err := s.MarkPublished(ctx, "bench", pos, store.Batch{Claim: claim, IDs: ids}, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+		pos.Seq += uint64(len(ids))
+	}
+	for i := range 64 * 64 {
+		if _, _, err := s.Place(ctx, place(i%64, i/64, canvas.Color(i)), "", store.Trace{}); err != nil {
+			b.Fatal(err)
+		}
+		if i%256 == 255 {
+			publish()
+		}
+	}
+	publish()
+	b.ReportAllocs()
+	i, n := 0, 0
+	const every = time.Second / 200
+	start := time.Now()
+	cpu := cputime.Process()
+	for b.Loop() {
+		n++
+		time.Sleep(time.Until(start.Add(time.Duration(n) * every)))
+		i = (i + 617) % (64 * 64) // strides over every tile
+		if _, _, err := s.Place(ctx, place(i%64, i/64, canvas.Color(i)), "", store.Trace{}); err != nil {
+			b.Fatal(err)
+		}
+		publish()
+	}
+	b.ReportMetric(float64((cputime.Process() - cpu).Microseconds())/float64(b.N), "cpu-µs/op")
 }
 
 func TestClaimAndMarkByClaim(t *testing.T) {
