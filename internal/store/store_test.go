@@ -402,7 +402,7 @@ func BenchmarkPlacePainted(b *testing.B) {
 		}
 		publish()
 	}
-	b.ReportMetric(float64((cputime.Process() - cpu).Microseconds())/float64(b.N), "cpu-µs/op")
+	b.ReportMetric(float64((cputime.Process()-cpu).Microseconds())/float64(b.N), "cpu-µs/op")
 }
 
 func TestClaimAndMarkByClaim(t *testing.T) {
