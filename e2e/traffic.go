@@ -34,6 +34,10 @@ type Writer struct {
 	// is sent again with the same Idempotency-Key before it is recorded as
 	// unknown.
 	Retries int
+	// OnSend, when set, is called with each write's colour (unique to the
+	// write) just before it is first sent, so a load test can time a write
+	// from its sending to its arrival at the clients.
+	OnSend func(color canvas.Color, at time.Time)
 
 	keys  atomic.Int64
 	acked atomic.Int64
@@ -72,6 +76,9 @@ func (w *Writer) Place(ctx context.Context, gx, gy int) history.Write {
 		key = fmt.Sprintf("w-%d-%d", time.Now().UnixNano(), w.keys.Add(1))
 	}
 	body := fmt.Sprintf(`{"gx":%d,"gy":%d,"color":%q}`, gx, gy, rec.Color.String())
+	if w.OnSend != nil {
+		w.OnSend(rec.Color, time.Now())
+	}
 	for attempt := 0; ; attempt++ {
 		var ev protocol.Event
 		status, err := w.post(ctx, body, key, &ev)

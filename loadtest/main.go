@@ -4,10 +4,17 @@
 //	go run ./loadtest -scenario smoke            # CI: 50 clients, 100 writes/s, 10 s
 //	go run ./loadtest -scenario steady           # 200 clients, 200 writes/s, 30 s
 //	go run ./loadtest -scenario capacity         # raise the rate until P99 > 100 ms
+//	go run ./loadtest -scenario steady -cpus-server 0 -cpus-load 1
 //	go run ./loadtest -api URL -gateways URL,URL # aim at a running deployment
 //
-// Without -api it builds pixelflow and starts it on an e2e provider (docker
-// when healthy, else local; E2E_PROVIDER overrides). Writes are open-loop:
+// Without -api it builds pixelflow and starts it: steady and capacity as
+// one `pixelflow serve` process with its own redis-server, the deployment
+// the side-by-side harness (../shared/peer) measures; smoke (and -topology
+// cluster) as an api and gateways on an e2e provider (docker when healthy,
+// else local; E2E_PROVIDER overrides). Each step's CPU is read from /proc
+// after a warm-up: per process, per delivery, with the machine's busy share
+// and what other processes used (a step where they used more than
+// -max-other cores is flagged disturbed). Writes are open-loop:
 // each is scheduled by the clock, not by the previous answer, so a slow
 // server cannot hide its latency; a write's HTTP latency counts from its
 // scheduled time.
@@ -49,13 +56,26 @@ type Params struct {
 	Targets  []string `json:"gatewayUrls,omitempty"`
 	Out      string   `json:"-"`
 	Provider string   `json:"-"`
+
+	// Topology is what runs pixelflow when the load test starts it: "serve"
+	// (one process and its own redis-server, as the side-by-side harness
+	// runs it) or "cluster" (an api and Gateways gateway processes behind
+	// the e2e providers' proxies).
+	Topology string `json:"topology"`
+	// CPUsServer and CPUsLoad pin pixelflow (and its Redis) and the load
+	// generator to separate CPUs (taskset lists, e.g. "0" and "1").
+	CPUsServer string `json:"cpusServer,omitempty"`
+	CPUsLoad   string `json:"cpusLoad,omitempty"`
+	// MaxOther is the CPU (in cores) that other processes may use during a
+	// step's measured window before the step is flagged disturbed.
+	MaxOther float64 `json:"maxOtherCores"`
 }
 
 func scenarios() map[string]Params {
 	return map[string]Params{
-		"smoke":    {Clients: 50, Rate: 100, Duration: 10 * time.Second, Gateways: 2},
-		"steady":   {Clients: 200, Rate: 200, Duration: 30 * time.Second, Gateways: 2},
-		"capacity": {Clients: 200, Rate: 200, Gateways: 2, Steps: []int{200, 400, 600, 800, 1000, 1200, 1500, 2000}, StepTime: 8 * time.Second, P99Limit: 100 * time.Millisecond},
+		"smoke":    {Clients: 50, Rate: 100, Duration: 10 * time.Second, Gateways: 2, Topology: "cluster"},
+		"steady":   {Clients: 200, Rate: 200, Duration: 30 * time.Second, Gateways: 1, Topology: "serve"},
+		"capacity": {Clients: 200, Rate: 200, Gateways: 1, Topology: "serve", Steps: []int{200, 400, 600, 800, 1000, 1200, 1500, 2000}, StepTime: 8 * time.Second, P99Limit: 100 * time.Millisecond},
 	}
 }
 
@@ -72,6 +92,10 @@ func parse(args []string) (Params, error) {
 	api := fs.String("api", "", "base URL of a running api (with -gateways); default: start pixelflow here")
 	targets := fs.String("gateways-urls", "", "comma-separated base URLs of running gateways (with -api)")
 	out := fs.String("out", "loadtest/out", "report directory")
+	topology := fs.String("topology", "", `what runs pixelflow: "serve" (one process and its own redis-server, like the side-by-side harness; steady and capacity) or "cluster" (api + gateway processes behind proxies; smoke)`)
+	cpusServer := fs.String("cpus-server", "", "pin pixelflow and its Redis to these CPUs (taskset list, e.g. 0)")
+	cpusLoad := fs.String("cpus-load", "", "pin the load generator to these CPUs (taskset list, e.g. 1)")
+	maxOther := fs.Float64("max-other", 0.25, "cores other processes may use during a step's measured window before it is flagged disturbed")
 	if err := fs.Parse(args); err != nil {
 		return Params{}, err
 	}
@@ -103,6 +127,13 @@ func parse(args []string) (Params, error) {
 	if set["gateways"] {
 		p.Gateways = *gateways
 	}
+	if set["topology"] {
+		p.Topology = *topology
+	}
+	if set["gateways"] && !set["topology"] && p.Gateways > 1 {
+		p.Topology = "cluster" // several gateways are several processes
+	}
+	p.CPUsServer, p.CPUsLoad, p.MaxOther = *cpusServer, *cpusLoad, *maxOther
 	if *targets != "" {
 		p.Targets = strings.Split(*targets, ",")
 	}
@@ -121,6 +152,19 @@ func parse(args []string) (Params, error) {
 		return p, errors.New("-api and -gateways-urls go together")
 	case p.Gateways < 1 || p.Gateways > 16:
 		return p, fmt.Errorf("-gateways %d: want 1..16", p.Gateways)
+	case p.Topology != "serve" && p.Topology != "cluster":
+		return p, fmt.Errorf("-topology %q: want serve or cluster", p.Topology)
+	case p.Topology == "serve" && p.Gateways != 1:
+		return p, fmt.Errorf("-gateways %d: the serve topology is one process; use -topology cluster", p.Gateways)
+	case p.MaxOther < 0:
+		return p, fmt.Errorf("-max-other %g: want ≥ 0", p.MaxOther)
+	case (p.CPUsServer != "" || p.CPUsLoad != "") && p.API != "":
+		return p, errors.New("-cpus-server and -cpus-load pin processes the load test starts; not with -api")
+	}
+	for name, v := range map[string]string{"cpus-server": p.CPUsServer, "cpus-load": p.CPUsLoad} {
+		if v != "" && strings.Trim(v, "0123456789,-") != "" {
+			return p, fmt.Errorf("-%s %q: want a CPU list such as 0 or 0-1 or 0,2", name, v)
+		}
 	}
 	return p, nil
 }

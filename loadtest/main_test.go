@@ -16,6 +16,12 @@ func TestParseRejectsBadFlags(t *testing.T) {
 		{"-region", "100", "-canvas", "64"},
 		{"-api", "http://127.0.0.1:1"},
 		{"-gateways", "0"},
+		{"-topology", "mesh"},
+		{"-scenario", "steady", "-topology", "serve", "-gateways", "2"},
+		{"-cpus-server", "zero"},
+		{"-cpus-load", "1;2"},
+		{"-max-other", "-1"},
+		{"-api", "http://127.0.0.1:1", "-gateways-urls", "http://127.0.0.1:2", "-cpus-load", "1"},
 	} {
 		if _, err := parse(args); err == nil {
 			t.Errorf("%v accepted", args)
@@ -24,6 +30,15 @@ func TestParseRejectsBadFlags(t *testing.T) {
 	p, err := parse([]string{"-scenario", "steady", "-clients", "20", "-duration", "5s"})
 	if err != nil || p.Clients != 20 || p.Rate != 200 || p.Duration != 5*time.Second {
 		t.Fatalf("steady with overrides: %+v %v", p, err)
+	}
+	if p.Topology != "serve" || p.Gateways != 1 || p.MaxOther != 0.25 {
+		t.Fatalf("steady runs serve like the side-by-side harness: %+v", p)
+	}
+	if sm, _ := parse([]string{"-scenario", "smoke"}); sm.Topology != "cluster" || sm.Gateways != 2 {
+		t.Fatalf("smoke runs a cluster of two gateways: %+v", sm)
+	}
+	if cl, err := parse([]string{"-scenario", "steady", "-gateways", "2", "-cpus-server", "0", "-cpus-load", "1"}); err != nil || cl.Topology != "cluster" || cl.CPUsServer != "0" || cl.CPUsLoad != "1" {
+		t.Fatalf("two gateways make a cluster, pinned: %+v %v", cl, err)
 	}
 	c, err := parse([]string{"-scenario", "capacity", "-rate", "500"})
 	if err != nil || len(c.Steps) == 0 || c.Steps[0] != 600 {

@@ -41,6 +41,9 @@ type StepResult struct {
 	Shed     int        `json:"shed"` // due while max-inflight writes were busy
 	Achieved float64    `json:"achievedPerSec"`
 	Delivery *Quantiles `json:"delivery,omitempty"`
+	// Usage is the step's CPU per process and delivery, and its wire cost,
+	// over the step after its warm-up.
+	Usage *Usage `json:"usage,omitempty"`
 }
 
 // Quantiles of one histogram, in milliseconds.
@@ -58,6 +61,9 @@ func quantiles(h *hdrhistogram.Histogram) Quantiles {
 		P99: ms(h.ValueAtQuantile(99)), P999: ms(h.ValueAtQuantile(99.9)), Max: ms(h.Max())}
 }
 
+// stageNames are the latency stages in report order.
+var stageNames = []string{"delivery", "sent", "http", "publish", "fanout"}
+
 // finish fills the figures from the meter.
 func (r *Report) finish(m *meter) {
 	m.mu.Lock()
@@ -67,6 +73,7 @@ func (r *Report) finish(m *meter) {
 		"http":     quantiles(m.http),
 		"publish":  quantiles(m.toPublish),
 		"fanout":   quantiles(m.toClient),
+		"sent":     quantiles(m.fromSend),
 	}
 	for _, b := range m.delivery.CumulativeDistribution() {
 		if b.Count > 0 {
@@ -108,7 +115,7 @@ func (r *Report) lost() int {
 func (r *Report) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "latency (ms)\tcount\tP50\tP90\tP99\tP99.9\tmax\t")
-	for _, k := range []string{"delivery", "http", "publish", "fanout"} {
+	for _, k := range stageNames {
 		q := r.Latency[k]
 		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", k, q.Count, q.P50, q.P90, q.P99, q.P999, q.Max)
 	}
@@ -119,6 +126,9 @@ func (r *Report) print(w io.Writer) {
 			p99 = s.Delivery.P99
 		}
 		fmt.Fprintf(w, "rate %d/s: sent %d, shed %d, achieved %.0f/s, delivery P99 %.1f ms\n", s.Rate, s.Sent, s.Shed, s.Achieved, p99)
+		if s.Usage != nil {
+			fmt.Fprintf(w, "  %s\n", s.Usage.line())
+		}
 	}
 	if r.Params.Steps != nil {
 		fmt.Fprintf(w, "capacity: last good rate %d writes/s (P99 ≤ %s, nothing lost)\n", r.LastGoodRate(), r.Params.P99Limit)
@@ -150,11 +160,12 @@ func (r *Report) view() reportView {
 	v := reportView{Report: r}
 	docs := map[string]string{
 		"delivery": "commit → client receive (what a user sees)",
+		"sent":     "write sent → client receive (the side-by-side harness's latency)",
 		"http":     "write scheduled → 201 (open loop: queueing counts)",
 		"publish":  "commit → relay XADD",
 		"fanout":   "relay XADD → client receive (gateway read + WebSocket)",
 	}
-	for _, k := range []string{"delivery", "http", "publish", "fanout"} {
+	for _, k := range stageNames {
 		v.Stages = append(v.Stages, stageRow{k, docs[k], r.Latency[k]})
 	}
 	if r.History != nil {
@@ -198,8 +209,10 @@ th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
 {{range .Stages}}<tr><td>{{.Name}}</td><td>{{.Doc}}</td><td>{{.Q.Count}}</td><td>{{printf "%.2f" .Q.P50}}</td><td>{{printf "%.2f" .Q.P90}}</td><td>{{printf "%.2f" .Q.P99}}</td><td>{{printf "%.2f" .Q.P999}}</td><td>{{printf "%.2f" .Q.Max}}</td></tr>{{end}}</table>
 <table><tr><th>rate step</th><th>sent</th><th>shed</th><th>achieved/s</th><th>delivery P50</th><th>P99</th></tr>
 {{range .Steps}}<tr><td>{{.Rate}}/s</td><td>{{.Sent}}</td><td>{{.Shed}}</td><td>{{printf "%.0f" .Achieved}}</td><td>{{with .Delivery}}{{printf "%.2f" .P50}}</td><td>{{printf "%.2f" .P99}}{{end}}</td></tr>{{end}}</table>
+<table><tr><th>rate step</th><th>window s</th><th>deliveries/s</th><th>CPU µs per delivery (cores) by process</th><th>server µs/delivery</th><th>frames/delivery</th><th>bytes/delivery</th><th>machine busy</th><th>other processes (cores)</th><th>disturbed</th></tr>
+{{range .Steps}}{{$rate := .Rate}}{{with .Usage}}<tr><td>{{$rate}}/s</td><td>{{printf "%.1f" .WindowS}}</td><td>{{printf "%.0f" .DeliveriesPerSec}}</td><td>{{range .Groups}}{{.Name}}: {{printf "%.2f" .UsPerDelivery}} ({{printf "%.2f" .Cores}})<br>{{end}}</td><td>{{printf "%.2f" .Server.UsPerDelivery}}</td><td>{{printf "%.3f" .FramesPerDelivery}}</td><td>{{printf "%.0f" .BytesPerDelivery}}</td><td>{{printf "%.0f%%" .BusyPct}}</td><td>{{printf "%.2f" .Other}}</td><td class="{{if .Disturbed}}bad{{else}}good{{end}}">{{if .Disturbed}}yes{{else}}no{{end}}</td></tr>{{end}}{{end}}</table>
 {{.CDFPlot}}<br>{{.P99Plot}}<br>{{.RatePlot}}
-<p style="color:#666;max-width:760px">Latency is the client's receive time minus the event's committedAt, both read from this host's clock on loopback. Across hosts the clocks' offset adds to every figure. The load generator runs on the same 2 cores as pixelflow, so it competes with what it measures.</p>
+<p style="color:#666;max-width:760px">Latency is the client's receive time minus the event's committedAt, both read from this host's clock on loopback. Across hosts the clocks' offset adds to every figure. The load generator runs on the same machine as pixelflow, so it competes with what it measures (pin them apart with -cpus-server and -cpus-load); CPU figures come from /proc after each step's warm-up, and a step where other processes used more than {{.Params.MaxOther}} cores is flagged disturbed.</p>
 </body></html>
 `))
 }

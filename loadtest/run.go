@@ -6,7 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"strconv"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,13 +31,15 @@ type meter struct {
 	toPublish *hdrhistogram.Histogram // commit → relay XADD
 	toClient  *hdrhistogram.Histogram // relay XADD → client receive
 	http      *hdrhistogram.Histogram // write scheduled → 201
+	fromSend  *hdrhistogram.Histogram // write sent → client receive (the side-by-side harness's latency)
+	sent      *sendTimes
 	// steps: capacity's histogram per rate step, by the commit time.
 	stepHists []*hdrhistogram.Histogram
 	stepStart []time.Time
 }
 
 func newMeter() *meter {
-	return &meter{delivery: newHist(), second: newHist(), toPublish: newHist(), toClient: newHist(), http: newHist()}
+	return &meter{delivery: newHist(), second: newHist(), toPublish: newHist(), toClient: newHist(), http: newHist(), fromSend: newHist()}
 }
 
 func (m *meter) observe(r client.Received) {
@@ -45,8 +47,17 @@ func (m *meter) observe(r client.Received) {
 		return
 	}
 	d := r.ReceivedAt.Sub(r.Event.CommittedAt).Microseconds()
+	var fromSend int64 = -1
+	if m.sent != nil {
+		if at := m.sent.at(r.Event.Color); at != 0 {
+			fromSend = r.ReceivedAt.UnixNano() - at
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if fromSend >= 0 {
+		_ = m.fromSend.RecordValue(max(fromSend/1000, 1))
+	}
 	_ = m.delivery.RecordValue(max(d, 1))
 	_ = m.second.RecordValue(max(d, 1))
 	if !r.PublishedAt.IsZero() {
@@ -82,38 +93,49 @@ func ms(us int64) float64 { return float64(us) / 1000 }
 // run performs the load test p and returns its report.
 func run(ctx context.Context, p Params, out io.Writer) (*Report, error) {
 	target := e2e.Target{API: p.API, Gateways: p.Targets, Describe: "running deployment at " + p.API}
+	var groups []procGroup // the server's processes, for the CPU report
 	if p.API == "" {
 		dir, err := os.MkdirTemp("", "pixelflow-loadtest-")
 		if err != nil {
 			return nil, err
 		}
 		defer os.RemoveAll(dir)
-		bin, provider, err := e2e.Prepare(ctx, dir)
-		if err != nil {
-			return nil, err
-		}
-		side := strconv.Itoa(p.Canvas)
-		c, err := e2e.Launch(ctx, dir, e2e.Options{Provider: provider, Bin: bin, Gateways: p.Gateways,
-			Env: []string{"CANVAS_WIDTH=" + side, "CANVAS_HEIGHT=" + side, "LOG_LEVEL=warn", "MAX_CONNS=100000"}})
-		if c != nil {
-			defer func() {
-				if err := c.Close(); err != nil {
-					fmt.Fprintln(out, "teardown:", err)
-				}
-			}()
-		}
-		if err != nil {
-			if c != nil {
-				fmt.Fprint(out, c.Logs(20))
+		if p.Topology == "serve" {
+			d, err := startServe(ctx, dir, p)
+			if err != nil {
+				return nil, err
 			}
+			defer d.stop()
+			target, groups = d.target(), d.groups()
+		} else {
+			c, err := launchCluster(ctx, dir, p, out)
+			if c != nil {
+				defer func() {
+					if err := c.Close(); err != nil {
+						fmt.Fprintln(out, "teardown:", err)
+					}
+				}()
+			}
+			if err != nil {
+				return nil, err
+			}
+			target = c.Target()
+			if groups, err = clusterGroups(c, p.CPUsServer); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if p.CPUsLoad != "" {
+		if err := pinSelf(p.CPUsLoad); err != nil {
 			return nil, err
 		}
-		target = c.Target()
 	}
+	groups = append(groups, procGroup{Name: loadGroup, pids: func() []int { return []int{os.Getpid()} }})
 	fmt.Fprintf(out, "loadtest %s on %s: %d clients over %d gateways, %d writes/s\n", p.Scenario, target.Describe, p.Clients, len(target.Gateways), p.Rate)
 
 	rec := history.NewRecorder(rand.Uint32())
 	m := newMeter()
+	sent := newSendTimes()
 	record := func(_ int, o *client.Options) {
 		prev := o.OnEvent
 		o.OnEvent = func(r client.Received) { prev(r); m.observe(r) }
@@ -129,7 +151,9 @@ func run(ctx context.Context, p Params, out io.Writer) (*Report, error) {
 	rep := &Report{Params: p, Target: target.Describe, Machine: machine(), Started: time.Now()}
 	writer := e2e.NewWriter(target.API, rec, p.Region)
 	writer.Retries = 0
-	l := &loop{p: p, m: m, w: w, writer: writer, api: target.API, out: out, start: time.Now()}
+	writer.OnSend = sent.record
+	m.sent = sent
+	l := &loop{p: p, m: m, w: w, writer: writer, api: target.API, out: out, start: time.Now(), groups: groups}
 
 	steps := p.Steps
 	stepTime := p.StepTime
@@ -142,6 +166,9 @@ func run(ctx context.Context, p Params, out io.Writer) (*Report, error) {
 		rep.Steps = append(rep.Steps, res)
 		if p.Steps != nil {
 			fmt.Fprintf(out, "step %d writes/s: achieved %.0f/s, shed %d\n", rate, res.Achieved, res.Shed)
+		}
+		if u := res.Usage; u != nil {
+			fmt.Fprintln(out, u.line())
 		}
 		if ctx.Err() != nil {
 			break
@@ -180,10 +207,39 @@ type loop struct {
 	out    io.Writer
 	start  time.Time
 
+	groups []procGroup
+
 	inflight sync.WaitGroup
 	busy     atomic.Int64
 	series   []Second
 }
+
+// received sums what the clients have received: events (duplicates and
+// canaries included), frames and bytes.
+func (l *loop) received() (events, frames, bytes int64) {
+	for _, c := range l.w.Clients {
+		st := c.Stats()
+		events += st.Received
+		frames += st.Frames
+		bytes += st.Bytes
+	}
+	return events, frames, bytes
+}
+
+// sendTimes remembers when each write was sent, by its colour (unique per
+// write): a ring of 2^20 slots, enough for any run's writes.
+type sendTimes struct{ ns []int64 }
+
+const sendRing = 1 << 20
+
+func newSendTimes() *sendTimes { return &sendTimes{ns: make([]int64, sendRing)} }
+
+func (s *sendTimes) record(c canvas.Color, at time.Time) {
+	atomic.StoreInt64(&s.ns[uint32(c)%sendRing], at.UnixNano())
+}
+
+// at is when the write of colour c was sent (unix ns), 0 if unknown.
+func (s *sendTimes) at(c canvas.Color) int64 { return atomic.LoadInt64(&s.ns[uint32(c)%sendRing]) }
 
 // Second is one second of the time series.
 type Second struct {
@@ -204,10 +260,23 @@ func (l *loop) drive(ctx context.Context, rate int, d time.Duration) StepResult 
 	interval := time.Second / time.Duration(rate)
 	nextLog := start.Add(time.Second)
 	lastAcked, lastDelivered, lastLog := l.writer.Acked(), l.w.Delivered(), start
+	// CPU is measured after a warm-up (the side-by-side harness's 5 s, at
+	// most a quarter of the step), until the last write is due.
+	warm := start.Add(min(5*time.Second, d/4))
+	var (
+		s0            cpuSample
+		ev0, fr0, by0 int64
+		sampled       bool
+	)
 	for i := 0; i < total && ctx.Err() == nil; i++ {
 		due := start.Add(time.Duration(i) * interval)
 		if wait := time.Until(due); wait > 0 {
 			time.Sleep(wait)
+		}
+		if !sampled && !time.Now().Before(warm) {
+			s0 = readCPU(l.groups)
+			ev0, fr0, by0 = l.received()
+			sampled = true
 		}
 		if now := time.Now(); !now.Before(nextLog) {
 			acked, delivered := l.writer.Acked(), l.w.Delivered()
@@ -240,6 +309,11 @@ func (l *loop) drive(ctx context.Context, rate int, d time.Duration) StepResult 
 				l.m.mu.Unlock()
 			}
 		}()
+	}
+	if sampled {
+		s1 := readCPU(l.groups)
+		ev1, fr1, by1 := l.received()
+		res.Usage = usage(l.groups, s0, s1, ev1-ev0, fr1-fr0, by1-by0, runtime.NumCPU(), l.p.MaxOther)
 	}
 	l.inflight.Wait()
 	elapsed := time.Since(start).Seconds()

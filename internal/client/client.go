@@ -98,6 +98,8 @@ type ClientStats struct {
 	Gaps       int64 // sequence gaps detected (each caused a reconnect)
 	Canaries   int64 // canary events received
 	Snapshots  int64 // snapshots loaded
+	Frames     int64 // WebSocket messages received (every type)
+	Bytes      int64 // their payload bytes
 	// SnapshotPending is set while a requested snapshot is not loaded yet.
 	SnapshotPending bool
 	// LastRTT is the round trip of the last Ping answered.
@@ -113,6 +115,8 @@ type Client struct {
 	snapReq  chan struct{}
 	running  atomic.Bool
 	pingSent atomic.Int64 // unix nanos of the last Ping
+	frames   atomic.Int64 // ClientStats.Frames, counted without the lock
+	bytes    atomic.Int64 // ClientStats.Bytes
 
 	writeMu sync.Mutex // serializes Ping's writes
 
@@ -282,6 +286,8 @@ func (c *Client) session(ctx context.Context, wsURL string) (hello bool, err err
 			return hello, err
 		}
 		now := time.Now()
+		c.frames.Add(1)
+		c.bytes.Add(int64(len(data)))
 		if mt != websocket.TextMessage {
 			continue
 		}
@@ -523,6 +529,7 @@ func (c *Client) Stats() ClientStats {
 	defer c.mu.Unlock()
 	s := c.stats
 	s.SnapshotPending = c.snapDone < c.snapWant
+	s.Frames, s.Bytes = c.frames.Load(), c.bytes.Load()
 	return s
 }
 

@@ -168,14 +168,24 @@ func TestClientReplaysGap(t *testing.T) {
 func TestClientAppliesByVersion(t *testing.T) {
 	var got []client.Received
 	var mu sync.Mutex
-	f := newFake(t, func(ws *websocket.Conn, _ string) {
-		send(ws, hello("e1", 0, false))
-		send(ws, events(
+	frames := []any{
+		hello("e1", 0, false),
+		events(
 			ev{Seq: 1, GX: 1, GY: 1, Color: "#0000FF", Version: 2},
 			ev{Seq: 2, GX: 1, GY: 1, Color: "#FF0000", Version: 1},
 			ev{Seq: 3, Kind: "canary"},
-		))
-		send(ws, events(ev{Seq: 2, GX: 1, GY: 1, Color: "#FF0000", Version: 1}))
+		),
+		events(ev{Seq: 2, GX: 1, GY: 1, Color: "#FF0000", Version: 1}),
+	}
+	var wantBytes int64
+	for _, fr := range frames {
+		b, _ := json.Marshal(fr)
+		wantBytes += int64(len(b)) // send writes json.Marshal's bytes
+	}
+	f := newFake(t, func(ws *websocket.Conn, _ string) {
+		for _, fr := range frames {
+			send(ws, fr)
+		}
 		hold(ws)
 	})
 	f.snapshot.Store(`{"width":8,"height":8,"position":{"epoch":"e1","seq":0},"pixels":[{"gx":1,"gy":1,"color":"#00FF00","version":1},{"gx":5,"gy":5,"color":"#ABCDEF","version":7}]}`)
@@ -198,7 +208,7 @@ func TestClientAppliesByVersion(t *testing.T) {
 		t.Fatalf("canvas %v, want %v", cv, want)
 	}
 	st := c.Stats()
-	if st.Duplicates != 1 || st.Canaries != 1 || st.Gaps != 0 || c.Position().Seq != 3 {
+	if st.Duplicates != 1 || st.Canaries != 1 || st.Gaps != 0 || c.Position().Seq != 3 || st.Frames != 3 || st.Bytes != wantBytes {
 		t.Fatalf("stats %+v position %v", st, c.Position())
 	}
 	mu.Lock()
