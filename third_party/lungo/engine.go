@@ -221,8 +221,14 @@ func (e *Engine) Commit(txn *Transaction) error {
 		return nil
 	}
 
-	// clean oplog
-	txn.Clean(e.opts.MinOplogSize, e.opts.MaxOplogSize, e.opts.MinOplogAge, e.opts.MaxOplogAge)
+	// clean oplog, keeping what open streams have not read yet
+	var keep []bsonkit.Doc
+	for stream := range e.streams {
+		if p := stream.position.Load(); p != nil {
+			keep = append(keep, *p)
+		}
+	}
+	txn.CleanKeeping(e.opts.MinOplogSize, e.opts.MaxOplogSize, e.opts.MinOplogAge, e.opts.MaxOplogAge, keep)
 
 	// write catalog
 	err := e.store.Store(txn.Catalog())
@@ -363,6 +369,9 @@ func (e *Engine) Watch(handle Handle, pipeline bsonkit.List, resumeAfter, startA
 	}
 
 	// register stream
+	if last != nil {
+		stream.position.Store(&last)
+	}
 	e.streams[stream] = struct{}{}
 
 	return stream, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
@@ -21,6 +22,7 @@ var ErrLostOplogPosition = errors.New("lost oplog position")
 type Stream struct {
 	handle   Handle
 	last     bsonkit.Doc
+	position atomic.Pointer[bsonkit.Doc] // last, for the engine's oplog cleanup (pixelflow patch)
 	pipeline bsonkit.List
 	signal   chan struct{}
 	oplog    func() *bsonkit.Set
@@ -31,6 +33,12 @@ type Stream struct {
 	closed   bool
 	error    error
 	mutex    sync.Mutex
+}
+
+// setLast moves the stream's position; the caller holds the mutex.
+func (s *Stream) setLast(event bsonkit.Doc) {
+	s.last = event
+	s.position.Store(&event)
 }
 
 // Close implements the IChangeStream.Close method.
@@ -195,14 +203,14 @@ func (s *Stream) next(ctx context.Context, block bool) bool {
 
 			// match database and collection
 			if s.handle[0] != "" && s.handle[0] != nsDB {
-				s.last = event
+				s.setLast(event)
 				s.mutex.Unlock()
 				continue
 			} else if s.handle[1] != "" && s.handle[1] != nsColl && opType != "dropDatabase" {
 				// dropDatabase events carry only ns.db; let them through so a
 				// collection-scoped stream watching a database that's being
 				// dropped still gets its invalidation
-				s.last = event
+				s.setLast(event)
 				s.mutex.Unlock()
 				continue
 			}
@@ -217,7 +225,7 @@ func (s *Stream) next(ctx context.Context, block bool) bool {
 			// TODO: Filter with pipeline.
 
 			// set event and token
-			s.last = event
+			s.setLast(event)
 			s.event = event
 			s.token = token
 			s.mutex.Unlock()

@@ -1081,16 +1081,23 @@ func (t *Transaction) Catalog() *Catalog {
 // Clean will clean the oplog and only keep up to the specified amount of events
 // and delete events that are older than the specified age.
 func (t *Transaction) Clean(minSize, maxSize int, minAge, maxAge time.Duration) {
+	t.CleanKeeping(minSize, maxSize, minAge, maxAge, nil)
+}
+
+// CleanKeeping is Clean that also keeps every event from the oldest of keep
+// on (the positions of open change streams), unless maxAge forces it out, so
+// a stream that has not read them yet does not lose its position. A minAge
+// below one second disables the age guard (ages are tracked in whole
+// seconds, so any such age would otherwise keep the current second's events).
+//
+// pixelflow patch: see PATCHES.md.
+func (t *Transaction) CleanKeeping(minSize, maxSize int, minAge, maxAge time.Duration, keep []bsonkit.Doc) {
 	// acquire write lock
 	t.mutex.Lock()
 	defer t.mutex.Unlock()
 
-	// clone catalog
-	clone := t.catalog.Clone()
-
-	// clone oplog
-	oplog := clone.Namespaces[Oplog].Clone()
-	clone.Namespaces[Oplog] = oplog
+	// get oplog without cloning: only a cleanup that drops events clones it
+	oplog := t.catalog.Namespaces[Oplog]
 
 	// derive age cutoffs with second precision
 	now := bsonkit.Now()
@@ -1100,6 +1107,14 @@ func (t *Transaction) Clean(minSize, maxSize int, minAge, maxAge time.Duration) 
 	// determine indexes
 	minIndex := len(oplog.Documents.List) - minSize
 	maxIndex := len(oplog.Documents.List) - maxSize
+
+	// the oldest event a stream still needs
+	keepIndex := len(oplog.Documents.List)
+	for _, doc := range keep {
+		if i, ok := oplog.Documents.Index[doc]; ok && i < keepIndex {
+			keepIndex = i
+		}
+	}
 
 	// determine how many events from the start should be dropped (events are
 	// ordered chronologically, so we drop a contiguous prefix). A zero age
@@ -1111,10 +1126,12 @@ func (t *Transaction) Clean(minSize, maxSize int, minAge, maxAge time.Duration) 
 
 		// willing to drop: past the minSize keep-zone and (no age guard or
 		// the event is older than minAge)
-		afterMin := i < minIndex && (minAge == 0 || bsonkit.Compare(ts, minTimestamp) < 0)
+		afterMin := i < minIndex && (minAge < time.Second || bsonkit.Compare(ts, minTimestamp) < 0)
 
-		// forced to drop: past the maxSize boundary or older than maxAge
-		beyondMax := i < maxIndex || bsonkit.Compare(ts, maxTimestamp) < 0
+		// forced to drop: older than maxAge, or past the maxSize boundary
+		// and not needed by a stream
+		tooOld := bsonkit.Compare(ts, maxTimestamp) < 0
+		beyondMax := tooOld || (i < maxIndex && i < keepIndex)
 
 		// only drop when both willing and forced; events are chronologically
 		// ordered, so the first non-droppable event ends the prefix
@@ -1124,16 +1141,20 @@ func (t *Transaction) Clean(minSize, maxSize int, minAge, maxAge time.Duration) 
 		dropped++
 	}
 
-	// remove the prefix in one pass
-	for i := 0; i < dropped; i++ {
-		oplog.Documents.Remove(oplog.Documents.List[0])
+	if dropped == 0 {
+		return
 	}
 
+	// clone catalog and oplog, and remove the prefix in one pass (removing
+	// events one by one re-indexes the rest each time: quadratic)
+	clone := t.catalog.Clone()
+	oplog = oplog.Clone()
+	oplog.Documents = bsonkit.NewSet(oplog.Documents.List[dropped:])
+	clone.Namespaces[Oplog] = oplog
+
 	// set flag
-	if dropped > 0 {
-		t.catalog = clone
-		t.dirty = true
-	}
+	t.catalog = clone
+	t.dirty = true
 }
 
 // Expire will remove documents that are expired due to a TTL index.
