@@ -2,11 +2,13 @@ package store_test
 
 import (
 	"context"
+	"math"
 	"testing"
 	"time"
 
 	"github.com/256dpi/lungo"
 	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/primitive"
 )
 
 // openEngine opens a memory engine with the embedded store's oplog bounds.
@@ -73,5 +75,50 @@ func TestOplogBoundedAndStreamsKeepTheirPlace(t *testing.T) {
 	}
 	if n := oplogLen(engine); n > 128 {
 		t.Fatalf("oplog holds %d entries once the stream has read them, want at most 128", n)
+	}
+}
+
+// An update counts as modifying a document exactly when the document's
+// BSON bytes change (MongoDB's nModified), which the vendored lungo now
+// decides field by field instead of marshalling both versions: the same
+// value is no change, a value of another type or another bit pattern is.
+func TestUpdateModifiedFollowsBytes(t *testing.T) {
+	ctx := context.Background()
+	client, _ := openEngine(t)
+	coll := client.Database("db").Collection("c")
+	at := time.Date(2026, 11, 29, 1, 2, 3, 4e6, time.UTC)
+	oid := primitive.NewObjectID()
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}, {Key: "i", Value: int32(1)}, {Key: "f", Value: 0.0},
+		{Key: "s", Value: "x"}, {Key: "d", Value: bson.D{{Key: "x", Value: "y"}, {Key: "n", Value: int64(2)}}},
+		{Key: "a", Value: bson.A{int32(1), "two"}}, {Key: "t", Value: at}, {Key: "o", Value: oid},
+		{Key: "b", Value: primitive.Binary{Subtype: 0, Data: []byte{1, 2}}}, {Key: "z", Value: nil}, {Key: "ok", Value: true}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		set      bson.D
+		modified int64
+	}{
+		{bson.D{{Key: "i", Value: int32(1)}}, 0},
+		{bson.D{{Key: "f", Value: 0.0}, {Key: "s", Value: "x"}, {Key: "ok", Value: true}, {Key: "z", Value: nil}}, 0},
+		{bson.D{{Key: "d", Value: bson.D{{Key: "x", Value: "y"}, {Key: "n", Value: int64(2)}}}}, 0},
+		{bson.D{{Key: "a", Value: bson.A{int32(1), "two"}}, {Key: "t", Value: at}, {Key: "o", Value: oid}}, 0},
+		{bson.D{{Key: "b", Value: primitive.Binary{Subtype: 0, Data: []byte{1, 2}}}}, 0},
+		{bson.D{{Key: "i", Value: int64(1)}}, 1},                                                    // same number, other type
+		{bson.D{{Key: "f", Value: math.Copysign(0, -1)}}, 1},                                        // -0 is other bits
+		{bson.D{{Key: "d.n", Value: int64(3)}}, 1},                                                  // nested value
+		{bson.D{{Key: "d", Value: bson.D{{Key: "n", Value: int64(3)}, {Key: "x", Value: "y"}}}}, 1}, // field order
+		{bson.D{{Key: "a", Value: bson.A{int32(1), "two", int32(3)}}}, 1},
+		{bson.D{{Key: "b", Value: primitive.Binary{Subtype: 0, Data: []byte{1, 3}}}}, 1},
+		{bson.D{{Key: "t", Value: at.Add(time.Millisecond)}}, 1},
+		{bson.D{{Key: "z", Value: "now set"}}, 1},
+		{bson.D{{Key: "new", Value: "field"}}, 1},
+	} {
+		res, err := coll.UpdateOne(ctx, bson.M{"_id": 1}, bson.D{{Key: "$set", Value: tc.set}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.MatchedCount != 1 || res.ModifiedCount != tc.modified {
+			t.Errorf("$set %v: matched %d, modified %d, want modified %d", tc.set, res.MatchedCount, res.ModifiedCount, tc.modified)
+		}
 	}
 }

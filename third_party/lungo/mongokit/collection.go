@@ -3,6 +3,7 @@ package mongokit
 import (
 	"bytes"
 	"fmt"
+	"math"
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
@@ -15,13 +16,84 @@ import (
 // docsEqual reports whether two documents are byte-identical when serialized
 // to BSON. This matches MongoDB's nModified semantics: a document only counts
 // as modified if its serialized bytes change.
+//
+// pixelflow patch (see PATCHES.md): the documents are compared field by
+// field, with the same result as comparing their BSON bytes, instead of
+// marshalling both (which dominated the cost of updating a large document).
 func docsEqual(a, b bsonkit.Doc) bool {
-	aBytes, errA := bson.Marshal(a)
-	bBytes, errB := bson.Marshal(b)
-	if errA != nil || errB != nil {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return sameD(*a, *b)
+}
+
+func sameD(a, b bson.D) bool {
+	if len(a) != len(b) {
 		return false
 	}
-	return bytes.Equal(aBytes, bBytes)
+	for i := range a {
+		if a[i].Key != b[i].Key || !sameValue(a[i].Value, b[i].Value) {
+			return false
+		}
+	}
+	return true
+}
+
+// sameValue reports whether a and b encode to the same BSON bytes: the same
+// type and the same value (floats bit for bit). Types it does not know are
+// compared by their encoding.
+func sameValue(a, b interface{}) bool {
+	switch av := a.(type) {
+	case nil:
+		return b == nil
+	case bson.D:
+		bv, ok := b.(bson.D)
+		return ok && sameD(av, bv)
+	case bson.A:
+		bv, ok := b.(bson.A)
+		if !ok || len(av) != len(bv) {
+			return false
+		}
+		for i := range av {
+			if !sameValue(av[i], bv[i]) {
+				return false
+			}
+		}
+		return true
+	case float64:
+		bv, ok := b.(float64)
+		return ok && math.Float64bits(av) == math.Float64bits(bv)
+	case string:
+		bv, ok := b.(string)
+		return ok && av == bv
+	case int32:
+		bv, ok := b.(int32)
+		return ok && av == bv
+	case int64:
+		bv, ok := b.(int64)
+		return ok && av == bv
+	case bool:
+		bv, ok := b.(bool)
+		return ok && av == bv
+	case primitive.DateTime:
+		bv, ok := b.(primitive.DateTime)
+		return ok && av == bv
+	case primitive.ObjectID:
+		bv, ok := b.(primitive.ObjectID)
+		return ok && av == bv
+	case primitive.Timestamp:
+		bv, ok := b.(primitive.Timestamp)
+		return ok && av == bv
+	case primitive.Decimal128:
+		bv, ok := b.(primitive.Decimal128)
+		return ok && av == bv
+	case primitive.Binary:
+		bv, ok := b.(primitive.Binary)
+		return ok && av.Subtype == bv.Subtype && bytes.Equal(av.Data, bv.Data)
+	}
+	aBytes, errA := bson.Marshal(bson.D{{Key: "v", Value: a}})
+	bBytes, errB := bson.Marshal(bson.D{{Key: "v", Value: b}})
+	return errA == nil && errB == nil && bytes.Equal(aBytes, bBytes)
 }
 
 // Result is returned by collection operations.
