@@ -122,3 +122,48 @@ func TestUpdateModifiedFollowsBytes(t *testing.T) {
 		}
 	}
 }
+
+// Change events share the written document with the collection instead of
+// copying it; each event still shows the document as that write left it,
+// whatever later writes do.
+func TestChangeEventsKeepTheirDocument(t *testing.T) {
+	ctx := context.Background()
+	client, _ := openEngine(t)
+	coll := client.Database("db").Collection("c")
+	cs, err := coll.Watch(ctx, []bson.M{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close(ctx)
+	if _, err := coll.InsertOne(ctx, bson.M{"_id": 1, "p": bson.M{"a": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	for v := 2; v <= 3; v++ {
+		if _, err := coll.UpdateOne(ctx, bson.M{"_id": 1}, bson.M{"$set": bson.M{"p.a": v}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for want := 1; want <= 3; want++ {
+		if !cs.Next(ctx) {
+			t.Fatalf("stream ended: %v", cs.Err())
+		}
+		var ev struct {
+			OperationType string `bson:"operationType"`
+			FullDocument  struct {
+				ID int `bson:"_id"`
+				P  struct {
+					A int `bson:"a"`
+				} `bson:"p"`
+			} `bson:"fullDocument"`
+			DocumentKey struct {
+				ID int `bson:"_id"`
+			} `bson:"documentKey"`
+		}
+		if err := cs.Decode(&ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.FullDocument.P.A != want || ev.FullDocument.ID != 1 || ev.DocumentKey.ID != 1 {
+			t.Fatalf("event %d (%s): %+v, want p.a = %d", want, ev.OperationType, ev, want)
+		}
+	}
+}

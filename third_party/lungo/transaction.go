@@ -2,6 +2,7 @@ package lungo
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -705,11 +706,10 @@ func (t *Transaction) append(oplog *mongokit.Collection, handle Handle, op strin
 			"_id": bsonkit.Get(doc, "_id"),
 		}
 
-		// add full document
-		if op == "insert" || op == "replace" || op == "update" {
-			event["fullDocument"] = *doc
-		}
 	}
+
+	// the full document is added after the conversion (below)
+	full := doc != nil && (op == "insert" || op == "replace" || op == "update")
 
 	// add changes
 	if changes != nil {
@@ -732,8 +732,25 @@ func (t *Transaction) append(oplog *mongokit.Collection, handle Handle, op strin
 		}
 	}
 
+	// convert the event, then add the full document as it is: documents are
+	// never changed in place (writes replace them with changed copies), so
+	// the oplog can share it instead of converting (copying) it, which for a
+	// large document cost more than the rest of the write (pixelflow patch,
+	// see PATCHES.md)
+	converted := bsonkit.MustConvert(event)
+	if full {
+		at := len(*converted)
+		for i, e := range *converted {
+			if e.Key > "fullDocument" { // keep the keys sorted, as the conversion does
+				at = i
+				break
+			}
+		}
+		*converted = slices.Insert(*converted, at, bson.E{Key: "fullDocument", Value: *doc})
+	}
+
 	// insert event
-	_, err := oplog.Insert(bsonkit.MustConvert(event))
+	_, err := oplog.Insert(converted)
 	if err != nil {
 		return err
 	}
