@@ -28,7 +28,7 @@ type protoFixture struct {
 	gw  *gatewaytest.Server
 }
 
-func newProto(t *testing.T, n int, tweak func(*gateway.Options)) protoFixture {
+func newProto(t testing.TB, n int, tweak func(*gateway.Options)) protoFixture {
 	t.Helper()
 	srv := redisproc.MustStart(t, false)
 	rdb := newRedis(t, srv)

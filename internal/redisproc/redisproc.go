@@ -32,6 +32,9 @@ type Options struct {
 	// AppendOnly turns AOF persistence on (appendfsync always), so a SIGKILL
 	// loses nothing; off, a restart comes back empty.
 	AppendOnly bool
+	// Temporary makes Dir the server's own: Close removes it (a private
+	// server of DATA_DIR=memory leaves nothing behind in the temp folder).
+	Temporary bool
 }
 
 // Server is one redis-server child.
@@ -69,6 +72,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts}
 	if err := s.start(ctx); err != nil {
+		if opts.Temporary {
+			_ = os.RemoveAll(opts.Dir)
+		}
 		return nil, err
 	}
 	return s, nil
@@ -180,6 +186,20 @@ func (s *Server) Kill() {
 	_ = cmd.Process.Kill()
 	<-done
 }
+
+// Close kills the server and, when Options.Temporary, removes its directory.
+func (s *Server) Close() error {
+	s.Kill()
+	if s.opts.Temporary {
+		if err := os.RemoveAll(s.opts.Dir); err != nil {
+			return fmt.Errorf("remove redis dir: %w", err)
+		}
+	}
+	return nil
+}
+
+// Dir is the server's directory.
+func (s *Server) Dir() string { return s.opts.Dir }
 
 // Restart starts the server again on the same port and directory. With
 // wipe, its data files are removed first: Redis comes back empty.

@@ -26,3 +26,18 @@ func TestStartWithRelativeDir(t *testing.T) {
 		t.Fatalf("restart: %v", err)
 	}
 }
+
+// A temporary server's directory is gone after Close.
+func TestCloseRemovesTemporaryDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "private")
+	s, err := Start(context.Background(), Options{Dir: dir, Temporary: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s still exists after Close (%v)", dir, err)
+	}
+}

@@ -26,11 +26,11 @@ import (
 
 // Collection names.
 const (
-	cPixels      = "pixels"
-	cOutbox      = "outbox"
-	cSequencers  = "sequencers"
-	cIdempotency = "idempotency"
-	cBatches     = "batches"
+	cPixels     = "pixels"
+	cOutbox     = "outbox"
+	cSequencers = "sequencers"
+	cIdemKeys   = "idempotency_keys" // bucket documents, see idempotency.go
+	cBatches    = "batches"
 )
 
 // Outbox states.
@@ -54,6 +54,11 @@ type Options struct {
 	PruneOnPublish bool
 	// IdempotencyTTL is how long an Idempotency-Key is remembered. Default 24h.
 	IdempotencyTTL time.Duration
+	// IdempotencyKeysPerClient bounds the keys one client holds (its oldest
+	// are forgotten first). Default 1024.
+	IdempotencyKeysPerClient int
+	// IdempotencyBuckets is how many documents hold the keys. Default 256.
+	IdempotencyBuckets int
 	// GroupCommit, when above zero, writes concurrent placements together,
 	// up to this many per transaction (see groupCommit). The embedded engine
 	// serializes its write transactions and pays per transaction and per
@@ -162,6 +167,12 @@ func New(ctx context.Context, client lungo.IClient, db string, closeFn func(cont
 	if opts.IdempotencyTTL <= 0 {
 		opts.IdempotencyTTL = 24 * time.Hour
 	}
+	if opts.IdempotencyKeysPerClient <= 0 {
+		opts.IdempotencyKeysPerClient = 1024
+	}
+	if opts.IdempotencyBuckets <= 0 {
+		opts.IdempotencyBuckets = 256
+	}
 	if opts.TxnAttempts <= 0 {
 		opts.TxnAttempts = 5
 	}
@@ -211,7 +222,6 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 		{cPixels, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}}}},
 		{cBatches, mongo.IndexModel{Keys: bson.D{{Key: "epoch", Value: 1}, {Key: "last", Value: 1}}}},
 		{cBatches, mongo.IndexModel{Keys: bson.D{{Key: "publishedAt", Value: 1}}, Options: options.Index().SetExpireAfterSeconds(*secs(s.opts.Retention))}},
-		{cIdempotency, mongo.IndexModel{Keys: bson.D{{Key: "createdAt", Value: 1}}, Options: options.Index().SetExpireAfterSeconds(*secs(s.opts.IdempotencyTTL))}},
 	}
 	for _, i := range idx {
 		if _, err := s.db.Collection(i.coll).Indexes().CreateOne(ctx, i.model); err != nil {
@@ -387,19 +397,6 @@ func (d outboxDoc) event() (canvas.Event, error) {
 		TraceParent: d.Trace.TraceParent, TraceState: d.Trace.TraceState,
 		Epoch: d.Epoch,
 	}, nil
-}
-
-// idemDoc remembers the answer to an Idempotency-Key.
-type idemDoc struct {
-	ID        string    `bson:"_id"`
-	Hash      string    `bson:"hash"`
-	EventID   string    `bson:"eventId"`
-	GX        int       `bson:"gx"`
-	GY        int       `bson:"gy"`
-	Color     string    `bson:"color"`
-	Version   int64     `bson:"version"`
-	Committed time.Time `bson:"committedAt"`
-	CreatedAt time.Time `bson:"createdAt"`
 }
 
 // Trace is the W3C trace context stored with an event.

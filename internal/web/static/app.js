@@ -1,7 +1,7 @@
 // pixelflow canvas page, following docs/protocol.md: connect first (the
-// hello gives the position), then load the snapshot; apply pixels only when
-// their version is newer; on a sequence gap reconnect with ?since= so the
-// gateway replays it; on resync reload the snapshot.
+// hello gives the position), then load the (binary) snapshot; apply pixels
+// only when their version is newer; on a sequence gap reconnect with ?since=
+// so the gateway replays it; on resync reload the snapshot.
 //
 // Drawing: one ImageData holds the canvas; painting marks a dirty rectangle
 // and one animation frame copies just that rectangle to the <canvas>. Zoom
@@ -48,14 +48,37 @@ function flush() {
   ctx.putImageData(img, 0, 0, d.x0, d.y0, d.x1 - d.x0 + 1, d.y1 - d.y0 + 1);
 }
 
+// Events received while a snapshot loads. The binary snapshot has no
+// versions: it is painted over everything, then the events it may predate
+// (after its X-Stream-Seq, or of another epoch) are applied again.
+let pending = null, loading = 0;
+
 async function loadSnapshot() {
   setState('resyncing');
-  const r = await fetch('/api/canvas', { headers: { Accept: 'application/json' } });
-  if (!r.ok) throw new Error('could not load the canvas (HTTP ' + r.status + ')');
-  const c = await r.json();
-  resize(c.width, c.height);
-  for (const p of c.pixels) paint(p.gx, p.gy, p.color, p.version);
-  setState('connected');
+  loading++;
+  if (!pending) pending = [];
+  try {
+    // The binary form is 3 bytes a pixel (gzip on the wire); its ETag lets
+    // the browser keep it and ask again cheaply (304 while unchanged).
+    const r = await fetch('/api/canvas', { headers: { Accept: 'application/octet-stream' } });
+    if (!r.ok) throw new Error('could not load the canvas (HTTP ' + r.status + ')');
+    const w = +r.headers.get('X-Canvas-Width'), h = +r.headers.get('X-Canvas-Height');
+    const sEpoch = r.headers.get('X-Stream-Epoch') || '', sSeq = +(r.headers.get('X-Stream-Seq') || 0);
+    const rgb = new Uint8Array(await r.arrayBuffer());
+    if (!w || !h || rgb.length !== w * h * 3) throw new Error('the canvas snapshot is malformed');
+    resize(w, h);
+    const d = img.data;
+    for (let i = 0, o = 0, q = 0; i < w * h; i++, o += 3, q += 4) {
+      d[q] = rgb[o]; d[q + 1] = rgb[o + 1]; d[q + 2] = rgb[o + 2]; d[q + 3] = 255;
+    }
+    versions.fill(0);
+    dirty = null;
+    ctx.putImageData(img, 0, 0);
+    for (const e of pending) if (e.epoch !== sEpoch || e.seq > sSeq) paint(e.gx, e.gy, e.color, e.version);
+    setState('connected');
+  } finally {
+    if (--loading === 0) pending = null;
+  }
 }
 
 function connect() {
@@ -75,6 +98,7 @@ function connect() {
         seq = e.seq;
         if (e.kind === 'canary') continue;
         paint(e.gx, e.gy, e.color, e.version);
+        if (pending) pending.push({ epoch, seq: e.seq, gx: e.gx, gy: e.gy, color: e.color, version: e.version });
         $('lat').textContent = Math.max(0, Date.now() - Date.parse(e.committedAt)) + ' ms';
       }
     } else if (f.type === 'resync') {

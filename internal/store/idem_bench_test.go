@@ -1,0 +1,82 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/store"
+)
+
+// BenchmarkKeyedPlace times one placement with an Idempotency-Key on the
+// embedded store, set up as `serve` runs it (group commit, published events
+// pruned), while `stored` keys from 300 clients are already remembered.
+// Keys are scoped per client the way the API scopes them (client, U+001F,
+// key). The outbox is drained as the relay would, so only the keys differ
+// between the two cases.
+//
+//	go test -run '^$' -bench KeyedPlace -benchtime 200x ./internal/store/
+func BenchmarkKeyedPlace(b *testing.B) {
+	for _, stored := range []int{0, 30_000} {
+		b.Run(fmt.Sprintf("stored=%d", stored), func(b *testing.B) {
+			s := mustOpen(b, store.Options{GroupCommit: 64, PruneOnPublish: true})
+			ctx := context.Background()
+			const clients = 300
+			for done := 0; done < stored; {
+				n := min(2000, stored-done)
+				var wg sync.WaitGroup
+				next := make(chan int)
+				for range 64 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for i := range next {
+							key := fmt.Sprintf("c%d\x1fpre-%d", i%clients, i)
+							if _, _, err := s.Place(ctx, place(i%64, (i/64)%64, canvas.Color(i)), key, store.Trace{}); err != nil {
+								b.Error(err)
+							}
+						}
+					}()
+				}
+				for i := done; i < done+n; i++ {
+					next <- i
+				}
+				close(next)
+				wg.Wait()
+				drain(b, s)
+				done += n
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				key := fmt.Sprintf("c%d\x1fbench-%d", i%clients, i)
+				if _, _, err := s.Place(ctx, place(i%64, 7, canvas.Color(i)), key, store.Trace{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// drain publishes (and so prunes) every pending event, as the relay does.
+func drain(tb testing.TB, s *store.Store) {
+	tb.Helper()
+	ctx := context.Background()
+	lease, ok, err := s.AcquireLease(ctx, "bench", time.Minute)
+	if err != nil || !ok {
+		tb.Fatalf("lease: %v %v", ok, err)
+	}
+	claim, evs, err := s.Claim(ctx, "bench", lease.Position)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ids := make([]string, len(evs))
+	for i, e := range evs {
+		ids[i] = e.ID
+	}
+	if err := s.MarkPublished(ctx, "bench", lease.Position, store.Batch{Claim: claim, IDs: ids}, time.Now()); err != nil {
+		tb.Fatal(err)
+	}
+}
