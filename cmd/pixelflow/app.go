@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -147,7 +149,9 @@ func (m *Main) Run(ctx context.Context) error {
 			return nil
 		}})
 	}
-	if m.redis != nil {
+	// An api alone uses Redis only for its snapshot cache: writes go on
+	// while Redis is away, so it stays ready.
+	if m.redis != nil && (m.has("relay") || m.has("gateway")) {
 		ready = append(ready, api.Check{Name: "redis", Fn: func(ctx context.Context) error {
 			if err := m.redis.Ping(ctx).Err(); err != nil {
 				return &api.CheckError{Code: "unreachable", Err: err}
@@ -285,11 +289,19 @@ func (m *Main) snapshotKey() func(ctx context.Context) (string, error) {
 		return nil
 	}
 	st := stream.New(m.redis, m.Config.Canvas, 0)
+	// While Redis is away, don't make every snapshot wait for it to time
+	// out: after a failure, go without a key for a second.
+	var failedAt atomic.Int64
+	errRecent := errors.New("stream tail unread: Redis failed within the last second")
 	return func(ctx context.Context) (string, error) {
+		if t := failedAt.Load(); t != 0 && time.Since(time.Unix(0, t)) < time.Second {
+			return "", errRecent
+		}
 		ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		defer cancel()
 		tail, err := st.Tail(ctx)
 		if err != nil {
+			failedAt.Store(time.Now().UnixNano())
 			return "", err
 		}
 		seq, err := m.store.Sequencer(ctx)
@@ -303,10 +315,12 @@ func (m *Main) snapshotKey() func(ctx context.Context) (string, error) {
 // apiProxy forwards /api/pixels and /api/canvas to API_URL, appending the
 // client's address to X-Forwarded-For and Forwarded so that the api's
 // per-client limits apply to the end client (the api believes them from
-// TRUSTED_PROXIES only).
+// TRUSTED_PROXIES only). A request body (a placement: under 1 KiB) is read
+// here in full first, so a client trickling it is cut by this listener's
+// timeouts and never reaches the api.
 func (m *Main) apiProxy() http.Handler {
 	u, _ := url.Parse(m.Config.APIURL)
-	return &httputil.ReverseProxy{
+	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(u)
 			// Keep the hops a proxy in front of us recorded, then add ours.
@@ -344,7 +358,30 @@ func (m *Main) apiProxy() http.Handler {
 			_, _ = io.WriteString(w, `{"error":{"code":"unavailable","message":"the api cannot be reached, try again shortly"}}`+"\n")
 		},
 	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody {
+			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxProxiedBody))
+			if err != nil {
+				w.Header().Set("Content-Type", "application/json")
+				var mbe *http.MaxBytesError
+				if errors.As(err, &mbe) {
+					w.WriteHeader(http.StatusRequestEntityTooLarge)
+					_, _ = fmt.Fprintf(w, `{"error":{"code":"too_large","message":"body must be at most %d bytes"}}`+"\n", maxProxiedBody)
+					return
+				}
+				w.WriteHeader(http.StatusBadRequest)
+				_, _ = io.WriteString(w, `{"error":{"code":"invalid","message":"could not read body"}}`+"\n")
+				return
+			}
+			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		}
+		rp.ServeHTTP(w, r)
+	})
 }
+
+// maxProxiedBody bounds what the gateway reads of a request body before
+// proxying it; the api's own bound (1 KiB) is the one clients see.
+const maxProxiedBody = 4 << 10
 
 // onBroadcast feeds both the Prometheus histogram and the dashboard's window.
 func (m *Main) onBroadcast(observe func(time.Duration)) func(time.Duration) {

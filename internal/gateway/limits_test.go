@@ -183,13 +183,14 @@ func connMemory(tb testing.TB, n, entries int, replay bool) float64 {
 			_ = c.Close()
 		}
 	}()
-	// Wait until nothing more is written: every replay is blocked on its
-	// client's full buffers (or done).
+	// Wait until nothing more is written: every replay has started writing
+	// (a frame of 256 events or more each) and is blocked on its client's
+	// full buffers.
 	last := int64(-1)
 	for {
 		time.Sleep(300 * time.Millisecond)
 		st := f.gw.G.Stats()
-		if st.Clients == n && st.Delivered == last {
+		if st.Clients == n && st.Delivered == last && (!replay || st.Delivered >= int64(n*256)) {
 			break
 		}
 		last = st.Delivered

@@ -18,6 +18,8 @@ import (
 // key). The outbox is drained as the relay would, so only the keys differ
 // between the two cases.
 //
+// Before per-client buckets (one document per key): 0.63 ms → 16.0 ms.
+//
 //	go test -run '^$' -bench KeyedPlace -benchtime 200x ./internal/store/
 func BenchmarkKeyedPlace(b *testing.B) {
 	for _, stored := range []int{0, 30_000} {
@@ -48,6 +50,15 @@ func BenchmarkKeyedPlace(b *testing.B) {
 				wg.Wait()
 				drain(b, s)
 				done += n
+			}
+			// The last drain's deletions sit in lungo's oplog until they are
+			// a second old, and its cleanup removes them one at a time:
+			// let that happen before the clock starts.
+			time.Sleep(1100 * time.Millisecond)
+			for i := range 10 {
+				if _, _, err := s.Place(ctx, place(i, 6, canvas.Color(i)), fmt.Sprintf("c%d\x1fwarm-%d", i, i), store.Trace{}); err != nil {
+					b.Fatal(err)
+				}
 			}
 			b.ResetTimer()
 			for i := range b.N {

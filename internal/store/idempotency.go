@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,16 +28,34 @@ import (
 // concurrent writers over many documents.
 //
 // Keys belong to a client (ScopedKey): the same key from two clients is two
-// keys. Each client holds at most Options.IdempotencyKeysPerClient of them:
-// a client's keys spread over the buckets, and a bucket keeps a client's
-// newest ⌈keys/buckets⌉, dropping its oldest when a newer one arrives.
-// A bucket also keeps at most maxBucketKeys keys in all (oldest dropped
-// first), which bounds the whole store whatever the number of clients, and
-// drops keys older than Options.IdempotencyTTL whenever it is written.
+// keys. Each client holds at most Options.IdempotencyKeysPerClient of them
+// (rounded up to a multiple of 64): a client's keys fall into 64 groups by
+// their hash, and a group keeps its newest ⌈keys/64⌉, dropping its oldest
+// when a newer one arrives. So a key outlives, on average, the client's next
+// IdempotencyKeysPerClient keys, and at least the next ⌈keys/idemGroups⌉
+// of its group; a client with a few hundred keys (of the default 1024)
+// loses none. Counting per group needs no per-client document, which on
+// MongoDB would make each client's concurrent writes conflict. A group
+// lives in the bucket its (client, group) hashes to. A bucket also keeps
+// at most maxBucketKeys keys in all (oldest dropped first), which bounds
+// the whole store whatever the number of clients, and drops keys older
+// than Options.IdempotencyTTL whenever it is written.
 
 // maxBucketKeys bounds one bucket: with 256 buckets, 262,144 keys in all
 // (about 35 MiB on the embedded engine).
 const maxBucketKeys = 1024
+
+// idemGroups is how many groups a client's keys are counted in (fewer
+// when IdempotencyKeysPerClient is smaller).
+const idemGroups = 64
+
+// idemGroupsFor returns how many groups a client's keys fall into and how
+// many each keeps: groups × perGroup is perClient rounded up to a multiple
+// of the groups.
+func idemGroupsFor(perClient int) (groups, perGroup int) {
+	groups = max(1, min(idemGroups, perClient))
+	return groups, (perClient + groups - 1) / groups
+}
 
 // keySep separates the client from the key in a scoped key.
 const keySep = "\x1f"
@@ -46,31 +65,66 @@ const keySep = "\x1f"
 // (no separator) belongs to the anonymous client "".
 func ScopedKey(client, key string) string { return client + keySep + key }
 
-// idemBucket is one bucket document.
+// idemBucket is one bucket document: key field → packed idemEntry. One
+// string per key rather than a sub-document: the embedded engine marshals
+// a whole document twice on every update, so its size is what a keyed
+// write costs.
 type idemBucket struct {
-	ID string               `bson:"_id"`
-	K  map[string]idemEntry `bson:"k"`
+	ID string            `bson:"_id"`
+	K  map[string]string `bson:"k"`
 }
 
 // idemEntry is the answer a key got.
 type idemEntry struct {
-	Client    string    `bson:"c"` // hash of the client
-	Hash      string    `bson:"h"` // placementHash of the first use
-	EventID   string    `bson:"e"`
-	GX        int       `bson:"x"`
-	GY        int       `bson:"y"`
-	Color     string    `bson:"col"`
-	Version   int64     `bson:"v"`
-	Committed time.Time `bson:"t"`
-	CreatedAt time.Time `bson:"a"`
+	Client    string // hash of the client
+	Group     int    // the client's group the key counts in
+	CreatedAt time.Time
+	Hash      string // placementHash of the first use
+	EventID   string
+	GX, GY    int
+	Color     string
+	Version   int64
+	Committed time.Time
 }
 
-// idemRef locates a scoped key: its bucket document, its field in it, and
-// its client's tag.
+// pack renders e as "client|group|created|hash|event|gx|gy|color|version|committed"
+// (times in Unix nanoseconds).
+func (e idemEntry) pack() string {
+	return strings.Join([]string{e.Client, strconv.Itoa(e.Group), strconv.FormatInt(e.CreatedAt.UnixNano(), 10), e.Hash, e.EventID,
+		strconv.Itoa(e.GX), strconv.Itoa(e.GY), e.Color, strconv.FormatInt(e.Version, 10), strconv.FormatInt(e.Committed.UnixNano(), 10)}, "|")
+}
+
+// unpackIdem reads what pack wrote; ok is false for anything else.
+func unpackIdem(s string) (e idemEntry, ok bool) {
+	f := strings.Split(s, "|")
+	if len(f) != 10 {
+		return e, false
+	}
+	var err [6]error
+	var created, committed int64
+	e.Client, e.Hash, e.EventID, e.Color = f[0], f[3], f[4], f[7]
+	e.Group, err[0] = strconv.Atoi(f[1])
+	created, err[1] = strconv.ParseInt(f[2], 10, 64)
+	e.GX, err[2] = strconv.Atoi(f[5])
+	e.GY, err[3] = strconv.Atoi(f[6])
+	e.Version, err[4] = strconv.ParseInt(f[8], 10, 64)
+	committed, err[5] = strconv.ParseInt(f[9], 10, 64)
+	for _, x := range err {
+		if x != nil {
+			return e, false
+		}
+	}
+	e.CreatedAt, e.Committed = time.Unix(0, created).UTC(), time.Unix(0, committed).UTC()
+	return e, true
+}
+
+// idemRef locates a scoped key: its bucket document, its field in it, its
+// client's tag and the client's group it counts in.
 type idemRef struct {
 	bucket string
 	field  string
 	client string
+	group  int
 }
 
 func (s *Store) idemRefFor(scoped string) idemRef {
@@ -80,11 +134,15 @@ func (s *Store) idemRefFor(scoped string) idemRef {
 	}
 	h := sha256.Sum256([]byte(scoped))
 	c := sha256.Sum256([]byte(client))
-	n := binary.BigEndian.Uint32(h[:4]) % uint32(s.opts.IdempotencyBuckets)
+	groups, _ := idemGroupsFor(s.opts.IdempotencyKeysPerClient)
+	group := int(binary.BigEndian.Uint32(h[:4]) % uint32(groups))
+	b := sha256.Sum256(fmt.Appendf(c[:8:8], "/%d", group))
+	n := binary.BigEndian.Uint32(b[:4]) % uint32(s.opts.IdempotencyBuckets)
 	return idemRef{
 		bucket: fmt.Sprintf("%s/%d", s.opts.Canvas, n),
 		field:  hex.EncodeToString(h[4:14]),
 		client: hex.EncodeToString(c[:6]),
+		group:  group,
 	}
 }
 
@@ -121,7 +179,7 @@ func (s *Store) resolveIdempotency(sc lungo.ISessionContext, reqs []*placeReq) (
 			}
 			buckets[r.idem.bucket] = b
 		}
-		if prior, ok := b.K[r.idem.field]; ok && prior.CreatedAt.After(cutoff) {
+		if prior, ok := unpackIdem(b.K[r.idem.field]); ok && prior.CreatedAt.After(cutoff) {
 			c, _ := canvas.ParseColor(prior.Color)
 			ev := canvas.Event{ID: prior.EventID, Kind: canvas.KindPixel, GX: prior.GX, GY: prior.GY, Color: c, Version: prior.Version, CommittedAt: prior.Committed}
 			r.ev, r.replayed, r.err = replay(prior.Hash, ev, r.hash)
@@ -149,11 +207,11 @@ func (s *Store) rememberKeys(sc lungo.ISessionContext, writes []*placeReq, bucke
 			added[r.idem.bucket] = map[string]idemEntry{}
 		}
 		added[r.idem.bucket][r.idem.field] = idemEntry{
-			Client: r.idem.client, Hash: r.hash, EventID: r.ev.ID, GX: r.ev.GX, GY: r.ev.GY,
+			Client: r.idem.client, Group: r.idem.group, Hash: r.hash, EventID: r.ev.ID, GX: r.ev.GX, GY: r.ev.GY,
 			Color: r.ev.Color.String(), Version: r.ev.Version, Committed: r.ev.CommittedAt, CreatedAt: now,
 		}
 	}
-	perClient := max(1, (s.opts.IdempotencyKeysPerClient+s.opts.IdempotencyBuckets-1)/s.opts.IdempotencyBuckets)
+	_, perGroup := idemGroupsFor(s.opts.IdempotencyKeysPerClient)
 	cutoff := now.Add(-s.opts.IdempotencyTTL)
 	ids := make([]string, 0, len(added))
 	for id := range added {
@@ -163,9 +221,9 @@ func (s *Store) rememberKeys(sc lungo.ISessionContext, writes []*placeReq, bucke
 	for _, id := range ids {
 		set, unset := bson.M{}, bson.M{}
 		for f, e := range added[id] {
-			set["k."+f] = e
+			set["k."+f] = e.pack()
 		}
-		for _, f := range evictions(buckets[id].K, added[id], cutoff, perClient) {
+		for _, f := range evictions(buckets[id].K, added[id], cutoff, perGroup) {
 			unset["k."+f] = ""
 		}
 		update := bson.M{"$set": set}
@@ -186,20 +244,21 @@ func (s *Store) rememberKeys(sc lungo.ISessionContext, writes []*placeReq, bucke
 }
 
 // evictions lists the fields of old (a bucket before the batch) to drop
-// once added joins it: expired entries, then each adding client's oldest
-// beyond perClient, then the oldest beyond maxBucketKeys.
-func evictions(old, added map[string]idemEntry, cutoff time.Time, perClient int) []string {
+// once added joins it: expired entries, then the oldest of each group
+// being added to beyond perGroup, then the oldest beyond maxBucketKeys.
+func evictions(old map[string]string, added map[string]idemEntry, cutoff time.Time, perGroup int) []string {
 	type kept struct {
 		field string
 		e     idemEntry
 	}
 	var out []string
 	var live []kept
-	for f, e := range old {
+	for f, packed := range old {
 		if _, replaced := added[f]; replaced {
 			continue // an expired key used again: overwritten, not dropped
 		}
-		if !e.CreatedAt.After(cutoff) {
+		e, ok := unpackIdem(packed)
+		if !ok || !e.CreatedAt.After(cutoff) {
 			out = append(out, f)
 			continue
 		}
@@ -213,20 +272,24 @@ func evictions(old, added map[string]idemEntry, cutoff time.Time, perClient int)
 		}
 		return strings.Compare(a.field, b.field)
 	})
-	newBy := map[string]int{}
-	for _, e := range added {
-		newBy[e.Client]++
+	type group struct {
+		client string
+		n      int
 	}
-	oldBy := map[string]int{}
+	newBy := map[group]int{}
+	for _, e := range added {
+		newBy[group{e.Client, e.Group}]++
+	}
+	oldBy := map[group]int{}
 	for _, k := range live {
-		oldBy[k.e.Client]++
+		oldBy[group{k.e.Client, k.e.Group}]++
 	}
 	dropped := map[string]bool{}
 	for _, k := range live {
-		c := k.e.Client
-		if n, adding := newBy[c]; adding && oldBy[c]+n > perClient {
+		g := group{k.e.Client, k.e.Group}
+		if n, adding := newBy[g]; adding && oldBy[g]+n > perGroup {
 			dropped[k.field] = true
-			oldBy[c]--
+			oldBy[g]--
 			out = append(out, k.field)
 		}
 	}

@@ -2,12 +2,10 @@ package store_test
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/store"
 )
 
@@ -30,62 +28,6 @@ func TestIdempotencyKeysAreScopedPerClient(t *testing.T) {
 	}
 	if _, backlog := counts(t, s); backlog != 2 {
 		t.Fatalf("%d events, want 2", backlog)
-	}
-}
-
-// TestIdempotencyKeysBoundedPerClient: a client holding more keys than its
-// bound loses its oldest, never another client's; its newest are kept.
-func TestIdempotencyKeysBoundedPerClient(t *testing.T) {
-	const perClient, buckets = 32, 8
-	s := mustOpen(t, store.Options{IdempotencyKeysPerClient: perClient, IdempotencyBuckets: buckets, GroupCommit: 16})
-	ctx := context.Background()
-	other := store.ScopedKey("192.0.2.9", "mine")
-	first, _, err := s.Place(ctx, place(0, 0, 0x010101), other, store.Trace{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	const flood = 600
-	var wg sync.WaitGroup
-	for w := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < flood; i += 8 {
-				if _, _, err := s.Place(ctx, place(i%64, 1+i/64%8, canvas.Color(i)), store.ScopedKey("203.0.113.5", fmt.Sprint("f", i)), store.Trace{}); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if ev, replayed, err := s.Place(ctx, place(0, 0, 0x010101), other, store.Trace{}); err != nil || !replayed || ev.ID != first.ID {
-		t.Fatalf("the other client's key after the flood: %+v replayed=%v err=%v; want its first answer", ev, replayed, err)
-	}
-	held := 0
-	for i := range flood {
-		// Asking with another pixel: a held key answers a conflict and
-		// writes nothing; a forgotten one writes.
-		_, _, err := s.Place(ctx, place(63, 63, 0xABCDEF), store.ScopedKey("203.0.113.5", fmt.Sprint("f", i)), store.Trace{})
-		if canvas.ErrorCode(err) == canvas.EConflict {
-			held++
-		}
-		if held > perClient { // asking re-stores forgotten keys: stop early
-			break
-		}
-	}
-	if held > perClient {
-		t.Errorf("the flooding client holds more than %d keys", perClient)
-	}
-	// Its newest keys are still held (each bucket keeps a client's newest).
-	newest := 0
-	for i := flood - 1; i >= flood-4; i-- {
-		if _, _, err := s.Place(ctx, place(63, 62, 0xABCDEF), store.ScopedKey("203.0.113.5", fmt.Sprint("f", i)), store.Trace{}); canvas.ErrorCode(err) == canvas.EConflict {
-			newest++
-		}
-	}
-	if newest != 4 {
-		t.Errorf("%d of the client's 4 newest keys held, want 4", newest)
 	}
 }
 
