@@ -22,6 +22,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/api"
 	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/config"
+	"github.com/pixelflow/pixelflow/internal/dirlock"
 	"github.com/pixelflow/pixelflow/internal/gateway"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
 	"github.com/pixelflow/pixelflow/internal/relay"
@@ -41,6 +42,7 @@ type Main struct {
 	// Addr is the address the HTTP server listens on, set by Run.
 	Addr string
 
+	dirLock  *dirlock.Lock // held while this process uses DATA_DIR
 	store    *store.Store
 	redis    *redis.Client
 	redisSrv *redisproc.Server
@@ -243,8 +245,8 @@ func (m *Main) openStore(ctx context.Context) error {
 	c := m.Config
 	path := ""
 	if c.Embedded() && c.DataDir != "" {
-		if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
-			return fmt.Errorf("DATA_DIR %q: %w", c.DataDir, err)
+		if err := m.lockDataDir(); err != nil {
+			return err
 		}
 		path = filepath.Join(c.DataDir, "pixelflow.lungo")
 	}
@@ -270,12 +272,44 @@ func (m *Main) openStore(ctx context.Context) error {
 	return nil
 }
 
+// lockDataDir takes DATA_DIR for this process (once, whichever of the
+// embedded store and the private Redis uses it first). A second process on
+// the same directory would open its own copy of the store file and
+// acknowledge writes the first one then overwrites, so it must not start.
+func (m *Main) lockDataDir() error {
+	if m.dirLock != nil {
+		return nil
+	}
+	dir := m.Config.DataDir
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("DATA_DIR %q: %w", dir, err)
+	}
+	l, err := dirlock.Acquire(dir)
+	if err != nil {
+		var le *dirlock.LockedError
+		if errors.As(err, &le) {
+			pid := "unknown pid"
+			if le.Pid > 0 {
+				pid = fmt.Sprintf("pid %d", le.Pid)
+			}
+			return fmt.Errorf("DATA_DIR %q is in use by another pixelflow process (%s, lock file %s): stop it or give this one its own DATA_DIR", dir, pid, le.Path)
+		}
+		return fmt.Errorf("DATA_DIR %q: %w", dir, err)
+	}
+	m.dirLock = l
+	return nil
+}
+
 func (m *Main) openRedis(ctx context.Context) error {
 	c := m.Config
 	u := c.RedisURL
 	if u == "" {
 		dir := filepath.Join(c.DataDir, "redis")
-		if c.DataDir == "" {
+		if c.DataDir != "" {
+			if err := m.lockDataDir(); err != nil {
+				return err
+			}
+		} else {
 			d, err := os.MkdirTemp("", "pixelflow-redis-")
 			if err != nil {
 				return fmt.Errorf("redis temp dir: %w", err)
@@ -347,6 +381,12 @@ func (m *Main) Close() error {
 	}
 	if m.redisSrv != nil {
 		m.redisSrv.Kill()
+	}
+	if m.dirLock != nil { // last: the store file and Redis's files are closed
+		if err := m.dirLock.Release(); err != nil {
+			errs = append(errs, fmt.Errorf("release DATA_DIR lock: %w", err))
+		}
+		m.dirLock = nil
 	}
 	if m.tel != nil {
 		if err := m.tel.Shutdown(ctx); err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -391,4 +392,44 @@ func TestOpsData(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestSecondProcessOnDataDirIsRefused: a second pixelflow on the same
+// DATA_DIR (here a second Main in this process: flock conflicts per open
+// file, so it stands for a second process) refuses to start with one line
+// naming the directory and the holder's pid; after the first closes, the
+// directory is free again. Without the lock both would open the store file
+// and each acknowledge writes the other overwrites.
+func TestSecondProcessOnDataDirIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"DATA_DIR": dir, "PORT": "0", "INSTANCE_ID": "t1"}
+	first := NewMain()
+	if err := first.ParseFlags([]string{"serve"}, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Run(context.Background()); err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+	second := NewMain()
+	if err := second.ParseFlags([]string{"serve"}, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	err := second.Run(context.Background())
+	_ = second.Close()
+	if err == nil {
+		t.Fatal("a second pixelflow started on the same DATA_DIR")
+	}
+	msg := err.Error()
+	for _, want := range []string{strconv.Quote(dir), "pid " + strconv.Itoa(os.Getpid())} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not name %s", msg, want)
+		}
+	}
+	if strings.Contains(msg, "\n") {
+		t.Errorf("error %q is not one line", msg)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	runMain(t, env, "serve") // the directory is free again
 }
