@@ -200,23 +200,114 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 func (s *Store) ensureIndexes(ctx context.Context) error {
-	secs := func(d time.Duration) *int32 { v := int32(d / time.Second); return &v }
 	idx := []struct {
 		coll  string
 		model mongo.IndexModel
 	}{
 		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "state", Value: 1}, {Key: "version", Value: 1}}}},
 		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "claim", Value: 1}}}},
-		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "publishedAt", Value: 1}}, Options: options.Index().SetExpireAfterSeconds(*secs(s.opts.Retention))}},
 		{cPixels, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}}}},
 		{cBatches, mongo.IndexModel{Keys: bson.D{{Key: "epoch", Value: 1}, {Key: "last", Value: 1}}}},
-		{cBatches, mongo.IndexModel{Keys: bson.D{{Key: "publishedAt", Value: 1}}, Options: options.Index().SetExpireAfterSeconds(*secs(s.opts.Retention))}},
-		{cIdempotency, mongo.IndexModel{Keys: bson.D{{Key: "createdAt", Value: 1}}, Options: options.Index().SetExpireAfterSeconds(*secs(s.opts.IdempotencyTTL))}},
 	}
 	for _, i := range idx {
 		if _, err := s.db.Collection(i.coll).Indexes().CreateOne(ctx, i.model); err != nil {
 			return unavailable("create index on "+i.coll, err)
 		}
+	}
+	ttl := []struct {
+		coll, field string
+		ttl         time.Duration
+	}{
+		{cOutbox, "publishedAt", s.opts.Retention},
+		{cBatches, "publishedAt", s.opts.Retention},
+		{cIdempotency, "createdAt", s.opts.IdempotencyTTL},
+	}
+	for _, i := range ttl {
+		if err := s.ensureTTL(ctx, i.coll, i.field, i.ttl); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// indexSpec is one entry of listIndexes.
+type indexSpec struct {
+	Name string `bson:"name"`
+	Key  bson.D `bson:"key"`
+	// TTL is expireAfterSeconds: MongoDB may store it as int32, int64 or
+	// double, all of which decode into a float64.
+	TTL *float64 `bson:"expireAfterSeconds"`
+}
+
+func (s *Store) listIndexes(ctx context.Context, coll string) ([]indexSpec, error) {
+	cur, err := s.db.Collection(coll).Indexes().List(ctx)
+	if err != nil {
+		return nil, unavailable("list indexes of "+coll, err)
+	}
+	var specs []indexSpec
+	if err := cur.All(ctx, &specs); err != nil {
+		return nil, unavailable("list indexes of "+coll, err)
+	}
+	return specs, nil
+}
+
+// ensureTTL makes coll's TTL index on field expire documents ttl after it.
+//
+// CreateOne cannot change an existing index: for the same key with another
+// expireAfterSeconds MongoDB answers IndexOptionsConflict (code 85) and lungo
+// "existing index … has same key", and startup failed whenever RETENTION or
+// the idempotency TTL changed. So the setting is applied here, at the next
+// start:
+//   - MongoDB: collMod changes expireAfterSeconds of the index in place (the
+//     index stays and keeps serving queries; the TTL monitor uses the new
+//     value from its next pass). Several processes starting at once all
+//     send the same collMod, which is idempotent.
+//   - lungo has no commands (its RunCommand panics), so the index is dropped
+//     and created again; a crash between the two leaves no index, which the
+//     next start creates.
+func (s *Store) ensureTTL(ctx context.Context, coll, field string, ttl time.Duration) error {
+	secs := int32(ttl / time.Second)
+	specs, err := s.listIndexes(ctx, coll)
+	if err != nil {
+		return err
+	}
+	var old *indexSpec
+	for i, sp := range specs {
+		if len(sp.Key) == 1 && sp.Key[0].Key == field {
+			old = &specs[i]
+		}
+	}
+	keys := bson.D{{Key: field, Value: 1}}
+	create := func() error {
+		_, err := s.db.Collection(coll).Indexes().CreateOne(ctx, mongo.IndexModel{Keys: keys, Options: options.Index().SetExpireAfterSeconds(secs)})
+		if err != nil {
+			return unavailable("create TTL index on "+coll+"."+field, err)
+		}
+		return nil
+	}
+	switch {
+	case old == nil:
+		return create()
+	case old.TTL != nil && *old.TTL == float64(secs):
+		return nil
+	}
+	was := "none"
+	if old.TTL != nil {
+		was = strconv.FormatFloat(*old.TTL, 'f', -1, 64) + "s"
+	}
+	s.opts.Logger.Info("changing TTL index", "collection", coll, "field", field, "from", was, "to", strconv.Itoa(int(secs))+"s")
+	if _, embedded := s.client.(*lungo.Client); embedded {
+		if _, err := s.db.Collection(coll).Indexes().DropOne(ctx, old.Name); err != nil {
+			return unavailable("drop TTL index "+old.Name+" on "+coll, err)
+		}
+		return create()
+	}
+	err = s.db.RunCommand(ctx, bson.D{
+		{Key: "collMod", Value: coll},
+		{Key: "index", Value: bson.D{{Key: "keyPattern", Value: keys}, {Key: "expireAfterSeconds", Value: secs}}},
+	}).Err()
+	if err != nil {
+		return unavailable("collMod TTL index on "+coll+"."+field, err)
 	}
 	return nil
 }
