@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/testcontainers/testcontainers-go"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/pixelflow/pixelflow/internal/redisproc"
 )
@@ -137,6 +139,7 @@ type Cluster struct {
 	mongo   mongoBackend
 	proxies *Proxies
 	dir     string
+	durable bool // the embedded store is a file under dir/data
 }
 
 // Start brings up a cluster and registers its teardown with tb. On a
@@ -170,7 +173,7 @@ func Launch(ctx context.Context, dir string, opts Options) (*Cluster, error) {
 	if opts.Relays == 0 {
 		opts.Relays = 2
 	}
-	c := &Cluster{Provider: opts.Provider, dir: dir, proxies: NewProxies()}
+	c := &Cluster{Provider: opts.Provider, dir: dir, proxies: NewProxies(), durable: opts.Durable}
 	if err := c.start(ctx, opts); err != nil {
 		return c, err
 	}
@@ -270,6 +273,40 @@ func (c *Cluster) GatewayURLs() []string {
 		out = append(out, g.URL())
 	}
 	return out
+}
+
+// ResetStore makes the store lose everything while Redis keeps its stream,
+// as a restart of a memory store, a restore from an old backup or a
+// rollback would: pixel versions start over. The api (and relays) are
+// stopped, the data removed (the embedded file, or the MongoDB database
+// dropped), and they start again.
+func (c *Cluster) ResetStore(ctx context.Context) error {
+	for _, p := range append([]*Process{c.API}, c.Relays...) {
+		p.Kill()
+	}
+	switch {
+	case c.MongoURI != "":
+		cl, err := mongo.Connect(ctx, options.Client().ApplyURI(c.MongoURI))
+		if err != nil {
+			return fmt.Errorf("reset store: %w", err)
+		}
+		err = cl.Database("pixelflow").Drop(ctx)
+		_ = cl.Disconnect(context.WithoutCancel(ctx))
+		if err != nil {
+			return fmt.Errorf("reset store: drop database: %w", err)
+		}
+	case c.durable:
+		if err := os.RemoveAll(filepath.Join(c.dir, "data")); err != nil {
+			return fmt.Errorf("reset store: %w", err)
+		}
+	}
+	// A memory store is empty once its process is gone.
+	for _, p := range append([]*Process{c.API}, c.Relays...) {
+		if err := p.Start(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // KillRedis crashes Redis; RestartRedis brings it back (empty when wipe)

@@ -4,6 +4,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -432,4 +433,64 @@ func TestSecondProcessOnDataDirIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	runMain(t, env, "serve") // the directory is free again
+}
+
+// TestClientConvergesAfterMemoryStoreRestart: a store restarted empty
+// (DATA_DIR=memory, Redis kept) starts versions over at 1. A client that
+// held (1,1) at v3 and (2,2) gets a resync (new epoch) and must end with
+// exactly the new canvas: (1,1) in the colour written after the restart, at
+// v1, and no (2,2). Merging the snapshot by version kept the old pixels.
+func TestClientConvergesAfterMemoryStoreRestart(t *testing.T) {
+	srv := redisproc.MustStart(t, false)
+	port, err := redisproc.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"DATA_DIR": "memory", "HOST": "127.0.0.1", "PORT": strconv.Itoa(port), "REDIS_URL": srv.URL(), "RATE_LIMIT": "0", "INSTANCE_ID": "t-restart"}
+	first := NewMain()
+	if err := first.ParseFlags([]string{"serve"}, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + first.Addr
+	c := client.New(client.Options{BaseURL: base, Name: "c1"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	for _, b := range []string{`{"gx":1,"gy":1,"color":"#111111"}`, `{"gx":1,"gy":1,"color":"#222222"}`, `{"gx":1,"gy":1,"color":"#333333"}`, `{"gx":2,"gy":2,"color":"#AAAAAA"}`} {
+		if resp, _ := post(t, base, b); resp.StatusCode != http.StatusCreated {
+			t.Fatalf("POST %s: %d", b, resp.StatusCode)
+		}
+	}
+	waitCanvas := func(want map[[2]int]client.CanvasPixel) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			got := c.Canvas()
+			if fmt.Sprint(got) == fmt.Sprint(want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("client canvas %v, want exactly %v (stats %+v)", got, want, c.Stats())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitCanvas(map[[2]int]client.CanvasPixel{{1, 1}: {Color: 0x333333, Version: 3}, {2, 2}: {Color: 0xAAAAAA, Version: 1}})
+
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	runMain(t, env, "serve") // same port, same Redis, an empty store
+	if resp, out := post(t, base, `{"gx":1,"gy":1,"color":"#444444"}`); resp.StatusCode != http.StatusCreated || out["version"] != float64(1) {
+		t.Fatalf("POST after the restart: %d %v (want version 1: the store starts over)", resp.StatusCode, out)
+	}
+	waitCanvas(map[[2]int]client.CanvasPixel{{1, 1}: {Color: 0x444444, Version: 1}})
+	if st := c.Stats(); st.Resyncs == 0 && st.Connects < 2 {
+		t.Errorf("the client converged without a resync or a new hello: %+v", st)
+	}
 }
