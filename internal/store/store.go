@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -17,7 +18,9 @@ import (
 	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/mongo/readconcern"
 	"go.mongodb.org/mongo-driver/mongo/readpref"
+	"go.mongodb.org/mongo-driver/mongo/writeconcern"
 	"go.opentelemetry.io/contrib/instrumentation/go.mongodb.org/mongo-driver/mongo/otelmongo"
 	"go.opentelemetry.io/otel/trace"
 
@@ -171,7 +174,7 @@ func New(ctx context.Context, client lungo.IClient, db string, closeFn func(cont
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Store{client: client, db: client.Database(db), opts: opts, close: closeFn}
+	s := &Store{client: client, db: client.Database(db, databaseOptions()), opts: opts, close: closeFn}
 	if opts.GroupCommit > 0 {
 		s.places = newGroupCommit(opts.GroupCommit, s.runPlaces)
 	}
@@ -200,18 +203,34 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 func (s *Store) ensureIndexes(ctx context.Context) error {
+	// Every query of the API, the relay and /metrics has an index, by
+	// MongoDB's equality-sort-range rule (TestEveryQueryIsIndexed):
 	idx := []struct {
 		coll  string
 		model mongo.IndexModel
 	}{
-		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "state", Value: 1}, {Key: "version", Value: 1}}}},
-		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "claim", Value: 1}}}},
+		// pending events lowest version first (Pending, the claim)
+		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "state", Value: 1}, {Key: "version", Value: 1}, {Key: "committedAt", Value: 1}}}},
+		// the oldest pending event (Backlog, /metrics, /api/health)
+		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "state", Value: 1}, {Key: "committedAt", Value: 1}}}},
+		// published events inside the republish window (a new epoch)
+		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "state", Value: 1}, {Key: "publishedAt", Value: 1}}}},
+		// a claim's events in order, and marking them
+		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "claim", Value: 1}, {Key: "version", Value: 1}, {Key: "committedAt", Value: 1}}}},
 		{cPixels, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}}}},
-		{cBatches, mongo.IndexModel{Keys: bson.D{{Key: "epoch", Value: 1}, {Key: "last", Value: 1}}}},
+		// the batches overlapping a range of sequence numbers, in order
+		{cBatches, mongo.IndexModel{Keys: bson.D{{Key: "epoch", Value: 1}, {Key: "first", Value: 1}, {Key: "last", Value: 1}}}},
 	}
 	for _, i := range idx {
 		if _, err := s.db.Collection(i.coll).Indexes().CreateOne(ctx, i.model); err != nil {
 			return unavailable("create index on "+i.coll, err)
+		}
+	}
+	// Indexes of earlier versions that the ones above replace: each is a
+	// prefix of, or sorts less than, its successor, and costs every write.
+	for coll, names := range map[string][]string{cOutbox: {"state_1_version_1", "claim_1"}, cBatches: {"epoch_1_last_1"}} {
+		if err := s.dropIndexes(ctx, coll, names...); err != nil {
+			return err
 		}
 	}
 	ttl := []struct {
@@ -225,6 +244,22 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 	for _, i := range ttl {
 		if err := s.ensureTTL(ctx, i.coll, i.field, i.ttl); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// dropIndexes drops those of the named indexes coll has.
+func (s *Store) dropIndexes(ctx context.Context, coll string, names ...string) error {
+	specs, err := s.listIndexes(ctx, coll)
+	if err != nil {
+		return err
+	}
+	for _, sp := range specs {
+		if slices.Contains(names, sp.Name) {
+			if _, err := s.db.Collection(coll).Indexes().DropOne(ctx, sp.Name); err != nil {
+				return unavailable("drop index "+sp.Name+" on "+coll, err)
+			}
 		}
 	}
 	return nil
@@ -296,7 +331,7 @@ func (s *Store) ensureTTL(ctx context.Context, coll, field string, ttl time.Dura
 		was = strconv.FormatFloat(*old.TTL, 'f', -1, 64) + "s"
 	}
 	s.opts.Logger.Info("changing TTL index", "collection", coll, "field", field, "from", was, "to", strconv.Itoa(int(secs))+"s")
-	if _, embedded := s.client.(*lungo.Client); embedded {
+	if _, mongoDB := s.client.(*lungo.MongoClient); !mongoDB {
 		if _, err := s.db.Collection(coll).Indexes().DropOne(ctx, old.Name); err != nil {
 			return unavailable("drop TTL index "+old.Name+" on "+coll, err)
 		}
@@ -328,12 +363,45 @@ func hasLabel(err error, label string) bool {
 	return errors.As(err, &l) && l.HasErrorLabel(label)
 }
 
+// databaseOptions are the read and write concerns of every operation outside
+// a transaction: the snapshot's reads, the relay's reads of pending and
+// published events and of the sequencer, the lease release, the canary.
+// Majority on both, set explicitly rather than left to the deployment's
+// defaults: a read never returns a write that a failover can roll back (the
+// snapshot would show, and the relay republish, a pixel that then vanishes),
+// and an acknowledged write survives a failover. The embedded engine has one
+// copy and ignores both.
+func databaseOptions() *options.DatabaseOptions {
+	return options.Database().SetReadConcern(readconcern.Majority()).SetWriteConcern(writeconcern.Majority())
+}
+
+// sessionOptions are the defaults of the transactions started on a session
+// (txnOptions repeats them on each transaction): read concern snapshot, so a
+// transaction reads one consistent snapshot of majority-committed data once
+// it commits with write concern majority — the claim never sees a placement
+// that could still be rolled back, the commit is acknowledged only when a
+// failover cannot undo it — and the primary, the only node that runs
+// transactions.
+func sessionOptions() *options.SessionOptions {
+	return options.Session().
+		SetDefaultReadConcern(readconcern.Snapshot()).
+		SetDefaultWriteConcern(writeconcern.Majority()).
+		SetDefaultReadPreference(readpref.Primary())
+}
+
+func txnOptions() *options.TransactionOptions {
+	return options.Transaction().
+		SetReadConcern(readconcern.Snapshot()).
+		SetWriteConcern(writeconcern.Majority()).
+		SetReadPreference(readpref.Primary())
+}
+
 // txn runs fn in a transaction. A TransientTransactionError restarts the whole
 // transaction and an UnknownTransactionCommitResult retries the commit, both
 // within opts.TxnAttempts, with a short backoff. fn must be idempotent over
 // retries: its writes are discarded with the aborted attempt.
 func (s *Store) txn(ctx context.Context, name string, fn func(sc lungo.ISessionContext) error) error {
-	sess, err := s.client.StartSession()
+	sess, err := s.client.StartSession(sessionOptions())
 	if err != nil {
 		return unavailable(name+": start session", err)
 	}
@@ -350,7 +418,7 @@ func (s *Store) txn(ctx context.Context, name string, fn func(sc lungo.ISessionC
 			}
 		}
 		lastErr = lungo.WithSession(ctx, sess, func(sc lungo.ISessionContext) error {
-			if err := sess.StartTransaction(); err != nil {
+			if err := sess.StartTransaction(txnOptions()); err != nil {
 				return err
 			}
 			if err := fn(sc); err != nil {
