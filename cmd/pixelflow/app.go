@@ -62,8 +62,11 @@ func NewMain() *Main {
 	return &Main{Logger: slog.New(slog.NewJSONHandler(os.Stderr, nil))}
 }
 
-// embeddedGroupCommit bounds the placements per embedded-store transaction.
-const embeddedGroupCommit = 64
+// groupCommit bounds the placements per store transaction, on both stores:
+// the embedded engine runs one write transaction at a time, and on MongoDB
+// concurrent transactions on one tile document conflict (see
+// store.Options.GroupCommit).
+const groupCommit = 64
 
 // embeddedRelayLinger is the relay's pause between batches under load on the
 // embedded store, whose one-at-a-time write transactions it shares with the
@@ -254,11 +257,7 @@ func (m *Main) openStore(ctx context.Context) error {
 	if m.tel != nil && m.tel.Enabled {
 		opts.Tracer = m.tel.Tracer
 	}
-	if c.Embedded() {
-		// The embedded engine runs one write transaction at a time; sharing
-		// them between concurrent placements is what lets it keep up.
-		opts.GroupCommit = embeddedGroupCommit
-	}
+	opts.GroupCommit = groupCommit
 	s, err := store.Open(ctx, c.MongoURI, path, opts)
 	if err != nil {
 		return err

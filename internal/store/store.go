@@ -24,6 +24,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/go.mongodb.org/mongo-driver/mongo/otelmongo"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/pixelflow/pixelflow/internal/backoff"
 	"github.com/pixelflow/pixelflow/internal/canvas"
 )
 
@@ -57,18 +58,29 @@ type Options struct {
 	PruneOnPublish bool
 	// IdempotencyTTL is how long an Idempotency-Key is remembered. Default 24h.
 	IdempotencyTTL time.Duration
-	// GroupCommit, when above zero, writes concurrent placements together,
-	// up to this many per transaction (see groupCommit). The embedded engine
-	// serializes its write transactions and pays per transaction and per
-	// write operation, so sharing them is what lets it keep up; on MongoDB
-	// leave it zero: transactions there run concurrently.
+	// GroupCommit is how many concurrent placements at most share one
+	// transaction (see groupCommit); one batch is written at a time.
+	// Default 64; negative: every placement is its own transaction.
+	//
+	// Both stores need it. The embedded engine serializes its write
+	// transactions and pays per transaction and per write operation, so
+	// sharing them is what lets it keep up. On MongoDB concurrent
+	// transactions that write one tile document (different pixels of one
+	// 16×16 tile) conflict (WriteConflict): placements to a hot tile, each in
+	// its own transaction, abort each other and run out of retries (503).
+	// With one batch in flight per process, a process never conflicts with
+	// itself (BenchmarkHotTile).
 	GroupCommit int
 	// TxnAttempts bounds how often a transaction is tried on transient
-	// errors. Default 5.
+	// errors (write conflicts with another process, failovers), with
+	// exponential backoff and jitter between attempts. Default 10.
 	TxnAttempts int
 	// Failpoint, when set, is called at named places; a non-nil error is
 	// returned from that place as if MongoDB had raised it. For tests.
 	Failpoint func(name string) error
+	// Conflicts, when set, models MongoDB's write conflicts on the embedded
+	// engine (see ConflictModel). For tests and benchmarks.
+	Conflicts ConflictModel
 	// Logger receives retry and pruning messages. Default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -166,7 +178,10 @@ func New(ctx context.Context, client lungo.IClient, db string, closeFn func(cont
 		opts.IdempotencyTTL = 24 * time.Hour
 	}
 	if opts.TxnAttempts <= 0 {
-		opts.TxnAttempts = 5
+		opts.TxnAttempts = 10
+	}
+	if opts.GroupCommit == 0 {
+		opts.GroupCommit = 64
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -398,7 +413,11 @@ func txnOptions() *options.TransactionOptions {
 
 // txn runs fn in a transaction. A TransientTransactionError restarts the whole
 // transaction and an UnknownTransactionCommitResult retries the commit, both
-// within opts.TxnAttempts, with a short backoff. fn must be idempotent over
+// within opts.TxnAttempts. Restarts wait 1–2 ms, then twice as long each
+// time up to 100 ms, half of it random: transactions of two processes that
+// conflicted on a document do not meet again in lockstep, and the budget
+// (about 0.3 s over 10 attempts) outlasts a burst of conflicts on a hot tile
+// and a MongoDB election's first moments without holding a request long. fn must be idempotent over
 // retries: its writes are discarded with the aborted attempt.
 func (s *Store) txn(ctx context.Context, name string, fn func(sc lungo.ISessionContext) error) error {
 	sess, err := s.client.StartSession(sessionOptions())
@@ -407,6 +426,7 @@ func (s *Store) txn(ctx context.Context, name string, fn func(sc lungo.ISessionC
 	}
 	defer sess.EndSession(context.Background())
 	var lastErr error
+	var bo backoff.Backoff
 	for attempt := 0; attempt < s.opts.TxnAttempts; attempt++ {
 		if attempt > 0 {
 			s.retries.Add(1)
@@ -414,10 +434,11 @@ func (s *Store) txn(ctx context.Context, name string, fn func(sc lungo.ISessionC
 			select {
 			case <-ctx.Done():
 				return unavailable(name, ctx.Err())
-			case <-time.After(time.Duration(attempt*attempt) * 5 * time.Millisecond):
+			case <-time.After(bo.Next(2*time.Millisecond, 100*time.Millisecond)):
 			}
 		}
-		lastErr = lungo.WithSession(ctx, sess, func(sc lungo.ISessionContext) error {
+		actx, att := s.beginAttempt(ctx)
+		lastErr = lungo.WithSession(actx, sess, func(sc lungo.ISessionContext) error {
 			if err := sess.StartTransaction(txnOptions()); err != nil {
 				return err
 			}
@@ -441,6 +462,9 @@ func (s *Store) txn(ctx context.Context, name string, fn func(sc lungo.ISessionC
 				s.opts.Logger.Warn("retrying commit", "txn", name, "attempt", attempt+1, "err", err)
 			}
 		})
+		if att != nil {
+			att.End(lastErr == nil)
+		}
 		if lastErr == nil {
 			return nil
 		}
