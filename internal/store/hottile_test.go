@@ -14,6 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/cputime"
 )
 
 // writeConflicts is a ConflictModel of MongoDB's snapshot isolation with
@@ -202,7 +203,9 @@ func BenchmarkHotTile(b *testing.B) {
 			stores := openShared(b, c.procs, Options{Conflicts: m, GroupCommit: c.group, PruneOnPublish: true, Logger: slog.New(slog.DiscardHandler)})
 			stop := drain(b, stores[0])
 			b.ResetTimer()
+			cpu0 := cputime.Process()
 			ok, failed, elapsed := hotWrites(stores, b.N, 256, time.Second/1000)
+			cpu := cputime.Process() - cpu0
 			b.StopTimer()
 			stop()
 			var retries int64
@@ -218,6 +221,12 @@ func BenchmarkHotTile(b *testing.B) {
 			b.ReportMetric(float64(len(failed)), "503s")
 			b.ReportMetric(float64(m.conflicts.Load())/float64(b.N), "conflicts/write")
 			b.ReportMetric(float64(retries)/float64(b.N), "retries/write")
+			if cpu > 0 {
+				// CPU, unlike wall time, hardly moves with other load on a
+				// shared machine: writes/s at full use of one core is
+				// 1e6 / cpu-µs/write.
+				b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/write")
+			}
 		})
 	}
 }
