@@ -4,12 +4,25 @@
 //
 // Lifecycle: Run loops until its context ends. As a standby it retries the
 // lease every LeaseTTL/3. As the leader it first syncs (reconciles the stream
-// with the outbox, see sync), then drains pending events in batches, woken by
-// the outbox change stream with a slow poll as the safety net, and renews the
-// lease. Redis or store errors back off with jitter and never lose an event:
-// an event leaves the pending state only in the same transaction that records
-// the sequence it was published at. On shutdown it finishes the batch in
-// flight and releases the lease so a standby takes over at once.
+// with the outbox, see sync), then drains pending events in bounded claims,
+// woken by the outbox change stream with a slow poll as the safety net, and
+// renews the lease. Redis or store errors back off with jitter and never lose
+// an event: an event leaves the pending state only in the same transaction
+// that records the sequence it was published at. On shutdown it finishes the
+// claim in flight and releases the lease so a standby takes over at once.
+//
+// Three rules keep the stream's numbers honest under any crash or stall:
+//
+//   - A claim's numbers are recorded in the store before the XADD, and a
+//     successor finishes an open claim with exactly those numbers: in one
+//     epoch a sequence number never names two events, even when Redis loses
+//     entries that were already delivered.
+//   - Every lease acquisition that is not a renewal starts a new term, and
+//     every Redis mutation is a script that refuses an older term: a leader
+//     that stalls past its lease cannot touch its successor's stream.
+//   - An epoch change is recorded in the store first and resumed, never
+//     restarted: a failing step is retried into the same epoch, and the
+//     republish window is requeued in bounded transactions.
 package relay
 
 import (

@@ -366,6 +366,7 @@ type outboxDoc struct {
 	CommittedAt time.Time          `bson:"committedAt"`
 	Trace       traceDoc           `bson:"trace"`
 	State       string             `bson:"state"`
+	Claim       string             `bson:"claim,omitempty"`
 	Epoch       string             `bson:"epoch,omitempty"`
 	PublishedAt *time.Time         `bson:"publishedAt,omitempty"`
 }
