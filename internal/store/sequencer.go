@@ -286,7 +286,6 @@ func (s *Store) ClaimEvents(ctx context.Context, c Claim) ([]canvas.Event, error
 	return out, nil
 }
 
-
 func decodeEvents(ctx context.Context, cur lungo.ICursor) ([]canvas.Event, error) {
 	var docs []outboxDoc
 	if err := cur.All(ctx, &docs); err != nil {
