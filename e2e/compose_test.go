@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	"go.yaml.in/yaml/v3"
 )
 
 // TestComposeFile loads compose.yaml with the compose-spec loader (the one
@@ -297,4 +298,58 @@ func checkBuilderImage(gomod, dockerfile string) []string {
 		out = append(out, "the Dockerfile does not say ENV GOTOOLCHAIN=local: the build must use the image's Go, never download another")
 	}
 	return out
+}
+
+// The workflow is the proof on a real host: it runs the suites and every
+// drill on the docker provider, requires the two drills only docker can
+// run, uploads both reports on every run, and installs no snap-shimmed
+// browser.
+func TestWorkflowRunsTheDockerProof(t *testing.T) {
+	b, err := os.ReadFile("../.github/workflows/e2e.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wf struct {
+		Jobs map[string]struct {
+			Env   map[string]string `yaml:"env"`
+			Steps []struct {
+				Name string            `yaml:"name"`
+				If   string            `yaml:"if"`
+				Uses string            `yaml:"uses"`
+				Run  string            `yaml:"run"`
+				With map[string]string `yaml:"with"`
+			} `yaml:"steps"`
+		} `yaml:"jobs"`
+	}
+	if err := yaml.Unmarshal(b, &wf); err != nil {
+		t.Fatal(err)
+	}
+	job, ok := wf.Jobs["e2e"]
+	if !ok {
+		t.Fatal("no e2e job")
+	}
+	if job.Env["E2E_PROVIDER"] != Docker {
+		t.Errorf("E2E_PROVIDER=%q for the job, want docker (a missing Docker must fail, not fall back)", job.Env["E2E_PROVIDER"])
+	}
+	runs := ""
+	uploads := map[string]string{}
+	for _, s := range job.Steps {
+		runs += s.Run + "\n"
+		if strings.HasPrefix(s.Uses, "actions/upload-artifact@") {
+			uploads[s.With["path"]] = s.If
+		}
+	}
+	for _, want := range []string{"make test", "make e2e", "make chaos", "mongo-partition", "relay-kill", "apt-get install -y redis-server"} {
+		if !strings.Contains(runs, want) {
+			t.Errorf("the workflow does not run %q", want)
+		}
+	}
+	if strings.Contains(runs, "chromium-browser") {
+		t.Error("the workflow installs chromium-browser: on Ubuntu 24.04 a snap shim; the runner has /usr/bin/chromium")
+	}
+	for _, path := range []string{"e2e/out", "chaos/out"} {
+		if cond, ok := uploads[path]; !ok || cond != "always()" {
+			t.Errorf("%s is not uploaded on every run (if: always()): uploaded=%v if=%q", path, ok, cond)
+		}
+	}
 }
