@@ -39,8 +39,12 @@ e2e: ensure-redis ensure-chromium
 	@mkdir -p e2e/out
 	$(GO) test -count=1 -timeout 8m -v -artifacts -outputdir $(CURDIR)/e2e/out ./e2e/ 2>&1 | tee e2e/out/e2e.log | grep -E '^(=== RUN   [A-Za-z]+$$|--- |PASS|FAIL|ok|e2e:|pixelflow suites:)|_test.go:|history |total |clean|FAIL|screenshot|resumes|outcomes'; exit $${PIPESTATUS[0]}
 
+# Any of these browsers will do, in this order (Debian's chromium; the GitHub
+# runner image has /usr/bin/chromium and google-chrome); e2e/browser_test.go
+# looks for the same names.
+CHROMIUM_NAMES := chromium|chromium-browser|google-chrome|google-chrome-stable
 ensure-chromium:
-	@scripts/ensure-installed.sh chromium chromium
+	@scripts/ensure-installed.sh '$(CHROMIUM_NAMES)' chromium
 
 ## up / down: the reference deployment (compose.yaml) on Docker
 up:

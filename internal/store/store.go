@@ -74,6 +74,12 @@ type Options struct {
 	// monitor (otelmongo). The embedded engine has no driver underneath:
 	// callers' own spans around store calls stand in for it.
 	Tracer trace.TracerProvider
+	// NoIndexes opens the store without creating or changing any index,
+	// for readers of a database that a running deployment owns (the e2e
+	// verification): the owner's TTLs (Retention, IdempotencyTTL) are not
+	// this reader's to set, and MongoDB rejects a same-named index with
+	// other options (IndexOptionsConflict).
+	NoIndexes bool
 }
 
 // Store is pixelflow's MongoDB (or embedded) persistence.
@@ -200,6 +206,9 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 func (s *Store) ensureIndexes(ctx context.Context) error {
+	if s.opts.NoIndexes {
+		return nil
+	}
 	secs := func(d time.Duration) *int32 { v := int32(d / time.Second); return &v }
 	idx := []struct {
 		coll  string
