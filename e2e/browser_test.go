@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -23,20 +24,39 @@ import (
 	"github.com/pixelflow/pixelflow/internal/web"
 )
 
-// browser starts headless Debian chromium (loopback only) and returns a
-// context for its first tab. A missing chromium fails the test: the suite
-// promises a real browser, and .ci/run installs one.
+// browserNames are the browsers the suite can drive, in order of
+// preference: Debian's chromium here; on the GitHub runner image
+// /usr/bin/chromium (a Chromium snapshot) and google-chrome. `make
+// ensure-chromium` (CHROMIUM_NAMES in the Makefile) checks the same names.
+var browserNames = []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"}
+
+// findBrowser returns the first of browserNames on PATH that runs: a name
+// whose `--version` fails is skipped (Ubuntu's chromium-browser deb is a
+// shim for a snap, and fails that way when the snap is missing).
+func findBrowser() (string, error) {
+	var tried []string
+	for _, name := range browserNames {
+		p, err := exec.LookPath(name)
+		if err != nil {
+			continue
+		}
+		if out, err := exec.Command(p, "--version").CombinedOutput(); err != nil {
+			tried = append(tried, fmt.Sprintf("%s (%v: %s)", p, err, strings.TrimSpace(string(out))))
+			continue
+		}
+		return p, nil
+	}
+	return "", fmt.Errorf("no usable browser among %v on PATH (install one with `sudo apt-get install -y chromium`; the browser suite needs a real browser); found but not running: %v", browserNames, tried)
+}
+
+// browser starts a headless Chromium (loopback only) and returns a context
+// for its first tab. A missing browser fails the test: the suite promises a
+// real browser, and `make e2e` checks for one first.
 func browser(t *testing.T) context.Context {
 	t.Helper()
-	var path string
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			path = p
-			break
-		}
-	}
-	if path == "" {
-		t.Fatalf("chromium not found on PATH: install it with `sudo apt-get install -y chromium` (the browser suite needs a real browser)")
+	path, err := findBrowser()
+	if err != nil {
+		t.Fatal(err)
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
@@ -408,4 +428,23 @@ func TestBrowserEventsDuringSnapshotStayApplied(t *testing.T) {
 	if pos, _ := chromedp.Run(pg, chromedp.Evaluate[string](`document.getElementById('pos').textContent`)); pos != "e2:2" {
 		t.Errorf("page position %q, want e2:2", pos)
 	}
+}
+
+// The Makefile's ensure-chromium accepts exactly the browsers the suite
+// looks for, in the same order: otherwise `make e2e` could pass its check
+// with a browser the suite then does not find, or the other way round.
+func TestBrowserNamesMatchMakefile(t *testing.T) {
+	b, err := os.ReadFile("../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CHROMIUM_NAMES := "); ok {
+			if got := strings.Split(strings.TrimSpace(v), "|"); !slices.Equal(got, browserNames) {
+				t.Errorf("Makefile CHROMIUM_NAMES %v, the suite looks for %v", got, browserNames)
+			}
+			return
+		}
+	}
+	t.Error("Makefile has no CHROMIUM_NAMES line")
 }

@@ -245,7 +245,7 @@ func drain(tb testing.TB, s *Store) (stop func()) {
 		}
 		pos := l.Position
 		for ctx.Err() == nil {
-			claim, evs, err := s.Claim(ctx, "bench", pos)
+			c, evs, err := s.Claim(ctx, "bench", l.Term, pos, 4096)
 			if err != nil {
 				if ctx.Err() == nil {
 					tb.Errorf("claim: %v", err)
@@ -256,17 +256,13 @@ func drain(tb testing.TB, s *Store) (stop func()) {
 				time.Sleep(5 * time.Millisecond)
 				continue
 			}
-			ids := make([]string, len(evs))
-			for i, e := range evs {
-				ids[i] = e.ID
-			}
-			if err := s.MarkPublished(ctx, "bench", pos, Batch{Claim: claim, IDs: ids}, time.Now()); err != nil {
+			if err := s.MarkPublished(ctx, "bench", l.Term, pos, c, time.Now()); err != nil {
 				if ctx.Err() == nil {
 					tb.Errorf("mark: %v", err)
 				}
 				return
 			}
-			pos.Seq += uint64(len(ids))
+			pos.Seq = c.Last()
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()

@@ -89,6 +89,12 @@ type Options struct {
 	// monitor (otelmongo). The embedded engine has no driver underneath:
 	// callers' own spans around store calls stand in for it.
 	Tracer trace.TracerProvider
+	// NoIndexes opens the store without creating or changing any index,
+	// for readers of a database that a running deployment owns (the e2e
+	// verification): the owner's TTLs (Retention, IdempotencyTTL) are not
+	// this reader's to set, and MongoDB rejects a same-named index with
+	// other options (IndexOptionsConflict).
+	NoIndexes bool
 }
 
 // Store is pixelflow's MongoDB (or embedded) persistence.
@@ -218,20 +224,23 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 func (s *Store) ensureIndexes(ctx context.Context) error {
+	if s.opts.NoIndexes {
+		return nil
+	}
 	// Every query of the API, the relay and /metrics has an index, by
 	// MongoDB's equality-sort-range rule (TestEveryQueryIsIndexed):
 	idx := []struct {
 		coll  string
 		model mongo.IndexModel
 	}{
-		// pending events lowest version first (Pending, the claim)
-		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "state", Value: 1}, {Key: "version", Value: 1}, {Key: "committedAt", Value: 1}}}},
+		// pending events in claim order (Pending, the claim and its tagging)
+		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "state", Value: 1}, {Key: "version", Value: 1}, {Key: "committedAt", Value: 1}, {Key: "_id", Value: 1}}}},
 		// the oldest pending event (Backlog, /metrics, /api/health)
 		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "state", Value: 1}, {Key: "committedAt", Value: 1}}}},
-		// published events inside the republish window (a new epoch)
+		// published events inside the republish window (Requeue)
 		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "state", Value: 1}, {Key: "publishedAt", Value: 1}}}},
-		// a claim's events in order, and marking them
-		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "claim", Value: 1}, {Key: "version", Value: 1}, {Key: "committedAt", Value: 1}}}},
+		// a claim's events (ClaimEvents, marking)
+		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "claim", Value: 1}}}},
 		{cPixels, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}}}},
 		// the batches overlapping a range of sequence numbers, in order
 		{cBatches, mongo.IndexModel{Keys: bson.D{{Key: "epoch", Value: 1}, {Key: "first", Value: 1}, {Key: "last", Value: 1}}}},
@@ -243,7 +252,7 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 	}
 	// Indexes of earlier versions that the ones above replace: each is a
 	// prefix of, or sorts less than, its successor, and costs every write.
-	for coll, names := range map[string][]string{cOutbox: {"state_1_version_1", "claim_1"}, cBatches: {"epoch_1_last_1"}} {
+	for coll, names := range map[string][]string{cOutbox: {"state_1_version_1"}, cBatches: {"epoch_1_last_1"}} {
 		if err := s.dropIndexes(ctx, coll, names...); err != nil {
 			return err
 		}
