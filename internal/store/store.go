@@ -426,8 +426,8 @@ func txnOptions() *options.TransactionOptions {
 // time up to 100 ms, half of it random: transactions of two processes that
 // conflicted on a document do not meet again in lockstep, and the budget
 // (about 0.3 s over 10 attempts) outlasts a burst of conflicts on a hot tile
-// and a MongoDB election's first moments without holding a request long. fn must be idempotent over
-// retries: its writes are discarded with the aborted attempt.
+// without holding a request long. fn must be idempotent over retries: its
+// writes are discarded with the aborted attempt.
 func (s *Store) txn(ctx context.Context, name string, fn func(sc lungo.ISessionContext) error) error {
 	sess, err := s.client.StartSession(sessionOptions())
 	if err != nil {
