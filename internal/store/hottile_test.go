@@ -208,6 +208,9 @@ func BenchmarkHotTile(b *testing.B) {
 			cpu := cputime.Process() - cpu0
 			b.StopTimer()
 			stop()
+			if n, _, err := stores[0].Backlog(context.Background()); err == nil {
+				b.ReportMetric(float64(n), "backlog-at-end")
+			}
 			var retries int64
 			for _, s := range stores {
 				retries += s.Retries()

@@ -423,10 +423,11 @@ func txnOptions() *options.TransactionOptions {
 // txn runs fn in a transaction. A TransientTransactionError restarts the whole
 // transaction and an UnknownTransactionCommitResult retries the commit, both
 // within opts.TxnAttempts. Restarts wait 1–2 ms, then twice as long each
-// time up to 100 ms, half of it random: transactions of two processes that
-// conflicted on a document do not meet again in lockstep, and the budget
-// (about 0.3 s over 10 attempts) outlasts a burst of conflicts on a hot tile
-// without holding a request long. fn must be idempotent over retries: its
+// time up to 250 ms, half of it random: transactions of two processes that
+// conflicted on a document do not meet again in lockstep, and the budget (at
+// most about 0.9 s over 10 attempts) outlasts a burst of conflicts on a hot
+// tile (BenchmarkHotTile: with a 100 ms cap, two saturated processes still
+// answered a few 503s) without holding a request for long. fn must be idempotent over retries: its
 // writes are discarded with the aborted attempt.
 func (s *Store) txn(ctx context.Context, name string, fn func(sc lungo.ISessionContext) error) error {
 	sess, err := s.client.StartSession(sessionOptions())
@@ -443,7 +444,7 @@ func (s *Store) txn(ctx context.Context, name string, fn func(sc lungo.ISessionC
 			select {
 			case <-ctx.Done():
 				return unavailable(name, ctx.Err())
-			case <-time.After(bo.Next(2*time.Millisecond, 100*time.Millisecond)):
+			case <-time.After(bo.Next(2*time.Millisecond, 250*time.Millisecond)):
 			}
 		}
 		actx, att := s.beginAttempt(ctx)
