@@ -174,13 +174,16 @@ func (m *Main) Run(ctx context.Context) error {
 			InstanceID:     c.InstanceID,
 			AllowedOrigins: c.AllowedOrigins,
 			MaxConns:       c.MaxConns,
-			QueueLen:       c.ClientQueue,
-			SendBuffer:     c.ClientSendBuffer,
-			Logger:         m.Logger,
-			Tracer:         tracer,
-			Propagator:     tel.Propagator,
-			OnBroadcast:    m.onBroadcast(commitToBroadcast(tel.Registry)),
-			CanaryBound:    c.CanaryBound,
+			GroupTTL:       c.GroupTTL,
+			// Several heartbeats per GroupTTL, so one late beat is no death.
+			HeartbeatInterval: min(2*time.Second, c.GroupTTL/4),
+			QueueLen:          c.ClientQueue,
+			SendBuffer:        c.ClientSendBuffer,
+			Logger:            m.Logger,
+			Tracer:            tracer,
+			Propagator:        tel.Propagator,
+			OnBroadcast:       m.onBroadcast(commitToBroadcast(tel.Registry)),
+			CanaryBound:       c.CanaryBound,
 		})
 		if err != nil {
 			return err
