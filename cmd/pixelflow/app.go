@@ -51,6 +51,9 @@ type Main struct {
 	server   *http.Server
 	tel      *telemetry.Telemetry
 	latency  latencyWindow // commit → broadcast, for /ops
+	// failpoint is the store's and the relay's test hook: nil unless the
+	// binary was built with -tags failpoints and armed (failpoints_on.go).
+	failpoint func(string) error
 
 	cancelWorkers context.CancelFunc
 	workers       sync.WaitGroup
@@ -105,6 +108,13 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.tel = tel
+	getenv := m.getenv
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	if m.failpoint, err = failpoints(getenv); err != nil {
+		return err
+	}
 	var tracer trace.TracerProvider // nil keeps the components' tracing off
 	if tel.Enabled {
 		tracer = tel.Tracer
@@ -145,6 +155,7 @@ func (m *Main) Run(ctx context.Context) error {
 			Tracer:          tracer,
 			Propagator:      tel.Propagator,
 			Destination:     stream.KeysFor(c.Canvas).Stream,
+			Failpoint:       m.failpoint,
 		}
 		if c.CanaryInterval > 0 {
 			s := m.store
@@ -168,13 +179,16 @@ func (m *Main) Run(ctx context.Context) error {
 			InstanceID:     c.InstanceID,
 			AllowedOrigins: c.AllowedOrigins,
 			MaxConns:       c.MaxConns,
-			QueueLen:       c.ClientQueue,
-			SendBuffer:     c.ClientSendBuffer,
-			Logger:         m.Logger,
-			Tracer:         tracer,
-			Propagator:     tel.Propagator,
-			OnBroadcast:    m.onBroadcast(commitToBroadcast(tel.Registry)),
-			CanaryBound:    c.CanaryBound,
+			GroupTTL:       c.GroupTTL,
+			// Several heartbeats per GroupTTL, so one late beat is no death.
+			HeartbeatInterval: min(2*time.Second, c.GroupTTL/4),
+			QueueLen:          c.ClientQueue,
+			SendBuffer:        c.ClientSendBuffer,
+			Logger:            m.Logger,
+			Tracer:            tracer,
+			Propagator:        tel.Propagator,
+			OnBroadcast:       m.onBroadcast(commitToBroadcast(tel.Registry)),
+			CanaryBound:       c.CanaryBound,
 		})
 		if err != nil {
 			return err
@@ -253,7 +267,7 @@ func (m *Main) openStore(ctx context.Context) error {
 		}
 		path = filepath.Join(c.DataDir, "pixelflow.lungo")
 	}
-	opts := store.Options{Canvas: c.Canvas, Retention: c.Retention, PruneOnPublish: c.Embedded(), Logger: m.Logger}
+	opts := store.Options{Canvas: c.Canvas, Retention: c.Retention, PruneOnPublish: c.Embedded(), Logger: m.Logger, Failpoint: m.failpoint}
 	if m.tel != nil && m.tel.Enabled {
 		opts.Tracer = m.tel.Tracer
 	}

@@ -175,7 +175,7 @@ func TestRateLimit(t *testing.T) {
 }
 
 func TestBadConfigNamesTheSetting(t *testing.T) {
-	for env, val := range map[string]string{"PORT": "abc", "CANVAS_WIDTH": "0", "REDIS_URL": "localhost:6379", "MONGO_URI": "http://x", "LEASE_TTL": "fast", "RATE_LIMIT": "-1", "LOG_LEVEL": "loud", "CLIENT_QUEUE": "0"} {
+	for env, val := range map[string]string{"PORT": "abc", "CANVAS_WIDTH": "0", "REDIS_URL": "localhost:6379", "MONGO_URI": "http://x", "LEASE_TTL": "fast", "RATE_LIMIT": "-1", "LOG_LEVEL": "loud", "CLIENT_QUEUE": "0", "GROUP_TTL": "500ms"} {
 		err := NewMain().ParseFlags([]string{"serve"}, func(k string) string {
 			if k == env {
 				return val
@@ -308,7 +308,7 @@ func TestMetricsMoveWhenPixelsFlow(t *testing.T) {
 	for _, name := range []string{"pixelflow_outbox_backlog", "pixelflow_outbox_oldest_pending_age_seconds", "pixelflow_store_txn_retries_total",
 		"pixelflow_relay_published_total", "pixelflow_relay_batches_total", "pixelflow_relay_leader", "pixelflow_relay_epoch_changes_total",
 		"pixelflow_stream_length", "pixelflow_gateway_clients", "pixelflow_gateway_degraded_total", "pixelflow_gateway_resyncs_total",
-		"pixelflow_gateway_lag", "pixelflow_gateway_pending", "pipeline_canary_latency_seconds", "pixelflow_gateway_commit_to_broadcast_seconds_count", "go_goroutines"} {
+		"pixelflow_gateway_reaped_total", "pixelflow_gateway_lag", "pixelflow_gateway_pending", "pipeline_canary_latency_seconds", "pixelflow_gateway_commit_to_broadcast_seconds_count", "go_goroutines"} {
 		if _, ok := before[name]; !ok {
 			t.Errorf("/metrics lacks %s", name)
 		}

@@ -35,7 +35,8 @@ type Config struct {
 	InstanceID       string
 	AllowedOrigins   []string
 	MaxConns         int
-	ClientQueue      int // gateway: per-client queue bound
+	GroupTTL         time.Duration // gateway: heartbeat silence after which another gateway reaps its group
+	ClientQueue      int           // gateway: per-client queue bound
 	CanaryInterval   time.Duration
 	CanaryBound      time.Duration
 	ClientSendBuffer int    // gateway: SO_SNDBUF per connection
@@ -83,6 +84,7 @@ func newFlagSet(getenv func(string) string) (*flag.FlagSet, []*setting) {
 		{flag: "stream-maxlen", env: "STREAM_MAXLEN", def: "100000", help: "approximate bound on the Redis stream's length"},
 		{flag: "instance-id", env: "INSTANCE_ID", def: host, help: "stable id of this process (gateway consumer group, relay lease holder)"},
 		{flag: "allowed-origins", env: "ALLOWED_ORIGINS", help: "comma-separated Origins allowed on /ws; empty: same origin only; * allows any"},
+		{flag: "group-ttl", env: "GROUP_TTL", def: "60s", help: "gateway: how long a gateway may go without a heartbeat before another gateway destroys its consumer group (heartbeats every GROUP_TTL/4, at most 2s)"},
 		{flag: "max-conns", env: "MAX_CONNS", def: "10000", help: "WebSocket connections allowed per gateway"},
 		{flag: "client-queue", env: "CLIENT_QUEUE", def: "4096", help: "events queued per WebSocket client before it counts as slow: its backlog is dropped and it is told to resync"},
 		{flag: "client-send-buffer", env: "CLIENT_SEND_BUFFER", def: "262144", help: "kernel send buffer per WebSocket connection, bytes (bounds what a stalled client hides from the slow-client check)"},
@@ -204,6 +206,7 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 		}
 	}
 	c.MaxConns = p.intRange("MAX_CONNS", 1, 1_000_000)
+	c.GroupTTL = p.duration("GROUP_TTL", time.Second, 24*time.Hour)
 	c.ClientQueue = p.intRange("CLIENT_QUEUE", 1, 1_000_000)
 	c.CanaryInterval = p.duration("CANARY_INTERVAL", 0, time.Hour)
 	c.CanaryBound = p.duration("CANARY_BOUND", 0, 24*time.Hour)
