@@ -625,4 +625,3 @@ func TestDeposedLeaderScenarioHasTeeth(t *testing.T) {
 	}
 	t.Log("fix off:", problem)
 }
-
