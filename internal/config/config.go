@@ -39,7 +39,8 @@ type Config struct {
 	InstanceID       string
 	AllowedOrigins   []string
 	MaxConns         int
-	ClientQueue      int // gateway: per-client queue bound
+	GroupTTL         time.Duration // gateway: heartbeat silence after which another gateway reaps its group
+	ClientQueue      int           // gateway: per-client queue bound
 	CanaryInterval   time.Duration
 	CanaryBound      time.Duration
 	ClientSendBuffer int    // gateway: SO_SNDBUF per connection
@@ -99,6 +100,7 @@ func newFlagSet(getenv func(string) string) (*flag.FlagSet, []*setting) {
 		{flag: "stream-maxlen", env: "STREAM_MAXLEN", def: "100000", help: "approximate bound on the Redis stream's length"},
 		{flag: "instance-id", env: "INSTANCE_ID", def: host, help: "stable id of this process (gateway consumer group, relay lease holder)"},
 		{flag: "allowed-origins", env: "ALLOWED_ORIGINS", help: "comma-separated Origins allowed on /ws; empty: same origin only; * allows any"},
+		{flag: "group-ttl", env: "GROUP_TTL", def: "60s", help: "gateway: how long a gateway may go without a heartbeat before another gateway destroys its consumer group (heartbeats every GROUP_TTL/4, at most 2s)"},
 		{flag: "max-conns", env: "MAX_CONNS", def: "10000", help: "WebSocket connections allowed per gateway"},
 		{flag: "max-conns-per-ip", env: "MAX_CONNS_PER_IP", def: "50", help: "WebSocket connections allowed per client address (IPv6: per /64) on one gateway; past it 429"},
 		{flag: "trusted-proxies", env: "TRUSTED_PROXIES", def: "loopback,private", help: "comma-separated CIDRs of proxies whose X-Forwarded-For/Forwarded names the client (\"loopback\" and \"private\" name those ranges); none trusts no header"},
@@ -230,6 +232,7 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 		}
 	}
 	c.MaxConns = p.intRange("MAX_CONNS", 1, 1_000_000)
+	c.GroupTTL = p.duration("GROUP_TTL", time.Second, 24*time.Hour)
 	c.MaxConnsPerIP = p.intRange("MAX_CONNS_PER_IP", 1, 1_000_000)
 	c.TrustedProxies = p.trusted("TRUSTED_PROXIES")
 	c.IdemKeys = p.intRange("IDEMPOTENCY_KEYS", 1, 1_000_000)

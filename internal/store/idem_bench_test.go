@@ -79,15 +79,18 @@ func drain(tb testing.TB, s *store.Store) {
 	if err != nil || !ok {
 		tb.Fatalf("lease: %v %v", ok, err)
 	}
-	claim, evs, err := s.Claim(ctx, "bench", lease.Position)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ids := make([]string, len(evs))
-	for i, e := range evs {
-		ids[i] = e.ID
-	}
-	if err := s.MarkPublished(ctx, "bench", lease.Position, store.Batch{Claim: claim, IDs: ids}, time.Now()); err != nil {
-		tb.Fatal(err)
+	pos := lease.Position
+	for {
+		c, evs, err := s.Claim(ctx, "bench", lease.Term, pos, 4096)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if len(evs) == 0 {
+			return
+		}
+		if err := s.MarkPublished(ctx, "bench", lease.Term, pos, c, time.Now()); err != nil {
+			tb.Fatal(err)
+		}
+		pos.Seq = c.Last()
 	}
 }

@@ -63,16 +63,19 @@ func placeKeys(t *testing.T, s *Store, client string, n int) {
 		if err != nil || !ok {
 			t.Fatalf("lease: %v %v", ok, err)
 		}
-		claim, evs, err := s.Claim(ctx, "t", lease.Position)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids := make([]string, len(evs))
-		for i, e := range evs {
-			ids[i] = e.ID
-		}
-		if err := s.MarkPublished(ctx, "t", lease.Position, Batch{Claim: claim, IDs: ids}, time.Now()); err != nil {
-			t.Fatal(err)
+		pos := lease.Position
+		for {
+			c, evs, err := s.Claim(ctx, "t", lease.Term, pos, 4096)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(evs) == 0 {
+				break
+			}
+			if err := s.MarkPublished(ctx, "t", lease.Term, pos, c, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			pos.Seq = c.Last()
 		}
 	}
 }

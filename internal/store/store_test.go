@@ -180,7 +180,7 @@ func TestIdempotencyKey(t *testing.T) {
 // TestIdempotencyKeyConcurrent: concurrent requests with one key write one
 // event, each in its own transaction and sharing transactions.
 func TestIdempotencyKeyConcurrent(t *testing.T) {
-	for _, group := range []int{0, 16} {
+	for _, group := range []int{-1, 16} { // -1: each in its own transaction
 		t.Run(fmt.Sprintf("group=%d", group), func(t *testing.T) {
 			s := mustOpen(t, store.Options{GroupCommit: group})
 			var wg sync.WaitGroup
@@ -229,9 +229,34 @@ func TestLeaseExclusive(t *testing.T) {
 		t.Fatalf("b after expiry: ok=%v err=%v", ok, err)
 	}
 	// a's late mark is fenced off.
-	err = s.MarkPublished(ctx, "a", canvas.Position{}, store.Batch{IDs: []string{"65a000000000000000000000"}}, now)
+	err = s.MarkPublished(ctx, "a", 1, canvas.Position{}, store.Claim{First: 1, IDs: []string{"65a000000000000000000000"}}, now)
 	if !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("mark by the old holder: %v, want ErrLeaseLost", err)
+	}
+	// Taking over starts a new term; a renewal keeps it; a lapsed lease
+	// taken again, even by its last holder, starts another.
+	l, _, _ = s.AcquireLease(ctx, "b", 5*time.Second)
+	if l.Term != 2 {
+		t.Fatalf("b's renewal: term %d, want 2 (a had 1)", l.Term)
+	}
+	mu.Lock()
+	now = now.Add(6 * time.Second)
+	mu.Unlock()
+	if l, _, _ = s.AcquireLease(ctx, "b", 5*time.Second); l.Term != 3 {
+		t.Fatalf("b after its own lease lapsed: term %d, want 3", l.Term)
+	}
+}
+
+// startEpoch moves a fresh lease's sequencer to epoch, as the relay does.
+func startEpoch(t *testing.T, s *store.Store, l store.Lease, epoch string) {
+	t.Helper()
+	ctx := context.Background()
+	got, err := s.BeginEpoch(ctx, l.Holder, l.Term, epoch, time.Now())
+	if err != nil || got != epoch {
+		t.Fatalf("begin epoch: %q %v", got, err)
+	}
+	if err := s.CommitEpoch(ctx, l.Holder, l.Term, epoch); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -243,15 +268,17 @@ func TestMarkPublishedIsFencedBySequence(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatal(ok, err)
 	}
-	if _, err := s.StartEpoch(ctx, "r", lease.Position, "e1", time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	startEpoch(t, s, lease, "e1")
 	at := canvas.Position{Epoch: "e1"}
-	if err := s.MarkPublished(ctx, "r", at, store.Batch{IDs: []string{ev.ID}}, time.Now()); err != nil {
+	c, evs, err := s.Claim(ctx, "r", lease.Term, at, 10)
+	if err != nil || len(evs) != 1 || c.First != 1 || c.IDs[0] != ev.ID {
+		t.Fatalf("claim %+v %d %v", c, len(evs), err)
+	}
+	if err := s.MarkPublished(ctx, "r", lease.Term, at, c, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	// Marking again from the stale position must fail and change nothing.
-	if err := s.MarkPublished(ctx, "r", at, store.Batch{IDs: []string{ev.ID}}, time.Now()); !errors.Is(err, store.ErrLeaseLost) {
+	if err := s.MarkPublished(ctx, "r", lease.Term, at, c, time.Now()); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("stale mark: %v", err)
 	}
 	seq, _ := s.Sequencer(ctx)
@@ -265,13 +292,96 @@ func TestMarkPublishedIsFencedBySequence(t *testing.T) {
 	if n, _, _ := s.Backlog(ctx); n != 0 {
 		t.Fatalf("backlog %d after marking", n)
 	}
-	// A new epoch requeues what was published inside the window.
-	n, err := s.StartEpoch(ctx, "r", canvas.Position{Epoch: "e1", Seq: 1}, "e2", time.Now().Add(-time.Minute))
-	if err != nil || n != 1 {
-		t.Fatalf("requeued %d, %v", n, err)
+	// A new epoch requeues what was published inside the window, before it
+	// commits, in bounded steps.
+	if got, err := s.BeginEpoch(ctx, "r", lease.Term, "e2", time.Now().Add(-time.Minute)); err != nil || got != "e2" {
+		t.Fatalf("begin e2: %q %v", got, err)
+	}
+	if _, _, err := s.Claim(ctx, "r", lease.Term, canvas.Position{Epoch: "e1", Seq: 1}, 10); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("claim during an epoch change: %v, want ErrLeaseLost", err)
+	}
+	n, more, err := s.Requeue(ctx, "r", lease.Term, 10)
+	if err != nil || n != 1 || more {
+		t.Fatalf("requeued %d more=%v %v", n, more, err)
 	}
 	if n, _, _ := s.Backlog(ctx); n != 1 {
-		t.Fatalf("backlog %d after new epoch, want 1", n)
+		t.Fatalf("backlog %d after requeue, want 1", n)
+	}
+	if err := s.CommitEpoch(ctx, "r", lease.Term, "e2"); err != nil {
+		t.Fatal(err)
+	}
+	if seq, _ := s.Sequencer(ctx); seq.Position != (canvas.Position{Epoch: "e2"}) {
+		t.Fatalf("sequencer %s after the epoch change, want e2:0", seq.Position)
+	}
+}
+
+// TestEpochChangeIsResumable: a failed or interrupted epoch change keeps
+// its one epoch; a retry (or a successor) finishes it instead of starting
+// another.
+func TestEpochChangeIsResumable(t *testing.T) {
+	s := mustOpen(t, store.Options{})
+	ctx := context.Background()
+	l, _, _ := s.AcquireLease(ctx, "a", time.Minute)
+	if got, _ := s.BeginEpoch(ctx, "a", l.Term, "e1", time.Now()); got != "e1" {
+		t.Fatalf("begin: %q", got)
+	}
+	if got, _ := s.BeginEpoch(ctx, "a", l.Term, "other", time.Now()); got != "e1" {
+		t.Fatalf("second begin: %q, want the change in progress e1", got)
+	}
+	if err := s.ReleaseLease(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	lb, ok, _ := s.AcquireLease(ctx, "b", time.Minute)
+	if !ok || lb.NextEpoch != "e1" {
+		t.Fatalf("successor sees %+v, want the change to e1 in progress", lb)
+	}
+	if err := s.CommitEpoch(ctx, "a", l.Term, "e1"); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("commit by the deposed holder: %v", err)
+	}
+	if err := s.CommitEpoch(ctx, "b", lb.Term, "e1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestClaimIsBoundedAndRecorded: a claim takes at most its limit, records
+// its numbers before anything is published, and a successor reads the same
+// numbers back.
+func TestClaimIsBoundedAndRecorded(t *testing.T) {
+	s := mustOpen(t, store.Options{})
+	ctx := context.Background()
+	for i := range 25 {
+		if _, _, err := s.Place(ctx, place(i, 0, canvas.Color(i)), "", store.Trace{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, _, _ := s.AcquireLease(ctx, "a", time.Minute)
+	startEpoch(t, s, l, "e1")
+	c, evs, err := s.Claim(ctx, "a", l.Term, canvas.Position{Epoch: "e1"}, 10)
+	if err != nil || len(evs) != 10 || c.First != 1 || c.Last() != 10 {
+		t.Fatalf("claim: first %d last %d, %d events, %v", c.First, c.Last(), len(evs), err)
+	}
+	_ = s.ReleaseLease(ctx, "a")
+	lb, _, _ := s.AcquireLease(ctx, "b", time.Minute)
+	if lb.Claim == nil || lb.Claim.ID != c.ID || lb.Claim.First != 1 || len(lb.Claim.IDs) != 10 {
+		t.Fatalf("successor sees claim %+v, want %+v", lb.Claim, c)
+	}
+	again, err := s.ClaimEvents(ctx, *lb.Claim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range again {
+		if again[i].ID != evs[i].ID {
+			t.Fatalf("claimed event %d: %s, recorded %s", i, again[i].ID, evs[i].ID)
+		}
+	}
+	if err := s.MarkPublished(ctx, "a", l.Term, canvas.Position{Epoch: "e1"}, c, time.Now()); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("mark by the deposed holder: %v", err)
+	}
+	if err := s.MarkPublished(ctx, "b", lb.Term, canvas.Position{Epoch: "e1"}, *lb.Claim, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, _ := s.Backlog(ctx); n != 15 {
+		t.Fatalf("backlog %d, want 15", n)
 	}
 }
 
@@ -346,7 +456,7 @@ func BenchmarkPlace(b *testing.B) {
 	}
 }
 
-func TestClaimAndMarkByClaim(t *testing.T) {
+func TestClaimAndMark(t *testing.T) {
 	for _, prune := range []bool{false, true} {
 		t.Run(fmt.Sprint("prune=", prune), func(t *testing.T) {
 			s := mustOpen(t, store.Options{PruneOnPublish: prune})
@@ -360,19 +470,15 @@ func TestClaimAndMarkByClaim(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, _, err := s.Claim(ctx, "other", lease.Position); !errors.Is(err, store.ErrLeaseLost) {
+			if _, _, err := s.Claim(ctx, "other", lease.Term, lease.Position, 100); !errors.Is(err, store.ErrLeaseLost) {
 				t.Fatalf("claim without the lease: %v", err)
 			}
-			claim, evs, err := s.Claim(ctx, "r", lease.Position)
+			claim, evs, err := s.Claim(ctx, "r", lease.Term, lease.Position, 100)
 			if err != nil || len(evs) != 10 {
 				t.Fatalf("claimed %d, %v", len(evs), err)
 			}
 			late, _, _ := s.Place(ctx, place(5, 5, 1), "", store.Trace{}) // not in the claim
-			ids := make([]string, len(evs))
-			for i, e := range evs {
-				ids[i] = e.ID
-			}
-			if err := s.MarkPublished(ctx, "r", lease.Position, store.Batch{Claim: claim, IDs: ids}, time.Now()); err != nil {
+			if err := s.MarkPublished(ctx, "r", lease.Term, lease.Position, claim, time.Now()); err != nil {
 				t.Fatal(err)
 			}
 			pending, _ := s.Pending(ctx, 100)
@@ -391,8 +497,8 @@ func TestClaimAndMarkByClaim(t *testing.T) {
 				t.Fatalf("published events kept: %d, want %d", len(pub), want)
 			}
 			for i, e := range pub {
-				if e.Seq != uint64(i)+1 || e.ID != ids[i] {
-					t.Fatalf("published[%d] = %s seq %d, want %s seq %d", i, e.ID, e.Seq, ids[i], i+1)
+				if e.Seq != uint64(i)+1 || e.ID != claim.IDs[i] {
+					t.Fatalf("published[%d] = %s seq %d, want %s seq %d", i, e.ID, e.Seq, claim.IDs[i], i+1)
 				}
 			}
 		})
