@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
 // registerMetrics exposes each role's state on /metrics. Most series are
@@ -73,7 +75,7 @@ func (m *Main) registerMetrics(reg *prometheus.Registry) {
 		})
 	}
 	if rc := m.redis; rc != nil {
-		key := "pf:{" + m.Config.Canvas + "}:stream"
+		key := stream.KeysFor(m.Config.Canvas).Stream
 		gauge("pixelflow_stream_length", "Entries in the Redis stream (-1: Redis unreachable).", scrape(func(ctx context.Context) float64 {
 			n, err := rc.XLen(ctx, key).Result()
 			if err != nil {
@@ -89,7 +91,7 @@ func (m *Main) registerMetrics(reg *prometheus.Registry) {
 		counter("pixelflow_gateway_delivered_total", "Events written to client sockets, summed over clients.", func() float64 { return float64(g.Stats().Delivered) })
 		counter("pixelflow_gateway_broadcast_total", "Stream entries handed to the hub.", func() float64 { return float64(g.Stats().Broadcast) })
 		if rc := m.redis; rc != nil {
-			key, group := "pf:{"+m.Config.Canvas+"}:stream", "gw:"+m.Config.InstanceID
+			key, group := stream.KeysFor(m.Config.Canvas).Stream, stream.GroupName(m.Config.InstanceID)
 			gauge("pixelflow_gateway_pending", "Entries delivered to this gateway's consumer group and not yet acknowledged (-1: unknown).", scrape(func(ctx context.Context) float64 {
 				p, err := rc.XPending(ctx, key, group).Result()
 				if err != nil {

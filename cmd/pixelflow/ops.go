@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
 // The /ops dashboard reads GET /ops/data once a second: the same numbers as
@@ -75,7 +77,7 @@ type gatewayFigures struct {
 	P99Ms           float64   `json:"commitToBroadcastP99Ms"`
 }
 
-func (m *Main) opsKey() string { return "pf:{" + m.Config.Canvas + "}:ops" }
+func (m *Main) opsKey() string { return stream.KeysFor(m.Config.Canvas).Ops }
 
 func (m *Main) gatewayFigures() gatewayFigures {
 	s := m.gateway.Stats()
@@ -114,7 +116,7 @@ func (m *Main) handleOpsData(w http.ResponseWriter, r *http.Request) {
 	out := map[string]any{"at": time.Now().UTC(), "instance": m.Config.InstanceID}
 	var errs []string
 	// Stream
-	key := "pf:{" + m.Config.Canvas + "}:stream"
+	key := stream.KeysFor(m.Config.Canvas).Stream
 	if n, err := m.redis.XLen(ctx, key).Result(); err != nil {
 		errs = append(errs, "redis: "+err.Error())
 	} else {

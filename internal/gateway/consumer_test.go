@@ -36,7 +36,7 @@ func TestConsumerContinuity(t *testing.T) {
 		}
 		return m
 	}
-	if err := rdb.XGroupCreate(ctx, key, "gw:a", "$").Err(); err != nil {
+	if err := rdb.XGroupCreate(ctx, key, stream.GroupName("a"), "$").Err(); err != nil {
 		t.Fatal(err)
 	}
 	g, err := gateway.New(opts(rdb, "a")) // never Run: the test plays the consumer loop
@@ -86,7 +86,7 @@ func TestConsumerContinuity(t *testing.T) {
 	// A new epoch under the group: resync to its start, then its entries.
 	pub.StartEpoch("e2") // deletes the stream and its groups
 	pub.Publish(3)
-	if err := rdb.XGroupCreate(ctx, key, "gw:a", "$").Err(); err != nil {
+	if err := rdb.XGroupCreate(ctx, key, stream.GroupName("a"), "$").Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := g.Process(ctx, msgs(1, 3)); err != nil {

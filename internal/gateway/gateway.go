@@ -27,7 +27,7 @@ type Options struct {
 	// stream.KeysFor. Default "main".
 	Canvas string
 	// InstanceID identifies this gateway across restarts. Its consumer group
-	// is "gw:"+InstanceID, so a restarted process with the same id re-reads
+	// is stream.GroupName(InstanceID), so a restarted process with the same id re-reads
 	// what it had taken but not acknowledged. Letters, digits, '.', '-', '_'
 	// (1..64). Required.
 	InstanceID string
@@ -237,8 +237,8 @@ func New(opts Options) (*Gateway, error) {
 		opts:    opts,
 		log:     opts.Logger.With("component", "gateway", "instance", opts.InstanceID),
 		keys:    stream.KeysFor(opts.Canvas),
-		group:   groupPrefix + opts.InstanceID,
-		beatKey: "pf:{" + opts.Canvas + "}:gateways",
+		group:   stream.GroupName(opts.InstanceID),
+		beatKey: stream.KeysFor(opts.Canvas).Gateways,
 		stream:  stream.New(opts.Redis, opts.Canvas, 0),
 		block:   readBlock,
 		conns:   make(map[*conn]struct{}),
@@ -261,9 +261,6 @@ func New(opts Options) (*Gateway, error) {
 	}
 	return g, nil
 }
-
-// groupPrefix marks the consumer groups gateways own (and may reap).
-const groupPrefix = "gw:"
 
 // Stats returns the gateway's counters and state.
 func (g *Gateway) Stats() Stats {

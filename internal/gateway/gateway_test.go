@@ -201,7 +201,7 @@ func TestRestartedGatewayRedeliversPending(t *testing.T) {
 		t.Fatalf("crashed gateway delivered %d events", got)
 	}
 	keys := stream.KeysFor("t")
-	if p, err := rdb.XPending(context.Background(), keys.Stream, "gw:a").Result(); err != nil || p.Count != 5 {
+	if p, err := rdb.XPending(context.Background(), keys.Stream, stream.GroupName("a")).Result(); err != nil || p.Count != 5 {
 		t.Fatalf("pending after crash: %+v %v, want 5", p, err)
 	}
 	s1.Stop()
@@ -233,7 +233,7 @@ func TestRestartedGatewayRedeliversPending(t *testing.T) {
 		t.Fatalf("re-delivered %v, want 1..5", got)
 	}
 	gatewaytest.Eventually(t, waitFor, func() error {
-		p, err := rdb.XPending(context.Background(), keys.Stream, "gw:a").Result()
+		p, err := rdb.XPending(context.Background(), keys.Stream, stream.GroupName("a")).Result()
 		if err != nil || p.Count != 0 {
 			return fmt.Errorf("pending %+v %v", p, err)
 		}
@@ -251,10 +251,10 @@ func TestIdlePendingEntriesAreClaimed(t *testing.T) {
 	pub.Publish(5)
 	ctx := context.Background()
 	keys := stream.KeysFor("t")
-	if err := rdb.XGroupCreate(ctx, keys.Stream, "gw:a", "0").Err(); err != nil {
+	if err := rdb.XGroupCreate(ctx, keys.Stream, stream.GroupName("a"), "0").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "gw:a", Consumer: "old-process", Streams: []string{keys.Stream, ">"}, Count: 100, Block: -1}).Err(); err != nil {
+	if err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: stream.GroupName("a"), Consumer: "old-process", Streams: []string{keys.Stream, ">"}, Count: 100, Block: -1}).Err(); err != nil {
 		t.Fatal(err)
 	}
 	o := opts(rdb, "a")
@@ -262,7 +262,7 @@ func TestIdlePendingEntriesAreClaimed(t *testing.T) {
 	gw := gatewaytest.Start(t, o, pub)
 	gw.WaitReady(t, "e1")
 	gatewaytest.Eventually(t, waitFor, func() error {
-		p, err := rdb.XPending(ctx, keys.Stream, "gw:a").Result()
+		p, err := rdb.XPending(ctx, keys.Stream, stream.GroupName("a")).Result()
 		if err != nil || p.Count != 0 || gw.G.Stats().LastSeq != 5 {
 			return fmt.Errorf("pending %+v %v, stats %+v", p, err, gw.G.Stats())
 		}
@@ -283,7 +283,7 @@ func TestReaperDestroysDeadGatewayGroupsOnly(t *testing.T) {
 	pub.Publish(3)
 	ctx := context.Background()
 	keys := stream.KeysFor("t")
-	for _, g := range []string{"gw:ghost", "gw:nobeat", "analytics"} {
+	for _, g := range []string{stream.GroupName("ghost"), stream.GroupName("nobeat"), "analytics"} {
 		if err := rdb.XGroupCreate(ctx, keys.Stream, g, "0").Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -314,7 +314,7 @@ func TestReaperDestroysDeadGatewayGroupsOnly(t *testing.T) {
 		slices.Sort(names)
 		return names
 	}
-	want := []string{"analytics", "gw:a", "gw:b"}
+	want := []string{"analytics", stream.GroupName("a"), stream.GroupName("b")}
 	// The reaper counts a group after XGROUP DESTROY returns, so the count
 	// can trail the groups vanishing: wait for both.
 	gatewaytest.Eventually(t, waitFor, func() error {
@@ -337,7 +337,7 @@ func TestReaperDestroysDeadGatewayGroupsOnly(t *testing.T) {
 	if _, err := g1.Reap(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := groups(); !slices.Contains(got, "gw:a") {
+	if got := groups(); !slices.Contains(got, stream.GroupName("a")) {
 		t.Errorf("gateway a reaped its own group: %v", got)
 	}
 }
