@@ -5,7 +5,7 @@ GO      ?= go
 PKGS    ?= $(shell $(GO) list ./... | grep -v -e /e2e -e /chaos -e /loadtest)
 BIN     ?= bin/pixelflow
 
-.PHONY: run build test race lint bench e2e chaos loadtest ensure-redis ensure-chromium up down
+.PHONY: run build test test-mongo race lint bench e2e chaos loadtest ensure-redis ensure-chromium up down
 
 ## run: serve on embedded defaults (embedded store under ./data, private redis-server), http://localhost:8080
 run: ensure-redis
@@ -18,6 +18,16 @@ build:
 test: ensure-redis lint
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 	$(GO) test -count=1 -timeout 5m -run 'TestLargeBacklogDrainsInBoundedSteps' -v ./internal/relay/ | grep -E '^(--- |ok|FAIL|PASS)|drained'; exit $${PIPESTATUS[0]}
+
+## test-mongo: the store's contract suite (the one make test runs on the
+## embedded engine) on a real replica set: make test-mongo MONGO_URI=mongodb://…
+MONGO_URI ?=
+test-mongo:
+	@if [ -z "$(MONGO_URI)" ]; then \
+	  echo "make test-mongo: MONGO_URI is not set. It runs the store's contract suite on a real replica set, e.g." >&2; \
+	  echo "  make test-mongo MONGO_URI='mongodb://localhost:27017/?replicaSet=rs0&directConnection=true'" >&2; \
+	  exit 2; fi
+	MONGO_URI='$(MONGO_URI)' $(GO) test -tags mongo -race -count=1 -timeout 10m -run '^TestContractMongoDB$$' -v ./internal/store/ 2>&1 | grep -E '^(=== RUN|--- |\s+--- |ok|FAIL|PASS)|_test.go:|storetest.go:'; exit $${PIPESTATUS[0]}
 
 lint:
 	$(GO) vet ./...

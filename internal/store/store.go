@@ -99,25 +99,46 @@ type Store struct {
 // is empty.
 func Open(ctx context.Context, uri, path string, opts Options) (*Store, error) {
 	if uri != "" {
-		co := options.Client().ApplyURI(uri).SetServerSelectionTimeout(5 * time.Second).SetTimeout(10 * time.Second)
-		if opts.Tracer != nil {
-			co.SetMonitor(otelmongo.NewMonitor(otelmongo.WithTracerProvider(opts.Tracer)))
-		}
-		client, err := lungo.Connect(ctx, co)
+		client, closeFn, err := Connect(ctx, uri, opts.Tracer)
 		if err != nil {
-			return nil, fmt.Errorf("connect to MongoDB: %w", err)
+			return nil, err
 		}
-		if err := client.Ping(ctx, readpref.Primary()); err != nil {
-			_ = client.Disconnect(ctx)
-			return nil, fmt.Errorf("ping MongoDB: %w", err)
-		}
-		return New(ctx, client, dbName(uri), client.Disconnect, opts)
+		return New(ctx, client, dbName(uri), closeFn, opts)
 	}
+	client, closeFn, err := OpenEngine(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	return New(ctx, client, "pixelflow", closeFn, opts)
+}
+
+// Connect connects to the MongoDB replica set at uri and checks that its
+// primary answers; closeFn disconnects. tracer (may be nil) traces the
+// driver's commands.
+func Connect(ctx context.Context, uri string, tracer trace.TracerProvider) (client lungo.IClient, closeFn func(context.Context) error, err error) {
+	co := options.Client().ApplyURI(uri).SetServerSelectionTimeout(5 * time.Second).SetTimeout(10 * time.Second)
+	if tracer != nil {
+		co.SetMonitor(otelmongo.NewMonitor(otelmongo.WithTracerProvider(tracer)))
+	}
+	c, err := lungo.Connect(ctx, co)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to MongoDB: %w", err)
+	}
+	if err := c.Ping(ctx, readpref.Primary()); err != nil {
+		_ = c.Disconnect(ctx)
+		return nil, nil, fmt.Errorf("ping MongoDB: %w", err)
+	}
+	return c, c.Disconnect, nil
+}
+
+// OpenEngine opens the embedded engine, tuned as pixelflow runs it: a
+// single file at path, or memory when path is empty. closeFn closes it.
+func OpenEngine(ctx context.Context, path string) (client lungo.IClient, closeFn func(context.Context) error, err error) {
 	var st lungo.Store = lungo.NewMemoryStore()
 	if path != "" {
 		st = lungo.NewFileStore(path, 0o644)
 	}
-	client, engine, err := lungo.Open(ctx, lungo.Options{
+	c, engine, err := lungo.Open(ctx, lungo.Options{
 		Store:          st,
 		ExpireInterval: 5 * time.Second,
 		// Every write clones the oplog (the engine's copy-on-write), so a
@@ -135,9 +156,9 @@ func Open(ctx context.Context, uri, path string, opts Options) (*Store, error) {
 		ExpireErrors: func(err error) { slog.Warn("embedded store expiry", "err", err) },
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open embedded store %q: %w", path, err)
+		return nil, nil, fmt.Errorf("open embedded store %q: %w", path, err)
 	}
-	return New(ctx, client, "pixelflow", func(context.Context) error { engine.Close(); return nil }, opts)
+	return c, func(context.Context) error { engine.Close(); return nil }, nil
 }
 
 func dbName(uri string) string {
