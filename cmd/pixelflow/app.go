@@ -132,19 +132,12 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if m.has("relay") {
 		st := stream.New(m.redis, c.Canvas, c.StreamMaxLen)
-		ropts := relay.Options{
-			Holder:          c.InstanceID + "-" + fmt.Sprint(os.Getpid()),
-			LeaseTTL:        c.LeaseTTL,
-			RepublishWindow: c.Retention,
-			Logger:          m.Logger,
-			Tracer:          tracer,
-			Propagator:      tel.Propagator,
-			Destination:     stream.KeysFor(c.Canvas).Stream,
-		}
+		ropts := c.RelayOptions()
+		ropts.Logger, ropts.Tracer, ropts.Propagator = m.Logger, tracer, tel.Propagator
+		ropts.Destination = st.Keys().Stream
 		if c.CanaryInterval > 0 {
 			s := m.store
 			ropts.Canary = func(ctx context.Context) error { _, err := s.Canary(ctx, store.Trace{}); return err }
-			ropts.CanaryInterval = c.CanaryInterval
 		}
 		if c.Embedded() {
 			ropts.Linger = embeddedRelayLinger
@@ -157,20 +150,10 @@ func (m *Main) Run(ctx context.Context) error {
 		m.goWorker(func() error { return r.Run(workerCtx) })
 	}
 	if m.has("gateway") {
-		g, err := gateway.New(gateway.Options{
-			Redis:          m.redis,
-			Canvas:         c.Canvas,
-			InstanceID:     c.InstanceID,
-			AllowedOrigins: c.AllowedOrigins,
-			MaxConns:       c.MaxConns,
-			QueueLen:       c.ClientQueue,
-			SendBuffer:     c.ClientSendBuffer,
-			Logger:         m.Logger,
-			Tracer:         tracer,
-			Propagator:     tel.Propagator,
-			OnBroadcast:    m.onBroadcast(commitToBroadcast(tel.Registry)),
-			CanaryBound:    c.CanaryBound,
-		})
+		gopts := c.GatewayOptions()
+		gopts.Redis, gopts.Logger, gopts.Tracer, gopts.Propagator = m.redis, m.Logger, tracer, tel.Propagator
+		gopts.OnBroadcast = m.onBroadcast(commitToBroadcast(tel.Registry))
+		g, err := gateway.New(gopts)
 		if err != nil {
 			return err
 		}
@@ -193,16 +176,9 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	var handler http.Handler
 	if m.has("api") {
-		a, err := api.New(m.store, api.Options{
-			Size:       canvas.Size{Width: c.Width, Height: c.Height},
-			RateLimit:  c.RateLimit,
-			Burst:      c.RateBurst,
-			Ready:      ready,
-			Health:     m.health,
-			Logger:     m.Logger,
-			Tracer:     tel.Tracer,
-			Propagator: tel.Propagator,
-		})
+		aopts := c.APIOptions()
+		aopts.Ready, aopts.Health, aopts.Logger, aopts.Tracer, aopts.Propagator = ready, m.health, m.Logger, tel.Tracer, tel.Propagator
+		a, err := api.New(m.store, aopts)
 		if err != nil {
 			return err
 		}
@@ -248,7 +224,8 @@ func (m *Main) openStore(ctx context.Context) error {
 		}
 		path = filepath.Join(c.DataDir, "pixelflow.lungo")
 	}
-	opts := store.Options{Canvas: c.Canvas, Retention: c.Retention, PruneOnPublish: c.Embedded(), Logger: m.Logger}
+	opts := c.StoreOptions()
+	opts.Logger = m.Logger
 	if m.tel != nil && m.tel.Enabled {
 		opts.Tracer = m.tel.Tracer
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/option"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
@@ -24,12 +26,12 @@ type Options struct {
 	// Redis holds the canvas stream. Required.
 	Redis redis.UniversalClient
 	// Canvas names the canvas whose stream is fanned out; keys come from
-	// stream.KeysFor. Default "main".
+	// stream.KeysFor. Default canvas.DefaultName.
 	Canvas string
 	// InstanceID identifies this gateway across restarts. Its consumer group
 	// is stream.GroupName(InstanceID), so a restarted process with the same id re-reads
-	// what it had taken but not acknowledged. Letters, digits, '.', '-', '_'
-	// (1..64). Required.
+	// what it had taken but not acknowledged. A name (canvas.ValidateName).
+	// Required.
 	InstanceID string
 	// AllowedOrigins lists the browser origins ("https://example.com") that
 	// may connect. Empty allows only same-origin requests (the Origin's host
@@ -97,21 +99,27 @@ const (
 	maxFrame     = 512                    // events per frame
 )
 
-func (o *Options) setDefaults() error {
-	if o.Redis == nil {
-		return errors.New("gateway: Options.Redis is required")
-	}
+// Defaults of the options that pixelflow's settings set (config takes its
+// defaults from here: one default per setting).
+const (
+	DefaultMaxConns   = 10000
+	DefaultQueueLen   = 4096
+	DefaultSendBuffer = 256 << 10
+	// MinQueueLen: a queue must hold a read batch (half a queue) and the
+	// resync that replaces an overflowing one.
+	MinQueueLen = 2
+)
+
+// setDefaults fills zero values.
+func (o *Options) setDefaults() {
 	if o.Canvas == "" {
-		o.Canvas = "main"
-	}
-	if err := validateInstanceID(o.InstanceID); err != nil {
-		return err
+		o.Canvas = canvas.DefaultName
 	}
 	if o.MaxConns == 0 {
-		o.MaxConns = 10000
+		o.MaxConns = DefaultMaxConns
 	}
 	if o.QueueLen == 0 {
-		o.QueueLen = 4096
+		o.QueueLen = DefaultQueueLen
 	}
 	if o.FlushWindow == 0 {
 		o.FlushWindow = 2 * time.Millisecond
@@ -120,7 +128,7 @@ func (o *Options) setDefaults() error {
 		o.Propagator = propagation.TraceContext{}
 	}
 	if o.SendBuffer == 0 {
-		o.SendBuffer = 256 << 10
+		o.SendBuffer = DefaultSendBuffer
 	}
 	if o.ReplayLimit == 0 {
 		o.ReplayLimit = 10000
@@ -137,31 +145,30 @@ func (o *Options) setDefaults() error {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	switch {
-	case o.MaxConns < 1:
-		return fmt.Errorf("gateway: MaxConns %d must be positive", o.MaxConns)
-	case o.QueueLen < 2:
-		return fmt.Errorf("gateway: QueueLen %d must be at least 2", o.QueueLen)
-	case o.ReplayLimit < 1:
-		return fmt.Errorf("gateway: ReplayLimit %d must be positive", o.ReplayLimit)
-	case o.HeartbeatInterval < 0 || o.ClaimIdle < 0:
-		return errors.New("gateway: HeartbeatInterval and ClaimIdle must be positive")
-	case o.GroupTTL <= o.HeartbeatInterval:
-		return fmt.Errorf("gateway: GroupTTL %s must exceed HeartbeatInterval %s", o.GroupTTL, o.HeartbeatInterval)
-	}
-	return nil
 }
 
-func validateInstanceID(id string) error {
-	if id == "" || len(id) > 64 {
-		return errors.New("gateway: Options.InstanceID is required (1..64 characters)")
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return fmt.Errorf("gateway: InstanceID %q may hold only letters, digits, '.', '-' and '_'", id)
+// Validate refuses options the gateway cannot run with (zero values stand
+// for their defaults). New calls it; so does config.Parse, before anything
+// opens. Redis is not checked here: it is a connection, not a setting.
+func (o Options) Validate() error {
+	o.setDefaults()
+	c := option.Checker{Component: "gateway"}
+	c.Name("Canvas", o.Canvas, canvas.ValidateName)
+	c.Name("InstanceID", o.InstanceID, canvas.ValidateName)
+	for _, origin := range o.AllowedOrigins {
+		if origin != "*" {
+			u, err := url.Parse(origin)
+			c.Check(err == nil && u.Scheme != "" && u.Host != "", "AllowedOrigins", fmt.Sprintf("%q", origin), "each origin must look like http://host[:port] or be *")
 		}
 	}
-	return nil
+	c.Check(o.MaxConns >= 1, "MaxConns", o.MaxConns, "must be positive")
+	c.Check(o.QueueLen >= MinQueueLen, "QueueLen", o.QueueLen, "must be at least %d", MinQueueLen)
+	c.Check(o.ReplayLimit >= 1, "ReplayLimit", o.ReplayLimit, "must be positive")
+	c.Check(o.HeartbeatInterval >= 0, "HeartbeatInterval", o.HeartbeatInterval, "must be positive")
+	c.Check(o.ClaimIdle >= 0, "ClaimIdle", o.ClaimIdle, "must be positive")
+	c.Check(o.GroupTTL > o.HeartbeatInterval, "GroupTTL", o.GroupTTL, "must exceed HeartbeatInterval %s", o.HeartbeatInterval)
+	c.Check(o.CanaryBound >= 0, "CanaryBound", o.CanaryBound, "must not be negative")
+	return c.Err()
 }
 
 // Stats is a point-in-time view of a gateway, for /metrics and readiness.
@@ -230,9 +237,13 @@ type Gateway struct {
 // New validates opts, fills defaults and returns a gateway that serves
 // WebSocket clients at once (ServeHTTP) and reads the stream once Run starts.
 func New(opts Options) (*Gateway, error) {
-	if err := opts.setDefaults(); err != nil {
+	if opts.Redis == nil {
+		return nil, errors.New("gateway: Options.Redis is required")
+	}
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	opts.setDefaults()
 	g := &Gateway{
 		opts:    opts,
 		log:     opts.Logger.With("component", "gateway", "instance", opts.InstanceID),

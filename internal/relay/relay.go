@@ -44,6 +44,7 @@ import (
 
 	"github.com/pixelflow/pixelflow/internal/backoff"
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/option"
 	"github.com/pixelflow/pixelflow/internal/store"
 	"github.com/pixelflow/pixelflow/internal/stream"
 	"github.com/pixelflow/pixelflow/internal/telemetry"
@@ -78,7 +79,7 @@ type Options struct {
 	// Holder identifies this relay in the lease. Required, unique per process.
 	Holder string
 	// LeaseTTL is how long a lease lasts unrenewed: a crashed leader's
-	// standby takes over after at most this long. Default 5s.
+	// standby takes over after at most this long. Default DefaultLeaseTTL.
 	LeaseTTL time.Duration
 	// BatchSize bounds the events appended per XADD script call. Default 512.
 	BatchSize int
@@ -163,13 +164,29 @@ type Status struct {
 	LastErrorAt   time.Time `json:"lastErrorAt,omitzero"`
 }
 
+// Defaults of the options that pixelflow's settings set (config takes its
+// defaults from here: one default per setting).
+const (
+	DefaultLeaseTTL       = 5 * time.Second
+	DefaultCanaryInterval = 2 * time.Second
+)
+
+// Validate refuses options the relay cannot run with (zero or negative
+// durations stand for their defaults). New calls it; so does config.Parse,
+// before anything opens.
+func (o Options) Validate() error {
+	c := option.Checker{Component: "relay"}
+	c.Check(o.Holder != "", "Holder", `""`, "is required (unique per process)")
+	return c.Err()
+}
+
 // New validates opts and returns a relay.
 func New(out Outbox, st Stream, opts Options) (*Relay, error) {
-	if opts.Holder == "" {
-		return nil, errors.New("relay: Holder is required")
+	if err := opts.Validate(); err != nil {
+		return nil, err
 	}
 	if opts.LeaseTTL <= 0 {
-		opts.LeaseTTL = 5 * time.Second
+		opts.LeaseTTL = DefaultLeaseTTL
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 512
@@ -196,7 +213,7 @@ func New(out Outbox, st Stream, opts Options) (*Relay, error) {
 		opts.Propagator = propagation.TraceContext{}
 	}
 	if opts.Canary != nil && opts.CanaryInterval <= 0 {
-		opts.CanaryInterval = 2 * time.Second
+		opts.CanaryInterval = DefaultCanaryInterval
 	}
 	r := &Relay{out: out, st: st, opts: opts}
 	if opts.Tracer != nil {

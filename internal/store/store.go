@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/option"
 )
 
 // Collection names.
@@ -41,11 +42,13 @@ const (
 
 // Options configure a Store.
 type Options struct {
-	// Canvas names the canvas this store serves. Default "main".
+	// Canvas names the canvas this store serves: several canvases can share
+	// one database. Default canvas.DefaultName.
 	Canvas string
 	// Retention is how long published outbox events are kept (TTL index on
-	// publishedAt); it is also the window republished after Redis forgets.
-	// Default 7 days. With PruneOnPublish it is unused.
+	// publishedAt, whole seconds); it is also the window republished after
+	// Redis forgets. Default DefaultRetention. With PruneOnPublish it is
+	// unused.
 	Retention time.Duration
 	// PruneOnPublish deletes events as soon as they are published. The
 	// embedded engine copies a collection on every write to it, so its outbox
@@ -98,6 +101,9 @@ type Store struct {
 // uri, opens the embedded engine: a single file at path, or memory when path
 // is empty.
 func Open(ctx context.Context, uri, path string, opts Options) (*Store, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
 	if uri != "" {
 		client, closeFn, err := Connect(ctx, uri, opts.Tracer)
 		if err != nil {
@@ -178,26 +184,60 @@ func dbName(uri string) string {
 	return "pixelflow"
 }
 
-// New wraps a connected client and ensures the indexes exist.
+// Retention defaults (config takes its defaults from here: one default per
+// setting).
+const (
+	// DefaultRetention keeps a week of published events on MongoDB.
+	DefaultRetention = 7 * 24 * time.Hour
+	// EmbeddedRetention is the embedded store's: it copies a collection on
+	// every write, so its outbox must stay small.
+	EmbeddedRetention = 30 * time.Second
+)
+
+func (o *Options) setDefaults() {
+	if o.Canvas == "" {
+		o.Canvas = canvas.DefaultName
+	}
+	if o.Retention == 0 {
+		o.Retention = DefaultRetention
+	}
+	if o.IdempotencyTTL == 0 {
+		o.IdempotencyTTL = 24 * time.Hour
+	}
+	if o.TxnAttempts == 0 {
+		o.TxnAttempts = 5
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Validate refuses options the store cannot run with (zero values stand
+// for their defaults). New calls it; so does config.Parse, before anything
+// opens.
+func (o Options) Validate() error {
+	o.setDefaults()
+	c := option.Checker{Component: "store"}
+	c.Name("Canvas", o.Canvas, canvas.ValidateName)
+	// TTL indexes count whole seconds, and 0 would expire at once.
+	c.Check(o.Retention >= time.Second, "Retention", o.Retention, "must be at least 1s")
+	c.Check(o.IdempotencyTTL >= time.Second, "IdempotencyTTL", o.IdempotencyTTL, "must be at least 1s")
+	c.Check(o.TxnAttempts >= 1, "TxnAttempts", o.TxnAttempts, "must be positive")
+	c.Check(o.GroupCommit >= 0, "GroupCommit", o.GroupCommit, "must not be negative")
+	return c.Err()
+}
+
+// New wraps a connected client and ensures the indexes exist. It closes
+// the client (closeFn) when it fails.
 func New(ctx context.Context, client lungo.IClient, db string, closeFn func(context.Context) error, opts Options) (*Store, error) {
-	if opts.Canvas == "" {
-		opts.Canvas = "main"
+	if err := opts.Validate(); err != nil {
+		_ = closeFn(ctx)
+		return nil, err
 	}
-	if opts.Retention <= 0 {
-		opts.Retention = 7 * 24 * time.Hour
-	}
-	if opts.IdempotencyTTL <= 0 {
-		opts.IdempotencyTTL = 24 * time.Hour
-	}
-	if opts.TxnAttempts <= 0 {
-		opts.TxnAttempts = 5
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
+	opts.setDefaults()
 	s := &Store{client: client, db: client.Database(db), opts: opts, close: closeFn}
 	if opts.GroupCommit > 0 {
 		s.places = newGroupCommit(opts.GroupCommit, s.runPlaces)
