@@ -275,11 +275,11 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 		coll  string
 		model mongo.IndexModel
 	}{
-		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "state", Value: 1}, {Key: "version", Value: 1}}}},
+		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}, {Key: "state", Value: 1}, {Key: "version", Value: 1}}}},
 		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "claim", Value: 1}}}},
 		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "publishedAt", Value: 1}}, Options: options.Index().SetExpireAfterSeconds(*secs(s.opts.Retention))}},
 		{cPixels, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}}}},
-		{cBatches, mongo.IndexModel{Keys: bson.D{{Key: "epoch", Value: 1}, {Key: "last", Value: 1}}}},
+		{cBatches, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}, {Key: "epoch", Value: 1}, {Key: "last", Value: 1}}}},
 		{cBatches, mongo.IndexModel{Keys: bson.D{{Key: "publishedAt", Value: 1}}, Options: options.Index().SetExpireAfterSeconds(*secs(s.opts.Retention))}},
 		{cIdempotency, mongo.IndexModel{Keys: bson.D{{Key: "createdAt", Value: 1}}, Options: options.Index().SetExpireAfterSeconds(*secs(s.opts.IdempotencyTTL))}},
 	}
@@ -520,11 +520,18 @@ func (s *Store) Snapshot(ctx context.Context) (canvas.Position, []Pixel, error) 
 	return canvas.Position{Epoch: seq.Epoch, Seq: seq.Seq}, px, nil
 }
 
+// inState selects this canvas's outbox events in state. Every outbox query
+// is by canvas: several canvases may share one database, and each relay
+// must publish, count and requeue only its own canvas's events.
+func (s *Store) inState(state string) bson.M {
+	return bson.M{"canvas": s.opts.Canvas, "state": state}
+}
+
 // Backlog reports the outbox's pending events and the oldest one's commit time
 // (zero when none is pending).
 func (s *Store) Backlog(ctx context.Context) (n int64, oldest time.Time, err error) {
 	coll := s.db.Collection(cOutbox)
-	n, err = coll.CountDocuments(ctx, bson.M{"state": statePending})
+	n, err = coll.CountDocuments(ctx, s.inState(statePending))
 	if err != nil {
 		return 0, time.Time{}, unavailable("count outbox backlog", err)
 	}
@@ -532,7 +539,7 @@ func (s *Store) Backlog(ctx context.Context) (n int64, oldest time.Time, err err
 		return 0, time.Time{}, nil
 	}
 	var d outboxDoc
-	err = coll.FindOne(ctx, bson.M{"state": statePending}, options.FindOne().SetSort(bson.D{{Key: "committedAt", Value: 1}})).Decode(&d)
+	err = coll.FindOne(ctx, s.inState(statePending), options.FindOne().SetSort(bson.D{{Key: "committedAt", Value: 1}})).Decode(&d)
 	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
 		return 0, time.Time{}, unavailable("read oldest pending event", err)
 	}

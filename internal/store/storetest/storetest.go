@@ -79,6 +79,7 @@ var tests = []test{
 	{"SnapshotAcrossTiles", testSnapshotAcrossTiles},
 	{"GroupCommitConcurrentPlacements", testGroupCommitConcurrentPlacements},
 	{"NoIndexesLeavesTheOwnersIndexes", testNoIndexesLeavesTheOwnersIndexes},
+	{"CanvasesShareADatabaseApart", testCanvasesShareADatabaseApart},
 }
 
 // Run runs the contract on the engine connect reaches, each test in
@@ -731,4 +732,128 @@ func equalTTLs(a, b map[string]int32) bool {
 		}
 	}
 	return true
+}
+
+// testCanvasesShareADatabaseApart: two stores of different canvases on one
+// database see only their own canvas: backlog, pending events, claims,
+// marking, published batches, requeueing into a new epoch, the lease,
+// idempotency keys and the snapshot. (Before outbox queries were filtered
+// by canvas, one relay would have published the other canvas's events.)
+func testCanvasesShareADatabaseApart(t *testing.T, e *Env) {
+	ctx := context.Background()
+	a, b := e.Open(store.Options{Canvas: "a"}), e.Open(store.Options{Canvas: "b"})
+	ids := map[*store.Store]map[string]bool{a: {}, b: {}}
+	for i := range 6 {
+		for _, s := range []*store.Store{a, b} {
+			ev, _, err := s.Place(ctx, place(i, 0, canvas.Color(i)), fmt.Sprint("k", i), store.Trace{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids[s][ev.ID] = true
+		}
+	}
+	if _, err := b.Canary(ctx, store.Trace{}); err != nil {
+		t.Fatal(err)
+	}
+	own := func(s *store.Store, what string, evs []canvas.Event) {
+		t.Helper()
+		for _, ev := range evs {
+			if ev.Kind == canvas.KindPixel && !ids[s][ev.ID] {
+				t.Fatalf("canvas %s: %s holds %s, an event of the other canvas", s.Canvas(), what, ev.ID)
+			}
+		}
+	}
+	if n, _, err := a.Backlog(ctx); err != nil || n != 6 {
+		t.Fatalf("canvas a backlog %d (%v), want its own 6", n, err)
+	}
+	if n, _, err := b.Backlog(ctx); err != nil || n != 7 {
+		t.Fatalf("canvas b backlog %d (%v), want its own 6 and a canary", n, err)
+	}
+	pending, err := a.Pending(ctx, 100)
+	if err != nil || len(pending) != 6 {
+		t.Fatalf("canvas a pending: %d (%v), want 6", len(pending), err)
+	}
+	own(a, "Pending", pending)
+
+	la, ok, err := a.AcquireLease(ctx, "ra", time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("lease of a: %v %v", ok, err)
+	}
+	if _, ok, err := b.AcquireLease(ctx, "rb", time.Minute); err != nil || !ok {
+		t.Fatalf("lease of b while a's is held: %v %v (one lease per canvas)", ok, err)
+	}
+	startEpoch(t, a, la, "ea")
+	at := canvas.Position{Epoch: "ea"}
+	c, evs, err := a.Claim(ctx, "ra", la.Term, at, 100)
+	if err != nil || len(evs) != 6 || len(c.IDs) != 6 {
+		t.Fatalf("canvas a claimed %d (%v), want its own 6", len(evs), err)
+	}
+	own(a, "Claim", evs)
+	again, err := a.ClaimEvents(ctx, c)
+	if err != nil || len(again) != 6 {
+		t.Fatalf("canvas a claim events: %d %v", len(again), err)
+	}
+	if err := a.MarkPublished(ctx, "ra", la.Term, at, c, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, _ := b.Backlog(ctx); n != 7 {
+		t.Fatalf("marking a's claim changed b's backlog to %d, want 7", n)
+	}
+	pub, err := a.Published(ctx, "ea", 1, 100)
+	if err != nil || len(pub) != 6 {
+		t.Fatalf("canvas a published %d (%v), want 6", len(pub), err)
+	}
+	own(a, "Published", pub)
+	if pub, err := b.Published(ctx, "ea", 1, 100); err != nil || len(pub) != 0 {
+		t.Fatalf("canvas b sees %d events published in a's epoch (%v), want none", len(pub), err)
+	}
+
+	// b publishes its own under the same epoch name: the batch records of
+	// both canvases live side by side.
+	lb, _, _ := b.AcquireLease(ctx, "rb", time.Minute)
+	startEpoch(t, b, lb, "ea")
+	cb, evsB, err := b.Claim(ctx, "rb", lb.Term, at, 100)
+	if err != nil || len(evsB) != 7 {
+		t.Fatalf("canvas b claimed %d (%v), want its own 7", len(evsB), err)
+	}
+	own(b, "Claim", evsB)
+	if err := b.MarkPublished(ctx, "rb", lb.Term, at, cb, time.Now()); err != nil {
+		t.Fatalf("canvas b marks its claim in an epoch of the same name: %v", err)
+	}
+	if pub, err := b.Published(ctx, "ea", 1, 100); err != nil || len(pub) != 7 {
+		t.Fatalf("canvas b published %d (%v), want 7", len(pub), err)
+	}
+
+	// A new epoch of a requeues only a's published events.
+	if _, err := a.BeginEpoch(ctx, "ra", la.Term, "ea2", time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	n, more, err := a.Requeue(ctx, "ra", la.Term, 100)
+	if err != nil || n != 6 || more {
+		t.Fatalf("canvas a requeued %d (more %v, %v), want its own 6", n, more, err)
+	}
+	if nb, _, _ := b.Backlog(ctx); nb != 0 {
+		t.Fatalf("a's requeue gave canvas b a backlog of %d, want 0", nb)
+	}
+
+	_, pa, err := a.Snapshot(ctx)
+	if err != nil || len(pa) != 6 {
+		t.Fatalf("canvas a snapshot: %d pixels (%v), want 6", len(pa), err)
+	}
+	for _, p := range pa {
+		if p.Version != 1 {
+			t.Fatalf("canvas a pixel %+v: version %d, want 1 (b's writes to the same pixel are not a's)", p, p.Version)
+		}
+	}
+	// Each canvas wrote its own events under the same keys above, and a
+	// retry answers from its own canvas's record.
+	for _, s := range []*store.Store{a, b} {
+		if len(ids[s]) != 6 {
+			t.Fatalf("canvas %s wrote %d events under keys k0..k5, want 6", s.Canvas(), len(ids[s]))
+		}
+		ev, replayed, err := s.Place(ctx, place(0, 0, 0), "k0", store.Trace{})
+		if err != nil || !replayed || !ids[s][ev.ID] {
+			t.Fatalf("canvas %s retries k0: %s replayed=%v %v, want its own event", s.Canvas(), ev.ID, replayed, err)
+		}
+	}
 }
