@@ -52,7 +52,12 @@ type Main struct {
 
 	cancelWorkers context.CancelFunc
 	workers       sync.WaitGroup
-	serveErr      chan error
+
+	listener net.Listener
+	// served is closed when the HTTP server stopped serving; serveErr is
+	// why, when it was not Close (read after served is closed).
+	served   chan struct{}
+	serveErr error
 }
 
 // NewMain returns a Main with a JSON logger on stderr.
@@ -282,15 +287,29 @@ func (m *Main) listen(h http.Handler) error {
 		return fmt.Errorf("listen on %s (PORT/HOST): %w", m.Config.Addr, err)
 	}
 	m.Addr = ln.Addr().String()
+	m.listener = ln
 	m.server = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 120 * time.Second}
-	m.serveErr = make(chan error, 1)
-	go func() { m.serveErr <- m.server.Serve(ln) }()
+	m.served = make(chan struct{})
+	go func() {
+		defer close(m.served)
+		if err := m.server.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			// Serving stopped on its own, after Run returned: the process
+			// no longer answers. Say so now; Done and Close report it.
+			m.serveErr = fmt.Errorf("http server on %s stopped: %w", m.Addr, err)
+			m.Logger.Error("http server stopped serving", "addr", m.Addr, "err", err)
+		}
+	}()
 	m.Logger.Info("listening", "addr", m.Addr, "url", "http://"+displayAddr(m.Addr))
 	return nil
 }
 
+// Done is closed when the HTTP server stops serving: after Close, or on its
+// own when serving failed (Close then returns why). nil before Run listened.
+func (m *Main) Done() <-chan struct{} { return m.served }
+
 // Close shuts down in order: stop taking requests, finish the relay's batch
-// in flight and release its lease, close WebSockets, then Redis and the store.
+// in flight and release its lease, close WebSockets, then Redis and the
+// store. Its error includes a failure of the HTTP server after Run.
 func (m *Main) Close() error {
 	grace := m.Config.ShutdownGrace
 	ctx, cancel := context.WithTimeout(context.Background(), max(grace, time.Second))
@@ -302,6 +321,14 @@ func (m *Main) Close() error {
 	if m.server != nil {
 		if err := m.server.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+		select {
+		case <-m.served:
+			if m.serveErr != nil {
+				errs = append(errs, m.serveErr)
+			}
+		case <-ctx.Done():
+			errs = append(errs, errors.New("http server did not stop within SHUTDOWN_GRACE"))
 		}
 	}
 	if m.cancelWorkers != nil {

@@ -101,7 +101,7 @@ func (m *Main) registerMetrics(reg *prometheus.Registry) {
 			}))
 		}
 		gauge("pixelflow_gateway_lag", "Stream entries not yet broadcast by this gateway (its consumer group's lag).", func() float64 { return float64(g.Stats().Lag) })
-		gauge("pipeline_canary_latency_seconds", "Commit → arrival time of the last canary at this gateway.", func() float64 { return g.Stats().CanaryLatency.Seconds() })
+		gauge("pixelflow_canary_latency_seconds", "Commit → arrival time of the last canary at this gateway.", func() float64 { return g.Stats().CanaryLatency.Seconds() })
 		gauge("pixelflow_gateway_canary_age_seconds", "Time since the last canary arrived (-1: none yet).", func() float64 {
 			if last := g.Stats().LastCanary; !last.IsZero() {
 				return time.Since(last).Seconds()

@@ -171,23 +171,24 @@ func (o Options) Validate() error {
 	return c.Err()
 }
 
-// Stats is a point-in-time view of a gateway, for /metrics and readiness.
+// Stats is a point-in-time view of a gateway, for /metrics, readiness and
+// /api/health (whose keys are lowerCamel, like every other part of it).
 type Stats struct {
-	Clients    int       // connected WebSocket clients
-	Degraded   int64     // clients degraded for being slow (total)
-	Resyncs    int64     // resync frames queued to clients (total)
-	Delivered  int64     // events written to client sockets, summed over clients (total)
-	Broadcast  int64     // stream entries handed to the hub (total)
-	Duplicates int64     // stream entries read again at or below LastSeq (total)
-	Reaped     int64     // dead instances' consumer groups destroyed (total)
-	LastSeq    uint64    // sequence of the last entry broadcast
-	Epoch      string    // the stream epoch the gateway follows ("" before first contact)
-	Lag        int64     // entries in the stream not yet broadcast, as of the last heartbeat
-	LastCanary time.Time // when the last canary entry arrived (zero: none yet)
+	Clients    int       `json:"clients"`    // connected WebSocket clients
+	Degraded   int64     `json:"degraded"`   // clients degraded for being slow (total)
+	Resyncs    int64     `json:"resyncs"`    // resync frames queued to clients (total)
+	Delivered  int64     `json:"delivered"`  // events written to client sockets, summed over clients (total)
+	Broadcast  int64     `json:"broadcast"`  // stream entries handed to the hub (total)
+	Duplicates int64     `json:"duplicates"` // stream entries read again at or below LastSeq (total)
+	Reaped     int64     `json:"reaped"`     // dead instances' consumer groups destroyed (total)
+	LastSeq    uint64    `json:"lastSeq"`    // sequence of the last entry broadcast
+	Epoch      string    `json:"epoch"`      // the stream epoch the gateway follows ("" before first contact)
+	Lag        int64     `json:"lag"`        // entries in the stream not yet broadcast, as of the last heartbeat
+	LastCanary time.Time `json:"lastCanary"` // when the last canary entry arrived (zero: none yet)
 	// CanaryLatency is the last canary's commit → arrival time.
-	CanaryLatency time.Duration
-	LastError     string // the last Redis error, "" once reads succeed again
-	Ready         bool   // the consumer group is being read successfully
+	CanaryLatency time.Duration `json:"canaryLatencyNs"`
+	LastError     string        `json:"lastError"` // the last Redis error, "" once reads succeed again
+	Ready         bool          `json:"ready"`     // the consumer group is being read successfully
 }
 
 // counters are the monotonic parts of Stats.
@@ -196,6 +197,7 @@ type counters struct {
 	lag                                                         atomic.Int64
 	lastCanary                                                  atomic.Int64 // unix nanos
 	canaryLatency                                               atomic.Int64 // nanoseconds
+	writers                                                     atomic.Int64 // live writer goroutines
 }
 
 // hooks are failpoints for tests; nil in production.
@@ -204,6 +206,9 @@ type hooks struct {
 	// A non-nil error stops Run with that error without acknowledging
 	// anything: a crash between XREADGROUP and XACK.
 	beforeBroadcast func(ctx context.Context, entries []stream.Entry) error
+	// writerExit runs as a connection's writer goroutine returns (a test
+	// slows it to show that Close waits for writers).
+	writerExit func()
 }
 
 // Gateway fans one canvas's stream out to WebSocket clients. See doc.go.
@@ -358,7 +363,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 }
 
 // Close closes every client connection with 1001 (going away), refuses new
-// ones, and waits (briefly) for their handlers to finish. Clients reconnect to
+// ones, and waits (briefly) for their handlers and writer goroutines to
+// finish. Clients reconnect to
 // another gateway and resume from their position.
 func (g *Gateway) Close() {
 	g.connMu.Lock()

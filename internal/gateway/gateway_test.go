@@ -428,3 +428,32 @@ func TestRedisOutageKeepsClientsAndLosesNothing(t *testing.T) {
 		t.Errorf("gateway stats after recovery %+v", st)
 	}
 }
+
+// Close returns only once every connection's writer goroutine has
+// returned: none is left writing to a closed gateway's clients.
+func TestCloseJoinsWriters(t *testing.T) {
+	srv := redisproc.MustStart(t, false)
+	rdb := newRedis(t, srv)
+	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
+	pub.StartEpoch("e1")
+	g, err := gateway.New(opts(rdb, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Writers that take a while to wind down: Close must wait for them.
+	g.SetWriterExit(func() { time.Sleep(1500 * time.Millisecond) }) // longer than a client's close grace
+	gw := gatewaytest.Serve(t, g, pub)
+	gw.WaitReady(t, "e1")
+	startClients(t, 12, gw.URL, "", nil)
+	pub.Publish(200)
+	gatewaytest.Eventually(t, waitFor, func() error {
+		if n := gw.G.LiveWriters(); n != 12 {
+			return fmt.Errorf("%d writers running, want 12", n)
+		}
+		return nil
+	})
+	gw.G.Close()
+	if n := gw.G.LiveWriters(); n != 0 {
+		t.Fatalf("%d writer goroutines still running after Close returned", n)
+	}
+}
