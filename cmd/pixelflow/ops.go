@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pixelflow/pixelflow/internal/quantiles"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
@@ -52,14 +53,8 @@ func (w *latencyWindow) quantiles(within time.Duration) (p50, p99 float64) {
 		}
 	}
 	w.mu.Unlock()
-	if len(ds) == 0 {
-		return 0, 0
-	}
-	slices.Sort(ds)
-	q := func(f float64) float64 {
-		return float64(ds[min(len(ds)-1, int(f*float64(len(ds))))].Microseconds()) / 1000
-	}
-	return q(0.50), q(0.99)
+	q := quantiles.Millis(ds, 0.50, 0.99)
+	return q[0], q[1]
 }
 
 // gatewayFigures is what one gateway publishes for the dashboard.

@@ -335,21 +335,12 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// CanvasJSON is the JSON snapshot.
-type CanvasJSON struct {
-	Width    int             `json:"width"`
-	Height   int             `json:"height"`
-	Position canvas.Position `json:"position"`
-	Pixels   []PixelJSON     `json:"pixels"`
-}
+// CanvasJSON is the JSON snapshot, declared once in package protocol for
+// the API that writes it and the clients that read it.
+type CanvasJSON = protocol.Snapshot
 
 // PixelJSON is one painted pixel of a snapshot.
-type PixelJSON struct {
-	GX      int    `json:"gx"`
-	GY      int    `json:"gy"`
-	Color   string `json:"color"`
-	Version int64  `json:"version"`
-}
+type PixelJSON = protocol.SnapshotPixel
 
 // Background is the colour of unpainted pixels in the binary snapshot.
 const Background = canvas.Color(0xFFFFFF)

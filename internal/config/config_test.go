@@ -35,7 +35,7 @@ func TestRefusals(t *testing.T) {
 		{[]string{"CLIENT_QUEUE", "0"}, nil, `invalid CLIENT_QUEUE (-client-queue) "0"`},
 		{[]string{"CANVAS_NAME", "a b"}, nil, `invalid CANVAS_NAME (-canvas) "a b": must be 1..64 letters`},
 		{[]string{"CANVAS_NAME", "x{y}"}, nil, `invalid CANVAS_NAME (-canvas) "x{y}"`},
-		{[]string{"INSTANCE_ID", "gw:1"}, nil, `invalid INSTANCE_ID (-instance-id) "gw:1": must be 1..64 letters`},
+		{[]string{"INSTANCE_ID", "gw/1"}, nil, `invalid INSTANCE_ID (-instance-id) "gw/1": must be 1..64 letters`},
 		{[]string{"INSTANCE_ID", strings.Repeat("x", 65)}, nil, `invalid INSTANCE_ID (-instance-id)`},
 		{[]string{"ALLOWED_ORIGINS", "https://ok.example, nope"}, nil, `invalid ALLOWED_ORIGINS (-allowed-origins) "https://ok.example, nope": each origin must look like http://host[:port] or be *`},
 		{[]string{"CANVAS_WIDTH", "5000"}, nil, `invalid CANVAS_WIDTH (-width) "5000"`},

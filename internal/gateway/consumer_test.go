@@ -9,9 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pixelflow/pixelflow/internal/gateway"
-	"github.com/pixelflow/pixelflow/internal/gateway/gatewaytest"
 	"github.com/pixelflow/pixelflow/internal/protocol"
-	"github.com/pixelflow/pixelflow/internal/redisproc"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
@@ -21,10 +19,7 @@ import (
 // stream no longer holds resyncs clients past it; another epoch resyncs
 // them to its start.
 func TestConsumerContinuity(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
-	rdb := newRedis(t, srv)
-	pub := gatewaytest.NewPublisher(t, rdb, "t")
-	pub.StartEpoch("e1")
+	_, rdb, pub := newRig(t, false)
 	pub.Publish(30)
 	ctx := context.Background()
 	key := stream.KeysFor("t").Stream

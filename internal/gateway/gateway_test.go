@@ -17,20 +17,15 @@ import (
 	"github.com/pixelflow/pixelflow/internal/client"
 	"github.com/pixelflow/pixelflow/internal/gateway"
 	"github.com/pixelflow/pixelflow/internal/gateway/gatewaytest"
-	"github.com/pixelflow/pixelflow/internal/redisproc"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
 // Every client on one gateway receives every event, in contiguous order,
 // and ends with the published canvas.
 func TestFanOutManyClientsOneGateway(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
-	rdb := newRedis(t, srv)
-	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
-	pub.StartEpoch("e1")
+	_, rdb, pub := newRig(t, false)
 	pub.Publish(50)
-	gw := gatewaytest.Start(t, opts(rdb, "a"), pub)
-	gw.WaitReady(t, "e1")
+	gw := startReady(t, rdb, pub, "a")
 	clients := startClients(t, 20, gw.URL, "", nil)
 	for range 10 {
 		pub.Publish(100)
@@ -54,10 +49,7 @@ func TestFanOutManyClientsOneGateway(t *testing.T) {
 // Two gateways (two consumer groups) each deliver every event to all of
 // their clients.
 func TestFanOutTwoGateways(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
-	rdb := newRedis(t, srv)
-	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
-	pub.StartEpoch("e1")
+	_, rdb, pub := newRig(t, false)
 	a := gatewaytest.Start(t, opts(rdb, "a"), pub)
 	b := gatewaytest.Start(t, opts(rdb, "b"), pub)
 	a.WaitReady(t, "e1")
@@ -80,12 +72,8 @@ func TestFanOutTwoGateways(t *testing.T) {
 // A client whose connection drops resumes with ?since= and the gateway
 // replays what it missed: no event lost, no resync needed.
 func TestDroppedClientResumesWithoutLoss(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
-	rdb := newRedis(t, srv)
-	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
-	pub.StartEpoch("e1")
-	gw := gatewaytest.Start(t, opts(rdb, "a"), pub)
-	gw.WaitReady(t, "e1")
+	_, rdb, pub := newRig(t, false)
+	gw := startReady(t, rdb, pub, "a")
 	clients := startClients(t, 3, gw.URL, "", nil)
 	for i := range 12 {
 		clients[i%2].Drop()
@@ -122,10 +110,7 @@ func smallBuffers(o *client.Options) {
 // A stalled client is degraded (backlog dropped, resync queued) without
 // holding anyone else back, and converges once it reads again.
 func TestStalledClientIsDegradedOthersUnaffected(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
-	rdb := newRedis(t, srv)
-	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
-	pub.StartEpoch("e1")
+	_, rdb, pub := newRig(t, false)
 	o := opts(rdb, "a")
 	o.QueueLen = 512
 	g, err := gateway.New(o)
@@ -170,10 +155,7 @@ func TestStalledClientIsDegradedOthersUnaffected(t *testing.T) {
 // A gateway that dies between XREADGROUP and XACK leaves the entries
 // pending; restarted with the same instance id it delivers them.
 func TestRestartedGatewayRedeliversPending(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
-	rdb := newRedis(t, srv)
-	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
-	pub.StartEpoch("e1")
+	_, rdb, pub := newRig(t, false)
 	g1, err := gateway.New(opts(rdb, "a"))
 	if err != nil {
 		t.Fatal(err)
@@ -244,10 +226,7 @@ func TestRestartedGatewayRedeliversPending(t *testing.T) {
 // Entries pending under another consumer of the group (a previous process
 // with another consumer name) are claimed after ClaimIdle and delivered.
 func TestIdlePendingEntriesAreClaimed(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
-	rdb := newRedis(t, srv)
-	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
-	pub.StartEpoch("e1")
+	_, rdb, pub := newRig(t, false)
 	pub.Publish(5)
 	ctx := context.Background()
 	keys := stream.KeysFor("t")
@@ -276,10 +255,7 @@ func TestIdlePendingEntriesAreClaimed(t *testing.T) {
 // A live gateway reaps the groups of instances whose heartbeat is stale or
 // missing, never its own group, a live instance's, or other groups.
 func TestReaperDestroysDeadGatewayGroupsOnly(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
-	rdb := newRedis(t, srv)
-	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
-	pub.StartEpoch("e1")
+	_, rdb, pub := newRig(t, false)
 	pub.Publish(3)
 	ctx := context.Background()
 	keys := stream.KeysFor("t")
@@ -345,12 +321,8 @@ func TestReaperDestroysDeadGatewayGroupsOnly(t *testing.T) {
 // Redis restarted empty: the relay starts a new epoch and republishes;
 // clients are told to resync and end with the committed canvas.
 func TestRedisRestartedEmptyClientsResyncAndConverge(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
-	rdb := newRedis(t, srv)
-	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
-	pub.StartEpoch("e1")
-	gw := gatewaytest.Start(t, opts(rdb, "a"), pub)
-	gw.WaitReady(t, "e1")
+	srv, rdb, pub := newRig(t, false)
+	gw := startReady(t, rdb, pub, "a")
 	clients := startClients(t, 5, gw.URL, "", nil)
 	pub.Publish(200)
 	waitConverged(t, pub, clients...)
@@ -376,13 +348,9 @@ func TestRedisRestartedEmptyClientsResyncAndConverge(t *testing.T) {
 // A new epoch without a Redis restart (the relay's StartEpoch deletes the
 // stream and its groups) is noticed the same way.
 func TestNewEpochResyncsClients(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
-	rdb := newRedis(t, srv)
-	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
-	pub.StartEpoch("e1")
+	_, rdb, pub := newRig(t, false)
 	pub.Publish(30)
-	gw := gatewaytest.Start(t, opts(rdb, "a"), pub)
-	gw.WaitReady(t, "e1")
+	gw := startReady(t, rdb, pub, "a")
 	clients := startClients(t, 3, gw.URL, "", nil)
 	pub.StartEpoch("e2")
 	pub.Publish(40)
@@ -395,12 +363,8 @@ func TestNewEpochResyncsClients(t *testing.T) {
 // While Redis is down clients stay connected; when it returns (with its
 // data) the flow resumes and nothing is lost.
 func TestRedisOutageKeepsClientsAndLosesNothing(t *testing.T) {
-	srv := redisproc.MustStart(t, true)
-	rdb := newRedis(t, srv)
-	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
-	pub.StartEpoch("e1")
-	gw := gatewaytest.Start(t, opts(rdb, "a"), pub)
-	gw.WaitReady(t, "e1")
+	srv, rdb, pub := newRig(t, true)
+	gw := startReady(t, rdb, pub, "a")
 	clients := startClients(t, 4, gw.URL, "", nil)
 	pub.Publish(100)
 	waitConverged(t, pub, clients...)
@@ -432,10 +396,7 @@ func TestRedisOutageKeepsClientsAndLosesNothing(t *testing.T) {
 // Close returns only once every connection's writer goroutine has
 // returned: none is left writing to a closed gateway's clients.
 func TestCloseJoinsWriters(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
-	rdb := newRedis(t, srv)
-	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
-	pub.StartEpoch("e1")
+	_, rdb, pub := newRig(t, false)
 	g, err := gateway.New(opts(rdb, "a"))
 	if err != nil {
 		t.Fatal(err)

@@ -32,12 +32,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -656,16 +654,8 @@ func (r *Relay) publishSpan(ctx context.Context, ev *canvas.Event) trace.Span {
 		return nil
 	}
 	parent := r.opts.Propagator.Extract(ctx, telemetry.Carrier{TraceParent: &ev.TraceParent, TraceState: &ev.TraceState})
-	sctx, sp := r.tracer.Start(parent, "publish "+r.opts.Destination, trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(
-			attribute.String("messaging.system", "redis"),
-			attribute.String("messaging.destination.name", r.opts.Destination),
-			attribute.String("messaging.operation.type", "publish"),
-			attribute.String("messaging.operation.name", "xadd"),
-			attribute.String("messaging.message.id", strconv.FormatUint(ev.Seq, 10)),
-			attribute.String("pixelflow.event_id", ev.ID),
-			attribute.String("pixelflow.epoch", ev.Epoch),
-		))
+	m := telemetry.Message{Destination: r.opts.Destination, Operation: "publish", Command: "xadd", Seq: ev.Seq, EventID: ev.ID, Epoch: ev.Epoch}
+	sctx, sp := r.tracer.Start(parent, m.SpanName(), trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(m.Attributes()...))
 	r.opts.Propagator.Inject(sctx, telemetry.Carrier{TraceParent: &ev.TraceParent, TraceState: &ev.TraceState})
 	return sp
 }
