@@ -230,4 +230,3 @@ func (l *loop) drive(ctx context.Context, rate int, d time.Duration) StepResult 
 	res.Achieved = float64(l.writer.Acked()-ackedBefore) / paced.Elapsed.Seconds()
 	return res
 }
-

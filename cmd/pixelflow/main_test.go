@@ -14,6 +14,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/api/apitest"
 	"github.com/pixelflow/pixelflow/internal/client"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
+	"github.com/pixelflow/pixelflow/internal/redisproc/redistest"
 )
 
 // runMain runs the real program in-process on port 0 with a memory store.
@@ -194,7 +195,7 @@ func TestBadConfigNamesTheSetting(t *testing.T) {
 
 // TestRedisURLIsUsed: with REDIS_URL set no private redis-server is started.
 func TestRedisURLIsUsed(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
+	srv := redistest.MustStart(t, false)
 	m := runMain(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "REDIS_URL": srv.URL(), "INSTANCE_ID": "t5"}, "serve")
 	if m.redisSrv != nil {
 		t.Fatal("started a private redis-server although REDIS_URL was set")
@@ -336,7 +337,7 @@ func TestMetricsMoveWhenPixelsFlow(t *testing.T) {
 // TestGatewayRoleServesHealth: a gateway-only process answers its health
 // endpoints and metrics (it has no API of its own).
 func TestGatewayRoleServesHealth(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
+	srv := redistest.MustStart(t, false)
 	m := runMain(t, map[string]string{"PORT": "0", "REDIS_URL": srv.URL(), "INSTANCE_ID": "g9", "CANARY_BOUND": "0"}, "gateway")
 	base := "http://" + m.Addr
 	for _, path := range []string{"/healthz", "/api/health", "/metrics"} {

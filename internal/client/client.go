@@ -568,4 +568,3 @@ func (c *Client) Ping() error {
 	}
 	return nil
 }
-

@@ -19,6 +19,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/gateway/gatewaytest"
 	"github.com/pixelflow/pixelflow/internal/protocol"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
+	"github.com/pixelflow/pixelflow/internal/redisproc/redistest"
 )
 
 const waitFor = 8 * time.Second
@@ -209,7 +210,7 @@ func pos(epoch string, seq uint64) canvas.Position { return canvas.Position{Epoc
 // client of its own) in epoch e1.
 func newRig(t testing.TB, appendOnly bool) (*redisproc.Server, *redis.Client, *gatewaytest.Publisher) {
 	t.Helper()
-	srv := redisproc.MustStart(t, appendOnly)
+	srv := redistest.MustStart(t, appendOnly)
 	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
 	pub.StartEpoch("e1")
 	return srv, newRedis(t, srv), pub

@@ -12,7 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/pixelflow/pixelflow/internal/redisproc"
+	"github.com/pixelflow/pixelflow/internal/redisproc/redistest"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
@@ -92,7 +92,7 @@ func TestGroupNameRoundTrip(t *testing.T) {
 // TestHeartbeatUsesServerClock: the heartbeat's score is the Redis
 // server's time, which is what the gateways' reaper judges by.
 func TestHeartbeatUsesServerClock(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
+	srv := redistest.MustStart(t, false)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer rdb.Close()
 	ctx := context.Background()
