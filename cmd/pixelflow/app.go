@@ -224,7 +224,7 @@ func (m *Main) openStore(ctx context.Context) error {
 	c := m.Config
 	path := ""
 	if c.Embedded() && c.DataDir != "" {
-		if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
+		if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
 			return fmt.Errorf("DATA_DIR %q: %w", c.DataDir, err)
 		}
 		path = filepath.Join(c.DataDir, "pixelflow.lungo")

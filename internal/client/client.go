@@ -246,6 +246,9 @@ func (c *Client) session(ctx context.Context, wsURL string) (hello bool, err err
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	ws, resp, err := c.dialer.DialContext(dctx, wsURL, nil)
 	cancel()
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close() // the handshake's answer: only its status is read
+	}
 	if err != nil {
 		if resp != nil && resp.StatusCode == http.StatusBadRequest && resuming {
 			// The gateway refuses our position outright: start afresh.

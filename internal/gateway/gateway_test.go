@@ -207,7 +207,13 @@ func TestRestartedGatewayRedeliversPending(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- g2.Run(ctx) }()
-	t.Cleanup(func() { g2.Close(); cancel(); <-done })
+	t.Cleanup(func() {
+		g2.Close()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("gateway run: %v", err)
+		}
+	})
 	if f := readFrame(t, ws); f.Type != "resync" || f.Epoch != "e1" || f.Seq != 0 {
 		t.Fatalf("frame %+v, want resync to e1:0", f)
 	}

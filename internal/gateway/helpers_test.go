@@ -13,7 +13,6 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/client"
 	"github.com/pixelflow/pixelflow/internal/gateway"
 	"github.com/pixelflow/pixelflow/internal/gateway/gatewaytest"
@@ -201,9 +200,6 @@ func seqRange(from, to uint64) []uint64 {
 	}
 	return out
 }
-
-// pos is shorthand for a position.
-func pos(epoch string, seq uint64) canvas.Position { return canvas.Position{Epoch: epoch, Seq: seq} }
 
 // newRig is where every gateway test starts: a real redis-server (with AOF
 // when appendOnly), a client of it, and a publisher of canvas "t" (on a

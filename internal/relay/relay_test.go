@@ -290,7 +290,9 @@ func TestStreamLostNewestEntriesIsRepaired(t *testing.T) {
 	ids := e.write(30)
 	e.waitDrained(5 * time.Second)
 	cancel()
-	<-done
+	if err := <-done; err != nil {
+		t.Fatalf("relay run: %v", err)
+	}
 	// Simulate an fsync window: the newest 5 entries vanish from Redis.
 	ctx := context.Background()
 	for seq := uint64(26); seq <= 30; seq++ {
@@ -350,7 +352,7 @@ func BenchmarkRelayDrain(b *testing.B) {
 		ctx, cancel := context.WithCancel(context.Background())
 		b.StartTimer()
 		start := time.Now()
-		go r.Run(ctx)
+		go func() { _ = r.Run(ctx) }()
 		for {
 			if st := r.Status(); st.Published == n {
 				break

@@ -16,8 +16,7 @@ func TestGroupCommitBatchesWhatQueuedMeanwhile(t *testing.T) {
 	type req struct{ id, answered int }
 	release := make(chan struct{})
 	var batches [][]int
-	var g *groupCommit[*req]
-	g = newGroupCommit(64, func(batch []*req) {
+	g := newGroupCommit(64, func(batch []*req) {
 		ids := make([]int, len(batch))
 		for i, r := range batch {
 			ids[i] = r.id

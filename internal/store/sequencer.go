@@ -573,7 +573,7 @@ func (s *Store) Canary(ctx context.Context, tr Trace) (canvas.Event, error) {
 	d := outboxDoc{
 		ID: primitive.NewObjectID(), Canvas: s.opts.Canvas, Kind: string(canvas.KindCanary),
 		Color: "#000000", CommittedAt: time.Now().UTC().Truncate(time.Millisecond),
-		Trace: traceDoc{TraceParent: tr.TraceParent, TraceState: tr.TraceState}, State: statePending,
+		Trace: traceDoc(tr), State: statePending,
 	}
 	if _, err := s.db.Collection(cOutbox).InsertOne(ctx, d); err != nil {
 		return canvas.Event{}, unavailable("insert canary", err)

@@ -67,7 +67,7 @@ func TestMessageAttributes(t *testing.T) {
 	attrs := func(m Message) map[string]string {
 		out := map[string]string{}
 		for _, kv := range m.Attributes() {
-			out[string(kv.Key)] = kv.Value.Emit()
+			out[string(kv.Key)] = kv.Value.AsString()
 		}
 		return out
 	}
