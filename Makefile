@@ -89,8 +89,8 @@ CHAOS_PROFILE ?= short
 chaos: ensure-redis
 	@mkdir -p chaos/out
 	CHAOS_PROFILE=$(CHAOS_PROFILE) CHAOS_OUT=$(CURDIR)/chaos/out $(GO) test -count=1 -timeout 30m -v \
-	  -run 'TestChaos$(if $(SCENARIO),/^$(SCENARIO)$$)' ./chaos/ 2>&1 | tee chaos/out/chaos.log | \
-	  grep -E '^(--- |PASS|FAIL|ok|pixelflow suites:)|t= |pass |FAIL|not run|fault |resiliency|^ +[a-z-]+ +(pass|fail|not run)$$|chaos report'; exit $${PIPESTATUS[0]}
+	  -run '$(if $(SCENARIO),TestChaos/^$(SCENARIO)$$,TestChaos|TestDrillsHaveTeeth)' ./chaos/ 2>&1 | tee chaos/out/chaos.log | \
+	  grep -E '^(--- |PASS|FAIL|ok|pixelflow suites:)|t= |pass |FAIL|not run|fault |resiliency|caught|^ +[a-z-]+ +(pass|fail|not run)$$|chaos report'; exit $${PIPESTATUS[0]}
 
 ## loadtest: P50/P99 broadcast latency under load, history-checked
 ## (SCENARIO=smoke|steady|capacity; LOADTEST_FLAGS for the rest, see

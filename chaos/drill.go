@@ -56,8 +56,10 @@ func Profiles() map[string]Profile {
 type Drill struct {
 	Cluster  *e2e.Cluster
 	Watchers *e2e.Watchers
-	Profile  Profile
-	Logf     func(string, ...any)
+	// Writer is the paced writer (its writes go into the history).
+	Writer  *e2e.Writer
+	Profile Profile
+	Logf    func(string, ...any)
 	// Facts are figures a scenario records for its checks and the report.
 	Facts map[string]float64
 
@@ -156,6 +158,7 @@ func (r *Result) Failed() bool {
 func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provider string) *Result {
 	opts := sc.Cluster
 	opts.Bin, opts.Provider = bin, provider
+	opts.Failpoints = true
 	res := &Result{Scenario: sc.Name, Doc: sc.Doc, Phases: map[string]Rate{}}
 	c := e2e.Start(ctx, tb, opts)
 	res.Provider = c.Provider + ", " + c.Store
@@ -172,7 +175,6 @@ func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provid
 		tb.Fatalf("%s: %v", sc.Name, err)
 	}
 	defer w.Stop()
-	d := &Drill{Cluster: c, Watchers: w, Profile: p, Logf: tb.Logf, Facts: map[string]float64{}, lat: lat}
 
 	// Warm up: paint every pixel of the region once, so the store holds the
 	// same data before and after the fault (the embedded engine's cost per
@@ -181,6 +183,7 @@ func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provid
 	// itself).
 	writer := e2e.NewWriter(c.APIURL(), rec, region)
 	writer.Retries = 0 // keep the pace: an outage shows as unknown outcomes
+	d := &Drill{Cluster: c, Watchers: w, Writer: writer, Profile: p, Logf: tb.Logf, Facts: map[string]float64{}, lat: lat}
 	if err := warmUp(ctx, writer, region); err != nil {
 		tb.Fatalf("%s: warm-up: %v", sc.Name, err)
 	}

@@ -16,7 +16,7 @@ import (
 
 // Scenarios lists every drill in the order `make chaos` runs them.
 func Scenarios() []Scenario {
-	return []Scenario{
+	return append([]Scenario{
 		{
 			Name: "redis-kill",
 			Doc:  "SIGKILL Redis (AOF on) under load and restart it after the fault window: writes keep returning 201, the backlog waits in the outbox and drains when Redis returns.",
@@ -214,7 +214,7 @@ func Scenarios() []Scenario {
 				return func(context.Context) error { return d.Cluster.MongoProxy.Restore() }, nil
 			},
 		},
-	}
+	}, append(pauseScenarios(), RedisTailLoss(), RelayCrashTailLoss())...)
 }
 
 // backlogGrew: with Redis unreachable the outbox must have held the writes.

@@ -33,6 +33,8 @@ import (
 	"time"
 
 	"github.com/testcontainers/testcontainers-go"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/pixelflow/pixelflow/internal/redisproc"
 )
@@ -88,9 +90,10 @@ func dockerHealthy(ctx context.Context) (ok bool, reason string) {
 }
 
 // Prepare is what a suite's TestMain does once: build the binary into dir
-// and choose the provider and store, saying loudly which and why.
-func Prepare(ctx context.Context, dir string) (bin, provider string, err error) {
-	if bin, err = Build(ctx, dir); err != nil {
+// (with the build tags given: the suites and drills build with
+// "failpoints") and choose the provider and store, saying loudly which and why.
+func Prepare(ctx context.Context, dir string, tags ...string) (bin, provider string, err error) {
+	if bin, err = Build(ctx, dir, tags...); err != nil {
 		return "", "", err
 	}
 	provider, why, err := ChooseProvider(ctx, os.Getenv)
@@ -234,6 +237,11 @@ type Options struct {
 	Durable bool
 	// Env adds settings to every pixelflow process (KEY=VALUE).
 	Env []string
+	// Failpoints gives every pixelflow process a failpoint file
+	// (Process.Arm) so a drill can arm failpoints at a chosen moment. The
+	// binary must be built with -tags failpoints (Prepare's tags); to arm
+	// some from the start, put PIXELFLOW_FAILPOINTS in Env.
+	Failpoints bool
 }
 
 // Cluster is one running deployment: stores behind proxies, an api (and
@@ -256,10 +264,12 @@ type Cluster struct {
 	Relays                 []*Process
 	Gateways               []*Process
 
-	redis   redisBackend
-	mongo   mongoBackend
-	proxies *Proxies
-	dir     string
+	redis      redisBackend
+	mongo      mongoBackend
+	proxies    *Proxies
+	dir        string
+	failpoints bool
+	durable    bool // the embedded store is a file under dir/data
 }
 
 // Start brings up a cluster and registers its teardown with tb. On a
@@ -293,7 +303,7 @@ func Launch(ctx context.Context, dir string, opts Options) (*Cluster, error) {
 	if opts.Relays == 0 {
 		opts.Relays = 2
 	}
-	c := &Cluster{Provider: opts.Provider, dir: dir, proxies: NewProxies()}
+	c := &Cluster{Provider: opts.Provider, dir: dir, proxies: NewProxies(), durable: opts.Durable}
 	if err := c.start(ctx, opts); err != nil {
 		return c, err
 	}
@@ -348,6 +358,7 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 		c.Store = "embedded lungo memory store"
 	}
 
+	c.failpoints = opts.Failpoints
 	c.API = c.process(opts.Bin, "api", "api", env)
 	if !c.Topology.RelayInAPI {
 		for i := range opts.Relays {
@@ -371,7 +382,11 @@ func (c *Cluster) process(bin, name, role string, env []string) *Process {
 	if err != nil {
 		port = 0 // Start then fails with a clear error
 	}
-	return &Process{Name: name, Bin: bin, Role: role, Port: port, Env: append([]string(nil), env...), Log: filepath.Join(c.dir, name+".log")}
+	p := &Process{Name: name, Bin: bin, Role: role, Port: port, Env: append([]string(nil), env...), Log: filepath.Join(c.dir, name+".log")}
+	if c.failpoints {
+		p.FailpointFile = filepath.Join(c.dir, name+".failpoints")
+	}
+	return p
 }
 
 // RelayHosts are the processes a relay runs in: the api when the relay
@@ -409,6 +424,40 @@ func (c *Cluster) GatewayURLs() []string {
 	return out
 }
 
+// ResetStore makes the store lose everything while Redis keeps its stream,
+// as a restart of a memory store, a restore from an old backup or a
+// rollback would: pixel versions start over. The api (and relays) are
+// stopped, the data removed (the embedded file, or the MongoDB database
+// dropped), and they start again.
+func (c *Cluster) ResetStore(ctx context.Context) error {
+	for _, p := range append([]*Process{c.API}, c.Relays...) {
+		p.Kill()
+	}
+	switch {
+	case c.MongoURI != "":
+		cl, err := mongo.Connect(ctx, options.Client().ApplyURI(c.MongoURI))
+		if err != nil {
+			return fmt.Errorf("reset store: %w", err)
+		}
+		err = cl.Database("pixelflow").Drop(ctx)
+		_ = cl.Disconnect(context.WithoutCancel(ctx))
+		if err != nil {
+			return fmt.Errorf("reset store: drop database: %w", err)
+		}
+	case c.durable:
+		if err := os.RemoveAll(filepath.Join(c.dir, "data")); err != nil {
+			return fmt.Errorf("reset store: %w", err)
+		}
+	}
+	// A memory store is empty once its process is gone.
+	for _, p := range append([]*Process{c.API}, c.Relays...) {
+		if err := p.Start(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // KillRedis crashes Redis; RestartRedis brings it back (empty when wipe)
 // and points the proxy at it.
 func (c *Cluster) KillRedis(ctx context.Context) error { return c.redis.Kill(ctx) }
@@ -424,10 +473,57 @@ func (c *Cluster) RestartRedis(ctx context.Context, wipe bool) error {
 	return nil
 }
 
-// Close stops every process (SIGTERM, then SIGKILL after 10 s), the
-// proxies and the stores.
+// PauseRedis freezes redis-server (SIGSTOP); ResumeRedis continues it.
+// Close resumes it too.
+func (c *Cluster) PauseRedis() error { return c.redis.Pause() }
+
+// ResumeRedis ends PauseRedis.
+func (c *Cluster) ResumeRedis() error { return c.redis.Resume() }
+
+// LoseRedisTail is Redis losing its newest writes, as a crash inside an
+// appendfsync everysec window does: redis-server is killed (SIGKILL), its
+// append-only file cut back until at least entries stream entries (XADDs)
+// are gone, with every write after them, and it is restarted from what is
+// left. It returns what was cut.
+func (c *Cluster) LoseRedisTail(ctx context.Context, entries int) (redisproc.AOFCut, error) {
+	cut, err := c.redis.LoseTail(ctx, entries)
+	if err != nil {
+		return cut, err
+	}
+	if c.redis.Addr() != c.RedisProxy.Upstream() {
+		return cut, c.RedisProxy.Retarget(c.redis.Addr())
+	}
+	return cut, nil
+}
+
+// CannotInject says which faults this cluster's provider cannot inject ("" when
+// it can): "redis-pause" and "redis-tail-loss" need a redis-server child.
+func (c *Cluster) CannotInject(fault string) string {
+	switch fault {
+	case "redis-pause", "redis-tail-loss":
+		if _, ok := c.redis.(*localRedis); !ok {
+			return "the " + c.Provider + " provider's Redis is a container: pausing it and cutting its AOF are only implemented for redis-server child processes (local provider)"
+		}
+	}
+	return ""
+}
+
+// Close resumes anything paused, then stops every process (SIGTERM, then
+// SIGKILL after 10 s), the proxies and the stores.
 func (c *Cluster) Close() error {
 	var errs []error
+	if c.redis != nil {
+		if err := c.redis.Resume(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, p := range c.Processes() {
+		if p != nil {
+			if err := p.Resume(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
 	for _, p := range c.Processes() {
 		if p == nil {
 			continue

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -37,6 +38,12 @@ type redisBackend interface {
 	Kill(ctx context.Context) error
 	// Start brings it back, with its AOF data, or empty when wipe is set.
 	Start(ctx context.Context, wipe bool) error
+	// Pause freezes it (SIGSTOP), Resume continues it.
+	Pause() error
+	Resume() error
+	// LoseTail kills it, cuts its newest writes (at least entries XADDs)
+	// from its AOF and starts it again.
+	LoseTail(ctx context.Context, entries int) (redisproc.AOFCut, error)
 	Close()
 }
 
@@ -55,6 +62,19 @@ func (r *localRedis) Addr() string                               { return r.srv.
 func (r *localRedis) Kill(context.Context) error                 { r.srv.Kill(); return nil }
 func (r *localRedis) Start(ctx context.Context, wipe bool) error { return r.srv.Restart(ctx, wipe) }
 func (r *localRedis) Close()                                     { r.srv.Kill() }
+func (r *localRedis) Pause() error                               { return r.srv.Pause() }
+func (r *localRedis) Resume() error                              { return r.srv.Resume() }
+
+func (r *localRedis) LoseTail(ctx context.Context, entries int) (redisproc.AOFCut, error) {
+	r.srv.Kill()
+	cut, err := r.srv.CutAOF(entries, func(args []string) bool { return strings.EqualFold(args[0], "XADD") })
+	if err != nil {
+		// Bring Redis back as it was: a failed fault must not become
+		// another one.
+		return cut, errors.Join(err, r.srv.Restart(ctx, false))
+	}
+	return cut, r.srv.Restart(ctx, false)
+}
 
 // dockerRedis is a Redis container (testcontainers modules/redis) with AOF.
 type dockerRedis struct {
@@ -111,6 +131,16 @@ func (r *dockerRedis) Start(ctx context.Context, wipe bool) error {
 }
 
 func (r *dockerRedis) Close() { _ = testcontainers.TerminateContainer(r.ctr) }
+
+// errContainer: faults only implemented for redis-server children
+// (Cluster.CannotInject says so before a drill tries).
+var errContainer = errors.New("not implemented for the Redis container (local provider only)")
+
+func (r *dockerRedis) Pause() error  { return fmt.Errorf("pause redis: %w", errContainer) }
+func (r *dockerRedis) Resume() error { return nil }
+func (r *dockerRedis) LoseTail(context.Context, int) (redisproc.AOFCut, error) {
+	return redisproc.AOFCut{}, fmt.Errorf("cut the redis AOF: %w", errContainer)
+}
 
 // mongoBackend is a single-node MongoDB replica set.
 type mongoBackend interface {

@@ -189,7 +189,7 @@ func Watch(ctx context.Context, rec *history.Recorder, t Target, n int, opts ...
 				for p, cp := range px {
 					v[p] = cp.Version
 				}
-				rec.Snapshot(name, v)
+				rec.Snapshot(name, time.Now(), v)
 			},
 		}
 		for _, opt := range opts {

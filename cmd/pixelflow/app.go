@@ -22,6 +22,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/api"
 	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/config"
+	"github.com/pixelflow/pixelflow/internal/dirlock"
 	"github.com/pixelflow/pixelflow/internal/gateway"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
 	"github.com/pixelflow/pixelflow/internal/relay"
@@ -41,6 +42,7 @@ type Main struct {
 	// Addr is the address the HTTP server listens on, set by Run.
 	Addr string
 
+	dirLock  *dirlock.Lock // held while this process uses DATA_DIR
 	store    *store.Store
 	redis    *redis.Client
 	redisSrv *redisproc.Server
@@ -49,6 +51,9 @@ type Main struct {
 	server   *http.Server
 	tel      *telemetry.Telemetry
 	latency  latencyWindow // commit → broadcast, for /ops
+	// failpoint is the store's and the relay's test hook: nil unless the
+	// binary was built with -tags failpoints and armed (failpoints_on.go).
+	failpoint func(string) error
 
 	cancelWorkers context.CancelFunc
 	workers       sync.WaitGroup
@@ -65,8 +70,11 @@ func NewMain() *Main {
 	return &Main{Logger: slog.New(slog.NewJSONHandler(os.Stderr, nil))}
 }
 
-// embeddedGroupCommit bounds the placements per embedded-store transaction.
-const embeddedGroupCommit = 64
+// groupCommit bounds the placements per store transaction, on both stores:
+// the embedded engine runs one write transaction at a time, and on MongoDB
+// concurrent transactions on one tile document conflict (see
+// store.Options.GroupCommit).
+const groupCommit = 64
 
 // embeddedRelayLinger is the relay's pause between batches under load on the
 // embedded store, whose one-at-a-time write transactions it shares with the
@@ -105,6 +113,13 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.tel = tel
+	getenv := m.getenv
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	if m.failpoint, err = failpoints(getenv); err != nil {
+		return err
+	}
 	var tracer trace.TracerProvider // nil keeps the components' tracing off
 	if tel.Enabled {
 		tracer = tel.Tracer
@@ -140,6 +155,7 @@ func (m *Main) Run(ctx context.Context) error {
 		ropts := c.RelayOptions()
 		ropts.Logger, ropts.Tracer, ropts.Propagator = m.Logger, tracer, tel.Propagator
 		ropts.Destination = st.Keys().Stream
+		ropts.Failpoint = m.failpoint
 		if c.CanaryInterval > 0 {
 			s := m.store
 			ropts.Canary = func(ctx context.Context) error { _, err := s.Canary(ctx, store.Trace{}); return err }
@@ -224,21 +240,17 @@ func (m *Main) openStore(ctx context.Context) error {
 	c := m.Config
 	path := ""
 	if c.Embedded() && c.DataDir != "" {
-		if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
-			return fmt.Errorf("DATA_DIR %q: %w", c.DataDir, err)
+		if err := m.lockDataDir(); err != nil {
+			return err
 		}
 		path = filepath.Join(c.DataDir, "pixelflow.lungo")
 	}
 	opts := c.StoreOptions()
-	opts.Logger = m.Logger
+	opts.Logger, opts.Failpoint = m.Logger, m.failpoint
 	if m.tel != nil && m.tel.Enabled {
 		opts.Tracer = m.tel.Tracer
 	}
-	if c.Embedded() {
-		// The embedded engine runs one write transaction at a time; sharing
-		// them between concurrent placements is what lets it keep up.
-		opts.GroupCommit = embeddedGroupCommit
-	}
+	opts.GroupCommit = groupCommit
 	s, err := store.Open(ctx, c.MongoURI, path, opts)
 	if err != nil {
 		return err
@@ -252,12 +264,44 @@ func (m *Main) openStore(ctx context.Context) error {
 	return nil
 }
 
+// lockDataDir takes DATA_DIR for this process (once, whichever of the
+// embedded store and the private Redis uses it first). A second process on
+// the same directory would open its own copy of the store file and
+// acknowledge writes the first one then overwrites, so it must not start.
+func (m *Main) lockDataDir() error {
+	if m.dirLock != nil {
+		return nil
+	}
+	dir := m.Config.DataDir
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("DATA_DIR %q: %w", dir, err)
+	}
+	l, err := dirlock.Acquire(dir)
+	if err != nil {
+		var le *dirlock.LockedError
+		if errors.As(err, &le) {
+			pid := "unknown pid"
+			if le.Pid > 0 {
+				pid = fmt.Sprintf("pid %d", le.Pid)
+			}
+			return fmt.Errorf("DATA_DIR %q is in use by another pixelflow process (%s, lock file %s): stop it or give this one its own DATA_DIR", dir, pid, le.Path)
+		}
+		return fmt.Errorf("DATA_DIR %q: %w", dir, err)
+	}
+	m.dirLock = l
+	return nil
+}
+
 func (m *Main) openRedis(ctx context.Context) error {
 	c := m.Config
 	u := c.RedisURL
 	if u == "" {
 		dir := filepath.Join(c.DataDir, "redis")
-		if c.DataDir == "" {
+		if c.DataDir != "" {
+			if err := m.lockDataDir(); err != nil {
+				return err
+			}
+		} else {
 			d, err := os.MkdirTemp("", "pixelflow-redis-")
 			if err != nil {
 				return fmt.Errorf("redis temp dir: %w", err)
@@ -351,6 +395,12 @@ func (m *Main) Close() error {
 	}
 	if m.redisSrv != nil {
 		m.redisSrv.Kill()
+	}
+	if m.dirLock != nil { // last: the store file and Redis's files are closed
+		if err := m.dirLock.Release(); err != nil {
+			errs = append(errs, fmt.Errorf("release DATA_DIR lock: %w", err))
+		}
+		m.dirLock = nil
 	}
 	if m.tel != nil {
 		if err := m.tel.Shutdown(ctx); err != nil {

@@ -90,6 +90,7 @@ func (m *Main) registerMetrics(reg *prometheus.Registry) {
 		counter("pixelflow_gateway_resyncs_total", "Resync frames sent to clients.", func() float64 { return float64(g.Stats().Resyncs) })
 		counter("pixelflow_gateway_delivered_total", "Events written to client sockets, summed over clients.", func() float64 { return float64(g.Stats().Delivered) })
 		counter("pixelflow_gateway_broadcast_total", "Stream entries handed to the hub.", func() float64 { return float64(g.Stats().Broadcast) })
+		counter("pixelflow_gateway_reaped_total", "Consumer groups of gateways silent past GROUP_TTL that this gateway destroyed.", func() float64 { return float64(g.Stats().Reaped) })
 		if rc := m.redis; rc != nil {
 			key, group := stream.KeysFor(m.Config.Canvas).Stream, stream.GroupName(m.Config.InstanceID)
 			gauge("pixelflow_gateway_pending", "Entries delivered to this gateway's consumer group and not yet acknowledged (-1: unknown).", scrape(func(ctx context.Context) float64 {

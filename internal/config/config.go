@@ -42,7 +42,8 @@ type Config struct {
 	InstanceID       string
 	AllowedOrigins   []string
 	MaxConns         int
-	ClientQueue      int // gateway: per-client queue bound
+	GroupTTL         time.Duration // gateway: heartbeat silence after which another gateway reaps its group
+	ClientQueue      int           // gateway: per-client queue bound
 	CanaryInterval   time.Duration
 	CanaryBound      time.Duration
 	ClientSendBuffer int    // gateway: SO_SNDBUF per connection
@@ -90,6 +91,7 @@ func newFlagSet(getenv func(string) string) (*flag.FlagSet, []*setting) {
 		{flag: "stream-maxlen", env: "STREAM_MAXLEN", def: "100000", help: "approximate bound on the Redis stream's length"},
 		{flag: "instance-id", env: "INSTANCE_ID", def: host, help: "stable id of this process (gateway consumer group, relay lease holder)"},
 		{flag: "allowed-origins", env: "ALLOWED_ORIGINS", help: "comma-separated Origins allowed on /ws; empty: same origin only; * allows any"},
+		{flag: "group-ttl", env: "GROUP_TTL", def: gateway.DefaultGroupTTL.String(), help: "gateway: how long a gateway may go without a heartbeat before another gateway destroys its consumer group (heartbeats every GROUP_TTL/4, at most 2s)"},
 		{flag: "max-conns", env: "MAX_CONNS", def: strconv.Itoa(gateway.DefaultMaxConns), help: "WebSocket connections allowed per gateway"},
 		{flag: "client-queue", env: "CLIENT_QUEUE", def: strconv.Itoa(gateway.DefaultQueueLen), help: "events queued per WebSocket client before it counts as slow: its backlog is dropped and it is told to resync"},
 		{flag: "client-send-buffer", env: "CLIENT_SEND_BUFFER", def: strconv.Itoa(gateway.DefaultSendBuffer), help: "kernel send buffer per WebSocket connection, bytes (bounds what a stalled client hides from the slow-client check)"},
@@ -200,6 +202,7 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 		}
 	}
 	c.MaxConns = p.intRange("MAX_CONNS", 1, 1_000_000)
+	c.GroupTTL = p.duration("GROUP_TTL", time.Second, 24*time.Hour)
 	c.ClientQueue = p.intRange("CLIENT_QUEUE", 1, 1_000_000)
 	c.CanaryInterval = p.duration("CANARY_INTERVAL", 0, time.Hour)
 	c.CanaryBound = p.duration("CANARY_BOUND", 0, 24*time.Hour)
@@ -254,9 +257,12 @@ func (c Config) GatewayOptions() gateway.Options {
 		InstanceID:     c.InstanceID,
 		AllowedOrigins: c.AllowedOrigins,
 		MaxConns:       c.MaxConns,
-		QueueLen:       c.ClientQueue,
-		SendBuffer:     c.ClientSendBuffer,
-		CanaryBound:    c.CanaryBound,
+		GroupTTL:       c.GroupTTL,
+		// Several heartbeats per GroupTTL, so one late beat is no death.
+		HeartbeatInterval: min(2*time.Second, c.GroupTTL/4),
+		QueueLen:          c.ClientQueue,
+		SendBuffer:        c.ClientSendBuffer,
+		CanaryBound:       c.CanaryBound,
 	}
 }
 
@@ -291,6 +297,7 @@ var optionSettings = map[string]string{
 	"gateway.InstanceID": "INSTANCE_ID", "relay.Holder": "INSTANCE_ID",
 	"gateway.AllowedOrigins": "ALLOWED_ORIGINS",
 	"gateway.MaxConns":       "MAX_CONNS",
+	"gateway.GroupTTL":       "GROUP_TTL",
 	"gateway.QueueLen":       "CLIENT_QUEUE",
 	"gateway.SendBuffer":     "CLIENT_SEND_BUFFER",
 	"gateway.CanaryBound":    "CANARY_BOUND",

@@ -105,6 +105,7 @@ const (
 	DefaultMaxConns   = 10000
 	DefaultQueueLen   = 4096
 	DefaultSendBuffer = 256 << 10
+	DefaultGroupTTL   = 60 * time.Second
 	// MinQueueLen: a queue must hold a read batch (half a queue) and the
 	// resync that replaces an overflowing one.
 	MinQueueLen = 2
@@ -137,7 +138,7 @@ func (o *Options) setDefaults() {
 		o.HeartbeatInterval = 2 * time.Second
 	}
 	if o.GroupTTL == 0 {
-		o.GroupTTL = 60 * time.Second
+		o.GroupTTL = DefaultGroupTTL
 	}
 	if o.ClaimIdle == 0 {
 		o.ClaimIdle = 30 * time.Second

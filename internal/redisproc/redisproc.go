@@ -35,10 +35,11 @@ type Options struct {
 
 // Server is one redis-server child.
 type Server struct {
-	opts Options
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	opts   Options
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	done   chan struct{}
+	paused bool
 }
 
 // Start launches redis-server and waits until it answers PING.
@@ -155,18 +156,61 @@ func ping(addr string) error {
 }
 
 // Kill sends SIGKILL to the server (only the process this package started)
-// and waits for it to exit.
+// and waits for it to exit. A paused server is resumed first, so nothing
+// is ever left stopped behind.
 func (s *Server) Kill() {
 	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd = nil
+	cmd, done, paused := s.cmd, s.done, s.paused
+	s.cmd, s.paused = nil, false
 	s.mu.Unlock()
 	if cmd == nil {
 		return
 	}
+	if paused {
+		_ = cmd.Process.Signal(syscall.SIGCONT)
+	}
 	_ = cmd.Process.Kill()
 	<-done
 }
+
+// Pause freezes the server (SIGSTOP), as a stalled host or a long fork:
+// connections stay open and nothing answers. Resume (or Kill) ends it.
+func (s *Server) Pause() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return errors.New("redisproc: pause: not running")
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("redisproc: pause: %w", err)
+	}
+	s.paused = true
+	return nil
+}
+
+// Resume continues a paused server (SIGCONT); a no-op when not paused.
+func (s *Server) Resume() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || !s.paused {
+		return nil
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		return fmt.Errorf("redisproc: resume: %w", err)
+	}
+	s.paused = false
+	return nil
+}
+
+// Paused reports whether the server is paused.
+func (s *Server) Paused() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.paused
+}
+
+// Dir is the server's data directory.
+func (s *Server) Dir() string { return s.opts.Dir }
 
 // Restart starts the server again on the same port and directory. With
 // wipe, its data files are removed first: Redis comes back empty.

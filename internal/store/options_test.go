@@ -22,7 +22,6 @@ func TestOptionsValidated(t *testing.T) {
 		{store.Options{Retention: -time.Hour}, "Retention"},
 		{store.Options{IdempotencyTTL: -time.Second}, "IdempotencyTTL"},
 		{store.Options{TxnAttempts: -1}, "TxnAttempts"},
-		{store.Options{GroupCommit: -1}, "GroupCommit"},
 	} {
 		err := tc.opts.Validate()
 		var oe *option.Error

@@ -249,6 +249,9 @@ func (s *Store) writeTiles(sc lungo.ISessionContext, writes []*placeReq, now tim
 			inc["p."+key+".v"] = int64(len(pw.reqs))
 			proj["p."+key+".v"] = 1
 		}
+		if err := s.conflictWrite(sc, cPixels, t.id); err != nil {
+			return nil, err
+		}
 		var tile tileDoc
 		err := s.db.Collection(cPixels).FindOneAndUpdate(sc,
 			bson.M{"_id": t.id},

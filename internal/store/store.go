@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -17,10 +18,13 @@ import (
 	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/mongo/readconcern"
 	"go.mongodb.org/mongo-driver/mongo/readpref"
+	"go.mongodb.org/mongo-driver/mongo/writeconcern"
 	"go.opentelemetry.io/contrib/instrumentation/go.mongodb.org/mongo-driver/mongo/otelmongo"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/pixelflow/pixelflow/internal/backoff"
 	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/option"
 )
@@ -57,18 +61,29 @@ type Options struct {
 	PruneOnPublish bool
 	// IdempotencyTTL is how long an Idempotency-Key is remembered. Default 24h.
 	IdempotencyTTL time.Duration
-	// GroupCommit, when above zero, writes concurrent placements together,
-	// up to this many per transaction (see groupCommit). The embedded engine
-	// serializes its write transactions and pays per transaction and per
-	// write operation, so sharing them is what lets it keep up; on MongoDB
-	// leave it zero: transactions there run concurrently.
+	// GroupCommit is how many concurrent placements at most share one
+	// transaction (see groupCommit); one batch is written at a time.
+	// Default 64; negative: every placement is its own transaction.
+	//
+	// Both stores need it. The embedded engine serializes its write
+	// transactions and pays per transaction and per write operation, so
+	// sharing them is what lets it keep up. On MongoDB concurrent
+	// transactions that write one tile document (different pixels of one
+	// 16×16 tile) conflict (WriteConflict): placements to a hot tile, each in
+	// its own transaction, abort each other and run out of retries (503).
+	// With one batch in flight per process, a process never conflicts with
+	// itself (BenchmarkHotTile).
 	GroupCommit int
 	// TxnAttempts bounds how often a transaction is tried on transient
-	// errors. Default 5.
+	// errors (write conflicts with another process, failovers), with
+	// exponential backoff and jitter between attempts. Default 10.
 	TxnAttempts int
 	// Failpoint, when set, is called at named places; a non-nil error is
 	// returned from that place as if MongoDB had raised it. For tests.
 	Failpoint func(name string) error
+	// Conflicts, when set, models MongoDB's write conflicts on the embedded
+	// engine (see ConflictModel). For tests and benchmarks.
+	Conflicts ConflictModel
 	// Logger receives retry and pruning messages. Default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -205,7 +220,10 @@ func (o *Options) setDefaults() {
 		o.IdempotencyTTL = 24 * time.Hour
 	}
 	if o.TxnAttempts == 0 {
-		o.TxnAttempts = 5
+		o.TxnAttempts = 10
+	}
+	if o.GroupCommit == 0 {
+		o.GroupCommit = 64
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -226,7 +244,6 @@ func (o Options) Validate() error {
 	c.Check(o.Retention >= time.Second, "Retention", o.Retention, "must be at least 1s")
 	c.Check(o.IdempotencyTTL >= time.Second, "IdempotencyTTL", o.IdempotencyTTL, "must be at least 1s")
 	c.Check(o.TxnAttempts >= 1, "TxnAttempts", o.TxnAttempts, "must be positive")
-	c.Check(o.GroupCommit >= 0, "GroupCommit", o.GroupCommit, "must not be negative")
 	return c.Err()
 }
 
@@ -238,7 +255,7 @@ func New(ctx context.Context, client lungo.IClient, db string, closeFn func(cont
 		return nil, err
 	}
 	opts.setDefaults()
-	s := &Store{client: client, db: client.Database(db), opts: opts, close: closeFn}
+	s := &Store{client: client, db: client.Database(db, databaseOptions()), opts: opts, close: closeFn}
 	if opts.GroupCommit > 0 {
 		s.places = newGroupCommit(opts.GroupCommit, s.runPlaces)
 	}
@@ -270,23 +287,151 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 	if s.opts.NoIndexes {
 		return nil
 	}
-	secs := func(d time.Duration) *int32 { v := int32(d / time.Second); return &v }
+	// Every query of the API, the relay and /metrics has an index, by
+	// MongoDB's equality-sort-range rule (TestEveryQueryIsIndexed):
 	idx := []struct {
 		coll  string
 		model mongo.IndexModel
 	}{
-		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}, {Key: "state", Value: 1}, {Key: "version", Value: 1}}}},
+		// Every outbox query is by canvas (canvases may share a database),
+		// so canvas leads each index.
+		// pending events in claim order (Pending, the claim and its tagging)
+		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}, {Key: "state", Value: 1}, {Key: "version", Value: 1}, {Key: "committedAt", Value: 1}, {Key: "_id", Value: 1}}}},
+		// the oldest pending event (Backlog, /metrics, /api/health)
+		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}, {Key: "state", Value: 1}, {Key: "committedAt", Value: 1}}}},
+		// published events inside the republish window (Requeue)
+		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}, {Key: "state", Value: 1}, {Key: "publishedAt", Value: 1}}}},
+		// a claim's events (ClaimEvents, marking)
 		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "claim", Value: 1}}}},
-		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "publishedAt", Value: 1}}, Options: options.Index().SetExpireAfterSeconds(*secs(s.opts.Retention))}},
 		{cPixels, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}}}},
-		{cBatches, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}, {Key: "epoch", Value: 1}, {Key: "last", Value: 1}}}},
-		{cBatches, mongo.IndexModel{Keys: bson.D{{Key: "publishedAt", Value: 1}}, Options: options.Index().SetExpireAfterSeconds(*secs(s.opts.Retention))}},
-		{cIdempotency, mongo.IndexModel{Keys: bson.D{{Key: "createdAt", Value: 1}}, Options: options.Index().SetExpireAfterSeconds(*secs(s.opts.IdempotencyTTL))}},
+		// the batches overlapping a range of sequence numbers, in order
+		{cBatches, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}, {Key: "epoch", Value: 1}, {Key: "first", Value: 1}, {Key: "last", Value: 1}}}},
 	}
 	for _, i := range idx {
 		if _, err := s.db.Collection(i.coll).Indexes().CreateOne(ctx, i.model); err != nil {
 			return unavailable("create index on "+i.coll, err)
 		}
+	}
+	// Indexes of earlier versions that the ones above replace: each is a
+	// prefix of, or sorts less than, its successor, and costs every write.
+	for coll, names := range map[string][]string{
+		cOutbox:  {"state_1_version_1", "state_1_version_1_committedAt_1__id_1", "state_1_committedAt_1", "state_1_publishedAt_1"},
+		cBatches: {"epoch_1_last_1", "epoch_1_first_1_last_1"},
+	} {
+		if err := s.dropIndexes(ctx, coll, names...); err != nil {
+			return err
+		}
+	}
+	ttl := []struct {
+		coll, field string
+		ttl         time.Duration
+	}{
+		{cOutbox, "publishedAt", s.opts.Retention},
+		{cBatches, "publishedAt", s.opts.Retention},
+		{cIdempotency, "createdAt", s.opts.IdempotencyTTL},
+	}
+	for _, i := range ttl {
+		if err := s.ensureTTL(ctx, i.coll, i.field, i.ttl); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropIndexes drops those of the named indexes coll has.
+func (s *Store) dropIndexes(ctx context.Context, coll string, names ...string) error {
+	specs, err := s.listIndexes(ctx, coll)
+	if err != nil {
+		return err
+	}
+	for _, sp := range specs {
+		if slices.Contains(names, sp.Name) {
+			if _, err := s.db.Collection(coll).Indexes().DropOne(ctx, sp.Name); err != nil {
+				return unavailable("drop index "+sp.Name+" on "+coll, err)
+			}
+		}
+	}
+	return nil
+}
+
+// indexSpec is one entry of listIndexes.
+type indexSpec struct {
+	Name string `bson:"name"`
+	Key  bson.D `bson:"key"`
+	// TTL is expireAfterSeconds: MongoDB may store it as int32, int64 or
+	// double, all of which decode into a float64.
+	TTL *float64 `bson:"expireAfterSeconds"`
+}
+
+func (s *Store) listIndexes(ctx context.Context, coll string) ([]indexSpec, error) {
+	cur, err := s.db.Collection(coll).Indexes().List(ctx)
+	if err != nil {
+		return nil, unavailable("list indexes of "+coll, err)
+	}
+	var specs []indexSpec
+	if err := cur.All(ctx, &specs); err != nil {
+		return nil, unavailable("list indexes of "+coll, err)
+	}
+	return specs, nil
+}
+
+// ensureTTL makes coll's TTL index on field expire documents ttl after it.
+//
+// CreateOne cannot change an existing index: for the same key with another
+// expireAfterSeconds MongoDB answers IndexOptionsConflict (code 85) and lungo
+// "existing index … has same key", and startup failed whenever RETENTION or
+// the idempotency TTL changed. So the setting is applied here, at the next
+// start:
+//   - MongoDB: collMod changes expireAfterSeconds of the index in place (the
+//     index stays and keeps serving queries; the TTL monitor uses the new
+//     value from its next pass). Several processes starting at once all
+//     send the same collMod, which is idempotent.
+//   - lungo has no commands (its RunCommand panics), so the index is dropped
+//     and created again; a crash between the two leaves no index, which the
+//     next start creates.
+func (s *Store) ensureTTL(ctx context.Context, coll, field string, ttl time.Duration) error {
+	secs := int32(ttl / time.Second)
+	specs, err := s.listIndexes(ctx, coll)
+	if err != nil {
+		return err
+	}
+	var old *indexSpec
+	for i, sp := range specs {
+		if len(sp.Key) == 1 && sp.Key[0].Key == field {
+			old = &specs[i]
+		}
+	}
+	keys := bson.D{{Key: field, Value: 1}}
+	create := func() error {
+		_, err := s.db.Collection(coll).Indexes().CreateOne(ctx, mongo.IndexModel{Keys: keys, Options: options.Index().SetExpireAfterSeconds(secs)})
+		if err != nil {
+			return unavailable("create TTL index on "+coll+"."+field, err)
+		}
+		return nil
+	}
+	switch {
+	case old == nil:
+		return create()
+	case old.TTL != nil && *old.TTL == float64(secs):
+		return nil
+	}
+	was := "none"
+	if old.TTL != nil {
+		was = strconv.FormatFloat(*old.TTL, 'f', -1, 64) + "s"
+	}
+	s.opts.Logger.Info("changing TTL index", "collection", coll, "field", field, "from", was, "to", strconv.Itoa(int(secs))+"s")
+	if _, mongoDB := s.client.(*lungo.MongoClient); !mongoDB {
+		if _, err := s.db.Collection(coll).Indexes().DropOne(ctx, old.Name); err != nil {
+			return unavailable("drop TTL index "+old.Name+" on "+coll, err)
+		}
+		return create()
+	}
+	err = s.db.RunCommand(ctx, bson.D{
+		{Key: "collMod", Value: coll},
+		{Key: "index", Value: bson.D{{Key: "keyPattern", Value: keys}, {Key: "expireAfterSeconds", Value: secs}}},
+	}).Err()
+	if err != nil {
+		return unavailable("collMod TTL index on "+coll+"."+field, err)
 	}
 	return nil
 }
@@ -307,17 +452,56 @@ func hasLabel(err error, label string) bool {
 	return errors.As(err, &l) && l.HasErrorLabel(label)
 }
 
+// databaseOptions are the read and write concerns of every operation outside
+// a transaction: the snapshot's reads, the relay's reads of pending and
+// published events and of the sequencer, the lease release, the canary.
+// Majority on both, set explicitly rather than left to the deployment's
+// defaults: a read never returns a write that a failover can roll back (the
+// snapshot would show, and the relay republish, a pixel that then vanishes),
+// and an acknowledged write survives a failover. The embedded engine has one
+// copy and ignores both.
+func databaseOptions() *options.DatabaseOptions {
+	return options.Database().SetReadConcern(readconcern.Majority()).SetWriteConcern(writeconcern.Majority())
+}
+
+// sessionOptions are the defaults of the transactions started on a session
+// (txnOptions repeats them on each transaction): read concern snapshot, so a
+// transaction reads one consistent snapshot of majority-committed data once
+// it commits with write concern majority — the claim never sees a placement
+// that could still be rolled back, the commit is acknowledged only when a
+// failover cannot undo it — and the primary, the only node that runs
+// transactions.
+func sessionOptions() *options.SessionOptions {
+	return options.Session().
+		SetDefaultReadConcern(readconcern.Snapshot()).
+		SetDefaultWriteConcern(writeconcern.Majority()).
+		SetDefaultReadPreference(readpref.Primary())
+}
+
+func txnOptions() *options.TransactionOptions {
+	return options.Transaction().
+		SetReadConcern(readconcern.Snapshot()).
+		SetWriteConcern(writeconcern.Majority()).
+		SetReadPreference(readpref.Primary())
+}
+
 // txn runs fn in a transaction. A TransientTransactionError restarts the whole
 // transaction and an UnknownTransactionCommitResult retries the commit, both
-// within opts.TxnAttempts, with a short backoff. fn must be idempotent over
-// retries: its writes are discarded with the aborted attempt.
+// within opts.TxnAttempts. Restarts wait 1–2 ms, then twice as long each
+// time up to 250 ms, half of it random: transactions of two processes that
+// conflicted on a document do not meet again in lockstep, and the budget (at
+// most about 0.9 s over 10 attempts) outlasts a burst of conflicts on a hot
+// tile (BenchmarkHotTile: with a 100 ms cap, two saturated processes still
+// answered a few 503s) without holding a request for long. fn must be idempotent over retries: its
+// writes are discarded with the aborted attempt.
 func (s *Store) txn(ctx context.Context, name string, fn func(sc lungo.ISessionContext) error) error {
-	sess, err := s.client.StartSession()
+	sess, err := s.client.StartSession(sessionOptions())
 	if err != nil {
 		return unavailable(name+": start session", err)
 	}
 	defer sess.EndSession(context.Background())
 	var lastErr error
+	var bo backoff.Backoff
 	for attempt := 0; attempt < s.opts.TxnAttempts; attempt++ {
 		if attempt > 0 {
 			s.retries.Add(1)
@@ -325,11 +509,12 @@ func (s *Store) txn(ctx context.Context, name string, fn func(sc lungo.ISessionC
 			select {
 			case <-ctx.Done():
 				return unavailable(name, ctx.Err())
-			case <-time.After(time.Duration(attempt*attempt) * 5 * time.Millisecond):
+			case <-time.After(bo.Next(2*time.Millisecond, 250*time.Millisecond)):
 			}
 		}
-		lastErr = lungo.WithSession(ctx, sess, func(sc lungo.ISessionContext) error {
-			if err := sess.StartTransaction(); err != nil {
+		actx, att := s.beginAttempt(ctx)
+		lastErr = lungo.WithSession(actx, sess, func(sc lungo.ISessionContext) error {
+			if err := sess.StartTransaction(txnOptions()); err != nil {
 				return err
 			}
 			if err := fn(sc); err != nil {
@@ -352,6 +537,9 @@ func (s *Store) txn(ctx context.Context, name string, fn func(sc lungo.ISessionC
 				s.opts.Logger.Warn("retrying commit", "txn", name, "attempt", attempt+1, "err", err)
 			}
 		})
+		if att != nil {
+			att.End(lastErr == nil)
+		}
 		if lastErr == nil {
 			return nil
 		}
@@ -523,8 +711,8 @@ func (s *Store) Snapshot(ctx context.Context) (canvas.Position, []Pixel, error) 
 // inState selects this canvas's outbox events in state. Every outbox query
 // is by canvas: several canvases may share one database, and each relay
 // must publish, count and requeue only its own canvas's events.
-func (s *Store) inState(state string) bson.M {
-	return bson.M{"canvas": s.opts.Canvas, "state": state}
+func (s *Store) inState(state string) bson.D {
+	return bson.D{{Key: "canvas", Value: s.opts.Canvas}, {Key: "state", Value: state}}
 }
 
 // Backlog reports the outbox's pending events and the oldest one's commit time

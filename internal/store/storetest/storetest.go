@@ -80,6 +80,7 @@ var tests = []test{
 	{"GroupCommitConcurrentPlacements", testGroupCommitConcurrentPlacements},
 	{"NoIndexesLeavesTheOwnersIndexes", testNoIndexesLeavesTheOwnersIndexes},
 	{"CanvasesShareADatabaseApart", testCanvasesShareADatabaseApart},
+	{"ChangedTTLAppliesAtNextOpen", testChangedTTLAppliesAtNextOpen},
 }
 
 // Run runs the contract on the engine connect reaches, each test in
@@ -294,7 +295,7 @@ func testIdempotencyKey(t *testing.T, e *Env) {
 // testIdempotencyKeyConcurrent: concurrent requests with one key write one
 // event, each in its own transaction and sharing transactions.
 func testIdempotencyKeyConcurrent(t *testing.T, e *Env) {
-	for _, group := range []int{0, 16} {
+	for _, group := range []int{-1, 16} { // -1: each in its own transaction
 		t.Run(fmt.Sprintf("group=%d", group), func(t *testing.T) {
 			s := e.Sub(t).Open(store.Options{GroupCommit: group})
 			var wg sync.WaitGroup
@@ -856,4 +857,49 @@ func testCanvasesShareADatabaseApart(t *testing.T, e *Env) {
 			t.Fatalf("canvas %s retries k0: %s replayed=%v %v, want its own event", s.Canvas(), ev.ID, replayed, err)
 		}
 	}
+}
+
+// testChangedTTLAppliesAtNextOpen: a store opened on a database whose TTL
+// indexes another store made with other values (a restart with another
+// RETENTION or idempotency TTL) opens (on MongoDB it failed with
+// IndexOptionsConflict before), and the TTL indexes then carry the new
+// values; opening again with the same values changes nothing.
+func testChangedTTLAppliesAtNextOpen(t *testing.T, e *Env) {
+	check := func(ret, idem time.Duration) {
+		t.Helper()
+		e.Open(store.Options{Retention: ret, IdempotencyTTL: idem})
+		for _, c := range []struct {
+			coll, field string
+			want        time.Duration
+		}{{"outbox", "publishedAt", ret}, {"batches", "publishedAt", ret}, {"idempotency", "createdAt", idem}} {
+			if got := ttlOf(t, e, c.coll, c.field); got != c.want.Seconds() {
+				t.Errorf("%s.%s TTL %vs, want %vs", c.coll, c.field, got, c.want.Seconds())
+			}
+		}
+	}
+	check(time.Hour, 2*time.Hour)
+	check(3*time.Hour, 30*time.Minute)
+	check(3*time.Hour, 30*time.Minute)
+}
+
+// ttlOf returns coll's TTL on field in seconds (-1: no TTL index on it).
+func ttlOf(t *testing.T, e *Env, coll, field string) float64 {
+	t.Helper()
+	cur, err := e.Client.Database(e.DB).Collection(coll).Indexes().List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var specs []struct {
+		Key                bson.D   `bson:"key"`
+		ExpireAfterSeconds *float64 `bson:"expireAfterSeconds"`
+	}
+	if err := cur.All(context.Background(), &specs); err != nil {
+		t.Fatal(err)
+	}
+	for _, sp := range specs {
+		if len(sp.Key) == 1 && sp.Key[0].Key == field && sp.ExpireAfterSeconds != nil {
+			return *sp.ExpireAfterSeconds
+		}
+	}
+	return -1
 }
