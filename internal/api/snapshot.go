@@ -80,7 +80,7 @@ func (c *snapshots) get(ctx context.Context, key string, keyed bool) (*snapshot,
 	default:
 		f = &flight{done: make(chan struct{})}
 		c.queued = f
-		go c.run(f)
+		go c.run(f) //nolint:contextcheck // one build serves every waiting caller: no single caller's context may cancel it
 	}
 	c.mu.Unlock()
 	select {
