@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -350,12 +352,56 @@ func newScriptedGateway(t *testing.T) *scriptedGateway {
 				return
 			}
 		}
+		snap := g.snapshot.Load().(string)
+		if strings.Contains(r.Header.Get("Accept"), "application/octet-stream") {
+			writeBinarySnapshot(t, w, snap) // the page's form
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(g.snapshot.Load().(string)))
+		_, _ = w.Write([]byte(snap))
 	})
 	g.srv = httptest.NewServer(mux)
 	t.Cleanup(g.srv.Close)
 	return g
+}
+
+// writeBinarySnapshot answers with the binary form of a JSON snapshot, as
+// the API does for Accept: application/octet-stream: RGB bytes row-major,
+// unpainted white, size and position in headers.
+func writeBinarySnapshot(t *testing.T, w http.ResponseWriter, snap string) {
+	var c struct {
+		Width, Height int
+		Position      struct {
+			Epoch string
+			Seq   uint64
+		}
+		Pixels []struct {
+			GX, GY int
+			Color  string
+		}
+	}
+	if err := json.Unmarshal([]byte(snap), &c); err != nil {
+		t.Errorf("scripted snapshot: %v", err)
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	rgb := bytes.Repeat([]byte{0xff}, c.Width*c.Height*3)
+	for _, p := range c.Pixels {
+		v, err := strconv.ParseUint(strings.TrimPrefix(p.Color, "#"), 16, 32)
+		if err != nil {
+			t.Errorf("scripted snapshot colour %q: %v", p.Color, err)
+			continue
+		}
+		i := (p.GY*c.Width + p.GX) * 3
+		rgb[i], rgb[i+1], rgb[i+2] = byte(v>>16), byte(v>>8), byte(v)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("X-Canvas-Width", strconv.Itoa(c.Width))
+	h.Set("X-Canvas-Height", strconv.Itoa(c.Height))
+	h.Set("X-Stream-Epoch", c.Position.Epoch)
+	h.Set("X-Stream-Seq", strconv.FormatUint(c.Position.Seq, 10))
+	_, _ = w.Write(rgb)
 }
 
 func (g *scriptedGateway) send(t *testing.T, ws *websocket.Conn, v any) {
