@@ -132,6 +132,33 @@ func TestIdempotencyKeysPerClientOverHTTP(t *testing.T) {
 	}
 }
 
+// IDEMPOTENCY_KEYS bounds the keys a client holds: after 200 keys with a
+// bound of 64, at most 64 still answer (a conflict, for another pixel),
+// the newest among them.
+func TestIdempotencyKeysSettingBoundsAClient(t *testing.T) {
+	m := runMain(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "HOST": "127.0.0.1", "RATE_LIMIT": "0", "INSTANCE_ID": "idk", "IDEMPOTENCY_KEYS": "64"}, "serve")
+	base, hc := "http://"+m.Addr, httpFrom("127.0.0.7")
+	for i := range 200 {
+		if resp, _ := postFrom(t, hc, base, fmt.Sprintf(`{"gx":%d,"gy":%d,"color":"#010101"}`, i%64, i/64), "Idempotency-Key", fmt.Sprint("k", i)); resp.StatusCode != 201 {
+			t.Fatalf("key %d: %d", i, resp.StatusCode)
+		}
+	}
+	// Newest first: a held key answers 409 and changes nothing; a forgotten
+	// one is written again, which can only evict keys already asked.
+	held := 0
+	for i := 199; i >= 0; i-- {
+		resp, _ := postFrom(t, hc, base, `{"gx":63,"gy":63,"color":"#FEFEFE"}`, "Idempotency-Key", fmt.Sprint("k", i))
+		if resp.StatusCode == http.StatusConflict {
+			held++
+		} else if i == 199 {
+			t.Fatalf("the newest key was forgotten: %d", resp.StatusCode)
+		}
+	}
+	if held > 64 || held < 16 {
+		t.Errorf("a client holds %d of its 200 keys, want at most IDEMPOTENCY_KEYS=64 (and most of them)", held)
+	}
+}
+
 // A request body trickled a byte a second is cut at HTTP_READ_TIMEOUT, and
 // headers trickled at HTTP_READ_HEADER_TIMEOUT.
 func TestTrickledRequestsAreCut(t *testing.T) {
