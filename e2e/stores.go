@@ -235,7 +235,7 @@ func waitWritablePrimary(ctx context.Context, addr string, exited <-chan struct{
 	if err != nil {
 		return err
 	}
-	defer cl.Disconnect(context.Background())
+	defer func() { _ = cl.Disconnect(context.Background()) }()
 	admin := cl.Database("admin")
 	for {
 		if prepare != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/client"
 	"github.com/pixelflow/pixelflow/internal/history"
+	"github.com/pixelflow/pixelflow/internal/pace"
 	"github.com/pixelflow/pixelflow/internal/protocol"
 	"github.com/pixelflow/pixelflow/internal/store"
 )
@@ -127,24 +128,19 @@ func (w *Writer) post(ctx context.Context, body, key string, out any) (int, erro
 // Run has n goroutines write total pixels between them (or until ctx ends)
 // and returns how many of them were acknowledged.
 func (w *Writer) Run(ctx context.Context, n, total int) int {
-	var next, acked atomic.Int64
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))
-			for next.Add(1) <= int64(total) && ctx.Err() == nil {
-				switch w.PlaceRandom(ctx, rng).Outcome {
-				case history.OK:
-					acked.Add(1)
-				case history.Unknown:
-					time.Sleep(20 * time.Millisecond) // the API is down: don't spin
-				}
-			}
-		}()
+	var acked atomic.Int64
+	rngs := make([]*rand.Rand, n)
+	for i := range rngs {
+		rngs[i] = rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))
 	}
-	wg.Wait()
+	pace.Pacer{Total: total, Workers: n}.Run(ctx, func(i int, _ time.Time) {
+		switch w.PlaceRandom(ctx, rngs[i]).Outcome {
+		case history.OK:
+			acked.Add(1)
+		case history.Unknown:
+			time.Sleep(20 * time.Millisecond) // the API is down: don't spin
+		}
+	})
 	return int(acked.Load())
 }
 

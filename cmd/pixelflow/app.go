@@ -24,7 +24,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pixelflow/pixelflow/internal/api"
-	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/config"
 	"github.com/pixelflow/pixelflow/internal/dirlock"
 	"github.com/pixelflow/pixelflow/internal/gateway"
@@ -67,7 +66,16 @@ type Main struct {
 
 	cancelWorkers context.CancelFunc
 	workers       sync.WaitGroup
-	serveErr      chan error
+
+	listener net.Listener // the public one
+	// served is closed when a listener stopped serving (Close, or a
+	// failure); serving counts the Serve goroutines; serveErrs holds why
+	// a listener stopped when it was not Close.
+	served     chan struct{}
+	servedOnce sync.Once
+	serving    sync.WaitGroup
+	serveMu    sync.Mutex
+	serveErrs  []error
 }
 
 // NewMain returns a Main with a JSON logger on stderr.
@@ -176,20 +184,13 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if m.has("relay") {
 		st := stream.New(m.redis, c.Canvas, c.StreamMaxLen)
-		ropts := relay.Options{
-			Holder:          c.InstanceID + "-" + fmt.Sprint(os.Getpid()),
-			LeaseTTL:        c.LeaseTTL,
-			RepublishWindow: c.Retention,
-			Logger:          m.Logger,
-			Tracer:          tracer,
-			Propagator:      tel.Propagator,
-			Destination:     stream.KeysFor(c.Canvas).Stream,
-			Failpoint:       m.failpoint,
-		}
+		ropts := c.RelayOptions()
+		ropts.Logger, ropts.Tracer, ropts.Propagator = m.Logger, tracer, tel.Propagator
+		ropts.Destination = st.Keys().Stream
+		ropts.Failpoint = m.failpoint
 		if c.CanaryInterval > 0 {
 			s := m.store
 			ropts.Canary = func(ctx context.Context) error { _, err := s.Canary(ctx, store.Trace{}); return err }
-			ropts.CanaryInterval = c.CanaryInterval
 		}
 		if c.Embedded() {
 			ropts.Linger = embeddedRelayLinger
@@ -202,25 +203,10 @@ func (m *Main) Run(ctx context.Context) error {
 		m.goWorker(func() error { return r.Run(workerCtx) })
 	}
 	if m.has("gateway") {
-		g, err := gateway.New(gateway.Options{
-			Redis:          m.redis,
-			Canvas:         c.Canvas,
-			InstanceID:     c.InstanceID,
-			AllowedOrigins: c.AllowedOrigins,
-			MaxConns:       c.MaxConns,
-			MaxConnsPerIP:  c.MaxConnsPerIP,
-			TrustedProxies: c.TrustedProxies,
-			GroupTTL:       c.GroupTTL,
-			// Several heartbeats per GroupTTL, so one late beat is no death.
-			HeartbeatInterval: min(2*time.Second, c.GroupTTL/4),
-			QueueLen:          c.ClientQueue,
-			SendBuffer:        c.ClientSendBuffer,
-			Logger:            m.Logger,
-			Tracer:            tracer,
-			Propagator:        tel.Propagator,
-			OnBroadcast:       m.onBroadcast(commitToBroadcast(tel.Registry)),
-			CanaryBound:       c.CanaryBound,
-		})
+		gopts := c.GatewayOptions()
+		gopts.Redis, gopts.Logger, gopts.Tracer, gopts.Propagator = m.redis, m.Logger, tracer, tel.Propagator
+		gopts.OnBroadcast = m.onBroadcast(commitToBroadcast(tel.Registry))
+		g, err := gateway.New(gopts)
 		if err != nil {
 			return err
 		}
@@ -247,17 +233,10 @@ func (m *Main) Run(ctx context.Context) error {
 		}})
 	}
 	if m.has("api") {
-		a, err := api.New(m.store, api.Options{
-			Size:           canvas.Size{Width: c.Width, Height: c.Height},
-			RateLimit:      c.RateLimit,
-			Burst:          c.RateBurst,
-			TrustedProxies: c.TrustedProxies,
-			SnapshotKey:    m.snapshotKey(),
-			Ready:          ready,
-			Logger:         m.Logger,
-			Tracer:         tel.Tracer,
-			Propagator:     tel.Propagator,
-		})
+		aopts := c.APIOptions()
+		aopts.SnapshotKey = m.snapshotKey()
+		aopts.Ready, aopts.Logger, aopts.Tracer, aopts.Propagator = ready, m.Logger, tel.Tracer, tel.Propagator
+		a, err := api.New(m.store, aopts)
 		if err != nil {
 			return err
 		}
@@ -429,8 +408,8 @@ func (m *Main) openStore(ctx context.Context) error {
 		}
 		path = filepath.Join(c.DataDir, "pixelflow.lungo")
 	}
-	opts := store.Options{Canvas: c.Canvas, Retention: c.Retention, PruneOnPublish: c.Embedded(), Logger: m.Logger, Failpoint: m.failpoint,
-		IdempotencyKeysPerClient: c.IdemKeys}
+	opts := c.StoreOptions()
+	opts.Logger, opts.Failpoint = m.Logger, m.failpoint
 	if m.tel != nil && m.tel.Enabled {
 		opts.Tracer = m.tel.Tracer
 	}
@@ -457,7 +436,7 @@ func (m *Main) lockDataDir() error {
 		return nil
 	}
 	dir := m.Config.DataDir
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("DATA_DIR %q: %w", dir, err)
 	}
 	l, err := dirlock.Acquire(dir)
@@ -523,7 +502,11 @@ func (m *Main) listen(name, addr string, h http.Handler, bound *string) error {
 		}
 		return fmt.Errorf("listen on %s (PORT/HOST): %w", addr, err)
 	}
-	*bound = ln.Addr().String()
+	addr = ln.Addr().String()
+	*bound = addr
+	if name == "public" {
+		m.listener = ln
+	}
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: c.ReadHeaderTimeout,
@@ -533,16 +516,33 @@ func (m *Main) listen(name, addr string, h http.Handler, bound *string) error {
 		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelDebug),
 	}
 	m.servers = append(m.servers, srv)
-	if m.serveErr == nil {
-		m.serveErr = make(chan error, 2)
+	if m.served == nil {
+		m.served = make(chan struct{})
 	}
-	go func() { m.serveErr <- srv.Serve(ln) }()
-	m.Logger.Info("listening", "listener", name, "addr", *bound, "url", "http://"+displayAddr(*bound))
+	m.serving.Add(1)
+	go func() {
+		defer m.serving.Done()
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			// Serving stopped on its own, after Run returned: the process
+			// no longer answers there. Say so now; Done and Close report it.
+			m.serveMu.Lock()
+			m.serveErrs = append(m.serveErrs, fmt.Errorf("http server on %s stopped: %w", addr, err))
+			m.serveMu.Unlock()
+			m.Logger.Error("http server stopped serving", "listener", name, "addr", addr, "err", err)
+		}
+		m.servedOnce.Do(func() { close(m.served) })
+	}()
+	m.Logger.Info("listening", "listener", name, "addr", addr, "url", "http://"+displayAddr(addr))
 	return nil
 }
 
+// Done is closed when the HTTP server stops serving: after Close, or on its
+// own when serving failed (Close then returns why). nil before Run listened.
+func (m *Main) Done() <-chan struct{} { return m.served }
+
 // Close shuts down in order: stop taking requests, finish the relay's batch
-// in flight and release its lease, close WebSockets, then Redis and the store.
+// in flight and release its lease, close WebSockets, then Redis and the
+// store. Its error includes a failure of the HTTP server after Run.
 func (m *Main) Close() error {
 	grace := m.Config.ShutdownGrace
 	ctx, cancel := context.WithTimeout(context.Background(), max(grace, time.Second))
@@ -555,6 +555,16 @@ func (m *Main) Close() error {
 		if err := srv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 		}
+	}
+	stopped := make(chan struct{})
+	go func() { m.serving.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+		m.serveMu.Lock()
+		errs = append(errs, m.serveErrs...)
+		m.serveMu.Unlock()
+	case <-ctx.Done():
+		errs = append(errs, errors.New("http server did not stop within SHUTDOWN_GRACE"))
 	}
 	if m.cancelWorkers != nil {
 		m.cancelWorkers()

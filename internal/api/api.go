@@ -31,6 +31,7 @@ import (
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/clientip"
+	"github.com/pixelflow/pixelflow/internal/option"
 	"github.com/pixelflow/pixelflow/internal/protocol"
 	"github.com/pixelflow/pixelflow/internal/store"
 	"github.com/pixelflow/pixelflow/internal/telemetry"
@@ -124,13 +125,22 @@ type API struct {
 // maxBody bounds a POST body: a placement is far smaller.
 const maxBody = 1 << 10
 
+// Validate refuses options the API cannot serve with. New calls it; so
+// does config.Parse, before anything opens.
+func (o Options) Validate() error {
+	c := option.Checker{Component: "api"}
+	const maxSide = canvas.MaxSide
+	c.Check(o.Size.Width >= 1 && o.Size.Width <= maxSide, "Width", o.Size.Width, "must be from 1 to %d", maxSide)
+	c.Check(o.Size.Height >= 1 && o.Size.Height <= maxSide, "Height", o.Size.Height, "must be from 1 to %d", maxSide)
+	c.Check(o.RateLimit >= 0, "RateLimit", o.RateLimit, "must be >= 0")
+	c.Check(o.Burst >= 0, "Burst", o.Burst, "must not be negative")
+	return c.Err()
+}
+
 // New returns the API. It validates opts.
 func New(s Store, opts Options) (*API, error) {
-	if err := opts.Size.Validate(); err != nil {
-		return nil, fmt.Errorf("api: %w", err)
-	}
-	if opts.RateLimit < 0 {
-		return nil, errors.New("api: RateLimit must be >= 0")
+	if err := opts.Validate(); err != nil {
+		return nil, err
 	}
 	if opts.Burst <= 0 {
 		opts.Burst = max(1, int(2*opts.RateLimit))
@@ -392,21 +402,12 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// CanvasJSON is the JSON snapshot.
-type CanvasJSON struct {
-	Width    int             `json:"width"`
-	Height   int             `json:"height"`
-	Position canvas.Position `json:"position"`
-	Pixels   []PixelJSON     `json:"pixels"`
-}
+// CanvasJSON is the JSON snapshot, declared once in package protocol for
+// the API that writes it and the clients that read it.
+type CanvasJSON = protocol.Snapshot
 
 // PixelJSON is one painted pixel of a snapshot.
-type PixelJSON struct {
-	GX      int    `json:"gx"`
-	GY      int    `json:"gy"`
-	Color   string `json:"color"`
-	Version int64  `json:"version"`
-}
+type PixelJSON = protocol.SnapshotPixel
 
 // Background is the colour of unpainted pixels in the binary snapshot.
 const Background = canvas.Color(0xFFFFFF)

@@ -30,7 +30,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -40,6 +39,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/pixelflow/pixelflow/internal/backoff"
 	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/protocol"
 )
@@ -221,27 +221,25 @@ func (c *Client) Run(ctx context.Context) error {
 		c.snapshotLoop(ctx, snapURL)
 	}()
 	defer wg.Wait()
-	var n, at int
+	var bo backoff.Backoff
+	at := 0
 	for {
 		hello, err := c.session(ctx, wsURLs[at])
 		if ctx.Err() != nil {
 			return nil
 		}
 		if hello {
-			n = 0
+			bo.Reset()
 		}
 		if errors.Is(err, errGap) {
 			c.log.Warn("sequence gap; reconnecting to replay it", "position", c.Position().String())
 			continue
 		}
 		at = (at + 1) % len(wsURLs)
-		d := backoff(n)
-		n++
+		d := bo.Next(minBackoff, maxBackoff)
 		c.log.Debug("connection ended; reconnecting", "err", err, "in", d)
-		select {
-		case <-ctx.Done():
+		if backoff.Sleep(ctx, d); ctx.Err() != nil {
 			return nil
-		case <-time.After(d):
 		}
 	}
 }
@@ -279,6 +277,9 @@ func (c *Client) session(ctx context.Context, wsURL string) (hello bool, err err
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	ws, resp, err := c.dialer.DialContext(dctx, wsURL, nil)
 	cancel()
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close() // the handshake's answer: only its status is read
+	}
 	if err != nil {
 		if resp != nil && resp.StatusCode == http.StatusBadRequest && resuming {
 			// The gateway refuses our position outright: start afresh.
@@ -462,7 +463,8 @@ func (c *Client) snapshotLoop(ctx context.Context, snapURL string) {
 			return
 		case <-c.snapReq:
 		}
-		for n := 0; ; n++ {
+		var bo backoff.Backoff
+		for {
 			c.mu.Lock()
 			want := c.snapWant
 			c.mu.Unlock()
@@ -473,28 +475,13 @@ func (c *Client) snapshotLoop(ctx context.Context, snapURL string) {
 			if ctx.Err() != nil {
 				return
 			}
-			d := backoff(n)
+			d := bo.Next(minBackoff, maxBackoff)
 			c.log.Warn("snapshot failed; retrying", "err", err, "in", d)
-			select {
-			case <-ctx.Done():
+			if backoff.Sleep(ctx, d); ctx.Err() != nil {
 				return
-			case <-time.After(d):
 			}
 		}
 	}
-}
-
-// snapshotJSON is GET /api/canvas.
-type snapshotJSON struct {
-	Width    int             `json:"width"`
-	Height   int             `json:"height"`
-	Position canvas.Position `json:"position"`
-	Pixels   []struct {
-		GX      int    `json:"gx"`
-		GY      int    `json:"gy"`
-		Color   string `json:"color"`
-		Version int64  `json:"version"`
-	} `json:"pixels"`
 }
 
 // loadSnapshot loads the snapshot, asked for by requests up to want, and
@@ -513,7 +500,7 @@ func (c *Client) loadSnapshot(ctx context.Context, snapURL string, want uint64) 
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("get snapshot: status %s", resp.Status)
 	}
-	var s snapshotJSON
+	var s protocol.Snapshot
 	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
 		return fmt.Errorf("decode snapshot: %w", err)
 	}
@@ -643,13 +630,4 @@ func (c *Client) Ping() error {
 		return fmt.Errorf("client: ping: %w", err)
 	}
 	return nil
-}
-
-// backoff is the n-th reconnect delay: exponential with jitter.
-func backoff(n int) time.Duration {
-	d := minBackoff << min(n, 10)
-	if d > maxBackoff {
-		d = maxBackoff
-	}
-	return d/2 + rand.N(d/2+1)
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/client"
 	"github.com/pixelflow/pixelflow/internal/gateway"
 	"github.com/pixelflow/pixelflow/internal/gateway/gatewaytest"
-	"github.com/pixelflow/pixelflow/internal/redisproc"
+	"github.com/pixelflow/pixelflow/internal/redisproc/redistest"
 )
 
 const waitFor = 8 * time.Second
@@ -407,7 +407,7 @@ func TestClientRejectsBadBaseURL(t *testing.T) {
 // Against a real gateway: drops resume without loss, a pause stalls only
 // this client, pings measure the round trip.
 func TestClientWithRealGateway(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
+	srv := redistest.MustStart(t, false)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
 	pub := gatewaytest.NewPublisher(t, rdb, "t")

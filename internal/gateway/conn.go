@@ -168,6 +168,13 @@ func (c *conn) recycle(q []item) {
 // client costs no timer per event, and a busy one gets at most one frame per
 // window.
 func (c *conn) writeLoop() {
+	c.g.stats.writers.Add(1)
+	defer func() {
+		if h := c.g.hooks.writerExit; h != nil {
+			h()
+		}
+		c.g.stats.writers.Add(-1)
+	}()
 	pinger := time.AfterFunc(pingPeriod, c.ping)
 	defer pinger.Stop()
 	window := c.g.opts.FlushWindow

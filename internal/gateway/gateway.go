@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/clientip"
+	"github.com/pixelflow/pixelflow/internal/option"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
@@ -26,12 +28,12 @@ type Options struct {
 	// Redis holds the canvas stream. Required.
 	Redis redis.UniversalClient
 	// Canvas names the canvas whose stream is fanned out; keys come from
-	// stream.KeysFor. Default "main".
+	// stream.KeysFor. Default canvas.DefaultName.
 	Canvas string
 	// InstanceID identifies this gateway across restarts. Its consumer group
-	// is "gw:"+InstanceID, so a restarted process with the same id re-reads
-	// what it had taken but not acknowledged. Letters, digits, '.', '-', '_'
-	// (1..64). Required.
+	// is stream.GroupName(InstanceID), so a restarted process with the same id re-reads
+	// what it had taken but not acknowledged. A name (canvas.ValidateName).
+	// Required.
 	InstanceID string
 	// AllowedOrigins lists the browser origins ("https://example.com") that
 	// may connect. Empty allows only same-origin requests (the Origin's host
@@ -112,24 +114,31 @@ const (
 	replayPage   = 256                    // entries read from Redis per replay step
 )
 
-func (o *Options) setDefaults() error {
-	if o.Redis == nil {
-		return errors.New("gateway: Options.Redis is required")
-	}
+// Defaults of the options that pixelflow's settings set (config takes its
+// defaults from here: one default per setting).
+const (
+	DefaultMaxConns   = 10000
+	DefaultQueueLen   = 4096
+	DefaultSendBuffer = 256 << 10
+	DefaultGroupTTL   = 60 * time.Second
+	// MinQueueLen: a queue must hold a read batch (half a queue) and the
+	// resync that replaces an overflowing one.
+	MinQueueLen = 2
+)
+
+// setDefaults fills zero values.
+func (o *Options) setDefaults() {
 	if o.Canvas == "" {
-		o.Canvas = "main"
-	}
-	if err := validateInstanceID(o.InstanceID); err != nil {
-		return err
+		o.Canvas = canvas.DefaultName
 	}
 	if o.MaxConns == 0 {
-		o.MaxConns = 10000
+		o.MaxConns = DefaultMaxConns
 	}
 	if o.MaxConnsPerIP == 0 {
 		o.MaxConnsPerIP = 50
 	}
 	if o.QueueLen == 0 {
-		o.QueueLen = 4096
+		o.QueueLen = DefaultQueueLen
 	}
 	if o.FlushWindow == 0 {
 		o.FlushWindow = 2 * time.Millisecond
@@ -138,7 +147,7 @@ func (o *Options) setDefaults() error {
 		o.Propagator = propagation.TraceContext{}
 	}
 	if o.SendBuffer == 0 {
-		o.SendBuffer = 256 << 10
+		o.SendBuffer = DefaultSendBuffer
 	}
 	if o.ReplayLimit == 0 {
 		o.ReplayLimit = 10000
@@ -147,7 +156,7 @@ func (o *Options) setDefaults() error {
 		o.HeartbeatInterval = 2 * time.Second
 	}
 	if o.GroupTTL == 0 {
-		o.GroupTTL = 60 * time.Second
+		o.GroupTTL = DefaultGroupTTL
 	}
 	if o.ClaimIdle == 0 {
 		o.ClaimIdle = 30 * time.Second
@@ -155,52 +164,51 @@ func (o *Options) setDefaults() error {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	switch {
-	case o.MaxConns < 1:
-		return fmt.Errorf("gateway: MaxConns %d must be positive", o.MaxConns)
-	case o.MaxConnsPerIP < 1:
-		return fmt.Errorf("gateway: MaxConnsPerIP %d must be positive", o.MaxConnsPerIP)
-	case o.QueueLen < 2:
-		return fmt.Errorf("gateway: QueueLen %d must be at least 2", o.QueueLen)
-	case o.ReplayLimit < 1:
-		return fmt.Errorf("gateway: ReplayLimit %d must be positive", o.ReplayLimit)
-	case o.HeartbeatInterval < 0 || o.ClaimIdle < 0:
-		return errors.New("gateway: HeartbeatInterval and ClaimIdle must be positive")
-	case o.GroupTTL <= o.HeartbeatInterval:
-		return fmt.Errorf("gateway: GroupTTL %s must exceed HeartbeatInterval %s", o.GroupTTL, o.HeartbeatInterval)
-	}
-	return nil
 }
 
-func validateInstanceID(id string) error {
-	if id == "" || len(id) > 64 {
-		return errors.New("gateway: Options.InstanceID is required (1..64 characters)")
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return fmt.Errorf("gateway: InstanceID %q may hold only letters, digits, '.', '-' and '_'", id)
+// Validate refuses options the gateway cannot run with (zero values stand
+// for their defaults). New calls it; so does config.Parse, before anything
+// opens. Redis is not checked here: it is a connection, not a setting.
+func (o Options) Validate() error {
+	o.setDefaults()
+	c := option.Checker{Component: "gateway"}
+	c.Name("Canvas", o.Canvas, canvas.ValidateName)
+	c.Name("InstanceID", o.InstanceID, canvas.ValidateName)
+	for _, origin := range o.AllowedOrigins {
+		if origin != "*" {
+			u, err := url.Parse(origin)
+			c.Check(err == nil && u.Scheme != "" && u.Host != "", "AllowedOrigins", fmt.Sprintf("%q", origin), "each origin must look like http://host[:port] or be *")
 		}
 	}
-	return nil
+	c.Check(o.MaxConns >= 1, "MaxConns", o.MaxConns, "must be positive")
+	c.Check(o.MaxConnsPerIP >= 1, "MaxConnsPerIP", o.MaxConnsPerIP, "must be positive")
+	c.Check(o.QueueLen >= MinQueueLen, "QueueLen", o.QueueLen, "must be at least %d", MinQueueLen)
+	c.Check(o.ReplayLimit >= 1, "ReplayLimit", o.ReplayLimit, "must be positive")
+	c.Check(o.HeartbeatInterval >= 0, "HeartbeatInterval", o.HeartbeatInterval, "must be positive")
+	c.Check(o.ClaimIdle >= 0, "ClaimIdle", o.ClaimIdle, "must be positive")
+	c.Check(o.GroupTTL > o.HeartbeatInterval, "GroupTTL", o.GroupTTL, "must exceed HeartbeatInterval %s", o.HeartbeatInterval)
+	c.Check(o.CanaryBound >= 0, "CanaryBound", o.CanaryBound, "must not be negative")
+	return c.Err()
 }
 
-// Stats is a point-in-time view of a gateway, for /metrics and readiness.
+// Stats is a point-in-time view of a gateway, for /metrics, readiness and
+// /api/health (whose keys are lowerCamel, like every other part of it).
 type Stats struct {
-	Clients    int       // connected WebSocket clients
-	Degraded   int64     // clients degraded for being slow (total)
-	Resyncs    int64     // resync frames queued to clients (total)
-	Delivered  int64     // events written to client sockets, summed over clients (total)
-	Broadcast  int64     // stream entries handed to the hub (total)
-	Duplicates int64     // stream entries read again at or below LastSeq (total)
-	Reaped     int64     // dead instances' consumer groups destroyed (total)
-	LastSeq    uint64    // sequence of the last entry broadcast
-	Epoch      string    // the stream epoch the gateway follows ("" before first contact)
-	Lag        int64     // entries in the stream not yet broadcast, as of the last heartbeat
-	LastCanary time.Time // when the last canary entry arrived (zero: none yet)
+	Clients    int       `json:"clients"`    // connected WebSocket clients
+	Degraded   int64     `json:"degraded"`   // clients degraded for being slow (total)
+	Resyncs    int64     `json:"resyncs"`    // resync frames queued to clients (total)
+	Delivered  int64     `json:"delivered"`  // events written to client sockets, summed over clients (total)
+	Broadcast  int64     `json:"broadcast"`  // stream entries handed to the hub (total)
+	Duplicates int64     `json:"duplicates"` // stream entries read again at or below LastSeq (total)
+	Reaped     int64     `json:"reaped"`     // dead instances' consumer groups destroyed (total)
+	LastSeq    uint64    `json:"lastSeq"`    // sequence of the last entry broadcast
+	Epoch      string    `json:"epoch"`      // the stream epoch the gateway follows ("" before first contact)
+	Lag        int64     `json:"lag"`        // entries in the stream not yet broadcast, as of the last heartbeat
+	LastCanary time.Time `json:"lastCanary"` // when the last canary entry arrived (zero: none yet)
 	// CanaryLatency is the last canary's commit → arrival time.
-	CanaryLatency time.Duration
-	LastError     string // the last Redis error, "" once reads succeed again
-	Ready         bool   // the consumer group is being read successfully
+	CanaryLatency time.Duration `json:"canaryLatencyNs"`
+	LastError     string        `json:"lastError"` // the last Redis error, "" once reads succeed again
+	Ready         bool          `json:"ready"`     // the consumer group is being read successfully
 }
 
 // counters are the monotonic parts of Stats.
@@ -209,6 +217,7 @@ type counters struct {
 	lag                                                         atomic.Int64
 	lastCanary                                                  atomic.Int64 // unix nanos
 	canaryLatency                                               atomic.Int64 // nanoseconds
+	writers                                                     atomic.Int64 // live writer goroutines
 }
 
 // hooks are failpoints for tests; nil in production.
@@ -217,6 +226,9 @@ type hooks struct {
 	// A non-nil error stops Run with that error without acknowledging
 	// anything: a crash between XREADGROUP and XACK.
 	beforeBroadcast func(ctx context.Context, entries []stream.Entry) error
+	// writerExit runs as a connection's writer goroutine returns (a test
+	// slows it to show that Close waits for writers).
+	writerExit func()
 }
 
 // Gateway fans one canvas's stream out to WebSocket clients. See doc.go.
@@ -252,15 +264,19 @@ type Gateway struct {
 // New validates opts, fills defaults and returns a gateway that serves
 // WebSocket clients at once (ServeHTTP) and reads the stream once Run starts.
 func New(opts Options) (*Gateway, error) {
-	if err := opts.setDefaults(); err != nil {
+	if opts.Redis == nil {
+		return nil, errors.New("gateway: Options.Redis is required")
+	}
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	opts.setDefaults()
 	g := &Gateway{
 		opts:    opts,
 		log:     opts.Logger.With("component", "gateway", "instance", opts.InstanceID),
 		keys:    stream.KeysFor(opts.Canvas),
-		group:   groupPrefix + opts.InstanceID,
-		beatKey: "pf:{" + opts.Canvas + "}:gateways",
+		group:   stream.GroupName(opts.InstanceID),
+		beatKey: stream.KeysFor(opts.Canvas).Gateways,
 		stream:  stream.New(opts.Redis, opts.Canvas, 0),
 		block:   readBlock,
 		conns:   make(map[*conn]struct{}),
@@ -285,9 +301,6 @@ func New(opts Options) (*Gateway, error) {
 	}
 	return g, nil
 }
-
-// groupPrefix marks the consumer groups gateways own (and may reap).
-const groupPrefix = "gw:"
 
 // Stats returns the gateway's counters and state.
 func (g *Gateway) Stats() Stats {
@@ -374,7 +387,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 }
 
 // Close closes every client connection with 1001 (going away), refuses new
-// ones, and waits (briefly) for their handlers to finish. Clients reconnect to
+// ones, and waits (briefly) for their handlers and writer goroutines to
+// finish. Clients reconnect to
 // another gateway and resume from their position.
 func (g *Gateway) Close() {
 	g.connMu.Lock()

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -60,9 +61,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = tc.SetWriteBuffer(g.opts.SendBuffer)
 	}
 	c := newConn(g, ws)
+	// The writer is part of the connection: its slot is released only once
+	// the writer has returned too, so Close, which waits for every slot,
+	// leaves no writer goroutine behind.
+	var writer sync.WaitGroup
 	defer func() {
 		c.closeWith(0, "")
 		_ = ws.Close()
+		writer.Wait()
 		g.release(c, client)
 	}()
 	if !g.attach(c) {
@@ -74,7 +80,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.log.Debug("client start failed", "err", err)
 		return
 	}
-	go c.writeLoop()
+	writer.Add(1)
+	go func() {
+		defer writer.Done()
+		c.writeLoop()
+	}()
 	c.readLoop()
 }
 

@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -79,18 +78,6 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// MustStart starts a server in a temporary directory for a test and kills it
-// when the test ends. It fails the test (never skips) if redis-server is missing.
-func MustStart(tb testing.TB, appendOnly bool) *Server {
-	tb.Helper()
-	s, err := Start(context.Background(), Options{Dir: tb.TempDir(), AppendOnly: appendOnly})
-	if err != nil {
-		tb.Fatalf("start redis-server: %v", err)
-	}
-	tb.Cleanup(func() { s.Kill() })
-	return s
 }
 
 // Addr is the host:port the server listens on.

@@ -32,18 +32,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pixelflow/pixelflow/internal/backoff"
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/option"
 	"github.com/pixelflow/pixelflow/internal/store"
 	"github.com/pixelflow/pixelflow/internal/stream"
 	"github.com/pixelflow/pixelflow/internal/telemetry"
@@ -78,7 +77,7 @@ type Options struct {
 	// Holder identifies this relay in the lease. Required, unique per process.
 	Holder string
 	// LeaseTTL is how long a lease lasts unrenewed: a crashed leader's
-	// standby takes over after at most this long. Default 5s.
+	// standby takes over after at most this long. Default DefaultLeaseTTL.
 	LeaseTTL time.Duration
 	// BatchSize bounds the events appended per XADD script call. Default 512.
 	BatchSize int
@@ -163,13 +162,29 @@ type Status struct {
 	LastErrorAt   time.Time `json:"lastErrorAt,omitzero"`
 }
 
+// Defaults of the options that pixelflow's settings set (config takes its
+// defaults from here: one default per setting).
+const (
+	DefaultLeaseTTL       = 5 * time.Second
+	DefaultCanaryInterval = 2 * time.Second
+)
+
+// Validate refuses options the relay cannot run with (zero or negative
+// durations stand for their defaults). New calls it; so does config.Parse,
+// before anything opens.
+func (o Options) Validate() error {
+	c := option.Checker{Component: "relay"}
+	c.Check(o.Holder != "", "Holder", `""`, "is required (unique per process)")
+	return c.Err()
+}
+
 // New validates opts and returns a relay.
 func New(out Outbox, st Stream, opts Options) (*Relay, error) {
-	if opts.Holder == "" {
-		return nil, errors.New("relay: Holder is required")
+	if err := opts.Validate(); err != nil {
+		return nil, err
 	}
 	if opts.LeaseTTL <= 0 {
-		opts.LeaseTTL = 5 * time.Second
+		opts.LeaseTTL = DefaultLeaseTTL
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 512
@@ -196,7 +211,7 @@ func New(out Outbox, st Stream, opts Options) (*Relay, error) {
 		opts.Propagator = propagation.TraceContext{}
 	}
 	if opts.Canary != nil && opts.CanaryInterval <= 0 {
-		opts.CanaryInterval = 2 * time.Second
+		opts.CanaryInterval = DefaultCanaryInterval
 	}
 	r := &Relay{out: out, st: st, opts: opts}
 	if opts.Tracer != nil {
@@ -639,16 +654,8 @@ func (r *Relay) publishSpan(ctx context.Context, ev *canvas.Event) trace.Span {
 		return nil
 	}
 	parent := r.opts.Propagator.Extract(ctx, telemetry.Carrier{TraceParent: &ev.TraceParent, TraceState: &ev.TraceState})
-	sctx, sp := r.tracer.Start(parent, "publish "+r.opts.Destination, trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(
-			attribute.String("messaging.system", "redis"),
-			attribute.String("messaging.destination.name", r.opts.Destination),
-			attribute.String("messaging.operation.type", "publish"),
-			attribute.String("messaging.operation.name", "xadd"),
-			attribute.String("messaging.message.id", strconv.FormatUint(ev.Seq, 10)),
-			attribute.String("pixelflow.event_id", ev.ID),
-			attribute.String("pixelflow.epoch", ev.Epoch),
-		))
+	m := telemetry.Message{Destination: r.opts.Destination, Operation: "publish", Command: "xadd", Seq: ev.Seq, EventID: ev.ID, Epoch: ev.Epoch}
+	sctx, sp := r.tracer.Start(parent, m.SpanName(), trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(m.Attributes()...))
 	r.opts.Propagator.Inject(sctx, telemetry.Carrier{TraceParent: &ev.TraceParent, TraceState: &ev.TraceState})
 	return sp
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
+	"github.com/pixelflow/pixelflow/internal/redisproc/redistest"
 	"github.com/pixelflow/pixelflow/internal/relay"
 	"github.com/pixelflow/pixelflow/internal/store"
 	"github.com/pixelflow/pixelflow/internal/stream"
@@ -39,7 +40,7 @@ func newEnvWith(t *testing.T, appendOnly bool, opts store.Options) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close(context.Background()) })
-	srv := redisproc.MustStart(t, appendOnly)
+	srv := redistest.MustStart(t, appendOnly)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 	t.Cleanup(func() { _ = rdb.Close() })
 	return &env{t: t, store: s, srv: srv, rdb: rdb, st: stream.New(rdb, "main", 1_000_000)}
@@ -289,7 +290,9 @@ func TestStreamLostNewestEntriesIsRepaired(t *testing.T) {
 	ids := e.write(30)
 	e.waitDrained(5 * time.Second)
 	cancel()
-	<-done
+	if err := <-done; err != nil {
+		t.Fatalf("relay run: %v", err)
+	}
 	// Simulate an fsync window: the newest 5 entries vanish from Redis.
 	ctx := context.Background()
 	for seq := uint64(26); seq <= 30; seq++ {
@@ -329,7 +332,7 @@ func TestShutdownReleasesLease(t *testing.T) {
 }
 
 func BenchmarkRelayDrain(b *testing.B) {
-	srv := redisproc.MustStart(b, false)
+	srv := redistest.MustStart(b, false)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer rdb.Close()
 	const n = 10_000
@@ -349,7 +352,7 @@ func BenchmarkRelayDrain(b *testing.B) {
 		ctx, cancel := context.WithCancel(context.Background())
 		b.StartTimer()
 		start := time.Now()
-		go r.Run(ctx)
+		go func() { _ = r.Run(ctx) }()
 		for {
 			if st := r.Status(); st.Published == n {
 				break

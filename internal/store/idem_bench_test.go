@@ -115,5 +115,5 @@ func BenchmarkSnapshotBuild(b *testing.B) {
 			b.Fatalf("%d pixels, %v", len(px), err)
 		}
 	}
-	b.ReportMetric((cputime.Process() - cpu0).Seconds()/float64(b.N), "cpu-s/op")
+	b.ReportMetric((cputime.Process()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
 }

@@ -49,7 +49,9 @@ func (s *Store) Place(ctx context.Context, p canvas.Placement, idemKey string, t
 		r.idem = s.idemRefFor(idemKey)
 	}
 	if s.places != nil {
-		s.places.do(r)
+		if err := s.places.do(ctx, r); err != nil {
+			return canvas.Event{}, false, unavailable("place pixel", err)
+		}
 	} else {
 		s.placeBatch(ctx, []*placeReq{r})
 	}

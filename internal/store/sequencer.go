@@ -194,7 +194,7 @@ var pendingOrder = bson.D{{Key: "version", Value: 1}, {Key: "committedAt", Value
 
 // Pending returns up to limit unpublished events, lowest version first.
 func (s *Store) Pending(ctx context.Context, limit int) ([]canvas.Event, error) {
-	cur, err := s.db.Collection(cOutbox).Find(ctx, bson.M{"state": statePending},
+	cur, err := s.db.Collection(cOutbox).Find(ctx, s.inState(statePending),
 		options.Find().SetSort(pendingOrder).SetLimit(int64(limit)))
 	if err != nil {
 		return nil, unavailable("read pending events", err)
@@ -218,7 +218,7 @@ func (s *Store) Claim(ctx context.Context, holder string, term int64, at canvas.
 		if _, err := s.fenceAt(sc, holder, term, at); err != nil {
 			return err
 		}
-		cur, err := s.db.Collection(cOutbox).Find(sc, bson.M{"state": statePending},
+		cur, err := s.db.Collection(cOutbox).Find(sc, s.inState(statePending),
 			options.Find().SetSort(pendingOrder).SetLimit(int64(limit)))
 		if err != nil {
 			return err
@@ -239,7 +239,7 @@ func (s *Store) Claim(ctx context.Context, holder string, term int64, at canvas.
 		if err != nil {
 			return err
 		}
-		res, err := s.db.Collection(cOutbox).UpdateMany(sc, bson.M{"state": statePending, "$or": bson.A{
+		res, err := s.db.Collection(cOutbox).UpdateMany(sc, bson.M{"canvas": s.opts.Canvas, "state": statePending, "$or": bson.A{
 			bson.M{"version": bson.M{"$lt": last.Version}},
 			bson.M{"version": last.Version, "committedAt": bson.M{"$lt": last.CommittedAt}},
 			bson.M{"version": last.Version, "committedAt": last.CommittedAt, "_id": bson.M{"$lte": lastID}},
@@ -263,7 +263,7 @@ func (s *Store) Claim(ctx context.Context, holder string, term int64, at canvas.
 // ClaimEvents loads an open claim's events in the claim's order. It fails
 // with ErrClaimBroken when one of them is no longer pending.
 func (s *Store) ClaimEvents(ctx context.Context, c Claim) ([]canvas.Event, error) {
-	cur, err := s.db.Collection(cOutbox).Find(ctx, bson.M{"claim": c.ID, "state": statePending})
+	cur, err := s.db.Collection(cOutbox).Find(ctx, bson.M{"canvas": s.opts.Canvas, "claim": c.ID, "state": statePending})
 	if err != nil {
 		return nil, unavailable("read claimed events", err)
 	}
@@ -305,7 +305,8 @@ func decodeEvents(ctx context.Context, cur lungo.ICursor) ([]canvas.Event, error
 // batchDoc records which events a run of sequence numbers carried, so a
 // stream that lost its newest entries can be repaired from the outbox.
 type batchDoc struct {
-	ID          string    `bson:"_id"`
+	ID          string    `bson:"_id"` // canvas/epoch/first
+	Canvas      string    `bson:"canvas"`
 	Epoch       string    `bson:"epoch"`
 	First       uint64    `bson:"first"`
 	Last        uint64    `bson:"last"`
@@ -317,7 +318,7 @@ type batchDoc struct {
 // in sequence order, as far as the outbox still holds them.
 func (s *Store) Published(ctx context.Context, epoch string, from, to uint64) ([]canvas.Event, error) {
 	cur, err := s.db.Collection(cBatches).Find(ctx,
-		bson.M{"epoch": epoch, "last": bson.M{"$gte": from}, "first": bson.M{"$lte": to}},
+		bson.M{"canvas": s.opts.Canvas, "epoch": epoch, "last": bson.M{"$gte": from}, "first": bson.M{"$lte": to}},
 		options.Find().SetSort(bson.D{{Key: "first", Value: 1}}))
 	if err != nil {
 		return nil, unavailable("read published batches", err)
@@ -345,7 +346,7 @@ func (s *Store) Published(ctx context.Context, epoch string, from, to uint64) ([
 	if len(oids) == 0 {
 		return nil, nil
 	}
-	cur, err = s.db.Collection(cOutbox).Find(ctx, bson.M{"_id": bson.M{"$in": oids}, "state": statePublished, "epoch": epoch})
+	cur, err = s.db.Collection(cOutbox).Find(ctx, bson.M{"_id": bson.M{"$in": oids}, "canvas": s.opts.Canvas, "state": statePublished, "epoch": epoch})
 	if err != nil {
 		return nil, unavailable("read published events", err)
 	}
@@ -374,7 +375,7 @@ func (s *Store) MarkPublished(ctx context.Context, holder string, term int64, fr
 	if c.First != from.Seq+1 {
 		return fmt.Errorf("mark claim %s: it starts at %d, not after %s", c.ID, c.First, from)
 	}
-	filter := bson.M{"claim": c.ID, "state": statePending}
+	filter := bson.M{"canvas": s.opts.Canvas, "claim": c.ID, "state": statePending}
 	at = at.UTC()
 	return s.txn(ctx, "mark published", func(sc lungo.ISessionContext) error {
 		d, err := s.fenceAt(sc, holder, term, from)
@@ -398,7 +399,7 @@ func (s *Store) MarkPublished(ctx context.Context, holder string, term int64, fr
 				return err
 			}
 			_, err = s.db.Collection(cBatches).InsertOne(sc, batchDoc{
-				ID: fmt.Sprintf("%s/%d", from.Epoch, c.First), Epoch: from.Epoch,
+				ID: fmt.Sprintf("%s/%s/%d", s.opts.Canvas, from.Epoch, c.First), Canvas: s.opts.Canvas, Epoch: from.Epoch,
 				First: c.First, Last: c.Last(), IDs: c.IDs, PublishedAt: at,
 			})
 			if err != nil {
@@ -459,7 +460,7 @@ func (s *Store) Requeue(ctx context.Context, holder string, term int64, limit in
 			return err
 		}
 		coll := s.db.Collection(cOutbox)
-		cur, err := coll.Find(sc, bson.M{"state": statePublished, "publishedAt": bson.M{"$gte": *d.RequeueSince}},
+		cur, err := coll.Find(sc, bson.M{"canvas": s.opts.Canvas, "state": statePublished, "publishedAt": bson.M{"$gte": *d.RequeueSince}},
 			options.Find().SetLimit(int64(limit)).SetProjection(bson.M{"_id": 1}))
 		if err != nil {
 			return err
@@ -572,7 +573,7 @@ func (s *Store) Canary(ctx context.Context, tr Trace) (canvas.Event, error) {
 	d := outboxDoc{
 		ID: primitive.NewObjectID(), Canvas: s.opts.Canvas, Kind: string(canvas.KindCanary),
 		Color: "#000000", CommittedAt: time.Now().UTC().Truncate(time.Millisecond),
-		Trace: traceDoc{TraceParent: tr.TraceParent, TraceState: tr.TraceState}, State: statePending,
+		Trace: traceDoc(tr), State: statePending,
 	}
 	if _, err := s.db.Collection(cOutbox).InsertOne(ctx, d); err != nil {
 		return canvas.Event{}, unavailable("insert canary", err)

@@ -26,6 +26,7 @@ import (
 
 	"github.com/pixelflow/pixelflow/internal/backoff"
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/option"
 )
 
 // Collection names.
@@ -48,11 +49,13 @@ const (
 
 // Options configure a Store.
 type Options struct {
-	// Canvas names the canvas this store serves. Default "main".
+	// Canvas names the canvas this store serves: several canvases can share
+	// one database. Default canvas.DefaultName.
 	Canvas string
 	// Retention is how long published outbox events are kept (TTL index on
-	// publishedAt); it is also the window republished after Redis forgets.
-	// Default 7 days. With PruneOnPublish it is unused.
+	// publishedAt, whole seconds); it is also the window republished after
+	// Redis forgets. Default DefaultRetention. With PruneOnPublish it is
+	// unused.
 	Retention time.Duration
 	// PruneOnPublish deletes events as soon as they are published. The
 	// embedded engine copies a collection on every write to it, so its outbox
@@ -121,26 +124,50 @@ type Store struct {
 // uri, opens the embedded engine: a single file at path, or memory when path
 // is empty.
 func Open(ctx context.Context, uri, path string, opts Options) (*Store, error) {
-	if uri != "" {
-		co := options.Client().ApplyURI(uri).SetServerSelectionTimeout(5 * time.Second).SetTimeout(10 * time.Second)
-		if opts.Tracer != nil {
-			co.SetMonitor(otelmongo.NewMonitor(otelmongo.WithTracerProvider(opts.Tracer)))
-		}
-		client, err := lungo.Connect(ctx, co)
-		if err != nil {
-			return nil, fmt.Errorf("connect to MongoDB: %w", err)
-		}
-		if err := client.Ping(ctx, readpref.Primary()); err != nil {
-			_ = client.Disconnect(ctx)
-			return nil, fmt.Errorf("ping MongoDB: %w", err)
-		}
-		return New(ctx, client, dbName(uri), client.Disconnect, opts)
+	if err := opts.Validate(); err != nil {
+		return nil, err
 	}
+	if uri != "" {
+		client, closeFn, err := Connect(ctx, uri, opts.Tracer)
+		if err != nil {
+			return nil, err
+		}
+		return New(ctx, client, dbName(uri), closeFn, opts)
+	}
+	client, closeFn, err := OpenEngine(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	return New(ctx, client, "pixelflow", closeFn, opts)
+}
+
+// Connect connects to the MongoDB replica set at uri and checks that its
+// primary answers; closeFn disconnects. tracer (may be nil) traces the
+// driver's commands.
+func Connect(ctx context.Context, uri string, tracer trace.TracerProvider) (client lungo.IClient, closeFn func(context.Context) error, err error) {
+	co := options.Client().ApplyURI(uri).SetServerSelectionTimeout(5 * time.Second).SetTimeout(10 * time.Second)
+	if tracer != nil {
+		co.SetMonitor(otelmongo.NewMonitor(otelmongo.WithTracerProvider(tracer)))
+	}
+	c, err := lungo.Connect(ctx, co)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to MongoDB: %w", err)
+	}
+	if err := c.Ping(ctx, readpref.Primary()); err != nil {
+		_ = c.Disconnect(ctx)
+		return nil, nil, fmt.Errorf("ping MongoDB: %w", err)
+	}
+	return c, c.Disconnect, nil
+}
+
+// OpenEngine opens the embedded engine, tuned as pixelflow runs it: a
+// single file at path, or memory when path is empty. closeFn closes it.
+func OpenEngine(ctx context.Context, path string) (client lungo.IClient, closeFn func(context.Context) error, err error) {
 	var st lungo.Store = lungo.NewMemoryStore()
 	if path != "" {
 		st = lungo.NewFileStore(path, 0o644)
 	}
-	client, engine, err := lungo.Open(ctx, lungo.Options{
+	c, engine, err := lungo.Open(ctx, lungo.Options{
 		Store:          st,
 		ExpireInterval: 5 * time.Second,
 		// Every write clones the oplog (the engine's copy-on-write), so a
@@ -158,9 +185,9 @@ func Open(ctx context.Context, uri, path string, opts Options) (*Store, error) {
 		ExpireErrors: func(err error) { slog.Warn("embedded store expiry", "err", err) },
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open embedded store %q: %w", path, err)
+		return nil, nil, fmt.Errorf("open embedded store %q: %w", path, err)
 	}
-	return New(ctx, client, "pixelflow", func(context.Context) error { engine.Close(); return nil }, opts)
+	return c, func(context.Context) error { engine.Close(); return nil }, nil
 }
 
 func dbName(uri string) string {
@@ -180,35 +207,68 @@ func dbName(uri string) string {
 	return "pixelflow"
 }
 
-// New wraps a connected client and ensures the indexes exist.
+// Retention defaults (config takes its defaults from here: one default per
+// setting).
+const (
+	// DefaultRetention keeps a week of published events on MongoDB.
+	DefaultRetention = 7 * 24 * time.Hour
+	// EmbeddedRetention is the embedded store's: it copies a collection on
+	// every write, so its outbox must stay small.
+	EmbeddedRetention = 30 * time.Second
+)
+
+func (o *Options) setDefaults() {
+	if o.Canvas == "" {
+		o.Canvas = canvas.DefaultName
+	}
+	if o.Retention == 0 {
+		o.Retention = DefaultRetention
+	}
+	if o.IdempotencyTTL == 0 {
+		o.IdempotencyTTL = 24 * time.Hour
+	}
+	if o.IdempotencyKeysPerClient <= 0 {
+		o.IdempotencyKeysPerClient = 1024
+	}
+	if o.IdempotencyBuckets <= 0 {
+		o.IdempotencyBuckets = 256
+	}
+	if o.TxnAttempts == 0 {
+		o.TxnAttempts = 10
+	}
+	if o.GroupCommit == 0 {
+		o.GroupCommit = 64
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Validate refuses options the store cannot run with (zero values stand
+// for their defaults). New calls it; so does config.Parse, before anything
+// opens.
+func (o Options) Validate() error {
+	o.setDefaults()
+	c := option.Checker{Component: "store"}
+	c.Name("Canvas", o.Canvas, canvas.ValidateName)
+	// TTL indexes count whole seconds, and 0 would expire at once.
+	c.Check(o.Retention >= time.Second, "Retention", o.Retention, "must be at least 1s")
+	c.Check(o.IdempotencyTTL >= time.Second, "IdempotencyTTL", o.IdempotencyTTL, "must be at least 1s")
+	c.Check(o.TxnAttempts >= 1, "TxnAttempts", o.TxnAttempts, "must be positive")
+	return c.Err()
+}
+
+// New wraps a connected client and ensures the indexes exist. It closes
+// the client (closeFn) when it fails.
 func New(ctx context.Context, client lungo.IClient, db string, closeFn func(context.Context) error, opts Options) (*Store, error) {
-	if opts.Canvas == "" {
-		opts.Canvas = "main"
+	if err := opts.Validate(); err != nil {
+		_ = closeFn(ctx)
+		return nil, err
 	}
-	if opts.Retention <= 0 {
-		opts.Retention = 7 * 24 * time.Hour
-	}
-	if opts.IdempotencyTTL <= 0 {
-		opts.IdempotencyTTL = 24 * time.Hour
-	}
-	if opts.IdempotencyKeysPerClient <= 0 {
-		opts.IdempotencyKeysPerClient = 1024
-	}
-	if opts.IdempotencyBuckets <= 0 {
-		opts.IdempotencyBuckets = 256
-	}
-	if opts.TxnAttempts <= 0 {
-		opts.TxnAttempts = 10
-	}
-	if opts.GroupCommit == 0 {
-		opts.GroupCommit = 64
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
+	opts.setDefaults()
 	s := &Store{client: client, db: client.Database(db, databaseOptions()), opts: opts, close: closeFn}
 	if opts.GroupCommit > 0 {
 		s.places = newGroupCommit(opts.GroupCommit, s.runPlaces)
@@ -247,17 +307,19 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 		coll  string
 		model mongo.IndexModel
 	}{
+		// Every outbox query is by canvas (canvases may share a database),
+		// so canvas leads each index.
 		// pending events in claim order (Pending, the claim and its tagging)
-		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "state", Value: 1}, {Key: "version", Value: 1}, {Key: "committedAt", Value: 1}, {Key: "_id", Value: 1}}}},
+		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}, {Key: "state", Value: 1}, {Key: "version", Value: 1}, {Key: "committedAt", Value: 1}, {Key: "_id", Value: 1}}}},
 		// the oldest pending event (Backlog, /metrics, /api/health)
-		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "state", Value: 1}, {Key: "committedAt", Value: 1}}}},
+		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}, {Key: "state", Value: 1}, {Key: "committedAt", Value: 1}}}},
 		// published events inside the republish window (Requeue)
-		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "state", Value: 1}, {Key: "publishedAt", Value: 1}}}},
+		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}, {Key: "state", Value: 1}, {Key: "publishedAt", Value: 1}}}},
 		// a claim's events (ClaimEvents, marking)
 		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "claim", Value: 1}}}},
 		{cPixels, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}}}},
 		// the batches overlapping a range of sequence numbers, in order
-		{cBatches, mongo.IndexModel{Keys: bson.D{{Key: "epoch", Value: 1}, {Key: "first", Value: 1}, {Key: "last", Value: 1}}}},
+		{cBatches, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}, {Key: "epoch", Value: 1}, {Key: "first", Value: 1}, {Key: "last", Value: 1}}}},
 	}
 	for _, i := range idx {
 		if _, err := s.db.Collection(i.coll).Indexes().CreateOne(ctx, i.model); err != nil {
@@ -266,7 +328,10 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 	}
 	// Indexes of earlier versions that the ones above replace: each is a
 	// prefix of, or sorts less than, its successor, and costs every write.
-	for coll, names := range map[string][]string{cOutbox: {"state_1_version_1"}, cBatches: {"epoch_1_last_1"}} {
+	for coll, names := range map[string][]string{
+		cOutbox:  {"state_1_version_1", "state_1_version_1_committedAt_1__id_1", "state_1_committedAt_1", "state_1_publishedAt_1"},
+		cBatches: {"epoch_1_last_1", "epoch_1_first_1_last_1"},
+	} {
 		if err := s.dropIndexes(ctx, coll, names...); err != nil {
 			return err
 		}
@@ -672,11 +737,18 @@ func appendTilePixels(px []Pixel, t bson.Raw) ([]Pixel, error) {
 	return px, nil
 }
 
+// inState selects this canvas's outbox events in state. Every outbox query
+// is by canvas: several canvases may share one database, and each relay
+// must publish, count and requeue only its own canvas's events.
+func (s *Store) inState(state string) bson.D {
+	return bson.D{{Key: "canvas", Value: s.opts.Canvas}, {Key: "state", Value: state}}
+}
+
 // Backlog reports the outbox's pending events and the oldest one's commit time
 // (zero when none is pending).
 func (s *Store) Backlog(ctx context.Context) (n int64, oldest time.Time, err error) {
 	coll := s.db.Collection(cOutbox)
-	n, err = coll.CountDocuments(ctx, bson.M{"state": statePending})
+	n, err = coll.CountDocuments(ctx, s.inState(statePending))
 	if err != nil {
 		return 0, time.Time{}, unavailable("count outbox backlog", err)
 	}
@@ -684,7 +756,7 @@ func (s *Store) Backlog(ctx context.Context) (n int64, oldest time.Time, err err
 		return 0, time.Time{}, nil
 	}
 	var d outboxDoc
-	err = coll.FindOne(ctx, bson.M{"state": statePending}, options.FindOne().SetSort(bson.D{{Key: "committedAt", Value: 1}})).Decode(&d)
+	err = coll.FindOne(ctx, s.inState(statePending), options.FindOne().SetSort(bson.D{{Key: "committedAt", Value: 1}})).Decode(&d)
 	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
 		return 0, time.Time{}, unavailable("read oldest pending event", err)
 	}

@@ -2,11 +2,22 @@
 // canvas stream, the encoding of its entries and the atomic publish that the
 // relay (the single sequencer) uses and the gateways read.
 //
+// This package owns the whole Redis layout: every key, the gateways'
+// consumer group names and every Lua script (lua/*.lua). Other packages ask
+// it (KeysFor, GroupName) rather than spell a key; a test fails when the key
+// prefix or the group prefix appears anywhere else in the tree.
+//
 // Layout, per canvas (hash-tagged so a cluster keeps them on one slot):
 //
-//	pf:{<canvas>}:stream  the events; entry id "<seq>-0", seq contiguous from 1
-//	pf:{<canvas>}:epoch   the epoch the stream belongs to
-//	pf:{<canvas>}:term    the newest sequencer lease term that wrote here
+//	pf:{<canvas>}:stream    the events; entry id "<seq>-0", seq contiguous from 1
+//	pf:{<canvas>}:epoch     the epoch the stream belongs to
+//	pf:{<canvas>}:term      the newest sequencer lease term that wrote here
+//	pf:{<canvas>}:gateways  gateway liveness: sorted set, member = instance id,
+//	                        score = the Redis server's clock (ms) at its last heartbeat
+//	pf:{<canvas>}:ops       the /ops dashboard's figures: hash, field = instance id
+//
+// Consumer groups on the stream: "gw:<instance>" for each gateway instance
+// (GroupName); gateways reap only groups with that prefix.
 //
 // The epoch is created with the stream. When Redis comes back without it
 // (restart without persistence), the relay starts a new epoch and republishes
@@ -38,12 +49,28 @@ type Keys struct {
 	// Term is the newest sequencer lease term that touched Redis: every
 	// relay script refuses an older one (see lua/fence.lua).
 	Term string
+	// Gateways holds the gateway instances' heartbeats (see Heartbeat).
+	Gateways string
+	// Ops holds each gateway's published dashboard figures.
+	Ops string
 }
 
 // KeysFor returns the keys of canvas name.
 func KeysFor(name string) Keys {
 	p := "pf:{" + name + "}:"
-	return Keys{Stream: p + "stream", Epoch: p + "epoch", Term: p + "term"}
+	return Keys{Stream: p + "stream", Epoch: p + "epoch", Term: p + "term", Gateways: p + "gateways", Ops: p + "ops"}
+}
+
+// groupPrefix marks the consumer groups gateways own (and may reap).
+const groupPrefix = "gw:"
+
+// GroupName is the consumer group of gateway instance id.
+func GroupName(instance string) string { return groupPrefix + instance }
+
+// GroupInstance returns the gateway instance whose group is group; ok is
+// false for a group that is not a gateway's.
+func GroupInstance(group string) (instance string, ok bool) {
+	return strings.CutPrefix(group, groupPrefix)
 }
 
 // ID is the stream entry id of sequence number seq.
@@ -164,7 +191,7 @@ func (e *TailMismatchError) Error() string {
 	return fmt.Sprintf("stream tail is %d, expected %d", e.Actual, e.Expected)
 }
 
-// The relay's scripts (lua/*.lua), each prefixed with the shared fence.
+// The scripts (lua/*.lua); the relay's are each prefixed with the shared fence.
 var (
 	//go:embed lua/fence.lua
 	fenceLua string
@@ -174,10 +201,15 @@ var (
 	startEpochLua string
 	//go:embed lua/claim_term.lua
 	claimTermLua string
+	//go:embed lua/heartbeat.lua
+	heartbeatLua string
 
 	publishScript    = redis.NewScript(fenceLua + publishLua)
 	startEpochScript = redis.NewScript(fenceLua + startEpochLua)
 	claimTermScript  = redis.NewScript(fenceLua + claimTermLua)
+
+	// The gateways' script: not a stream mutation, so not fenced.
+	heartbeatScript = redis.NewScript(heartbeatLua)
 )
 
 // Stream is one canvas's stream on one Redis.
@@ -310,4 +342,14 @@ func (s *Stream) Len(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("stream length: %w", err)
 	}
 	return n, nil
+}
+
+// Heartbeat records that gateway instance is alive, at the Redis server's
+// clock, in Keys.Gateways, and returns that time.
+func (s *Stream) Heartbeat(ctx context.Context, instance string) (time.Time, error) {
+	ms, err := heartbeatScript.Run(ctx, s.rdb, []string{s.keys.Gateways}, instance).Int64()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("heartbeat: %w", err)
+	}
+	return time.UnixMilli(ms), nil
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
-	"github.com/pixelflow/pixelflow/internal/redisproc"
+	"github.com/pixelflow/pixelflow/internal/redisproc/redistest"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
@@ -35,7 +35,7 @@ func entry(seq uint64, epoch string) stream.Entry {
 }
 
 func TestPublishIsFencedByEpochAndTail(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
+	srv := redistest.MustStart(t, false)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer rdb.Close()
 	ctx := context.Background()
@@ -86,7 +86,7 @@ func TestPublishIsFencedByEpochAndTail(t *testing.T) {
 // a deposed sequencer can neither publish nor start an epoch (which would
 // wipe its successor's stream); starting the current epoch again is a no-op.
 func TestMutationsAreFencedByTerm(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
+	srv := redistest.MustStart(t, false)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer rdb.Close()
 	ctx := context.Background()

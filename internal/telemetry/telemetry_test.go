@@ -108,3 +108,33 @@ func topLevelKeys(line string) ([]string, error) {
 	}
 	return keys, nil
 }
+
+// TestMessageAttributes: the producer and consumer spans of one entry
+// carry the same messaging attributes; only the consumer names its group.
+func TestMessageAttributes(t *testing.T) {
+	pub := Message{Destination: "canvas-stream", Operation: "publish", Command: "xadd", Seq: 42, EventID: "ev1", Epoch: "e1"}
+	proc := pub
+	proc.Operation, proc.Command, proc.Group = "process", "xreadgroup", "group-a"
+	if pub.SpanName() != "publish canvas-stream" || proc.SpanName() != "process canvas-stream" {
+		t.Fatalf("span names %q, %q", pub.SpanName(), proc.SpanName())
+	}
+	attrs := func(m Message) map[string]string {
+		out := map[string]string{}
+		for _, kv := range m.Attributes() {
+			out[string(kv.Key)] = kv.Value.AsString()
+		}
+		return out
+	}
+	p, c := attrs(pub), attrs(proc)
+	for _, k := range []string{"messaging.system", "messaging.destination.name", "messaging.message.id", "pixelflow.event_id", "pixelflow.epoch"} {
+		if p[k] == "" || p[k] != c[k] {
+			t.Errorf("%s: publish %q, process %q; want the same, set", k, p[k], c[k])
+		}
+	}
+	if p["messaging.message.id"] != "42" || p["messaging.system"] != "redis" {
+		t.Errorf("publish attributes %v", p)
+	}
+	if _, ok := p["messaging.consumer.group.name"]; ok || c["messaging.consumer.group.name"] != "group-a" {
+		t.Errorf("group: publish %v, process %v", p, c)
+	}
+}
