@@ -21,6 +21,8 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/gorilla/websocket"
 
+	"github.com/pixelflow/pixelflow/internal/api"
+	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/history"
 	"github.com/pixelflow/pixelflow/internal/protocol"
 	"github.com/pixelflow/pixelflow/internal/web"
@@ -352,48 +354,37 @@ func newScriptedGateway(t *testing.T) *scriptedGateway {
 				return
 			}
 		}
-		snap := g.snapshot.Load().(string)
+		body := g.snapshot.Load().(string)
 		if strings.Contains(r.Header.Get("Accept"), "application/octet-stream") {
-			writeBinarySnapshot(t, w, snap) // the page's form
+			// The page's form: the same snapshot as RGB bytes.
+			writeBinarySnapshot(t, w, body)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(snap))
+		_, _ = w.Write([]byte(body))
 	})
 	g.srv = httptest.NewServer(mux)
 	t.Cleanup(g.srv.Close)
 	return g
 }
 
-// writeBinarySnapshot answers with the binary form of a JSON snapshot, as
-// the API does for Accept: application/octet-stream: RGB bytes row-major,
-// unpainted white, size and position in headers.
-func writeBinarySnapshot(t *testing.T, w http.ResponseWriter, snap string) {
-	var c struct {
-		Width, Height int
-		Position      struct {
-			Epoch string
-			Seq   uint64
-		}
-		Pixels []struct {
-			GX, GY int
-			Color  string
-		}
-	}
-	if err := json.Unmarshal([]byte(snap), &c); err != nil {
+// writeBinarySnapshot answers the JSON snapshot js in the binary form, as
+// the API does for Accept: application/octet-stream.
+func writeBinarySnapshot(t *testing.T, w http.ResponseWriter, js string) {
+	var c api.CanvasJSON
+	if err := json.Unmarshal([]byte(js), &c); err != nil {
 		t.Errorf("scripted snapshot: %v", err)
-		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	rgb := bytes.Repeat([]byte{0xff}, c.Width*c.Height*3)
+	rgb := bytes.Repeat([]byte{0xFF}, c.Width*c.Height*3)
 	for _, p := range c.Pixels {
-		v, err := strconv.ParseUint(strings.TrimPrefix(p.Color, "#"), 16, 32)
+		col, err := canvas.ParseColor(p.Color)
 		if err != nil {
-			t.Errorf("scripted snapshot colour %q: %v", p.Color, err)
-			continue
+			t.Errorf("scripted snapshot: %v", err)
+			return
 		}
 		i := (p.GY*c.Width + p.GX) * 3
-		rgb[i], rgb[i+1], rgb[i+2] = byte(v>>16), byte(v>>8), byte(v)
+		rgb[i], rgb[i+1], rgb[i+2] = col.RGB()
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")

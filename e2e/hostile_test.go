@@ -343,7 +343,8 @@ var garbageKinds = []struct {
 func garbage(ctx context.Context, base, ip string, i int) error {
 	g := garbageKinds[i%len(garbageKinds)]
 	d := &websocket.Dialer{HandshakeTimeout: 5 * time.Second, NetDialContext: dialFrom(ip).DialContext}
-	ws, _, err := d.DialContext(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws", nil)
+	ws, resp, err := d.DialContext(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws", nil)
+	closeBody(resp)
 	if err != nil {
 		return fmt.Errorf("dial: %w", err)
 	}
@@ -539,7 +540,8 @@ func nonReaders(hctx, ctx context.Context, gws []string) (int, error) {
 	}
 	var conns []held
 	for i, base := range gws {
-		probe, _, err := websocket.DefaultDialer.DialContext(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws", nil)
+		probe, resp, err := websocket.DefaultDialer.DialContext(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws", nil)
+		closeBody(resp)
 		if err != nil {
 			return 0, err
 		}
@@ -559,7 +561,8 @@ func nonReaders(hctx, ctx context.Context, gws []string) (int, error) {
 			return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
 		}
 		d := &websocket.Dialer{HandshakeTimeout: 5 * time.Second, NetDialContext: nd.DialContext, ReadBufferSize: 1024}
-		ws, _, err := d.DialContext(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws?since="+h.Epoch+":"+strconv.FormatUint(since, 10), nil)
+		ws, resp, err := d.DialContext(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws?since="+h.Epoch+":"+strconv.FormatUint(since, 10), nil)
+		closeBody(resp)
 		if err != nil {
 			return 0, err
 		}
@@ -610,18 +613,29 @@ func overPerIP(ctx context.Context, base, ip string, n int) (int, error) {
 	for range n {
 		ws, resp, err := d.DialContext(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws", nil)
 		if err == nil {
+			closeBody(resp)
 			defer ws.Close()
 			continue
 		}
 		if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+			closeBody(resp)
 			return refused, fmt.Errorf("dial: %v, want success or 429", err)
 		}
 		var body struct{ Error struct{ Code string } }
 		_ = json.NewDecoder(resp.Body).Decode(&body)
+		closeBody(resp)
 		if body.Error.Code != "rate_limited" {
 			return refused, fmt.Errorf("429 with code %q, want rate_limited", body.Error.Code)
 		}
 		refused++
 	}
 	return refused, nil
+}
+
+// closeBody closes a WebSocket handshake's response body (gorilla hands it
+// back drained, or with the refusal's JSON), when there is one.
+func closeBody(resp *http.Response) {
+	if resp != nil {
+		_ = resp.Body.Close()
+	}
 }
