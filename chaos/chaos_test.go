@@ -23,7 +23,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
 		os.Exit(1)
 	}
-	env.bin, env.provider, err = e2e.Prepare(context.Background(), dir)
+	env.bin, env.provider, err = e2e.Prepare(context.Background(), dir, "failpoints")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
 		os.RemoveAll(dir)
@@ -61,7 +61,7 @@ func TestChaos(t *testing.T) {
 		t.Logf("chaos report: %s", abs)
 		var lines []string
 		for _, r := range rep.Results {
-			lines = append(lines, fmt.Sprintf("%-16s %s", r.Scenario, r.Status))
+			lines = append(lines, fmt.Sprintf("%-22s %s", r.Scenario, r.Status))
 		}
 		t.Logf("resiliency matrix:\n  %s", strings.Join(lines, "\n  "))
 	}()

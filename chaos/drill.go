@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,6 +24,8 @@ import (
 
 	"github.com/pixelflow/pixelflow/e2e"
 	"github.com/pixelflow/pixelflow/internal/history"
+	pacer "github.com/pixelflow/pixelflow/internal/pace"
+	"github.com/pixelflow/pixelflow/internal/quantiles"
 )
 
 // Profile sizes a drill.
@@ -55,8 +56,10 @@ func Profiles() map[string]Profile {
 type Drill struct {
 	Cluster  *e2e.Cluster
 	Watchers *e2e.Watchers
-	Profile  Profile
-	Logf     func(string, ...any)
+	// Writer is the paced writer (its writes go into the history).
+	Writer  *e2e.Writer
+	Profile Profile
+	Logf    func(string, ...any)
 	// Facts are figures a scenario records for its checks and the report.
 	Facts map[string]float64
 
@@ -155,6 +158,7 @@ func (r *Result) Failed() bool {
 func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provider string) *Result {
 	opts := sc.Cluster
 	opts.Bin, opts.Provider = bin, provider
+	opts.Failpoints = true
 	res := &Result{Scenario: sc.Name, Doc: sc.Doc, Phases: map[string]Rate{}}
 	c := e2e.Start(ctx, tb, opts)
 	res.Provider = c.Provider + ", " + c.Store
@@ -171,7 +175,6 @@ func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provid
 		tb.Fatalf("%s: %v", sc.Name, err)
 	}
 	defer w.Stop()
-	d := &Drill{Cluster: c, Watchers: w, Profile: p, Logf: tb.Logf, Facts: map[string]float64{}, lat: lat}
 
 	// Warm up: paint every pixel of the region once, so the store holds the
 	// same data before and after the fault (the embedded engine's cost per
@@ -180,6 +183,7 @@ func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provid
 	// itself).
 	writer := e2e.NewWriter(c.APIURL(), rec, region)
 	writer.Retries = 0 // keep the pace: an outage shows as unknown outcomes
+	d := &Drill{Cluster: c, Watchers: w, Writer: writer, Profile: p, Logf: tb.Logf, Facts: map[string]float64{}, lat: lat}
 	if err := warmUp(ctx, writer, region); err != nil {
 		tb.Fatalf("%s: warm-up: %v", sc.Name, err)
 	}
@@ -306,31 +310,14 @@ func warmUp(ctx context.Context, w *e2e.Writer, side int) error {
 // pace writes at rate pixels/s from 4 goroutines until stop ends; the
 // writes in flight then finish under reqCtx, so stopping is no outage.
 func pace(stop, reqCtx context.Context, w *e2e.Writer, rate int) {
-	tokens := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))
-			for range tokens {
-				w.PlaceRandom(reqCtx, rng)
-			}
-		}()
+	rngs := make([]*rand.Rand, 4)
+	for i := range rngs {
+		rngs[i] = rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))
 	}
-	t := time.NewTicker(time.Second / time.Duration(rate))
-	defer func() { t.Stop(); close(tokens); wg.Wait() }()
-	for {
-		select {
-		case <-stop.Done():
-			return
-		case <-t.C:
-			select {
-			case tokens <- struct{}{}:
-			default: // all writers busy (an outage): skip, keep the clock
-			}
-		}
-	}
+	// All writers busy (an outage): the write is skipped, the clock kept.
+	pacer.Pacer{Rate: rate, Workers: len(rngs)}.Run(stop, func(i int, _ time.Time) {
+		w.PlaceRandom(reqCtx, rngs[i])
+	})
 }
 
 // drain is how the outbox emptied after the heal.
@@ -387,15 +374,7 @@ func phase(l *latencies, s *sampler, from, to time.Time) Rate {
 }
 
 // quantile in milliseconds (0 for no samples).
-func quantile(d []time.Duration, q float64) float64 {
-	if len(d) == 0 {
-		return 0
-	}
-	d = slices.Clone(d)
-	slices.Sort(d)
-	i := min(len(d)-1, int(q*float64(len(d))))
-	return float64(d[i].Microseconds()) / 1000
-}
+func quantile(d []time.Duration, q float64) float64 { return quantiles.Millis(d, q)[0] }
 
 func sleep(ctx context.Context, d time.Duration) {
 	if d <= 0 {

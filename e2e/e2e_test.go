@@ -37,7 +37,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	if env.bin, env.provider, err = Prepare(ctx, dir); err != nil {
+	if env.bin, env.provider, err = Prepare(ctx, dir, "failpoints"); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}

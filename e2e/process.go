@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -16,9 +17,15 @@ import (
 
 // Build compiles cmd/pixelflow once into dir and returns the binary's path.
 // The suites run pixelflow as real processes, as it runs in production.
-func Build(ctx context.Context, dir string) (string, error) {
+// tags are build tags: the suites and drills build with "failpoints"
+// (Options.Failpoints); the load test measures the production build.
+func Build(ctx context.Context, dir string, tags ...string) (string, error) {
 	bin := filepath.Join(dir, "pixelflow")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/pixelflow/pixelflow/cmd/pixelflow")
+	args := []string{"build", "-o", bin}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	cmd := exec.CommandContext(ctx, "go", append(args, "github.com/pixelflow/pixelflow/cmd/pixelflow")...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build pixelflow: %w\n%s", err, out)
@@ -35,10 +42,14 @@ type Process struct {
 	Port int
 	Env  []string // KEY=VALUE, on top of a minimal environment
 	Log  string   // path of the combined stdout/stderr, kept across restarts
+	// FailpointFile, when set, is the process's PIXELFLOW_FAILPOINTS_FILE:
+	// Arm writes it (the binary must be built with -tags failpoints).
+	FailpointFile string
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	done   chan struct{}
+	paused bool
 }
 
 // URL is the process's http base URL.
@@ -83,6 +94,9 @@ func (p *Process) Start(ctx context.Context) error {
 	fmt.Fprintf(logf, "=== start %s %s at %s\n", p.Role, p.Name, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(p.Bin, p.Role)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOST=127.0.0.1", "PORT=" + strconv.Itoa(p.Port)}, p.Env...)
+	if p.FailpointFile != "" {
+		cmd.Env = append(cmd.Env, "PIXELFLOW_FAILPOINTS_FILE="+p.FailpointFile)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -92,7 +106,7 @@ func (p *Process) Start(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
-	p.cmd, p.done = cmd, done
+	p.cmd, p.done, p.paused = cmd, done, false
 	p.mu.Unlock()
 	return p.waitReady(ctx, done)
 }
@@ -133,6 +147,7 @@ func (p *Process) Stop(grace time.Duration) error {
 		return nil
 	default:
 	}
+	_ = p.Resume() // a stopped process cannot act on SIGTERM
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-done:
@@ -156,8 +171,76 @@ func (p *Process) Kill() {
 		return
 	default:
 	}
+	_ = p.Resume()
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	<-done
+}
+
+// Pause freezes the process (SIGSTOP to its process group), as a GC pause,
+// a frozen VM or a host swapping would: its sockets stay open, nothing
+// answers and no timer of its own fires. Resume ends it; Stop and Kill
+// resume first, so no process is left stopped behind a test.
+func (p *Process) Pause() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.running() {
+		return fmt.Errorf("%s: pause: not running", p.Name)
+	}
+	if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("%s: pause: %w", p.Name, err)
+	}
+	p.paused = true
+	return nil
+}
+
+// Resume continues a paused process (SIGCONT); a no-op when not paused.
+func (p *Process) Resume() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.paused {
+		return nil
+	}
+	p.paused = false
+	if !p.running() {
+		return nil
+	}
+	if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGCONT); err != nil {
+		return fmt.Errorf("%s: resume: %w", p.Name, err)
+	}
+	return nil
+}
+
+// Paused reports whether the process is paused.
+func (p *Process) Paused() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.paused
+}
+
+// Exited returns a channel closed when the current run of the process
+// ends (nil if it was never started): a drill waits on it for a crash a
+// failpoint caused.
+func (p *Process) Exited() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.done
+}
+
+// Arm sets the process's failpoints from now on (package failpoint's
+// syntax: "name=action[@N];…"; "" disarms everything the file armed). The
+// file is replaced atomically; the process reads it at its next hit.
+func (p *Process) Arm(spec string) error {
+	if p.FailpointFile == "" {
+		return fmt.Errorf("%s: arm failpoints: the cluster was started without Options.Failpoints", p.Name)
+	}
+	tmp := p.FailpointFile + ".tmp"
+	if err := os.WriteFile(tmp, []byte(spec+"\n"), 0o644); err != nil {
+		return fmt.Errorf("%s: arm failpoints: %w", p.Name, err)
+	}
+	if err := os.Rename(tmp, p.FailpointFile); err != nil {
+		return fmt.Errorf("%s: arm failpoints: %w", p.Name, err)
+	}
+	return nil
 }
 
 // Tail returns the last n lines of the process's log.

@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -36,6 +38,12 @@ type redisBackend interface {
 	Kill(ctx context.Context) error
 	// Start brings it back, with its AOF data, or empty when wipe is set.
 	Start(ctx context.Context, wipe bool) error
+	// Pause freezes it (SIGSTOP), Resume continues it.
+	Pause() error
+	Resume() error
+	// LoseTail kills it, cuts its newest writes (at least entries XADDs)
+	// from its AOF and starts it again.
+	LoseTail(ctx context.Context, entries int) (redisproc.AOFCut, error)
 	Close()
 }
 
@@ -54,6 +62,19 @@ func (r *localRedis) Addr() string                               { return r.srv.
 func (r *localRedis) Kill(context.Context) error                 { r.srv.Kill(); return nil }
 func (r *localRedis) Start(ctx context.Context, wipe bool) error { return r.srv.Restart(ctx, wipe) }
 func (r *localRedis) Close()                                     { r.srv.Kill() }
+func (r *localRedis) Pause() error                               { return r.srv.Pause() }
+func (r *localRedis) Resume() error                              { return r.srv.Resume() }
+
+func (r *localRedis) LoseTail(ctx context.Context, entries int) (redisproc.AOFCut, error) {
+	r.srv.Kill()
+	cut, err := r.srv.CutAOF(entries, func(args []string) bool { return strings.EqualFold(args[0], "XADD") })
+	if err != nil {
+		// Bring Redis back as it was: a failed fault must not become
+		// another one.
+		return cut, errors.Join(err, r.srv.Restart(ctx, false))
+	}
+	return cut, r.srv.Restart(ctx, false)
+}
 
 // dockerRedis is a Redis container (testcontainers modules/redis) with AOF.
 type dockerRedis struct {
@@ -111,6 +132,16 @@ func (r *dockerRedis) Start(ctx context.Context, wipe bool) error {
 
 func (r *dockerRedis) Close() { _ = testcontainers.TerminateContainer(r.ctr) }
 
+// errContainer: faults only implemented for redis-server children
+// (Cluster.CannotInject says so before a drill tries).
+var errContainer = errors.New("not implemented for the Redis container (local provider only)")
+
+func (r *dockerRedis) Pause() error  { return fmt.Errorf("pause redis: %w", errContainer) }
+func (r *dockerRedis) Resume() error { return nil }
+func (r *dockerRedis) LoseTail(context.Context, int) (redisproc.AOFCut, error) {
+	return redisproc.AOFCut{}, fmt.Errorf("cut the redis AOF: %w", errContainer)
+}
+
 // mongoBackend is a single-node MongoDB replica set.
 type mongoBackend interface {
 	Addr() string
@@ -119,6 +150,11 @@ type mongoBackend interface {
 
 type dockerMongo struct{ ctr *tcmongo.MongoDBContainer }
 
+// startDockerMongo runs a one-node replica set and returns once the node
+// is a writable primary. The module's readiness check (rs.status().ok
+// after its rs.initiate hook) passes while the node may still be
+// SECONDARY or electing itself; pixelflow's first write (its indexes)
+// would then fail with NotWritablePrimary and the api exit while starting.
 func startDockerMongo(ctx context.Context) (*dockerMongo, error) {
 	ctr, err := tcmongo.Run(ctx, MongoImage, tcmongo.WithReplicaSet("rs0"))
 	if err != nil {
@@ -127,7 +163,12 @@ func startDockerMongo(ctx context.Context) (*dockerMongo, error) {
 		}
 		return nil, fmt.Errorf("mongodb container: %w", err)
 	}
-	return &dockerMongo{ctr: ctr}, nil
+	m := &dockerMongo{ctr: ctr}
+	if err := waitWritablePrimary(ctx, m.Addr(), nil, nil); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("mongodb container: %w", err)
+	}
+	return m, nil
 }
 
 func (m *dockerMongo) Addr() string { return endpoint(m.ctr, "27017/tcp") }
@@ -168,34 +209,53 @@ func startLocalMongo(ctx context.Context, dir string) (*localMongo, error) {
 
 // initiate runs replSetInitiate and waits until the node is primary.
 func (m *localMongo) initiate(ctx context.Context) error {
+	cfg := bson.M{"_id": "rs0", "members": bson.A{bson.M{"_id": 0, "host": m.Addr()}}}
+	initiated := false
+	return waitWritablePrimary(ctx, m.Addr(), m.done, func(ctx context.Context, admin *mongo.Database) error {
+		if initiated {
+			return nil
+		}
+		if err := admin.RunCommand(ctx, bson.D{{Key: "replSetInitiate", Value: cfg}}).Err(); err != nil {
+			return err
+		}
+		initiated = true
+		return nil
+	})
+}
+
+// waitWritablePrimary polls the one-node replica set at addr (directly,
+// as pixelflow reaches it) until hello says it is a writable primary:
+// transactions and index builds need a primary. Each round first runs
+// prepare when given (it returns an error until it has done its work);
+// exited, when given, ends the wait when the server process dies.
+func waitWritablePrimary(ctx context.Context, addr string, exited <-chan struct{}, prepare func(context.Context, *mongo.Database) error) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	cl, err := mongo.Connect(ctx, options.Client().ApplyURI("mongodb://"+m.Addr()+"/?directConnection=true"))
+	cl, err := mongo.Connect(ctx, options.Client().ApplyURI("mongodb://"+addr+"/?directConnection=true"))
 	if err != nil {
 		return err
 	}
-	defer cl.Disconnect(context.Background())
+	defer func() { _ = cl.Disconnect(context.Background()) }()
 	admin := cl.Database("admin")
-	cfg := bson.M{"_id": "rs0", "members": bson.A{bson.M{"_id": 0, "host": m.Addr()}}}
-	initiated := false
 	for {
-		if !initiated {
-			err = admin.RunCommand(ctx, bson.D{{Key: "replSetInitiate", Value: cfg}}).Err()
-			initiated = err == nil
+		if prepare != nil {
+			err = prepare(ctx, admin)
 		}
-		if initiated {
+		if prepare == nil || err == nil {
 			var hello struct {
 				IsWritablePrimary bool `bson:"isWritablePrimary"`
 			}
 			if err = admin.RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Decode(&hello); err == nil && hello.IsWritablePrimary {
 				return nil
+			} else if err == nil {
+				err = errors.New("not yet a writable primary")
 			}
 		}
 		select {
-		case <-m.done:
+		case <-exited:
 			return fmt.Errorf("mongod exited")
 		case <-ctx.Done():
-			return fmt.Errorf("not primary in time: %v", err)
+			return fmt.Errorf("%s not a writable primary in time: %v", addr, err)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

@@ -66,7 +66,7 @@ func startServe(ctx context.Context, dir string, p Params) (*serveDeployment, er
 	d.cmd = exec.Command(args[0], args[1:]...)
 	d.cmd.Env = append(os.Environ(), "HOST=127.0.0.1", "PORT="+strconv.Itoa(port), "REDIS_URL="+rs.URL(),
 		"DATA_DIR=memory", "CANVAS_WIDTH="+side, "CANVAS_HEIGHT="+side, "RATE_LIMIT=0",
-		"LOG_LEVEL=warn", "INSTANCE_ID=loadtest", "MAX_CONNS=100000")
+		"LOG_LEVEL=warn", "INSTANCE_ID=loadtest", "MAX_CONNS=100000", "MAX_CONNS_PER_IP=100000")
 	if d.log, err = os.Create(filepath.Join(dir, "serve.log")); err != nil {
 		d.stop()
 		return nil, err
@@ -162,7 +162,7 @@ func launchCluster(ctx context.Context, dir string, p Params, out io.Writer) (*e
 	}
 	side := strconv.Itoa(p.Canvas)
 	c, err := e2e.Launch(ctx, dir, e2e.Options{Provider: provider, Bin: bin, Gateways: p.Gateways,
-		Env: []string{"CANVAS_WIDTH=" + side, "CANVAS_HEIGHT=" + side, "LOG_LEVEL=warn", "MAX_CONNS=100000"}})
+		Env: []string{"CANVAS_WIDTH=" + side, "CANVAS_HEIGHT=" + side, "LOG_LEVEL=warn", "MAX_CONNS=100000", "MAX_CONNS_PER_IP=100000"}})
 	if err != nil && c != nil {
 		fmt.Fprint(out, c.Logs(20))
 	}

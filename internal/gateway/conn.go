@@ -73,6 +73,7 @@ type conn struct {
 	pongQueued bool   // a pong is in q
 	pingQueued bool   // a ping is in q
 	closing    bool   // done is closed: nothing more is written but the close frame
+	wasResync  bool   // a resync was queued: a replay in progress stops
 	// writer: the writer goroutine sends everything queued until the queue
 	// is empty, and flushers leave c alone. It starts set (the connection's
 	// opening is written directly, then the writer drains what queued
@@ -136,8 +137,17 @@ func (c *conn) resync(frame []byte) {
 	c.q = append(c.q[:0], item{ctl: frame})
 	c.queued = 0
 	c.pongQueued, c.pingQueued = false, false
+	c.wasResync = true
 	c.mu.Unlock()
 	c.mark()
+}
+
+// resynced reports whether a resync was queued to c: a replay running
+// before the writer started has nothing left to do.
+func (c *conn) resynced() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.wasResync
 }
 
 // pong queues an answer to the client's ping, unless one is already
@@ -299,6 +309,13 @@ func assemble(buf []byte, q []item, joined *[][]byte) (data []byte, events int, 
 // over (its socket was backed up), and queues a protocol ping every
 // pingPeriod.
 func (c *conn) writeLoop() {
+	c.g.stats.writers.Add(1)
+	defer func() {
+		if h := c.g.hooks.writerExit; h != nil {
+			h()
+		}
+		c.g.stats.writers.Add(-1)
+	}()
 	ticker := time.NewTicker(pingPeriod)
 	defer ticker.Stop()
 	for {

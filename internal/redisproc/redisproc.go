@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -32,14 +31,18 @@ type Options struct {
 	// AppendOnly turns AOF persistence on (appendfsync always), so a SIGKILL
 	// loses nothing; off, a restart comes back empty.
 	AppendOnly bool
+	// Temporary makes Dir the server's own: Close removes it (a private
+	// server of DATA_DIR=memory leaves nothing behind in the temp folder).
+	Temporary bool
 }
 
 // Server is one redis-server child.
 type Server struct {
-	opts Options
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	opts   Options
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	done   chan struct{}
+	paused bool
 }
 
 // Start launches redis-server and waits until it answers PING.
@@ -69,21 +72,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts}
 	if err := s.start(ctx); err != nil {
+		if opts.Temporary {
+			_ = os.RemoveAll(opts.Dir)
+		}
 		return nil, err
 	}
 	return s, nil
-}
-
-// MustStart starts a server in a temporary directory for a test and kills it
-// when the test ends. It fails the test (never skips) if redis-server is missing.
-func MustStart(tb testing.TB, appendOnly bool) *Server {
-	tb.Helper()
-	s, err := Start(context.Background(), Options{Dir: tb.TempDir(), AppendOnly: appendOnly})
-	if err != nil {
-		tb.Fatalf("start redis-server: %v", err)
-	}
-	tb.Cleanup(func() { s.Kill() })
-	return s
 }
 
 // Addr is the host:port the server listens on.
@@ -168,18 +162,72 @@ func ping(addr string) error {
 }
 
 // Kill sends SIGKILL to the server (only the process this package started)
-// and waits for it to exit.
+// and waits for it to exit. A paused server is resumed first, so nothing
+// is ever left stopped behind.
 func (s *Server) Kill() {
 	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd = nil
+	cmd, done, paused := s.cmd, s.done, s.paused
+	s.cmd, s.paused = nil, false
 	s.mu.Unlock()
 	if cmd == nil {
 		return
 	}
+	if paused {
+		_ = cmd.Process.Signal(syscall.SIGCONT)
+	}
 	_ = cmd.Process.Kill()
 	<-done
 }
+
+// Close kills the server and, when Options.Temporary, removes its directory.
+func (s *Server) Close() error {
+	s.Kill()
+	if s.opts.Temporary {
+		if err := os.RemoveAll(s.opts.Dir); err != nil {
+			return fmt.Errorf("remove redis dir: %w", err)
+		}
+	}
+	return nil
+}
+
+// Pause freezes the server (SIGSTOP), as a stalled host or a long fork:
+// connections stay open and nothing answers. Resume (or Kill) ends it.
+func (s *Server) Pause() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return errors.New("redisproc: pause: not running")
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("redisproc: pause: %w", err)
+	}
+	s.paused = true
+	return nil
+}
+
+// Resume continues a paused server (SIGCONT); a no-op when not paused.
+func (s *Server) Resume() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || !s.paused {
+		return nil
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		return fmt.Errorf("redisproc: resume: %w", err)
+	}
+	s.paused = false
+	return nil
+}
+
+// Paused reports whether the server is paused.
+func (s *Server) Paused() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.paused
+}
+
+// Dir is the server's data directory.
+func (s *Server) Dir() string { return s.opts.Dir }
 
 // Restart starts the server again on the same port and directory. With
 // wipe, its data files are removed first: Redis comes back empty.
