@@ -45,7 +45,7 @@ func newBenchFanout(b *testing.B, n int, window time.Duration, queueLen int) *be
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never used: Run is not started
 	b.Cleanup(func() { _ = rdb.Close() })
 	g, err := New(Options{Redis: rdb, InstanceID: "bench", FlushWindow: window, QueueLen: queueLen,
-		MaxConns: n + 1, Logger: slog.New(slog.DiscardHandler)})
+		MaxConns: n + 1, MaxConnsPerIP: n + 1, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -343,7 +343,7 @@ func BenchmarkServerCPU(b *testing.B) {
 			rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never used: Run is not started
 			b.Cleanup(func() { _ = rdb.Close() })
 			g, err := New(Options{Redis: rdb, InstanceID: "bench", FlushWindow: -1,
-				MaxConns: clients + 1, Logger: slog.New(slog.DiscardHandler)})
+				MaxConns: clients + 1, MaxConnsPerIP: clients + 1, Logger: slog.New(slog.DiscardHandler)})
 			if err != nil {
 				b.Fatal(err)
 			}
