@@ -161,7 +161,7 @@ func (w *gorillaConn) SetWriteDeadline(t time.Time) error {
 
 func (w *gorillaConn) SetDeadline(t time.Time) error {
 	_ = w.SetWriteDeadline(t)
-	return w.Conn.SetReadDeadline(t)
+	return w.SetReadDeadline(t)
 }
 
 func (w *gorillaConn) Write(p []byte) (int, error) {
