@@ -22,6 +22,10 @@ import (
 // crash loses a suffix of the newest incr file. CutAOF reproduces exactly
 // that.
 
+// ErrAOFShort is returned by CutAOF when the newest incr file holds fewer
+// matching commands than asked (nothing is cut then).
+var ErrAOFShort = errors.New("the append-only file holds fewer matching commands than asked")
+
 // AOFCut says what CutAOF removed.
 type AOFCut struct {
 	// File is the incr file that was cut.
@@ -89,7 +93,7 @@ func (s *Server) CutAOF(n int, match func(args []string) bool) (AOFCut, error) {
 		}
 	}
 	if cut.Matched < n {
-		return AOFCut{}, fmt.Errorf("redisproc: cut AOF: %s holds %d matching commands, fewer than %d", file, cut.Matched, n)
+		return AOFCut{}, fmt.Errorf("redisproc: cut AOF: %s holds %d matching commands, fewer than %d: %w", file, cut.Matched, n, ErrAOFShort)
 	}
 	cut.Kept = units[i].offset
 	for _, u := range units[i:] {
