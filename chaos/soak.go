@@ -186,7 +186,14 @@ func (r *resources) invariants() []Invariant {
 		}
 	}
 	return []Invariant{{"no resource grows steadily (last third vs first third)", len(grew) == 0 && len(keys) > 0,
-		fmt.Sprintf("%d series; %s; %s", len(keys), strings.Join(grew, "; "), strings.Join(figures, ", "))}}
+		fmt.Sprintf("%d series, %d grew%s; first → last third: %s", len(keys), len(grew), prefixed(": ", strings.Join(grew, "; ")), strings.Join(figures, ", "))}}
+}
+
+func prefixed(p, s string) string {
+	if s == "" {
+		return ""
+	}
+	return p + s
 }
 
 func median(ss []sample) float64 {
