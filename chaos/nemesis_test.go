@@ -182,3 +182,29 @@ func TestShrinkRespectsItsBudget(t *testing.T) {
 		t.Fatalf("a 100 ms budget took %s", d)
 	}
 }
+
+// The report lists a nemesis run's schedule and every fault window, and
+// shades each window on the timeline.
+func TestReportShowsFaultWindows(t *testing.T) {
+	s := Schedule{Seed: 9, Duration: 10, MaxConcurrent: 2, Faults: []Planned{{Fault: "pause:api", At: 1, Hold: 2}, {Fault: "kill:redis", At: 2, Hold: 1}}}
+	res := &Result{Scenario: "nemesis", Status: "pass", FaultStart: 3, FaultEnd: 13, Schedule: &s,
+		Windows: []Window{
+			{Fault: "pause:api", Planned: 4, Start: 4.01, Healed: 6, End: 6.02, Bends: []string{BendWrites}},
+			{Fault: "kill:redis", Planned: 5, Start: 5.01, Healed: 6, End: 6.3, Error: "boom"},
+		},
+		Timeline: []Point{{T: 1, Committed: 100}, {T: 5, Committed: 100}, {T: 12, Committed: 100}},
+	}
+	dir := t.TempDir()
+	if err := (&Report{Profile: "nemesis", When: time.Now(), Results: []*Result{res}}).Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	html, _ := os.ReadFile(filepath.Join(dir, "report.html"))
+	for _, want := range []string{"Schedule: seed 9", "<td>pause:api</td><td>4.00</td><td>4.01</td>", "<td>kill:redis</td>", "<td>boom</td>", BendWrites} {
+		if !strings.Contains(string(html), want) {
+			t.Errorf("report.html lacks %q", want)
+		}
+	}
+	if n := strings.Count(timelineSVG(res), `fill="#f4c7c3"`); n != 2*4 {
+		t.Errorf("%d shaded bands over 4 charts, want one per fault window per chart (8)", n)
+	}
+}
