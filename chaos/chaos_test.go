@@ -152,7 +152,7 @@ func TestNemesis(t *testing.T) {
 		if !cfg.seeded {
 			t.Logf("no SEED given: seed %d chosen at random", cfg.seed)
 		}
-		s = Generate(cfg.seed, cfg.duration, cfg.maxConcurrent, Catalogue(e2e.PlanShape(e2e.Options{Provider: env.provider})))
+		s = Generate(cfg.seed, cfg.duration, cfg.maxConcurrent, Catalogue(planShape(t)))
 		t.Logf("nemesis seed %d: %s", cfg.seed, s)
 	}
 	n := runNemesis(t, s, out, cfg.schedule == "", cfg.shrinkBudget)
@@ -262,6 +262,16 @@ func logInvariants(t *testing.T, r *Result) {
 	}
 }
 
+// planShape is the shape of the clusters this suite starts.
+func planShape(t *testing.T) e2e.Shape {
+	t.Helper()
+	sh, err := e2e.PlanShape(e2e.Options{Provider: env.provider})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sh
+}
+
 func chaosOut() string {
 	if out := os.Getenv("CHAOS_OUT"); out != "" {
 		return out
@@ -284,7 +294,7 @@ const teethSeed = 102
 // the fixed-seed run must fail, shrink to at most two faults, and the
 // shrunk schedule's replay must fail again.
 func TestNemesisTeeth(t *testing.T) {
-	shape := e2e.PlanShape(e2e.Options{Provider: env.provider})
+	shape := planShape(t)
 	if !reflect.DeepEqual(shape, localShape) {
 		t.Fatalf("teethSeed was chosen for the local provider's shape %+v; this cluster's is %+v: pick a seed for it (see the test's comment)", localShape, shape)
 	}
@@ -331,7 +341,7 @@ func TestSoak(t *testing.T) {
 	if !cfg.seeded {
 		t.Logf("no SEED given: seed %d chosen at random", cfg.seed)
 	}
-	s := Generate(cfg.seed, cfg.duration, cfg.maxConcurrent, Catalogue(e2e.PlanShape(e2e.Options{Provider: env.provider})))
+	s := Generate(cfg.seed, cfg.duration, cfg.maxConcurrent, Catalogue(planShape(t)))
 	t.Logf("soak seed %d: %d faults over %s", cfg.seed, len(s.Faults), cfg.duration)
 	path := filepath.Join(out, "schedule.json")
 	if err := s.Write(path); err != nil {

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,6 +24,8 @@ import (
 
 	"github.com/pixelflow/pixelflow/e2e"
 	"github.com/pixelflow/pixelflow/internal/history"
+	pacer "github.com/pixelflow/pixelflow/internal/pace"
+	"github.com/pixelflow/pixelflow/internal/quantiles"
 )
 
 // Profile sizes a drill.
@@ -342,31 +343,14 @@ func warmUp(ctx context.Context, w *e2e.Writer, side int) error {
 // pace writes at rate pixels/s from 4 goroutines until stop ends; the
 // writes in flight then finish under reqCtx, so stopping is no outage.
 func pace(stop, reqCtx context.Context, w *e2e.Writer, rate int) {
-	tokens := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))
-			for range tokens {
-				w.PlaceRandom(reqCtx, rng)
-			}
-		}()
+	rngs := make([]*rand.Rand, 4)
+	for i := range rngs {
+		rngs[i] = rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))
 	}
-	t := time.NewTicker(time.Second / time.Duration(rate))
-	defer func() { t.Stop(); close(tokens); wg.Wait() }()
-	for {
-		select {
-		case <-stop.Done():
-			return
-		case <-t.C:
-			select {
-			case tokens <- struct{}{}:
-			default: // all writers busy (an outage): skip, keep the clock
-			}
-		}
-	}
+	// All writers busy (an outage): the write is skipped, the clock kept.
+	pacer.Pacer{Rate: rate, Workers: len(rngs)}.Run(stop, func(i int, _ time.Time) {
+		w.PlaceRandom(reqCtx, rngs[i])
+	})
 }
 
 // freshArea is where paceFresh paints: rows below the region, a band of
@@ -445,15 +429,7 @@ func phase(l *latencies, s *sampler, from, to time.Time) Rate {
 }
 
 // quantile in milliseconds (0 for no samples).
-func quantile(d []time.Duration, q float64) float64 {
-	if len(d) == 0 {
-		return 0
-	}
-	d = slices.Clone(d)
-	slices.Sort(d)
-	i := min(len(d)-1, int(q*float64(len(d))))
-	return float64(d[i].Microseconds()) / 1000
-}
+func quantile(d []time.Duration, q float64) float64 { return quantiles.Millis(d, q)[0] }
 
 func sleep(ctx context.Context, d time.Duration) {
 	if d <= 0 {

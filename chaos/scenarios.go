@@ -108,8 +108,11 @@ func Scenarios() []Scenario {
 			Name: "relay-kill",
 			Doc:  "SIGKILL the active relay mid-flight: the standby takes over within the lease; no loss, duplicates counted.",
 			Skip: func(c *e2e.Cluster) string {
-				if len(c.Relays) < 2 {
+				if c.Topology.RelayInAPI {
 					return "the embedded store lives in the api process, so its relay does too: there is no standby relay process to take over (api-crash kills that process instead; the relay's crash between XADD and marking is covered by internal/relay tests). Runs on MongoDB (docker provider or mongod on PATH)."
+				}
+				if n := len(c.RelayHosts()); n < 2 {
+					return fmt.Sprintf("%d relay process: no standby to take over", n)
 				}
 				return ""
 			},
@@ -199,8 +202,8 @@ func Scenarios() []Scenario {
 			Doc:           "toxiproxy cuts the MongoDB link: the API answers 503 with a clear error and writes nothing half; it recovers after.",
 			WritesMayFail: true,
 			Skip: func(c *e2e.Cluster) string {
-				if c.MongoProxy == nil {
-					return "no MongoDB on the local provider without mongod: the embedded store has no link to cut (docker provider only)"
+				if !c.Topology.CanPartition(e2e.LinkMongo) {
+					return "the embedded store has no link to cut: runs on MongoDB (docker provider or mongod on PATH)"
 				}
 				return ""
 			},
@@ -225,9 +228,9 @@ func backlogGrew(d *Drill, r *Result) []Invariant {
 	return []Invariant{{"the backlog waited in the outbox during the fault", peak > 0, fmt.Sprintf("peak backlog %d during the fault", peak)}}
 }
 
-// activeRelay finds the relay process holding the lease.
+// activeRelay finds the process whose relay holds the lease.
 func activeRelay(ctx context.Context, c *e2e.Cluster) (*e2e.Process, error) {
-	for _, p := range c.Relays {
+	for _, p := range c.RelayHosts() {
 		st, err := relayState(ctx, p.URL())
 		if err == nil && st == "leader" {
 			return p, nil

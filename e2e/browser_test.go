@@ -2,35 +2,61 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/gorilla/websocket"
 
 	"github.com/pixelflow/pixelflow/internal/history"
 	"github.com/pixelflow/pixelflow/internal/protocol"
+	"github.com/pixelflow/pixelflow/internal/web"
 )
 
-// browser starts headless Debian chromium (loopback only) and returns a
-// context for its first tab. A missing chromium fails the test: the suite
-// promises a real browser, and .ci/run installs one.
+// browserNames are the browsers the suite can drive, in order of
+// preference: Debian's chromium here; on the GitHub runner image
+// /usr/bin/chromium (a Chromium snapshot) and google-chrome. `make
+// ensure-chromium` (CHROMIUM_NAMES in the Makefile) checks the same names.
+var browserNames = []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"}
+
+// findBrowser returns the first of browserNames on PATH that runs: a name
+// whose `--version` fails is skipped (Ubuntu's chromium-browser deb is a
+// shim for a snap, and fails that way when the snap is missing).
+func findBrowser() (string, error) {
+	var tried []string
+	for _, name := range browserNames {
+		p, err := exec.LookPath(name)
+		if err != nil {
+			continue
+		}
+		if out, err := exec.Command(p, "--version").CombinedOutput(); err != nil {
+			tried = append(tried, fmt.Sprintf("%s (%v: %s)", p, err, strings.TrimSpace(string(out))))
+			continue
+		}
+		return p, nil
+	}
+	return "", fmt.Errorf("no usable browser among %v on PATH (install one with `sudo apt-get install -y chromium`; the browser suite needs a real browser); found but not running: %v", browserNames, tried)
+}
+
+// browser starts a headless Chromium (loopback only) and returns a context
+// for its first tab. A missing browser fails the test: the suite promises a
+// real browser, and `make e2e` checks for one first.
 func browser(t *testing.T) context.Context {
 	t.Helper()
-	var path string
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			path = p
-			break
-		}
-	}
-	if path == "" {
-		t.Fatalf("chromium not found on PATH: install it with `sudo apt-get install -y chromium` (the browser suite needs a real browser)")
+	path, err := findBrowser()
+	if err != nil {
+		t.Fatal(err)
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
@@ -234,4 +260,191 @@ func TestDashboardShowsBacklog(t *testing.T) {
 	}
 	backlog("v === 0")
 	screenshot(t, ops, "dashboard-recovered")
+}
+
+// TestBrowserReplacesCanvasAfterStoreReset: the store loses everything
+// while Redis keeps the stream (a memory store restarted, a restore, a
+// rollback), so pixel versions start over. The page held (1,1) at v3 and
+// (2,2); after the new epoch's resync it must show exactly the new canvas:
+// (1,1) in the colour written after the reset (v1) and (2,2) unpainted.
+// Merging the snapshot by version kept the old pixels forever.
+func TestBrowserReplacesCanvasAfterStoreReset(t *testing.T) {
+	ctx, c := setup(t, Options{Gateways: 1})
+	bctx := browser(t)
+	pg := page(t, bctx, c.GatewayURLs()[0]+"/")
+	w := NewWriter(c.APIURL(), history.NewRecorder(rand.Uint32()), 8)
+	w.Retries = 50 // the api restarts below
+	place := func(gx, gy int, color string) int64 {
+		t.Helper()
+		var ev protocol.Event
+		status, err := w.post(ctx, fmt.Sprintf(`{"gx":%d,"gy":%d,"color":%q}`, gx, gy, color), "", &ev)
+		if err != nil || status != 201 {
+			t.Fatalf("POST: %d %v", status, err)
+		}
+		return ev.Version
+	}
+	for _, col := range []string{"#111111", "#222222", "#333333"} {
+		place(1, 1, col)
+	}
+	place(2, 2, "#AAAAAA")
+	waitPixel(t, pg, 1, 1, "#333333")
+	waitPixel(t, pg, 2, 2, "#AAAAAA")
+
+	if err := c.ResetStore(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var v int64
+	deadline := time.Now().Add(30 * time.Second)
+	for { // the api is starting again
+		var ev protocol.Event
+		status, err := w.post(ctx, `{"gx":1,"gy":1,"color":"#444444"}`, "", &ev)
+		if err == nil && status == 201 {
+			v = ev.Version
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("POST after the store reset: %d %v", status, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if v != 1 {
+		t.Fatalf("the write after the reset has version %d, want 1 (the store starts over)", v)
+	}
+	waitPixel(t, pg, 1, 1, "#444444")
+	waitPixel(t, pg, 2, 2, "#FFFFFF")
+	waitState(t, pg, "connected")
+	screenshot(t, pg, "after-store-reset")
+}
+
+// scriptedGateway serves the real page with a scripted /ws and a
+// /api/canvas that can be held, so a test controls what the page receives
+// and when: the order of live events and a snapshot load.
+type scriptedGateway struct {
+	srv      *httptest.Server
+	conns    chan *websocket.Conn
+	snapshot atomic.Value // string: the /api/canvas body
+	gate     atomic.Pointer[chan struct{}]
+	asked    chan struct{}
+}
+
+func newScriptedGateway(t *testing.T) *scriptedGateway {
+	g := &scriptedGateway{conns: make(chan *websocket.Conn, 4), asked: make(chan struct{}, 16)}
+	page := web.Handler()
+	mux := http.NewServeMux()
+	mux.Handle("GET /{$}", page)
+	mux.Handle("GET /app.js", page)
+	up := websocket.Upgrader{}
+	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		g.conns <- ws
+	})
+	mux.HandleFunc("/api/canvas", func(w http.ResponseWriter, r *http.Request) {
+		if gate := g.gate.Load(); gate != nil {
+			g.asked <- struct{}{}
+			select {
+			case <-*gate:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(g.snapshot.Load().(string)))
+	})
+	g.srv = httptest.NewServer(mux)
+	t.Cleanup(g.srv.Close)
+	return g
+}
+
+func (g *scriptedGateway) send(t *testing.T, ws *websocket.Conn, v any) {
+	t.Helper()
+	b, _ := json.Marshal(v)
+	if err := ws.WriteMessage(websocket.TextMessage, b); err != nil {
+		t.Fatalf("send to the page: %v", err)
+	}
+}
+
+func pixelEvents(evs ...map[string]any) map[string]any {
+	for _, e := range evs {
+		e["committedAt"] = time.Now().UTC().Format(time.RFC3339Nano)
+	}
+	return map[string]any{"type": "events", "events": evs}
+}
+
+// TestBrowserEventsDuringSnapshotStayApplied drives the real page through
+// a scripted gateway: after a resync to a new epoch the snapshot request is
+// held while two events arrive, then answered with a snapshot read after the
+// first event and before the second (position e2:1). The page must replace
+// its canvas with the snapshot — the old history's (2,2) disappears — and
+// apply the second event on top: (1,1) shows the event's colour, not the
+// snapshot's older one.
+func TestBrowserEventsDuringSnapshotStayApplied(t *testing.T) {
+	g := newScriptedGateway(t)
+	g.snapshot.Store(`{"width":8,"height":8,"position":{"epoch":"e1","seq":0},"pixels":[]}`)
+	bctx := browser(t)
+	pg, cancel := chromedp.NewContext(bctx)
+	defer cancel()
+	if err := chromedp.Do(pg, chromedp.Navigate(g.srv.URL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	var ws *websocket.Conn
+	select {
+	case ws = <-g.conns:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the page never opened /ws")
+	}
+	defer ws.Close()
+	g.send(t, ws, map[string]any{"type": "hello", "epoch": "e1", "seq": 0, "resumed": false})
+	waitState(t, pg, "connected")
+	g.send(t, ws, pixelEvents(
+		map[string]any{"seq": 1, "id": "a", "gx": 1, "gy": 1, "color": "#AAAAAA", "version": 3},
+		map[string]any{"seq": 2, "id": "b", "gx": 2, "gy": 2, "color": "#BBBBBB", "version": 1},
+	))
+	waitPixel(t, pg, 1, 1, "#AAAAAA")
+	waitPixel(t, pg, 2, 2, "#BBBBBB")
+
+	gate := make(chan struct{})
+	g.gate.Store(&gate)
+	g.snapshot.Store(`{"width":8,"height":8,"position":{"epoch":"e2","seq":1},"pixels":[{"gx":3,"gy":3,"color":"#CCCCCC","version":1},{"gx":1,"gy":1,"color":"#444444","version":1}]}`)
+	g.send(t, ws, map[string]any{"type": "resync", "reason": "epoch", "epoch": "e2", "seq": 0})
+	select {
+	case <-g.asked:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the page did not reload the snapshot after the resync")
+	}
+	g.send(t, ws, pixelEvents(
+		map[string]any{"seq": 1, "id": "c", "gx": 3, "gy": 3, "color": "#CCCCCC", "version": 1},
+		map[string]any{"seq": 2, "id": "d", "gx": 1, "gy": 1, "color": "#DDDDDD", "version": 2},
+	))
+	waitPixel(t, pg, 3, 3, "#CCCCCC") // applied live (the page still holds (1,1) at v3)
+	g.gate.Store(nil)
+	close(gate)
+	waitPixel(t, pg, 2, 2, "#FFFFFF") // replaced: the old history is gone
+	waitPixel(t, pg, 1, 1, "#DDDDDD")
+	waitPixel(t, pg, 3, 3, "#CCCCCC")
+	waitState(t, pg, "connected")
+	if pos, _ := chromedp.Run(pg, chromedp.Evaluate[string](`document.getElementById('pos').textContent`)); pos != "e2:2" {
+		t.Errorf("page position %q, want e2:2", pos)
+	}
+}
+
+// The Makefile's ensure-chromium accepts exactly the browsers the suite
+// looks for, in the same order: otherwise `make e2e` could pass its check
+// with a browser the suite then does not find, or the other way round.
+func TestBrowserNamesMatchMakefile(t *testing.T) {
+	b, err := os.ReadFile("../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CHROMIUM_NAMES := "); ok {
+			if got := strings.Split(strings.TrimSpace(v), "|"); !slices.Equal(got, browserNames) {
+				t.Errorf("Makefile CHROMIUM_NAMES %v, the suite looks for %v", got, browserNames)
+			}
+			return
+		}
+	}
+	t.Error("Makefile has no CHROMIUM_NAMES line")
 }

@@ -8,7 +8,12 @@
 //     mongod replica-set child when mongod is on PATH), for machines
 //     without Docker.
 //
-// E2E_PROVIDER=docker|local overrides the choice. Either way every link
+// E2E_PROVIDER=docker|local overrides the choice, E2E_STORE=embedded|mongodb
+// the store's (local only: docker always runs MongoDB). The store decides
+// the cluster's shape (Topology): on MongoDB the relays are processes of
+// their own, as in production; on the embedded store the relay lives in the
+// api process. Tests read that shape from Cluster.Topology, so the docker
+// topology runs unchanged on any machine with mongod. Either way every link
 // from pixelflow to a store goes through an in-process toxiproxy, so the
 // chaos drills (package chaos) can cut links and restart stores without
 // reconfiguring pixelflow. The chaos drills and the load test build on the
@@ -22,11 +27,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/testcontainers/testcontainers-go"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/pixelflow/pixelflow/internal/redisproc"
 )
@@ -83,7 +91,7 @@ func dockerHealthy(ctx context.Context) (ok bool, reason string) {
 
 // Prepare is what a suite's TestMain does once: build the binary into dir
 // (with the build tags given: the suites and drills build with
-// "failpoints") and choose the provider, saying loudly which and why.
+// "failpoints") and choose the provider and store, saying loudly which and why.
 func Prepare(ctx context.Context, dir string, tags ...string) (bin, provider string, err error) {
 	if bin, err = Build(ctx, dir, tags...); err != nil {
 		return "", "", err
@@ -92,8 +100,119 @@ func Prepare(ctx context.Context, dir string, tags ...string) (bin, provider str
 	if err != nil {
 		return "", "", err
 	}
-	fmt.Fprintf(os.Stderr, "pixelflow suites: provider %s (%s)\n", provider, why)
+	store, storeWhy, err := ChooseStore(provider, "", os.Getenv, exec.LookPath)
+	if err != nil {
+		return "", "", err
+	}
+	fmt.Fprintf(os.Stderr, "pixelflow suites: provider %s (%s), store %s (%s): %s\n", provider, why, store, storeWhy, TopologyFor(store))
 	return bin, provider, nil
+}
+
+// StoreKind is which store a cluster runs.
+type StoreKind string
+
+// Store kinds.
+const (
+	// StoreEmbedded is lungo inside the api process (memory or file).
+	StoreEmbedded StoreKind = "embedded"
+	// StoreMongo is a one-node MongoDB replica set (a container, or a
+	// mongod child process).
+	StoreMongo StoreKind = "mongodb"
+)
+
+// ChooseStore returns the store a cluster on provider runs and why: want
+// (Options.Store) wins, then E2E_STORE=embedded|mongodb, else MongoDB on
+// docker and, on local, MongoDB when mongod is on PATH, the embedded store
+// otherwise. Asking for what the provider cannot give is an error, never a
+// quiet fallback.
+func ChooseStore(provider string, want StoreKind, getenv func(string) string, lookPath func(string) (string, error)) (StoreKind, string, error) {
+	why := "Options.Store"
+	if want == "" {
+		want, why = StoreKind(getenv("E2E_STORE")), "E2E_STORE="+getenv("E2E_STORE")
+	}
+	switch want {
+	case "", StoreEmbedded, StoreMongo:
+	default:
+		return "", "", fmt.Errorf("store %q (%s): want %s or %s", want, why, StoreEmbedded, StoreMongo)
+	}
+	switch provider {
+	case Docker:
+		if want == StoreEmbedded {
+			return "", "", fmt.Errorf("store %s (%s): the docker provider runs MongoDB; the embedded store runs on E2E_PROVIDER=local", want, why)
+		}
+		if want == "" {
+			why = "the docker provider runs MongoDB"
+		}
+		return StoreMongo, why, nil
+	case Local:
+		_, err := lookPath("mongod")
+		switch {
+		case want == StoreMongo && err != nil:
+			return "", "", fmt.Errorf("store %s (%s) on the local provider needs mongod on PATH: %v", want, why, err)
+		case want != "":
+			return want, why, nil
+		case err == nil:
+			return StoreMongo, "mongod on PATH", nil
+		default:
+			return StoreEmbedded, "no mongod on PATH", nil
+		}
+	default:
+		return "", "", fmt.Errorf("unknown provider %q", provider)
+	}
+}
+
+// Link names a connection from pixelflow to a store; each runs through an
+// in-process proxy that drills can cut.
+type Link string
+
+// Links.
+const (
+	LinkRedis Link = "redis"
+	LinkMongo Link = "mongo"
+)
+
+// Topology is what a test may rely on about a cluster's shape. It differs
+// by provider and store, so suites and drills read it from the cluster
+// rather than assume the layout they were written on.
+type Topology struct {
+	Store StoreKind
+	// RelayInAPI: the relay runs inside the api process. The embedded
+	// store lives in that process, so its relay must too; on MongoDB the
+	// relays are processes of their own (one leader, the rest standby),
+	// and stopping the api leaves them running.
+	RelayInAPI bool
+	// Links are the store links that can be partitioned (cut at the
+	// proxy): Redis always, MongoDB when it is the store (the embedded
+	// store has no link).
+	Links []Link
+	// DatabaseReadable: the verification can read the store directly, as
+	// well as through the API (MongoDB: Target.MongoURI). The embedded
+	// store is reachable only through its process.
+	DatabaseReadable bool
+}
+
+// TopologyFor is the shape a cluster on store has.
+func TopologyFor(store StoreKind) Topology {
+	if store == StoreMongo {
+		return Topology{Store: StoreMongo, Links: []Link{LinkRedis, LinkMongo}, DatabaseReadable: true}
+	}
+	return Topology{Store: StoreEmbedded, RelayInAPI: true, Links: []Link{LinkRedis}}
+}
+
+// CanPartition reports whether link runs through a proxy a drill can cut.
+func (t Topology) CanPartition(l Link) bool { return slices.Contains(t.Links, l) }
+
+// String says the shape in words, for logs and reports.
+func (t Topology) String() string {
+	relay := "relays in processes of their own"
+	if t.RelayInAPI {
+		relay = "relay in the api process"
+	}
+	links := make([]string, len(t.Links))
+	for i, l := range t.Links {
+		links[i] = string(l)
+	}
+	return fmt.Sprintf("%s store, %s, partitionable links: %s", t.Store, relay, strings.Join(links, ", "))
 }
 
 // Options shape a cluster.
@@ -106,8 +225,11 @@ type Options struct {
 	Gateways int
 	// Relays is how many relay processes run when the store is MongoDB
 	// (one active, the rest standby). Default 2. With the embedded store
-	// the relay lives in the api process.
+	// the relay lives in the api process (Topology.RelayInAPI).
 	Relays int
+	// Store picks the store; empty leaves it to ChooseStore (E2E_STORE,
+	// then what the provider has).
+	Store StoreKind
 	// Durable keeps the embedded store in a file, so the api can be
 	// restarted without losing data (lungo rewrites the file on every
 	// commit, so it is slower). Without it the embedded store is in memory.
@@ -128,6 +250,9 @@ type Cluster struct {
 	Provider string
 	// Store says in words which store runs, for logs and reports.
 	Store string
+	// Topology is the cluster's shape; tests take facts from it (where the
+	// relay runs, what can be partitioned), never from assumptions.
+	Topology Topology
 	// MongoURI is pixelflow's MongoDB URI (through the proxy); empty when
 	// the store is embedded.
 	MongoURI string
@@ -146,6 +271,7 @@ type Cluster struct {
 	proxies    *Proxies
 	dir        string
 	failpoints bool
+	durable    bool // the embedded store is a file under dir/data
 }
 
 // Start brings up a cluster and registers its teardown with tb. On a
@@ -166,7 +292,7 @@ func Start(ctx context.Context, tb testing.TB, opts Options) *Cluster {
 	if err != nil {
 		tb.Fatalf("start cluster (%s): %v", opts.Provider, err)
 	}
-	tb.Logf("e2e cluster on provider %s, store: %s, redis: %s", c.Provider, c.Store, c.redis.Addr())
+	tb.Logf("e2e cluster on provider %s, store: %s (%s), redis: %s", c.Provider, c.Store, c.Topology, c.redis.Addr())
 	return c
 }
 
@@ -179,7 +305,11 @@ func Launch(ctx context.Context, dir string, opts Options) (*Cluster, error) {
 	if opts.Relays == 0 {
 		opts.Relays = 2
 	}
-	c := &Cluster{Provider: opts.Provider, dir: dir, proxies: NewProxies(), Shape: PlanShape(opts)}
+	c := &Cluster{Provider: opts.Provider, dir: dir, proxies: NewProxies(), durable: opts.Durable}
+	var err error
+	if c.Shape, err = PlanShape(opts); err != nil {
+		return c, err
+	}
 	if err := c.start(ctx, opts); err != nil {
 		return c, err
 	}
@@ -187,7 +317,11 @@ func Launch(ctx context.Context, dir string, opts Options) (*Cluster, error) {
 }
 
 func (c *Cluster) start(ctx context.Context, opts Options) error {
-	var err error
+	store, _, err := ChooseStore(opts.Provider, opts.Store, os.Getenv, exec.LookPath)
+	if err != nil {
+		return err
+	}
+	c.Topology = TopologyFor(store)
 	switch opts.Provider {
 	case Docker:
 		if c.redis, err = startDockerRedis(ctx); err != nil {
@@ -201,13 +335,13 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 		if c.redis, err = startLocalRedis(ctx, c.dir); err != nil {
 			return err
 		}
-		if mongodOnPath() {
+		if store == StoreMongo {
 			if c.mongo, err = startLocalMongo(ctx, c.dir); err != nil {
 				return err
 			}
 			c.Store = "MongoDB replica set (mongod child process)"
 		} else {
-			c.Store = "embedded lungo file store (no mongod on PATH)"
+			c.Store = "embedded lungo file store"
 		}
 	default:
 		return fmt.Errorf("unknown provider %q", opts.Provider)
@@ -227,12 +361,12 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 		env = append(env, "DATA_DIR="+filepath.Join(c.dir, "data"))
 	} else {
 		env = append(env, "DATA_DIR=memory")
-		c.Store = "embedded lungo memory store (no mongod on PATH)"
+		c.Store = "embedded lungo memory store"
 	}
 
 	c.failpoints = opts.Failpoints
 	c.API = c.process(opts.Bin, "api", "api", env)
-	if c.mongo != nil {
+	if !c.Topology.RelayInAPI {
 		for i := range opts.Relays {
 			c.Relays = append(c.Relays, c.process(opts.Bin, fmt.Sprintf("relay-%d", i+1), "relay", append(env, fmt.Sprintf("INSTANCE_ID=relay-%d", i+1))))
 		}
@@ -261,6 +395,16 @@ func (c *Cluster) process(bin, name, role string, env []string) *Process {
 	return p
 }
 
+// RelayHosts are the processes a relay runs in: the api when the relay
+// lives there (Topology.RelayInAPI), else every relay process. Stopping
+// them all stops the pipeline (and the canaries the leader writes).
+func (c *Cluster) RelayHosts() []*Process {
+	if c.Topology.RelayInAPI {
+		return []*Process{c.API}
+	}
+	return c.Relays
+}
+
 // Processes lists every pixelflow process: api, relays, gateways.
 func (c *Cluster) Processes() []*Process {
 	out := []*Process{c.API}
@@ -286,6 +430,40 @@ func (c *Cluster) GatewayURLs() []string {
 	return out
 }
 
+// ResetStore makes the store lose everything while Redis keeps its stream,
+// as a restart of a memory store, a restore from an old backup or a
+// rollback would: pixel versions start over. The api (and relays) are
+// stopped, the data removed (the embedded file, or the MongoDB database
+// dropped), and they start again.
+func (c *Cluster) ResetStore(ctx context.Context) error {
+	for _, p := range append([]*Process{c.API}, c.Relays...) {
+		p.Kill()
+	}
+	switch {
+	case c.MongoURI != "":
+		cl, err := mongo.Connect(ctx, options.Client().ApplyURI(c.MongoURI))
+		if err != nil {
+			return fmt.Errorf("reset store: %w", err)
+		}
+		err = cl.Database("pixelflow").Drop(ctx)
+		_ = cl.Disconnect(context.WithoutCancel(ctx))
+		if err != nil {
+			return fmt.Errorf("reset store: drop database: %w", err)
+		}
+	case c.durable:
+		if err := os.RemoveAll(filepath.Join(c.dir, "data")); err != nil {
+			return fmt.Errorf("reset store: %w", err)
+		}
+	}
+	// A memory store is empty once its process is gone.
+	for _, p := range append([]*Process{c.API}, c.Relays...) {
+		if err := p.Start(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // KillRedis crashes Redis; RestartRedis brings it back (empty when wipe)
 // and points the proxy at it.
 func (c *Cluster) KillRedis(ctx context.Context) error { return c.redis.Kill(ctx) }
@@ -299,13 +477,6 @@ func (c *Cluster) RestartRedis(ctx context.Context, wipe bool) error {
 		return c.RedisProxy.Retarget(c.redis.Addr())
 	}
 	return nil
-}
-
-// mongodOnPath reports whether the local provider runs MongoDB (a mongod
-// child) rather than the embedded store.
-func mongodOnPath() bool {
-	_, err := exec.LookPath("mongod")
-	return err == nil
 }
 
 // Shape is what a cluster consists of, known before it starts: the fault
@@ -322,16 +493,22 @@ type Shape struct {
 	Mongo bool
 }
 
-// PlanShape is the shape Launch will give a cluster with these options.
-func PlanShape(opts Options) Shape {
+// PlanShape is the shape Launch will give a cluster with these options
+// (the store as ChooseStore decides it).
+func PlanShape(opts Options) (Shape, error) {
 	if opts.Gateways == 0 {
 		opts.Gateways = 2
 	}
 	if opts.Relays == 0 {
 		opts.Relays = 2
 	}
-	sh := Shape{API: "api", LocalRedis: opts.Provider == Local, Mongo: opts.Provider == Docker || (opts.Provider == Local && mongodOnPath())}
-	if sh.Mongo {
+	store, _, err := ChooseStore(opts.Provider, opts.Store, os.Getenv, exec.LookPath)
+	if err != nil {
+		return Shape{}, err
+	}
+	top := TopologyFor(store)
+	sh := Shape{API: "api", LocalRedis: opts.Provider == Local, Mongo: top.CanPartition(LinkMongo)}
+	if !top.RelayInAPI {
 		for i := range opts.Relays {
 			sh.Relays = append(sh.Relays, fmt.Sprintf("relay-%d", i+1))
 		}
@@ -339,7 +516,7 @@ func PlanShape(opts Options) Shape {
 	for i := range opts.Gateways {
 		sh.Gateways = append(sh.Gateways, fmt.Sprintf("gateway-%d", i+1))
 	}
-	return sh
+	return sh, nil
 }
 
 // Process returns the pixelflow process named name, or nil.

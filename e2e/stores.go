@@ -150,6 +150,11 @@ type mongoBackend interface {
 
 type dockerMongo struct{ ctr *tcmongo.MongoDBContainer }
 
+// startDockerMongo runs a one-node replica set and returns once the node
+// is a writable primary. The module's readiness check (rs.status().ok
+// after its rs.initiate hook) passes while the node may still be
+// SECONDARY or electing itself; pixelflow's first write (its indexes)
+// would then fail with NotWritablePrimary and the api exit while starting.
 func startDockerMongo(ctx context.Context) (*dockerMongo, error) {
 	ctr, err := tcmongo.Run(ctx, MongoImage, tcmongo.WithReplicaSet("rs0"))
 	if err != nil {
@@ -158,7 +163,12 @@ func startDockerMongo(ctx context.Context) (*dockerMongo, error) {
 		}
 		return nil, fmt.Errorf("mongodb container: %w", err)
 	}
-	return &dockerMongo{ctr: ctr}, nil
+	m := &dockerMongo{ctr: ctr}
+	if err := waitWritablePrimary(ctx, m.Addr(), nil, nil); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("mongodb container: %w", err)
+	}
+	return m, nil
 }
 
 func (m *dockerMongo) Addr() string { return endpoint(m.ctr, "27017/tcp") }
@@ -199,34 +209,53 @@ func startLocalMongo(ctx context.Context, dir string) (*localMongo, error) {
 
 // initiate runs replSetInitiate and waits until the node is primary.
 func (m *localMongo) initiate(ctx context.Context) error {
+	cfg := bson.M{"_id": "rs0", "members": bson.A{bson.M{"_id": 0, "host": m.Addr()}}}
+	initiated := false
+	return waitWritablePrimary(ctx, m.Addr(), m.done, func(ctx context.Context, admin *mongo.Database) error {
+		if initiated {
+			return nil
+		}
+		if err := admin.RunCommand(ctx, bson.D{{Key: "replSetInitiate", Value: cfg}}).Err(); err != nil {
+			return err
+		}
+		initiated = true
+		return nil
+	})
+}
+
+// waitWritablePrimary polls the one-node replica set at addr (directly,
+// as pixelflow reaches it) until hello says it is a writable primary:
+// transactions and index builds need a primary. Each round first runs
+// prepare when given (it returns an error until it has done its work);
+// exited, when given, ends the wait when the server process dies.
+func waitWritablePrimary(ctx context.Context, addr string, exited <-chan struct{}, prepare func(context.Context, *mongo.Database) error) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	cl, err := mongo.Connect(ctx, options.Client().ApplyURI("mongodb://"+m.Addr()+"/?directConnection=true"))
+	cl, err := mongo.Connect(ctx, options.Client().ApplyURI("mongodb://"+addr+"/?directConnection=true"))
 	if err != nil {
 		return err
 	}
-	defer cl.Disconnect(context.Background())
+	defer func() { _ = cl.Disconnect(context.Background()) }()
 	admin := cl.Database("admin")
-	cfg := bson.M{"_id": "rs0", "members": bson.A{bson.M{"_id": 0, "host": m.Addr()}}}
-	initiated := false
 	for {
-		if !initiated {
-			err = admin.RunCommand(ctx, bson.D{{Key: "replSetInitiate", Value: cfg}}).Err()
-			initiated = err == nil
+		if prepare != nil {
+			err = prepare(ctx, admin)
 		}
-		if initiated {
+		if prepare == nil || err == nil {
 			var hello struct {
 				IsWritablePrimary bool `bson:"isWritablePrimary"`
 			}
 			if err = admin.RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Decode(&hello); err == nil && hello.IsWritablePrimary {
 				return nil
+			} else if err == nil {
+				err = errors.New("not yet a writable primary")
 			}
 		}
 		select {
-		case <-m.done:
+		case <-exited:
 			return fmt.Errorf("mongod exited")
 		case <-ctx.Done():
-			return fmt.Errorf("not primary in time: %v", err)
+			return fmt.Errorf("%s not a writable primary in time: %v", addr, err)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

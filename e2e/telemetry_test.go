@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -35,8 +36,7 @@ func TestOneTraceAcrossProcesses(t *testing.T) {
 		TraceID    string
 	}
 	var spans []span
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	read := func() {
 		spans = spans[:0]
 		for _, p := range c.Processes() {
 			f, err := os.Open(p.Log)
@@ -59,10 +59,6 @@ func TestOneTraceAcrossProcesses(t *testing.T) {
 			}
 			f.Close()
 		}
-		if len(spans) >= 5 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 	find := func(prefix, parent string) []span {
 		var out []span
@@ -73,28 +69,73 @@ func TestOneTraceAcrossProcesses(t *testing.T) {
 		}
 		return out
 	}
+	// chain follows the trace from the caller's span down to the gateways'
+	// consumer spans. It waits for these spans by name, not for a count:
+	// on MongoDB the driver adds command spans under the store span, so a
+	// count is reached before the relay's and gateways' spans are written.
+	type chain struct {
+		server, place, publish []span
+		procs                  map[string]bool // gateway with a consumer span under publish
+	}
+	follow := func() chain {
+		var ch chain
+		ch.procs = map[string]bool{}
+		if ch.server = find("POST /api/pixels", callerSpan); len(ch.server) != 1 {
+			return ch
+		}
+		if ch.place = find("pixelflow.place", ch.server[0].ID); len(ch.place) != 1 {
+			return ch
+		}
+		if ch.publish = find("publish ", ch.place[0].ID); len(ch.publish) != 1 {
+			return ch
+		}
+		for _, s := range find("process ", ch.publish[0].ID) {
+			if s.Kind == 5 { // consumer
+				ch.procs[s.Proc] = true
+			}
+		}
+		return ch
+	}
+	complete := func(ch chain) bool {
+		if len(ch.publish) != 1 {
+			return false
+		}
+		for _, g := range c.Gateways {
+			if !ch.procs[g.Name] {
+				return false
+			}
+		}
+		return true
+	}
+	var ch chain
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		read()
+		if ch = follow(); complete(ch) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	dump := fmt.Sprintf("%+v", spans)
-	server := find("POST /api/pixels", callerSpan)
-	if len(server) != 1 {
+	if len(ch.server) != 1 {
 		t.Fatalf("no API span continuing the caller's: %s", dump)
 	}
-	place := find("pixelflow.place", server[0].ID)
-	if len(place) != 1 {
+	if len(ch.place) != 1 {
 		t.Fatalf("no store span under the API span: %s", dump)
 	}
-	publish := find("publish ", place[0].ID)
-	if len(publish) != 1 || publish[0].Kind != 4 { // producer
+	if len(ch.publish) != 1 || ch.publish[0].Kind != 4 { // producer
 		t.Fatalf("no relay publish (producer) span under the store span: %s", dump)
 	}
-	process := find("process ", publish[0].ID)
-	procs := map[string]bool{}
-	for _, s := range process {
-		if s.Kind == 5 { // consumer
-			procs[s.Proc] = true
-		}
+	// The publish span comes from the process the cluster says runs the
+	// relay: the api on the embedded store, a relay process on MongoDB.
+	hosts := map[string]bool{}
+	for _, p := range c.RelayHosts() {
+		hosts[p.Name] = true
+	}
+	if !hosts[ch.publish[0].Proc] {
+		t.Errorf("the publish span came from %s, not from a relay host of this topology (%s)", ch.publish[0].Proc, c.Topology)
 	}
 	for _, g := range c.Gateways {
-		if !procs[g.Name] {
+		if !ch.procs[g.Name] {
 			t.Errorf("%s has no consumer span under the publish span: %s", g.Name, dump)
 		}
 	}
@@ -102,8 +143,9 @@ func TestOneTraceAcrossProcesses(t *testing.T) {
 }
 
 // TestCanaryDrivesReadiness: the gateway's /readyz fails when canaries stop
-// (the relay, here inside the api process, is stopped) and recovers when
-// they flow again.
+// (every process running a relay is stopped: the api on the embedded
+// store, the relay processes on MongoDB, as the cluster's topology says)
+// and recovers when they flow again.
 func TestCanaryDrivesReadiness(t *testing.T) {
 	ctx, c := setup(t, Options{Gateways: 1, Durable: true, Env: []string{"CANARY_INTERVAL=200ms", "CANARY_BOUND=1500ms"}})
 	g := c.Gateways[0]
@@ -133,15 +175,81 @@ func TestCanaryDrivesReadiness(t *testing.T) {
 		}
 	}
 	waitFor(true, 10*time.Second)
-	if err := c.API.Stop(10 * time.Second); err != nil {
-		t.Fatal(err)
+	relays := c.RelayHosts()
+	if len(relays) == 0 {
+		t.Fatalf("the cluster runs no relay (%s)", c.Topology)
+	}
+	for _, p := range relays {
+		t.Logf("stopping %s (relay host on %s)", p.Name, c.Topology)
+		if err := p.Stop(10 * time.Second); err != nil {
+			t.Fatal(err)
+		}
 	}
 	waitFor(false, 10*time.Second)
 	if ok, body := ready(); ok || !strings.Contains(body, "canary") {
 		t.Errorf("not ready for another reason than the canary: %s", body)
 	}
-	if err := c.API.Start(ctx); err != nil {
-		t.Fatal(err)
+	for _, p := range relays {
+		if err := p.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 	waitFor(true, 10*time.Second)
+}
+
+// TestTopologyIsWhatRuns: the facts the suites and drills take from
+// Cluster.Topology hold for the processes actually running: each says in
+// /api/health which store it opened and whether it runs a relay.
+func TestTopologyIsWhatRuns(t *testing.T) {
+	ctx, c := setup(t, Options{Gateways: 1})
+	relayHost := map[string]bool{}
+	for _, p := range c.RelayHosts() {
+		relayHost[p.Name] = true
+	}
+	for _, p := range append([]*Process{c.API}, c.Relays...) {
+		h, err := health(ctx, p.URL())
+		if err != nil {
+			t.Fatalf("%s: %v", p.Name, err)
+		}
+		if h.Store != string(c.Topology.Store) {
+			t.Errorf("%s opened the %q store, the topology says %s", p.Name, h.Store, c.Topology.Store)
+		}
+		if runs := h.Relay != nil; runs != relayHost[p.Name] {
+			t.Errorf("%s runs a relay: %v; the topology (%s) says %v", p.Name, runs, c.Topology, relayHost[p.Name])
+		}
+	}
+	if got := len(c.Relays) > 0; got == c.Topology.RelayInAPI {
+		t.Errorf("%d relay processes with RelayInAPI=%v", len(c.Relays), c.Topology.RelayInAPI)
+	}
+	if c.Topology.CanPartition(LinkMongo) != (c.MongoProxy != nil) || !c.Topology.CanPartition(LinkRedis) || c.RedisProxy == nil {
+		t.Errorf("partitionable links %v, proxies: redis %v, mongo %v", c.Topology.Links, c.RedisProxy != nil, c.MongoProxy != nil)
+	}
+	if c.Topology.DatabaseReadable != (c.Target().MongoURI != "") {
+		t.Errorf("DatabaseReadable=%v but the target's MongoURI is %q", c.Topology.DatabaseReadable, c.Target().MongoURI)
+	}
+	t.Logf("topology: %s", c.Topology)
+}
+
+// processHealth is the part of a process's /api/health the topology test
+// reads: the store it opened and its relay's status (absent: no relay).
+type processHealth struct {
+	Store string          `json:"store"`
+	Relay json.RawMessage `json:"relay"`
+}
+
+func health(ctx context.Context, base string) (processHealth, error) {
+	var h processHealth
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/health", nil)
+	if err != nil {
+		return h, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return h, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return h, fmt.Errorf("GET /api/health: %s", resp.Status)
+	}
+	return h, json.NewDecoder(resp.Body).Decode(&h)
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -17,6 +16,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/client"
 	"github.com/pixelflow/pixelflow/internal/history"
+	"github.com/pixelflow/pixelflow/internal/pace"
 )
 
 // newHist records microseconds from 1 µs to 5 minutes, 3 significant digits.
@@ -160,7 +160,6 @@ func run(ctx context.Context, p Params, out io.Writer) (*Report, error) {
 			}
 		}
 	}
-	l.wait()
 	rep.Series = l.series
 
 	logf := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
@@ -180,9 +179,7 @@ type loop struct {
 	out    io.Writer
 	start  time.Time
 
-	inflight sync.WaitGroup
-	busy     atomic.Int64
-	series   []Second
+	series []Second
 }
 
 // Second is one second of the time series.
@@ -194,58 +191,42 @@ type Second struct {
 	Backlog   int     `json:"backlog"`
 }
 
-// drive schedules rate writes/s for d: write i is due at start + i/rate.
+// drive schedules rate writes/s for d, open-loop: write i is due at start
+// + i/rate, at most InFlight at once (one due while all are busy is shed).
 func (l *loop) drive(ctx context.Context, rate int, d time.Duration) StepResult {
 	res := StepResult{Rate: rate}
 	start := time.Now()
 	total := int(float64(rate) * d.Seconds())
 	ackedBefore := l.writer.Acked()
-	rng := rand.New(rand.NewPCG(uint64(rate), uint64(start.UnixNano())))
-	interval := time.Second / time.Duration(rate)
-	nextLog := start.Add(time.Second)
-	lastAcked, lastDelivered, lastLog := l.writer.Acked(), l.w.Delivered(), start
-	for i := 0; i < total && ctx.Err() == nil; i++ {
-		due := start.Add(time.Duration(i) * interval)
-		if wait := time.Until(due); wait > 0 {
-			time.Sleep(wait)
-		}
-		if now := time.Now(); !now.Before(nextLog) {
-			acked, delivered := l.writer.Acked(), l.w.Delivered()
-			secs := now.Sub(lastLog).Seconds()
-			backlog, _ := e2e.Backlog(ctx, l.api)
-			s := Second{T: now.Sub(l.start).Seconds(), Writes: float64(acked-lastAcked) / secs, Delivered: float64(delivered-lastDelivered) / secs, P99: l.m.rollSecond(), Backlog: backlog}
-			l.series = append(l.series, s)
-			l.m.mu.Lock()
-			p99all := ms(l.m.delivery.ValueAtQuantile(99))
-			l.m.mu.Unlock()
-			fmt.Fprintf(l.out, "t=%5.1fs writes/s=%6.0f deliveries/s=%8.0f p99(sec)=%7.1fms p99(so far)=%7.1fms backlog=%5d in-flight=%d\n",
-				s.T, s.Writes, s.Delivered, s.P99, p99all, s.Backlog, l.busy.Load())
-			lastAcked, lastDelivered, lastLog = acked, delivered, now
-			nextLog = nextLog.Add(time.Second)
-		}
-		if l.busy.Load() >= int64(l.p.InFlight) {
-			res.Shed++
-			continue
-		}
-		gx, gy := rng.IntN(l.p.Region), rng.IntN(l.p.Region)
-		l.busy.Add(1)
-		l.inflight.Add(1)
-		go func() {
-			defer l.inflight.Done()
-			defer l.busy.Add(-1)
-			wr := l.writer.Place(context.WithoutCancel(ctx), gx, gy)
-			if wr.Outcome == history.OK {
-				l.m.mu.Lock()
-				_ = l.m.http.RecordValue(max(wr.End.Sub(due).Microseconds(), 1))
-				l.m.mu.Unlock()
-			}
-		}()
+	rngs := make([]*rand.Rand, l.p.InFlight)
+	for i := range rngs {
+		rngs[i] = rand.New(rand.NewPCG(uint64(rate), uint64(start.UnixNano())+uint64(i)))
 	}
-	l.inflight.Wait()
-	elapsed := time.Since(start).Seconds()
+	lastAcked, lastDelivered, lastLog := l.writer.Acked(), l.w.Delivered(), start
+	progress := func(now time.Time, inFlight int) {
+		acked, delivered := l.writer.Acked(), l.w.Delivered()
+		secs := now.Sub(lastLog).Seconds()
+		backlog, _ := e2e.Backlog(ctx, l.api)
+		s := Second{T: now.Sub(l.start).Seconds(), Writes: float64(acked-lastAcked) / secs, Delivered: float64(delivered-lastDelivered) / secs, P99: l.m.rollSecond(), Backlog: backlog}
+		l.series = append(l.series, s)
+		l.m.mu.Lock()
+		p99all := ms(l.m.delivery.ValueAtQuantile(99))
+		l.m.mu.Unlock()
+		fmt.Fprintf(l.out, "t=%5.1fs writes/s=%6.0f deliveries/s=%8.0f p99(sec)=%7.1fms p99(so far)=%7.1fms backlog=%5d in-flight=%d\n",
+			s.T, s.Writes, s.Delivered, s.P99, p99all, s.Backlog, inFlight)
+		lastAcked, lastDelivered, lastLog = acked, delivered, now
+	}
+	paced := pace.Pacer{Rate: rate, Total: total, Workers: l.p.InFlight, Every: progress}.Run(ctx, func(worker int, due time.Time) {
+		rng := rngs[worker]
+		wr := l.writer.Place(context.WithoutCancel(ctx), rng.IntN(l.p.Region), rng.IntN(l.p.Region))
+		if wr.Outcome == history.OK {
+			l.m.mu.Lock()
+			_ = l.m.http.RecordValue(max(wr.End.Sub(due).Microseconds(), 1))
+			l.m.mu.Unlock()
+		}
+	})
+	res.Shed = paced.Shed
 	res.Sent = total - res.Shed
-	res.Achieved = float64(l.writer.Acked()-ackedBefore) / elapsed
+	res.Achieved = float64(l.writer.Acked()-ackedBefore) / paced.Elapsed.Seconds()
 	return res
 }
-
-func (l *loop) wait() { l.inflight.Wait() }

@@ -48,9 +48,12 @@ func main() {
 		_ = m.Close()
 		os.Exit(1)
 	}
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+		m.Logger.Info("shutting down", "role", m.Config.Role)
+	case <-m.Done(): // serving failed: Close reports why
+	}
 	stop()
-	m.Logger.Info("shutting down", "role", m.Config.Role)
 	if err := m.Close(); err != nil {
 		fmt.Fprintln(os.Stderr, "pixelflow: shutdown:", err)
 		os.Exit(1)

@@ -4,8 +4,10 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/api/apitest"
 	"github.com/pixelflow/pixelflow/internal/client"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
+	"github.com/pixelflow/pixelflow/internal/redisproc/redistest"
 )
 
 // runMain runs the real program in-process on port 0 with a memory store.
@@ -194,7 +197,7 @@ func TestBadConfigNamesTheSetting(t *testing.T) {
 
 // TestRedisURLIsUsed: with REDIS_URL set no private redis-server is started.
 func TestRedisURLIsUsed(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
+	srv := redistest.MustStart(t, false)
 	m := runMain(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "REDIS_URL": srv.URL(), "INSTANCE_ID": "t5"}, "serve")
 	if m.redisSrv != nil {
 		t.Fatal("started a private redis-server although REDIS_URL was set")
@@ -238,7 +241,7 @@ func hexb(b []byte) string {
 
 func TestPageIsServed(t *testing.T) {
 	m := runMain(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "INSTANCE_ID": "t6"}, "serve")
-	for path, want := range map[string]string{"/": "<canvas", "/app.js": "new WebSocket", "/ops": "pipeline", "/ops.js": "/ops/data"} {
+	for path, want := range map[string]string{"/": "<canvas", "/app.js": "application/octet-stream", "/ops": "pipeline", "/ops.js": "/ops/data"} {
 		resp, err := http.Get("http://" + m.Addr + path)
 		if err != nil {
 			t.Fatal(err)
@@ -306,7 +309,7 @@ func TestMetricsMoveWhenPixelsFlow(t *testing.T) {
 	for _, name := range []string{"pixelflow_outbox_backlog", "pixelflow_outbox_oldest_pending_age_seconds", "pixelflow_store_txn_retries_total",
 		"pixelflow_relay_published_total", "pixelflow_relay_batches_total", "pixelflow_relay_leader", "pixelflow_relay_epoch_changes_total",
 		"pixelflow_stream_length", "pixelflow_gateway_clients", "pixelflow_gateway_degraded_total", "pixelflow_gateway_resyncs_total",
-		"pixelflow_gateway_reaped_total", "pixelflow_gateway_lag", "pixelflow_gateway_pending", "pipeline_canary_latency_seconds", "pixelflow_gateway_commit_to_broadcast_seconds_count", "go_goroutines"} {
+		"pixelflow_gateway_reaped_total", "pixelflow_gateway_lag", "pixelflow_gateway_pending", "pixelflow_canary_latency_seconds", "pixelflow_gateway_commit_to_broadcast_seconds_count", "go_goroutines"} {
 		if _, ok := before[name]; !ok {
 			t.Errorf("/metrics lacks %s", name)
 		}
@@ -322,7 +325,7 @@ func TestMetricsMoveWhenPixelsFlow(t *testing.T) {
 		moved := after["pixelflow_relay_published_total"] >= before["pixelflow_relay_published_total"]+20 &&
 			after["pixelflow_gateway_commit_to_broadcast_seconds_count"] >= before["pixelflow_gateway_commit_to_broadcast_seconds_count"]+20 &&
 			after[`pixelflow_http_requests_total{code="201",method="post"}`] >= 20 &&
-			after["pixelflow_stream_length"] >= 20 && after["pixelflow_relay_leader"] == 1 && after["pipeline_canary_latency_seconds"] > 0
+			after["pixelflow_stream_length"] >= 20 && after["pixelflow_relay_leader"] == 1 && after["pixelflow_canary_latency_seconds"] > 0
 		if moved {
 			break
 		}
@@ -336,7 +339,7 @@ func TestMetricsMoveWhenPixelsFlow(t *testing.T) {
 // TestGatewayRoleServesHealth: a gateway-only process answers its health
 // endpoints and metrics (it has no API of its own).
 func TestGatewayRoleServesHealth(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
+	srv := redistest.MustStart(t, false)
 	m := runMain(t, map[string]string{"PORT": "0", "REDIS_URL": srv.URL(), "INSTANCE_ID": "g9", "CANARY_BOUND": "0"}, "gateway")
 	base := "http://" + m.Addr
 	for _, path := range []string{"/healthz", "/api/health", "/metrics"} {
@@ -390,5 +393,205 @@ func TestOpsData(t *testing.T) {
 			t.Fatalf("/ops/data never showed the flow: %+v", d)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestServeFailureSurfaces: when the HTTP server stops serving on its own
+// after Run returned (here its listener is closed under it), Done is
+// closed and Close reports why, instead of the process staying up deaf.
+func TestServeFailureSurfaces(t *testing.T) {
+	m := NewMain()
+	env := map[string]string{"DATA_DIR": "memory", "PORT": "0", "INSTANCE_ID": "t-serve-err"}
+	if err := m.ParseFlags([]string{"api"}, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-m.Done():
+		t.Fatal("Done closed while the server serves")
+	default:
+	}
+	_ = m.listener.Close()
+	select {
+	case <-m.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Done not closed after serving failed")
+	}
+	err := m.Close()
+	if err == nil || !strings.Contains(err.Error(), "http server on "+m.Addr+" stopped") {
+		t.Fatalf("Close after serving failed: %v, want the server's failure", err)
+	}
+}
+
+// TestCleanCloseReportsNothing: a Close that stops the server itself is
+// not a serving failure.
+func TestCleanCloseReportsNothing(t *testing.T) {
+	m := NewMain()
+	env := map[string]string{"DATA_DIR": "memory", "PORT": "0", "INSTANCE_ID": "t-clean"}
+	if err := m.ParseFlags([]string{"api"}, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatalf("clean close: %v", err)
+	}
+	select {
+	case <-m.Done():
+	default:
+		t.Fatal("Done not closed after Close")
+	}
+}
+
+// TestHealthKeysAreLowerCamel: /api/health speaks one JSON style, every
+// key at every depth lowerCamel (README, HTTP API), including the gateway's
+// and the relay's sections.
+func TestHealthKeysAreLowerCamel(t *testing.T) {
+	m := runMain(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "RATE_LIMIT": "0", "INSTANCE_ID": "camel"}, "serve")
+	resp, err := http.Get("http://" + m.Addr + "/api/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var h map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+		t.Fatal(err)
+	}
+	for _, section := range []string{"outbox", "relay", "gateway"} {
+		if _, ok := h[section].(map[string]any); !ok {
+			t.Fatalf("/api/health has no %q section: %v", section, h)
+		}
+	}
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, sub := range v {
+				if !lowerCamel(k) {
+					t.Errorf("/api/health key %s.%s is not lowerCamel", path, k)
+				}
+				walk(path+"."+k, sub)
+			}
+		case []any:
+			for _, sub := range v {
+				walk(path+"[]", sub)
+			}
+		}
+	}
+	walk("", h)
+}
+
+func lowerCamel(k string) bool {
+	if k == "" || k[0] < 'a' || k[0] > 'z' {
+		return false
+	}
+	for _, r := range k {
+		if (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// TestSecondProcessOnDataDirIsRefused: a second pixelflow on the same
+// DATA_DIR (here a second Main in this process: flock conflicts per open
+// file, so it stands for a second process) refuses to start with one line
+// naming the directory and the holder's pid; after the first closes, the
+// directory is free again. Without the lock both would open the store file
+// and each acknowledge writes the other overwrites.
+func TestSecondProcessOnDataDirIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"DATA_DIR": dir, "PORT": "0", "INSTANCE_ID": "t1"}
+	first := NewMain()
+	if err := first.ParseFlags([]string{"serve"}, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Run(context.Background()); err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+	second := NewMain()
+	if err := second.ParseFlags([]string{"serve"}, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	err := second.Run(context.Background())
+	_ = second.Close()
+	if err == nil {
+		t.Fatal("a second pixelflow started on the same DATA_DIR")
+	}
+	msg := err.Error()
+	for _, want := range []string{strconv.Quote(dir), "pid " + strconv.Itoa(os.Getpid())} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not name %s", msg, want)
+		}
+	}
+	if strings.Contains(msg, "\n") {
+		t.Errorf("error %q is not one line", msg)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	runMain(t, env, "serve") // the directory is free again
+}
+
+// TestClientConvergesAfterMemoryStoreRestart: a store restarted empty
+// (DATA_DIR=memory, Redis kept) starts versions over at 1. A client that
+// held (1,1) at v3 and (2,2) gets a resync (new epoch) and must end with
+// exactly the new canvas: (1,1) in the colour written after the restart, at
+// v1, and no (2,2). Merging the snapshot by version kept the old pixels.
+func TestClientConvergesAfterMemoryStoreRestart(t *testing.T) {
+	srv := redistest.MustStart(t, false)
+	port, err := redisproc.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"DATA_DIR": "memory", "HOST": "127.0.0.1", "PORT": strconv.Itoa(port), "REDIS_URL": srv.URL(), "RATE_LIMIT": "0", "INSTANCE_ID": "t-restart"}
+	first := NewMain()
+	if err := first.ParseFlags([]string{"serve"}, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + first.Addr
+	c := client.New(client.Options{BaseURL: base, Name: "c1"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	for _, b := range []string{`{"gx":1,"gy":1,"color":"#111111"}`, `{"gx":1,"gy":1,"color":"#222222"}`, `{"gx":1,"gy":1,"color":"#333333"}`, `{"gx":2,"gy":2,"color":"#AAAAAA"}`} {
+		if resp, _ := post(t, base, b); resp.StatusCode != http.StatusCreated {
+			t.Fatalf("POST %s: %d", b, resp.StatusCode)
+		}
+	}
+	waitCanvas := func(want map[[2]int]client.CanvasPixel) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			got := c.Canvas()
+			if fmt.Sprint(got) == fmt.Sprint(want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("client canvas %v, want exactly %v (stats %+v)", got, want, c.Stats())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitCanvas(map[[2]int]client.CanvasPixel{{1, 1}: {Color: 0x333333, Version: 3}, {2, 2}: {Color: 0xAAAAAA, Version: 1}})
+
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	runMain(t, env, "serve") // same port, same Redis, an empty store
+	if resp, out := post(t, base, `{"gx":1,"gy":1,"color":"#444444"}`); resp.StatusCode != http.StatusCreated || out["version"] != float64(1) {
+		t.Fatalf("POST after the restart: %d %v (want version 1: the store starts over)", resp.StatusCode, out)
+	}
+	waitCanvas(map[[2]int]client.CanvasPixel{{1, 1}: {Color: 0x444444, Version: 1}})
+	if st := c.Stats(); st.Resyncs == 0 && st.Connects < 2 {
+		t.Errorf("the client converged without a resync or a new hello: %+v", st)
 	}
 }

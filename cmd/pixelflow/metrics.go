@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
 // registerMetrics exposes each role's state on /metrics. Most series are
@@ -73,7 +75,7 @@ func (m *Main) registerMetrics(reg *prometheus.Registry) {
 		})
 	}
 	if rc := m.redis; rc != nil {
-		key := "pf:{" + m.Config.Canvas + "}:stream"
+		key := stream.KeysFor(m.Config.Canvas).Stream
 		gauge("pixelflow_stream_length", "Entries in the Redis stream (-1: Redis unreachable).", scrape(func(ctx context.Context) float64 {
 			n, err := rc.XLen(ctx, key).Result()
 			if err != nil {
@@ -90,7 +92,7 @@ func (m *Main) registerMetrics(reg *prometheus.Registry) {
 		counter("pixelflow_gateway_broadcast_total", "Stream entries handed to the hub.", func() float64 { return float64(g.Stats().Broadcast) })
 		counter("pixelflow_gateway_reaped_total", "Consumer groups of gateways silent past GROUP_TTL that this gateway destroyed.", func() float64 { return float64(g.Stats().Reaped) })
 		if rc := m.redis; rc != nil {
-			key, group := "pf:{"+m.Config.Canvas+"}:stream", "gw:"+m.Config.InstanceID
+			key, group := stream.KeysFor(m.Config.Canvas).Stream, stream.GroupName(m.Config.InstanceID)
 			gauge("pixelflow_gateway_pending", "Entries delivered to this gateway's consumer group and not yet acknowledged (-1: unknown).", scrape(func(ctx context.Context) float64 {
 				p, err := rc.XPending(ctx, key, group).Result()
 				if err != nil {
@@ -100,7 +102,7 @@ func (m *Main) registerMetrics(reg *prometheus.Registry) {
 			}))
 		}
 		gauge("pixelflow_gateway_lag", "Stream entries not yet broadcast by this gateway (its consumer group's lag).", func() float64 { return float64(g.Stats().Lag) })
-		gauge("pipeline_canary_latency_seconds", "Commit → arrival time of the last canary at this gateway.", func() float64 { return g.Stats().CanaryLatency.Seconds() })
+		gauge("pixelflow_canary_latency_seconds", "Commit → arrival time of the last canary at this gateway.", func() float64 { return g.Stats().CanaryLatency.Seconds() })
 		gauge("pixelflow_gateway_canary_age_seconds", "Time since the last canary arrived (-1: none yet).", func() float64 {
 			if last := g.Stats().LastCanary; !last.IsZero() {
 				return time.Since(last).Seconds()

@@ -8,6 +8,9 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/pixelflow/pixelflow/internal/quantiles"
+	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
 // The /ops dashboard reads GET /ops/data once a second: the same numbers as
@@ -50,14 +53,8 @@ func (w *latencyWindow) quantiles(within time.Duration) (p50, p99 float64) {
 		}
 	}
 	w.mu.Unlock()
-	if len(ds) == 0 {
-		return 0, 0
-	}
-	slices.Sort(ds)
-	q := func(f float64) float64 {
-		return float64(ds[min(len(ds)-1, int(f*float64(len(ds))))].Microseconds()) / 1000
-	}
-	return q(0.50), q(0.99)
+	q := quantiles.Millis(ds, 0.50, 0.99)
+	return q[0], q[1]
 }
 
 // gatewayFigures is what one gateway publishes for the dashboard.
@@ -75,7 +72,7 @@ type gatewayFigures struct {
 	P99Ms           float64   `json:"commitToBroadcastP99Ms"`
 }
 
-func (m *Main) opsKey() string { return "pf:{" + m.Config.Canvas + "}:ops" }
+func (m *Main) opsKey() string { return stream.KeysFor(m.Config.Canvas).Ops }
 
 func (m *Main) gatewayFigures() gatewayFigures {
 	s := m.gateway.Stats()
@@ -114,9 +111,10 @@ func (m *Main) handleOpsData(w http.ResponseWriter, r *http.Request) {
 	out := map[string]any{"at": time.Now().UTC(), "instance": m.Config.InstanceID}
 	var errs []string
 	// Stream
-	key := "pf:{" + m.Config.Canvas + "}:stream"
+	key := stream.KeysFor(m.Config.Canvas).Stream
 	if n, err := m.redis.XLen(ctx, key).Result(); err != nil {
-		errs = append(errs, "redis: "+err.Error())
+		errs = append(errs, "redis: unreachable")
+		m.Logger.Warn("ops: stream length unreadable", "err", err)
 	} else {
 		out["streamLength"] = n
 	}
@@ -145,9 +143,10 @@ func (m *Main) handleOpsData(w http.ResponseWriter, r *http.Request) {
 	if m.store != nil {
 		h := m.health(ctx)
 		out["outbox"], out["relay"] = h["outbox"], h["relay"]
-	} else if m.Config.APIURL != "" {
-		if h, err := fetchHealth(ctx, m.Config.APIURL); err != nil {
-			errs = append(errs, "api: "+err.Error())
+	} else if m.Config.APIAdminURL != "" {
+		if h, err := fetchHealth(ctx, m.Config.APIAdminURL); err != nil {
+			errs = append(errs, "api: unreachable")
+			m.Logger.Warn("ops: api health unreadable", "url", m.Config.APIAdminURL, "err", err)
 		} else {
 			out["outbox"], out["relay"] = h["outbox"], h["relay"]
 		}

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/pixelflow/pixelflow/internal/api"
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/option"
 	"github.com/pixelflow/pixelflow/internal/store"
 )
 
@@ -100,5 +102,28 @@ func TestNoopTracingPassesTraceparentOn(t *testing.T) {
 	}
 	if fs.traces[1] != (store.Trace{}) || fs.traces[2] != (store.Trace{}) {
 		t.Errorf("stored %+v and %+v for no and a bad traceparent", fs.traces[1], fs.traces[2])
+	}
+}
+
+// TestOptionsValidated: Validate refuses what the API cannot serve with,
+// naming the option; New refuses the same.
+func TestOptionsValidated(t *testing.T) {
+	good := api.Options{Size: canvas.Size{Width: 8, Height: 8}}
+	for field, o := range map[string]api.Options{
+		"Width":     {Size: canvas.Size{Width: 0, Height: 8}},
+		"Height":    {Size: canvas.Size{Width: 8, Height: canvas.MaxSide + 1}},
+		"RateLimit": {Size: good.Size, RateLimit: -1},
+		"Burst":     {Size: good.Size, Burst: -1},
+	} {
+		var oe *option.Error
+		if err := o.Validate(); !errors.As(err, &oe) || oe.Field != field {
+			t.Errorf("%s: %v, want a refusal of %s", field, err, field)
+		}
+		if _, err := api.New(nil, o); err == nil {
+			t.Errorf("%s: New accepted", field)
+		}
+	}
+	if err := good.Validate(); err != nil {
+		t.Errorf("good options refused: %v", err)
 	}
 }

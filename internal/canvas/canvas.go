@@ -43,12 +43,14 @@ func (s Size) Contains(gx, gy int) bool {
 
 // Validate rejects sizes that are empty or too large to snapshot in one response.
 func (s Size) Validate() error {
-	const max = 4096
-	if s.Width < 1 || s.Height < 1 || s.Width > max || s.Height > max {
-		return Errorf(EInvalid, "canvas size %dx%d out of range 1..%d", s.Width, s.Height, max)
+	if s.Width < 1 || s.Height < 1 || s.Width > MaxSide || s.Height > MaxSide {
+		return Errorf(EInvalid, "canvas size %dx%d out of range 1..%d", s.Width, s.Height, MaxSide)
 	}
 	return nil
 }
+
+// MaxSide is the largest canvas width or height.
+const MaxSide = 4096
 
 // Placement is a validated request to paint one pixel.
 type Placement struct {
@@ -121,15 +123,38 @@ func ParsePosition(s string) (Position, error) {
 	return Position{Epoch: epoch, Seq: seq}, nil
 }
 
-// ValidateEpoch checks an epoch token's shape.
-func ValidateEpoch(epoch string) error {
-	if len(epoch) == 0 || len(epoch) > 64 {
-		return Errorf(EInvalid, "epoch must be 1..64 characters")
+// DefaultName is the canvas name when none is configured.
+const DefaultName = "main"
+
+// MaxNameLen is the longest name ValidateName accepts.
+const MaxNameLen = 64
+
+// IsNameRune reports whether r may appear in a name: an ASCII letter or
+// digit, '.', '-' or '_'.
+func IsNameRune(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_'
+}
+
+// ValidateName is the one rule for every name pixelflow puts into Redis
+// keys, MongoDB ids, consumer groups and URLs: canvas names, instance ids
+// and epochs. Such a name needs no quoting anywhere (no ':', '{', '/' or
+// space).
+func ValidateName(s string) error {
+	if len(s) == 0 || len(s) > MaxNameLen {
+		return fmt.Errorf("must be 1..%d letters, digits, '.', '-' or '_'", MaxNameLen)
 	}
-	for _, r := range epoch {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return Errorf(EInvalid, "epoch may hold only letters, digits, '-' and '_'")
+	for _, r := range s {
+		if !IsNameRune(r) {
+			return fmt.Errorf("must be 1..%d letters, digits, '.', '-' or '_'", MaxNameLen)
 		}
+	}
+	return nil
+}
+
+// ValidateEpoch checks an epoch token's shape (a name, see ValidateName).
+func ValidateEpoch(epoch string) error {
+	if err := ValidateName(epoch); err != nil {
+		return Errorf(EInvalid, "epoch %s", err)
 	}
 	return nil
 }

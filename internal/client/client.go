@@ -4,13 +4,23 @@
 // first (the hello), then the snapshot; events applied only when their
 // version is newer; every event's sequence checked for continuity, a gap
 // answered by reconnecting with ?since= (a replay) rather than by silence;
-// a resync answered by reloading the snapshot.
+// a resync answered by reloading the snapshot, which replaces the canvas.
+//
+// Why replace: versions are only comparable within one history of the
+// database. After a DATA_DIR=memory restart, a restore from backup or a
+// MongoDB rollback they start over or go back, and a client merging by
+// version would keep its newer-numbered, older pixels forever. A snapshot is
+// the database's whole canvas, so it replaces everything the client held,
+// and the events received since the snapshot was asked for (which the
+// snapshot may predate) are applied on top of it again, by version.
 //
 // Concurrency: Run owns the connection and reads it on its own goroutine; a
 // second goroutine loads snapshots when asked (coalescing requests), so a
-// slow snapshot never stops the reading. Both merge into one canvas under
-// one mutex; merging by version is commutative, so their order does not
-// matter. Every other method may be called from any goroutine.
+// slow snapshot never stops the reading. Both change one canvas under one
+// mutex: events received while a snapshot is awaited are applied at once and
+// also kept, and the loaded snapshot replaces the canvas and has those
+// events applied again on top, so their order does not matter. Every other
+// method may be called from any goroutine.
 package client
 
 import (
@@ -20,7 +30,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -30,6 +39,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/pixelflow/pixelflow/internal/backoff"
 	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/protocol"
 )
@@ -126,6 +136,27 @@ type Client struct {
 	resume   chan struct{} // non-nil while paused; closed on resume
 	snapWant uint64        // snapshot requests made
 	snapDone uint64        // requests satisfied by a loaded snapshot
+	// holding is set from a snapshot request (hello or resync) until a
+	// snapshot asked for at or after it has loaded; the pixel events
+	// received meanwhile are kept in held, to be applied again on top of
+	// the snapshot that replaces the canvas.
+	holding bool
+	held    []heldEvent
+}
+
+// maxHeld bounds the events kept while a snapshot is awaited (the snapshot
+// endpoint may be down for long while events flow). Past it the client
+// forgets them and asks for a newer snapshot, which holds them all.
+const maxHeld = 1 << 16
+
+// heldEvent is a pixel event received while a snapshot was awaited, with
+// the stream position it arrived at.
+type heldEvent struct {
+	epoch   string
+	seq     uint64
+	gx, gy  int
+	color   canvas.Color
+	version int64
 }
 
 // New returns a client; Run connects it.
@@ -190,27 +221,25 @@ func (c *Client) Run(ctx context.Context) error {
 		c.snapshotLoop(ctx, snapURL)
 	}()
 	defer wg.Wait()
-	var n, at int
+	var bo backoff.Backoff
+	at := 0
 	for {
 		hello, err := c.session(ctx, wsURLs[at])
 		if ctx.Err() != nil {
 			return nil
 		}
 		if hello {
-			n = 0
+			bo.Reset()
 		}
 		if errors.Is(err, errGap) {
 			c.log.Warn("sequence gap; reconnecting to replay it", "position", c.Position().String())
 			continue
 		}
 		at = (at + 1) % len(wsURLs)
-		d := backoff(n)
-		n++
+		d := bo.Next(minBackoff, maxBackoff)
 		c.log.Debug("connection ended; reconnecting", "err", err, "in", d)
-		select {
-		case <-ctx.Done():
+		if backoff.Sleep(ctx, d); ctx.Err() != nil {
 			return nil
-		case <-time.After(d):
 		}
 	}
 }
@@ -248,6 +277,9 @@ func (c *Client) session(ctx context.Context, wsURL string) (hello bool, err err
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	ws, resp, err := c.dialer.DialContext(dctx, wsURL, nil)
 	cancel()
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close() // the handshake's answer: only its status is read
+	}
 	if err != nil {
 		if resp != nil && resp.StatusCode == http.StatusBadRequest && resuming {
 			// The gateway refuses our position outright: start afresh.
@@ -377,6 +409,12 @@ func (c *Client) onEvents(evs []protocol.Event, now time.Time) error {
 			c.stats.Canaries++
 		} else {
 			c.applyLocked(w.GX, w.GY, col, w.Version)
+			if c.holding {
+				c.held = append(c.held, heldEvent{epoch: c.pos.Epoch, seq: w.Seq, gx: w.GX, gy: w.GY, color: col, version: w.Version})
+				if len(c.held) > maxHeld {
+					c.requestSnapshotLocked()
+				}
+			}
 		}
 		if !c.opts.DiscardHistory {
 			c.history = append(c.history, r)
@@ -392,8 +430,8 @@ func (c *Client) onEvents(evs []protocol.Event, now time.Time) error {
 	return gap
 }
 
-// applyLocked keeps the newest version of a pixel: duplicates, replays and
-// snapshots can arrive in any order and still converge.
+// applyLocked keeps the newest version of a pixel: duplicates and replays
+// can arrive in any order and still converge.
 func (c *Client) applyLocked(gx, gy int, col canvas.Color, version int64) {
 	k := [2]int{gx, gy}
 	if cur, ok := c.pixels[k]; ok && cur.Version >= version {
@@ -402,7 +440,12 @@ func (c *Client) applyLocked(gx, gy int, col canvas.Color, version int64) {
 	c.pixels[k] = CanvasPixel{Color: col, Version: version}
 }
 
+// requestSnapshotLocked asks for a snapshot and starts keeping the events
+// that follow. The ones kept so far are dropped: they precede the position
+// the request comes with, so the snapshot holds them (or, after a new
+// epoch, they may belong to a history the database no longer has).
 func (c *Client) requestSnapshotLocked() {
+	c.holding, c.held = true, nil
 	c.snapWant++
 	select {
 	case c.snapReq <- struct{}{}:
@@ -420,46 +463,30 @@ func (c *Client) snapshotLoop(ctx context.Context, snapURL string) {
 			return
 		case <-c.snapReq:
 		}
-		for n := 0; ; n++ {
+		var bo backoff.Backoff
+		for {
 			c.mu.Lock()
 			want := c.snapWant
 			c.mu.Unlock()
-			err := c.loadSnapshot(ctx, snapURL)
+			err := c.loadSnapshot(ctx, snapURL, want)
 			if err == nil {
-				c.mu.Lock()
-				c.snapDone = max(c.snapDone, want)
-				c.stats.Snapshots++
-				c.mu.Unlock()
 				break
 			}
 			if ctx.Err() != nil {
 				return
 			}
-			d := backoff(n)
+			d := bo.Next(minBackoff, maxBackoff)
 			c.log.Warn("snapshot failed; retrying", "err", err, "in", d)
-			select {
-			case <-ctx.Done():
+			if backoff.Sleep(ctx, d); ctx.Err() != nil {
 				return
-			case <-time.After(d):
 			}
 		}
 	}
 }
 
-// snapshotJSON is GET /api/canvas.
-type snapshotJSON struct {
-	Width    int             `json:"width"`
-	Height   int             `json:"height"`
-	Position canvas.Position `json:"position"`
-	Pixels   []struct {
-		GX      int    `json:"gx"`
-		GY      int    `json:"gy"`
-		Color   string `json:"color"`
-		Version int64  `json:"version"`
-	} `json:"pixels"`
-}
-
-func (c *Client) loadSnapshot(ctx context.Context, snapURL string) error {
+// loadSnapshot loads the snapshot, asked for by requests up to want, and
+// makes it the canvas.
+func (c *Client) loadSnapshot(ctx context.Context, snapURL string, want uint64) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, snapURL, nil)
 	if err != nil {
 		return fmt.Errorf("snapshot request: %w", err)
@@ -473,7 +500,7 @@ func (c *Client) loadSnapshot(ctx context.Context, snapURL string) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("get snapshot: status %s", resp.Status)
 	}
-	var s snapshotJSON
+	var s protocol.Snapshot
 	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
 		return fmt.Errorf("decode snapshot: %w", err)
 	}
@@ -486,14 +513,34 @@ func (c *Client) loadSnapshot(ctx context.Context, snapURL string) error {
 		snap[[2]int{p.GX, p.GY}] = CanvasPixel{Color: col, Version: p.Version}
 	}
 	c.mu.Lock()
-	for p, px := range snap {
-		c.applyLocked(p[0], p[1], px.Color, px.Version)
+	c.replaceLocked(snap, s.Position)
+	c.snapDone = max(c.snapDone, want)
+	c.stats.Snapshots++
+	if c.snapDone >= c.snapWant {
+		// Nothing asked for since this load began: its snapshot
+		// holds everything before now.
+		c.holding, c.held = false, nil
 	}
 	c.mu.Unlock()
 	if c.opts.OnSnapshot != nil {
 		c.opts.OnSnapshot(snap)
 	}
 	return nil
+}
+
+// replaceLocked makes the canvas the snapshot, then applies again, by
+// version, the held events the snapshot may not hold: those after its
+// position, which was read before its pixels. Events at or before it are in
+// the snapshot already (skipping them changes nothing while versions of one
+// history only go up).
+func (c *Client) replaceLocked(snap map[[2]int]CanvasPixel, at canvas.Position) {
+	c.pixels = maps.Clone(snap)
+	for _, e := range c.held {
+		if at.Epoch != "" && e.epoch == at.Epoch && e.seq <= at.Seq {
+			continue
+		}
+		c.applyLocked(e.gx, e.gy, e.color, e.version)
+	}
 }
 
 // Position is the last (epoch, seq) the client holds every event up to.
@@ -583,13 +630,4 @@ func (c *Client) Ping() error {
 		return fmt.Errorf("client: ping: %w", err)
 	}
 	return nil
-}
-
-// backoff is the n-th reconnect delay: exponential with jitter.
-func backoff(n int) time.Duration {
-	d := minBackoff << min(n, 10)
-	if d > maxBackoff {
-		d = maxBackoff
-	}
-	return d/2 + rand.N(d/2+1)
 }

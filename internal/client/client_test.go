@@ -18,7 +18,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/client"
 	"github.com/pixelflow/pixelflow/internal/gateway"
 	"github.com/pixelflow/pixelflow/internal/gateway/gatewaytest"
-	"github.com/pixelflow/pixelflow/internal/redisproc"
+	"github.com/pixelflow/pixelflow/internal/redisproc/redistest"
 )
 
 const waitFor = 8 * time.Second
@@ -32,10 +32,14 @@ type fakeGateway struct {
 	conns    atomic.Int32
 	snapshot atomic.Value // string: the /api/canvas body
 	snaps    atomic.Int32
+	// gate, when set, holds /api/canvas: the handler says on asked that a
+	// request came, then waits for gate to close before reading snapshot.
+	gate  atomic.Pointer[chan struct{}]
+	asked chan struct{}
 }
 
 func newFake(t *testing.T, script ...func(ws *websocket.Conn, since string)) *fakeGateway {
-	f := &fakeGateway{t: t, script: script}
+	f := &fakeGateway{t: t, script: script, asked: make(chan struct{}, 16)}
 	f.snapshot.Store(`{"width":8,"height":8,"position":{"epoch":"e1","seq":0},"pixels":[]}`)
 	up := websocket.Upgrader{}
 	mux := http.NewServeMux()
@@ -49,7 +53,15 @@ func newFake(t *testing.T, script ...func(ws *websocket.Conn, since string)) *fa
 		s := f.script[min(i, len(f.script)-1)]
 		s(ws, r.URL.Query().Get("since"))
 	})
-	mux.HandleFunc("/api/canvas", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("/api/canvas", func(w http.ResponseWriter, r *http.Request) {
+		if g := f.gate.Load(); g != nil {
+			f.asked <- struct{}{}
+			select {
+			case <-*g:
+			case <-r.Context().Done():
+				return
+			}
+		}
 		f.snaps.Add(1)
 		_, _ = w.Write([]byte(f.snapshot.Load().(string)))
 	})
@@ -62,6 +74,23 @@ func newFake(t *testing.T, script ...func(ws *websocket.Conn, since string)) *fa
 func send(ws *websocket.Conn, v any) {
 	b, _ := json.Marshal(v)
 	_ = ws.WriteMessage(websocket.TextMessage, b)
+}
+
+// holdSnapshots makes /api/canvas wait until the returned function is
+// called; until then each request is announced on f.asked.
+func (f *fakeGateway) holdSnapshots() (release func()) {
+	g := make(chan struct{})
+	f.gate.Store(&g)
+	return func() { f.gate.Store(nil); close(g) }
+}
+
+// waitAsked waits until the client asked for a snapshot.
+func (f *fakeGateway) waitAsked() {
+	select {
+	case <-f.asked:
+	case <-time.After(waitFor):
+		f.t.Errorf("the client never asked for a snapshot")
+	}
 }
 
 // hold keeps a scripted connection open until the client goes away.
@@ -168,8 +197,10 @@ func TestClientReplaysGap(t *testing.T) {
 func TestClientAppliesByVersion(t *testing.T) {
 	var got []client.Received
 	var mu sync.Mutex
-	f := newFake(t, func(ws *websocket.Conn, _ string) {
+	var f *fakeGateway
+	f = newFake(t, func(ws *websocket.Conn, _ string) {
 		send(ws, hello("e1", 0, false))
+		f.waitAsked()
 		send(ws, events(
 			ev{Seq: 1, GX: 1, GY: 1, Color: "#0000FF", Version: 2},
 			ev{Seq: 2, GX: 1, GY: 1, Color: "#FF0000", Version: 1},
@@ -179,13 +210,23 @@ func TestClientAppliesByVersion(t *testing.T) {
 		hold(ws)
 	})
 	f.snapshot.Store(`{"width":8,"height":8,"position":{"epoch":"e1","seq":0},"pixels":[{"gx":1,"gy":1,"color":"#00FF00","version":1},{"gx":5,"gy":5,"color":"#ABCDEF","version":7}]}`)
+	// The snapshot was read before the events were committed: they arrive
+	// while it loads, and must stay applied on top of it.
+	release := f.holdSnapshots()
 	c := run(t, client.Options{BaseURL: f.srv.URL, OnEvent: func(r client.Received) {
 		mu.Lock()
 		got = append(got, r)
 		mu.Unlock()
 	}})
 	gatewaytest.Eventually(t, waitFor, func() error {
-		if st := c.Stats(); st.Received != 4 || st.Snapshots != 1 {
+		if st := c.Stats(); st.Received != 4 {
+			return fmt.Errorf("stats %+v", st)
+		}
+		return nil
+	})
+	release()
+	gatewaytest.Eventually(t, waitFor, func() error {
+		if st := c.Stats(); st.Snapshots != 1 || st.SnapshotPending {
 			return fmt.Errorf("stats %+v", st)
 		}
 		return nil
@@ -205,6 +246,92 @@ func TestClientAppliesByVersion(t *testing.T) {
 	defer mu.Unlock()
 	if len(got) != 4 || !got[3].Dup || got[2].Event.Kind != canvas.KindCanary || got[0].Epoch != "e1" {
 		t.Fatalf("hook saw %+v", got)
+	}
+}
+
+// A resync replaces the canvas with the snapshot instead of merging by
+// version: after the store restarted empty (DATA_DIR=memory) versions start
+// over at 1, and a client that kept its higher-numbered pixels would never
+// converge. Here it held (1,1) at v3 and (2,2); the new history has (1,1) at
+// v1 and no (2,2).
+func TestClientResyncReplacesCanvas(t *testing.T) {
+	next := make(chan struct{})
+	f := newFake(t, func(ws *websocket.Conn, _ string) {
+		send(ws, hello("e1", 0, false))
+		send(ws, events(
+			ev{Seq: 1, GX: 1, GY: 1, Color: "#AAAAAA", Version: 3},
+			ev{Seq: 2, GX: 2, GY: 2, Color: "#BBBBBB", Version: 1},
+		))
+		<-next
+		send(ws, map[string]any{"type": "resync", "reason": "epoch", "epoch": "e2", "seq": 0})
+		hold(ws)
+	})
+	c := run(t, client.Options{BaseURL: f.srv.URL})
+	gatewaytest.Eventually(t, waitFor, func() error {
+		if st := c.Stats(); st.Received != 2 || st.Snapshots != 1 || st.SnapshotPending || len(c.Canvas()) != 2 {
+			return fmt.Errorf("stats %+v canvas %v", st, c.Canvas())
+		}
+		return nil
+	})
+	f.snapshot.Store(`{"width":8,"height":8,"position":{"epoch":"e2","seq":0},"pixels":[{"gx":1,"gy":1,"color":"#444444","version":1}]}`)
+	close(next)
+	want := map[[2]int]client.CanvasPixel{{1, 1}: {Color: 0x444444, Version: 1}}
+	gatewaytest.Eventually(t, waitFor, func() error {
+		if st := c.Stats(); st.Snapshots != 2 || st.SnapshotPending {
+			return fmt.Errorf("stats %+v", st)
+		}
+		return nil
+	})
+	if cv := c.Canvas(); fmt.Sprint(cv) != fmt.Sprint(want) {
+		t.Fatalf("canvas after the resync %v, want exactly the snapshot %v", cv, want)
+	}
+}
+
+// Events that arrive while the snapshot loads are applied on top of the
+// snapshot that replaces the canvas, except those the snapshot's position
+// says it holds: the snapshot (position e2:1) was read after seq 1 and
+// before seq 2, so (1,1) ends at seq 2's colour, not the snapshot's.
+func TestClientEventsDuringSnapshotStayApplied(t *testing.T) {
+	var f *fakeGateway
+	next := make(chan struct{})
+	f = newFake(t, func(ws *websocket.Conn, _ string) {
+		send(ws, hello("e1", 0, false))
+		send(ws, events(ev{Seq: 1, GX: 2, GY: 2, Color: "#BBBBBB", Version: 9}))
+		<-next
+		send(ws, map[string]any{"type": "resync", "reason": "epoch", "epoch": "e2", "seq": 0})
+		f.waitAsked()
+		send(ws, events(
+			ev{Seq: 1, GX: 3, GY: 3, Color: "#CCCCCC", Version: 1},
+			ev{Seq: 2, GX: 1, GY: 1, Color: "#DDDDDD", Version: 2},
+		))
+		hold(ws)
+	})
+	c := run(t, client.Options{BaseURL: f.srv.URL})
+	gatewaytest.Eventually(t, waitFor, func() error {
+		if st := c.Stats(); st.Received != 1 || st.Snapshots != 1 || st.SnapshotPending {
+			return fmt.Errorf("stats %+v", st)
+		}
+		return nil
+	})
+	f.snapshot.Store(`{"width":8,"height":8,"position":{"epoch":"e2","seq":1},"pixels":[{"gx":3,"gy":3,"color":"#CCCCCC","version":1},{"gx":1,"gy":1,"color":"#444444","version":1}]}`)
+	release := f.holdSnapshots()
+	close(next)
+	gatewaytest.Eventually(t, waitFor, func() error {
+		if st := c.Stats(); st.Received != 3 {
+			return fmt.Errorf("stats %+v", st)
+		}
+		return nil
+	})
+	release()
+	gatewaytest.Eventually(t, waitFor, func() error {
+		if st := c.Stats(); st.Snapshots != 2 || st.SnapshotPending {
+			return fmt.Errorf("stats %+v", st)
+		}
+		return nil
+	})
+	want := map[[2]int]client.CanvasPixel{{1, 1}: {Color: 0xDDDDDD, Version: 2}, {3, 3}: {Color: 0xCCCCCC, Version: 1}}
+	if cv := c.Canvas(); fmt.Sprint(cv) != fmt.Sprint(want) {
+		t.Fatalf("canvas %v, want %v", cv, want)
 	}
 }
 
@@ -280,7 +407,7 @@ func TestClientRejectsBadBaseURL(t *testing.T) {
 // Against a real gateway: drops resume without loss, a pause stalls only
 // this client, pings measure the round trip.
 func TestClientWithRealGateway(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
+	srv := redistest.MustStart(t, false)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
 	pub := gatewaytest.NewPublisher(t, rdb, "t")

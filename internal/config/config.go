@@ -9,11 +9,21 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pixelflow/pixelflow/internal/api"
+	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/clientip"
+	"github.com/pixelflow/pixelflow/internal/gateway"
+	"github.com/pixelflow/pixelflow/internal/option"
+	"github.com/pixelflow/pixelflow/internal/relay"
+	"github.com/pixelflow/pixelflow/internal/store"
 )
 
 // Config is the validated configuration of one pixelflow process.
@@ -41,8 +51,20 @@ type Config struct {
 	CanaryBound      time.Duration
 	ClientSendBuffer int    // gateway: SO_SNDBUF per connection
 	APIURL           string // gateway role: where /api/* is proxied
+	APIAdminURL      string // gateway role: where the api's /api/health is read (default APIURL)
 	LogLevel         string
 	ShutdownGrace    time.Duration
+
+	TrustedProxies []netip.Prefix // whose X-Forwarded-For / Forwarded is believed
+	MaxConnsPerIP  int            // gateway: WebSocket connections per client address
+	IdemKeys       int            // Idempotency-Keys remembered per client
+
+	// HTTP server timeouts, on every listener. WriteTimeout is not applied
+	// to /ws (a session, not a request).
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+
+	AdminAddr string // "": /metrics, /ops, /api/health… on the public listener
+	Pprof     bool   // serve /debug/pprof (on AdminAddr when set)
 }
 
 // Embedded reports whether the store is the embedded engine.
@@ -74,23 +96,33 @@ func newFlagSet(getenv func(string) string) (*flag.FlagSet, []*setting) {
 		{flag: "redis-url", env: "REDIS_URL", help: "Redis URL (redis://host:port/db); empty: serve/gateway start a private redis-server child"},
 		{flag: "host", env: "HOST", help: "listen host (empty: all interfaces)"},
 		{flag: "port", env: "PORT", def: "8080", help: "listen port (0 picks a free one)"},
-		{flag: "canvas", env: "CANVAS_NAME", def: "main", help: "canvas name (letters, digits, - and _)"},
+		{flag: "canvas", env: "CANVAS_NAME", def: canvas.DefaultName, help: "canvas name (letters, digits, '.', - and _)"},
 		{flag: "width", env: "CANVAS_WIDTH", help: "canvas width in pixels (default 1000 on MongoDB, 256 embedded)"},
 		{flag: "height", env: "CANVAS_HEIGHT", help: "canvas height in pixels (default 1000 on MongoDB, 256 embedded)"},
 		{flag: "rate-limit", env: "RATE_LIMIT", def: "20", help: "pixels per second allowed per client IP; 0 disables"},
 		{flag: "rate-burst", env: "RATE_BURST", def: "40", help: "burst of pixels allowed per client IP"},
-		{flag: "lease-ttl", env: "LEASE_TTL", def: "5s", help: "relay lease duration; a standby takes over within it"},
+		{flag: "lease-ttl", env: "LEASE_TTL", def: relay.DefaultLeaseTTL.String(), help: "relay lease duration; a standby takes over within it"},
 		{flag: "retention", env: "RETENTION", help: "how long published outbox events are kept (default 168h on MongoDB, 30s embedded: the embedded engine copies collections per write, so its outbox must stay small)"},
 		{flag: "stream-maxlen", env: "STREAM_MAXLEN", def: "100000", help: "approximate bound on the Redis stream's length"},
 		{flag: "instance-id", env: "INSTANCE_ID", def: host, help: "stable id of this process (gateway consumer group, relay lease holder)"},
 		{flag: "allowed-origins", env: "ALLOWED_ORIGINS", help: "comma-separated Origins allowed on /ws; empty: same origin only; * allows any"},
-		{flag: "group-ttl", env: "GROUP_TTL", def: "60s", help: "gateway: how long a gateway may go without a heartbeat before another gateway destroys its consumer group (heartbeats every GROUP_TTL/4, at most 2s)"},
-		{flag: "max-conns", env: "MAX_CONNS", def: "10000", help: "WebSocket connections allowed per gateway"},
-		{flag: "client-queue", env: "CLIENT_QUEUE", def: "4096", help: "events queued per WebSocket client before it counts as slow: its backlog is dropped and it is told to resync"},
-		{flag: "client-send-buffer", env: "CLIENT_SEND_BUFFER", def: "262144", help: "kernel send buffer per WebSocket connection, bytes (bounds what a stalled client hides from the slow-client check)"},
-		{flag: "canary-interval", env: "CANARY_INTERVAL", def: "2s", help: "how often the leading relay sends a canary through the pipeline; 0 disables"},
+		{flag: "group-ttl", env: "GROUP_TTL", def: gateway.DefaultGroupTTL.String(), help: "gateway: how long a gateway may go without a heartbeat before another gateway destroys its consumer group (heartbeats every GROUP_TTL/4, at most 2s)"},
+		{flag: "max-conns", env: "MAX_CONNS", def: strconv.Itoa(gateway.DefaultMaxConns), help: "WebSocket connections allowed per gateway"},
+		{flag: "max-conns-per-ip", env: "MAX_CONNS_PER_IP", def: "50", help: "WebSocket connections allowed per client address (IPv6: per /64) on one gateway; past it 429"},
+		{flag: "trusted-proxies", env: "TRUSTED_PROXIES", def: "loopback,private", help: "comma-separated CIDRs of proxies whose X-Forwarded-For/Forwarded names the client (\"loopback\" and \"private\" name those ranges); none trusts no header"},
+		{flag: "idempotency-keys", env: "IDEMPOTENCY_KEYS", def: "1024", help: "Idempotency-Keys remembered per client (its oldest are forgotten first)"},
+		{flag: "http-read-header-timeout", env: "HTTP_READ_HEADER_TIMEOUT", def: "5s", help: "time a client has to send a request's headers"},
+		{flag: "http-read-timeout", env: "HTTP_READ_TIMEOUT", def: "10s", help: "time a client has to send a whole request, body included"},
+		{flag: "http-write-timeout", env: "HTTP_WRITE_TIMEOUT", def: "30s", help: "time to answer a request, from the end of its headers (not /ws)"},
+		{flag: "http-idle-timeout", env: "HTTP_IDLE_TIMEOUT", def: "120s", help: "how long an idle keep-alive connection is kept"},
+		{flag: "admin-addr", env: "ADMIN_ADDR", help: "host:port of a second listener for /metrics, /ops, /ops/data, /api/health and /debug/pprof, which then leave the public port; empty: all on the public port"},
+		{flag: "pprof", env: "PPROF", def: "0", help: "1 serves /debug/pprof on the public port when ADMIN_ADDR is unset (ADMIN_ADDR always serves it)"},
+		{flag: "client-queue", env: "CLIENT_QUEUE", def: strconv.Itoa(gateway.DefaultQueueLen), help: "events queued per WebSocket client before it counts as slow: its backlog is dropped and it is told to resync"},
+		{flag: "client-send-buffer", env: "CLIENT_SEND_BUFFER", def: strconv.Itoa(gateway.DefaultSendBuffer), help: "kernel send buffer per WebSocket connection, bytes (bounds what a stalled client hides from the slow-client check)"},
+		{flag: "canary-interval", env: "CANARY_INTERVAL", def: relay.DefaultCanaryInterval.String(), help: "how often the leading relay sends a canary through the pipeline; 0 disables"},
 		{flag: "canary-bound", env: "CANARY_BOUND", def: "15s", help: "gateway /readyz fails when no canary arrived for this long; 0 disables"},
 		{flag: "api-url", env: "API_URL", help: "gateway role: base URL of an api process to proxy /api/* to"},
+		{flag: "api-admin-url", env: "API_ADMIN_URL", help: "gateway role: base URL where the api serves /api/health for the dashboard (its ADMIN_ADDR); default API_URL"},
 		{flag: "log-level", env: "LOG_LEVEL", def: "info", help: "debug, info, warn or error"},
 		{flag: "shutdown-grace", env: "SHUTDOWN_GRACE", def: "10s", help: "how long shutdown waits for requests and the batch in flight"},
 	}
@@ -167,21 +199,18 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	port := p.intRange("PORT", 0, 65535)
 	c.Addr = p.str("HOST") + ":" + strconv.Itoa(port)
 	c.Canvas = p.str("CANVAS_NAME")
-	if !validName(c.Canvas) {
-		p.fail("CANVAS_NAME", c.Canvas, "must be 1..64 letters, digits, - or _")
-	}
 	defSize := 1000
 	if c.Embedded() {
 		defSize = 256
 	}
-	c.Width = p.intDefault("CANVAS_WIDTH", defSize, 1, 4096)
-	c.Height = p.intDefault("CANVAS_HEIGHT", defSize, 1, 4096)
+	c.Width = p.intDefault("CANVAS_WIDTH", defSize, 1, canvas.MaxSide)
+	c.Height = p.intDefault("CANVAS_HEIGHT", defSize, 1, canvas.MaxSide)
 	c.RateLimit = p.float("RATE_LIMIT")
 	c.RateBurst = p.intRange("RATE_BURST", 1, 1_000_000)
 	c.LeaseTTL = p.duration("LEASE_TTL", 500*time.Millisecond, time.Hour)
-	defRet := 7 * 24 * time.Hour
+	defRet := store.DefaultRetention
 	if c.Embedded() {
-		defRet = 30 * time.Second
+		defRet = store.EmbeddedRetention
 	}
 	if get["RETENTION"].set {
 		c.Retention = p.duration("RETENTION", time.Second, 365*24*time.Hour)
@@ -190,23 +219,38 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	}
 	c.StreamMaxLen = int64(p.intRange("STREAM_MAXLEN", 100, 1<<30))
 	c.InstanceID = p.str("INSTANCE_ID")
-	if !validName(c.InstanceID) {
-		p.fail("INSTANCE_ID", c.InstanceID, "must be 1..64 letters, digits, - or _ (set it explicitly)")
-	}
 	if o := p.str("ALLOWED_ORIGINS"); o != "" {
 		for _, s := range strings.Split(o, ",") {
 			if s = strings.TrimSpace(s); s != "" {
-				if s != "*" {
-					if u, err := url.Parse(s); err != nil || u.Scheme == "" || u.Host == "" {
-						p.fail("ALLOWED_ORIGINS", s, "each origin must look like http://host[:port] or be *")
-					}
-				}
 				c.AllowedOrigins = append(c.AllowedOrigins, s)
 			}
 		}
 	}
 	c.MaxConns = p.intRange("MAX_CONNS", 1, 1_000_000)
 	c.GroupTTL = p.duration("GROUP_TTL", time.Second, 24*time.Hour)
+	c.MaxConnsPerIP = p.intRange("MAX_CONNS_PER_IP", 1, 1_000_000)
+	c.TrustedProxies = p.trusted("TRUSTED_PROXIES")
+	c.IdemKeys = p.intRange("IDEMPOTENCY_KEYS", 1, 1_000_000)
+	c.ReadHeaderTimeout = p.duration("HTTP_READ_HEADER_TIMEOUT", 100*time.Millisecond, time.Hour)
+	c.ReadTimeout = p.duration("HTTP_READ_TIMEOUT", 100*time.Millisecond, time.Hour)
+	c.WriteTimeout = p.duration("HTTP_WRITE_TIMEOUT", 100*time.Millisecond, time.Hour)
+	c.IdleTimeout = p.duration("HTTP_IDLE_TIMEOUT", 100*time.Millisecond, 24*time.Hour)
+	if c.ReadTimeout < c.ReadHeaderTimeout {
+		p.fail("HTTP_READ_TIMEOUT", c.ReadTimeout.String(), "must be at least HTTP_READ_HEADER_TIMEOUT (it covers the headers too)")
+	}
+	if a := p.str("ADMIN_ADDR"); a != "" {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			p.fail("ADMIN_ADDR", a, "must look like host:port or :port")
+		}
+		c.AdminAddr = a
+	}
+	switch v := p.str("PPROF"); v {
+	case "0", "false", "":
+	case "1", "true":
+		c.Pprof = true
+	default:
+		p.fail("PPROF", v, "must be 0 or 1")
+	}
 	c.ClientQueue = p.intRange("CLIENT_QUEUE", 1, 1_000_000)
 	c.CanaryInterval = p.duration("CANARY_INTERVAL", 0, time.Hour)
 	c.CanaryBound = p.duration("CANARY_BOUND", 0, 24*time.Hour)
@@ -220,6 +264,14 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 			p.fail("API_URL", c.APIURL, "must look like http://host:port")
 		}
 	}
+	c.APIAdminURL = p.str("API_ADMIN_URL")
+	if c.APIAdminURL != "" {
+		if u, err := url.Parse(c.APIAdminURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.fail("API_ADMIN_URL", c.APIAdminURL, "must look like http://host:port")
+		}
+	} else {
+		c.APIAdminURL = c.APIURL
+	}
 	c.LogLevel = p.str("LOG_LEVEL")
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -230,36 +282,118 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	if p.err != nil {
 		return c, p.err
 	}
+	if err := c.validateOptions(get); err != nil {
+		return c, err
+	}
 	if c.Role == "relay" && c.Embedded() {
 		return c, errors.New("MONGO_URI: the relay role needs MongoDB; the embedded store lives inside one process, so run `serve`, or `api` (which runs the relay with the embedded store)")
 	}
 	return c, nil
 }
 
-// sanitize turns a host name into a valid instance id.
+// sanitize turns a host name into a valid instance id (canvas.ValidateName).
 func sanitize(host string, err error) string {
 	if err != nil || host == "" {
 		return "pixelflow"
 	}
 	b := []byte(host)
 	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+		if !canvas.IsNameRune(rune(c)) {
 			b[i] = '-'
 		}
 	}
-	return string(b[:min(len(b), 64)])
+	return string(b[:min(len(b), canvas.MaxNameLen)])
 }
 
-func validName(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
+// GatewayOptions are the gateway options this configuration sets; the
+// caller adds the Redis client, logger, tracer and hooks.
+func (c Config) GatewayOptions() gateway.Options {
+	return gateway.Options{
+		Canvas:         c.Canvas,
+		InstanceID:     c.InstanceID,
+		AllowedOrigins: c.AllowedOrigins,
+		MaxConns:       c.MaxConns,
+		MaxConnsPerIP:  c.MaxConnsPerIP,
+		TrustedProxies: c.TrustedProxies,
+		GroupTTL:       c.GroupTTL,
+		// Several heartbeats per GroupTTL, so one late beat is no death.
+		HeartbeatInterval: min(2*time.Second, c.GroupTTL/4),
+		QueueLen:          c.ClientQueue,
+		SendBuffer:        c.ClientSendBuffer,
+		CanaryBound:       c.CanaryBound,
 	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return false
+}
+
+// StoreOptions are the store options this configuration sets; the caller
+// adds the logger, tracer and engine tuning.
+func (c Config) StoreOptions() store.Options {
+	return store.Options{Canvas: c.Canvas, Retention: c.Retention, PruneOnPublish: c.Embedded()}
+}
+
+// RelayOptions are the relay options this configuration sets (the lease
+// holder is the instance id and the process id); the caller adds the
+// logger, tracer, canary and stream name.
+func (c Config) RelayOptions() relay.Options {
+	return relay.Options{
+		Holder:          c.InstanceID + "-" + strconv.Itoa(os.Getpid()),
+		LeaseTTL:        c.LeaseTTL,
+		RepublishWindow: c.Retention,
+		CanaryInterval:  c.CanaryInterval,
+	}
+}
+
+// APIOptions are the API options this configuration sets; the caller adds
+// the readiness checks, health, logger and tracer.
+func (c Config) APIOptions() api.Options {
+	return api.Options{Size: canvas.Size{Width: c.Width, Height: c.Height}, RateLimit: c.RateLimit, Burst: c.RateBurst, TrustedProxies: c.TrustedProxies}
+}
+
+// optionSettings names the setting behind each component option, so a
+// refusal by a component's Validate names what the user set.
+var optionSettings = map[string]string{
+	"gateway.Canvas": "CANVAS_NAME", "store.Canvas": "CANVAS_NAME",
+	"gateway.InstanceID": "INSTANCE_ID", "relay.Holder": "INSTANCE_ID",
+	"gateway.AllowedOrigins": "ALLOWED_ORIGINS",
+	"gateway.MaxConns":       "MAX_CONNS",
+	"gateway.MaxConnsPerIP":  "MAX_CONNS_PER_IP",
+	"gateway.GroupTTL":       "GROUP_TTL",
+	"gateway.QueueLen":       "CLIENT_QUEUE",
+	"gateway.SendBuffer":     "CLIENT_SEND_BUFFER",
+	"gateway.CanaryBound":    "CANARY_BOUND",
+	"store.Retention":        "RETENTION",
+	"relay.LeaseTTL":         "LEASE_TTL",
+	"relay.CanaryInterval":   "CANARY_INTERVAL",
+	"api.Width":              "CANVAS_WIDTH",
+	"api.Height":             "CANVAS_HEIGHT",
+	"api.RateLimit":          "RATE_LIMIT",
+	"api.Burst":              "RATE_BURST",
+}
+
+// validateOptions holds every component's options to its own Validate, so
+// that a value a component would refuse stops the program here, with one
+// line naming the setting, before any store or Redis is opened.
+func (c Config) validateOptions(get map[string]*setting) error {
+	for _, err := range []error{
+		c.StoreOptions().Validate(),
+		c.RelayOptions().Validate(),
+		c.GatewayOptions().Validate(),
+		c.APIOptions().Validate(),
+	} {
+		if err == nil {
+			continue
 		}
+		var oe *option.Error
+		if !errors.As(err, &oe) {
+			return fmt.Errorf("settings: %w", err)
+		}
+		env, ok := optionSettings[oe.Component+"."+oe.Field]
+		if !ok {
+			return fmt.Errorf("settings: %w", err)
+		}
+		s := get[env]
+		return fmt.Errorf("invalid %s (-%s) %q: %s", env, s.flag, strings.TrimSpace(*s.val), oe.Reason)
 	}
-	return true
+	return nil
 }
 
 // parser converts settings, keeping the first error.
@@ -291,6 +425,28 @@ func (p *parser) intDefault(env string, def, lo, hi int) int {
 		return def
 	}
 	return p.intRange(env, lo, hi)
+}
+
+// trusted reads a TRUSTED_PROXIES list; "loopback" and "private" stand
+// for those ranges.
+func (p *parser) trusted(env string) []netip.Prefix {
+	v := p.str(env)
+	var parts []string
+	for _, part := range strings.Split(v, ",") {
+		switch strings.ToLower(strings.TrimSpace(part)) {
+		case "loopback":
+			parts = append(parts, "127.0.0.0/8", "::1/128")
+		case "private":
+			parts = append(parts, "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+		default:
+			parts = append(parts, part)
+		}
+	}
+	out, err := clientip.ParseTrusted(strings.Join(parts, ","))
+	if err != nil {
+		p.fail(env, v, "must be comma-separated CIDRs (or loopback, private), or none: "+err.Error())
+	}
+	return out
 }
 
 func (p *parser) float(env string) float64 {

@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pixelflow/pixelflow/internal/backoff"
@@ -404,15 +402,7 @@ func (g *Gateway) processSpan(ctx context.Context, e stream.Entry) trace.Span {
 	}
 	tp, ts := e.TraceParent, e.TraceState
 	parent := g.opts.Propagator.Extract(ctx, telemetry.Carrier{TraceParent: &tp, TraceState: &ts})
-	_, sp := g.tracer.Start(parent, "process "+g.keys.Stream, trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(
-			attribute.String("messaging.system", "redis"),
-			attribute.String("messaging.destination.name", g.keys.Stream),
-			attribute.String("messaging.operation.type", "process"),
-			attribute.String("messaging.operation.name", "xreadgroup"),
-			attribute.String("messaging.consumer.group.name", g.group),
-			attribute.String("messaging.message.id", strconv.FormatUint(e.Seq, 10)),
-			attribute.String("pixelflow.event_id", e.ID),
-		))
+	m := telemetry.Message{Destination: g.keys.Stream, Operation: "process", Command: "xreadgroup", Group: g.group, Seq: e.Seq, EventID: e.ID, Epoch: e.Epoch}
+	_, sp := g.tracer.Start(parent, m.SpanName(), trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(m.Attributes()...))
 	return sp
 }

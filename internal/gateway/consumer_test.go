@@ -9,9 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pixelflow/pixelflow/internal/gateway"
-	"github.com/pixelflow/pixelflow/internal/gateway/gatewaytest"
 	"github.com/pixelflow/pixelflow/internal/protocol"
-	"github.com/pixelflow/pixelflow/internal/redisproc"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
@@ -21,10 +19,7 @@ import (
 // stream no longer holds resyncs clients past it; another epoch resyncs
 // them to its start.
 func TestConsumerContinuity(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
-	rdb := newRedis(t, srv)
-	pub := gatewaytest.NewPublisher(t, rdb, "t")
-	pub.StartEpoch("e1")
+	_, rdb, pub := newRig(t, false)
 	pub.Publish(30)
 	ctx := context.Background()
 	key := stream.KeysFor("t").Stream
@@ -36,7 +31,7 @@ func TestConsumerContinuity(t *testing.T) {
 		}
 		return m
 	}
-	if err := rdb.XGroupCreate(ctx, key, "gw:a", "$").Err(); err != nil {
+	if err := rdb.XGroupCreate(ctx, key, stream.GroupName("a"), "$").Err(); err != nil {
 		t.Fatal(err)
 	}
 	g, err := gateway.New(opts(rdb, "a")) // never Run: the test plays the consumer loop
@@ -86,7 +81,7 @@ func TestConsumerContinuity(t *testing.T) {
 	// A new epoch under the group: resync to its start, then its entries.
 	pub.StartEpoch("e2") // deletes the stream and its groups
 	pub.Publish(3)
-	if err := rdb.XGroupCreate(ctx, key, "gw:a", "$").Err(); err != nil {
+	if err := rdb.XGroupCreate(ctx, key, stream.GroupName("a"), "$").Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := g.Process(ctx, msgs(1, 3)); err != nil {

@@ -7,8 +7,8 @@
 //
 //   - The consumer loop (Run → consume) is the only reader of the stream and
 //     the only writer of the hub's position. It reads this instance's
-//     consumer group "gw:<InstanceID>" (its own pending entries "0" first,
-//     then new ones ">", BLOCK 1s, COUNT ≤ 512), checks every entry's
+//     consumer group stream.GroupName(InstanceID) (its own pending entries
+//     "0" first, then new ones ">", BLOCK 500ms, COUNT ≤ 512), checks every entry's
 //     (epoch, seq) against the position, fills gaps with XRANGE, hands
 //     entries to the hub and only then XACKs them. A crash before the XACK
 //     leaves the entries pending: the restarted instance (same id, same
@@ -46,7 +46,8 @@
 //
 // # Epochs and continuity
 //
-// The position's epoch comes from pf:{canvas}:epoch and from every entry.
+// The position's epoch comes from the epoch key (stream.Keys.Epoch) and
+// from every entry.
 // When the group or stream vanishes (NOGROUP: Redis lost its data or the
 // relay started a new epoch, which deletes the stream and its groups), the
 // consumer re-reads the epoch, recreates its group at the stream's start and

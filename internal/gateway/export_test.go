@@ -41,3 +41,9 @@ func (g *Gateway) SetPosition(epoch string, seq uint64) {
 }
 
 var ErrStopped = errStopped
+
+// SetWriterExit installs the writer-exit hook (see hooks).
+func (g *Gateway) SetWriterExit(f func()) { g.hooks.writerExit = f }
+
+// LiveWriters is the number of connection writer goroutines running.
+func (g *Gateway) LiveWriters() int64 { return g.stats.writers.Load() }

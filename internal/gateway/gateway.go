@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +18,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/clientip"
+	"github.com/pixelflow/pixelflow/internal/option"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
@@ -24,12 +28,12 @@ type Options struct {
 	// Redis holds the canvas stream. Required.
 	Redis redis.UniversalClient
 	// Canvas names the canvas whose stream is fanned out; keys come from
-	// stream.KeysFor. Default "main".
+	// stream.KeysFor. Default canvas.DefaultName.
 	Canvas string
 	// InstanceID identifies this gateway across restarts. Its consumer group
-	// is "gw:"+InstanceID, so a restarted process with the same id re-reads
-	// what it had taken but not acknowledged. Letters, digits, '.', '-', '_'
-	// (1..64). Required.
+	// is stream.GroupName(InstanceID), so a restarted process with the same id re-reads
+	// what it had taken but not acknowledged. A name (canvas.ValidateName).
+	// Required.
 	InstanceID string
 	// AllowedOrigins lists the browser origins ("https://example.com") that
 	// may connect. Empty allows only same-origin requests (the Origin's host
@@ -40,6 +44,15 @@ type Options struct {
 	// refused with 503 so a load balancer moves the client elsewhere.
 	// Default 10000.
 	MaxConns int
+	// MaxConnsPerIP caps concurrent WebSocket connections from one client
+	// address (IPv6: one /64, see clientip.Key), so that one host cannot
+	// take the whole MaxConns; past it the upgrade is refused with 429.
+	// Default 50, room for a household or an office behind one NAT.
+	MaxConnsPerIP int
+	// TrustedProxies are the proxies (load balancers) whose X-Forwarded-For
+	// or Forwarded header names the client for MaxConnsPerIP. Empty: the
+	// connection's own address.
+	TrustedProxies []netip.Prefix
 	// QueueLen bounds each client's queue of undelivered events. A client
 	// whose queue would overflow is degraded: its backlog is dropped and it is
 	// told to resync, so a slow reader never blocks the broadcast nor grows
@@ -59,7 +72,10 @@ type Options struct {
 	FlushWindow time.Duration
 	// ReplayLimit is the largest gap replayed from the stream when a client
 	// resumes with ?since=; past it the client resyncs from the snapshot,
-	// which is cheaper than a long replay. Default 10000.
+	// which is cheaper than a long replay. Default 10000. The replay is read
+	// from Redis a page at a time (replayPage entries), so a replaying
+	// connection holds one page, not the whole gap; it stops as soon as
+	// the client's queue overflows (the client is degraded and resyncs).
 	ReplayLimit int
 	// HeartbeatInterval is how often this instance records that it is alive
 	// (and reaps dead instances' groups, and measures lag). Default 2s.
@@ -95,23 +111,34 @@ const (
 	readBlock    = 500 * time.Millisecond // XREADGROUP BLOCK: also how long Run takes to notice its context ended
 	maxReadCount = 512                    // XREADGROUP COUNT upper bound
 	maxFrame     = 512                    // events per frame
+	replayPage   = 256                    // entries read from Redis per replay step
 )
 
-func (o *Options) setDefaults() error {
-	if o.Redis == nil {
-		return errors.New("gateway: Options.Redis is required")
-	}
+// Defaults of the options that pixelflow's settings set (config takes its
+// defaults from here: one default per setting).
+const (
+	DefaultMaxConns   = 10000
+	DefaultQueueLen   = 4096
+	DefaultSendBuffer = 256 << 10
+	DefaultGroupTTL   = 60 * time.Second
+	// MinQueueLen: a queue must hold a read batch (half a queue) and the
+	// resync that replaces an overflowing one.
+	MinQueueLen = 2
+)
+
+// setDefaults fills zero values.
+func (o *Options) setDefaults() {
 	if o.Canvas == "" {
-		o.Canvas = "main"
-	}
-	if err := validateInstanceID(o.InstanceID); err != nil {
-		return err
+		o.Canvas = canvas.DefaultName
 	}
 	if o.MaxConns == 0 {
-		o.MaxConns = 10000
+		o.MaxConns = DefaultMaxConns
+	}
+	if o.MaxConnsPerIP == 0 {
+		o.MaxConnsPerIP = 50
 	}
 	if o.QueueLen == 0 {
-		o.QueueLen = 4096
+		o.QueueLen = DefaultQueueLen
 	}
 	if o.FlushWindow == 0 {
 		o.FlushWindow = 2 * time.Millisecond
@@ -120,7 +147,7 @@ func (o *Options) setDefaults() error {
 		o.Propagator = propagation.TraceContext{}
 	}
 	if o.SendBuffer == 0 {
-		o.SendBuffer = 256 << 10
+		o.SendBuffer = DefaultSendBuffer
 	}
 	if o.ReplayLimit == 0 {
 		o.ReplayLimit = 10000
@@ -129,7 +156,7 @@ func (o *Options) setDefaults() error {
 		o.HeartbeatInterval = 2 * time.Second
 	}
 	if o.GroupTTL == 0 {
-		o.GroupTTL = 60 * time.Second
+		o.GroupTTL = DefaultGroupTTL
 	}
 	if o.ClaimIdle == 0 {
 		o.ClaimIdle = 30 * time.Second
@@ -137,50 +164,51 @@ func (o *Options) setDefaults() error {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	switch {
-	case o.MaxConns < 1:
-		return fmt.Errorf("gateway: MaxConns %d must be positive", o.MaxConns)
-	case o.QueueLen < 2:
-		return fmt.Errorf("gateway: QueueLen %d must be at least 2", o.QueueLen)
-	case o.ReplayLimit < 1:
-		return fmt.Errorf("gateway: ReplayLimit %d must be positive", o.ReplayLimit)
-	case o.HeartbeatInterval < 0 || o.ClaimIdle < 0:
-		return errors.New("gateway: HeartbeatInterval and ClaimIdle must be positive")
-	case o.GroupTTL <= o.HeartbeatInterval:
-		return fmt.Errorf("gateway: GroupTTL %s must exceed HeartbeatInterval %s", o.GroupTTL, o.HeartbeatInterval)
-	}
-	return nil
 }
 
-func validateInstanceID(id string) error {
-	if id == "" || len(id) > 64 {
-		return errors.New("gateway: Options.InstanceID is required (1..64 characters)")
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return fmt.Errorf("gateway: InstanceID %q may hold only letters, digits, '.', '-' and '_'", id)
+// Validate refuses options the gateway cannot run with (zero values stand
+// for their defaults). New calls it; so does config.Parse, before anything
+// opens. Redis is not checked here: it is a connection, not a setting.
+func (o Options) Validate() error {
+	o.setDefaults()
+	c := option.Checker{Component: "gateway"}
+	c.Name("Canvas", o.Canvas, canvas.ValidateName)
+	c.Name("InstanceID", o.InstanceID, canvas.ValidateName)
+	for _, origin := range o.AllowedOrigins {
+		if origin != "*" {
+			u, err := url.Parse(origin)
+			c.Check(err == nil && u.Scheme != "" && u.Host != "", "AllowedOrigins", fmt.Sprintf("%q", origin), "each origin must look like http://host[:port] or be *")
 		}
 	}
-	return nil
+	c.Check(o.MaxConns >= 1, "MaxConns", o.MaxConns, "must be positive")
+	c.Check(o.MaxConnsPerIP >= 1, "MaxConnsPerIP", o.MaxConnsPerIP, "must be positive")
+	c.Check(o.QueueLen >= MinQueueLen, "QueueLen", o.QueueLen, "must be at least %d", MinQueueLen)
+	c.Check(o.ReplayLimit >= 1, "ReplayLimit", o.ReplayLimit, "must be positive")
+	c.Check(o.HeartbeatInterval >= 0, "HeartbeatInterval", o.HeartbeatInterval, "must be positive")
+	c.Check(o.ClaimIdle >= 0, "ClaimIdle", o.ClaimIdle, "must be positive")
+	c.Check(o.GroupTTL > o.HeartbeatInterval, "GroupTTL", o.GroupTTL, "must exceed HeartbeatInterval %s", o.HeartbeatInterval)
+	c.Check(o.CanaryBound >= 0, "CanaryBound", o.CanaryBound, "must not be negative")
+	return c.Err()
 }
 
-// Stats is a point-in-time view of a gateway, for /metrics and readiness.
+// Stats is a point-in-time view of a gateway, for /metrics, readiness and
+// /api/health (whose keys are lowerCamel, like every other part of it).
 type Stats struct {
-	Clients    int       // connected WebSocket clients
-	Degraded   int64     // clients degraded for being slow (total)
-	Resyncs    int64     // resync frames queued to clients (total)
-	Delivered  int64     // events written to client sockets, summed over clients (total)
-	Broadcast  int64     // stream entries handed to the hub (total)
-	Duplicates int64     // stream entries read again at or below LastSeq (total)
-	Reaped     int64     // dead instances' consumer groups destroyed (total)
-	LastSeq    uint64    // sequence of the last entry broadcast
-	Epoch      string    // the stream epoch the gateway follows ("" before first contact)
-	Lag        int64     // entries in the stream not yet broadcast, as of the last heartbeat
-	LastCanary time.Time // when the last canary entry arrived (zero: none yet)
+	Clients    int       `json:"clients"`    // connected WebSocket clients
+	Degraded   int64     `json:"degraded"`   // clients degraded for being slow (total)
+	Resyncs    int64     `json:"resyncs"`    // resync frames queued to clients (total)
+	Delivered  int64     `json:"delivered"`  // events written to client sockets, summed over clients (total)
+	Broadcast  int64     `json:"broadcast"`  // stream entries handed to the hub (total)
+	Duplicates int64     `json:"duplicates"` // stream entries read again at or below LastSeq (total)
+	Reaped     int64     `json:"reaped"`     // dead instances' consumer groups destroyed (total)
+	LastSeq    uint64    `json:"lastSeq"`    // sequence of the last entry broadcast
+	Epoch      string    `json:"epoch"`      // the stream epoch the gateway follows ("" before first contact)
+	Lag        int64     `json:"lag"`        // entries in the stream not yet broadcast, as of the last heartbeat
+	LastCanary time.Time `json:"lastCanary"` // when the last canary entry arrived (zero: none yet)
 	// CanaryLatency is the last canary's commit → arrival time.
-	CanaryLatency time.Duration
-	LastError     string // the last Redis error, "" once reads succeed again
-	Ready         bool   // the consumer group is being read successfully
+	CanaryLatency time.Duration `json:"canaryLatencyNs"`
+	LastError     string        `json:"lastError"` // the last Redis error, "" once reads succeed again
+	Ready         bool          `json:"ready"`     // the consumer group is being read successfully
 }
 
 // counters are the monotonic parts of Stats.
@@ -189,6 +217,7 @@ type counters struct {
 	lag                                                         atomic.Int64
 	lastCanary                                                  atomic.Int64 // unix nanos
 	canaryLatency                                               atomic.Int64 // nanoseconds
+	writers                                                     atomic.Int64 // live writer goroutines
 }
 
 // hooks are failpoints for tests; nil in production.
@@ -197,6 +226,9 @@ type hooks struct {
 	// A non-nil error stops Run with that error without acknowledging
 	// anything: a crash between XREADGROUP and XACK.
 	beforeBroadcast func(ctx context.Context, entries []stream.Entry) error
+	// writerExit runs as a connection's writer goroutine returns (a test
+	// slows it to show that Close waits for writers).
+	writerExit func()
 }
 
 // Gateway fans one canvas's stream out to WebSocket clients. See doc.go.
@@ -210,6 +242,7 @@ type Gateway struct {
 	hub      *hub
 	stats    counters
 	upgrader websocket.Upgrader
+	clients  clientip.Resolver
 	hooks    hooks
 	block    time.Duration // XREADGROUP BLOCK; tests shorten it
 
@@ -223,6 +256,7 @@ type Gateway struct {
 	connMu sync.Mutex
 	conns  map[*conn]struct{} // upgraded connections, for Close
 	active int                // reserved slots: upgrading or upgraded
+	perIP  map[netip.Addr]int // reserved slots by client key; never holds a zero
 	closed bool
 	idle   *sync.Cond // signalled when active drops to 0
 }
@@ -230,18 +264,24 @@ type Gateway struct {
 // New validates opts, fills defaults and returns a gateway that serves
 // WebSocket clients at once (ServeHTTP) and reads the stream once Run starts.
 func New(opts Options) (*Gateway, error) {
-	if err := opts.setDefaults(); err != nil {
+	if opts.Redis == nil {
+		return nil, errors.New("gateway: Options.Redis is required")
+	}
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	opts.setDefaults()
 	g := &Gateway{
 		opts:    opts,
 		log:     opts.Logger.With("component", "gateway", "instance", opts.InstanceID),
 		keys:    stream.KeysFor(opts.Canvas),
-		group:   groupPrefix + opts.InstanceID,
-		beatKey: "pf:{" + opts.Canvas + "}:gateways",
+		group:   stream.GroupName(opts.InstanceID),
+		beatKey: stream.KeysFor(opts.Canvas).Gateways,
 		stream:  stream.New(opts.Redis, opts.Canvas, 0),
 		block:   readBlock,
 		conns:   make(map[*conn]struct{}),
+		perIP:   make(map[netip.Addr]int),
+		clients: clientip.Resolver{Trusted: opts.TrustedProxies},
 		started: time.Now(),
 	}
 	if opts.Tracer != nil {
@@ -261,9 +301,6 @@ func New(opts Options) (*Gateway, error) {
 	}
 	return g, nil
 }
-
-// groupPrefix marks the consumer groups gateways own (and may reap).
-const groupPrefix = "gw:"
 
 // Stats returns the gateway's counters and state.
 func (g *Gateway) Stats() Stats {
@@ -350,7 +387,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 }
 
 // Close closes every client connection with 1001 (going away), refuses new
-// ones, and waits (briefly) for their handlers to finish. Clients reconnect to
+// ones, and waits (briefly) for their handlers and writer goroutines to
+// finish. Clients reconnect to
 // another gateway and resume from their position.
 func (g *Gateway) Close() {
 	g.connMu.Lock()
@@ -381,9 +419,10 @@ func (g *Gateway) Close() {
 	}
 }
 
-// reserve takes a connection slot before the upgrade; it fails with the
-// status to answer when the gateway is closing or full.
-func (g *Gateway) reserve() (status int, msg string) {
+// reserve takes a connection slot for client before the upgrade; it fails
+// with the status to answer when the gateway is closing or full, or the
+// client holds MaxConnsPerIP connections already.
+func (g *Gateway) reserve(client netip.Addr) (status int, msg string) {
 	g.connMu.Lock()
 	defer g.connMu.Unlock()
 	switch {
@@ -391,8 +430,11 @@ func (g *Gateway) reserve() (status int, msg string) {
 		return http.StatusServiceUnavailable, "gateway is shutting down"
 	case g.active >= g.opts.MaxConns:
 		return http.StatusServiceUnavailable, "gateway is at its connection limit"
+	case g.perIP[client] >= g.opts.MaxConnsPerIP:
+		return http.StatusTooManyRequests, "too many connections from your address"
 	}
 	g.active++
+	g.perIP[client]++
 	return 0, ""
 }
 
@@ -408,11 +450,15 @@ func (g *Gateway) attach(c *conn) bool {
 	return true
 }
 
-// release frees the slot reserve took (c may be nil when the upgrade failed).
-func (g *Gateway) release(c *conn) {
+// release frees the slot reserve took for client (c may be nil when the
+// upgrade failed).
+func (g *Gateway) release(c *conn, client netip.Addr) {
 	g.connMu.Lock()
 	if c != nil {
 		delete(g.conns, c)
+	}
+	if g.perIP[client]--; g.perIP[client] <= 0 {
+		delete(g.perIP, client)
 	}
 	g.active--
 	if g.active == 0 {

@@ -17,20 +17,15 @@ import (
 	"github.com/pixelflow/pixelflow/internal/client"
 	"github.com/pixelflow/pixelflow/internal/gateway"
 	"github.com/pixelflow/pixelflow/internal/gateway/gatewaytest"
-	"github.com/pixelflow/pixelflow/internal/redisproc"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
 // Every client on one gateway receives every event, in contiguous order,
 // and ends with the published canvas.
 func TestFanOutManyClientsOneGateway(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
-	rdb := newRedis(t, srv)
-	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
-	pub.StartEpoch("e1")
+	_, rdb, pub := newRig(t, false)
 	pub.Publish(50)
-	gw := gatewaytest.Start(t, opts(rdb, "a"), pub)
-	gw.WaitReady(t, "e1")
+	gw := startReady(t, rdb, pub, "a")
 	clients := startClients(t, 20, gw.URL, "", nil)
 	for range 10 {
 		pub.Publish(100)
@@ -54,10 +49,7 @@ func TestFanOutManyClientsOneGateway(t *testing.T) {
 // Two gateways (two consumer groups) each deliver every event to all of
 // their clients.
 func TestFanOutTwoGateways(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
-	rdb := newRedis(t, srv)
-	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
-	pub.StartEpoch("e1")
+	_, rdb, pub := newRig(t, false)
 	a := gatewaytest.Start(t, opts(rdb, "a"), pub)
 	b := gatewaytest.Start(t, opts(rdb, "b"), pub)
 	a.WaitReady(t, "e1")
@@ -80,12 +72,8 @@ func TestFanOutTwoGateways(t *testing.T) {
 // A client whose connection drops resumes with ?since= and the gateway
 // replays what it missed: no event lost, no resync needed.
 func TestDroppedClientResumesWithoutLoss(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
-	rdb := newRedis(t, srv)
-	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
-	pub.StartEpoch("e1")
-	gw := gatewaytest.Start(t, opts(rdb, "a"), pub)
-	gw.WaitReady(t, "e1")
+	_, rdb, pub := newRig(t, false)
+	gw := startReady(t, rdb, pub, "a")
 	clients := startClients(t, 3, gw.URL, "", nil)
 	for i := range 12 {
 		clients[i%2].Drop()
@@ -122,10 +110,7 @@ func smallBuffers(o *client.Options) {
 // A stalled client is degraded (backlog dropped, resync queued) without
 // holding anyone else back, and converges once it reads again.
 func TestStalledClientIsDegradedOthersUnaffected(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
-	rdb := newRedis(t, srv)
-	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
-	pub.StartEpoch("e1")
+	_, rdb, pub := newRig(t, false)
 	o := opts(rdb, "a")
 	o.QueueLen = 512
 	g, err := gateway.New(o)
@@ -170,10 +155,7 @@ func TestStalledClientIsDegradedOthersUnaffected(t *testing.T) {
 // A gateway that dies between XREADGROUP and XACK leaves the entries
 // pending; restarted with the same instance id it delivers them.
 func TestRestartedGatewayRedeliversPending(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
-	rdb := newRedis(t, srv)
-	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
-	pub.StartEpoch("e1")
+	_, rdb, pub := newRig(t, false)
 	g1, err := gateway.New(opts(rdb, "a"))
 	if err != nil {
 		t.Fatal(err)
@@ -201,7 +183,7 @@ func TestRestartedGatewayRedeliversPending(t *testing.T) {
 		t.Fatalf("crashed gateway delivered %d events", got)
 	}
 	keys := stream.KeysFor("t")
-	if p, err := rdb.XPending(context.Background(), keys.Stream, "gw:a").Result(); err != nil || p.Count != 5 {
+	if p, err := rdb.XPending(context.Background(), keys.Stream, stream.GroupName("a")).Result(); err != nil || p.Count != 5 {
 		t.Fatalf("pending after crash: %+v %v, want 5", p, err)
 	}
 	s1.Stop()
@@ -225,7 +207,13 @@ func TestRestartedGatewayRedeliversPending(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- g2.Run(ctx) }()
-	t.Cleanup(func() { g2.Close(); cancel(); <-done })
+	t.Cleanup(func() {
+		g2.Close()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("gateway run: %v", err)
+		}
+	})
 	if f := readFrame(t, ws); f.Type != "resync" || f.Epoch != "e1" || f.Seq != 0 {
 		t.Fatalf("frame %+v, want resync to e1:0", f)
 	}
@@ -233,7 +221,7 @@ func TestRestartedGatewayRedeliversPending(t *testing.T) {
 		t.Fatalf("re-delivered %v, want 1..5", got)
 	}
 	gatewaytest.Eventually(t, waitFor, func() error {
-		p, err := rdb.XPending(context.Background(), keys.Stream, "gw:a").Result()
+		p, err := rdb.XPending(context.Background(), keys.Stream, stream.GroupName("a")).Result()
 		if err != nil || p.Count != 0 {
 			return fmt.Errorf("pending %+v %v", p, err)
 		}
@@ -244,17 +232,14 @@ func TestRestartedGatewayRedeliversPending(t *testing.T) {
 // Entries pending under another consumer of the group (a previous process
 // with another consumer name) are claimed after ClaimIdle and delivered.
 func TestIdlePendingEntriesAreClaimed(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
-	rdb := newRedis(t, srv)
-	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
-	pub.StartEpoch("e1")
+	_, rdb, pub := newRig(t, false)
 	pub.Publish(5)
 	ctx := context.Background()
 	keys := stream.KeysFor("t")
-	if err := rdb.XGroupCreate(ctx, keys.Stream, "gw:a", "0").Err(); err != nil {
+	if err := rdb.XGroupCreate(ctx, keys.Stream, stream.GroupName("a"), "0").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "gw:a", Consumer: "old-process", Streams: []string{keys.Stream, ">"}, Count: 100, Block: -1}).Err(); err != nil {
+	if err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: stream.GroupName("a"), Consumer: "old-process", Streams: []string{keys.Stream, ">"}, Count: 100, Block: -1}).Err(); err != nil {
 		t.Fatal(err)
 	}
 	o := opts(rdb, "a")
@@ -262,7 +247,7 @@ func TestIdlePendingEntriesAreClaimed(t *testing.T) {
 	gw := gatewaytest.Start(t, o, pub)
 	gw.WaitReady(t, "e1")
 	gatewaytest.Eventually(t, waitFor, func() error {
-		p, err := rdb.XPending(ctx, keys.Stream, "gw:a").Result()
+		p, err := rdb.XPending(ctx, keys.Stream, stream.GroupName("a")).Result()
 		if err != nil || p.Count != 0 || gw.G.Stats().LastSeq != 5 {
 			return fmt.Errorf("pending %+v %v, stats %+v", p, err, gw.G.Stats())
 		}
@@ -276,14 +261,11 @@ func TestIdlePendingEntriesAreClaimed(t *testing.T) {
 // A live gateway reaps the groups of instances whose heartbeat is stale or
 // missing, never its own group, a live instance's, or other groups.
 func TestReaperDestroysDeadGatewayGroupsOnly(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
-	rdb := newRedis(t, srv)
-	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
-	pub.StartEpoch("e1")
+	_, rdb, pub := newRig(t, false)
 	pub.Publish(3)
 	ctx := context.Background()
 	keys := stream.KeysFor("t")
-	for _, g := range []string{"gw:ghost", "gw:nobeat", "analytics"} {
+	for _, g := range []string{stream.GroupName("ghost"), stream.GroupName("nobeat"), "analytics"} {
 		if err := rdb.XGroupCreate(ctx, keys.Stream, g, "0").Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -314,7 +296,7 @@ func TestReaperDestroysDeadGatewayGroupsOnly(t *testing.T) {
 		slices.Sort(names)
 		return names
 	}
-	want := []string{"analytics", "gw:a", "gw:b"}
+	want := []string{"analytics", stream.GroupName("a"), stream.GroupName("b")}
 	// The reaper counts a group after XGROUP DESTROY returns, so the count
 	// can trail the groups vanishing: wait for both.
 	gatewaytest.Eventually(t, waitFor, func() error {
@@ -337,7 +319,7 @@ func TestReaperDestroysDeadGatewayGroupsOnly(t *testing.T) {
 	if _, err := g1.Reap(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := groups(); !slices.Contains(got, "gw:a") {
+	if got := groups(); !slices.Contains(got, stream.GroupName("a")) {
 		t.Errorf("gateway a reaped its own group: %v", got)
 	}
 }
@@ -345,12 +327,8 @@ func TestReaperDestroysDeadGatewayGroupsOnly(t *testing.T) {
 // Redis restarted empty: the relay starts a new epoch and republishes;
 // clients are told to resync and end with the committed canvas.
 func TestRedisRestartedEmptyClientsResyncAndConverge(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
-	rdb := newRedis(t, srv)
-	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
-	pub.StartEpoch("e1")
-	gw := gatewaytest.Start(t, opts(rdb, "a"), pub)
-	gw.WaitReady(t, "e1")
+	srv, rdb, pub := newRig(t, false)
+	gw := startReady(t, rdb, pub, "a")
 	clients := startClients(t, 5, gw.URL, "", nil)
 	pub.Publish(200)
 	waitConverged(t, pub, clients...)
@@ -376,13 +354,9 @@ func TestRedisRestartedEmptyClientsResyncAndConverge(t *testing.T) {
 // A new epoch without a Redis restart (the relay's StartEpoch deletes the
 // stream and its groups) is noticed the same way.
 func TestNewEpochResyncsClients(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
-	rdb := newRedis(t, srv)
-	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
-	pub.StartEpoch("e1")
+	_, rdb, pub := newRig(t, false)
 	pub.Publish(30)
-	gw := gatewaytest.Start(t, opts(rdb, "a"), pub)
-	gw.WaitReady(t, "e1")
+	gw := startReady(t, rdb, pub, "a")
 	clients := startClients(t, 3, gw.URL, "", nil)
 	pub.StartEpoch("e2")
 	pub.Publish(40)
@@ -395,12 +369,8 @@ func TestNewEpochResyncsClients(t *testing.T) {
 // While Redis is down clients stay connected; when it returns (with its
 // data) the flow resumes and nothing is lost.
 func TestRedisOutageKeepsClientsAndLosesNothing(t *testing.T) {
-	srv := redisproc.MustStart(t, true)
-	rdb := newRedis(t, srv)
-	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
-	pub.StartEpoch("e1")
-	gw := gatewaytest.Start(t, opts(rdb, "a"), pub)
-	gw.WaitReady(t, "e1")
+	srv, rdb, pub := newRig(t, true)
+	gw := startReady(t, rdb, pub, "a")
 	clients := startClients(t, 4, gw.URL, "", nil)
 	pub.Publish(100)
 	waitConverged(t, pub, clients...)
@@ -426,5 +396,31 @@ func TestRedisOutageKeepsClientsAndLosesNothing(t *testing.T) {
 	}
 	if st := gw.G.Stats(); !st.Ready || st.LastError != "" {
 		t.Errorf("gateway stats after recovery %+v", st)
+	}
+}
+
+// Close returns only once every connection's writer goroutine has
+// returned: none is left writing to a closed gateway's clients.
+func TestCloseJoinsWriters(t *testing.T) {
+	_, rdb, pub := newRig(t, false)
+	g, err := gateway.New(opts(rdb, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Writers that take a while to wind down: Close must wait for them.
+	g.SetWriterExit(func() { time.Sleep(1500 * time.Millisecond) }) // longer than a client's close grace
+	gw := gatewaytest.Serve(t, g, pub)
+	gw.WaitReady(t, "e1")
+	startClients(t, 12, gw.URL, "", nil)
+	pub.Publish(200)
+	gatewaytest.Eventually(t, waitFor, func() error {
+		if n := gw.G.LiveWriters(); n != 12 {
+			return fmt.Errorf("%d writers running, want 12", n)
+		}
+		return nil
+	})
+	gw.G.Close()
+	if n := gw.G.LiveWriters(); n != 0 {
+		t.Fatalf("%d writer goroutines still running after Close returned", n)
 	}
 }

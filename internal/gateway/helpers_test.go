@@ -13,12 +13,12 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/client"
 	"github.com/pixelflow/pixelflow/internal/gateway"
 	"github.com/pixelflow/pixelflow/internal/gateway/gatewaytest"
 	"github.com/pixelflow/pixelflow/internal/protocol"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
+	"github.com/pixelflow/pixelflow/internal/redisproc/redistest"
 )
 
 const waitFor = 8 * time.Second
@@ -201,5 +201,22 @@ func seqRange(from, to uint64) []uint64 {
 	return out
 }
 
-// pos is shorthand for a position.
-func pos(epoch string, seq uint64) canvas.Position { return canvas.Position{Epoch: epoch, Seq: seq} }
+// newRig is where every gateway test starts: a real redis-server (with AOF
+// when appendOnly), a client of it, and a publisher of canvas "t" (on a
+// client of its own) in epoch e1.
+func newRig(t testing.TB, appendOnly bool) (*redisproc.Server, *redis.Client, *gatewaytest.Publisher) {
+	t.Helper()
+	srv := redistest.MustStart(t, appendOnly)
+	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
+	pub.StartEpoch("e1")
+	return srv, newRedis(t, srv), pub
+}
+
+// startReady runs gateway id (test options) on rdb, serving pub's
+// snapshot, and waits until it follows epoch e1.
+func startReady(t testing.TB, rdb *redis.Client, pub *gatewaytest.Publisher, id string) *gatewaytest.Server {
+	t.Helper()
+	gw := gatewaytest.Start(t, opts(rdb, id), pub)
+	gw.WaitReady(t, "e1")
+	return gw
+}

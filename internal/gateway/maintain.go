@@ -6,21 +6,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
-// Liveness of gateway instances lives in one sorted set per canvas,
-// pf:{<canvas>}:gateways, member = instance id, score = the Redis server's
-// clock in milliseconds at its last heartbeat. Using the server's clock for
-// both writing and judging makes the reaper immune to skew between hosts.
-
-// beatScript records a heartbeat at Redis's own time and returns that time.
-var beatScript = redis.NewScript(`
-local t = redis.call('TIME')
-local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], ms, ARGV[1])
-return ms
-`)
+// Liveness of gateway instances lives in one sorted set per canvas
+// (stream.Keys.Gateways), member = instance id, score = the Redis server's
+// clock in milliseconds at its last heartbeat (stream.Heartbeat). Using the
+// server's clock for both writing and judging makes the reaper immune to
+// skew between hosts.
 
 // maintain heartbeats, reaps dead instances' groups and measures lag every
 // HeartbeatInterval until ctx ends. Errors are recorded and retried next tick.
@@ -60,10 +53,8 @@ func (g *Gateway) maintain(ctx context.Context) {
 
 // beat records that this instance is alive.
 func (g *Gateway) beat(ctx context.Context) error {
-	if err := beatScript.Run(ctx, g.opts.Redis, []string{g.beatKey}, g.opts.InstanceID).Err(); err != nil {
-		return fmt.Errorf("heartbeat: %w", err)
-	}
-	return nil
+	_, err := g.stream.Heartbeat(ctx, g.opts.InstanceID)
+	return err
 }
 
 // reap destroys the consumer groups of gateway instances whose heartbeat is
@@ -98,7 +89,7 @@ func (g *Gateway) reap(ctx context.Context) ([]string, error) {
 	}
 	var reaped []string
 	for _, gr := range groups {
-		id, ok := strings.CutPrefix(gr.Name, groupPrefix)
+		id, ok := stream.GroupInstance(gr.Name)
 		if !ok || id == g.opts.InstanceID || alive[id] {
 			continue
 		}

@@ -17,7 +17,6 @@ import (
 	"github.com/pixelflow/pixelflow/internal/gateway"
 	"github.com/pixelflow/pixelflow/internal/gateway/gatewaytest"
 	"github.com/pixelflow/pixelflow/internal/protocol"
-	"github.com/pixelflow/pixelflow/internal/redisproc"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
@@ -28,12 +27,9 @@ type protoFixture struct {
 	gw  *gatewaytest.Server
 }
 
-func newProto(t *testing.T, n int, tweak func(*gateway.Options)) protoFixture {
+func newProto(t testing.TB, n int, tweak func(*gateway.Options)) protoFixture {
 	t.Helper()
-	srv := redisproc.MustStart(t, false)
-	rdb := newRedis(t, srv)
-	pub := gatewaytest.NewPublisher(t, newRedis(t, srv), "t")
-	pub.StartEpoch("e1")
+	_, rdb, pub := newRig(t, false)
 	if n > 0 {
 		pub.Publish(n)
 	}

@@ -11,7 +11,13 @@
 // the write's answer never arrived (outcome unknown) and its event id is not
 // known. A client "saw" a write if it received the write's event or loaded a
 // snapshot holding that pixel at the write's version or a later one: after a
-// resync a client legitimately skips events that its snapshot covers.
+// resync a client legitimately skips events that its snapshot covers. Only a
+// snapshot loaded after the write began counts: versions start over when the
+// store loses its data (a DATA_DIR=memory restart, a restore, a rollback),
+// and a snapshot of the old history with a higher version says nothing about
+// a write of the new one. Within one history a snapshot loaded before a
+// write began cannot hold it or anything newer at that pixel, so the rule
+// never calls a covered write lost.
 //
 // Concurrency: every method is safe for concurrent use. Memory is one entry
 // per write plus, per client, one counter per distinct event received.
@@ -87,8 +93,27 @@ type Recorder struct {
 type clientLog struct {
 	counts    []uint8 // write index → times received (saturates at 255)
 	unmatched map[key]int
-	snapVer   map[[2]int]int64
+	snaps     map[[2]int][]snapMark
 	events    int
+}
+
+// snapMark is one snapshot's version of a pixel and when it was loaded. A
+// pixel keeps only marks that no other mark beats on both counts (loaded
+// later with at least the version): normally one.
+type snapMark struct {
+	at      time.Time
+	version int64
+}
+
+// covers reports whether a snapshot loaded at or after start held p at
+// version or later.
+func (c *clientLog) covers(p [2]int, version int64, start time.Time) bool {
+	for _, m := range c.snaps[p] {
+		if m.version >= version && !m.at.Before(start) {
+			return true
+		}
+	}
+	return false
 }
 
 // NewRecorder returns an empty history. Colours start at seed (any value;
@@ -124,7 +149,7 @@ func (r *Recorder) Write(w Write) {
 func (r *Recorder) client(name string) *clientLog {
 	c := r.clients[name]
 	if c == nil {
-		c = &clientLog{unmatched: map[key]int{}, snapVer: map[[2]int]int64{}}
+		c = &clientLog{unmatched: map[key]int{}, snaps: map[[2]int][]snapMark{}}
 		r.clients[name] = c
 	}
 	return c
@@ -165,15 +190,20 @@ func (c *clientLog) count(i, n int) {
 	c.counts[i] = uint8(min(255, int(c.counts[i])+n))
 }
 
-// Snapshot records a snapshot a client loaded: pixel -> version.
-func (r *Recorder) Snapshot(clientName string, pixels map[[2]int]int64) {
+// Snapshot records a snapshot a client loaded at time at (on the clock the
+// writes' Start uses): pixel -> version.
+func (r *Recorder) Snapshot(clientName string, at time.Time, pixels map[[2]int]int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c := r.client(clientName)
 	for p, v := range pixels {
-		if v > c.snapVer[p] {
-			c.snapVer[p] = v
+		marks := c.snaps[p][:0]
+		for _, m := range c.snaps[p] {
+			if m.at.After(at) || m.version > v {
+				marks = append(marks, m)
+			}
 		}
+		c.snaps[p] = append(marks, snapMark{at: at, version: v})
 	}
 }
 
@@ -267,7 +297,7 @@ func (r *Recorder) Check() (Counts, []Verdict) {
 				if len(v.UnexpectedExamples) < 5 {
 					v.UnexpectedExamples = append(v.UnexpectedExamples, fmt.Sprintf("(%d,%d) %s (a failed write)", w.GX, w.GY, w.Color))
 				}
-			case times == 0 && w.Outcome == OK && c.snapVer[[2]int{w.GX, w.GY}] < w.Version:
+			case times == 0 && w.Outcome == OK && !c.covers([2]int{w.GX, w.GY}, w.Version, w.Start):
 				v.Lost++
 				if len(v.LostExamples) < 5 {
 					v.LostExamples = append(v.LostExamples, fmt.Sprintf("(%d,%d) %s v%d id %s", w.GX, w.GY, w.Color, w.Version, w.EventID))

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
 )
@@ -34,13 +35,13 @@ func TestCheckerFindsLostUnexpectedAndDuplicated(t *testing.T) {
 	r.Event("clean", ev("e2", 2, 2, b))
 	r.Event("clean", ev("e3", 3, 3, c))
 	r.Event("clean", canvas.Event{ID: "k", Kind: canvas.KindCanary})
-	r.Snapshot("clean", map[[2]int]int64{{5, 5}: 4})
+	r.Snapshot("clean", time.Now(), map[[2]int]int64{{5, 5}: 4})
 
 	// bad: misses e2, has an old snapshot of (5,5), sees a failed write and a stranger.
 	r.Event("bad", ev("e1", 1, 1, a))
 	r.Event("bad", ev("e4", 4, 4, d))
 	r.Event("bad", ev("x", 9, 9, 0x123456))
-	r.Snapshot("bad", map[[2]int]int64{{5, 5}: 2})
+	r.Snapshot("bad", time.Now(), map[[2]int]int64{{5, 5}: 2})
 
 	counts, vs := r.Check()
 	if counts != (Counts{OK: 3, Unknown: 1, Failed: 1}) {
@@ -108,5 +109,30 @@ func TestEventBeforeItsWriteIsMatched(t *testing.T) {
 	_, vs := r.Check()
 	if v := vs[0]; v.Lost != 0 || v.Unexpected != 0 || v.Duplicated != 1 {
 		t.Fatalf("verdict %+v, want clean with one duplicate", v)
+	}
+}
+
+// A snapshot covers a write only if it was loaded after the write began:
+// after the store restarted empty, versions start over, and an old
+// snapshot's higher version at the pixel says nothing about a new write.
+// A snapshot loaded after the write still covers it.
+func TestSnapshotBeforeTheWriteDoesNotCoverIt(t *testing.T) {
+	r := NewRecorder(9)
+	t0 := time.Now()
+	r.Snapshot("stale", t0, map[[2]int]int64{{5, 5}: 7}) // the old history's (5,5) v7
+	r.Snapshot("fresh", t0, map[[2]int]int64{{5, 5}: 7})
+	w := Write{GX: 5, GY: 5, Color: r.NextColor(), Outcome: OK, EventID: "n1", Version: 2, Start: t0.Add(time.Second), End: t0.Add(2 * time.Second)}
+	r.Write(w)
+	r.Snapshot("fresh", t0.Add(3*time.Second), map[[2]int]int64{{5, 5}: 2})
+	_, vs := r.Check()
+	got := map[string]Verdict{}
+	for _, v := range vs {
+		got[v.Client] = v
+	}
+	if v := got["stale"]; v.Lost != 1 {
+		t.Errorf("stale = %+v: a snapshot loaded before the write covered it", v)
+	}
+	if v := got["fresh"]; v.Lost != 0 {
+		t.Errorf("fresh = %+v: a snapshot loaded after the write did not cover it", v)
 	}
 }

@@ -6,7 +6,11 @@
 // encoded once, for every client).
 package protocol
 
-import "time"
+import (
+	"time"
+
+	"github.com/pixelflow/pixelflow/internal/canvas"
+)
 
 // Frame types, the "type" of every frame.
 const (
@@ -91,4 +95,22 @@ type ServerFrame struct {
 	Resumed bool    `json:"resumed"`
 	Reason  string  `json:"reason"`
 	Events  []Event `json:"events"`
+}
+
+// Snapshot is the JSON answer of GET /api/canvas: the position, read
+// before the pixels, and every painted pixel (the API writes it, clients
+// read it).
+type Snapshot struct {
+	Width    int             `json:"width"`
+	Height   int             `json:"height"`
+	Position canvas.Position `json:"position"`
+	Pixels   []SnapshotPixel `json:"pixels"`
+}
+
+// SnapshotPixel is one painted pixel of a Snapshot.
+type SnapshotPixel struct {
+	GX      int    `json:"gx"`
+	GY      int    `json:"gy"`
+	Color   string `json:"color"`
+	Version int64  `json:"version"`
 }

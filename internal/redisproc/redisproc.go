@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -32,6 +31,9 @@ type Options struct {
 	// AppendOnly turns AOF persistence on (appendfsync always), so a SIGKILL
 	// loses nothing; off, a restart comes back empty.
 	AppendOnly bool
+	// Temporary makes Dir the server's own: Close removes it (a private
+	// server of DATA_DIR=memory leaves nothing behind in the temp folder).
+	Temporary bool
 }
 
 // Server is one redis-server child.
@@ -70,21 +72,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts}
 	if err := s.start(ctx); err != nil {
+		if opts.Temporary {
+			_ = os.RemoveAll(opts.Dir)
+		}
 		return nil, err
 	}
 	return s, nil
-}
-
-// MustStart starts a server in a temporary directory for a test and kills it
-// when the test ends. It fails the test (never skips) if redis-server is missing.
-func MustStart(tb testing.TB, appendOnly bool) *Server {
-	tb.Helper()
-	s, err := Start(context.Background(), Options{Dir: tb.TempDir(), AppendOnly: appendOnly})
-	if err != nil {
-		tb.Fatalf("start redis-server: %v", err)
-	}
-	tb.Cleanup(func() { s.Kill() })
-	return s
 }
 
 // Addr is the host:port the server listens on.
@@ -184,6 +177,17 @@ func (s *Server) Kill() {
 	}
 	_ = cmd.Process.Kill()
 	<-done
+}
+
+// Close kills the server and, when Options.Temporary, removes its directory.
+func (s *Server) Close() error {
+	s.Kill()
+	if s.opts.Temporary {
+		if err := os.RemoveAll(s.opts.Dir); err != nil {
+			return fmt.Errorf("remove redis dir: %w", err)
+		}
+	}
+	return nil
 }
 
 // Pause freezes the server (SIGSTOP), as a stalled host or a long fork:

@@ -1,4 +1,4 @@
-package redisproc
+package redisproc_test
 
 import (
 	"context"
@@ -10,13 +10,16 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/pixelflow/pixelflow/internal/redisproc"
+	"github.com/pixelflow/pixelflow/internal/redisproc/redistest"
 )
 
 // A relative directory works (make run uses DATA_DIR=data): redis-server
 // changes into its --dir before opening its log file.
 func TestStartWithRelativeDir(t *testing.T) {
 	t.Chdir(t.TempDir())
-	s, err := Start(context.Background(), Options{Dir: filepath.Join("data", "redis"), AppendOnly: true})
+	s, err := redisproc.Start(context.Background(), redisproc.Options{Dir: filepath.Join("data", "redis"), AppendOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,8 +35,23 @@ func TestStartWithRelativeDir(t *testing.T) {
 	}
 }
 
+// A temporary server's directory is gone after Close.
+func TestCloseRemovesTemporaryDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "private")
+	s, err := redisproc.Start(context.Background(), redisproc.Options{Dir: dir, Temporary: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s still exists after Close (%v)", dir, err)
+	}
+}
+
 func TestPauseResume(t *testing.T) {
-	s := MustStart(t, false)
+	s := redistest.MustStart(t, false)
 	if err := s.Pause(); err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +88,7 @@ func TestPauseResume(t *testing.T) {
 // way an fsync window loses them and checks what Redis loads afterwards.
 func TestCutAOF(t *testing.T) {
 	ctx := context.Background()
-	s := MustStart(t, true)
+	s := redistest.MustStart(t, true)
 	rdb := redis.NewClient(&redis.Options{Addr: s.Addr()})
 	defer rdb.Close()
 	two := `redis.call('XADD', KEYS[1], 'MAXLEN', '~', 1000, ARGV[1], 'f', 'v'); redis.call('XADD', KEYS[1], 'MAXLEN', '~', 1000, ARGV[2], 'f', 'v'); return 2`
@@ -142,23 +160,9 @@ func TestCutAOF(t *testing.T) {
 	}
 }
 
-func TestParseAOFRejectsGarbage(t *testing.T) {
-	for _, in := range []string{"hello\r\n", "*x\r\n", "*1\r\n$3\r\nGETX\r\n", "*1\r\nPING\r\n"} {
-		if _, _, err := parseAOF([]byte(in)); err == nil {
-			t.Errorf("parseAOF(%q) accepted it", in)
-		}
-	}
-}
-
-// A SIGKILL between two write(2) calls of one append leaves the file
-// ending inside a command or a MULTI block: the complete units end before
-// it.
-func TestParseAOFIncompleteTail(t *testing.T) {
-	ping := "*1\r\n$4\r\nPING\r\n"
-	for _, tail := range []string{"*1\r\n$5\r\nMUL", "*2\r\n$3\r\nGET\r\n", "*1\r\n$5\r\nMULTI\r\n" + ping, "*3"} {
-		units, complete, err := parseAOF([]byte(ping + tail))
-		if err != nil || len(units) != 1 || complete != int64(len(ping)) {
-			t.Errorf("tail %q: %d units, complete at %d, %v; want 1 unit, complete at %d", tail, len(units), complete, err, len(ping))
-		}
-	}
+// ping asks the server at addr for PONG.
+func ping(addr string) error {
+	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second})
+	defer c.Close()
+	return c.Ping(context.Background()).Err()
 }

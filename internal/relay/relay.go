@@ -4,12 +4,25 @@
 //
 // Lifecycle: Run loops until its context ends. As a standby it retries the
 // lease every LeaseTTL/3. As the leader it first syncs (reconciles the stream
-// with the outbox, see sync), then drains pending events in batches, woken by
-// the outbox change stream with a slow poll as the safety net, and renews the
-// lease. Redis or store errors back off with jitter and never lose an event:
-// an event leaves the pending state only in the same transaction that records
-// the sequence it was published at. On shutdown it finishes the batch in
-// flight and releases the lease so a standby takes over at once.
+// with the outbox, see sync), then drains pending events in bounded claims,
+// woken by the outbox change stream with a slow poll as the safety net, and
+// renews the lease. Redis or store errors back off with jitter and never lose
+// an event: an event leaves the pending state only in the same transaction
+// that records the sequence it was published at. On shutdown it finishes the
+// claim in flight and releases the lease so a standby takes over at once.
+//
+// Three rules keep the stream's numbers honest under any crash or stall:
+//
+//   - A claim's numbers are recorded in the store before the XADD, and a
+//     successor finishes an open claim with exactly those numbers: in one
+//     epoch a sequence number never names two events, even when Redis loses
+//     entries that were already delivered.
+//   - Every lease acquisition that is not a renewal starts a new term, and
+//     every Redis mutation is a script that refuses an older term: a leader
+//     that stalls past its lease cannot touch its successor's stream.
+//   - An epoch change is recorded in the store first and resumed, never
+//     restarted: a failing step is retried into the same epoch, and the
+//     republish window is requeued in bounded transactions.
 package relay
 
 import (
@@ -19,18 +32,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pixelflow/pixelflow/internal/backoff"
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/option"
 	"github.com/pixelflow/pixelflow/internal/store"
 	"github.com/pixelflow/pixelflow/internal/stream"
 	"github.com/pixelflow/pixelflow/internal/telemetry"
@@ -40,17 +52,22 @@ import (
 type Outbox interface {
 	AcquireLease(ctx context.Context, holder string, ttl time.Duration) (store.Lease, bool, error)
 	ReleaseLease(ctx context.Context, holder string) error
-	Claim(ctx context.Context, holder string, at canvas.Position) (string, []canvas.Event, error)
+	Claim(ctx context.Context, holder string, term int64, at canvas.Position, limit int) (store.Claim, []canvas.Event, error)
+	ClaimEvents(ctx context.Context, c store.Claim) ([]canvas.Event, error)
 	Published(ctx context.Context, epoch string, from, to uint64) ([]canvas.Event, error)
-	MarkPublished(ctx context.Context, holder string, from canvas.Position, b store.Batch, at time.Time) error
-	StartEpoch(ctx context.Context, holder string, from canvas.Position, epoch string, republishSince time.Time) (int64, error)
+	MarkPublished(ctx context.Context, holder string, term int64, from canvas.Position, c store.Claim, at time.Time) error
+	BeginEpoch(ctx context.Context, holder string, term int64, candidate string, republishSince time.Time) (string, error)
+	Requeue(ctx context.Context, holder string, term int64, limit int) (int, bool, error)
+	CommitEpoch(ctx context.Context, holder string, term int64, epoch string) error
 	WatchOutbox(ctx context.Context) (<-chan struct{}, <-chan error)
 }
 
-// Stream is what the relay needs of the Redis stream.
+// Stream is what the relay needs of the Redis stream. Every mutation carries
+// the lease term, which Redis checks (see package stream).
 type Stream interface {
-	Publish(ctx context.Context, epoch string, expectTail uint64, entries []stream.Entry) error
-	StartEpoch(ctx context.Context, epoch string) error
+	ClaimTerm(ctx context.Context, term int64) error
+	Publish(ctx context.Context, term int64, epoch string, expectTail uint64, entries []stream.Entry) error
+	StartEpoch(ctx context.Context, term int64, epoch string) error
 	Tail(ctx context.Context) (canvas.Position, error)
 	Range(ctx context.Context, from, to uint64, count int64) ([]stream.Entry, error)
 }
@@ -60,10 +77,15 @@ type Options struct {
 	// Holder identifies this relay in the lease. Required, unique per process.
 	Holder string
 	// LeaseTTL is how long a lease lasts unrenewed: a crashed leader's
-	// standby takes over after at most this long. Default 5s.
+	// standby takes over after at most this long. Default DefaultLeaseTTL.
 	LeaseTTL time.Duration
 	// BatchSize bounds the events appended per XADD script call. Default 512.
 	BatchSize int
+	// ClaimLimit bounds the events claimed (and so marked, and recorded in
+	// one batch document) per store transaction, and the events requeued
+	// per transaction into a new epoch: the relay's memory and transaction
+	// size do not grow with the backlog. Default 4096.
+	ClaimLimit int
 	// Linger is how long the relay waits after publishing a batch of at
 	// least lingerAfter events (a sign of load) before it
 	// claims the next one, so that under load it publishes fewer, larger
@@ -79,9 +101,16 @@ type Options struct {
 	// RepublishWindow is how far back published events are republished into a
 	// new epoch after Redis lost the stream. Default 10m.
 	RepublishWindow time.Duration
-	// Failpoint, when set, is called at "relay:after-xadd"; a non-nil error
-	// makes the relay stop right there, as if the process died between the
-	// XADD and marking the outbox. For tests.
+	// Failpoint, when set, is called at named places. For tests:
+	//   - "relay:after-xadd": a non-nil error stops the relay right there,
+	//     as if the process died between the XADD and marking the outbox;
+	//   - "relay:before-epoch-redis": called just before an epoch change
+	//     touches Redis (a test stalls a leader there);
+	//   - "relay:forget-claim" and "relay:epoch-redis-first": a non-nil
+	//     error switches a fix off and restores an old defect (a successor
+	//     ignores the open claim's recorded numbers; an epoch change starts
+	//     in Redis with a fresh epoch before the store records it), so the
+	//     tests and drills can show they would catch it.
 	Failpoint func(name string) error
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
@@ -133,16 +162,35 @@ type Status struct {
 	LastErrorAt   time.Time `json:"lastErrorAt,omitzero"`
 }
 
+// Defaults of the options that pixelflow's settings set (config takes its
+// defaults from here: one default per setting).
+const (
+	DefaultLeaseTTL       = 5 * time.Second
+	DefaultCanaryInterval = 2 * time.Second
+)
+
+// Validate refuses options the relay cannot run with (zero or negative
+// durations stand for their defaults). New calls it; so does config.Parse,
+// before anything opens.
+func (o Options) Validate() error {
+	c := option.Checker{Component: "relay"}
+	c.Check(o.Holder != "", "Holder", `""`, "is required (unique per process)")
+	return c.Err()
+}
+
 // New validates opts and returns a relay.
 func New(out Outbox, st Stream, opts Options) (*Relay, error) {
-	if opts.Holder == "" {
-		return nil, errors.New("relay: Holder is required")
+	if err := opts.Validate(); err != nil {
+		return nil, err
 	}
 	if opts.LeaseTTL <= 0 {
-		opts.LeaseTTL = 5 * time.Second
+		opts.LeaseTTL = DefaultLeaseTTL
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 512
+	}
+	if opts.ClaimLimit <= 0 {
+		opts.ClaimLimit = 4096
 	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = time.Second
@@ -163,7 +211,7 @@ func New(out Outbox, st Stream, opts Options) (*Relay, error) {
 		opts.Propagator = propagation.TraceContext{}
 	}
 	if opts.Canary != nil && opts.CanaryInterval <= 0 {
-		opts.CanaryInterval = 2 * time.Second
+		opts.CanaryInterval = DefaultCanaryInterval
 	}
 	r := &Relay{out: out, st: st, opts: opts}
 	if opts.Tracer != nil {
@@ -261,7 +309,7 @@ func (r *Relay) watch(ctx context.Context) <-chan struct{} {
 // lead publishes while this relay holds the lease. It returns when the lease
 // is lost (or cannot be renewed in time), ctx ends, or a failpoint fires.
 func (r *Relay) lead(ctx context.Context, lease store.Lease, wake <-chan struct{}) error {
-	pos := lease.Position
+	pos, term := lease.Position, lease.Term
 	renewAt := time.Now().Add(r.opts.LeaseTTL / 3)
 	expires := lease.ExpiresAt
 	synced := false
@@ -295,8 +343,8 @@ func (r *Relay) lead(ctx context.Context, lease store.Lease, wake <-chan struct{
 			case !ok:
 				return fmt.Errorf("lease taken by %s: %w", l.Holder, store.ErrLeaseLost)
 			}
-			if l.Position != pos {
-				return fmt.Errorf("sequencer moved to %s while we held %s: %w", l.Position, pos, store.ErrLeaseLost)
+			if l.Term != term || (synced && l.Position != pos) {
+				return fmt.Errorf("sequencer moved to %s (term %d) while we held %s (term %d): %w", l.Position, l.Term, pos, term, store.ErrLeaseLost)
 			}
 			expires, renewAt = l.ExpiresAt, time.Now().Add(r.opts.LeaseTTL/3)
 		}
@@ -308,7 +356,7 @@ func (r *Relay) lead(ctx context.Context, lease store.Lease, wake <-chan struct{
 		}
 		var err error
 		if !synced {
-			pos, err = r.sync(ctx, pos)
+			pos, err = r.sync(ctx, term)
 			if err == nil {
 				synced = true
 				r.update(func(s *Status) { s.Epoch, s.Seq, s.State = pos.Epoch, pos.Seq, "leader" })
@@ -316,11 +364,13 @@ func (r *Relay) lead(ctx context.Context, lease store.Lease, wake <-chan struct{
 		}
 		n := 0
 		if err == nil {
-			pos, n, err = r.publishClaim(ctx, pos)
+			pos, n, err = r.publishClaim(ctx, term, pos)
 		}
 		switch {
 		case errors.Is(err, ErrFailpoint), errors.Is(err, store.ErrLeaseLost):
 			return err
+		case errors.Is(err, stream.ErrFenced):
+			return fmt.Errorf("%w: %w", store.ErrLeaseLost, err)
 		case err != nil:
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -355,11 +405,20 @@ func (r *Relay) lead(ctx context.Context, lease store.Lease, wake <-chan struct{
 	}
 }
 
-// publishClaim claims every pending event and publishes them after pos in
-// chunks of BatchSize, then marks them all published in one transaction. It
-// returns the new position and how many events it published.
-func (r *Relay) publishClaim(ctx context.Context, pos canvas.Position) (canvas.Position, int, error) {
-	claim, events, err := r.out.Claim(ctx, r.opts.Holder, pos)
+// failpoint reports whether the test failpoint name is armed.
+func (r *Relay) failpoint(name string) error {
+	if r.opts.Failpoint == nil {
+		return nil
+	}
+	return r.opts.Failpoint(name)
+}
+
+// publishClaim claims up to ClaimLimit pending events (their numbers are
+// recorded in the store first), appends them after pos in chunks of
+// BatchSize and marks them published. It returns the new position and how
+// many events it published.
+func (r *Relay) publishClaim(ctx context.Context, term int64, pos canvas.Position) (canvas.Position, int, error) {
+	c, events, err := r.out.Claim(ctx, r.opts.Holder, term, pos, r.opts.ClaimLimit)
 	if err != nil || len(events) == 0 {
 		return pos, 0, err
 	}
@@ -368,119 +427,214 @@ func (r *Relay) publishClaim(ctx context.Context, pos canvas.Position) (canvas.P
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	now := time.Now()
-	ids := make([]string, len(events))
-	for start := 0; start < len(events); start += r.opts.BatchSize {
-		chunk := events[start:min(start+r.opts.BatchSize, len(events))]
-		tail := pos.Seq + uint64(start)
-		entries := make([]stream.Entry, len(chunk))
-		var spans []trace.Span
-		for i, ev := range chunk {
-			ev.Epoch, ev.Seq = pos.Epoch, tail+uint64(i)+1
-			if sp := r.publishSpan(bctx, &ev); sp != nil {
-				spans = append(spans, sp)
-			}
-			entries[i] = stream.Entry{Event: ev, PublishedAt: now}
-			ids[start+i] = ev.ID
-		}
-		err := r.st.Publish(bctx, pos.Epoch, tail, entries)
-		endSpans(spans, err)
-		if err != nil {
-			return pos, 0, fmt.Errorf("publish %d events after %d: %w", len(entries), tail, err)
-		}
-		if r.opts.Failpoint != nil {
-			if err := r.opts.Failpoint("relay:after-xadd"); err != nil {
-				return pos, 0, fmt.Errorf("%w: %v", ErrFailpoint, err)
-			}
-		}
+	if err := r.append(bctx, term, pos.Epoch, pos.Seq, events, now, true); err != nil {
+		return pos, 0, err
 	}
-	if err := r.out.MarkPublished(bctx, r.opts.Holder, pos, store.Batch{Claim: claim, IDs: ids}, now); err != nil {
-		return pos, 0, fmt.Errorf("mark %d events published: %w", len(ids), err)
+	if err := r.out.MarkPublished(bctx, r.opts.Holder, term, pos, c, now); err != nil {
+		return pos, 0, fmt.Errorf("mark %d events published: %w", len(events), err)
 	}
-	next := canvas.Position{Epoch: pos.Epoch, Seq: pos.Seq + uint64(len(events))}
+	next := canvas.Position{Epoch: pos.Epoch, Seq: c.Last()}
 	r.update(func(s *Status) {
 		s.Seq, s.Published, s.Batches, s.LastPublishAt = next.Seq, s.Published+int64(len(events)), s.Batches+1, now
 	})
 	return next, len(events), nil
 }
 
-// sync reconciles the stream with the sequencer's position pos (from the
-// store) before publishing:
+// append publishes events at tail+1, tail+2, … in epoch, in chunks of
+// BatchSize. traced gives each event a producer span (a first publication;
+// a repair republishes without new spans).
+func (r *Relay) append(ctx context.Context, term int64, epoch string, tail uint64, events []canvas.Event, now time.Time, traced bool) error {
+	for start := 0; start < len(events); start += r.opts.BatchSize {
+		chunk := events[start:min(start+r.opts.BatchSize, len(events))]
+		at := tail + uint64(start)
+		entries := make([]stream.Entry, len(chunk))
+		var spans []trace.Span
+		for i, ev := range chunk {
+			ev.Epoch, ev.Seq = epoch, at+uint64(i)+1
+			if traced {
+				if sp := r.publishSpan(ctx, &ev); sp != nil {
+					spans = append(spans, sp)
+				}
+			}
+			entries[i] = stream.Entry{Event: ev, PublishedAt: now}
+		}
+		err := r.st.Publish(ctx, term, epoch, at, entries)
+		endSpans(spans, err)
+		if err != nil {
+			return fmt.Errorf("publish %d events after %d: %w", len(entries), at, err)
+		}
+		if err := r.failpoint("relay:after-xadd"); err != nil {
+			return fmt.Errorf("%w: %v", ErrFailpoint, err)
+		}
+	}
+	return nil
+}
+
+// sync reconciles the stream with the sequencer's state before publishing.
+// It reads that state afresh (a renewal of the lease), first records the
+// lease term in Redis so a deposed leader can no longer touch the stream,
+// then:
 //
+//   - An epoch change is in progress: finish it (same epoch).
 //   - Redis has no epoch, or another one: Redis lost its data (or this is the
-//     first start). Start a new epoch and requeue the republish window.
-//   - The stream's tail is past pos: a previous leader died between XADD and
-//     marking. Mark those entries published instead of publishing them twice.
-//   - The tail is behind pos: Redis lost its newest entries (e.g. an fsync
-//     window). Republish them with their sequence numbers from the outbox, or
-//     start a new epoch if the outbox no longer has them.
-func (r *Relay) sync(ctx context.Context, pos canvas.Position) (canvas.Position, error) {
+//     first start). Start a new epoch.
+//   - The stream holds numbers past everything ever handed out (the marked
+//     position plus the open claim): it is not this sequencer's stream. New
+//     epoch.
+//   - The tail is behind the marked position: Redis lost its newest entries
+//     (an fsync window, an async failover). Republish them with their
+//     numbers from the batch records, or start a new epoch if the outbox no
+//     longer has them (always so on the embedded store, which prunes).
+//   - An open claim: a previous leader died between XADD and marking. The
+//     claim's entries the stream holds are checked against the record; the
+//     rest are appended with the numbers the claim recorded; then the claim
+//     is marked. A number handed out never names another event in its epoch.
+func (r *Relay) sync(ctx context.Context, term int64) (canvas.Position, error) {
+	l, ok, err := r.out.AcquireLease(ctx, r.opts.Holder, r.opts.LeaseTTL)
+	switch {
+	case err != nil:
+		return canvas.Position{}, err
+	case !ok || l.Term != term:
+		return canvas.Position{}, fmt.Errorf("lease held by %s (term %d): %w", l.Holder, l.Term, store.ErrLeaseLost)
+	}
+	if err := r.st.ClaimTerm(ctx, term); err != nil {
+		return l.Position, err
+	}
+	if l.NextEpoch != "" {
+		return r.newEpoch(ctx, term, l.Position, "resuming the epoch change in progress")
+	}
+	pos, claim := l.Position, l.Claim
+	if claim != nil && r.failpoint("relay:forget-claim") != nil {
+		claim = nil // the old defect: the open claim's numbers are not honoured
+	}
 	tail, err := r.st.Tail(ctx)
 	if err != nil {
 		return pos, err
 	}
+	handedOut := pos.Seq
+	if claim != nil {
+		handedOut = claim.Last()
+	}
 	switch {
 	case tail.Epoch == "" || tail.Epoch != pos.Epoch:
-		return r.newEpoch(ctx, pos, fmt.Sprintf("stream epoch %q, sequencer epoch %q", tail.Epoch, pos.Epoch))
-	case tail.Seq > pos.Seq:
-		for pos.Seq < tail.Seq {
-			entries, err := r.st.Range(ctx, pos.Seq+1, tail.Seq, int64(r.opts.BatchSize))
-			if err != nil {
-				return pos, err
-			}
-			if len(entries) == 0 || entries[0].Seq != pos.Seq+1 {
-				return r.newEpoch(ctx, pos, "unmarked stream entries were trimmed")
-			}
-			marks := make([]string, 0, len(entries))
-			for i, e := range entries {
-				if e.Seq != pos.Seq+uint64(i)+1 || e.Epoch != pos.Epoch {
-					return r.newEpoch(ctx, pos, fmt.Sprintf("stream entry %d breaks the sequence", e.Seq))
-				}
-				marks = append(marks, e.ID)
-			}
-			if err := r.out.MarkPublished(ctx, r.opts.Holder, pos, store.Batch{IDs: marks}, entries[len(entries)-1].PublishedAt); err != nil {
-				return pos, err
-			}
-			pos.Seq += uint64(len(marks))
-			r.update(func(s *Status) { s.Reconciled += int64(len(marks)) })
-			r.opts.Logger.Info("relay: marked entries a previous leader published", "count", len(marks), "seq", pos.Seq)
-		}
+		return r.newEpoch(ctx, term, pos, fmt.Sprintf("stream epoch %q, sequencer epoch %q", tail.Epoch, pos.Epoch))
+	case tail.Seq > handedOut:
+		return r.newEpoch(ctx, term, pos, fmt.Sprintf("stream tail %d is past every number handed out (%d)", tail.Seq, handedOut))
 	case tail.Seq < pos.Seq:
-		events, err := r.out.Published(ctx, pos.Epoch, tail.Seq+1, pos.Seq)
-		if err != nil {
+		if err := r.repairLost(ctx, term, pos, tail.Seq); err != nil {
+			if errors.Is(err, errUnrepairable) {
+				return r.newEpoch(ctx, term, pos, err.Error())
+			}
 			return pos, err
 		}
-		if uint64(len(events)) != pos.Seq-tail.Seq {
-			return r.newEpoch(ctx, pos, fmt.Sprintf("stream lost entries %d..%d and the outbox no longer has them all", tail.Seq+1, pos.Seq))
-		}
-		now := time.Now()
-		for start := 0; start < len(events); start += r.opts.BatchSize {
-			chunk := events[start:min(start+r.opts.BatchSize, len(events))]
-			entries := make([]stream.Entry, len(chunk))
-			for i, ev := range chunk {
-				entries[i] = stream.Entry{Event: ev, PublishedAt: now}
-			}
-			if err := r.st.Publish(ctx, pos.Epoch, tail.Seq+uint64(start), entries); err != nil {
-				return pos, err
-			}
-		}
-		r.opts.Logger.Warn("relay: stream lost its newest entries; republished them from the outbox", "from", tail.Seq+1, "to", pos.Seq)
+		tail.Seq = pos.Seq
 	}
-	return pos, nil
+	if claim == nil {
+		return pos, nil
+	}
+	return r.finishClaim(ctx, term, pos, *claim, tail.Seq)
 }
 
-// newEpoch starts a new epoch in Redis, then in the store (fenced by the
-// lease), requeueing recently published events so they reach the new stream.
-func (r *Relay) newEpoch(ctx context.Context, pos canvas.Position, why string) (canvas.Position, error) {
-	epoch := NewEpochID()
-	if err := r.st.StartEpoch(ctx, epoch); err != nil {
-		return pos, err
+// errUnrepairable: the stream lost entries the outbox no longer holds.
+var errUnrepairable = errors.New("stream lost entries the outbox no longer has")
+
+// repairLost republishes the marked entries tail+1..pos.Seq that Redis lost,
+// with their own numbers, ClaimLimit at a time.
+func (r *Relay) repairLost(ctx context.Context, term int64, pos canvas.Position, tail uint64) error {
+	from := tail + 1
+	for from <= pos.Seq {
+		to := min(pos.Seq, from+uint64(r.opts.ClaimLimit)-1)
+		events, err := r.out.Published(ctx, pos.Epoch, from, to)
+		if err != nil {
+			return err
+		}
+		if uint64(len(events)) != to-from+1 {
+			return fmt.Errorf("%w: %d..%d", errUnrepairable, from, pos.Seq)
+		}
+		if err := r.append(ctx, term, pos.Epoch, from-1, events, time.Now(), false); err != nil {
+			return err
+		}
+		from = to + 1
 	}
-	n, err := r.out.StartEpoch(ctx, r.opts.Holder, pos, epoch, time.Now().Add(-r.opts.RepublishWindow))
+	r.opts.Logger.Warn("relay: stream lost its newest entries; republished them from the outbox", "from", tail+1, "to", pos.Seq)
+	return nil
+}
+
+// finishClaim completes an open claim whose first tail-pos.Seq entries the
+// stream already holds.
+func (r *Relay) finishClaim(ctx context.Context, term int64, pos canvas.Position, c store.Claim, tail uint64) (canvas.Position, error) {
+	events, err := r.out.ClaimEvents(ctx, c)
+	if errors.Is(err, store.ErrClaimBroken) {
+		return r.newEpoch(ctx, term, pos, err.Error())
+	}
 	if err != nil {
 		return pos, err
 	}
+	done := int(tail - pos.Seq)
+	if done > 0 {
+		have, err := r.st.Range(ctx, pos.Seq+1, tail, int64(done))
+		if err != nil {
+			return pos, err
+		}
+		if len(have) != done {
+			return r.newEpoch(ctx, term, pos, fmt.Sprintf("stream holds %d of the claim's first %d entries", len(have), done))
+		}
+		for i, e := range have {
+			if e.ID != c.IDs[i] {
+				return r.newEpoch(ctx, term, pos, fmt.Sprintf("stream entry %d is %s, the claim recorded %s", e.Seq, e.ID, c.IDs[i]))
+			}
+		}
+	}
+	now := time.Now()
+	if err := r.append(ctx, term, pos.Epoch, tail, events[done:], now, true); err != nil {
+		return pos, err
+	}
+	if err := r.out.MarkPublished(ctx, r.opts.Holder, term, pos, c, now); err != nil {
+		return pos, fmt.Errorf("mark the claim a previous leader left open: %w", err)
+	}
+	r.update(func(s *Status) { s.Reconciled += int64(done) })
+	r.opts.Logger.Info("relay: finished the claim a previous leader left open", "found", done, "appended", len(c.IDs)-done, "seq", c.Last())
+	return canvas.Position{Epoch: pos.Epoch, Seq: c.Last()}, nil
+}
+
+// newEpoch moves the stream to a new epoch, resumably: the store records
+// the new epoch first (a retry or a successor finishes the same change
+// instead of starting yet another), the republish window is requeued in
+// bounded transactions, then Redis is emptied under the new epoch (fenced
+// by the term), and last the store commits the change.
+func (r *Relay) newEpoch(ctx context.Context, term int64, pos canvas.Position, why string) (canvas.Position, error) {
+	candidate := NewEpochID()
+	if r.failpoint("relay:epoch-redis-first") != nil {
+		// The old defect: Redis first, with an epoch of its own each try.
+		if err := r.st.StartEpoch(ctx, term, candidate); err != nil {
+			return pos, err
+		}
+	}
+	epoch, err := r.out.BeginEpoch(ctx, r.opts.Holder, term, candidate, time.Now().Add(-r.opts.RepublishWindow))
+	if err != nil {
+		return pos, err
+	}
+	requeued := 0
+	for more := true; more; {
+		var n int
+		if n, more, err = r.out.Requeue(ctx, r.opts.Holder, term, r.opts.ClaimLimit); err != nil {
+			return pos, err
+		}
+		requeued += n
+	}
+	if err := r.failpoint("relay:before-epoch-redis"); err != nil {
+		return pos, err
+	}
+	if r.failpoint("relay:epoch-redis-first") == nil {
+		if err := r.st.StartEpoch(ctx, term, epoch); err != nil {
+			return pos, err
+		}
+	}
+	if err := r.out.CommitEpoch(ctx, r.opts.Holder, term, epoch); err != nil {
+		return pos, err
+	}
 	r.update(func(s *Status) { s.EpochChanges++ })
-	r.opts.Logger.Warn("relay: STARTED NEW STREAM EPOCH; clients will resync", "epoch", epoch, "previous", pos.Epoch, "republishing", n, "why", why)
+	r.opts.Logger.Warn("relay: STARTED NEW STREAM EPOCH; clients will resync", "epoch", epoch, "previous", pos.Epoch, "republishing", requeued, "why", why)
 	return canvas.Position{Epoch: epoch}, nil
 }
 
@@ -500,16 +654,8 @@ func (r *Relay) publishSpan(ctx context.Context, ev *canvas.Event) trace.Span {
 		return nil
 	}
 	parent := r.opts.Propagator.Extract(ctx, telemetry.Carrier{TraceParent: &ev.TraceParent, TraceState: &ev.TraceState})
-	sctx, sp := r.tracer.Start(parent, "publish "+r.opts.Destination, trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(
-			attribute.String("messaging.system", "redis"),
-			attribute.String("messaging.destination.name", r.opts.Destination),
-			attribute.String("messaging.operation.type", "publish"),
-			attribute.String("messaging.operation.name", "xadd"),
-			attribute.String("messaging.message.id", strconv.FormatUint(ev.Seq, 10)),
-			attribute.String("pixelflow.event_id", ev.ID),
-			attribute.String("pixelflow.epoch", ev.Epoch),
-		))
+	m := telemetry.Message{Destination: r.opts.Destination, Operation: "publish", Command: "xadd", Seq: ev.Seq, EventID: ev.ID, Epoch: ev.Epoch}
+	sctx, sp := r.tracer.Start(parent, m.SpanName(), trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(m.Attributes()...))
 	r.opts.Propagator.Inject(sctx, telemetry.Carrier{TraceParent: &ev.TraceParent, TraceState: &ev.TraceState})
 	return sp
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
+	"github.com/pixelflow/pixelflow/internal/redisproc/redistest"
 	"github.com/pixelflow/pixelflow/internal/relay"
 	"github.com/pixelflow/pixelflow/internal/store"
 	"github.com/pixelflow/pixelflow/internal/stream"
@@ -38,7 +40,7 @@ func newEnvWith(t *testing.T, appendOnly bool, opts store.Options) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close(context.Background()) })
-	srv := redisproc.MustStart(t, appendOnly)
+	srv := redistest.MustStart(t, appendOnly)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 	t.Cleanup(func() { _ = rdb.Close() })
 	return &env{t: t, store: s, srv: srv, rdb: rdb, st: stream.New(rdb, "main", 1_000_000)}
@@ -213,7 +215,9 @@ func TestRelayKilledMidBatchStandbyTakesOver(t *testing.T) {
 	var once sync.Once
 	crash := func(name string) error {
 		var err error
-		once.Do(func() { err = errors.New("crash after XADD") })
+		if name == "relay:after-xadd" {
+			once.Do(func() { err = errors.New("crash after XADD") })
+		}
 		return err
 	}
 	_, _, doneA := e.startRelay("a", relay.Options{BatchSize: 10, Failpoint: crash})
@@ -286,7 +290,9 @@ func TestStreamLostNewestEntriesIsRepaired(t *testing.T) {
 	ids := e.write(30)
 	e.waitDrained(5 * time.Second)
 	cancel()
-	<-done
+	if err := <-done; err != nil {
+		t.Fatalf("relay run: %v", err)
+	}
 	// Simulate an fsync window: the newest 5 entries vanish from Redis.
 	ctx := context.Background()
 	for seq := uint64(26); seq <= 30; seq++ {
@@ -326,7 +332,7 @@ func TestShutdownReleasesLease(t *testing.T) {
 }
 
 func BenchmarkRelayDrain(b *testing.B) {
-	srv := redisproc.MustStart(b, false)
+	srv := redistest.MustStart(b, false)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer rdb.Close()
 	const n = 10_000
@@ -346,7 +352,7 @@ func BenchmarkRelayDrain(b *testing.B) {
 		ctx, cancel := context.WithCancel(context.Background())
 		b.StartTimer()
 		start := time.Now()
-		go r.Run(ctx)
+		go func() { _ = r.Run(ctx) }()
 		for {
 			if st := r.Status(); st.Published == n {
 				break
@@ -359,4 +365,266 @@ func BenchmarkRelayDrain(b *testing.B) {
 		_ = s.Close(context.Background())
 		b.StartTimer()
 	}
+}
+
+// tailLossScenario plays issue 12's double fault: relay a appends X at seq 2
+// and dies before marking; Redis then loses that entry (an fsync window);
+// Y, a lower version than X, is written; relay b takes over. A client saw X
+// at 2. It returns how the stream then breaks "one number, one event per
+// epoch" ("" when it holds). forgetClaim switches the fix off.
+func tailLossScenario(t *testing.T, prune, forgetClaim bool) string {
+	e := newEnvWith(t, false, store.Options{PruneOnPublish: prune})
+	var armed sync.Once
+	var arm bool
+	var mu sync.Mutex
+	crash := func(name string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		var err error
+		if name == "relay:after-xadd" && arm {
+			armed.Do(func() { err = errors.New("crash after XADD") })
+		}
+		return err
+	}
+	_, _, doneA := e.startRelay("a", relay.Options{Failpoint: crash})
+	x0 := e.place(0, 0, 1)
+	e.waitDrained(5 * time.Second)
+	mu.Lock()
+	arm = true
+	mu.Unlock()
+	x := e.place(0, 0, 2) // version 2 of (0,0)
+	if err := <-doneA; !errors.Is(err, relay.ErrFailpoint) {
+		t.Fatalf("relay a: %v, want the failpoint", err)
+	}
+	seen := map[uint64]string{}
+	for _, en := range e.streamEntries() {
+		seen[en.Seq] = en.ID
+	}
+	if seen[2] != x {
+		t.Fatalf("before the loss a client sees %v, want X=%s at 2", seen, x)
+	}
+	ctx := context.Background()
+	if err := e.rdb.XDel(ctx, e.st.Keys().Stream, stream.ID(2)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rdb.Do(ctx, "XSETID", e.st.Keys().Stream, stream.ID(1)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	y := e.place(1, 1, 3) // version 1 of (1,1): claimed before X by version
+	var fp func(string) error
+	if forgetClaim {
+		fp = func(name string) error {
+			if name == "relay:forget-claim" {
+				return errors.New("fix off")
+			}
+			return nil
+		}
+	}
+	e.startRelay("b", relay.Options{Failpoint: fp})
+	e.waitDrained(5 * time.Second)
+	entries := e.streamEntries()
+	if len(entries) > 0 && entries[0].Epoch != "" {
+		for _, en := range entries {
+			if id, ok := seen[en.Seq]; ok && id != en.ID {
+				return fmt.Sprintf("seq %d carried %s, then %s in the same epoch: a client that saw the first drops the second", en.Seq, id, en.ID)
+			}
+		}
+	}
+	e.checkExactlyOnce([]string{x0, x, y})
+	return ""
+}
+
+// place writes one pixel and returns its event id.
+func (e *env) place(gx, gy int, c canvas.Color) string {
+	e.t.Helper()
+	ev, _, err := e.store.Place(context.Background(), canvas.Placement{GX: gx, GY: gy, Color: c}, "", store.Trace{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return ev.ID
+}
+
+// TestTailLossNeverReusesASequence is issue 12 item 1: a successor
+// finishes the open claim with the numbers it recorded.
+func TestTailLossNeverReusesASequence(t *testing.T) {
+	for _, prune := range []bool{false, true} {
+		t.Run(fmt.Sprint("prune=", prune), func(t *testing.T) {
+			if problem := tailLossScenario(t, prune, false); problem != "" {
+				t.Fatal(problem)
+			}
+		})
+	}
+}
+
+// TestTailLossScenarioHasTeeth: with the fix switched off (the successor
+// ignores the recorded claim) the same scenario reuses a number.
+func TestTailLossScenarioHasTeeth(t *testing.T) {
+	if problem := tailLossScenario(t, true, true); problem == "" {
+		t.Fatal("with relay:forget-claim the scenario found nothing: it cannot catch the defect")
+	} else {
+		t.Log("fix off:", problem)
+	}
+}
+
+// epochChurnScenario: Redis comes back empty while the store's epoch step
+// fails 15 times (a transaction too large or too slow). It returns how many
+// epochs Redis went through after the loss.
+func epochChurnScenario(t *testing.T, redisFirst bool) int {
+	var failing atomic.Bool
+	var failures atomic.Int32
+	e := newEnvWith(t, false, store.Options{Failpoint: func(name string) error {
+		if name == "epoch:before-commit" && failing.Load() && failures.Add(1) <= 15 {
+			return errors.New("transaction too large")
+		}
+		return nil
+	}})
+	fp := func(name string) error {
+		if name == "relay:epoch-redis-first" && redisFirst {
+			return errors.New("fix off")
+		}
+		return nil
+	}
+	r, _, _ := e.startRelay("r", relay.Options{Failpoint: fp, MinBackoff: time.Millisecond, RepublishWindow: time.Hour})
+	ids := e.write(30)
+	ctx := context.Background()
+	e.waitDrained(10 * time.Second)
+	before := r.Status().EpochChanges
+	failing.Store(true)
+	if err := e.srv.Restart(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	ids = append(ids, e.write(1)...) // an idle relay notices at its next publish
+	epochs := map[string]bool{}
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if ep, err := e.rdb.Get(ctx, e.st.Keys().Epoch).Result(); err == nil {
+			epochs[ep] = true
+		}
+		if tail, err := e.st.Tail(ctx); err == nil && tail.Seq == 31 && r.Status().EpochChanges > before && failures.Load() > 15 {
+			if n, _, _ := e.store.Backlog(ctx); n == 0 {
+				break
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	e.waitDrained(5 * time.Second)
+	e.checkExactlyOnce(ids)
+	return len(epochs)
+}
+
+// TestEpochChangeDoesNotChurn is issue 12 item 2: a failing store step is
+// retried into the same epoch, not a new one per try.
+func TestEpochChangeDoesNotChurn(t *testing.T) {
+	if n := epochChurnScenario(t, false); n != 1 {
+		t.Fatalf("Redis went through %d epochs after one loss, want 1", n)
+	}
+}
+
+func TestEpochChurnScenarioHasTeeth(t *testing.T) {
+	n := epochChurnScenario(t, true)
+	if n <= 1 {
+		t.Fatalf("with relay:epoch-redis-first Redis went through %d epochs: the scenario cannot catch the churn", n)
+	}
+	t.Logf("fix off: %d epochs after one loss", n)
+}
+
+// unfencedStream starts epochs without the term check: the old StartEpoch.
+type unfencedStream struct{ *stream.Stream }
+
+func (u unfencedStream) StartEpoch(ctx context.Context, _ int64, epoch string) error {
+	return u.Stream.StartEpoch(ctx, 1<<62, epoch)
+}
+
+// deposedLeaderScenario is issue 12 item 3: leader a stalls inside an epoch
+// change past its lease; b takes over, finishes that change, publishes,
+// and after Redis loses its data moves to a second epoch; then a wakes and
+// goes on with its change. It returns how b's stream was damaged ("" when
+// it was not). unfenced switches the fix off for a.
+func deposedLeaderScenario(t *testing.T, unfenced bool) string {
+	e := newEnv(t, false)
+	stalled, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	fp := func(name string) error {
+		if name == "relay:before-epoch-redis" {
+			once.Do(func() { close(stalled); <-release })
+		}
+		return nil
+	}
+	var st relay.Stream = e.st
+	if unfenced {
+		st = unfencedStream{e.st}
+	}
+	a, err := relay.New(e.store, st, relay.Options{Holder: "a", LeaseTTL: 300 * time.Millisecond, PollInterval: 50 * time.Millisecond,
+		MaxBackoff: 100 * time.Millisecond, Failpoint: fp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	doneA := make(chan struct{})
+	go func() { _ = a.Run(ctx); close(doneA) }()
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+		cancel()
+		<-doneA
+	})
+	<-stalled
+	b, _, _ := e.startRelay("b", relay.Options{LeaseTTL: 300 * time.Millisecond, RepublishWindow: time.Hour})
+	ids := e.write(20)
+	e.waitDrained(10 * time.Second)
+	if err := e.srv.Restart(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	ids = append(ids, e.write(5)...)
+	deadline := time.Now().Add(10 * time.Second)
+	var live canvas.Position
+	for {
+		tail, err := e.st.Tail(context.Background())
+		if err == nil && tail.Seq == 25 && b.Status().EpochChanges == 2 {
+			live = tail
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b never reached its second epoch with 25 entries: tail %s, %+v", tail, b.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(release)
+	deadline = time.Now().Add(10 * time.Second)
+	for a.Status().LastError == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("a never went on after waking: %+v", a.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("a after waking: %s", a.Status().LastError)
+	tail, err := e.st.Tail(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tail != live {
+		return fmt.Sprintf("the deposed leader moved b's stream from %s to %s", live, tail)
+	}
+	if n, _ := e.st.Len(context.Background()); n != 25 {
+		return fmt.Sprintf("b's stream holds %d entries after the deposed leader woke, want 25", n)
+	}
+	e.checkExactlyOnce(ids)
+	return ""
+}
+
+func TestDeposedLeaderCannotTouchTheStream(t *testing.T) {
+	if problem := deposedLeaderScenario(t, false); problem != "" {
+		t.Fatal(problem)
+	}
+}
+
+func TestDeposedLeaderScenarioHasTeeth(t *testing.T) {
+	problem := deposedLeaderScenario(t, true)
+	if problem == "" {
+		t.Fatal("with an unfenced StartEpoch the scenario found nothing: it cannot catch the defect")
+	}
+	t.Log("fix off:", problem)
 }

@@ -1,6 +1,10 @@
 package store
 
-import "sync"
+import (
+	"context"
+	"slices"
+	"sync"
+)
 
 // groupCommit runs callers' requests in batches: while one batch is being
 // written, the requests that arrive queue up and are written together as the
@@ -10,25 +14,38 @@ import "sync"
 // one transaction with one update per tile and one insert for all events
 // costs little more than a single placement.
 //
-// There is no background goroutine: the caller that finds no batch running
-// leads, writes one batch (its own request and whatever queued before it),
-// and hands the lead to the first request still queued, so no caller waits
-// for more than the batch in flight and its own.
+// Batches run one at a time on a goroutine that lives while requests keep
+// coming (a busy period) and ends when the queue is empty. Callers only
+// wait, each on its own context: a caller whose context ends leaves at
+// once with ctx.Err(). If its request was still queued it is taken out and
+// never written; if its batch was already running, the outcome is unknown
+// to that caller (as with any deadline that passes mid-transaction).
 type groupCommit[R any] struct {
-	max int               // requests per batch
-	run func(batch []R)   // writes one batch and answers every request in it
-	mu  sync.Mutex        // guards queue and busy
-	q   []*groupWaiter[R] // requests waiting for a batch, oldest first
-	// busy is set while some caller leads; when it is clear, q is empty.
+	max int             // requests per batch
+	run func(batch []R) // writes one batch and answers every request in it
+	mu  sync.Mutex      // guards q, busy and the waiters' states
+	q   []*groupWaiter[R]
+	// busy is set while a batch runner is running; when it is clear, q is
+	// empty.
 	busy bool
 }
 
-// groupWaiter is one queued request and how its caller is woken: once, either
-// answered (lead false) or promoted to lead the next batch.
+// waiter states, guarded by groupCommit.mu.
+const (
+	waitQueued   = iota // in q
+	waitRunning         // taken into the batch that is running
+	waitAnswered        // its batch has run; done is (about to be) closed
+	waitLeft            // its caller left (context ended)
+)
+
+// groupWaiter is one request and how its caller learns the outcome.
 type groupWaiter[R any] struct {
-	req  R
-	wake chan struct{}
-	lead bool
+	req   R
+	state int
+	done  chan struct{} // closed once the batch holding req has run
+	// panicked is what run panicked with, handed to this one caller (the
+	// first still waiting in the batch) to re-raise on its own goroutine.
+	panicked any
 }
 
 func newGroupCommit[R any](max int, run func(batch []R)) *groupCommit[R] {
@@ -38,49 +55,96 @@ func newGroupCommit[R any](max int, run func(batch []R)) *groupCommit[R] {
 	return &groupCommit[R]{max: max, run: run}
 }
 
-// do queues req and returns once a batch containing it has been run. run must
-// answer req (through whatever R points to) before it returns.
-func (g *groupCommit[R]) do(req R) {
-	w := &groupWaiter[R]{req: req, wake: make(chan struct{}, 1)}
+// do queues req and returns nil once a batch containing it has run (run
+// answered req through whatever R points to), or ctx.Err() as soon as ctx
+// ends first. A panic in run is re-raised in one caller of that batch.
+func (g *groupCommit[R]) do(ctx context.Context, req R) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	w := &groupWaiter[R]{req: req, state: waitQueued, done: make(chan struct{})}
 	g.mu.Lock()
 	g.q = append(g.q, w)
-	if g.busy {
-		g.mu.Unlock()
-		<-w.wake
-		if !w.lead {
-			return
-		}
-		g.mu.Lock()
+	if !g.busy {
+		g.busy = true
+		go g.drain()
 	}
-	g.busy = true
-	// w is at the front: either the queue was empty (busy was clear) or the
-	// previous leader promoted the front request.
-	n := min(len(g.q), g.max)
-	batch := g.q[:n:n]
-	g.q = g.q[n:]
 	g.mu.Unlock()
-
-	// Wake the others and hand the lead on even if run panics, so that no
-	// caller waits forever; unanswered requests keep their default answer.
-	defer func() {
-		for _, b := range batch {
-			if b != w {
-				b.wake <- struct{}{}
-			}
-		}
+	select {
+	case <-w.done:
+	case <-ctx.Done():
 		g.mu.Lock()
-		if len(g.q) > 0 {
-			g.q[0].lead = true
-			g.q[0].wake <- struct{}{}
-		} else {
+		switch w.state {
+		case waitQueued:
+			g.q = slices.DeleteFunc(g.q, func(x *groupWaiter[R]) bool { return x == w })
+			w.state = waitLeft
+		case waitRunning:
+			w.state = waitLeft
+		}
+		answered := w.state == waitAnswered
+		g.mu.Unlock()
+		if !answered {
+			return ctx.Err()
+		}
+		<-w.done // answered meanwhile: take the answer, and a panic with it
+	}
+	if w.panicked != nil {
+		panic(w.panicked)
+	}
+	return nil
+}
+
+// drain runs batches until the queue is empty.
+func (g *groupCommit[R]) drain() {
+	for {
+		g.mu.Lock()
+		if len(g.q) == 0 {
 			g.busy = false
 			g.q = nil
+			g.mu.Unlock()
+			return
+		}
+		n := min(len(g.q), g.max)
+		batch := g.q[:n:n]
+		g.q = g.q[n:]
+		for _, w := range batch {
+			w.state = waitRunning
 		}
 		g.mu.Unlock()
-	}()
-	reqs := make([]R, len(batch))
-	for i, b := range batch {
-		reqs[i] = b.req
+		g.runBatch(batch)
 	}
-	g.run(reqs)
+}
+
+// runBatch runs one batch and wakes its callers even if run panics, so
+// that no caller waits forever (unanswered requests keep their default
+// answer); the panic goes to the first caller still waiting, or, when all
+// have left, brings the process down as any unrecovered panic would.
+func (g *groupCommit[R]) runBatch(batch []*groupWaiter[R]) {
+	var p any
+	func() {
+		defer func() { p = recover() }()
+		reqs := make([]R, len(batch))
+		for i, w := range batch {
+			reqs[i] = w.req
+		}
+		g.run(reqs)
+	}()
+	g.mu.Lock()
+	taken := p == nil
+	for _, w := range batch {
+		if w.state == waitLeft {
+			continue
+		}
+		w.state = waitAnswered
+		if !taken {
+			w.panicked, taken = p, true
+		}
+	}
+	g.mu.Unlock()
+	for _, w := range batch {
+		close(w.done)
+	}
+	if !taken {
+		panic(p)
+	}
 }

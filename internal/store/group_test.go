@@ -1,9 +1,12 @@
 package store
 
 import (
+	"context"
+	"errors"
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestGroupCommitBatchesWhatQueuedMeanwhile holds the first batch open until
@@ -13,14 +16,13 @@ func TestGroupCommitBatchesWhatQueuedMeanwhile(t *testing.T) {
 	type req struct{ id, answered int }
 	release := make(chan struct{})
 	var batches [][]int
-	var g *groupCommit[*req]
-	g = newGroupCommit(64, func(batch []*req) {
+	g := newGroupCommit(64, func(batch []*req) {
 		ids := make([]int, len(batch))
 		for i, r := range batch {
 			ids[i] = r.id
 			r.answered++
 		}
-		batches = append(batches, ids) // only the leader runs, one at a time
+		batches = append(batches, ids) // batches run one at a time
 		if len(batches) == 1 {
 			<-release
 		}
@@ -31,11 +33,11 @@ func TestGroupCommitBatchesWhatQueuedMeanwhile(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); g.do(reqs[0]) }()
+	go func() { defer wg.Done(); _ = g.do(context.Background(), reqs[0]) }()
 	waitFor(t, g, func() bool { return g.busy })
 	for _, r := range reqs[1:] {
 		wg.Add(1)
-		go func() { defer wg.Done(); g.do(r) }()
+		go func() { defer wg.Done(); _ = g.do(context.Background(), r) }()
 	}
 	waitFor(t, g, func() bool { return len(g.q) == 9 })
 	close(release)
@@ -48,9 +50,9 @@ func TestGroupCommitBatchesWhatQueuedMeanwhile(t *testing.T) {
 			t.Fatalf("request %d answered %d times", r.id, r.answered)
 		}
 	}
-	if g.busy || len(g.q) != 0 {
-		t.Fatalf("after all returned: busy=%v queued=%d", g.busy, len(g.q))
-	}
+	// The batch runner ends once the queue is empty (it clears busy after
+	// waking the last callers, so read it under the lock as it settles).
+	waitFor(t, g, func() bool { return !g.busy && len(g.q) == 0 })
 }
 
 // TestGroupCommitRespectsMax checks that no batch is larger than max and that
@@ -70,7 +72,7 @@ func TestGroupCommitRespectsMax(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 200 {
 		wg.Add(1)
-		go func() { defer wg.Done(); g.do(&i) }()
+		go func() { defer wg.Done(); _ = g.do(context.Background(), &i) }()
 	}
 	wg.Wait()
 	if biggest > 3 || biggest < 1 {
@@ -100,18 +102,96 @@ func TestGroupCommitSurvivesPanic(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		defer func() { _ = recover() }()
-		g.do(new(int))
+		_ = g.do(context.Background(), new(int))
 	}()
 	waitFor(t, g, func() bool { return g.busy })
 	for range 5 {
 		wg.Add(1)
-		go func() { defer wg.Done(); g.do(new(int)) }()
+		go func() { defer wg.Done(); _ = g.do(context.Background(), new(int)) }()
 	}
 	waitFor(t, g, func() bool { return len(g.q) == 5 })
 	close(release)
 	wg.Wait()
 	if calls != 2 {
 		t.Fatalf("run called %d times, want 2 (the panicking batch, then the queued one)", calls)
+	}
+}
+
+// TestGroupCommitHonoursTheCallersContext: while a batch is held open, a
+// caller queued behind it whose context ends gets ctx.Err() at once and is
+// not written later; a caller whose request is in the running batch also
+// returns at once; the others are answered when the batch completes.
+func TestGroupCommitHonoursTheCallersContext(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var ran [][]int
+	g := newGroupCommit(64, func(batch []*int) {
+		ids := make([]int, len(batch))
+		for i, r := range batch {
+			ids[i] = *r
+		}
+		mu.Lock()
+		ran = append(ran, ids)
+		first := len(ran) == 1
+		mu.Unlock()
+		if first {
+			<-release
+		}
+	})
+	inFlightCtx, cancelInFlight := context.WithCancel(context.Background())
+	queuedCtx, cancelQueued := context.WithCancel(context.Background())
+	result := func(ctx context.Context, id int) <-chan error {
+		c := make(chan error, 1)
+		go func() { c <- g.do(ctx, &id) }()
+		return c
+	}
+	inFlight := result(inFlightCtx, 1)
+	waitFor(t, g, func() bool { return g.busy && len(g.q) == 0 })
+	queued := result(queuedCtx, 2)
+	stays := result(context.Background(), 3)
+	waitFor(t, g, func() bool { return len(g.q) == 2 })
+
+	returns := func(name string, c <-chan error, want error) {
+		t.Helper()
+		select {
+		case err := <-c:
+			if !errors.Is(err, want) {
+				t.Fatalf("%s: %v, want %v", name, err, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: still waiting on the batch in flight after its context ended", name)
+		}
+	}
+	cancelQueued()
+	returns("queued caller", queued, context.Canceled)
+	cancelInFlight()
+	returns("caller in the running batch", inFlight, context.Canceled)
+	select {
+	case err := <-stays:
+		t.Fatalf("a caller with a live context returned before its batch ran: %v", err)
+	default:
+	}
+	close(release)
+	returns("caller with a live context", stays, nil)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ran) != 2 || len(ran[1]) != 1 || ran[1][0] != 3 {
+		t.Fatalf("batches %v, want [[1] [3]]: the queued caller that left must not be written", ran)
+	}
+}
+
+// TestGroupCommitRefusesAnEndedContext: a caller whose context already
+// ended queues nothing.
+func TestGroupCommitRefusesAnEndedContext(t *testing.T) {
+	called := false
+	g := newGroupCommit(8, func([]*int) { called = true })
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := g.do(ctx, new(int)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("do with an ended context: %v", err)
+	}
+	if called || g.busy || len(g.q) != 0 {
+		t.Fatalf("an ended context queued work: ran=%v busy=%v queued=%d", called, g.busy, len(g.q))
 	}
 }
 

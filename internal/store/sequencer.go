@@ -22,21 +22,73 @@ import (
 // caller must stop publishing and re-acquire.
 var ErrLeaseLost = errors.New("sequencer lease lost")
 
+// ErrClaimBroken means an open claim names an event the outbox no longer
+// holds as pending. It cannot happen while only relays change the outbox;
+// the relay answers it with a new epoch rather than guess at the numbers.
+var ErrClaimBroken = errors.New("open claim names events the outbox no longer has")
+
 // seqDoc is the canvas's sequencer: the lease that makes one relay the only
-// publisher, and the last published position.
+// publisher, the last marked position, and the work in flight, recorded
+// before it touches Redis so a successor can finish it exactly.
 type seqDoc struct {
 	ID        string    `bson:"_id"`
 	Holder    string    `bson:"holder"`
 	ExpiresAt time.Time `bson:"expiresAt"`
-	Epoch     string    `bson:"epoch"`
-	Seq       uint64    `bson:"seq"`
+	// Term grows by one whenever the lease changes hands (or lapsed): the
+	// Redis scripts refuse older terms, which fences a deposed leader.
+	Term  int64  `bson:"term"`
+	Epoch string `bson:"epoch"`
+	Seq   uint64 `bson:"seq"`
+	// Claim is the open claim: events numbered Seq+1, Seq+2, … in this
+	// order, perhaps partly appended to the stream, not yet marked.
+	Claim *claimDoc `bson:"claim,omitempty"`
+	// NextEpoch is an epoch change in progress; RequeueSince its republish
+	// window (zero when nothing is to be requeued).
+	NextEpoch    string     `bson:"nextEpoch,omitempty"`
+	RequeueSince *time.Time `bson:"requeueSince,omitempty"`
 }
 
-// Lease is a held sequencer lease and the position it publishes from.
+type claimDoc struct {
+	ID  string   `bson:"id"`
+	IDs []string `bson:"ids"`
+}
+
+func (d seqDoc) lease() Lease {
+	l := Lease{Holder: d.Holder, ExpiresAt: d.ExpiresAt, Term: d.Term, Position: canvas.Position{Epoch: d.Epoch, Seq: d.Seq},
+		NextEpoch: d.NextEpoch}
+	if d.RequeueSince != nil {
+		l.RequeueSince = *d.RequeueSince
+	}
+	if d.Claim != nil {
+		l.Claim = &Claim{ID: d.Claim.ID, First: d.Seq + 1, IDs: d.Claim.IDs}
+	}
+	return l
+}
+
+// Claim is a run of events numbered First, First+1, … in the order of IDs.
+// It is recorded in the sequencer before any of it reaches the stream, so a
+// number once handed out always names the same event in its epoch: a
+// successor finishes an open claim with the same numbers, whatever Redis
+// kept of it.
+type Claim struct {
+	ID    string
+	First uint64
+	IDs   []string
+}
+
+// Last is the claim's last sequence number.
+func (c Claim) Last() uint64 { return c.First + uint64(len(c.IDs)) - 1 }
+
+// Lease is a held sequencer lease and the sequencer's state: the marked
+// position, the open claim and an epoch change in progress.
 type Lease struct {
 	Holder    string
 	ExpiresAt time.Time
+	Term      int64
 	canvas.Position
+	Claim        *Claim
+	NextEpoch    string
+	RequeueSince time.Time
 }
 
 // SequencerState is the sequencer as others see it (for health pages).
@@ -61,30 +113,37 @@ func (s *Store) Sequencer(ctx context.Context) (SequencerState, error) {
 	return SequencerState{Holder: d.Holder, ExpiresAt: d.ExpiresAt, Position: canvas.Position{Epoch: d.Epoch, Seq: d.Seq}}, err
 }
 
-// AcquireLease takes or renews the lease for holder for ttl. ok is false when
-// another holder's lease is still valid.
+// AcquireLease takes or renews the lease for holder for ttl and returns the
+// sequencer's state. ok is false when another holder's lease is still valid.
+// Taking a lease that is not a renewal of one's own valid lease starts a new
+// term.
 func (s *Store) AcquireLease(ctx context.Context, holder string, ttl time.Duration) (l Lease, ok bool, err error) {
 	err = s.txn(ctx, "acquire lease", func(sc lungo.ISessionContext) error {
 		ok = false
 		now := s.opts.Now()
 		var d seqDoc
 		err := s.db.Collection(cSequencers).FindOne(sc, bson.M{"_id": s.opts.Canvas}).Decode(&d)
+		valid := err == nil && d.ExpiresAt.After(now)
 		switch {
 		case errors.Is(err, mongo.ErrNoDocuments):
 			d = seqDoc{ID: s.opts.Canvas}
 		case err != nil:
 			return err
-		case d.Holder != holder && d.ExpiresAt.After(now):
-			l = Lease{Holder: d.Holder, ExpiresAt: d.ExpiresAt, Position: canvas.Position{Epoch: d.Epoch, Seq: d.Seq}}
+		case d.Holder != holder && valid:
+			l = d.lease()
 			return nil
 		}
+		if d.Holder != holder || !valid {
+			d.Term++
+		}
 		d.Holder, d.ExpiresAt = holder, now.Add(ttl)
-		_, err = s.db.Collection(cSequencers).ReplaceOne(sc, bson.M{"_id": s.opts.Canvas}, d, options.Replace().SetUpsert(true))
+		_, err = s.db.Collection(cSequencers).UpdateOne(sc, bson.M{"_id": s.opts.Canvas},
+			bson.M{"$set": bson.M{"holder": d.Holder, "expiresAt": d.ExpiresAt, "term": d.Term}}, options.Update().SetUpsert(true))
 		if err != nil {
 			return err
 		}
 		ok = true
-		l = Lease{Holder: holder, ExpiresAt: d.ExpiresAt, Position: canvas.Position{Epoch: d.Epoch, Seq: d.Seq}}
+		l = d.lease()
 		return nil
 	})
 	return l, ok, err
@@ -101,9 +160,9 @@ func (s *Store) ReleaseLease(ctx context.Context, holder string) error {
 	return nil
 }
 
-// checkLease loads the sequencer inside a transaction and fails with
-// ErrLeaseLost unless holder holds it at position at.
-func (s *Store) checkLease(sc lungo.ISessionContext, holder string, at canvas.Position) (seqDoc, error) {
+// fence loads the sequencer inside a transaction and fails with ErrLeaseLost
+// unless holder holds a valid lease of term term.
+func (s *Store) fence(sc lungo.ISessionContext, holder string, term int64) (seqDoc, error) {
 	var d seqDoc
 	if err := s.db.Collection(cSequencers).FindOne(sc, bson.M{"_id": s.opts.Canvas}).Decode(&d); err != nil {
 		if errors.Is(err, mongo.ErrNoDocuments) {
@@ -111,60 +170,120 @@ func (s *Store) checkLease(sc lungo.ISessionContext, holder string, at canvas.Po
 		}
 		return d, err
 	}
-	if d.Holder != holder || !d.ExpiresAt.After(s.opts.Now()) || d.Epoch != at.Epoch || d.Seq != at.Seq {
+	if d.Holder != holder || d.Term != term || !d.ExpiresAt.After(s.opts.Now()) {
 		return d, ErrLeaseLost
 	}
 	return d, nil
 }
 
+// fenceAt is fence plus: the sequencer is at position at and no epoch
+// change is in progress.
+func (s *Store) fenceAt(sc lungo.ISessionContext, holder string, term int64, at canvas.Position) (seqDoc, error) {
+	d, err := s.fence(sc, holder, term)
+	if err == nil && (d.Epoch != at.Epoch || d.Seq != at.Seq || d.NextEpoch != "") {
+		err = ErrLeaseLost
+	}
+	return d, err
+}
+
+// pendingOrder is the order events are claimed in: lowest version first
+// publishes each pixel's versions in order, which keeps a client that starts
+// from a version-less (binary) snapshot converging.
+// _id last makes the order total, so a claim's events are exactly a prefix.
+var pendingOrder = bson.D{{Key: "version", Value: 1}, {Key: "committedAt", Value: 1}, {Key: "_id", Value: 1}}
+
 // Pending returns up to limit unpublished events, lowest version first.
 func (s *Store) Pending(ctx context.Context, limit int) ([]canvas.Event, error) {
-	cur, err := s.db.Collection(cOutbox).Find(ctx, bson.M{"state": statePending},
-		options.Find().SetSort(bson.D{{Key: "version", Value: 1}, {Key: "committedAt", Value: 1}}).SetLimit(int64(limit)))
+	cur, err := s.db.Collection(cOutbox).Find(ctx, s.inState(statePending),
+		options.Find().SetSort(pendingOrder).SetLimit(int64(limit)))
 	if err != nil {
 		return nil, unavailable("read pending events", err)
 	}
 	return decodeEvents(ctx, cur)
 }
 
-// Claim tags every pending event with a new claim id, in one transaction
-// fenced by the lease, and returns them lowest version first. Tagging by one
-// predicate costs one collection scan on the embedded engine, where per-id
-// updates would cost one scan each. Events claimed by an earlier (dead or
-// deposed) leader and never marked are simply claimed again.
-//
-// Lowest version first publishes each pixel's versions in order, which keeps
-// a client that starts from a version-less (binary) snapshot converging.
-func (s *Store) Claim(ctx context.Context, holder string, at canvas.Position) (claim string, events []canvas.Event, err error) {
-	claim = primitive.NewObjectID().Hex()
+// Claim opens a claim on up to limit pending events, lowest version first,
+// numbered from at.Seq+1, in one transaction fenced by the lease: the
+// numbers are durable before the relay appends anything to the stream. It
+// returns an empty claim when nothing is pending. The caller must hold no
+// open claim (it finishes one first, see Lease.Claim); a new claim replaces
+// the record. The only write is the sequencer document, so a claim costs
+// the same whatever the backlog.
+func (s *Store) Claim(ctx context.Context, holder string, term int64, at canvas.Position, limit int) (c Claim, events []canvas.Event, err error) {
+	if limit <= 0 {
+		return c, nil, fmt.Errorf("claim: limit %d", limit)
+	}
 	err = s.txn(ctx, "claim pending events", func(sc lungo.ISessionContext) error {
-		events = nil
-		if _, err := s.checkLease(sc, holder, at); err != nil {
+		c, events = Claim{}, nil
+		if _, err := s.fenceAt(sc, holder, term, at); err != nil {
 			return err
 		}
-		coll := s.db.Collection(cOutbox)
-		// Look before tagging: the embedded engine copies the collection and
-		// the oplog for an update even when it matches nothing, and the relay
-		// often wakes to find everything already claimed.
-		if err := coll.FindOne(sc, bson.M{"state": statePending}).Err(); err != nil {
-			if errors.Is(err, mongo.ErrNoDocuments) {
-				return nil
-			}
-			return err
-		}
-		res, err := coll.UpdateMany(sc, bson.M{"state": statePending}, bson.M{"$set": bson.M{"claim": claim}})
-		if err != nil || res.MatchedCount == 0 {
-			return err
-		}
-		cur, err := coll.Find(sc, bson.M{"claim": claim},
-			options.Find().SetSort(bson.D{{Key: "version", Value: 1}, {Key: "committedAt", Value: 1}}))
+		cur, err := s.db.Collection(cOutbox).Find(sc, s.inState(statePending),
+			options.Find().SetSort(pendingOrder).SetLimit(int64(limit)))
 		if err != nil {
 			return err
 		}
-		events, err = decodeEvents(sc, cur)
+		if events, err = decodeEvents(sc, cur); err != nil || len(events) == 0 {
+			return err
+		}
+		c = Claim{ID: primitive.NewObjectID().Hex(), First: at.Seq + 1, IDs: make([]string, len(events))}
+		for i, e := range events {
+			c.IDs[i] = e.ID
+		}
+		// Tag exactly the events found (the first len(events) pending in
+		// claim order) by one predicate: on the embedded engine a predicate
+		// costs one scan where an _id list costs a scan per listed id.
+		// Marking then finds them by the tag.
+		last := events[len(events)-1]
+		lastID, err := primitive.ObjectIDFromHex(last.ID)
+		if err != nil {
+			return err
+		}
+		res, err := s.db.Collection(cOutbox).UpdateMany(sc, bson.M{"canvas": s.opts.Canvas, "state": statePending, "$or": bson.A{
+			bson.M{"version": bson.M{"$lt": last.Version}},
+			bson.M{"version": last.Version, "committedAt": bson.M{"$lt": last.CommittedAt}},
+			bson.M{"version": last.Version, "committedAt": last.CommittedAt, "_id": bson.M{"$lte": lastID}},
+		}}, bson.M{"$set": bson.M{"claim": c.ID}})
+		if err != nil {
+			return err
+		}
+		if res.MatchedCount != int64(len(events)) {
+			return fmt.Errorf("claim tagged %d events, found %d", res.MatchedCount, len(events))
+		}
+		_, err = s.db.Collection(cSequencers).UpdateOne(sc, bson.M{"_id": s.opts.Canvas},
+			bson.M{"$set": bson.M{"claim": claimDoc{ID: c.ID, IDs: c.IDs}}})
 		return err
 	})
-	return claim, events, err
+	if err != nil {
+		return Claim{}, nil, err
+	}
+	return c, events, nil
+}
+
+// ClaimEvents loads an open claim's events in the claim's order. It fails
+// with ErrClaimBroken when one of them is no longer pending.
+func (s *Store) ClaimEvents(ctx context.Context, c Claim) ([]canvas.Event, error) {
+	cur, err := s.db.Collection(cOutbox).Find(ctx, bson.M{"canvas": s.opts.Canvas, "claim": c.ID, "state": statePending})
+	if err != nil {
+		return nil, unavailable("read claimed events", err)
+	}
+	events, err := decodeEvents(ctx, cur)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]canvas.Event, len(events))
+	for _, e := range events {
+		byID[e.ID] = e
+	}
+	out := make([]canvas.Event, len(c.IDs))
+	for i, id := range c.IDs {
+		e, ok := byID[id]
+		if !ok {
+			return nil, fmt.Errorf("claim %s: event %s: %w", c.ID, id, ErrClaimBroken)
+		}
+		out[i] = e
+	}
+	return out, nil
 }
 
 func decodeEvents(ctx context.Context, cur lungo.ICursor) ([]canvas.Event, error) {
@@ -186,7 +305,8 @@ func decodeEvents(ctx context.Context, cur lungo.ICursor) ([]canvas.Event, error
 // batchDoc records which events a run of sequence numbers carried, so a
 // stream that lost its newest entries can be repaired from the outbox.
 type batchDoc struct {
-	ID          string    `bson:"_id"`
+	ID          string    `bson:"_id"` // canvas/epoch/first
+	Canvas      string    `bson:"canvas"`
 	Epoch       string    `bson:"epoch"`
 	First       uint64    `bson:"first"`
 	Last        uint64    `bson:"last"`
@@ -198,7 +318,7 @@ type batchDoc struct {
 // in sequence order, as far as the outbox still holds them.
 func (s *Store) Published(ctx context.Context, epoch string, from, to uint64) ([]canvas.Event, error) {
 	cur, err := s.db.Collection(cBatches).Find(ctx,
-		bson.M{"epoch": epoch, "last": bson.M{"$gte": from}, "first": bson.M{"$lte": to}},
+		bson.M{"canvas": s.opts.Canvas, "epoch": epoch, "last": bson.M{"$gte": from}, "first": bson.M{"$lte": to}},
 		options.Find().SetSort(bson.D{{Key: "first", Value: 1}}))
 	if err != nil {
 		return nil, unavailable("read published batches", err)
@@ -226,7 +346,7 @@ func (s *Store) Published(ctx context.Context, epoch string, from, to uint64) ([
 	if len(oids) == 0 {
 		return nil, nil
 	}
-	cur, err = s.db.Collection(cOutbox).Find(ctx, bson.M{"_id": bson.M{"$in": oids}, "state": statePublished, "epoch": epoch})
+	cur, err = s.db.Collection(cOutbox).Find(ctx, bson.M{"_id": bson.M{"$in": oids}, "canvas": s.opts.Canvas, "state": statePublished, "epoch": epoch})
 	if err != nil {
 		return nil, unavailable("read published events", err)
 	}
@@ -242,41 +362,28 @@ func (s *Store) Published(ctx context.Context, epoch string, from, to uint64) ([
 	return events, nil
 }
 
-// Batch is a run of events appended to the stream at from.Seq+1, from.Seq+2, …
-// in the order of IDs. Claim, when set, is the claim they were taken under:
-// they are then marked by that one predicate rather than id by id.
-type Batch struct {
-	Claim string
-	IDs   []string
-}
-
-// MarkPublished records that the batch was appended to the stream after
-// position from, moving the sequencer to its last sequence number, in one
-// transaction fenced by the lease: if holder lost the lease or the sequence
-// moved, nothing is written and ErrLeaseLost is returned.
-func (s *Store) MarkPublished(ctx context.Context, holder string, from canvas.Position, b Batch, at time.Time) error {
-	if len(b.IDs) == 0 {
+// MarkPublished records that claim c was appended to the stream after
+// position from: its events leave the pending state, a batch record keeps
+// which event each number carried, and the sequencer moves to c.Last() with
+// no open claim, in one transaction fenced by the lease, the position and
+// the claim. If any of them moved, nothing is written and ErrLeaseLost is
+// returned.
+func (s *Store) MarkPublished(ctx context.Context, holder string, term int64, from canvas.Position, c Claim, at time.Time) error {
+	if len(c.IDs) == 0 {
 		return nil
 	}
-	var filter bson.M
-	if b.Claim != "" {
-		filter = bson.M{"claim": b.Claim}
-	} else {
-		oids := make([]primitive.ObjectID, len(b.IDs))
-		for i, id := range b.IDs {
-			oid, err := primitive.ObjectIDFromHex(id)
-			if err != nil {
-				return canvas.Errorf(canvas.EInvalid, "outbox id %q: %v", id, err)
-			}
-			oids[i] = oid
-		}
-		filter = bson.M{"_id": bson.M{"$in": oids}}
+	if c.First != from.Seq+1 {
+		return fmt.Errorf("mark claim %s: it starts at %d, not after %s", c.ID, c.First, from)
 	}
+	filter := bson.M{"canvas": s.opts.Canvas, "claim": c.ID, "state": statePending}
 	at = at.UTC()
-	last := from.Seq + uint64(len(b.IDs))
 	return s.txn(ctx, "mark published", func(sc lungo.ISessionContext) error {
-		if _, err := s.checkLease(sc, holder, from); err != nil {
+		d, err := s.fenceAt(sc, holder, term, from)
+		if err != nil {
 			return err
+		}
+		if d.Claim == nil || d.Claim.ID != c.ID {
+			return ErrLeaseLost
 		}
 		coll := s.db.Collection(cOutbox)
 		if s.opts.PruneOnPublish {
@@ -292,8 +399,8 @@ func (s *Store) MarkPublished(ctx context.Context, holder string, from canvas.Po
 				return err
 			}
 			_, err = s.db.Collection(cBatches).InsertOne(sc, batchDoc{
-				ID: fmt.Sprintf("%s/%d", from.Epoch, from.Seq+1), Epoch: from.Epoch,
-				First: from.Seq + 1, Last: last, IDs: b.IDs, PublishedAt: at,
+				ID: fmt.Sprintf("%s/%s/%d", s.opts.Canvas, from.Epoch, c.First), Canvas: s.opts.Canvas, Epoch: from.Epoch,
+				First: c.First, Last: c.Last(), IDs: c.IDs, PublishedAt: at,
 			})
 			if err != nil {
 				return err
@@ -302,33 +409,108 @@ func (s *Store) MarkPublished(ctx context.Context, holder string, from canvas.Po
 		if err := s.failpoint("mark:before-commit"); err != nil {
 			return err
 		}
-		_, err := s.db.Collection(cSequencers).UpdateOne(sc, bson.M{"_id": s.opts.Canvas},
-			bson.M{"$set": bson.M{"seq": last}})
+		_, err = s.db.Collection(cSequencers).UpdateOne(sc, bson.M{"_id": s.opts.Canvas},
+			bson.M{"$set": bson.M{"seq": c.Last()}, "$unset": bson.M{"claim": ""}})
 		return err
 	})
 }
 
-// StartEpoch moves the sequencer to a new epoch at sequence 0 and returns the
-// events published since republishSince to the pending state, so the relay
-// publishes them again into the new stream. Fenced by the lease like
-// MarkPublished.
-func (s *Store) StartEpoch(ctx context.Context, holder string, from canvas.Position, epoch string, republishSince time.Time) (requeued int64, err error) {
-	err = s.txn(ctx, "start epoch", func(sc lungo.ISessionContext) error {
-		if _, err := s.checkLease(sc, holder, from); err != nil {
+// BeginEpoch records that the sequencer moves to a new epoch, before Redis
+// is touched, and returns that epoch: candidate, or the epoch of a change
+// already in progress, so a retried or resumed change keeps its one epoch
+// instead of starting another each time. republishSince is the window of
+// published events to requeue (ignored with PruneOnPublish, which keeps
+// none; kept from the first call when resuming).
+func (s *Store) BeginEpoch(ctx context.Context, holder string, term int64, candidate string, republishSince time.Time) (epoch string, err error) {
+	err = s.txn(ctx, "begin epoch", func(sc lungo.ISessionContext) error {
+		d, err := s.fence(sc, holder, term)
+		if err != nil {
 			return err
 		}
-		res, err := s.db.Collection(cOutbox).UpdateMany(sc,
-			bson.M{"state": statePublished, "publishedAt": bson.M{"$gte": republishSince.UTC()}},
+		if d.NextEpoch != "" {
+			epoch = d.NextEpoch
+			return nil
+		}
+		epoch = candidate
+		set := bson.M{"nextEpoch": candidate}
+		if !s.opts.PruneOnPublish {
+			set["requeueSince"] = republishSince.UTC()
+		}
+		_, err = s.db.Collection(cSequencers).UpdateOne(sc, bson.M{"_id": s.opts.Canvas}, bson.M{"$set": set})
+		return err
+	})
+	return epoch, err
+}
+
+// Requeue returns up to limit events published inside the republish window
+// of the epoch change in progress to the pending state, so the relay
+// publishes them again into the new stream. It runs before CommitEpoch (no
+// claim is opened meanwhile), so each pixel's versions still reach the new
+// stream in order. more is true while the window may hold more; each call
+// is one bounded transaction, and a call after a crash goes on where the
+// last one stopped.
+func (s *Store) Requeue(ctx context.Context, holder string, term int64, limit int) (n int, more bool, err error) {
+	if limit <= 0 {
+		return 0, false, fmt.Errorf("requeue: limit %d", limit)
+	}
+	err = s.txn(ctx, "requeue published events", func(sc lungo.ISessionContext) error {
+		n, more = 0, false
+		d, err := s.fence(sc, holder, term)
+		if err != nil || d.NextEpoch == "" || d.RequeueSince == nil {
+			return err
+		}
+		coll := s.db.Collection(cOutbox)
+		cur, err := coll.Find(sc, bson.M{"canvas": s.opts.Canvas, "state": statePublished, "publishedAt": bson.M{"$gte": *d.RequeueSince}},
+			options.Find().SetLimit(int64(limit)).SetProjection(bson.M{"_id": 1}))
+		if err != nil {
+			return err
+		}
+		var docs []struct {
+			ID primitive.ObjectID `bson:"_id"`
+		}
+		if err := cur.All(sc, &docs); err != nil {
+			return err
+		}
+		if len(docs) == 0 {
+			return nil
+		}
+		oids := make([]primitive.ObjectID, len(docs))
+		for i, doc := range docs {
+			oids[i] = doc.ID
+		}
+		res, err := coll.UpdateMany(sc, bson.M{"_id": bson.M{"$in": oids}},
 			bson.M{"$set": bson.M{"state": statePending}, "$unset": bson.M{"epoch": "", "publishedAt": ""}})
 		if err != nil {
 			return err
 		}
-		requeued = res.ModifiedCount
-		_, err = s.db.Collection(cSequencers).UpdateOne(sc, bson.M{"_id": s.opts.Canvas},
-			bson.M{"$set": bson.M{"epoch": epoch, "seq": uint64(0)}})
+		n, more = int(res.ModifiedCount), len(docs) == limit
+		return nil
+	})
+	return n, more, err
+}
+
+// CommitEpoch completes the epoch change in progress: the sequencer moves to
+// epoch at sequence 0 with no open claim (its events are still pending and
+// are claimed again under the new epoch). Fenced by the lease; epoch must be
+// the one BeginEpoch recorded.
+func (s *Store) CommitEpoch(ctx context.Context, holder string, term int64, epoch string) error {
+	return s.txn(ctx, "commit epoch", func(sc lungo.ISessionContext) error {
+		d, err := s.fence(sc, holder, term)
+		if err != nil {
+			return err
+		}
+		if d.NextEpoch != epoch {
+			return fmt.Errorf("commit epoch %s: the change in progress is %q: %w", epoch, d.NextEpoch, ErrLeaseLost)
+		}
+		if err := s.failpoint("epoch:before-commit"); err != nil {
+			return err
+		}
+		_, err = s.db.Collection(cSequencers).UpdateOne(sc, bson.M{"_id": s.opts.Canvas}, bson.M{
+			"$set":   bson.M{"epoch": epoch, "seq": uint64(0)},
+			"$unset": bson.M{"claim": "", "nextEpoch": "", "requeueSince": ""},
+		})
 		return err
 	})
-	return requeued, err
 }
 
 // WatchOutbox sends on the returned channel (without blocking, coalescing)
@@ -391,7 +573,7 @@ func (s *Store) Canary(ctx context.Context, tr Trace) (canvas.Event, error) {
 	d := outboxDoc{
 		ID: primitive.NewObjectID(), Canvas: s.opts.Canvas, Kind: string(canvas.KindCanary),
 		Color: "#000000", CommittedAt: time.Now().UTC().Truncate(time.Millisecond),
-		Trace: traceDoc{TraceParent: tr.TraceParent, TraceState: tr.TraceState}, State: statePending,
+		Trace: traceDoc(tr), State: statePending,
 	}
 	if _, err := s.db.Collection(cOutbox).InsertOne(ctx, d); err != nil {
 		return canvas.Event{}, unavailable("insert canary", err)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -17,20 +18,27 @@ import (
 	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/mongo/readconcern"
 	"go.mongodb.org/mongo-driver/mongo/readpref"
+	"go.mongodb.org/mongo-driver/mongo/writeconcern"
 	"go.opentelemetry.io/contrib/instrumentation/go.mongodb.org/mongo-driver/mongo/otelmongo"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/pixelflow/pixelflow/internal/backoff"
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/option"
 )
 
 // Collection names.
 const (
-	cPixels      = "pixels"
-	cOutbox      = "outbox"
-	cSequencers  = "sequencers"
+	cPixels     = "pixels"
+	cOutbox     = "outbox"
+	cSequencers = "sequencers"
+	cIdemKeys   = "idempotency_keys" // bucket documents, see idempotency.go
+	cBatches    = "batches"
+	// cIdempotency held one document per key in earlier versions; nothing
+	// writes it now, and its TTL index expires what they left behind.
 	cIdempotency = "idempotency"
-	cBatches     = "batches"
 )
 
 // Outbox states.
@@ -41,11 +49,13 @@ const (
 
 // Options configure a Store.
 type Options struct {
-	// Canvas names the canvas this store serves. Default "main".
+	// Canvas names the canvas this store serves: several canvases can share
+	// one database. Default canvas.DefaultName.
 	Canvas string
 	// Retention is how long published outbox events are kept (TTL index on
-	// publishedAt); it is also the window republished after Redis forgets.
-	// Default 7 days. With PruneOnPublish it is unused.
+	// publishedAt, whole seconds); it is also the window republished after
+	// Redis forgets. Default DefaultRetention. With PruneOnPublish it is
+	// unused.
 	Retention time.Duration
 	// PruneOnPublish deletes events as soon as they are published. The
 	// embedded engine copies a collection on every write to it, so its outbox
@@ -54,18 +64,34 @@ type Options struct {
 	PruneOnPublish bool
 	// IdempotencyTTL is how long an Idempotency-Key is remembered. Default 24h.
 	IdempotencyTTL time.Duration
-	// GroupCommit, when above zero, writes concurrent placements together,
-	// up to this many per transaction (see groupCommit). The embedded engine
-	// serializes its write transactions and pays per transaction and per
-	// write operation, so sharing them is what lets it keep up; on MongoDB
-	// leave it zero: transactions there run concurrently.
+	// IdempotencyKeysPerClient bounds the keys one client holds (its oldest
+	// are forgotten first). Default 1024.
+	IdempotencyKeysPerClient int
+	// IdempotencyBuckets is how many documents hold the keys. Default 256.
+	IdempotencyBuckets int
+	// GroupCommit is how many concurrent placements at most share one
+	// transaction (see groupCommit); one batch is written at a time.
+	// Default 64; negative: every placement is its own transaction.
+	//
+	// Both stores need it. The embedded engine serializes its write
+	// transactions and pays per transaction and per write operation, so
+	// sharing them is what lets it keep up. On MongoDB concurrent
+	// transactions that write one tile document (different pixels of one
+	// 16×16 tile) conflict (WriteConflict): placements to a hot tile, each in
+	// its own transaction, abort each other and run out of retries (503).
+	// With one batch in flight per process, a process never conflicts with
+	// itself (BenchmarkHotTile).
 	GroupCommit int
 	// TxnAttempts bounds how often a transaction is tried on transient
-	// errors. Default 5.
+	// errors (write conflicts with another process, failovers), with
+	// exponential backoff and jitter between attempts. Default 10.
 	TxnAttempts int
 	// Failpoint, when set, is called at named places; a non-nil error is
 	// returned from that place as if MongoDB had raised it. For tests.
 	Failpoint func(name string) error
+	// Conflicts, when set, models MongoDB's write conflicts on the embedded
+	// engine (see ConflictModel). For tests and benchmarks.
+	Conflicts ConflictModel
 	// Logger receives retry and pruning messages. Default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -74,6 +100,12 @@ type Options struct {
 	// monitor (otelmongo). The embedded engine has no driver underneath:
 	// callers' own spans around store calls stand in for it.
 	Tracer trace.TracerProvider
+	// NoIndexes opens the store without creating or changing any index,
+	// for readers of a database that a running deployment owns (the e2e
+	// verification): the owner's TTLs (Retention, IdempotencyTTL) are not
+	// this reader's to set, and MongoDB rejects a same-named index with
+	// other options (IndexOptionsConflict).
+	NoIndexes bool
 }
 
 // Store is pixelflow's MongoDB (or embedded) persistence.
@@ -92,26 +124,50 @@ type Store struct {
 // uri, opens the embedded engine: a single file at path, or memory when path
 // is empty.
 func Open(ctx context.Context, uri, path string, opts Options) (*Store, error) {
-	if uri != "" {
-		co := options.Client().ApplyURI(uri).SetServerSelectionTimeout(5 * time.Second).SetTimeout(10 * time.Second)
-		if opts.Tracer != nil {
-			co.SetMonitor(otelmongo.NewMonitor(otelmongo.WithTracerProvider(opts.Tracer)))
-		}
-		client, err := lungo.Connect(ctx, co)
-		if err != nil {
-			return nil, fmt.Errorf("connect to MongoDB: %w", err)
-		}
-		if err := client.Ping(ctx, readpref.Primary()); err != nil {
-			_ = client.Disconnect(ctx)
-			return nil, fmt.Errorf("ping MongoDB: %w", err)
-		}
-		return New(ctx, client, dbName(uri), client.Disconnect, opts)
+	if err := opts.Validate(); err != nil {
+		return nil, err
 	}
+	if uri != "" {
+		client, closeFn, err := Connect(ctx, uri, opts.Tracer)
+		if err != nil {
+			return nil, err
+		}
+		return New(ctx, client, dbName(uri), closeFn, opts)
+	}
+	client, closeFn, err := OpenEngine(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	return New(ctx, client, "pixelflow", closeFn, opts)
+}
+
+// Connect connects to the MongoDB replica set at uri and checks that its
+// primary answers; closeFn disconnects. tracer (may be nil) traces the
+// driver's commands.
+func Connect(ctx context.Context, uri string, tracer trace.TracerProvider) (client lungo.IClient, closeFn func(context.Context) error, err error) {
+	co := options.Client().ApplyURI(uri).SetServerSelectionTimeout(5 * time.Second).SetTimeout(10 * time.Second)
+	if tracer != nil {
+		co.SetMonitor(otelmongo.NewMonitor(otelmongo.WithTracerProvider(tracer)))
+	}
+	c, err := lungo.Connect(ctx, co)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to MongoDB: %w", err)
+	}
+	if err := c.Ping(ctx, readpref.Primary()); err != nil {
+		_ = c.Disconnect(ctx)
+		return nil, nil, fmt.Errorf("ping MongoDB: %w", err)
+	}
+	return c, c.Disconnect, nil
+}
+
+// OpenEngine opens the embedded engine, tuned as pixelflow runs it: a
+// single file at path, or memory when path is empty. closeFn closes it.
+func OpenEngine(ctx context.Context, path string) (client lungo.IClient, closeFn func(context.Context) error, err error) {
 	var st lungo.Store = lungo.NewMemoryStore()
 	if path != "" {
 		st = lungo.NewFileStore(path, 0o644)
 	}
-	client, engine, err := lungo.Open(ctx, lungo.Options{
+	c, engine, err := lungo.Open(ctx, lungo.Options{
 		Store:          st,
 		ExpireInterval: 5 * time.Second,
 		// Every write clones the oplog (the engine's copy-on-write), so a
@@ -129,9 +185,9 @@ func Open(ctx context.Context, uri, path string, opts Options) (*Store, error) {
 		ExpireErrors: func(err error) { slog.Warn("embedded store expiry", "err", err) },
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open embedded store %q: %w", path, err)
+		return nil, nil, fmt.Errorf("open embedded store %q: %w", path, err)
 	}
-	return New(ctx, client, "pixelflow", func(context.Context) error { engine.Close(); return nil }, opts)
+	return c, func(context.Context) error { engine.Close(); return nil }, nil
 }
 
 func dbName(uri string) string {
@@ -151,27 +207,69 @@ func dbName(uri string) string {
 	return "pixelflow"
 }
 
-// New wraps a connected client and ensures the indexes exist.
+// Retention defaults (config takes its defaults from here: one default per
+// setting).
+const (
+	// DefaultRetention keeps a week of published events on MongoDB.
+	DefaultRetention = 7 * 24 * time.Hour
+	// EmbeddedRetention is the embedded store's: it copies a collection on
+	// every write, so its outbox must stay small.
+	EmbeddedRetention = 30 * time.Second
+)
+
+func (o *Options) setDefaults() {
+	if o.Canvas == "" {
+		o.Canvas = canvas.DefaultName
+	}
+	if o.Retention == 0 {
+		o.Retention = DefaultRetention
+	}
+	if o.IdempotencyTTL == 0 {
+		o.IdempotencyTTL = 24 * time.Hour
+	}
+	if o.IdempotencyKeysPerClient <= 0 {
+		o.IdempotencyKeysPerClient = 1024
+	}
+	if o.IdempotencyBuckets <= 0 {
+		o.IdempotencyBuckets = 256
+	}
+	if o.TxnAttempts == 0 {
+		o.TxnAttempts = 10
+	}
+	if o.GroupCommit == 0 {
+		o.GroupCommit = 64
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Validate refuses options the store cannot run with (zero values stand
+// for their defaults). New calls it; so does config.Parse, before anything
+// opens.
+func (o Options) Validate() error {
+	o.setDefaults()
+	c := option.Checker{Component: "store"}
+	c.Name("Canvas", o.Canvas, canvas.ValidateName)
+	// TTL indexes count whole seconds, and 0 would expire at once.
+	c.Check(o.Retention >= time.Second, "Retention", o.Retention, "must be at least 1s")
+	c.Check(o.IdempotencyTTL >= time.Second, "IdempotencyTTL", o.IdempotencyTTL, "must be at least 1s")
+	c.Check(o.TxnAttempts >= 1, "TxnAttempts", o.TxnAttempts, "must be positive")
+	return c.Err()
+}
+
+// New wraps a connected client and ensures the indexes exist. It closes
+// the client (closeFn) when it fails.
 func New(ctx context.Context, client lungo.IClient, db string, closeFn func(context.Context) error, opts Options) (*Store, error) {
-	if opts.Canvas == "" {
-		opts.Canvas = "main"
+	if err := opts.Validate(); err != nil {
+		_ = closeFn(ctx)
+		return nil, err
 	}
-	if opts.Retention <= 0 {
-		opts.Retention = 7 * 24 * time.Hour
-	}
-	if opts.IdempotencyTTL <= 0 {
-		opts.IdempotencyTTL = 24 * time.Hour
-	}
-	if opts.TxnAttempts <= 0 {
-		opts.TxnAttempts = 5
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	s := &Store{client: client, db: client.Database(db), opts: opts, close: closeFn}
+	opts.setDefaults()
+	s := &Store{client: client, db: client.Database(db, databaseOptions()), opts: opts, close: closeFn}
 	if opts.GroupCommit > 0 {
 		s.places = newGroupCommit(opts.GroupCommit, s.runPlaces)
 	}
@@ -200,23 +298,154 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 func (s *Store) ensureIndexes(ctx context.Context) error {
-	secs := func(d time.Duration) *int32 { v := int32(d / time.Second); return &v }
+	if s.opts.NoIndexes {
+		return nil
+	}
+	// Every query of the API, the relay and /metrics has an index, by
+	// MongoDB's equality-sort-range rule (TestEveryQueryIsIndexed):
 	idx := []struct {
 		coll  string
 		model mongo.IndexModel
 	}{
-		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "state", Value: 1}, {Key: "version", Value: 1}}}},
+		// Every outbox query is by canvas (canvases may share a database),
+		// so canvas leads each index.
+		// pending events in claim order (Pending, the claim and its tagging)
+		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}, {Key: "state", Value: 1}, {Key: "version", Value: 1}, {Key: "committedAt", Value: 1}, {Key: "_id", Value: 1}}}},
+		// the oldest pending event (Backlog, /metrics, /api/health)
+		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}, {Key: "state", Value: 1}, {Key: "committedAt", Value: 1}}}},
+		// published events inside the republish window (Requeue)
+		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}, {Key: "state", Value: 1}, {Key: "publishedAt", Value: 1}}}},
+		// a claim's events (ClaimEvents, marking)
 		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "claim", Value: 1}}}},
-		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "publishedAt", Value: 1}}, Options: options.Index().SetExpireAfterSeconds(*secs(s.opts.Retention))}},
 		{cPixels, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}}}},
-		{cBatches, mongo.IndexModel{Keys: bson.D{{Key: "epoch", Value: 1}, {Key: "last", Value: 1}}}},
-		{cBatches, mongo.IndexModel{Keys: bson.D{{Key: "publishedAt", Value: 1}}, Options: options.Index().SetExpireAfterSeconds(*secs(s.opts.Retention))}},
-		{cIdempotency, mongo.IndexModel{Keys: bson.D{{Key: "createdAt", Value: 1}}, Options: options.Index().SetExpireAfterSeconds(*secs(s.opts.IdempotencyTTL))}},
+		// the batches overlapping a range of sequence numbers, in order
+		{cBatches, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}, {Key: "epoch", Value: 1}, {Key: "first", Value: 1}, {Key: "last", Value: 1}}}},
 	}
 	for _, i := range idx {
 		if _, err := s.db.Collection(i.coll).Indexes().CreateOne(ctx, i.model); err != nil {
 			return unavailable("create index on "+i.coll, err)
 		}
+	}
+	// Indexes of earlier versions that the ones above replace: each is a
+	// prefix of, or sorts less than, its successor, and costs every write.
+	for coll, names := range map[string][]string{
+		cOutbox:  {"state_1_version_1", "state_1_version_1_committedAt_1__id_1", "state_1_committedAt_1", "state_1_publishedAt_1"},
+		cBatches: {"epoch_1_last_1", "epoch_1_first_1_last_1"},
+	} {
+		if err := s.dropIndexes(ctx, coll, names...); err != nil {
+			return err
+		}
+	}
+	ttl := []struct {
+		coll, field string
+		ttl         time.Duration
+	}{
+		{cOutbox, "publishedAt", s.opts.Retention},
+		{cBatches, "publishedAt", s.opts.Retention},
+		{cIdempotency, "createdAt", s.opts.IdempotencyTTL},
+	}
+	for _, i := range ttl {
+		if err := s.ensureTTL(ctx, i.coll, i.field, i.ttl); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropIndexes drops those of the named indexes coll has.
+func (s *Store) dropIndexes(ctx context.Context, coll string, names ...string) error {
+	specs, err := s.listIndexes(ctx, coll)
+	if err != nil {
+		return err
+	}
+	for _, sp := range specs {
+		if slices.Contains(names, sp.Name) {
+			if _, err := s.db.Collection(coll).Indexes().DropOne(ctx, sp.Name); err != nil {
+				return unavailable("drop index "+sp.Name+" on "+coll, err)
+			}
+		}
+	}
+	return nil
+}
+
+// indexSpec is one entry of listIndexes.
+type indexSpec struct {
+	Name string `bson:"name"`
+	Key  bson.D `bson:"key"`
+	// TTL is expireAfterSeconds: MongoDB may store it as int32, int64 or
+	// double, all of which decode into a float64.
+	TTL *float64 `bson:"expireAfterSeconds"`
+}
+
+func (s *Store) listIndexes(ctx context.Context, coll string) ([]indexSpec, error) {
+	cur, err := s.db.Collection(coll).Indexes().List(ctx)
+	if err != nil {
+		return nil, unavailable("list indexes of "+coll, err)
+	}
+	var specs []indexSpec
+	if err := cur.All(ctx, &specs); err != nil {
+		return nil, unavailable("list indexes of "+coll, err)
+	}
+	return specs, nil
+}
+
+// ensureTTL makes coll's TTL index on field expire documents ttl after it.
+//
+// CreateOne cannot change an existing index: for the same key with another
+// expireAfterSeconds MongoDB answers IndexOptionsConflict (code 85) and lungo
+// "existing index … has same key", and startup failed whenever RETENTION or
+// the idempotency TTL changed. So the setting is applied here, at the next
+// start:
+//   - MongoDB: collMod changes expireAfterSeconds of the index in place (the
+//     index stays and keeps serving queries; the TTL monitor uses the new
+//     value from its next pass). Several processes starting at once all
+//     send the same collMod, which is idempotent.
+//   - lungo has no commands (its RunCommand panics), so the index is dropped
+//     and created again; a crash between the two leaves no index, which the
+//     next start creates.
+func (s *Store) ensureTTL(ctx context.Context, coll, field string, ttl time.Duration) error {
+	secs := int32(ttl / time.Second)
+	specs, err := s.listIndexes(ctx, coll)
+	if err != nil {
+		return err
+	}
+	var old *indexSpec
+	for i, sp := range specs {
+		if len(sp.Key) == 1 && sp.Key[0].Key == field {
+			old = &specs[i]
+		}
+	}
+	keys := bson.D{{Key: field, Value: 1}}
+	create := func() error {
+		_, err := s.db.Collection(coll).Indexes().CreateOne(ctx, mongo.IndexModel{Keys: keys, Options: options.Index().SetExpireAfterSeconds(secs)})
+		if err != nil {
+			return unavailable("create TTL index on "+coll+"."+field, err)
+		}
+		return nil
+	}
+	switch {
+	case old == nil:
+		return create()
+	case old.TTL != nil && *old.TTL == float64(secs):
+		return nil
+	}
+	was := "none"
+	if old.TTL != nil {
+		was = strconv.FormatFloat(*old.TTL, 'f', -1, 64) + "s"
+	}
+	s.opts.Logger.Info("changing TTL index", "collection", coll, "field", field, "from", was, "to", strconv.Itoa(int(secs))+"s")
+	if _, mongoDB := s.client.(*lungo.MongoClient); !mongoDB {
+		if _, err := s.db.Collection(coll).Indexes().DropOne(ctx, old.Name); err != nil {
+			return unavailable("drop TTL index "+old.Name+" on "+coll, err)
+		}
+		return create()
+	}
+	err = s.db.RunCommand(ctx, bson.D{
+		{Key: "collMod", Value: coll},
+		{Key: "index", Value: bson.D{{Key: "keyPattern", Value: keys}, {Key: "expireAfterSeconds", Value: secs}}},
+	}).Err()
+	if err != nil {
+		return unavailable("collMod TTL index on "+coll+"."+field, err)
 	}
 	return nil
 }
@@ -237,17 +466,56 @@ func hasLabel(err error, label string) bool {
 	return errors.As(err, &l) && l.HasErrorLabel(label)
 }
 
+// databaseOptions are the read and write concerns of every operation outside
+// a transaction: the snapshot's reads, the relay's reads of pending and
+// published events and of the sequencer, the lease release, the canary.
+// Majority on both, set explicitly rather than left to the deployment's
+// defaults: a read never returns a write that a failover can roll back (the
+// snapshot would show, and the relay republish, a pixel that then vanishes),
+// and an acknowledged write survives a failover. The embedded engine has one
+// copy and ignores both.
+func databaseOptions() *options.DatabaseOptions {
+	return options.Database().SetReadConcern(readconcern.Majority()).SetWriteConcern(writeconcern.Majority())
+}
+
+// sessionOptions are the defaults of the transactions started on a session
+// (txnOptions repeats them on each transaction): read concern snapshot, so a
+// transaction reads one consistent snapshot of majority-committed data once
+// it commits with write concern majority — the claim never sees a placement
+// that could still be rolled back, the commit is acknowledged only when a
+// failover cannot undo it — and the primary, the only node that runs
+// transactions.
+func sessionOptions() *options.SessionOptions {
+	return options.Session().
+		SetDefaultReadConcern(readconcern.Snapshot()).
+		SetDefaultWriteConcern(writeconcern.Majority()).
+		SetDefaultReadPreference(readpref.Primary())
+}
+
+func txnOptions() *options.TransactionOptions {
+	return options.Transaction().
+		SetReadConcern(readconcern.Snapshot()).
+		SetWriteConcern(writeconcern.Majority()).
+		SetReadPreference(readpref.Primary())
+}
+
 // txn runs fn in a transaction. A TransientTransactionError restarts the whole
 // transaction and an UnknownTransactionCommitResult retries the commit, both
-// within opts.TxnAttempts, with a short backoff. fn must be idempotent over
-// retries: its writes are discarded with the aborted attempt.
+// within opts.TxnAttempts. Restarts wait 1–2 ms, then twice as long each
+// time up to 250 ms, half of it random: transactions of two processes that
+// conflicted on a document do not meet again in lockstep, and the budget (at
+// most about 0.9 s over 10 attempts) outlasts a burst of conflicts on a hot
+// tile (BenchmarkHotTile: with a 100 ms cap, two saturated processes still
+// answered a few 503s) without holding a request for long. fn must be idempotent over retries: its
+// writes are discarded with the aborted attempt.
 func (s *Store) txn(ctx context.Context, name string, fn func(sc lungo.ISessionContext) error) error {
-	sess, err := s.client.StartSession()
+	sess, err := s.client.StartSession(sessionOptions())
 	if err != nil {
 		return unavailable(name+": start session", err)
 	}
 	defer sess.EndSession(context.Background())
 	var lastErr error
+	var bo backoff.Backoff
 	for attempt := 0; attempt < s.opts.TxnAttempts; attempt++ {
 		if attempt > 0 {
 			s.retries.Add(1)
@@ -255,11 +523,12 @@ func (s *Store) txn(ctx context.Context, name string, fn func(sc lungo.ISessionC
 			select {
 			case <-ctx.Done():
 				return unavailable(name, ctx.Err())
-			case <-time.After(time.Duration(attempt*attempt) * 5 * time.Millisecond):
+			case <-time.After(bo.Next(2*time.Millisecond, 250*time.Millisecond)):
 			}
 		}
-		lastErr = lungo.WithSession(ctx, sess, func(sc lungo.ISessionContext) error {
-			if err := sess.StartTransaction(); err != nil {
+		actx, att := s.beginAttempt(ctx)
+		lastErr = lungo.WithSession(actx, sess, func(sc lungo.ISessionContext) error {
+			if err := sess.StartTransaction(txnOptions()); err != nil {
 				return err
 			}
 			if err := fn(sc); err != nil {
@@ -282,6 +551,9 @@ func (s *Store) txn(ctx context.Context, name string, fn func(sc lungo.ISessionC
 				s.opts.Logger.Warn("retrying commit", "txn", name, "attempt", attempt+1, "err", err)
 			}
 		})
+		if att != nil {
+			att.End(lastErr == nil)
+		}
 		if lastErr == nil {
 			return nil
 		}
@@ -389,19 +661,6 @@ func (d outboxDoc) event() (canvas.Event, error) {
 	}, nil
 }
 
-// idemDoc remembers the answer to an Idempotency-Key.
-type idemDoc struct {
-	ID        string    `bson:"_id"`
-	Hash      string    `bson:"hash"`
-	EventID   string    `bson:"eventId"`
-	GX        int       `bson:"gx"`
-	GY        int       `bson:"gy"`
-	Color     string    `bson:"color"`
-	Version   int64     `bson:"version"`
-	Committed time.Time `bson:"committedAt"`
-	CreatedAt time.Time `bson:"createdAt"`
-}
-
 // Trace is the W3C trace context stored with an event.
 type Trace struct {
 	TraceParent, TraceState string
@@ -432,29 +691,64 @@ func (s *Store) Snapshot(ctx context.Context) (canvas.Position, []Pixel, error) 
 	if err != nil {
 		return canvas.Position{}, nil, unavailable("read pixels", err)
 	}
-	var tiles []tileDoc
+	// Raw documents, read by hand: decoding a million pixels through the
+	// reflection-driven codec took most of the snapshot's second.
+	var tiles []bson.Raw
 	if err := cur.All(ctx, &tiles); err != nil {
 		return canvas.Position{}, nil, unavailable("read pixels", err)
 	}
 	var px []Pixel
 	for _, t := range tiles {
-		for key, tp := range t.P {
-			i, err := strconv.Atoi(key)
-			c, cerr := canvas.ParseColor(tp.Color)
-			if err != nil || cerr != nil || i < 0 || i >= tileSize*tileSize {
-				return canvas.Position{}, nil, fmt.Errorf("tile %s: bad pixel %q", t.ID, key)
-			}
-			px = append(px, Pixel{GX: t.TX*tileSize + i%tileSize, GY: t.TY*tileSize + i/tileSize, Color: c, Version: tp.Version})
+		if px, err = appendTilePixels(px, t); err != nil {
+			return canvas.Position{}, nil, err
 		}
 	}
 	return canvas.Position{Epoch: seq.Epoch, Seq: seq.Seq}, px, nil
+}
+
+// appendTilePixels appends the painted pixels of one raw tile document.
+func appendTilePixels(px []Pixel, t bson.Raw) ([]Pixel, error) {
+	bad := func(what string) error { return fmt.Errorf("tile %s: %s", t.Lookup("_id"), what) }
+	tx, ok1 := t.Lookup("tx").AsInt64OK()
+	ty, ok2 := t.Lookup("ty").AsInt64OK()
+	pd, ok3 := t.Lookup("p").DocumentOK()
+	if !ok1 || !ok2 || !ok3 {
+		return px, bad("malformed")
+	}
+	elems, err := pd.Elements()
+	if err != nil {
+		return px, bad(err.Error())
+	}
+	for _, e := range elems {
+		key := e.Key()
+		i, err := strconv.Atoi(key)
+		d, ok := e.Value().DocumentOK()
+		if err != nil || !ok || i < 0 || i >= tileSize*tileSize {
+			return px, bad(fmt.Sprintf("bad pixel %q", key))
+		}
+		cs, ok1 := d.Lookup("c").StringValueOK()
+		v, ok2 := d.Lookup("v").AsInt64OK()
+		c, cerr := canvas.ParseColor(cs)
+		if !ok1 || !ok2 || cerr != nil {
+			return px, bad(fmt.Sprintf("bad pixel %q", key))
+		}
+		px = append(px, Pixel{GX: int(tx)*tileSize + i%tileSize, GY: int(ty)*tileSize + i/tileSize, Color: c, Version: v})
+	}
+	return px, nil
+}
+
+// inState selects this canvas's outbox events in state. Every outbox query
+// is by canvas: several canvases may share one database, and each relay
+// must publish, count and requeue only its own canvas's events.
+func (s *Store) inState(state string) bson.D {
+	return bson.D{{Key: "canvas", Value: s.opts.Canvas}, {Key: "state", Value: state}}
 }
 
 // Backlog reports the outbox's pending events and the oldest one's commit time
 // (zero when none is pending).
 func (s *Store) Backlog(ctx context.Context) (n int64, oldest time.Time, err error) {
 	coll := s.db.Collection(cOutbox)
-	n, err = coll.CountDocuments(ctx, bson.M{"state": statePending})
+	n, err = coll.CountDocuments(ctx, s.inState(statePending))
 	if err != nil {
 		return 0, time.Time{}, unavailable("count outbox backlog", err)
 	}
@@ -462,7 +756,7 @@ func (s *Store) Backlog(ctx context.Context) (n int64, oldest time.Time, err err
 		return 0, time.Time{}, nil
 	}
 	var d outboxDoc
-	err = coll.FindOne(ctx, bson.M{"state": statePending}, options.FindOne().SetSort(bson.D{{Key: "committedAt", Value: 1}})).Decode(&d)
+	err = coll.FindOne(ctx, s.inState(statePending), options.FindOne().SetSort(bson.D{{Key: "committedAt", Value: 1}})).Decode(&d)
 	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
 		return 0, time.Time{}, unavailable("read oldest pending event", err)
 	}

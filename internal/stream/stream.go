@@ -2,18 +2,36 @@
 // canvas stream, the encoding of its entries and the atomic publish that the
 // relay (the single sequencer) uses and the gateways read.
 //
+// This package owns the whole Redis layout: every key, the gateways'
+// consumer group names and every Lua script (lua/*.lua). Other packages ask
+// it (KeysFor, GroupName) rather than spell a key; a test fails when the key
+// prefix or the group prefix appears anywhere else in the tree.
+//
 // Layout, per canvas (hash-tagged so a cluster keeps them on one slot):
 //
-//	pf:{<canvas>}:stream  the events; entry id "<seq>-0", seq contiguous from 1
-//	pf:{<canvas>}:epoch   the epoch the stream belongs to
+//	pf:{<canvas>}:stream    the events; entry id "<seq>-0", seq contiguous from 1
+//	pf:{<canvas>}:epoch     the epoch the stream belongs to
+//	pf:{<canvas>}:term      the newest sequencer lease term that wrote here
+//	pf:{<canvas>}:gateways  gateway liveness: sorted set, member = instance id,
+//	                        score = the Redis server's clock (ms) at its last heartbeat
+//	pf:{<canvas>}:ops       the /ops dashboard's figures: hash, field = instance id
+//
+// Consumer groups on the stream: "gw:<instance>" for each gateway instance
+// (GroupName); gateways reap only groups with that prefix.
 //
 // The epoch is created with the stream. When Redis comes back without it
 // (restart without persistence), the relay starts a new epoch and republishes
 // from the durable outbox; readers that see another epoch resync.
+//
+// Every mutation the relay makes (publish, start epoch) is a Lua script that
+// first checks the caller's lease term against the term key and refuses an
+// older one, so a leader that stalled past its lease cannot touch the stream
+// its successor writes.
 package stream
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"strconv"
@@ -28,12 +46,31 @@ import (
 // Keys names one canvas's Redis keys.
 type Keys struct {
 	Stream, Epoch string
+	// Term is the newest sequencer lease term that touched Redis: every
+	// relay script refuses an older one (see lua/fence.lua).
+	Term string
+	// Gateways holds the gateway instances' heartbeats (see Heartbeat).
+	Gateways string
+	// Ops holds each gateway's published dashboard figures.
+	Ops string
 }
 
 // KeysFor returns the keys of canvas name.
 func KeysFor(name string) Keys {
 	p := "pf:{" + name + "}:"
-	return Keys{Stream: p + "stream", Epoch: p + "epoch"}
+	return Keys{Stream: p + "stream", Epoch: p + "epoch", Term: p + "term", Gateways: p + "gateways", Ops: p + "ops"}
+}
+
+// groupPrefix marks the consumer groups gateways own (and may reap).
+const groupPrefix = "gw:"
+
+// GroupName is the consumer group of gateway instance id.
+func GroupName(instance string) string { return groupPrefix + instance }
+
+// GroupInstance returns the gateway instance whose group is group; ok is
+// false for a group that is not a gateway's.
+func GroupInstance(group string) (instance string, ok bool) {
+	return strings.CutPrefix(group, groupPrefix)
 }
 
 // ID is the stream entry id of sequence number seq.
@@ -139,6 +176,10 @@ func Decode(m redis.XMessage) (Entry, error) {
 // start a new epoch; readers must resync.
 var ErrEpochGone = errors.New("stream epoch is gone")
 
+// ErrFenced means Redis has seen a newer lease term than the caller's: the
+// caller was deposed and must stop mutating the stream.
+var ErrFenced = errors.New("stream fenced: a newer sequencer term exists")
+
 // TailMismatchError means the stream's last entry is not the one the publisher
 // expected: a previous sequencer published entries it did not mark yet, or
 // Redis lost the newest entries.
@@ -150,33 +191,26 @@ func (e *TailMismatchError) Error() string {
 	return fmt.Sprintf("stream tail is %d, expected %d", e.Actual, e.Expected)
 }
 
-// publishScript appends entries only if the epoch is still ours and the tail
-// is where the caller believes it is, all or nothing. It makes a sequencer
-// that lost its lease unable to interleave with its successor, and a retried
-// batch unable to land twice.
-//
-// KEYS[1] stream, KEYS[2] epoch key.
-// ARGV: epoch, expected tail seq, maxlen, then per entry: id, field count, fields...
-var publishScript = redis.NewScript(`
-local cur = redis.call('GET', KEYS[2])
-if cur ~= ARGV[1] then return redis.error_reply('EPOCHGONE') end
-local tail = 0
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if #last > 0 then tail = tonumber(string.match(last[1][1], '^(%d+)')) end
-if tail ~= tonumber(ARGV[2]) then return redis.error_reply('TAIL ' .. tail) end
-local i = 4
-local n = 0
-while i <= #ARGV do
-  local id = ARGV[i]
-  local nf = tonumber(ARGV[i+1])
-  local args = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], id}
-  for j = 1, nf do args[#args+1] = ARGV[i+1+j] end
-  redis.call(unpack(args))
-  i = i + 2 + nf
-  n = n + 1
-end
-return n
-`)
+// The scripts (lua/*.lua); the relay's are each prefixed with the shared fence.
+var (
+	//go:embed lua/fence.lua
+	fenceLua string
+	//go:embed lua/publish.lua
+	publishLua string
+	//go:embed lua/start_epoch.lua
+	startEpochLua string
+	//go:embed lua/claim_term.lua
+	claimTermLua string
+	//go:embed lua/heartbeat.lua
+	heartbeatLua string
+
+	publishScript    = redis.NewScript(fenceLua + publishLua)
+	startEpochScript = redis.NewScript(fenceLua + startEpochLua)
+	claimTermScript  = redis.NewScript(fenceLua + claimTermLua)
+
+	// The gateways' script: not a stream mutation, so not fenced.
+	heartbeatScript = redis.NewScript(heartbeatLua)
+)
 
 // Stream is one canvas's stream on one Redis.
 type Stream struct {
@@ -194,11 +228,12 @@ func New(rdb redis.UniversalClient, name string, maxLen int64) *Stream {
 func (s *Stream) Keys() Keys { return s.keys }
 
 // Publish appends entries (contiguous sequence numbers following expectTail)
-// atomically. It returns ErrEpochGone or a *TailMismatchError when the stream
-// is not in the state the caller expects; nothing is written then.
-func (s *Stream) Publish(ctx context.Context, epoch string, expectTail uint64, entries []Entry) error {
-	argv := make([]any, 0, 3+len(entries)*22)
-	argv = append(argv, epoch, expectTail, s.maxLen)
+// atomically, as the sequencer of lease term term. It returns ErrFenced,
+// ErrEpochGone or a *TailMismatchError when the stream is not in the state
+// the caller expects; nothing is written then.
+func (s *Stream) Publish(ctx context.Context, term int64, epoch string, expectTail uint64, entries []Entry) error {
+	argv := make([]any, 0, 4+len(entries)*22)
+	argv = append(argv, term, epoch, expectTail, s.maxLen)
 	for i, e := range entries {
 		if e.Seq != expectTail+uint64(i)+1 {
 			return fmt.Errorf("publish: entry %d has seq %d, want %d", i, e.Seq, expectTail+uint64(i)+1)
@@ -207,13 +242,15 @@ func (s *Stream) Publish(ctx context.Context, epoch string, expectTail uint64, e
 		argv = append(argv, ID(e.Seq), len(vals))
 		argv = append(argv, vals...)
 	}
-	err := publishScript.Run(ctx, s.rdb, []string{s.keys.Stream, s.keys.Epoch}, argv...).Err()
+	err := publishScript.Run(ctx, s.rdb, s.scriptKeys(), argv...).Err()
 	if err == nil {
 		return nil
 	}
 	// Redis 7 prefixes script error replies without a code with "ERR ".
 	msg := strings.TrimPrefix(err.Error(), "ERR ")
 	switch {
+	case strings.HasPrefix(msg, "FENCED"):
+		return ErrFenced
 	case strings.HasPrefix(msg, "EPOCHGONE"):
 		return ErrEpochGone
 	case strings.HasPrefix(msg, "TAIL "):
@@ -226,18 +263,34 @@ func (s *Stream) Publish(ctx context.Context, epoch string, expectTail uint64, e
 	return fmt.Errorf("publish %d entries: %w", len(entries), err)
 }
 
-// StartEpoch makes epoch the stream's epoch and empties the stream, in one
-// transaction, so no reader can see old entries under the new epoch.
-func (s *Stream) StartEpoch(ctx context.Context, epoch string) error {
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, s.keys.Stream)
-		p.Set(ctx, s.keys.Epoch, epoch, 0)
+func (s *Stream) scriptKeys() []string { return []string{s.keys.Stream, s.keys.Epoch, s.keys.Term} }
+
+// runFenced runs a relay script that answers FENCED to an older term.
+func (s *Stream) runFenced(ctx context.Context, sc *redis.Script, what string, argv ...any) error {
+	err := sc.Run(ctx, s.rdb, s.scriptKeys(), argv...).Err()
+	switch {
+	case err == nil:
 		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("start epoch %s: %w", epoch, err)
+	case strings.HasPrefix(strings.TrimPrefix(err.Error(), "ERR "), "FENCED"):
+		return fmt.Errorf("%s: %w", what, ErrFenced)
 	}
-	return nil
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// StartEpoch makes epoch the stream's epoch and empties the stream, in one
+// script fenced by term, so no reader can see old entries under the new
+// epoch and no deposed sequencer can wipe its successor's stream. When the
+// epoch already is epoch it changes nothing: resuming an epoch change that
+// reached Redis before is harmless.
+func (s *Stream) StartEpoch(ctx context.Context, term int64, epoch string) error {
+	return s.runFenced(ctx, startEpochScript, "start epoch "+epoch, term, epoch)
+}
+
+// ClaimTerm records term as the newest sequencer term; from then on Redis
+// refuses every mutation by an older one. A new leader calls it before it
+// reads the stream's tail.
+func (s *Stream) ClaimTerm(ctx context.Context, term int64) error {
+	return s.runFenced(ctx, claimTermScript, fmt.Sprintf("claim term %d", term), term)
 }
 
 // Tail returns the current epoch ("" if none) and the last sequence number.
@@ -289,4 +342,14 @@ func (s *Stream) Len(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("stream length: %w", err)
 	}
 	return n, nil
+}
+
+// Heartbeat records that gateway instance is alive, at the Redis server's
+// clock, in Keys.Gateways, and returns that time.
+func (s *Stream) Heartbeat(ctx context.Context, instance string) (time.Time, error) {
+	ms, err := heartbeatScript.Run(ctx, s.rdb, []string{s.keys.Gateways}, instance).Int64()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("heartbeat: %w", err)
+	}
+	return time.UnixMilli(ms), nil
 }

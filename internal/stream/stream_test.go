@@ -9,7 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
-	"github.com/pixelflow/pixelflow/internal/redisproc"
+	"github.com/pixelflow/pixelflow/internal/redisproc/redistest"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
@@ -35,29 +35,29 @@ func entry(seq uint64, epoch string) stream.Entry {
 }
 
 func TestPublishIsFencedByEpochAndTail(t *testing.T) {
-	srv := redisproc.MustStart(t, false)
+	srv := redistest.MustStart(t, false)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer rdb.Close()
 	ctx := context.Background()
 	st := stream.New(rdb, "c", 1000)
-	if err := st.Publish(ctx, "e1", 0, []stream.Entry{entry(1, "e1")}); !errors.Is(err, stream.ErrEpochGone) {
+	if err := st.Publish(ctx, 1, "e1", 0, []stream.Entry{entry(1, "e1")}); !errors.Is(err, stream.ErrEpochGone) {
 		t.Fatalf("publish before the epoch exists: %v", err)
 	}
-	if err := st.StartEpoch(ctx, "e1"); err != nil {
+	if err := st.StartEpoch(ctx, 1, "e1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Publish(ctx, "e1", 0, []stream.Entry{entry(1, "e1"), entry(2, "e1")}); err != nil {
+	if err := st.Publish(ctx, 1, "e1", 0, []stream.Entry{entry(1, "e1"), entry(2, "e1")}); err != nil {
 		t.Fatal(err)
 	}
 	// A retried batch from a stale tail writes nothing.
 	var tm *stream.TailMismatchError
-	if err := st.Publish(ctx, "e1", 0, []stream.Entry{entry(1, "e1")}); !errors.As(err, &tm) || tm.Actual != 2 {
+	if err := st.Publish(ctx, 1, "e1", 0, []stream.Entry{entry(1, "e1")}); !errors.As(err, &tm) || tm.Actual != 2 {
 		t.Fatalf("stale publish: %v", err)
 	}
-	if err := st.Publish(ctx, "e0", 2, []stream.Entry{entry(3, "e0")}); !errors.Is(err, stream.ErrEpochGone) {
+	if err := st.Publish(ctx, 1, "e0", 2, []stream.Entry{entry(3, "e0")}); !errors.Is(err, stream.ErrEpochGone) {
 		t.Fatalf("publish under another epoch: %v", err)
 	}
-	if err := st.Publish(ctx, "e1", 2, []stream.Entry{entry(4, "e1")}); err == nil {
+	if err := st.Publish(ctx, 1, "e1", 2, []stream.Entry{entry(4, "e1")}); err == nil {
 		t.Fatal("non-contiguous batch accepted")
 	}
 	tail, err := st.Tail(ctx)
@@ -74,10 +74,46 @@ func TestPublishIsFencedByEpochAndTail(t *testing.T) {
 		!g.PublishedAt.Equal(want.PublishedAt) || g.TraceParent != want.TraceParent || g.GX != 3 || g.GY != 4 || g.Epoch != "e1" {
 		t.Fatalf("decoded %+v, want %+v", g, want)
 	}
-	if err := st.StartEpoch(ctx, "e2"); err != nil {
+	if err := st.StartEpoch(ctx, 1, "e2"); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := st.Len(ctx); n != 0 {
 		t.Fatalf("a new epoch kept %d old entries", n)
+	}
+}
+
+// TestMutationsAreFencedByTerm: once a newer sequencer term touched Redis,
+// a deposed sequencer can neither publish nor start an epoch (which would
+// wipe its successor's stream); starting the current epoch again is a no-op.
+func TestMutationsAreFencedByTerm(t *testing.T) {
+	srv := redistest.MustStart(t, false)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rdb.Close()
+	ctx := context.Background()
+	st := stream.New(rdb, "c", 1000)
+	if err := st.StartEpoch(ctx, 1, "e1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.ClaimTerm(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Publish(ctx, 2, "e1", 0, []stream.Entry{entry(1, "e1"), entry(2, "e1")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.StartEpoch(ctx, 1, "stale"); !errors.Is(err, stream.ErrFenced) {
+		t.Fatalf("start epoch by term 1 after term 2: %v, want ErrFenced", err)
+	}
+	if err := st.Publish(ctx, 1, "e1", 2, []stream.Entry{entry(3, "e1")}); !errors.Is(err, stream.ErrFenced) {
+		t.Fatalf("publish by term 1 after term 2: %v, want ErrFenced", err)
+	}
+	if err := st.ClaimTerm(ctx, 1); !errors.Is(err, stream.ErrFenced) {
+		t.Fatalf("claim term 1 after term 2: %v, want ErrFenced", err)
+	}
+	// The current epoch again: nothing is wiped.
+	if err := st.StartEpoch(ctx, 2, "e1"); err != nil {
+		t.Fatal(err)
+	}
+	if tail, err := st.Tail(ctx); err != nil || tail != (canvas.Position{Epoch: "e1", Seq: 2}) {
+		t.Fatalf("tail %s %v, want e1:2 untouched", tail, err)
 	}
 }

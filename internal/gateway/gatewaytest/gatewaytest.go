@@ -71,7 +71,7 @@ func (p *Publisher) StartEpoch(epoch string) {
 	p.tb.Helper()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if err := p.st.StartEpoch(context.Background(), epoch); err != nil {
+	if err := p.st.StartEpoch(context.Background(), 1, epoch); err != nil {
 		p.tb.Fatalf("start epoch: %v", err)
 	}
 	p.epoch, p.seq, p.entries = epoch, 0, nil
@@ -139,7 +139,7 @@ func (p *Publisher) publishLocked(entries []stream.Entry) {
 	tail := p.seq - uint64(len(entries))
 	for len(entries) > 0 {
 		n := min(len(entries), 500)
-		if err := p.st.Publish(context.Background(), p.epoch, tail, entries[:n]); err != nil {
+		if err := p.st.Publish(context.Background(), 1, p.epoch, tail, entries[:n]); err != nil {
 			p.tb.Fatalf("publish %d entries after %d: %v", n, tail, err)
 		}
 		p.entries = append(p.entries, entries[:n]...)

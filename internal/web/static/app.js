@@ -1,7 +1,16 @@
 // pixelflow canvas page, following docs/protocol.md: connect first (the
-// hello gives the position), then load the snapshot; apply pixels only when
-// their version is newer; on a sequence gap reconnect with ?since= so the
-// gateway replays it; on resync reload the snapshot.
+// hello gives the position), then load the snapshot (the binary form); apply
+// events only when their version is newer; on a sequence gap reconnect with
+// ?since= so the gateway replays it; on resync reload the snapshot.
+//
+// A loaded snapshot REPLACES the canvas rather than merging into it by
+// version: versions start over when the store loses its data (a restart of a
+// memory store, a restore, a rollback), and merging would keep the old,
+// higher-numbered pixels forever. The events received since the snapshot was
+// asked for are kept (held) and applied again on top of it, by version,
+// except those at or before its position (read before its pixels, so they are
+// in it). Only the newest request's snapshot is used: an older one still in
+// flight is dropped when it arrives.
 //
 // Drawing: one ImageData holds the canvas; painting marks a dirty rectangle
 // and one animation frame copies just that rectangle to the <canvas>. Zoom
@@ -15,6 +24,8 @@ const PALETTE = ['#FFFFFF', '#E4E4E4', '#888888', '#222222', '#FFA7D1', '#E50000
 let W = 0, H = 0, img = null, versions = null;
 let dirty = null, frame = 0;
 let epoch = null, seq = 0, ws = null, backoff = 250;
+let snapGen = 0, held = null, snapFailed = false; // the newest snapshot request; events received since it
+const MAX_HELD = 65536; // past it, ask for a newer snapshot (which holds them) instead
 let scale = 1, tx = 0, ty = 0;
 
 function setState(s) { const el = $('state'); el.textContent = s; el.className = s; }
@@ -48,14 +59,64 @@ function flush() {
   ctx.putImageData(img, 0, 0, d.x0, d.y0, d.x1 - d.x0 + 1, d.y1 - d.y0 + 1);
 }
 
-async function loadSnapshot() {
+// requestSnapshot asks for the snapshot (after a hello without resume or a
+// resync) and starts holding the events that follow; earlier held events
+// are dropped: the new snapshot holds them, or they belong to a history the
+// store no longer has.
+function requestSnapshot() {
+  const gen = ++snapGen;
+  held = [];
+  loadSnapshot(gen, 250);
+}
+
+async function loadSnapshot(gen, retryIn) {
   setState('resyncing');
-  const r = await fetch('/api/canvas', { headers: { Accept: 'application/json' } });
-  if (!r.ok) throw new Error('could not load the canvas (HTTP ' + r.status + ')');
-  const c = await r.json();
-  resize(c.width, c.height);
-  for (const p of c.pixels) paint(p.gx, p.gy, p.color, p.version);
-  setState('connected');
+  let c;
+  try {
+    // The binary form: 3 bytes a pixel (gzip on the wire) and no versions.
+    // Its ETag lets the browser keep it and ask again cheaply (304 while
+    // no newer position exists).
+    const r = await fetch('/api/canvas', { headers: { Accept: 'application/octet-stream' } });
+    if (!r.ok) throw new Error('could not load the canvas (HTTP ' + r.status + ')');
+    c = {
+      width: +r.headers.get('X-Canvas-Width'), height: +r.headers.get('X-Canvas-Height'),
+      position: { epoch: r.headers.get('X-Stream-Epoch') || '', seq: +(r.headers.get('X-Stream-Seq') || 0) },
+      rgb: new Uint8Array(await r.arrayBuffer()),
+    };
+    if (!c.width || !c.height || c.rgb.length !== c.width * c.height * 3) throw new Error('the canvas snapshot is malformed');
+  } catch (e) {
+    if (gen !== snapGen) return;
+    snapFailed = true;
+    showError(e.message + '; retrying');
+    setTimeout(() => gen === snapGen && loadSnapshot(gen, Math.min(retryIn * 2, 5000)), retryIn);
+    return;
+  }
+  if (gen !== snapGen) return; // a newer request's snapshot replaces the canvas
+  if (snapFailed) { snapFailed = false; showError(''); }
+  replace(c);
+  held = null;
+  setState(ws && ws.readyState === WebSocket.OPEN ? 'connected' : 'reconnecting');
+}
+
+// replace makes the canvas the snapshot c (RGB bytes), then applies the held
+// events it may not hold. The snapshot's pixels get version 0: the events
+// that follow apply over them, and since the relay publishes each pixel's
+// versions in order, the last one of each pixel leaves it at its newest
+// colour.
+function replace(c) {
+  if (c.width !== W || c.height !== H) resize(c.width, c.height);
+  const d = img.data, rgb = c.rgb;
+  for (let i = 0, o = 0, q = 0; i < W * H; i++, o += 3, q += 4) {
+    d[q] = rgb[o]; d[q + 1] = rgb[o + 1]; d[q + 2] = rgb[o + 2]; d[q + 3] = 255;
+  }
+  versions.fill(0);
+  const at = c.position || {};
+  for (const e of held) {
+    if (at.epoch && e.epoch === at.epoch && e.seq <= at.seq) continue;
+    paint(e.gx, e.gy, e.color, e.version);
+  }
+  dirty = { x0: 0, y0: 0, x1: W - 1, y1: H - 1 };
+  if (!frame) frame = requestAnimationFrame(flush);
 }
 
 function connect() {
@@ -66,7 +127,7 @@ function connect() {
     const f = JSON.parse(m.data);
     if (f.type === 'hello') {
       backoff = 250;
-      if (!f.resumed) { epoch = f.epoch; seq = f.seq; loadSnapshot().catch((e) => showError(e.message)); }
+      if (!f.resumed) { epoch = f.epoch; seq = f.seq; requestSnapshot(); }
       else setState('connected'); // the gap after our seq is replayed next
     } else if (f.type === 'events') {
       for (const e of f.events) {
@@ -75,13 +136,17 @@ function connect() {
         seq = e.seq;
         if (e.kind === 'canary') continue;
         paint(e.gx, e.gy, e.color, e.version);
+        if (held) {
+          held.push({ epoch, seq: e.seq, gx: e.gx, gy: e.gy, color: e.color, version: e.version });
+          if (held.length > MAX_HELD) requestSnapshot();
+        }
         $('lat').textContent = Math.max(0, Date.now() - Date.parse(e.committedAt)) + ' ms';
       }
     } else if (f.type === 'resync') {
       // The gateway's position now; no epoch while Redis has none yet, and
       // then nothing to resume from on a reconnect.
       epoch = f.epoch || null; seq = f.seq || 0;
-      loadSnapshot().catch((e) => showError(e.message));
+      requestSnapshot();
     }
     $('pos').textContent = epoch ? epoch + ':' + seq : '–';
   };

@@ -1,0 +1,71 @@
+package e2e
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// TestChooseStore: the store follows E2E_STORE or what the provider has,
+// and asking for what it cannot give is an error, never a fallback.
+func TestChooseStore(t *testing.T) {
+	has := func(string) (string, error) { return "/usr/bin/mongod", nil }
+	hasNot := func(string) (string, error) { return "", errors.New("not found") }
+	for _, tc := range []struct {
+		provider string
+		want     StoreKind
+		env      string
+		look     func(string) (string, error)
+		store    StoreKind
+		err      string
+	}{
+		{provider: Docker, look: hasNot, store: StoreMongo},
+		{provider: Docker, env: "mongodb", look: hasNot, store: StoreMongo},
+		{provider: Docker, env: "embedded", look: has, err: "docker provider runs MongoDB"},
+		{provider: Local, look: hasNot, store: StoreEmbedded},
+		{provider: Local, look: has, store: StoreMongo},
+		{provider: Local, env: "embedded", look: has, store: StoreEmbedded},
+		{provider: Local, env: "mongodb", look: hasNot, err: "needs mongod on PATH"},
+		{provider: Local, want: StoreEmbedded, env: "mongodb", look: has, store: StoreEmbedded},
+		{provider: Local, env: "sqlite", look: has, err: "want embedded or mongodb"},
+		{provider: "k8s", look: has, err: "unknown provider"},
+	} {
+		getenv := func(k string) string {
+			if k == "E2E_STORE" {
+				return tc.env
+			}
+			return ""
+		}
+		got, why, err := ChooseStore(tc.provider, tc.want, getenv, tc.look)
+		switch {
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%s want=%q E2E_STORE=%q: %v, %q; want an error with %q", tc.provider, tc.want, tc.env, got, err, tc.err)
+		case tc.err == "" && (err != nil || got != tc.store || why == ""):
+			t.Errorf("%s want=%q E2E_STORE=%q: %q (%s) %v; want %q", tc.provider, tc.want, tc.env, got, why, err, tc.store)
+		}
+	}
+}
+
+// TestTopologyFor: on MongoDB the relays are processes of their own and the
+// MongoDB link can be cut; on the embedded store the relay is in the api
+// process and only Redis has a link.
+func TestTopologyFor(t *testing.T) {
+	m := TopologyFor(StoreMongo)
+	if m.RelayInAPI || !m.CanPartition(LinkMongo) || !m.CanPartition(LinkRedis) || !m.DatabaseReadable {
+		t.Errorf("MongoDB topology: %+v", m)
+	}
+	e := TopologyFor(StoreEmbedded)
+	if !e.RelayInAPI || e.CanPartition(LinkMongo) || !e.CanPartition(LinkRedis) || e.DatabaseReadable {
+		t.Errorf("embedded topology: %+v", e)
+	}
+	// RelayHosts follows the topology, not the provider.
+	api, r1, r2 := &Process{Name: "api"}, &Process{Name: "relay-1"}, &Process{Name: "relay-2"}
+	c := &Cluster{API: api, Relays: []*Process{r1, r2}, Topology: m}
+	if h := c.RelayHosts(); len(h) != 2 || h[0] != r1 || h[1] != r2 {
+		t.Errorf("MongoDB relay hosts: %v", h)
+	}
+	c = &Cluster{API: api, Topology: e}
+	if h := c.RelayHosts(); len(h) != 1 || h[0] != api {
+		t.Errorf("embedded relay hosts: %v", h)
+	}
+}

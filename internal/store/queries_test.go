@@ -1,0 +1,371 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/256dpi/lungo"
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/mongo/readconcern"
+	"go.mongodb.org/mongo-driver/mongo/writeconcern"
+
+	"github.com/pixelflow/pixelflow/internal/canvas"
+)
+
+// query is one filter (and sort) the store sent to a collection.
+type query struct {
+	coll, op     string
+	filter, sort bson.D
+}
+
+func (q query) String() string {
+	return fmt.Sprintf("%s.%s filter %v sort %v", q.coll, q.op, q.filter, q.sort)
+}
+
+// recorder wraps an embedded client and records the options the store
+// opens its database and sessions with, and every query it runs.
+type recorder struct {
+	lungo.IClient
+	mu       sync.Mutex
+	dbOpts   []*options.DatabaseOptions
+	sessOpts []*options.SessionOptions
+	queries  []query
+}
+
+func (r *recorder) Database(name string, opts ...*options.DatabaseOptions) lungo.IDatabase {
+	r.mu.Lock()
+	r.dbOpts = append(r.dbOpts, options.MergeDatabaseOptions(opts...))
+	r.mu.Unlock()
+	return &recDB{IDatabase: r.IClient.Database(name, opts...), r: r}
+}
+
+func (r *recorder) StartSession(opts ...*options.SessionOptions) (lungo.ISession, error) {
+	r.mu.Lock()
+	r.sessOpts = append(r.sessOpts, options.MergeSessionOptions(opts...))
+	r.mu.Unlock()
+	return r.IClient.StartSession(opts...)
+}
+
+func (r *recorder) record(coll, op string, filter any, sort any) {
+	q := query{coll: coll, op: op, filter: toD(filter), sort: toD(sort)}
+	r.mu.Lock()
+	r.queries = append(r.queries, q)
+	r.mu.Unlock()
+}
+
+func toD(v any) bson.D {
+	if v == nil {
+		return nil
+	}
+	raw, err := bson.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	var d bson.D
+	if err := bson.Unmarshal(raw, &d); err != nil {
+		panic(err)
+	}
+	return d
+}
+
+type recDB struct {
+	lungo.IDatabase
+	r *recorder
+}
+
+func (d *recDB) Collection(name string, opts ...*options.CollectionOptions) lungo.ICollection {
+	return &recColl{ICollection: d.IDatabase.Collection(name, opts...), r: d.r, name: name}
+}
+
+type recColl struct {
+	lungo.ICollection
+	r    *recorder
+	name string
+}
+
+func (c *recColl) Find(ctx context.Context, f any, o ...*options.FindOptions) (lungo.ICursor, error) {
+	c.r.record(c.name, "find", f, options.MergeFindOptions(o...).Sort)
+	return c.ICollection.Find(ctx, f, o...)
+}
+
+func (c *recColl) FindOne(ctx context.Context, f any, o ...*options.FindOneOptions) lungo.ISingleResult {
+	c.r.record(c.name, "findOne", f, options.MergeFindOneOptions(o...).Sort)
+	return c.ICollection.FindOne(ctx, f, o...)
+}
+
+func (c *recColl) FindOneAndUpdate(ctx context.Context, f, u any, o ...*options.FindOneAndUpdateOptions) lungo.ISingleResult {
+	c.r.record(c.name, "findOneAndUpdate", f, options.MergeFindOneAndUpdateOptions(o...).Sort)
+	return c.ICollection.FindOneAndUpdate(ctx, f, u, o...)
+}
+
+func (c *recColl) CountDocuments(ctx context.Context, f any, o ...*options.CountOptions) (int64, error) {
+	c.r.record(c.name, "count", f, nil)
+	return c.ICollection.CountDocuments(ctx, f, o...)
+}
+
+func (c *recColl) UpdateOne(ctx context.Context, f, u any, o ...*options.UpdateOptions) (*mongo.UpdateResult, error) {
+	c.r.record(c.name, "updateOne", f, nil)
+	return c.ICollection.UpdateOne(ctx, f, u, o...)
+}
+
+func (c *recColl) UpdateMany(ctx context.Context, f, u any, o ...*options.UpdateOptions) (*mongo.UpdateResult, error) {
+	c.r.record(c.name, "updateMany", f, nil)
+	return c.ICollection.UpdateMany(ctx, f, u, o...)
+}
+
+func (c *recColl) ReplaceOne(ctx context.Context, f, u any, o ...*options.ReplaceOptions) (*mongo.UpdateResult, error) {
+	c.r.record(c.name, "replaceOne", f, nil)
+	return c.ICollection.ReplaceOne(ctx, f, u, o...)
+}
+
+func (c *recColl) DeleteMany(ctx context.Context, f any, o ...*options.DeleteOptions) (*mongo.DeleteResult, error) {
+	c.r.record(c.name, "deleteMany", f, nil)
+	return c.ICollection.DeleteMany(ctx, f, o...)
+}
+
+func (c *recColl) DeleteOne(ctx context.Context, f any, o ...*options.DeleteOptions) (*mongo.DeleteResult, error) {
+	c.r.record(c.name, "deleteOne", f, nil)
+	return c.ICollection.DeleteOne(ctx, f, o...)
+}
+
+// openRecorded opens a memory store behind a recorder.
+func openRecorded(t *testing.T, opts Options) (*Store, *recorder) {
+	t.Helper()
+	ctx := context.Background()
+	client, engine, err := lungo.Open(ctx, lungo.Options{Store: lungo.NewMemoryStore()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{IClient: client}
+	s, err := New(ctx, r, "pixelflow", func(context.Context) error { engine.Close(); return nil }, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(ctx) })
+	return s, r
+}
+
+// exercise runs every store operation the API, the relay and /metrics use.
+func exercise(t *testing.T, s *Store) {
+	t.Helper()
+	ctx := context.Background()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 6 {
+		_, _, err := s.Place(ctx, canvas.Placement{GX: i % 3, GY: 1, Color: canvas.Color(i)}, "", Trace{})
+		must(err)
+	}
+	_, _, err := s.Place(ctx, canvas.Placement{GX: 7, GY: 7, Color: 1}, "key", Trace{})
+	must(err)
+	_, _, err = s.Place(ctx, canvas.Placement{GX: 7, GY: 7, Color: 1}, "key", Trace{}) // replayed
+	must(err)
+	_, err = s.Canary(ctx, Trace{})
+	must(err)
+	_, _, err = s.Snapshot(ctx)
+	must(err)
+	_, _, err = s.Backlog(ctx)
+	must(err)
+	_, err = s.Sequencer(ctx)
+	must(err)
+	_, err = s.Pending(ctx, 3)
+	must(err)
+	lease, ok, err := s.AcquireLease(ctx, "r", time.Minute)
+	must(err)
+	if !ok {
+		t.Fatal("lease not acquired")
+	}
+	// A new epoch, as the relay starts one: begin, requeue, commit.
+	newEpoch := func(epoch string) canvas.Position {
+		t.Helper()
+		e, err := s.BeginEpoch(ctx, "r", lease.Term, epoch, time.Now().Add(-time.Hour))
+		must(err)
+		for more := true; more; {
+			_, more, err = s.Requeue(ctx, "r", lease.Term, 2)
+			must(err)
+		}
+		must(s.CommitEpoch(ctx, "r", lease.Term, e))
+		return canvas.Position{Epoch: e}
+	}
+	pos := newEpoch("e1")
+	for range 2 { // two claims, the second after another placement
+		c, evs, err := s.Claim(ctx, "r", lease.Term, pos, 4)
+		must(err)
+		if len(evs) == 0 {
+			t.Fatal("nothing claimed")
+		}
+		_, err = s.ClaimEvents(ctx, c)
+		must(err)
+		must(s.MarkPublished(ctx, "r", lease.Term, pos, c, time.Now()))
+		pos.Seq = c.Last()
+		_, _, err = s.Place(ctx, canvas.Placement{GX: 9, GY: 9, Color: 2}, "", Trace{})
+		must(err)
+	}
+	_, err = s.Published(ctx, "e1", 1, pos.Seq)
+	must(err)
+	newEpoch("e2") // requeues what e1 published
+	_, _, err = s.Backlog(ctx)
+	must(err)
+	must(s.ReleaseLease(ctx, "r"))
+}
+
+// TestReadAndWriteConcernsAreExplicit: the store opens its database with
+// read and write concern majority and every session's transactions with
+// read concern snapshot and write concern majority (the embedded engine
+// ignores them; a real replica set would otherwise use the deployment's
+// defaults, and a write rolled back after a failover could be read and
+// published).
+func TestReadAndWriteConcernsAreExplicit(t *testing.T) {
+	s, r := openRecorded(t, Options{})
+	exercise(t, s)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.dbOpts) != 1 {
+		t.Fatalf("the store opened %d databases, want 1", len(r.dbOpts))
+	}
+	majority := writeconcern.Majority()
+	if o := r.dbOpts[0]; o.ReadConcern == nil || o.ReadConcern.Level != readconcern.Majority().Level ||
+		o.WriteConcern == nil || o.WriteConcern.W != majority.W {
+		t.Errorf("database options %+v, want read and write concern majority", o)
+	}
+	if len(r.sessOpts) == 0 {
+		t.Fatal("no session was started")
+	}
+	for i, o := range r.sessOpts {
+		if o.DefaultReadConcern == nil || o.DefaultReadConcern.Level != readconcern.Snapshot().Level ||
+			o.DefaultWriteConcern == nil || o.DefaultWriteConcern.W != majority.W {
+			t.Errorf("session %d options %+v, want transactions with read concern snapshot and write concern majority", i, o)
+		}
+	}
+	if o := txnOptions(); o.ReadConcern == nil || o.ReadConcern.Level != "snapshot" || o.WriteConcern == nil || o.WriteConcern.W != majority.W {
+		t.Errorf("transaction options %+v", o)
+	}
+}
+
+// TestEveryQueryIsIndexed runs every store operation the API, the relay and
+// /metrics use, records each filter and sort, and checks that an index of
+// the collection serves it: filters on _id use the _id index; otherwise an
+// index must start with the filter's equality fields, continue with the
+// sort's fields in order, and contain every range field (MongoDB's
+// equality-sort-range rule), so no query scans a collection or sorts in
+// memory. (The embedded engine's pruning deletes go around the driver API;
+// on MongoDB they are the same claim/_id filters as the marking update.)
+func TestEveryQueryIsIndexed(t *testing.T) {
+	s, r := openRecorded(t, Options{})
+	exercise(t, s)
+	r.mu.Lock()
+	queries := slices.Clone(r.queries)
+	r.mu.Unlock()
+	indexes := map[string][][]string{}
+	seen := map[string]bool{}
+	for _, q := range queries {
+		if seen[q.String()] {
+			continue
+		}
+		seen[q.String()] = true
+		if _, ok := indexes[q.coll]; !ok {
+			specs, err := s.listIndexes(context.Background(), q.coll)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, sp := range specs {
+				var keys []string
+				for _, k := range sp.Key {
+					keys = append(keys, k.Key)
+				}
+				indexes[q.coll] = append(indexes[q.coll], keys)
+			}
+		}
+		if !covered(q, indexes[q.coll]) {
+			t.Errorf("no index serves %s (indexes: %v)", q, indexes[q.coll])
+		}
+	}
+	t.Logf("%d distinct queries checked", len(seen))
+	for _, want := range []string{"outbox.findOne filter [{canvas main} {state pending}] sort [{committedAt 1}]"} {
+		if !seen[want] {
+			t.Errorf("the exercise did not run %q (Backlog's query): the list is stale", want)
+		}
+	}
+}
+
+// covered applies the equality-sort-range rule to q and an index's keys.
+// An $or is covered when each of its branches, with the rest of the filter,
+// is.
+func covered(q query, indexes [][]string) bool {
+	var rest bson.D
+	for _, e := range q.filter {
+		if e.Key == "$or" {
+			for _, b := range e.Value.(bson.A) {
+				branch := q
+				branch.filter = append(slices.Clone(rest), b.(bson.D)...)
+				for _, e2 := range q.filter {
+					if e2.Key != "$or" && !slices.ContainsFunc(branch.filter, func(x bson.E) bool { return x.Key == e2.Key }) {
+						branch.filter = append(branch.filter, e2)
+					}
+				}
+				if !covered(branch, indexes) {
+					return false
+				}
+			}
+			return true
+		}
+		rest = append(rest, e)
+	}
+	var eq, rng []string
+	for _, e := range q.filter {
+		op := ""
+		if d, ok := e.Value.(bson.D); ok && len(d) > 0 && strings.HasPrefix(d[0].Key, "$") {
+			op = d[0].Key
+		}
+		switch op {
+		case "", "$eq", "$in":
+			if e.Key == "_id" {
+				return true
+			}
+			eq = append(eq, e.Key)
+		default:
+			rng = append(rng, e.Key)
+		}
+	}
+	if len(eq) == 0 && len(rng) == 0 {
+		return false // a scan of the whole collection
+	}
+	var sortKeys []string
+	for _, e := range q.sort {
+		sortKeys = append(sortKeys, e.Key)
+	}
+	for _, keys := range indexes {
+		// The index's leading fields are equality fields of the filter
+		// (the others, if any, filter what it finds)...
+		n := 0
+		for n < len(keys) && slices.Contains(eq, keys[n]) {
+			n++
+		}
+		if n == 0 && (len(eq) > 0 || keys[0] != rng[0]) {
+			continue
+		}
+		// ...then come the sort's fields in order (no sort in memory)...
+		if n+len(sortKeys) > len(keys) || !slices.Equal(keys[n:n+len(sortKeys)], sortKeys) {
+			continue
+		}
+		// ...and every range field is in the index (bounds, not a scan).
+		ok := true
+		for _, r := range rng {
+			ok = ok && slices.Contains(keys[n:], r)
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
