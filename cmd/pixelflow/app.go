@@ -1,18 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -20,7 +24,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pixelflow/pixelflow/internal/api"
-	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/config"
 	"github.com/pixelflow/pixelflow/internal/dirlock"
 	"github.com/pixelflow/pixelflow/internal/gateway"
@@ -41,6 +44,12 @@ type Main struct {
 
 	// Addr is the address the HTTP server listens on, set by Run.
 	Addr string
+	// AdminAddr is the admin listener's address (ADMIN_ADDR), set by Run
+	// when there is one.
+	AdminAddr string
+	// LogOutput receives the JSON log (default os.Stderr); set before
+	// ParseFlags.
+	LogOutput io.Writer
 
 	dirLock  *dirlock.Lock // held while this process uses DATA_DIR
 	store    *store.Store
@@ -48,7 +57,7 @@ type Main struct {
 	redisSrv *redisproc.Server
 	relay    *relay.Relay
 	gateway  *gateway.Gateway
-	server   *http.Server
+	servers  []*http.Server // public first, then admin
 	tel      *telemetry.Telemetry
 	latency  latencyWindow // commit → broadcast, for /ops
 	// failpoint is the store's and the relay's test hook: nil unless the
@@ -58,16 +67,20 @@ type Main struct {
 	cancelWorkers context.CancelFunc
 	workers       sync.WaitGroup
 
-	listener net.Listener
-	// served is closed when the HTTP server stopped serving; serveErr is
-	// why, when it was not Close (read after served is closed).
-	served   chan struct{}
-	serveErr error
+	listener net.Listener // the public one
+	// served is closed when a listener stopped serving (Close, or a
+	// failure); serving counts the Serve goroutines; serveErrs holds why
+	// a listener stopped when it was not Close.
+	served     chan struct{}
+	servedOnce sync.Once
+	serving    sync.WaitGroup
+	serveMu    sync.Mutex
+	serveErrs  []error
 }
 
 // NewMain returns a Main with a JSON logger on stderr.
 func NewMain() *Main {
-	return &Main{Logger: slog.New(slog.NewJSONHandler(os.Stderr, nil))}
+	return &Main{Logger: telemetry.NewLogger(os.Stderr, slog.LevelInfo), LogOutput: os.Stderr}
 }
 
 // groupCommit bounds the placements per store transaction, on both stores:
@@ -90,7 +103,11 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	m.Config, m.getenv = c, getenv
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(c.LogLevel))
-	m.Logger = slog.New(telemetry.LogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))).With("role", c.Role, "instance", c.InstanceID)
+	out := m.LogOutput
+	if out == nil {
+		out = os.Stderr
+	}
+	m.Logger = telemetry.NewLogger(out, lvl).With("role", c.Role, "instance", c.InstanceID)
 	return nil
 }
 
@@ -130,22 +147,37 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	if m.has("relay") || m.has("gateway") {
+	// The api role reads the stream's tail (snapshot cache keys) when it
+	// is given a Redis; it never starts a private one for that.
+	if m.has("relay") || m.has("gateway") || (m.has("api") && c.RedisURL != "") {
 		if err := m.openRedis(ctx); err != nil {
 			return err
 		}
 	}
-	mux := http.NewServeMux()
+	// public serves the canvas, /ws, /api and probes; admin the operator's
+	// pages. Without ADMIN_ADDR they are one.
+	public := http.NewServeMux()
+	admin := public
+	if c.AdminAddr != "" {
+		admin = http.NewServeMux()
+	}
 	workerCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancelWorkers = cancel
 	var ready []api.Check
 	if m.store != nil {
-		ready = append(ready, api.Check{Name: "store", Fn: m.store.Ping})
+		ready = append(ready, api.Check{Name: "store", Fn: func(ctx context.Context) error {
+			if err := m.store.Ping(ctx); err != nil {
+				return &api.CheckError{Code: "unreachable", Err: err}
+			}
+			return nil
+		}})
 	}
-	if m.redis != nil {
+	// An api alone uses Redis only for its snapshot cache: writes go on
+	// while Redis is away, so it stays ready.
+	if m.redis != nil && (m.has("relay") || m.has("gateway")) {
 		ready = append(ready, api.Check{Name: "redis", Fn: func(ctx context.Context) error {
 			if err := m.redis.Ping(ctx).Err(); err != nil {
-				return fmt.Errorf("redis: %w", err)
+				return &api.CheckError{Code: "unreachable", Err: err}
 			}
 			return nil
 		}})
@@ -180,43 +212,174 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		m.gateway = g
 		m.goWorker(func() error { return g.Run(workerCtx) })
-		mux.Handle("/ws", g)
+		public.Handle("/ws", g)
 		page := web.Handler()
-		mux.Handle("GET /{$}", page)
-		mux.Handle("GET /app.js", page)
-		mux.Handle("GET /ops", page)
-		mux.Handle("GET /ops.js", page)
-		mux.HandleFunc("GET /ops/data", m.handleOpsData)
+		public.Handle("GET /{$}", page)
+		public.Handle("GET /app.js", page)
+		admin.Handle("GET /ops", page)
+		admin.Handle("GET /ops.js", page)
+		admin.HandleFunc("GET /ops/data", m.handleOpsData)
 		m.goWorker(func() error { return m.publishFigures(workerCtx) })
 		ready = append(ready, api.Check{Name: "gateway", Fn: func(context.Context) error {
 			if s := g.Stats(); !s.Ready {
-				return fmt.Errorf("gateway not consuming: %s", s.LastError)
+				return &api.CheckError{Code: "not_consuming", Err: fmt.Errorf("gateway not consuming: %s", s.LastError)}
 			}
 			return nil
-		}}, api.Check{Name: "canary", Fn: g.CanaryCheck})
+		}}, api.Check{Name: "canary", Fn: func(ctx context.Context) error {
+			if err := g.CanaryCheck(ctx); err != nil {
+				return &api.CheckError{Code: "stale", Err: err}
+			}
+			return nil
+		}})
 	}
-	var handler http.Handler
 	if m.has("api") {
 		aopts := c.APIOptions()
-		aopts.Ready, aopts.Health, aopts.Logger, aopts.Tracer, aopts.Propagator = ready, m.health, m.Logger, tel.Tracer, tel.Propagator
+		aopts.SnapshotKey = m.snapshotKey()
+		aopts.Ready, aopts.Logger, aopts.Tracer, aopts.Propagator = ready, m.Logger, tel.Tracer, tel.Propagator
 		a, err := api.New(m.store, aopts)
 		if err != nil {
 			return err
 		}
-		handler = a
+		public.Handle("/", a)
 	} else {
-		handler = api.NewHealth(ready, m.health)
+		public.Handle("/", api.NewHealth(ready, m.Logger))
 		if c.APIURL != "" {
-			u, _ := url.Parse(c.APIURL)
-			proxy := httputil.NewSingleHostReverseProxy(u)
-			mux.Handle("/api/", proxy)
+			// Only the API's own endpoints: the api's /api/health is the
+			// operator's, on its admin listener or not.
+			proxy := m.apiProxy()
+			public.Handle("/api/pixels", proxy)
+			public.Handle("/api/canvas", proxy)
 		}
 	}
-	mux.Handle("/", handler)
+	if admin != public {
+		admin.Handle("/", api.NewHealth(ready, m.Logger))
+	}
+	admin.Handle("GET /api/health", api.HealthHandler(m.health))
 	m.registerMetrics(tel.Registry)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(tel.Registry, promhttp.HandlerOpts{}))
-	return m.listen(instrumentHTTP(tel.Registry, mux))
+	admin.Handle("GET /metrics", promhttp.HandlerFor(tel.Registry, promhttp.HandlerOpts{}))
+	if c.AdminAddr != "" || c.Pprof {
+		admin.HandleFunc("/debug/pprof/", pprof.Index)
+		admin.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		admin.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		admin.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		admin.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	instrumented := instrumentHTTP(tel.Registry, public)
+	if err := m.listen("public", c.Addr, instrumented, &m.Addr); err != nil {
+		return err
+	}
+	if admin != public {
+		if err := m.listen("admin", c.AdminAddr, admin, &m.AdminAddr); err != nil {
+			return err
+		}
+	}
+	return nil
 }
+
+// snapshotKey names the newest position a client can hold, for the API's
+// snapshot cache: the stream's tail, which bounds every position a gateway
+// hands out, and the store's published position, which never goes back,
+// so a tail that went back (Redis lost its newest entries) is not taken
+// for an older one. Nil without Redis: snapshots are then only shared
+// between concurrent requests.
+func (m *Main) snapshotKey() func(ctx context.Context) (string, error) {
+	if m.redis == nil || m.store == nil {
+		return nil
+	}
+	st := stream.New(m.redis, m.Config.Canvas, 0)
+	// While Redis is away, don't make every snapshot wait for it to time
+	// out: after a failure, go without a key for a second.
+	var failedAt atomic.Int64
+	errRecent := errors.New("stream tail unread: Redis failed within the last second")
+	return func(ctx context.Context) (string, error) {
+		if t := failedAt.Load(); t != 0 && time.Since(time.Unix(0, t)) < time.Second {
+			return "", errRecent
+		}
+		ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel()
+		tail, err := st.Tail(ctx)
+		if err != nil {
+			failedAt.Store(time.Now().UnixNano())
+			return "", err
+		}
+		seq, err := m.store.Sequencer(ctx)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s:%d:%d", tail.Epoch, tail.Seq, seq.Seq), nil
+	}
+}
+
+// apiProxy forwards /api/pixels and /api/canvas to API_URL, appending the
+// client's address to X-Forwarded-For and Forwarded so that the api's
+// per-client limits apply to the end client (the api believes them from
+// TRUSTED_PROXIES only). A request body (a placement: under 1 KiB) is read
+// here in full first, so a client trickling it is cut by this listener's
+// timeouts and never reaches the api.
+func (m *Main) apiProxy() http.Handler {
+	u, _ := url.Parse(m.Config.APIURL)
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			// Keep the hops a proxy in front of us recorded, then add ours.
+			pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
+			pr.SetXForwarded()
+			if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+				hop := "for=" + ip
+				if strings.Contains(ip, ":") {
+					hop = `for="[` + ip + `]"`
+				}
+				if prev := strings.Join(pr.In.Header.Values("Forwarded"), ", "); prev != "" {
+					hop = prev + ", " + hop
+				}
+				pr.Out.Header.Set("Forwarded", hop)
+			}
+		},
+		Transport: &http.Transport{
+			Proxy:                 nil,
+			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:          256,
+			MaxIdleConnsPerHost:   256,
+			IdleConnTimeout:       90 * time.Second,
+			ResponseHeaderTimeout: m.Config.WriteTimeout,
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if r.Context().Err() != nil {
+				m.Logger.Debug("proxied request abandoned by its client", "path", r.URL.Path, "err", err)
+				w.WriteHeader(499)
+				return
+			}
+			m.Logger.Warn("api unreachable through the proxy", "path", r.URL.Path, "err", err)
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusBadGateway)
+			_, _ = io.WriteString(w, `{"error":{"code":"unavailable","message":"the api cannot be reached, try again shortly"}}`+"\n")
+		},
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody {
+			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxProxiedBody))
+			if err != nil {
+				w.Header().Set("Content-Type", "application/json")
+				var mbe *http.MaxBytesError
+				if errors.As(err, &mbe) {
+					w.WriteHeader(http.StatusRequestEntityTooLarge)
+					_, _ = fmt.Fprintf(w, `{"error":{"code":"too_large","message":"body must be at most %d bytes"}}`+"\n", maxProxiedBody)
+					return
+				}
+				w.WriteHeader(http.StatusBadRequest)
+				_, _ = io.WriteString(w, `{"error":{"code":"invalid","message":"could not read body"}}`+"\n")
+				return
+			}
+			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		}
+		rp.ServeHTTP(w, r)
+	})
+}
+
+// maxProxiedBody bounds what the gateway reads of a request body before
+// proxying it; the api's own bound (1 KiB) is the one clients see.
+const maxProxiedBody = 4 << 10
 
 // onBroadcast feeds both the Prometheus histogram and the dashboard's window.
 func (m *Main) onBroadcast(observe func(time.Duration)) func(time.Duration) {
@@ -308,7 +471,9 @@ func (m *Main) openRedis(ctx context.Context) error {
 			}
 			dir = d
 		}
-		srv, err := redisproc.Start(ctx, redisproc.Options{Dir: dir, AppendOnly: c.DataDir != ""})
+		// With DATA_DIR=memory the directory is the server's own, removed
+		// when it stops.
+		srv, err := redisproc.Start(ctx, redisproc.Options{Dir: dir, AppendOnly: c.DataDir != "", Temporary: c.DataDir == ""})
 		if err != nil {
 			return fmt.Errorf("REDIS_URL is not set and a private redis-server could not start: %w", err)
 		}
@@ -325,25 +490,49 @@ func (m *Main) openRedis(ctx context.Context) error {
 	return nil
 }
 
-func (m *Main) listen(h http.Handler) error {
-	ln, err := net.Listen("tcp", m.Config.Addr)
+// listen serves h on addr with the configured timeouts (every listener
+// has them: a slow client cannot hold a connection by trickling its
+// request) and stores the bound address in *bound.
+func (m *Main) listen(name, addr string, h http.Handler, bound *string) error {
+	c := m.Config
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s (PORT/HOST): %w", m.Config.Addr, err)
-	}
-	m.Addr = ln.Addr().String()
-	m.listener = ln
-	m.server = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 120 * time.Second}
-	m.served = make(chan struct{})
-	go func() {
-		defer close(m.served)
-		if err := m.server.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			// Serving stopped on its own, after Run returned: the process
-			// no longer answers. Say so now; Done and Close report it.
-			m.serveErr = fmt.Errorf("http server on %s stopped: %w", m.Addr, err)
-			m.Logger.Error("http server stopped serving", "addr", m.Addr, "err", err)
+		if name == "admin" {
+			return fmt.Errorf("listen on %s (ADMIN_ADDR): %w", addr, err)
 		}
+		return fmt.Errorf("listen on %s (PORT/HOST): %w", addr, err)
+	}
+	addr = ln.Addr().String()
+	*bound = addr
+	if name == "public" {
+		m.listener = ln
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: c.ReadHeaderTimeout,
+		ReadTimeout:       c.ReadTimeout,
+		WriteTimeout:      c.WriteTimeout, // /ws lifts its own (gateway.ServeHTTP)
+		IdleTimeout:       c.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelDebug),
+	}
+	m.servers = append(m.servers, srv)
+	if m.served == nil {
+		m.served = make(chan struct{})
+	}
+	m.serving.Add(1)
+	go func() {
+		defer m.serving.Done()
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			// Serving stopped on its own, after Run returned: the process
+			// no longer answers there. Say so now; Done and Close report it.
+			m.serveMu.Lock()
+			m.serveErrs = append(m.serveErrs, fmt.Errorf("http server on %s stopped: %w", addr, err))
+			m.serveMu.Unlock()
+			m.Logger.Error("http server stopped serving", "listener", name, "addr", addr, "err", err)
+		}
+		m.servedOnce.Do(func() { close(m.served) })
 	}()
-	m.Logger.Info("listening", "addr", m.Addr, "url", "http://"+displayAddr(m.Addr))
+	m.Logger.Info("listening", "listener", name, "addr", addr, "url", "http://"+displayAddr(addr))
 	return nil
 }
 
@@ -362,18 +551,20 @@ func (m *Main) Close() error {
 	if m.gateway != nil {
 		m.gateway.Close()
 	}
-	if m.server != nil {
-		if err := m.server.Shutdown(ctx); err != nil {
+	for _, srv := range m.servers {
+		if err := srv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 		}
-		select {
-		case <-m.served:
-			if m.serveErr != nil {
-				errs = append(errs, m.serveErr)
-			}
-		case <-ctx.Done():
-			errs = append(errs, errors.New("http server did not stop within SHUTDOWN_GRACE"))
-		}
+	}
+	stopped := make(chan struct{})
+	go func() { m.serving.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+		m.serveMu.Lock()
+		errs = append(errs, m.serveErrs...)
+		m.serveMu.Unlock()
+	case <-ctx.Done():
+		errs = append(errs, errors.New("http server did not stop within SHUTDOWN_GRACE"))
 	}
 	if m.cancelWorkers != nil {
 		m.cancelWorkers()
@@ -394,7 +585,9 @@ func (m *Main) Close() error {
 		}
 	}
 	if m.redisSrv != nil {
-		m.redisSrv.Kill()
+		if err := m.redisSrv.Close(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if m.dirLock != nil { // last: the store file and Redis's files are closed
 		if err := m.dirLock.Release(); err != nil {
@@ -410,13 +603,16 @@ func (m *Main) Close() error {
 	return errors.Join(errs...)
 }
 
-// health is /api/health: each worker's status.
+// health is /api/health: each worker's figures. Only figures and short
+// codes: errors name addresses and internals, and lease holders carry
+// process ids, so those stay in the logs.
 func (m *Main) health(ctx context.Context) map[string]any {
 	out := map[string]any{"role": m.Config.Role, "instance": m.Config.InstanceID}
 	if m.store != nil {
 		ob := map[string]any{}
 		if n, oldest, err := m.store.Backlog(ctx); err != nil {
-			ob["error"] = canvas.ErrorMessage(err)
+			ob["error"] = "unavailable"
+			m.Logger.Warn("health: outbox backlog unreadable", "err", err)
 		} else {
 			ob["backlog"] = n
 			if !oldest.IsZero() {
@@ -424,19 +620,59 @@ func (m *Main) health(ctx context.Context) map[string]any {
 			}
 		}
 		if seq, err := m.store.Sequencer(ctx); err == nil {
-			ob["leaseHolder"], ob["epoch"], ob["seq"] = seq.Holder, seq.Epoch, seq.Seq
+			ob["leaseHolder"], ob["epoch"], ob["seq"] = instanceOf(seq.Holder), seq.Epoch, seq.Seq
 		}
 		ob["txnRetries"] = m.store.Retries()
 		out["outbox"] = ob
 		out["store"] = map[bool]string{true: "embedded", false: "mongodb"}[m.Config.Embedded()]
 	}
 	if m.relay != nil {
-		out["relay"] = m.relay.Status()
+		st := m.relay.Status()
+		rl := map[string]any{
+			"state": st.State, "holder": instanceOf(st.Holder), "leader": instanceOf(st.Leader),
+			"epoch": st.Epoch, "seq": st.Seq, "published": st.Published, "batches": st.Batches,
+			"epochChanges": st.EpochChanges, "reconciled": st.Reconciled,
+		}
+		if !st.LastPublishAt.IsZero() {
+			rl["lastPublishAt"] = st.LastPublishAt
+		}
+		if st.LastError != "" {
+			rl["error"], rl["lastErrorAt"] = "failing", st.LastErrorAt
+		}
+		out["relay"] = rl
 	}
 	if m.gateway != nil {
-		out["gateway"] = m.gateway.Stats()
+		st := m.gateway.Stats()
+		gw := map[string]any{
+			"clients": st.Clients, "degraded": st.Degraded, "resyncs": st.Resyncs, "delivered": st.Delivered,
+			"broadcast": st.Broadcast, "duplicates": st.Duplicates, "reaped": st.Reaped,
+			"lastSeq": st.LastSeq, "epoch": st.Epoch, "lag": st.Lag, "ready": st.Ready,
+			"canaryLatencyMs": float64(st.CanaryLatency.Microseconds()) / 1000,
+		}
+		if !st.LastCanary.IsZero() {
+			gw["lastCanary"] = st.LastCanary
+		}
+		if st.LastError != "" {
+			gw["error"] = "redis_unreachable"
+		}
+		out["gateway"] = gw
 	}
 	return out
+}
+
+// instanceOf is a lease holder's instance id: holders are
+// "<instance>-<pid>", and a process id is nobody's business.
+func instanceOf(holder string) string {
+	i := strings.LastIndexByte(holder, '-')
+	if i <= 0 || i == len(holder)-1 {
+		return holder
+	}
+	for _, r := range holder[i+1:] {
+		if r < '0' || r > '9' {
+			return holder
+		}
+	}
+	return holder[:i]
 }
 
 func redactURI(u string) string {

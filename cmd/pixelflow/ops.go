@@ -113,7 +113,8 @@ func (m *Main) handleOpsData(w http.ResponseWriter, r *http.Request) {
 	// Stream
 	key := stream.KeysFor(m.Config.Canvas).Stream
 	if n, err := m.redis.XLen(ctx, key).Result(); err != nil {
-		errs = append(errs, "redis: "+err.Error())
+		errs = append(errs, "redis: unreachable")
+		m.Logger.Warn("ops: stream length unreadable", "err", err)
 	} else {
 		out["streamLength"] = n
 	}
@@ -142,9 +143,10 @@ func (m *Main) handleOpsData(w http.ResponseWriter, r *http.Request) {
 	if m.store != nil {
 		h := m.health(ctx)
 		out["outbox"], out["relay"] = h["outbox"], h["relay"]
-	} else if m.Config.APIURL != "" {
-		if h, err := fetchHealth(ctx, m.Config.APIURL); err != nil {
-			errs = append(errs, "api: "+err.Error())
+	} else if m.Config.APIAdminURL != "" {
+		if h, err := fetchHealth(ctx, m.Config.APIAdminURL); err != nil {
+			errs = append(errs, "api: unreachable")
+			m.Logger.Warn("ops: api health unreadable", "url", m.Config.APIAdminURL, "err", err)
 		} else {
 			out["outbox"], out["relay"] = h["outbox"], h["relay"]
 		}

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -29,6 +30,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/clientip"
 	"github.com/pixelflow/pixelflow/internal/option"
 	"github.com/pixelflow/pixelflow/internal/protocol"
 	"github.com/pixelflow/pixelflow/internal/store"
@@ -42,24 +44,63 @@ type Store interface {
 }
 
 // Check is a named readiness probe; a non-nil error makes /readyz fail.
+// /readyz answers the check's name and a short code (CheckError's, else
+// "failing"), never the error itself: that goes to the log.
 type Check struct {
 	Name string
 	Fn   func(ctx context.Context) error
+}
+
+// CheckError gives a failed check the code /readyz shows for it
+// ("unreachable", "not_consuming", …); Err is only logged.
+type CheckError struct {
+	Code string
+	Err  error
+}
+
+func (e *CheckError) Error() string { return e.Code + ": " + e.Err.Error() }
+func (e *CheckError) Unwrap() error { return e.Err }
+
+// checkCode is the public code of a failed check.
+func checkCode(err error) string {
+	var ce *CheckError
+	if errors.As(err, &ce) && ce.Code != "" {
+		return ce.Code
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timeout"
+	}
+	return "failing"
 }
 
 // Options configure the API.
 type Options struct {
 	// Size is the canvas extent; placements outside it are rejected.
 	Size canvas.Size
-	// RateLimit is the sustained writes per second allowed per client (by
-	// remote IP); 0 disables limiting. Burst is the bucket size (default
-	// 2×RateLimit, at least 1).
+	// RateLimit is the sustained writes per second allowed per client (its
+	// address, see TrustedProxies; IPv6 clients by /64); 0 disables
+	// limiting. Burst is the bucket size (default 2×RateLimit, at least 1).
 	RateLimit float64
 	Burst     int
+	// RateClients bounds how many clients' buckets are kept (least recently
+	// used recycled first), so memory stays bounded whatever the number of
+	// distinct addresses. Default 65536 (about 8 MiB).
+	RateClients int
+	// TrustedProxies are the proxies (gateways, load balancers) whose
+	// X-Forwarded-For or Forwarded header names the client. Empty: the
+	// connection's own address is the client.
+	TrustedProxies []netip.Prefix
+	// SnapshotKey, when set, names the newest stream position a client can
+	// hold right now: snapshots built under one key are shared between
+	// requests and answer If-None-Match with 304 (see snapshots). Without
+	// it only concurrent requests share builds, and there is no ETag.
+	SnapshotKey func(ctx context.Context) (string, error)
+	// SnapshotBuilds bounds concurrent snapshot builds. Default 1: builds
+	// are shared by every request that arrives while they wait, so running
+	// more at once only costs memory.
+	SnapshotBuilds int
 	// Ready lists the readiness checks behind /readyz.
 	Ready []Check
-	// Health returns the workers' status for /api/health (any JSON value).
-	Health func(ctx context.Context) map[string]any
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
 	// Tracer and Propagator trace requests (otelhttp) and the store call,
@@ -73,7 +114,9 @@ type Options struct {
 type API struct {
 	store   Store
 	opts    Options
+	clients clientip.Resolver
 	limiter *limiter
+	snaps   *snapshots
 	mux     *http.ServeMux
 	handler http.Handler
 	tracer  trace.Tracer
@@ -111,13 +154,17 @@ func New(s Store, opts Options) (*API, error) {
 	if opts.Propagator == nil {
 		opts.Propagator = propagation.TraceContext{}
 	}
-	a := &API{store: s, opts: opts, mux: http.NewServeMux(), tracer: opts.Tracer.Tracer("github.com/pixelflow/pixelflow/internal/api")}
+	if opts.SnapshotBuilds <= 0 {
+		opts.SnapshotBuilds = 1
+	}
+	a := &API{store: s, opts: opts, mux: http.NewServeMux(), tracer: opts.Tracer.Tracer("github.com/pixelflow/pixelflow/internal/api"),
+		clients: clientip.Resolver{Trusted: opts.TrustedProxies},
+		snaps:   newSnapshots(s, opts.Size, opts.SnapshotKey, opts.SnapshotBuilds)}
 	if opts.RateLimit > 0 {
-		a.limiter = newLimiter(opts.RateLimit, opts.Burst)
+		a.limiter = newLimiter(opts.RateLimit, opts.Burst, opts.RateClients)
 	}
 	a.mux.HandleFunc("/api/pixels", a.handlePixels)
 	a.mux.HandleFunc("/api/canvas", a.handleCanvas)
-	a.mux.HandleFunc("/api/health", a.handleHealth)
 	a.mux.HandleFunc("/healthz", a.handleHealthz)
 	a.mux.HandleFunc("/readyz", a.handleReadyz)
 	a.handler = otelhttp.NewHandler(a.mux, "pixelflow.api",
@@ -134,6 +181,9 @@ const (
 	eMethod    = "method_not_allowed"
 	eMediaType = "unsupported_media_type"
 	eTooLarge  = "too_large"
+	// eCanceled: the client went away before its answer; it never sees
+	// the status, which only tells the metrics (499, as nginx counts it).
+	eCanceled = "canceled"
 )
 
 // status maps an error code to its HTTP status: the one place that does.
@@ -155,6 +205,8 @@ func status(code string) int {
 		return http.StatusUnsupportedMediaType
 	case eTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case eCanceled:
+		return 499
 	}
 	return http.StatusInternalServerError
 }
@@ -168,8 +220,17 @@ type errorBody struct {
 
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := canvas.ErrorCode(err)
-	if code == canvas.EInternal || code == canvas.EUnavailable {
+	if r.Context().Err() != nil && (code == canvas.EInternal || code == canvas.EUnavailable) {
+		// The client gave up (closed the connection, or the server's
+		// timeout ended the request): nothing failed on our side.
+		a.opts.Logger.DebugContext(r.Context(), "request abandoned by its client", "method", r.Method, "path", r.URL.Path, "err", err)
+		code, err = eCanceled, canvas.Errorf(eCanceled, "request canceled")
+	}
+	switch code {
+	case canvas.EInternal:
 		a.opts.Logger.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
+	case canvas.EUnavailable:
+		a.opts.Logger.WarnContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
 	}
 	var body errorBody
 	body.Error.Code, body.Error.Message = code, canvas.ErrorMessage(err)
@@ -214,8 +275,14 @@ func (a *API) handlePixels(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, canvas.Errorf(canvas.EInvalid, "Idempotency-Key must be 1..128 printable ASCII characters"))
 		return
 	}
+	client := clientip.Key(a.clients.Addr(r))
+	if key != "" {
+		// Keys are the client's own: another client's same key neither
+		// replays its answer nor conflicts with it.
+		key = store.ScopedKey(clientip.String(client), key)
+	}
 	if a.limiter != nil {
-		if ok, wait := a.limiter.allow(clientKey(r)); !ok {
+		if ok, wait := a.limiter.allow(client); !ok {
 			w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
 			a.writeError(w, r, canvas.Errorf(canvas.ERateLimited, "too many pixels; wait %s", wait.Round(time.Millisecond)))
 			return
@@ -351,22 +418,72 @@ func (a *API) handleCanvas(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, canvas.Errorf(eMethod, "use GET to read the canvas"))
 		return
 	}
-	pos, pixels, err := a.store.Snapshot(r.Context())
+	binary := wantsBinary(r.Header.Get("Accept"))
+	gz := acceptsGzip(r.Header.Get("Accept-Encoding"))
+	form := map[bool]string{true: "bin", false: "json"}[binary]
+	if gz {
+		form += ".gz"
+	}
+	h := w.Header()
+	h.Set("Vary", "Accept, Accept-Encoding")
+	key, keyed := a.snaps.currentKey(r.Context())
+	if keyed && matchesETag(r.Header.Get("If-None-Match"), etagFor(key, form)) {
+		// The client's copy was built under the current key: it is as
+		// good as a new one.
+		h.Set("ETag", etagFor(key, form))
+		h.Set("Cache-Control", "no-cache")
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	snap, err := a.snaps.get(r.Context(), key, keyed)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
-	if wantsBinary(r.Header.Get("Accept")) {
-		a.writeBinary(w, r, pos, pixels)
-		return
+	if etag := snap.etag(form); etag != "" {
+		h.Set("ETag", etag)
+		h.Set("Cache-Control", "no-cache") // keep it, but ask again each time (304 when unchanged)
+	} else {
+		h.Set("Cache-Control", "no-store")
 	}
-	out := CanvasJSON{Width: a.opts.Size.Width, Height: a.opts.Size.Height, Position: pos, Pixels: make([]PixelJSON, 0, len(pixels))}
-	for _, p := range pixels {
-		if a.opts.Size.Contains(p.GX, p.GY) {
-			out.Pixels = append(out.Pixels, PixelJSON{GX: p.GX, GY: p.GY, Color: p.Color.String(), Version: p.Version})
+	var body []byte
+	if binary {
+		// RGB bytes, row-major; the position travels in headers. The form
+		// carries no versions: a client starting from it converges because
+		// the relay publishes each pixel's versions in order.
+		h.Set("Content-Type", "application/octet-stream")
+		h.Set("X-Canvas-Width", strconv.Itoa(a.opts.Size.Width))
+		h.Set("X-Canvas-Height", strconv.Itoa(a.opts.Size.Height))
+		h.Set("X-Stream-Epoch", snap.pos.Epoch)
+		h.Set("X-Stream-Seq", strconv.FormatUint(snap.pos.Seq, 10))
+		body = snap.binary()
+		if gz {
+			body = snap.binaryGzip()
+		}
+	} else {
+		h.Set("Content-Type", "application/json")
+		body = snap.jsonGzip()
+		if !gz {
+			// Rare (browsers and Go clients accept gzip): inflate the one
+			// encoding kept rather than keep a second, 20× larger.
+			w.WriteHeader(http.StatusOK)
+			if r.Method != http.MethodHead {
+				zr, err := gzip.NewReader(bytes.NewReader(body))
+				if err == nil {
+					_, _ = io.Copy(w, zr)
+				}
+			}
+			return
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	if gz {
+		h.Set("Content-Encoding", "gzip")
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
 }
 
 func wantsBinary(accept string) bool {
@@ -378,44 +495,36 @@ func wantsBinary(accept string) bool {
 	return false
 }
 
-// writeBinary sends the whole canvas as RGB bytes, row-major, gzip-compressed
-// when the client accepts it (a mostly blank 1000×1000 canvas is a few KiB).
-// The position travels in headers. The form carries no versions: a client
-// starting from it converges because the relay publishes each pixel's
-// versions in order.
-func (a *API) writeBinary(w http.ResponseWriter, r *http.Request, pos canvas.Position, pixels []store.Pixel) {
-	sz := a.opts.Size
-	buf := make([]byte, sz.Width*sz.Height*3)
-	br, bg, bb := Background.RGB()
-	for i := 0; i < len(buf); i += 3 {
-		buf[i], buf[i+1], buf[i+2] = br, bg, bb
-	}
-	for _, p := range pixels {
-		if !sz.Contains(p.GX, p.GY) {
+// acceptsGzip reports whether Accept-Encoding allows gzip (q=0 refuses it).
+func acceptsGzip(ae string) bool {
+	for _, part := range strings.Split(ae, ",") {
+		coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if !strings.EqualFold(strings.TrimSpace(coding), "gzip") {
 			continue
 		}
-		i := (p.GY*sz.Width + p.GX) * 3
-		buf[i], buf[i+1], buf[i+2] = p.Color.RGB()
+		if q, ok := strings.CutPrefix(strings.ReplaceAll(params, " ", ""), "q="); ok {
+			if f, err := strconv.ParseFloat(q, 64); err == nil && f == 0 {
+				return false
+			}
+		}
+		return true
 	}
-	h := w.Header()
-	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Canvas-Width", strconv.Itoa(sz.Width))
-	h.Set("X-Canvas-Height", strconv.Itoa(sz.Height))
-	h.Set("X-Stream-Epoch", pos.Epoch)
-	h.Set("X-Stream-Seq", strconv.FormatUint(pos.Seq, 10))
-	h.Set("Vary", "Accept, Accept-Encoding")
-	if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
-		h.Set("Content-Length", strconv.Itoa(len(buf)))
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(buf)
-		return
+	return false
+}
+
+// matchesETag reports whether an If-None-Match header lists etag (weak
+// comparison, as RFC 9110 asks for If-None-Match).
+func matchesETag(header, etag string) bool {
+	if header == "" {
+		return false
 	}
-	h.Set("Content-Encoding", "gzip")
-	w.WriteHeader(http.StatusOK)
-	gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
-	_, _ = gz.Write(buf)
-	_ = gz.Close()
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == "*" || t == etag {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *API) handleHealthz(w http.ResponseWriter, r *http.Request) {
@@ -423,14 +532,22 @@ func (a *API) handleHealthz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	writeReadyz(w, r, a.opts.Ready, a.opts.Logger)
+}
+
+// writeReadyz runs the checks and answers each one's name with "ok" or its
+// code; the errors themselves go to the log, since they name addresses and
+// internals a public endpoint must not show.
+func writeReadyz(w http.ResponseWriter, r *http.Request, checks []Check, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	res := map[string]string{}
 	code := http.StatusOK
-	for _, c := range a.opts.Ready {
+	for _, c := range checks {
 		if err := c.Fn(ctx); err != nil {
-			res[c.Name] = err.Error()
+			res[c.Name] = checkCode(err)
 			code = http.StatusServiceUnavailable
+			log.WarnContext(ctx, "readiness check failed", "check", c.Name, "code", res[c.Name], "err", err)
 		} else {
 			res[c.Name] = "ok"
 		}
@@ -438,20 +555,29 @@ func (a *API) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, code, map[string]any{"ready": code == http.StatusOK, "checks": res})
 }
 
-func (a *API) handleHealth(w http.ResponseWriter, r *http.Request) {
-	out := map[string]any{}
-	if a.opts.Health != nil {
-		out = a.opts.Health(r.Context())
-	}
-	writeJSON(w, http.StatusOK, out)
+// HealthHandler serves /api/health: the workers' figures from health (the
+// caller keeps internals out of them). It is apart from the API so that it
+// can be served on the admin listener only.
+func HealthHandler(health func(ctx context.Context) map[string]any) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		out := map[string]any{}
+		if health != nil {
+			out = health(r.Context())
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
 }
 
-// NewHealth returns a handler serving only /healthz, /readyz and /api/health,
-// for roles that run without the write path.
-func NewHealth(ready []Check, health func(ctx context.Context) map[string]any) http.Handler {
-	a := &API{opts: Options{Ready: ready, Health: health, Logger: slog.Default()}, mux: http.NewServeMux()}
-	a.mux.HandleFunc("/api/health", a.handleHealth)
-	a.mux.HandleFunc("/healthz", a.handleHealthz)
-	a.mux.HandleFunc("/readyz", a.handleReadyz)
-	return a.mux
+// NewHealth returns a handler serving only /healthz and /readyz, for roles
+// that run without the write path.
+func NewHealth(ready []Check, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.Default()
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) { writeReadyz(w, r, ready, log) })
+	return mux
 }

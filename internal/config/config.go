@@ -9,6 +9,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/pixelflow/pixelflow/internal/api"
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/clientip"
 	"github.com/pixelflow/pixelflow/internal/gateway"
 	"github.com/pixelflow/pixelflow/internal/option"
 	"github.com/pixelflow/pixelflow/internal/relay"
@@ -48,8 +51,20 @@ type Config struct {
 	CanaryBound      time.Duration
 	ClientSendBuffer int    // gateway: SO_SNDBUF per connection
 	APIURL           string // gateway role: where /api/* is proxied
+	APIAdminURL      string // gateway role: where the api's /api/health is read (default APIURL)
 	LogLevel         string
 	ShutdownGrace    time.Duration
+
+	TrustedProxies []netip.Prefix // whose X-Forwarded-For / Forwarded is believed
+	MaxConnsPerIP  int            // gateway: WebSocket connections per client address
+	IdemKeys       int            // Idempotency-Keys remembered per client
+
+	// HTTP server timeouts, on every listener. WriteTimeout is not applied
+	// to /ws (a session, not a request).
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+
+	AdminAddr string // "": /metrics, /ops, /api/health… on the public listener
+	Pprof     bool   // serve /debug/pprof (on AdminAddr when set)
 }
 
 // Embedded reports whether the store is the embedded engine.
@@ -93,11 +108,21 @@ func newFlagSet(getenv func(string) string) (*flag.FlagSet, []*setting) {
 		{flag: "allowed-origins", env: "ALLOWED_ORIGINS", help: "comma-separated Origins allowed on /ws; empty: same origin only; * allows any"},
 		{flag: "group-ttl", env: "GROUP_TTL", def: gateway.DefaultGroupTTL.String(), help: "gateway: how long a gateway may go without a heartbeat before another gateway destroys its consumer group (heartbeats every GROUP_TTL/4, at most 2s)"},
 		{flag: "max-conns", env: "MAX_CONNS", def: strconv.Itoa(gateway.DefaultMaxConns), help: "WebSocket connections allowed per gateway"},
+		{flag: "max-conns-per-ip", env: "MAX_CONNS_PER_IP", def: "50", help: "WebSocket connections allowed per client address (IPv6: per /64) on one gateway; past it 429"},
+		{flag: "trusted-proxies", env: "TRUSTED_PROXIES", def: "loopback,private", help: "comma-separated CIDRs of proxies whose X-Forwarded-For/Forwarded names the client (\"loopback\" and \"private\" name those ranges); none trusts no header"},
+		{flag: "idempotency-keys", env: "IDEMPOTENCY_KEYS", def: "1024", help: "Idempotency-Keys remembered per client (its oldest are forgotten first)"},
+		{flag: "http-read-header-timeout", env: "HTTP_READ_HEADER_TIMEOUT", def: "5s", help: "time a client has to send a request's headers"},
+		{flag: "http-read-timeout", env: "HTTP_READ_TIMEOUT", def: "10s", help: "time a client has to send a whole request, body included"},
+		{flag: "http-write-timeout", env: "HTTP_WRITE_TIMEOUT", def: "30s", help: "time to answer a request, from the end of its headers (not /ws)"},
+		{flag: "http-idle-timeout", env: "HTTP_IDLE_TIMEOUT", def: "120s", help: "how long an idle keep-alive connection is kept"},
+		{flag: "admin-addr", env: "ADMIN_ADDR", help: "host:port of a second listener for /metrics, /ops, /ops/data, /api/health and /debug/pprof, which then leave the public port; empty: all on the public port"},
+		{flag: "pprof", env: "PPROF", def: "0", help: "1 serves /debug/pprof on the public port when ADMIN_ADDR is unset (ADMIN_ADDR always serves it)"},
 		{flag: "client-queue", env: "CLIENT_QUEUE", def: strconv.Itoa(gateway.DefaultQueueLen), help: "events queued per WebSocket client before it counts as slow: its backlog is dropped and it is told to resync"},
 		{flag: "client-send-buffer", env: "CLIENT_SEND_BUFFER", def: strconv.Itoa(gateway.DefaultSendBuffer), help: "kernel send buffer per WebSocket connection, bytes (bounds what a stalled client hides from the slow-client check)"},
 		{flag: "canary-interval", env: "CANARY_INTERVAL", def: relay.DefaultCanaryInterval.String(), help: "how often the leading relay sends a canary through the pipeline; 0 disables"},
 		{flag: "canary-bound", env: "CANARY_BOUND", def: "15s", help: "gateway /readyz fails when no canary arrived for this long; 0 disables"},
 		{flag: "api-url", env: "API_URL", help: "gateway role: base URL of an api process to proxy /api/* to"},
+		{flag: "api-admin-url", env: "API_ADMIN_URL", help: "gateway role: base URL where the api serves /api/health for the dashboard (its ADMIN_ADDR); default API_URL"},
 		{flag: "log-level", env: "LOG_LEVEL", def: "info", help: "debug, info, warn or error"},
 		{flag: "shutdown-grace", env: "SHUTDOWN_GRACE", def: "10s", help: "how long shutdown waits for requests and the batch in flight"},
 	}
@@ -203,6 +228,29 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	}
 	c.MaxConns = p.intRange("MAX_CONNS", 1, 1_000_000)
 	c.GroupTTL = p.duration("GROUP_TTL", time.Second, 24*time.Hour)
+	c.MaxConnsPerIP = p.intRange("MAX_CONNS_PER_IP", 1, 1_000_000)
+	c.TrustedProxies = p.trusted("TRUSTED_PROXIES")
+	c.IdemKeys = p.intRange("IDEMPOTENCY_KEYS", 1, 1_000_000)
+	c.ReadHeaderTimeout = p.duration("HTTP_READ_HEADER_TIMEOUT", 100*time.Millisecond, time.Hour)
+	c.ReadTimeout = p.duration("HTTP_READ_TIMEOUT", 100*time.Millisecond, time.Hour)
+	c.WriteTimeout = p.duration("HTTP_WRITE_TIMEOUT", 100*time.Millisecond, time.Hour)
+	c.IdleTimeout = p.duration("HTTP_IDLE_TIMEOUT", 100*time.Millisecond, 24*time.Hour)
+	if c.ReadTimeout < c.ReadHeaderTimeout {
+		p.fail("HTTP_READ_TIMEOUT", c.ReadTimeout.String(), "must be at least HTTP_READ_HEADER_TIMEOUT (it covers the headers too)")
+	}
+	if a := p.str("ADMIN_ADDR"); a != "" {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			p.fail("ADMIN_ADDR", a, "must look like host:port or :port")
+		}
+		c.AdminAddr = a
+	}
+	switch v := p.str("PPROF"); v {
+	case "0", "false", "":
+	case "1", "true":
+		c.Pprof = true
+	default:
+		p.fail("PPROF", v, "must be 0 or 1")
+	}
 	c.ClientQueue = p.intRange("CLIENT_QUEUE", 1, 1_000_000)
 	c.CanaryInterval = p.duration("CANARY_INTERVAL", 0, time.Hour)
 	c.CanaryBound = p.duration("CANARY_BOUND", 0, 24*time.Hour)
@@ -215,6 +263,14 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 		if u, err := url.Parse(c.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			p.fail("API_URL", c.APIURL, "must look like http://host:port")
 		}
+	}
+	c.APIAdminURL = p.str("API_ADMIN_URL")
+	if c.APIAdminURL != "" {
+		if u, err := url.Parse(c.APIAdminURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.fail("API_ADMIN_URL", c.APIAdminURL, "must look like http://host:port")
+		}
+	} else {
+		c.APIAdminURL = c.APIURL
 	}
 	c.LogLevel = p.str("LOG_LEVEL")
 	switch c.LogLevel {
@@ -257,6 +313,8 @@ func (c Config) GatewayOptions() gateway.Options {
 		InstanceID:     c.InstanceID,
 		AllowedOrigins: c.AllowedOrigins,
 		MaxConns:       c.MaxConns,
+		MaxConnsPerIP:  c.MaxConnsPerIP,
+		TrustedProxies: c.TrustedProxies,
 		GroupTTL:       c.GroupTTL,
 		// Several heartbeats per GroupTTL, so one late beat is no death.
 		HeartbeatInterval: min(2*time.Second, c.GroupTTL/4),
@@ -287,7 +345,7 @@ func (c Config) RelayOptions() relay.Options {
 // APIOptions are the API options this configuration sets; the caller adds
 // the readiness checks, health, logger and tracer.
 func (c Config) APIOptions() api.Options {
-	return api.Options{Size: canvas.Size{Width: c.Width, Height: c.Height}, RateLimit: c.RateLimit, Burst: c.RateBurst}
+	return api.Options{Size: canvas.Size{Width: c.Width, Height: c.Height}, RateLimit: c.RateLimit, Burst: c.RateBurst, TrustedProxies: c.TrustedProxies}
 }
 
 // optionSettings names the setting behind each component option, so a
@@ -297,6 +355,7 @@ var optionSettings = map[string]string{
 	"gateway.InstanceID": "INSTANCE_ID", "relay.Holder": "INSTANCE_ID",
 	"gateway.AllowedOrigins": "ALLOWED_ORIGINS",
 	"gateway.MaxConns":       "MAX_CONNS",
+	"gateway.MaxConnsPerIP":  "MAX_CONNS_PER_IP",
 	"gateway.GroupTTL":       "GROUP_TTL",
 	"gateway.QueueLen":       "CLIENT_QUEUE",
 	"gateway.SendBuffer":     "CLIENT_SEND_BUFFER",
@@ -366,6 +425,28 @@ func (p *parser) intDefault(env string, def, lo, hi int) int {
 		return def
 	}
 	return p.intRange(env, lo, hi)
+}
+
+// trusted reads a TRUSTED_PROXIES list; "loopback" and "private" stand
+// for those ranges.
+func (p *parser) trusted(env string) []netip.Prefix {
+	v := p.str(env)
+	var parts []string
+	for _, part := range strings.Split(v, ",") {
+		switch strings.ToLower(strings.TrimSpace(part)) {
+		case "loopback":
+			parts = append(parts, "127.0.0.0/8", "::1/128")
+		case "private":
+			parts = append(parts, "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+		default:
+			parts = append(parts, part)
+		}
+	}
+	out, err := clientip.ParseTrusted(strings.Join(parts, ","))
+	if err != nil {
+		p.fail(env, v, "must be comma-separated CIDRs (or loopback, private), or none: "+err.Error())
+	}
+	return out
 }
 
 func (p *parser) float(env string) float64 {

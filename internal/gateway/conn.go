@@ -57,6 +57,7 @@ type conn struct {
 	pongQueued bool   // a pong is in q
 	pingDue    bool   // pingPeriod has passed: the writer sends a ping
 	closing    bool   // done is closed: the writer stops
+	wasResync  bool   // a resync was queued: a replay in progress stops
 
 	joined [][]byte // the writer's scratch for joining batches; writer only
 }
@@ -101,8 +102,17 @@ func (c *conn) resync(frame []byte) {
 	c.q = append(c.q[:0], item{ctl: frame})
 	c.queued = 0
 	c.pongQueued = false
+	c.wasResync = true
 	c.mu.Unlock()
 	c.signal()
+}
+
+// resynced reports whether a resync was queued to c: a replay running
+// before the writer started has nothing left to do.
+func (c *conn) resynced() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.wasResync
 }
 
 // pong queues an answer to the client's ping, unless one is already

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/clientip"
 	"github.com/pixelflow/pixelflow/internal/option"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
@@ -42,6 +44,15 @@ type Options struct {
 	// refused with 503 so a load balancer moves the client elsewhere.
 	// Default 10000.
 	MaxConns int
+	// MaxConnsPerIP caps concurrent WebSocket connections from one client
+	// address (IPv6: one /64, see clientip.Key), so that one host cannot
+	// take the whole MaxConns; past it the upgrade is refused with 429.
+	// Default 50, room for a household or an office behind one NAT.
+	MaxConnsPerIP int
+	// TrustedProxies are the proxies (load balancers) whose X-Forwarded-For
+	// or Forwarded header names the client for MaxConnsPerIP. Empty: the
+	// connection's own address.
+	TrustedProxies []netip.Prefix
 	// QueueLen bounds each client's queue of undelivered events. A client
 	// whose queue would overflow is degraded: its backlog is dropped and it is
 	// told to resync, so a slow reader never blocks the broadcast nor grows
@@ -61,7 +72,10 @@ type Options struct {
 	FlushWindow time.Duration
 	// ReplayLimit is the largest gap replayed from the stream when a client
 	// resumes with ?since=; past it the client resyncs from the snapshot,
-	// which is cheaper than a long replay. Default 10000.
+	// which is cheaper than a long replay. Default 10000. The replay is read
+	// from Redis a page at a time (replayPage entries), so a replaying
+	// connection holds one page, not the whole gap; it stops as soon as
+	// the client's queue overflows (the client is degraded and resyncs).
 	ReplayLimit int
 	// HeartbeatInterval is how often this instance records that it is alive
 	// (and reaps dead instances' groups, and measures lag). Default 2s.
@@ -97,6 +111,7 @@ const (
 	readBlock    = 500 * time.Millisecond // XREADGROUP BLOCK: also how long Run takes to notice its context ended
 	maxReadCount = 512                    // XREADGROUP COUNT upper bound
 	maxFrame     = 512                    // events per frame
+	replayPage   = 256                    // entries read from Redis per replay step
 )
 
 // Defaults of the options that pixelflow's settings set (config takes its
@@ -118,6 +133,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxConns == 0 {
 		o.MaxConns = DefaultMaxConns
+	}
+	if o.MaxConnsPerIP == 0 {
+		o.MaxConnsPerIP = 50
 	}
 	if o.QueueLen == 0 {
 		o.QueueLen = DefaultQueueLen
@@ -163,6 +181,7 @@ func (o Options) Validate() error {
 		}
 	}
 	c.Check(o.MaxConns >= 1, "MaxConns", o.MaxConns, "must be positive")
+	c.Check(o.MaxConnsPerIP >= 1, "MaxConnsPerIP", o.MaxConnsPerIP, "must be positive")
 	c.Check(o.QueueLen >= MinQueueLen, "QueueLen", o.QueueLen, "must be at least %d", MinQueueLen)
 	c.Check(o.ReplayLimit >= 1, "ReplayLimit", o.ReplayLimit, "must be positive")
 	c.Check(o.HeartbeatInterval >= 0, "HeartbeatInterval", o.HeartbeatInterval, "must be positive")
@@ -223,6 +242,7 @@ type Gateway struct {
 	hub      *hub
 	stats    counters
 	upgrader websocket.Upgrader
+	clients  clientip.Resolver
 	hooks    hooks
 	block    time.Duration // XREADGROUP BLOCK; tests shorten it
 
@@ -236,6 +256,7 @@ type Gateway struct {
 	connMu sync.Mutex
 	conns  map[*conn]struct{} // upgraded connections, for Close
 	active int                // reserved slots: upgrading or upgraded
+	perIP  map[netip.Addr]int // reserved slots by client key; never holds a zero
 	closed bool
 	idle   *sync.Cond // signalled when active drops to 0
 }
@@ -259,6 +280,8 @@ func New(opts Options) (*Gateway, error) {
 		stream:  stream.New(opts.Redis, opts.Canvas, 0),
 		block:   readBlock,
 		conns:   make(map[*conn]struct{}),
+		perIP:   make(map[netip.Addr]int),
+		clients: clientip.Resolver{Trusted: opts.TrustedProxies},
 		started: time.Now(),
 	}
 	if opts.Tracer != nil {
@@ -396,9 +419,10 @@ func (g *Gateway) Close() {
 	}
 }
 
-// reserve takes a connection slot before the upgrade; it fails with the
-// status to answer when the gateway is closing or full.
-func (g *Gateway) reserve() (status int, msg string) {
+// reserve takes a connection slot for client before the upgrade; it fails
+// with the status to answer when the gateway is closing or full, or the
+// client holds MaxConnsPerIP connections already.
+func (g *Gateway) reserve(client netip.Addr) (status int, msg string) {
 	g.connMu.Lock()
 	defer g.connMu.Unlock()
 	switch {
@@ -406,8 +430,11 @@ func (g *Gateway) reserve() (status int, msg string) {
 		return http.StatusServiceUnavailable, "gateway is shutting down"
 	case g.active >= g.opts.MaxConns:
 		return http.StatusServiceUnavailable, "gateway is at its connection limit"
+	case g.perIP[client] >= g.opts.MaxConnsPerIP:
+		return http.StatusTooManyRequests, "too many connections from your address"
 	}
 	g.active++
+	g.perIP[client]++
 	return 0, ""
 }
 
@@ -423,11 +450,15 @@ func (g *Gateway) attach(c *conn) bool {
 	return true
 }
 
-// release frees the slot reserve took (c may be nil when the upgrade failed).
-func (g *Gateway) release(c *conn) {
+// release frees the slot reserve took for client (c may be nil when the
+// upgrade failed).
+func (g *Gateway) release(c *conn, client netip.Addr) {
 	g.connMu.Lock()
 	if c != nil {
 		delete(g.conns, c)
+	}
+	if g.perIP[client]--; g.perIP[client] <= 0 {
+		delete(g.perIP, client)
 	}
 	g.active--
 	if g.active == 0 {

@@ -13,14 +13,16 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/clientip"
 	"github.com/pixelflow/pixelflow/internal/protocol"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
 // ServeHTTP is the /ws endpoint. Everything that can be refused is refused
-// before the upgrade with a JSON error (400 bad since, 403 origin, 503 full
-// or closing); after it the connection gets a hello, the replay of its gap
-// or a resync, then the live stream.
+// before the upgrade with a JSON error (400 bad since, 403 origin, 429 too
+// many connections from one address, 503 full or closing); after it the
+// connection gets a hello, the replay of its gap or a resync, then the live
+// stream.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
@@ -40,13 +42,19 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, codeForbidden, "origin not allowed")
 		return
 	}
-	if status, msg := g.reserve(); status != 0 {
-		writeError(w, status, canvas.EUnavailable, msg)
+	client := clientip.Key(g.clients.Addr(r))
+	if status, msg := g.reserve(client); status != 0 {
+		writeError(w, status, codeForStatus(status), msg)
 		return
 	}
+	// The server's read and write deadlines are for requests; a session
+	// keeps its own (pongWait, writeWait).
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
 	ws, err := g.upgrader.Upgrade(w, r, nil)
 	if err != nil { // the upgrader has answered
-		g.release(nil)
+		g.release(nil, client)
 		return
 	}
 	if tc, ok := ws.UnderlyingConn().(*net.TCPConn); ok && g.opts.SendBuffer > 0 {
@@ -61,7 +69,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.closeWith(0, "")
 		_ = ws.Close()
 		writer.Wait()
-		g.release(c)
+		g.release(c, client)
 	}()
 	if !g.attach(c) {
 		c.closeWith(websocket.CloseGoingAway, "gateway shutting down")
@@ -89,12 +97,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) start(ctx context.Context, c *conn, since canvas.Position, hasSince bool) error {
 	pos := g.hub.register(c)
 	var (
-		replay  []stream.Entry
+		first   []stream.Entry // the replay's first page
 		reason  string
 		resumed bool
 	)
 	if hasSince {
-		replay, reason = g.planResume(ctx, since, pos)
+		first, reason = g.planResume(ctx, since, pos)
 		resumed = reason == ""
 	}
 	if err := c.write(encodeHello(pos, resumed)); err != nil {
@@ -104,27 +112,72 @@ func (g *Gateway) start(ctx context.Context, c *conn, since canvas.Position, has
 		g.stats.resyncs.Add(1)
 		return c.write(encodeResync(reason, pos))
 	}
-	evs := make([][]byte, 0, min(len(replay), maxFrame))
+	if len(first) == 0 {
+		return nil
+	}
+	return g.replay(ctx, c, first, pos)
+}
+
+// replay writes the gap after since up to pos, starting with its first
+// page, reading the rest from the stream a page at a time: a replaying
+// connection holds one page, however long the gap. It stops early once
+// the client has been told to resync (its queue overflowed while the
+// replay ran, or the stream moved on): the resync the writer sends next
+// covers the rest. A hole in the stream (trimmed meanwhile) ends the
+// replay with a resync.
+func (g *Gateway) replay(ctx context.Context, c *conn, page []stream.Entry, pos canvas.Position) error {
+	evs := make([][]byte, 0, len(page))
 	var buf []byte
-	for len(replay) > 0 {
-		n := min(len(replay), maxFrame)
+	for {
 		evs = evs[:0]
-		for _, e := range replay[:n] {
+		for _, e := range page {
 			evs = append(evs, encodeEvent(e))
 		}
-		buf = appendEventsFrame(buf[:0], evs)
-		if err := c.write(buf); err != nil {
-			return err
+		for sent := 0; sent < len(evs); {
+			n := min(len(evs)-sent, maxFrame)
+			buf = appendEventsFrame(buf[:0], evs[sent:sent+n])
+			if err := c.write(buf); err != nil {
+				return err
+			}
+			g.stats.delivered.Add(int64(n))
+			sent += n
 		}
-		g.stats.delivered.Add(int64(n))
-		replay = replay[n:]
+		next := page[len(page)-1].Seq + 1
+		if next > pos.Seq || c.resynced() {
+			return nil
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		var err error
+		page, err = g.stream.Range(rctx, next, pos.Seq, replayPage)
+		cancel()
+		reason := ""
+		switch {
+		case err != nil:
+			g.log.Warn("replay read failed", "err", err, posAttr(canvas.Position{Epoch: pos.Epoch, Seq: next}))
+			reason = protocol.ReasonUnavailable
+		case len(page) == 0 || page[0].Seq != next || !contiguous(page, pos.Epoch):
+			reason = protocol.ReasonTrimmed
+		}
+		if reason != "" {
+			g.stats.resyncs.Add(1)
+			return c.write(encodeResync(reason, pos))
+		}
 	}
-	return nil
+}
+
+// contiguous reports whether page holds consecutive sequences of epoch.
+func contiguous(page []stream.Entry, epoch string) bool {
+	for i, e := range page {
+		if e.Epoch != epoch || (i > 0 && e.Seq != page[i-1].Seq+1) {
+			return false
+		}
+	}
+	return true
 }
 
 // planResume decides how a client resuming from since catches up with pos,
-// the position it was registered at. It returns the entries to replay, or
-// the reason it must resync instead.
+// the position it was registered at. It returns the first page of entries
+// to replay, or the reason it must resync instead.
 func (g *Gateway) planResume(ctx context.Context, since, pos canvas.Position) ([]stream.Entry, string) {
 	switch {
 	case pos.Epoch == "":
@@ -152,23 +205,20 @@ func (g *Gateway) planResume(ctx context.Context, since, pos canvas.Position) ([
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	want := pos.Seq - since.Seq
-	entries, err := g.stream.Range(ctx, since.Seq+1, pos.Seq, int64(want))
+	page, err := g.stream.Range(ctx, since.Seq+1, pos.Seq, replayPage)
 	if err != nil {
 		g.log.Warn("replay read failed", "err", err, posAttr(since))
 		return nil, protocol.ReasonUnavailable
 	}
-	// Ids are unique and ordered, so the right count starting at the right
-	// sequence is the whole contiguous gap.
-	if uint64(len(entries)) != want || entries[0].Seq != since.Seq+1 {
+	// Ids are unique and ordered: a page starting at the right sequence
+	// begins the gap; one that starts later means its start was trimmed.
+	if len(page) == 0 || page[0].Seq != since.Seq+1 {
 		return nil, protocol.ReasonTrimmed
 	}
-	for _, e := range entries {
-		if e.Epoch != pos.Epoch {
-			return nil, protocol.ReasonEpoch
-		}
+	if !contiguous(page, pos.Epoch) {
+		return nil, protocol.ReasonEpoch
 	}
-	return entries, ""
+	return page, ""
 }
 
 // originAllowed applies Options.AllowedOrigins. Browsers always send Origin
@@ -199,6 +249,8 @@ func codeForStatus(status int) string {
 	switch {
 	case status == http.StatusForbidden:
 		return codeForbidden
+	case status == http.StatusTooManyRequests:
+		return canvas.ERateLimited
 	case status >= 500:
 		return canvas.EUnavailable
 	}

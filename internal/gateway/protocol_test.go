@@ -27,7 +27,7 @@ type protoFixture struct {
 	gw  *gatewaytest.Server
 }
 
-func newProto(t *testing.T, n int, tweak func(*gateway.Options)) protoFixture {
+func newProto(t testing.TB, n int, tweak func(*gateway.Options)) protoFixture {
 	t.Helper()
 	_, rdb, pub := newRig(t, false)
 	if n > 0 {

@@ -31,6 +31,9 @@ type Options struct {
 	// AppendOnly turns AOF persistence on (appendfsync always), so a SIGKILL
 	// loses nothing; off, a restart comes back empty.
 	AppendOnly bool
+	// Temporary makes Dir the server's own: Close removes it (a private
+	// server of DATA_DIR=memory leaves nothing behind in the temp folder).
+	Temporary bool
 }
 
 // Server is one redis-server child.
@@ -69,6 +72,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts}
 	if err := s.start(ctx); err != nil {
+		if opts.Temporary {
+			_ = os.RemoveAll(opts.Dir)
+		}
 		return nil, err
 	}
 	return s, nil
@@ -171,6 +177,17 @@ func (s *Server) Kill() {
 	}
 	_ = cmd.Process.Kill()
 	<-done
+}
+
+// Close kills the server and, when Options.Temporary, removes its directory.
+func (s *Server) Close() error {
+	s.Kill()
+	if s.opts.Temporary {
+		if err := os.RemoveAll(s.opts.Dir); err != nil {
+			return fmt.Errorf("remove redis dir: %w", err)
+		}
+	}
+	return nil
 }
 
 // Pause freezes the server (SIGSTOP), as a stalled host or a long fork:

@@ -35,6 +35,21 @@ func TestStartWithRelativeDir(t *testing.T) {
 	}
 }
 
+// A temporary server's directory is gone after Close.
+func TestCloseRemovesTemporaryDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "private")
+	s, err := redisproc.Start(context.Background(), redisproc.Options{Dir: dir, Temporary: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s still exists after Close (%v)", dir, err)
+	}
+}
+
 func TestPauseResume(t *testing.T) {
 	s := redistest.MustStart(t, false)
 	if err := s.Pause(); err != nil {

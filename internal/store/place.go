@@ -9,7 +9,6 @@ import (
 	"github.com/256dpi/lungo"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
@@ -24,7 +23,7 @@ type placeReq struct {
 	ctx     context.Context
 	p       canvas.Placement
 	idemKey string
-	idemID  string
+	idem    idemRef // where idemKey is remembered; zero without a key
 	hash    string
 	tr      Trace
 
@@ -36,9 +35,10 @@ type placeReq struct {
 }
 
 // Place paints one pixel and records its outbox event in one transaction.
-// With a non-empty idemKey, a repeated call with the same placement returns
-// the first result (replayed=true) and writes nothing; the same key with
-// another placement is a conflict.
+// With a non-empty idemKey (ScopedKey: a client's key), a repeated call with
+// the same placement returns the first result (replayed=true) and writes
+// nothing; the same key with another placement is a conflict. See
+// idempotency.go for how long keys are remembered.
 //
 // With Options.GroupCommit, concurrent calls share transactions (see
 // groupCommit): each still gets its own answer, and a transaction that fails
@@ -46,7 +46,7 @@ type placeReq struct {
 func (s *Store) Place(ctx context.Context, p canvas.Placement, idemKey string, tr Trace) (canvas.Event, bool, error) {
 	r := &placeReq{ctx: ctx, p: p, idemKey: idemKey, tr: tr, hash: placementHash(p), err: errNotPlaced}
 	if idemKey != "" {
-		r.idemID = s.opts.Canvas + "/" + idemKey
+		r.idem = s.idemRefFor(idemKey)
 	}
 	if s.places != nil {
 		if err := s.places.do(ctx, r); err != nil {
@@ -107,7 +107,7 @@ func (s *Store) placeBatch(ctx context.Context, reqs []*placeReq) {
 		for _, r := range reqs {
 			r.ev, r.replayed, r.err, r.dupOf = canvas.Event{}, false, nil, nil
 		}
-		writes, err := s.resolveIdempotency(sc, reqs)
+		writes, buckets, err := s.resolveIdempotency(sc, reqs)
 		if err != nil || len(writes) == 0 {
 			return err
 		}
@@ -133,30 +133,13 @@ func (s *Store) placeBatch(ctx context.Context, reqs []*placeReq) {
 		if _, err := s.db.Collection(cOutbox).InsertMany(sc, docs); err != nil {
 			return err
 		}
-		var idem []any
-		for i, r := range writes {
-			if r.idemKey != "" {
-				d := outbox[i]
-				idem = append(idem, idemDoc{
-					ID: r.idemID, Hash: r.hash, EventID: d.ID.Hex(), GX: d.GX, GY: d.GY,
-					Color: d.Color, Version: d.Version, Committed: now, CreatedAt: now,
-				})
-			}
-		}
-		if len(idem) > 0 {
-			if _, err := s.db.Collection(cIdempotency).InsertMany(sc, idem); err != nil {
-				if mongo.IsDuplicateKeyError(err) || lungo.IsUniquenessError(err) {
-					// A concurrent request with the same key won; retrying
-					// returns its answer.
-					return mongo.CommandError{Labels: []string{"TransientTransactionError"}, Message: "idempotency key raced"}
-				}
-				return err
-			}
-		}
 		for i, r := range writes {
 			if r.ev, err = outbox[i].event(); err != nil {
 				return err
 			}
+		}
+		if err := s.rememberKeys(sc, writes, buckets, now); err != nil {
+			return err
 		}
 		for _, r := range reqs {
 			if d := r.dupOf; d != nil {
@@ -170,41 +153,6 @@ func (s *Store) placeBatch(ctx context.Context, reqs []*placeReq) {
 			r.ev, r.replayed, r.err = canvas.Event{}, false, err
 		}
 	}
-}
-
-// resolveIdempotency answers the requests whose key was used before (replay
-// or conflict) and returns the ones to write, in order. A key repeated inside
-// the batch is answered from its first use once that is written.
-func (s *Store) resolveIdempotency(sc lungo.ISessionContext, reqs []*placeReq) ([]*placeReq, error) {
-	writes := make([]*placeReq, 0, len(reqs))
-	var first map[string]*placeReq
-	for _, r := range reqs {
-		if r.idemKey == "" {
-			writes = append(writes, r)
-			continue
-		}
-		if d, ok := first[r.idemID]; ok {
-			r.dupOf = d
-			continue
-		}
-		var prior idemDoc
-		err := s.db.Collection(cIdempotency).FindOne(sc, bson.M{"_id": r.idemID}).Decode(&prior)
-		switch {
-		case err == nil:
-			c, _ := canvas.ParseColor(prior.Color)
-			ev := canvas.Event{ID: prior.EventID, Kind: canvas.KindPixel, GX: prior.GX, GY: prior.GY, Color: c, Version: prior.Version, CommittedAt: prior.Committed}
-			r.ev, r.replayed, r.err = replay(prior.Hash, ev, r.hash)
-		case errors.Is(err, mongo.ErrNoDocuments):
-			if first == nil {
-				first = map[string]*placeReq{}
-			}
-			first[r.idemID] = r
-			writes = append(writes, r)
-		default:
-			return nil, err
-		}
-	}
-	return writes, nil
 }
 
 // replay answers a request whose key already answered ev for the placement

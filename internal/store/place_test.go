@@ -22,7 +22,7 @@ func newReq(s *Store, gx, gy int, c canvas.Color, key string) *placeReq {
 	p := canvas.Placement{GX: gx, GY: gy, Color: c}
 	r := &placeReq{ctx: context.Background(), p: p, idemKey: key, hash: placementHash(p), err: errNotPlaced}
 	if key != "" {
-		r.idemID = s.opts.Canvas + "/" + key
+		r.idem = s.idemRefFor(key)
 	}
 	return r
 }

@@ -18,7 +18,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -118,9 +120,84 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 	return nil
 }
 
+// NewLogger returns the JSON logger every pixelflow process writes to w
+// (stderr): one object per line, each key at most once (a component's
+// With("instance", …) under a process-wide With("instance", …) keeps the
+// innermost value), durations as a number of seconds, and trace_id and
+// span_id on lines logged inside a traced operation.
+func NewLogger(w io.Writer, level slog.Leveler) *slog.Logger {
+	return slog.New(LogHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: seconds})))
+}
+
+// seconds renders durations as seconds (a JSON number) instead of slog's
+// bare nanosecond integers.
+func seconds(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.Float64(a.Key, a.Value.Duration().Seconds())
+	}
+	return a
+}
+
 // LogHandler wraps h so that every record logged with a context holding a
-// recording span carries trace_id and span_id.
-func LogHandler(h slog.Handler) slog.Handler { return traceHandler{h} }
+// recording span carries trace_id and span_id, and no record repeats a key.
+func LogHandler(h slog.Handler) slog.Handler { return traceHandler{&dedupHandler{inner: h}} }
+
+// dedupHandler keeps the attributes given by With itself and hands them to
+// the inner handler with each record, each key once: JSON parsers keep the
+// first or the last of a repeated key, or refuse the line. The innermost
+// value wins (a record's own attribute over a With's, a later With over an
+// earlier one), at the place of the key's first appearance. Attributes
+// inside a group cannot clash with the top level; once a group opens, the
+// attributes so far are handed to the inner handler and grouping is its.
+type dedupHandler struct {
+	inner slog.Handler
+	attrs []slog.Attr
+}
+
+func (h *dedupHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.inner.Enabled(ctx, l)
+}
+
+func (h *dedupHandler) Handle(ctx context.Context, r slog.Record) error {
+	all := make([]slog.Attr, 0, len(h.attrs)+r.NumAttrs())
+	all = append(all, h.attrs...)
+	r.Attrs(func(a slog.Attr) bool { all = append(all, a); return true })
+	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	out.AddAttrs(dedup(all)...)
+	return h.inner.Handle(ctx, out)
+}
+
+func (h *dedupHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &dedupHandler{inner: h.inner, attrs: dedup(append(slices.Clip(h.attrs), as...))}
+}
+
+func (h *dedupHandler) WithGroup(name string) slog.Handler {
+	if name == "" {
+		return h
+	}
+	return h.inner.WithAttrs(h.attrs).WithGroup(name)
+}
+
+// dedup keeps each key once: the last value, at the first position.
+func dedup(as []slog.Attr) []slog.Attr {
+	last := make(map[string]int, len(as))
+	for i, a := range as {
+		last[a.Key] = i
+	}
+	if len(last) == len(as) {
+		return as
+	}
+	out := make([]slog.Attr, 0, len(last))
+	seen := make(map[string]bool, len(last))
+	for _, a := range as {
+		if seen[a.Key] {
+			continue
+		}
+		seen[a.Key] = true
+		out = append(out, as[last[a.Key]])
+	}
+	return out
+}
 
 type traceHandler struct{ slog.Handler }
 

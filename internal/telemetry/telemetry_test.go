@@ -3,10 +3,13 @@ package telemetry
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 )
@@ -53,6 +56,57 @@ func TestLogLinesCarryTraceIDs(t *testing.T) {
 	if strings.Contains(lines[1], "trace_id") {
 		t.Errorf("outside: %s", lines[1])
 	}
+}
+
+// A log line is one JSON object with each key once, durations in seconds.
+func TestLogLinesParse(t *testing.T) {
+	var buf bytes.Buffer
+	log := NewLogger(&buf, slog.LevelInfo).With("role", "gateway", "instance", "gw-1")
+	log.With("component", "gateway", "instance", "gw-1").Info("stream read failed; retrying", "in", 1500*time.Millisecond, "role", "again")
+	log.WithGroup("g").Info("grouped", "instance", "inner")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	for _, line := range lines {
+		keys, err := topLevelKeys(line)
+		if err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		seen := map[string]bool{}
+		for _, k := range keys {
+			if seen[k] {
+				t.Errorf("key %q repeated in %s", k, line)
+			}
+			seen[k] = true
+		}
+	}
+	var first map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
+		t.Fatal(err)
+	}
+	if first["in"] != 1.5 || first["role"] != "again" || first["instance"] != "gw-1" || first["component"] != "gateway" {
+		t.Errorf("line %s: want in=1.5 (seconds), the innermost role, one instance", lines[0])
+	}
+}
+
+// topLevelKeys lists an object's keys in order, repeats included (which
+// encoding/json's map decoding would hide).
+func topLevelKeys(line string) ([]string, error) {
+	dec := json.NewDecoder(strings.NewReader(line))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, fmt.Errorf("not an object: %v", err)
+	}
+	var keys []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, tok.(string))
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+	}
+	return keys, nil
 }
 
 // TestMessageAttributes: the producer and consumer spans of one entry

@@ -1,7 +1,7 @@
 // pixelflow canvas page, following docs/protocol.md: connect first (the
-// hello gives the position), then load the snapshot; apply events only when
-// their version is newer; on a sequence gap reconnect with ?since= so the
-// gateway replays it; on resync reload the snapshot.
+// hello gives the position), then load the snapshot (the binary form); apply
+// events only when their version is newer; on a sequence gap reconnect with
+// ?since= so the gateway replays it; on resync reload the snapshot.
 //
 // A loaded snapshot REPLACES the canvas rather than merging into it by
 // version: versions start over when the store loses its data (a restart of a
@@ -73,9 +73,17 @@ async function loadSnapshot(gen, retryIn) {
   setState('resyncing');
   let c;
   try {
-    const r = await fetch('/api/canvas', { headers: { Accept: 'application/json' } });
+    // The binary form: 3 bytes a pixel (gzip on the wire) and no versions.
+    // Its ETag lets the browser keep it and ask again cheaply (304 while
+    // no newer position exists).
+    const r = await fetch('/api/canvas', { headers: { Accept: 'application/octet-stream' } });
     if (!r.ok) throw new Error('could not load the canvas (HTTP ' + r.status + ')');
-    c = await r.json();
+    c = {
+      width: +r.headers.get('X-Canvas-Width'), height: +r.headers.get('X-Canvas-Height'),
+      position: { epoch: r.headers.get('X-Stream-Epoch') || '', seq: +(r.headers.get('X-Stream-Seq') || 0) },
+      rgb: new Uint8Array(await r.arrayBuffer()),
+    };
+    if (!c.width || !c.height || c.rgb.length !== c.width * c.height * 3) throw new Error('the canvas snapshot is malformed');
   } catch (e) {
     if (gen !== snapGen) return;
     snapFailed = true;
@@ -90,12 +98,18 @@ async function loadSnapshot(gen, retryIn) {
   setState(ws && ws.readyState === WebSocket.OPEN ? 'connected' : 'reconnecting');
 }
 
-// replace makes the canvas the snapshot c, then applies the held events it
-// may not hold.
+// replace makes the canvas the snapshot c (RGB bytes), then applies the held
+// events it may not hold. The snapshot's pixels get version 0: the events
+// that follow apply over them, and since the relay publishes each pixel's
+// versions in order, the last one of each pixel leaves it at its newest
+// colour.
 function replace(c) {
-  if (c.width !== W || c.height !== H) resize(c.width, c.height); // fresh and white
-  else { img.data.fill(255); versions.fill(0); }
-  for (const p of c.pixels) paint(p.gx, p.gy, p.color, p.version);
+  if (c.width !== W || c.height !== H) resize(c.width, c.height);
+  const d = img.data, rgb = c.rgb;
+  for (let i = 0, o = 0, q = 0; i < W * H; i++, o += 3, q += 4) {
+    d[q] = rgb[o]; d[q + 1] = rgb[o + 1]; d[q + 2] = rgb[o + 2]; d[q + 3] = 255;
+  }
+  versions.fill(0);
   const at = c.position || {};
   for (const e of held) {
     if (at.epoch && e.epoch === at.epoch && e.seq <= at.seq) continue;

@@ -1,0 +1,117 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pixelflow/pixelflow/internal/canvas"
+)
+
+// heldKeys counts the keys the bucket documents hold for client.
+func heldKeys(t *testing.T, s *Store, client string) int {
+	t.Helper()
+	tag := s.idemRefFor(ScopedKey(client, "x")).client
+	cur, err := s.db.Collection(cIdemKeys).Find(context.Background(), map[string]any{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buckets []idemBucket
+	if err := cur.All(context.Background(), &buckets); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, b := range buckets {
+		for _, packed := range b.K {
+			if e, ok := unpackIdem(packed); ok && e.Client == tag {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// placeKeys writes n keyed placements of client, 8 at a time, publishing
+// (and so pruning) the outbox as the relay would.
+func placeKeys(t *testing.T, s *Store, client string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	for done := 0; done < n; {
+		step := min(500, n-done)
+		var wg sync.WaitGroup
+		next := make(chan int)
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range next {
+					if _, _, err := s.Place(ctx, canvas.Placement{GX: i % 64, GY: i / 64 % 64, Color: canvas.Color(i)}, ScopedKey(client, fmt.Sprint("k", i)), Trace{}); err != nil {
+						t.Error(err)
+					}
+				}
+			}()
+		}
+		for i := done; i < done+step; i++ {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+		done += step
+		lease, ok, err := s.AcquireLease(ctx, "t", time.Minute)
+		if err != nil || !ok {
+			t.Fatalf("lease: %v %v", ok, err)
+		}
+		pos := lease.Position
+		for {
+			c, evs, err := s.Claim(ctx, "t", lease.Term, pos, 4096)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(evs) == 0 {
+				break
+			}
+			if err := s.MarkPublished(ctx, "t", lease.Term, pos, c, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			pos.Seq = c.Last()
+		}
+	}
+}
+
+// A client holds at most IdempotencyKeysPerClient keys, its newest among
+// them, whatever it sends; a client with a few hundred keys loses none;
+// and one client's flood never drops another's key.
+func TestIdempotencyKeysBoundedPerClient(t *testing.T) {
+	s := openTest(t, Options{GroupCommit: 16, PruneOnPublish: true})
+	ctx := context.Background()
+	other := ScopedKey("192.0.2.9", "mine")
+	first, _, err := s.Place(ctx, canvas.Placement{GX: 0, GY: 0, Color: 1}, other, Trace{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	placeKeys(t, s, "203.0.113.5", 300)
+	if n := heldKeys(t, s, "203.0.113.5"); n != 300 {
+		t.Errorf("a client with 300 keys holds %d of them, want all (the bound is 1024)", n)
+	}
+	placeKeys(t, s, "203.0.113.6", 2500)
+	n := heldKeys(t, s, "203.0.113.6")
+	if n > 1024 || n < 512 {
+		t.Errorf("a client that sent 2,500 keys holds %d, want at most 1024 (and not far below)", n)
+	}
+	t.Logf("after 2,500 keys a client holds %d", n)
+	for i := 2500 - 16; i < 2500; i++ {
+		ref := s.idemRefFor(ScopedKey("203.0.113.6", fmt.Sprint("k", i)))
+		var b idemBucket
+		if err := s.db.Collection(cIdemKeys).FindOne(ctx, map[string]any{"_id": ref.bucket}).Decode(&b); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := b.K[ref.field]; !ok {
+			t.Errorf("the client's newest key k%d was dropped", i)
+		}
+	}
+	if ev, replayed, err := s.Place(ctx, canvas.Placement{GX: 0, GY: 0, Color: 1}, other, Trace{}); err != nil || !replayed || ev.ID != first.ID {
+		t.Fatalf("another client's key after the flood: %+v replayed=%v err=%v; want its first answer", ev, replayed, err)
+	}
+}
