@@ -42,7 +42,7 @@ lint: $(GOLANGCI_LINT)
 	$(GO) vet -tags mongo ./internal/store/
 	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
-	$(GOLANGCI_LINT) run ./...
+	$(GOLANGCI_LINT) run --allow-serial-runners ./...
 	@bad="$$($(GO) list -deps ./cmd/pixelflow | grep -E '$(HARNESS_DEPS)')"; \
 	  if [ -n "$$bad" ]; then echo "the pixelflow binary links test-only packages:"; echo "$$bad"; \
 	  echo "(go list -deps ./cmd/pixelflow; keep test helpers in their own packages)"; exit 1; fi

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,6 +21,8 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/gorilla/websocket"
 
+	"github.com/pixelflow/pixelflow/internal/api"
+	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/history"
 	"github.com/pixelflow/pixelflow/internal/protocol"
 	"github.com/pixelflow/pixelflow/internal/web"
@@ -350,12 +354,45 @@ func newScriptedGateway(t *testing.T) *scriptedGateway {
 				return
 			}
 		}
+		body := g.snapshot.Load().(string)
+		if strings.Contains(r.Header.Get("Accept"), "application/octet-stream") {
+			// The page's form: the same snapshot as RGB bytes.
+			writeBinarySnapshot(t, w, body)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(g.snapshot.Load().(string)))
+		_, _ = w.Write([]byte(body))
 	})
 	g.srv = httptest.NewServer(mux)
 	t.Cleanup(g.srv.Close)
 	return g
+}
+
+// writeBinarySnapshot answers the JSON snapshot js in the binary form, as
+// the API does for Accept: application/octet-stream.
+func writeBinarySnapshot(t *testing.T, w http.ResponseWriter, js string) {
+	var c api.CanvasJSON
+	if err := json.Unmarshal([]byte(js), &c); err != nil {
+		t.Errorf("scripted snapshot: %v", err)
+		return
+	}
+	rgb := bytes.Repeat([]byte{0xFF}, c.Width*c.Height*3)
+	for _, p := range c.Pixels {
+		col, err := canvas.ParseColor(p.Color)
+		if err != nil {
+			t.Errorf("scripted snapshot: %v", err)
+			return
+		}
+		i := (p.GY*c.Width + p.GX) * 3
+		rgb[i], rgb[i+1], rgb[i+2] = col.RGB()
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("X-Canvas-Width", strconv.Itoa(c.Width))
+	h.Set("X-Canvas-Height", strconv.Itoa(c.Height))
+	h.Set("X-Stream-Epoch", c.Position.Epoch)
+	h.Set("X-Stream-Seq", strconv.FormatUint(c.Position.Seq, 10))
+	_, _ = w.Write(rgb)
 }
 
 func (g *scriptedGateway) send(t *testing.T, ws *websocket.Conn, v any) {

@@ -22,6 +22,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pixelflow/pixelflow/internal/history"
+	"github.com/pixelflow/pixelflow/internal/pace"
 	"github.com/pixelflow/pixelflow/internal/protocol"
 )
 
@@ -80,35 +81,24 @@ func TestHostile(t *testing.T) {
 	}
 	run := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
 
-	// The normal writer: 50/s through gateway 1 (open loop: eight requests
-	// may be in flight, so a slow answer does not lower the rate), every
-	// write a 201.
+	// The normal writer: 50/s through gateway 1, open loop (each write due
+	// at its time whatever the answers; up to 64 in flight), every write a
+	// 201 and none shed.
+	var normal pace.Result
 	run(func() {
 		nw := NewWriter(gws[0], rec, 64)
 		nw.Retries = 0
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		var inner sync.WaitGroup
-		for i := range 8 {
-			inner.Add(1)
-			go func() {
-				defer inner.Done()
-				rng := rand.New(rand.NewPCG(7, uint64(i)))
-				for {
-					select {
-					case <-hctx.Done():
-						return
-					case <-tick.C:
-					}
-					if wr := nw.PlaceRandom(ctx, rng); wr.Outcome == history.OK {
-						count("normal 201").Add(1)
-					} else {
-						count("normal other").Add(1)
-					}
-				}
-			}()
+		rngs := make([]*rand.Rand, 64)
+		for i := range rngs {
+			rngs[i] = rand.New(rand.NewPCG(7, uint64(i)))
 		}
-		inner.Wait()
+		normal = pace.Pacer{Rate: 50, Workers: 64}.Run(hctx, func(worker int, _ time.Time) {
+			if wr := nw.PlaceRandom(ctx, rngs[worker]); wr.Outcome == history.OK {
+				count("normal 201").Add(1)
+			} else {
+				count("normal other").Add(1)
+			}
+		})
 	})
 	// 200 slowloris connections, kept open (a cut one is replaced).
 	for i := range 200 {
@@ -214,9 +204,10 @@ func TestHostile(t *testing.T) {
 	if n := stat["normal other"].Load(); n != 0 {
 		t.Errorf("%d normal writes did not get 201", n)
 	}
-	if n, want := stat["normal 201"].Load(), int64(hostileRun/(20*time.Millisecond)); n < want*8/10 {
-		t.Errorf("the normal writer placed %d pixels, want about %d (50/s): the run did not test what it says", n, want)
+	if normal.Shed > 0 {
+		t.Errorf("the normal writer shed %d of its writes (64 in flight at once): the api did not keep up with 50/s", normal.Shed)
 	}
+	t.Logf("normal writer: %d sent in %s, %d shed", normal.Sent, normal.Elapsed.Round(time.Millisecond), normal.Shed)
 	for _, n := range []string{"normal 201", "slowloris header cut", "slowloris body cut", "garbage closed", "limited 429", "resumers"} {
 		if stat[n].Load() == 0 {
 			t.Errorf("%s: 0 — that part of the run did not happen", n)
@@ -343,7 +334,8 @@ var garbageKinds = []struct {
 func garbage(ctx context.Context, base, ip string, i int) error {
 	g := garbageKinds[i%len(garbageKinds)]
 	d := &websocket.Dialer{HandshakeTimeout: 5 * time.Second, NetDialContext: dialFrom(ip).DialContext}
-	ws, _, err := d.DialContext(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws", nil)
+	ws, resp, err := d.DialContext(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws", nil)
+	closeBody(resp)
 	if err != nil {
 		return fmt.Errorf("dial: %w", err)
 	}
@@ -539,7 +531,8 @@ func nonReaders(hctx, ctx context.Context, gws []string) (int, error) {
 	}
 	var conns []held
 	for i, base := range gws {
-		probe, _, err := websocket.DefaultDialer.DialContext(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws", nil)
+		probe, resp, err := websocket.DefaultDialer.DialContext(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws", nil)
+		closeBody(resp)
 		if err != nil {
 			return 0, err
 		}
@@ -559,7 +552,8 @@ func nonReaders(hctx, ctx context.Context, gws []string) (int, error) {
 			return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
 		}
 		d := &websocket.Dialer{HandshakeTimeout: 5 * time.Second, NetDialContext: nd.DialContext, ReadBufferSize: 1024}
-		ws, _, err := d.DialContext(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws?since="+h.Epoch+":"+strconv.FormatUint(since, 10), nil)
+		ws, resp, err := d.DialContext(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws?since="+h.Epoch+":"+strconv.FormatUint(since, 10), nil)
+		closeBody(resp)
 		if err != nil {
 			return 0, err
 		}
@@ -610,18 +604,29 @@ func overPerIP(ctx context.Context, base, ip string, n int) (int, error) {
 	for range n {
 		ws, resp, err := d.DialContext(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws", nil)
 		if err == nil {
+			closeBody(resp)
 			defer ws.Close()
 			continue
 		}
 		if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+			closeBody(resp)
 			return refused, fmt.Errorf("dial: %v, want success or 429", err)
 		}
 		var body struct{ Error struct{ Code string } }
 		_ = json.NewDecoder(resp.Body).Decode(&body)
+		closeBody(resp)
 		if body.Error.Code != "rate_limited" {
 			return refused, fmt.Errorf("429 with code %q, want rate_limited", body.Error.Code)
 		}
 		refused++
 	}
 	return refused, nil
+}
+
+// closeBody closes a WebSocket handshake's response body (gorilla hands it
+// back drained, or with the refusal's JSON), when there is one.
+func closeBody(resp *http.Response) {
+	if resp != nil {
+		_ = resp.Body.Close()
+	}
 }

@@ -27,7 +27,9 @@ func httpFrom(ip string) *http.Client {
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext}}
 }
 
-func postFrom(t *testing.T, hc *http.Client, base, body string, hdr ...string) (*http.Response, map[string]any) {
+// postFrom posts a placement and returns the answer's status, headers and
+// JSON body (the body is read and closed here).
+func postFrom(t *testing.T, hc *http.Client, base, body string, hdr ...string) (answer, map[string]any) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, base+"/api/pixels", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
@@ -41,7 +43,21 @@ func postFrom(t *testing.T, hc *http.Client, base, body string, hdr ...string) (
 	defer resp.Body.Close()
 	var out map[string]any
 	_ = json.NewDecoder(resp.Body).Decode(&out)
-	return resp, out
+	return answer{StatusCode: resp.StatusCode, Header: resp.Header}, out
+}
+
+// answer is what the tests look at of a response.
+type answer struct {
+	StatusCode int
+	Header     http.Header
+}
+
+// postStatus is post (main_test.go) for its status only.
+func postStatus(t *testing.T, base, body string) int {
+	t.Helper()
+	resp, _ := post(t, base, body)
+	_ = resp.Body.Close() // closed by post already; said again for the linter
+	return resp.StatusCode
 }
 
 // apiAndGateway runs an api process and a gateway proxying /api to it, in
@@ -132,6 +148,33 @@ func TestIdempotencyKeysPerClientOverHTTP(t *testing.T) {
 	}
 }
 
+// IDEMPOTENCY_KEYS bounds the keys a client holds: after 200 keys with a
+// bound of 64, at most 64 still answer (a conflict, for another pixel),
+// the newest among them.
+func TestIdempotencyKeysSettingBoundsAClient(t *testing.T) {
+	m := runMain(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "HOST": "127.0.0.1", "RATE_LIMIT": "0", "INSTANCE_ID": "idk", "IDEMPOTENCY_KEYS": "64"}, "serve")
+	base, hc := "http://"+m.Addr, httpFrom("127.0.0.7")
+	for i := range 200 {
+		if resp, _ := postFrom(t, hc, base, fmt.Sprintf(`{"gx":%d,"gy":%d,"color":"#010101"}`, i%64, i/64), "Idempotency-Key", fmt.Sprint("k", i)); resp.StatusCode != 201 {
+			t.Fatalf("key %d: %d", i, resp.StatusCode)
+		}
+	}
+	// Newest first: a held key answers 409 and changes nothing; a forgotten
+	// one is written again, which can only evict keys already asked.
+	held := 0
+	for i := 199; i >= 0; i-- {
+		resp, _ := postFrom(t, hc, base, `{"gx":63,"gy":63,"color":"#FEFEFE"}`, "Idempotency-Key", fmt.Sprint("k", i))
+		if resp.StatusCode == http.StatusConflict {
+			held++
+		} else if i == 199 {
+			t.Fatalf("the newest key was forgotten: %d", resp.StatusCode)
+		}
+	}
+	if held > 64 || held < 16 {
+		t.Errorf("a client holds %d of its 200 keys, want at most IDEMPOTENCY_KEYS=64 (and most of them)", held)
+	}
+}
+
 // A request body trickled a byte a second is cut at HTTP_READ_TIMEOUT, and
 // headers trickled at HTTP_READ_HEADER_TIMEOUT.
 func TestTrickledRequestsAreCut(t *testing.T) {
@@ -198,8 +241,8 @@ func TestWriteTimeoutSparesWebSockets(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(time.Second)
-	if resp, _ := post(t, base, `{"gx":3,"gy":3,"color":"#123456"}`); resp.StatusCode != http.StatusCreated {
-		t.Fatalf("POST: %d", resp.StatusCode)
+	if code := postStatus(t, base, `{"gx":3,"gy":3,"color":"#123456"}`); code != http.StatusCreated {
+		t.Fatalf("POST: %d", code)
 	}
 	for c.Canvas()[[2]int{3, 3}].Color.String() != "#123456" {
 		if time.Now().After(deadline) {
@@ -340,7 +383,7 @@ func TestSnapshotETag(t *testing.T) {
 	if err := waitReady(base); err != nil {
 		t.Fatal(err)
 	}
-	get := func(inm string) *http.Response {
+	get := func(inm string) answer {
 		req, _ := http.NewRequest(http.MethodGet, base+"/api/canvas", nil)
 		req.Header.Set("Accept", "application/octet-stream")
 		if inm != "" {
@@ -352,7 +395,7 @@ func TestSnapshotETag(t *testing.T) {
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		return resp
+		return answer{StatusCode: resp.StatusCode, Header: resp.Header}
 	}
 	first := get("")
 	etag := first.Header.Get("ETag")
@@ -362,8 +405,8 @@ func TestSnapshotETag(t *testing.T) {
 	if r := get(etag); r.StatusCode != http.StatusNotModified {
 		t.Fatalf("If-None-Match with the current ETag: %d, want 304", r.StatusCode)
 	}
-	if resp, _ := post(t, base, `{"gx":1,"gy":1,"color":"#ABCDEF"}`); resp.StatusCode != 201 {
-		t.Fatal(resp.StatusCode)
+	if code := postStatus(t, base, `{"gx":1,"gy":1,"color":"#ABCDEF"}`); code != 201 {
+		t.Fatal(code)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -391,8 +434,8 @@ func TestLogLinesHaveUniqueKeys(t *testing.T) {
 	if err := m.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if resp, _ := post(t, "http://"+m.Addr, `{"gx":1,"gy":1,"color":"#ABCDEF"}`); resp.StatusCode != 201 {
-		t.Fatal(resp.StatusCode)
+	if code := postStatus(t, "http://"+m.Addr, `{"gx":1,"gy":1,"color":"#ABCDEF"}`); code != 201 {
+		t.Fatal(code)
 	}
 	time.Sleep(500 * time.Millisecond)
 	if err := m.Close(); err != nil {

@@ -80,7 +80,9 @@ func (c *snapshots) get(ctx context.Context, key string, keyed bool) (*snapshot,
 	default:
 		f = &flight{done: make(chan struct{})}
 		c.queued = f
-		go c.run(f) //nolint:contextcheck // one build serves every waiting caller: no single caller's context may cancel it
+		// Detached from this request: the build answers every request
+		// that joins it, whichever of them goes away.
+		go c.run(context.WithoutCancel(ctx), f)
 	}
 	c.mu.Unlock()
 	select {
@@ -111,8 +113,8 @@ func (c *snapshots) currentKey(ctx context.Context) (string, bool) {
 }
 
 // run builds f once a build slot is free.
-func (c *snapshots) run(f *flight) {
-	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+func (c *snapshots) run(ctx context.Context, f *flight) {
+	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
 	defer cancel()
 	var snap *snapshot
 	var err error

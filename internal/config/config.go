@@ -327,7 +327,7 @@ func (c Config) GatewayOptions() gateway.Options {
 // StoreOptions are the store options this configuration sets; the caller
 // adds the logger, tracer and engine tuning.
 func (c Config) StoreOptions() store.Options {
-	return store.Options{Canvas: c.Canvas, Retention: c.Retention, PruneOnPublish: c.Embedded()}
+	return store.Options{Canvas: c.Canvas, Retention: c.Retention, PruneOnPublish: c.Embedded(), IdempotencyKeysPerClient: c.IdemKeys}
 }
 
 // RelayOptions are the relay options this configuration sets (the lease

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/cputime"
 	"github.com/pixelflow/pixelflow/internal/store"
 )
 
@@ -93,4 +94,26 @@ func drain(tb testing.TB, s *store.Store) {
 		}
 		pos.Seq = c.Last()
 	}
+}
+
+// BenchmarkSnapshotBuild reads a full 1000×1000 canvas (every pixel painted,
+// seeded straight into the tiles) from the embedded store: what one
+// snapshot build costs the API.
+//
+//	go test -run '^$' -bench SnapshotBuild -benchtime 5x ./internal/store/
+func BenchmarkSnapshotBuild(b *testing.B) {
+	s := mustOpen(b, store.Options{})
+	i := 0
+	if err := s.Seed(context.Background(), 1000, 1000, func(int, int) canvas.Color { i++; return canvas.Color(i * 2654435761 & 0xF0F0F0) }); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	cpu0 := cputime.Process()
+	for range b.N {
+		_, px, err := s.Snapshot(context.Background())
+		if err != nil || len(px) != 1_000_000 {
+			b.Fatalf("%d pixels, %v", len(px), err)
+		}
+	}
+	b.ReportMetric((cputime.Process()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
 }
