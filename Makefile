@@ -5,7 +5,7 @@ GO      ?= go
 PKGS    ?= $(shell $(GO) list ./... | grep -v -e /e2e -e /chaos -e /loadtest)
 BIN     ?= bin/pixelflow
 
-.PHONY: run build test test-mongo race lint bench e2e chaos loadtest ensure-redis ensure-chromium up down
+.PHONY: run build test test-mongo race lint bench e2e chaos soak loadtest ensure-redis ensure-chromium up down
 
 ## run: serve on embedded defaults (embedded store under ./data, private redis-server), http://localhost:8080
 run: ensure-redis
@@ -42,7 +42,7 @@ lint: $(GOLANGCI_LINT)
 	$(GO) vet -tags mongo ./internal/store/
 	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
-	$(GOLANGCI_LINT) run ./...
+	$(GOLANGCI_LINT) run --allow-serial-runners ./...
 	@bad="$$($(GO) list -deps ./cmd/pixelflow | grep -E '$(HARNESS_DEPS)')"; \
 	  if [ -n "$$bad" ]; then echo "the pixelflow binary links test-only packages:"; echo "$$bad"; \
 	  echo "(go list -deps ./cmd/pixelflow; keep test helpers in their own packages)"; exit 1; fi
@@ -83,14 +83,35 @@ down:
 	docker compose down -v
 
 ## chaos: the failure drills (CHAOS_PROFILE=short|drill, SCENARIO=name runs
-## one); report in chaos/out/report.html
+## one); report in chaos/out/report.html.
+## SCENARIO=nemesis [SEED=n] [DURATION=2m] [NEMESIS_MAX_CONCURRENT=2]: a
+## seeded random schedule of overlapping faults, shrunk when it fails;
+## SCENARIO=replay SCHEDULE=path/schedule.json replays one exactly;
+## SCENARIO=nemesis-teeth: a planted bug must be found and shrunk.
+## Nemesis report and schedules in chaos/out/nemesis.
 SCENARIO ?=
 CHAOS_PROFILE ?= short
+SEED ?=
+DURATION ?=
+SCHEDULE ?=
+CHAOS_RUN = $(if $(filter nemesis replay,$(SCENARIO)),^TestNemesis$$,$(if $(filter nemesis-teeth,$(SCENARIO)),^TestNemesisTeeth$$,$(if $(SCENARIO),TestChaos/^$(SCENARIO)$$,TestChaos|TestDrillsHaveTeeth)))
 chaos: ensure-redis
 	@mkdir -p chaos/out
-	CHAOS_PROFILE=$(CHAOS_PROFILE) CHAOS_OUT=$(CURDIR)/chaos/out $(GO) test -count=1 -timeout 30m -v \
-	  -run '$(if $(SCENARIO),TestChaos/^$(SCENARIO)$$,TestChaos|TestDrillsHaveTeeth)' ./chaos/ 2>&1 | tee chaos/out/chaos.log | \
-	  grep -E '^(--- |PASS|FAIL|ok|pixelflow suites:)|t= |pass |FAIL|not run|fault |resiliency|caught|^ +[a-z-]+ +(pass|fail|not run)$$|chaos report'; exit $${PIPESTATUS[0]}
+	@if [ "$(SCENARIO)" = replay ] && [ -z "$(SCHEDULE)" ]; then echo "SCENARIO=replay needs SCHEDULE=path/to/schedule.json" >&2; exit 2; fi
+	CHAOS_PROFILE=$(CHAOS_PROFILE) CHAOS_OUT=$(CURDIR)/chaos/out NEMESIS_SEED=$(SEED) NEMESIS_DURATION=$(DURATION) \
+	  NEMESIS_SCHEDULE=$(if $(SCHEDULE),$(abspath $(SCHEDULE))) $(GO) test -count=1 -timeout $(CHAOS_TIMEOUT) -v \
+	  -run '$(CHAOS_RUN)' ./chaos/ 2>&1 | tee chaos/out/chaos.log | \
+	  grep -E '^(--- |PASS|FAIL|ok|pixelflow suites:)|t= |pass |FAIL|not run|fault |resiliency|caught|^ +[a-z-]+ +(pass|fail|not run)$$|chaos report|nemesis|shrink|replay|seed|^ +[0-9.]+s– *[0-9.]+s'; exit $${PIPESTATUS[0]}
+CHAOS_TIMEOUT ?= 60m
+
+## soak: the nemesis for DURATION (default 30m) with resource growth
+## checked (RSS, goroutines, open files, Redis memory, stream length, store
+## size: last third vs first third); report in chaos/out/soak
+soak: ensure-redis
+	@mkdir -p chaos/out
+	CHAOS_OUT=$(CURDIR)/chaos/out NEMESIS_SEED=$(SEED) NEMESIS_DURATION=$(DURATION) \
+	  $(GO) test -count=1 -timeout $(or $(SOAK_TIMEOUT),24h) -v -run '^TestSoak$$' ./chaos/ 2>&1 | tee chaos/out/soak.log | \
+	  grep -E '^(--- |PASS|FAIL|ok|pixelflow suites:)|pass |FAIL|soak|resource|replay|seed'; exit $${PIPESTATUS[0]}
 
 ## loadtest: P50/P99 broadcast latency under load, history-checked
 ## (SCENARIO=smoke|steady|capacity; LOADTEST_FLAGS for the rest, see

@@ -62,6 +62,13 @@ type Drill struct {
 	Logf    func(string, ...any)
 	// Facts are figures a scenario records for its checks and the report.
 	Facts map[string]float64
+	// Start is when the paced traffic started: the timeline's zero.
+	Start time.Time
+	// Windows are the fault windows a scenario records (the nemesis: one
+	// per fault), shaded in the report's timeline.
+	Windows []Window
+	// Schedule is the nemesis schedule being run, if any.
+	Schedule *Schedule
 
 	lat *latencies
 }
@@ -83,6 +90,15 @@ type Scenario struct {
 	// WritesMayFail is set when the fault takes the write path down (the
 	// API answers 503 or not at all); otherwise every write must be 201.
 	WritesMayFail bool
+	// FreshRate adds writes/s to pixels never painted before (version 1),
+	// beside the paced writes to the region. Default 0.
+	FreshRate int
+	// Converge bounds how long the clients may take to converge after the
+	// run (Verify's drain). Default 60s.
+	Converge time.Duration
+	// CorrectnessOnly leaves out the performance criteria (P99 back within
+	// the band, drain rate); the rest still holds.
+	CorrectnessOnly bool
 	// Check adds scenario-specific invariants.
 	Check func(d *Drill, r *Result) []Invariant
 }
@@ -105,17 +121,21 @@ type Point struct {
 
 // Result is one drill's outcome.
 type Result struct {
-	Scenario   string          `json:"scenario"`
-	Doc        string          `json:"doc"`
-	Status     string          `json:"status"` // pass, fail, not run
-	Why        string          `json:"why,omitempty"`
-	Provider   string          `json:"provider"`
-	Invariants []Invariant     `json:"invariants"`
-	Timeline   []Point         `json:"timeline"`
-	FaultStart float64         `json:"faultStart"`
-	FaultEnd   float64         `json:"faultEnd"`
-	Phases     map[string]Rate `json:"phases"`
-	History    *history.Report `json:"history,omitempty"`
+	Scenario   string      `json:"scenario"`
+	Doc        string      `json:"doc"`
+	Status     string      `json:"status"` // pass, fail, not run
+	Why        string      `json:"why,omitempty"`
+	Provider   string      `json:"provider"`
+	Invariants []Invariant `json:"invariants"`
+	Timeline   []Point     `json:"timeline"`
+	FaultStart float64     `json:"faultStart"`
+	FaultEnd   float64     `json:"faultEnd"`
+	// Windows are the individual fault windows when there are several.
+	Windows []Window `json:"windows,omitempty"`
+	// Schedule is the nemesis schedule that ran, if any.
+	Schedule *Schedule       `json:"schedule,omitempty"`
+	Phases   map[string]Rate `json:"phases"`
+	History  *history.Report `json:"history,omitempty"`
 }
 
 // Rate summarises a phase.
@@ -188,10 +208,15 @@ func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provid
 		tb.Fatalf("%s: warm-up: %v", sc.Name, err)
 	}
 	start := time.Now()
+	d.Start = start
 	writeCtx, stopWrites := context.WithCancel(ctx)
 	var writes sync.WaitGroup
 	writes.Add(1)
 	go func() { defer writes.Done(); pace(writeCtx, ctx, writer, p.WriteRate) }()
+	if sc.FreshRate > 0 {
+		writes.Add(1)
+		go func() { defer writes.Done(); paceFresh(writeCtx, ctx, writer, sc.FreshRate) }()
+	}
 
 	samples := newSampler(c.APIURL(), w, lat, writer, start, p.Tick)
 	sampleCtx, stopSampling := context.WithCancel(ctx)
@@ -230,12 +255,17 @@ func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provid
 	<-sampled
 
 	res.FaultStart, res.FaultEnd = faultAt.Sub(start).Seconds(), healAt.Sub(start).Seconds()
+	res.Windows, res.Schedule = d.Windows, d.Schedule
 	res.Timeline = samples.points()
 	res.Phases["before"] = phase(lat, samples, start.Add(time.Second), faultAt)
 	res.Phases["during"] = phase(lat, samples, faultAt, healAt)
 	res.Phases["after"] = phase(lat, samples, afterFrom, afterTo)
 
-	rep := e2e.Verify(ctx, sc.Name, c.Target(), rec, w, 60*time.Second, tb.Logf)
+	converge := sc.Converge
+	if converge == 0 {
+		converge = 60 * time.Second
+	}
+	rep := e2e.Verify(ctx, sc.Name, c.Target(), rec, w, converge, tb.Logf)
 	res.History = rep
 	res.Invariants = invariants(sc, p, res, rep, dr, healAt)
 	res.Invariants = append(res.Invariants, Invariant{"clients caught up after the fault", recovered,
@@ -264,6 +294,9 @@ func invariants(sc Scenario, p Profile, res *Result, rep *history.Report, dr dra
 	}
 	out = append(out, Invariant{"outbox drains within bound", dr.ok,
 		fmt.Sprintf("outbox back to its pre-fault level (≤ %d) %.2fs after the fault healed (bound %s), peak backlog %d", dr.baseline, dr.end.Sub(healAt).Seconds(), p.DrainBound, dr.peak)})
+	if sc.CorrectnessOnly {
+		return out
+	}
 	// A backlog of under two seconds of writes drains too fast to time.
 	if dr.ok && dr.peak-dr.baseline >= 2*p.WriteRate {
 		rate := dr.rate(p.WriteRate)
@@ -318,6 +351,28 @@ func pace(stop, reqCtx context.Context, w *e2e.Writer, rate int) {
 	pacer.Pacer{Rate: rate, Workers: len(rngs)}.Run(stop, func(i int, _ time.Time) {
 		w.PlaceRandom(reqCtx, rngs[i])
 	})
+}
+
+// freshArea is where paceFresh paints: rows below the region, a band of
+// freshArea × freshArea pixels (all of them fresh on the first pass).
+const freshArea = 64
+
+// paceFresh paints pixels never painted before (version 1) at rate
+// pixels/s, one after another through a freshArea² band below the region
+// (after a full pass they are repainted, version 2 and up, so a long run's
+// canvas stays bounded).
+func paceFresh(stop, reqCtx context.Context, w *e2e.Writer, rate int) {
+	t := time.NewTicker(time.Second / time.Duration(rate))
+	defer t.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-stop.Done():
+			return
+		case <-t.C:
+		}
+		k := i % (freshArea * freshArea)
+		w.Place(reqCtx, k%freshArea, region+1+k/freshArea)
+	}
 }
 
 // drain is how the outbox emptied after the heal.

@@ -93,8 +93,14 @@ func timelineSVG(res *Result) string {
 		for j, p := range res.Timeline {
 			pts[j] = [2]float64{p.T, s.val(p)}
 		}
-		c := svgplot.Chart{Height: 120, Series: []svgplot.Series{{Name: s.name, Color: s.color, Points: pts}},
-			Shade: [][2]float64{{res.FaultStart, res.FaultEnd}}}
+		shade := [][2]float64{{res.FaultStart, res.FaultEnd}}
+		if len(res.Windows) > 0 {
+			shade = shade[:0]
+			for _, w := range res.Windows {
+				shade = append(shade, [2]float64{w.Start, w.End})
+			}
+		}
+		c := svgplot.Chart{Height: 120, Series: []svgplot.Series{{Name: s.name, Color: s.color, Points: pts}}, Shade: shade}
 		if i == len(series)-1 {
 			c.XLabel = "seconds since the drill started (fault shaded)"
 		}
@@ -127,6 +133,9 @@ section { margin-bottom: 32px; } .doc { color: #555; max-width: 760px; }
 {{range .Invariants}}<tr><td>{{.Name}}</td><td class="{{if .Pass}}pass{{else}}fail{{end}}">{{if .Pass}}pass{{else}}FAIL{{end}}</td><td>{{.Figure}}</td></tr>{{end}}</table>
 <table><tr><th>phase</th><th>writes/s</th><th>delivered/s</th><th>P50 ms</th><th>P99 ms</th><th>events</th></tr>
 {{range .PhasesInOrder}}<tr><td>{{.Name}}</td><td>{{printf "%.0f" .WritesPerSec}}</td><td>{{printf "%.0f" .DeliveredPerSec}}</td><td>{{printf "%.1f" .P50Ms}}</td><td>{{printf "%.1f" .P99Ms}}</td><td>{{.Events}}</td></tr>{{end}}</table>{{end}}
+{{if .Schedule}}<p class="doc">Schedule: seed {{.Schedule.Seed}}, fault phase {{printf "%.1f" .Schedule.Duration}} s, at most {{.Schedule.MaxConcurrent}} faults at once{{if .Schedule.Failpoints}}, failpoints {{.Schedule.Failpoints}}{{end}}.</p>{{end}}
+{{if .Windows}}<table><tr><th>fault</th><th>planned s</th><th>injected s</th><th>healing s</th><th>healed s</th><th>may bend</th><th>error</th></tr>
+{{range .Windows}}<tr><td>{{.Fault}}</td><td>{{printf "%.2f" .Planned}}</td><td>{{printf "%.2f" .Start}}</td><td>{{printf "%.2f" .Healed}}</td><td>{{printf "%.2f" .End}}</td><td>{{range .Bends}}{{.}} {{end}}</td><td>{{.Error}}</td></tr>{{end}}</table>{{end}}
 {{.Plot}}
 </section>{{end}}
 </body></html>

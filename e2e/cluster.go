@@ -260,9 +260,11 @@ type Cluster struct {
 	RedisURL string
 
 	RedisProxy, MongoProxy *Proxy
-	API                    *Process
-	Relays                 []*Process
-	Gateways               []*Process
+	// Shape is what it consists of (PlanShape of its options).
+	Shape    Shape
+	API      *Process
+	Relays   []*Process
+	Gateways []*Process
 
 	redis      redisBackend
 	mongo      mongoBackend
@@ -304,6 +306,10 @@ func Launch(ctx context.Context, dir string, opts Options) (*Cluster, error) {
 		opts.Relays = 2
 	}
 	c := &Cluster{Provider: opts.Provider, dir: dir, proxies: NewProxies(), durable: opts.Durable}
+	var err error
+	if c.Shape, err = PlanShape(opts); err != nil {
+		return c, err
+	}
 	if err := c.start(ctx, opts); err != nil {
 		return c, err
 	}
@@ -471,6 +477,87 @@ func (c *Cluster) RestartRedis(ctx context.Context, wipe bool) error {
 		return c.RedisProxy.Retarget(c.redis.Addr())
 	}
 	return nil
+}
+
+// Shape is what a cluster consists of, known before it starts: the fault
+// catalogue of the nemesis is drawn from it, so a schedule can be
+// generated (and written out) before the run.
+type Shape struct {
+	API      string
+	Relays   []string // relay processes (MongoDB only)
+	Gateways []string
+	// LocalRedis: Redis is a redis-server child (it can be paused and its
+	// AOF cut).
+	LocalRedis bool
+	// Mongo: the store is MongoDB behind a proxy (a link to cut).
+	Mongo bool
+}
+
+// PlanShape is the shape Launch will give a cluster with these options
+// (the store as ChooseStore decides it).
+func PlanShape(opts Options) (Shape, error) {
+	if opts.Gateways == 0 {
+		opts.Gateways = 2
+	}
+	if opts.Relays == 0 {
+		opts.Relays = 2
+	}
+	store, _, err := ChooseStore(opts.Provider, opts.Store, os.Getenv, exec.LookPath)
+	if err != nil {
+		return Shape{}, err
+	}
+	top := TopologyFor(store)
+	sh := Shape{API: "api", LocalRedis: opts.Provider == Local, Mongo: top.CanPartition(LinkMongo)}
+	if !top.RelayInAPI {
+		for i := range opts.Relays {
+			sh.Relays = append(sh.Relays, fmt.Sprintf("relay-%d", i+1))
+		}
+	}
+	for i := range opts.Gateways {
+		sh.Gateways = append(sh.Gateways, fmt.Sprintf("gateway-%d", i+1))
+	}
+	return sh, nil
+}
+
+// Process returns the pixelflow process named name, or nil.
+func (c *Cluster) Process(name string) *Process {
+	for _, p := range c.Processes() {
+		if p != nil && p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// RedisPid is redis-server's pid, 0 when it is not a child process (a
+// container) or not running.
+func (c *Cluster) RedisPid() int {
+	if r, ok := c.redis.(*localRedis); ok {
+		return r.srv.Pid()
+	}
+	return 0
+}
+
+// StoreBytes is the size on disk of the embedded file store (its data
+// directory); ok is false for the memory store and MongoDB.
+func (c *Cluster) StoreBytes() (n int64, ok bool, err error) {
+	if c.mongo != nil {
+		return 0, false, nil
+	}
+	dir := filepath.Join(c.dir, "data")
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, true, err
+	}
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && !e.IsDir() {
+			n += info.Size()
+		}
+	}
+	return n, true, nil
 }
 
 // PauseRedis freezes redis-server (SIGSTOP); ResumeRedis continues it.

@@ -80,7 +80,15 @@ func (p *Process) running() bool {
 // Start launches the process and waits until GET /readyz answers 200. The
 // child is in its own process group and dies with the test binary
 // (Pdeathsig), so a crashed test leaves nothing behind.
-func (p *Process) Start(ctx context.Context) error {
+func (p *Process) Start(ctx context.Context) error { return p.start(ctx, "/readyz") }
+
+// StartLive launches the process and waits only until it serves (GET
+// /healthz answers 200), not until it is ready: a restart while its
+// dependencies are down (Redis killed by another fault) completes, and the
+// process becomes ready when they return, as under a supervisor.
+func (p *Process) StartLive(ctx context.Context) error { return p.start(ctx, "/healthz") }
+
+func (p *Process) start(ctx context.Context, until string) error {
 	p.mu.Lock()
 	if p.running() {
 		p.mu.Unlock()
@@ -108,15 +116,15 @@ func (p *Process) Start(ctx context.Context) error {
 	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
 	p.cmd, p.done, p.paused = cmd, done, false
 	p.mu.Unlock()
-	return p.waitReady(ctx, done)
+	return p.waitFor(ctx, done, until)
 }
 
-func (p *Process) waitReady(ctx context.Context, done chan struct{}) error {
+func (p *Process) waitFor(ctx context.Context, done chan struct{}, path string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	hc := &http.Client{Timeout: time.Second}
 	for {
-		resp, err := hc.Get(p.URL() + "/readyz")
+		resp, err := hc.Get(p.URL() + path)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

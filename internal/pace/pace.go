@@ -95,10 +95,12 @@ func (p Pacer) Run(ctx context.Context, write func(worker int, due time.Time)) R
 				timer.Reset(wait)
 				select {
 				case <-ctx.Done():
-					continue // the loop condition ends it
 				case <-timer.C:
 				}
 			}
+		}
+		if ctx.Err() != nil {
+			break // nothing is sent after the end, even when its time came too
 		}
 		tick()
 		if p.Rate > 0 {

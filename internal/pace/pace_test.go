@@ -11,11 +11,13 @@ import (
 )
 
 // Open loop: write i is due at start + i/Rate exactly, every write is
-// sent once, and the run lasts at least until the last one was due.
+// sent once, and the run lasts at least until the last one was due. (As
+// many workers as writes: a loaded machine that delays the schedule sends
+// the late writes in a burst, which fewer workers would rightly shed.)
 func TestOpenLoopSchedule(t *testing.T) {
 	var mu sync.Mutex
 	var dues []time.Time
-	res := pace.Pacer{Rate: 200, Total: 60, Workers: 4}.Run(context.Background(), func(_ int, due time.Time) {
+	res := pace.Pacer{Rate: 200, Total: 60, Workers: 60}.Run(context.Background(), func(_ int, due time.Time) {
 		mu.Lock()
 		dues = append(dues, due)
 		mu.Unlock()

@@ -22,6 +22,10 @@ import (
 // crash loses a suffix of the newest incr file. CutAOF reproduces exactly
 // that.
 
+// ErrAOFShort is returned by CutAOF when the newest incr file holds fewer
+// matching commands than asked (nothing is cut then).
+var ErrAOFShort = errors.New("the append-only file holds fewer matching commands than asked")
+
 // AOFCut says what CutAOF removed.
 type AOFCut struct {
 	// File is the incr file that was cut.
@@ -33,10 +37,19 @@ type AOFCut struct {
 	Units, Matched int
 	// Commands counts the removed commands by name (upper case).
 	Commands map[string]int
+	// Partial is the length of an incomplete last command (or unfinished
+	// MULTI block) the file ended with: a SIGKILL between two write(2)
+	// calls of one append. Redis drops it on load (aof-load-truncated);
+	// the cut removes it first.
+	Partial int64
 }
 
 func (c AOFCut) String() string {
-	return fmt.Sprintf("cut %s from %d to %d bytes: %d units, %d matching commands, %v", filepath.Base(c.File), c.Size, c.Kept, c.Units, c.Matched, c.Commands)
+	partial := ""
+	if c.Partial > 0 {
+		partial = fmt.Sprintf(" (and an incomplete last append of %d bytes)", c.Partial)
+	}
+	return fmt.Sprintf("cut %s from %d to %d bytes: %d units, %d matching commands, %v%s", filepath.Base(c.File), c.Size, c.Kept, c.Units, c.Matched, c.Commands, partial)
 }
 
 // aofUnit is one command, or a MULTI…EXEC block, of an AOF and where it
@@ -74,11 +87,11 @@ func (s *Server) CutAOF(n int, match func(args []string) bool) (AOFCut, error) {
 	if err != nil {
 		return AOFCut{}, fmt.Errorf("redisproc: cut AOF: %w", err)
 	}
-	units, err := parseAOF(data)
+	units, complete, err := parseAOF(data)
 	if err != nil {
 		return AOFCut{}, fmt.Errorf("redisproc: cut AOF %s: %w", file, err)
 	}
-	cut := AOFCut{File: file, Size: int64(len(data)), Commands: map[string]int{}}
+	cut := AOFCut{File: file, Size: int64(len(data)), Commands: map[string]int{}, Partial: int64(len(data)) - complete}
 	i := len(units)
 	for i > 0 && cut.Matched < n {
 		i--
@@ -89,7 +102,7 @@ func (s *Server) CutAOF(n int, match func(args []string) bool) (AOFCut, error) {
 		}
 	}
 	if cut.Matched < n {
-		return AOFCut{}, fmt.Errorf("redisproc: cut AOF: %s holds %d matching commands, fewer than %d", file, cut.Matched, n)
+		return AOFCut{}, fmt.Errorf("redisproc: cut AOF: %s holds %d matching commands, fewer than %d: %w", file, cut.Matched, n, ErrAOFShort)
 	}
 	cut.Kept = units[i].offset
 	for _, u := range units[i:] {
@@ -145,16 +158,41 @@ func newestIncr(dir string) (string, error) {
 }
 
 // parseAOF splits an AOF (RESP arrays of bulk strings, and "#" annotation
-// lines) into units.
-func parseAOF(data []byte) ([]aofUnit, error) {
+// lines) into units. complete is where the complete units end: a file
+// whose last command (or MULTI block) was cut short by a crash mid-append
+// ends later. Anything else that is not RESP is an error.
+func parseAOF(data []byte) (units []aofUnit, complete int64, err error) {
+	units, err = parseUnits(data)
+	var short *shortError
+	if errors.As(err, &short) {
+		return units, short.offset, nil
+	}
+	return units, int64(len(data)), err
+}
+
+// shortError: the data ended inside the unit starting at offset.
+type shortError struct{ offset int64 }
+
+func (e *shortError) Error() string { return fmt.Sprintf("incomplete unit at byte %d", e.offset) }
+
+func parseUnits(data []byte) ([]aofUnit, error) {
 	r := &countingReader{r: bufio.NewReader(bytes.NewReader(data))}
 	var units []aofUnit
 	var multi *aofUnit
+	short := func(off int64) error {
+		if multi != nil {
+			off = multi.offset
+		}
+		return &shortError{offset: off}
+	}
 	for {
 		off := r.n
 		line, err := r.line()
 		if errors.Is(err, io.EOF) && line == "" {
 			break
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return units, short(off)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("at byte %d: %w", off, err)
@@ -172,6 +210,9 @@ func parseAOF(data []byte) ([]aofUnit, error) {
 		args := make([]string, argc)
 		for j := range args {
 			h, err := r.line()
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return units, short(off)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("at byte %d: %w", r.n, err)
 			}
@@ -181,7 +222,10 @@ func parseAOF(data []byte) ([]aofUnit, error) {
 			}
 			buf := make([]byte, size+2)
 			if _, err := io.ReadFull(r, buf); err != nil {
-				return nil, fmt.Errorf("at byte %d: %w", r.n, err)
+				return units, short(off)
+			}
+			if string(buf[size:]) != "\r\n" {
+				return nil, fmt.Errorf("at byte %d: bulk string of %d bytes without CRLF", r.n, size)
 			}
 			args[j] = string(buf[:size])
 		}
@@ -199,7 +243,7 @@ func parseAOF(data []byte) ([]aofUnit, error) {
 		}
 	}
 	if multi != nil {
-		return nil, fmt.Errorf("at byte %d: MULTI without EXEC at the end (a file already truncated)", multi.offset)
+		return units, &shortError{offset: multi.offset}
 	}
 	return units, nil
 }

@@ -14,7 +14,7 @@ import (
 // the second batch, and every request answered exactly once.
 func TestGroupCommitBatchesWhatQueuedMeanwhile(t *testing.T) {
 	type req struct{ id, answered int }
-	release := make(chan struct{})
+	started, release := make(chan struct{}), make(chan struct{})
 	var batches [][]int
 	g := newGroupCommit(64, func(batch []*req) {
 		ids := make([]int, len(batch))
@@ -24,6 +24,7 @@ func TestGroupCommitBatchesWhatQueuedMeanwhile(t *testing.T) {
 		}
 		batches = append(batches, ids) // batches run one at a time
 		if len(batches) == 1 {
+			close(started)
 			<-release
 		}
 	})
@@ -34,7 +35,10 @@ func TestGroupCommitBatchesWhatQueuedMeanwhile(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = g.do(context.Background(), reqs[0]) }()
-	waitFor(t, g, func() bool { return g.busy })
+	// Wait for the first batch to be running, not merely for busy: busy is
+	// set when the runner is started, before it takes its first batch, and
+	// requests queued in between would join that batch.
+	<-started
 	for _, r := range reqs[1:] {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = g.do(context.Background(), r) }()
@@ -88,11 +92,12 @@ func TestGroupCommitRespectsMax(t *testing.T) {
 // TestGroupCommitSurvivesPanic: a batch that panics must still release the
 // callers queued with it and hand the lead on, or they would wait forever.
 func TestGroupCommitSurvivesPanic(t *testing.T) {
-	release := make(chan struct{})
+	started, release := make(chan struct{}), make(chan struct{})
 	calls := 0
 	g := newGroupCommit(64, func(batch []*int) {
 		calls++
 		if calls == 1 {
+			close(started)
 			<-release
 			panic("boom")
 		}
@@ -104,7 +109,7 @@ func TestGroupCommitSurvivesPanic(t *testing.T) {
 		defer func() { _ = recover() }()
 		_ = g.do(context.Background(), new(int))
 	}()
-	waitFor(t, g, func() bool { return g.busy })
+	<-started // the first batch runs (busy alone is set before it is taken)
 	for range 5 {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = g.do(context.Background(), new(int)) }()

@@ -78,8 +78,8 @@ func BenchmarkPlace(b *testing.B) {
 	}
 }
 
-// mustOpen opens an embedded in-memory store for the tests of behaviour
-// only the embedded setup has (benchmarks, per-client key buckets).
+// mustOpen opens an embedded in-memory store for the benchmarks (behaviour
+// tests are in the contract suite, storetest).
 func mustOpen(tb testing.TB, opts store.Options) *store.Store {
 	tb.Helper()
 	s, err := store.Open(context.Background(), "", "", opts)
@@ -88,20 +88,6 @@ func mustOpen(tb testing.TB, opts store.Options) *store.Store {
 	}
 	tb.Cleanup(func() { _ = s.Close(context.Background()) })
 	return s
-}
-
-// counts returns (painted pixels, outbox backlog).
-func counts(t *testing.T, s *store.Store) (int, int64) {
-	t.Helper()
-	_, px, err := s.Snapshot(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, _, err := s.Backlog(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(px), n
 }
 
 // BenchmarkPlacePainted is the write path's store work at the load test's

@@ -1,0 +1,588 @@
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pixelflow/pixelflow/e2e"
+	"github.com/pixelflow/pixelflow/internal/client"
+	"github.com/pixelflow/pixelflow/internal/history"
+	"github.com/pixelflow/pixelflow/internal/redisproc"
+)
+
+// The nemesis (issue 14): instead of one scripted fault, a seeded random
+// schedule over a catalogue of composable faults, overlapping, with
+// traffic throughout and a heal-and-drain phase at the end; the history
+// checker judges the whole run. A failing schedule is written out, can be
+// replayed exactly, and is shrunk to a smallest one that still fails.
+
+// BendWrites is the invariant a fault may bend while it is active: writes
+// may fail or time out (the write path is down). Every other invariant
+// (nothing lost, nothing unexpected, no gap without a resync, convergence
+// after the heal) never bends.
+const BendWrites = "writes keep returning 201"
+
+// Fault is one composable fault of the catalogue.
+type Fault struct {
+	// Name identifies it in schedules ("pause:gateway-1").
+	Name string `json:"name"`
+	// Target is what it acts on: two faults on one target never overlap.
+	Target string `json:"target"`
+	// Bends lists the invariants that may bend while it is active.
+	Bends []string `json:"bends,omitempty"`
+	// Doc says in a sentence what it does.
+	Doc string `json:"doc"`
+	// MinHold and MaxHold bound how long the generator holds it.
+	MinHold, MaxHold time.Duration `json:"-"`
+	// Inject breaks something and returns what heals it.
+	Inject func(ctx context.Context, d *Drill) (heal func(context.Context) error, err error) `json:"-"`
+}
+
+// Catalogue lists every fault a cluster of this shape can take, in a
+// fixed order (the generator draws from it by index, so the order is part
+// of what a seed means).
+func Catalogue(sh e2e.Shape) []Fault {
+	var out []Fault
+	proc := func(name string, bends []string, what string) {
+		out = append(out,
+			Fault{Name: "kill:" + name, Target: name, Bends: bends, MinHold: 500 * time.Millisecond, MaxHold: 4 * time.Second,
+				Doc: "SIGKILL " + what + ", restarted when healed",
+				Inject: func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
+					p, err := process(d, name)
+					if err != nil {
+						return nil, err
+					}
+					p.Kill()
+					return p.StartLive, nil
+				}},
+			Fault{Name: "pause:" + name, Target: name, Bends: bends, MinHold: 500 * time.Millisecond, MaxHold: 6 * time.Second,
+				Doc: "SIGSTOP " + what + ", SIGCONT when healed",
+				Inject: func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
+					p, err := process(d, name)
+					if err != nil {
+						return nil, err
+					}
+					if err := p.Pause(); err != nil {
+						return nil, err
+					}
+					return func(context.Context) error { return p.Resume() }, nil
+				}},
+		)
+	}
+	writes := []string{BendWrites}
+	apiWhat := "the api process"
+	if len(sh.Relays) == 0 {
+		apiWhat += " (embedded store and relay)"
+	}
+	proc(sh.API, writes, apiWhat)
+	relayTarget, relayBends := sh.API, writes
+	if len(sh.Relays) > 0 {
+		relayTarget, relayBends = "relays", nil
+		for _, r := range sh.Relays {
+			proc(r, nil, "relay process "+r)
+		}
+	}
+	out = append(out, Fault{Name: "relay-crash", Target: relayTarget, Bends: relayBends, MinHold: 300 * time.Millisecond, MaxHold: 3 * time.Second,
+		Doc: "the leading relay's process dies right after its next XADD, before marking (failpoint relay:after-xadd=crash); restarted when healed",
+		Inject: func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
+			p, err := crashRelay(ctx, d)
+			if err != nil {
+				return nil, err
+			}
+			// Restart it if it died (the crash can land after the wait
+			// gave up, as the file is being disarmed).
+			return func(ctx context.Context) error {
+				if p.Pid() != 0 {
+					return nil
+				}
+				return p.StartLive(ctx)
+			}, nil
+		}})
+	for _, g := range sh.Gateways {
+		proc(g, nil, "gateway "+g)
+	}
+	redisFault := func(name, doc string, inject func(ctx context.Context, d *Drill) (func(context.Context) error, error)) {
+		out = append(out, Fault{Name: name, Target: "redis", MinHold: 500 * time.Millisecond, MaxHold: 5 * time.Second, Doc: doc, Inject: inject})
+	}
+	redisFault("kill:redis", "SIGKILL redis-server (AOF on), restarted with its data when healed", func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
+		if err := d.Cluster.KillRedis(ctx); err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context) error { return d.Cluster.RestartRedis(ctx, false) }, nil
+	})
+	redisFault("redis-amnesia", "SIGKILL redis-server, restarted empty when healed", func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
+		if err := d.Cluster.KillRedis(ctx); err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context) error { return d.Cluster.RestartRedis(ctx, true) }, nil
+	})
+	if sh.LocalRedis {
+		redisFault("pause:redis", "SIGSTOP redis-server, SIGCONT when healed", func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
+			if err := d.Cluster.PauseRedis(); err != nil {
+				return nil, err
+			}
+			return func(context.Context) error { return d.Cluster.ResumeRedis() }, nil
+		})
+		redisFault("redis-lose-last-append", "redis-server crashes and its newest append (the last unit with stream entries, and every write after it) never reached the disk; restarted at once",
+			func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
+				return loseTail(ctx, d, "redis-lose-last-append", 1)
+			})
+		redisFault("redis-tail-loss", "redis-server crashes inside an appendfsync everysec window: its newest second of stream entries (and every write after them) are lost; restarted at once",
+			func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
+				return loseTail(ctx, d, "redis-tail-loss", d.Profile.WriteRate)
+			})
+	}
+	link := func(name string, proxy func(*e2e.Cluster) *e2e.Proxy, bends []string) {
+		target := name + "-link"
+		toxic := func(kind, doc string, attrs map[string]any) {
+			out = append(out, Fault{Name: kind + ":" + target, Target: target, Bends: bends, MinHold: 500 * time.Millisecond, MaxHold: 5 * time.Second, Doc: doc,
+				Inject: func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
+					lift, err := proxy(d.Cluster).Toxic(kind, attrs)
+					if err != nil {
+						return nil, err
+					}
+					return func(context.Context) error { return lift() }, nil
+				}})
+		}
+		out = append(out, Fault{Name: "cut:" + target, Target: target, Bends: bends, MinHold: 500 * time.Millisecond, MaxHold: 5 * time.Second,
+			Doc: "toxiproxy closes every connection of the " + name + " link and refuses new ones, restored when healed",
+			Inject: func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
+				p := proxy(d.Cluster)
+				if err := p.Cut(); err != nil {
+					return nil, err
+				}
+				return func(context.Context) error { return p.Restore() }, nil
+			}})
+		toxic("latency", "200 ± 50 ms on the "+name+" link", map[string]any{"latency": 200, "jitter": 50})
+		toxic("reset_peer", "connections of the "+name+" link reset after 500 ms", map[string]any{"timeout": 500})
+		toxic("slicer", "the "+name+" link's data sliced into tiny delayed packets", map[string]any{"average_size": 16, "size_variation": 8, "delay": 2000})
+	}
+	link("redis", func(c *e2e.Cluster) *e2e.Proxy { return c.RedisProxy }, nil)
+	if sh.Mongo {
+		link("mongo", func(c *e2e.Cluster) *e2e.Proxy { return c.MongoProxy }, writes)
+	}
+	out = append(out,
+		Fault{Name: "slow-client", Target: "client-00", MinHold: 500 * time.Millisecond, MaxHold: 6 * time.Second,
+			Doc: "client-00 (4 KiB receive buffer) stops reading, reads again when healed",
+			Inject: func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
+				cl := d.Watchers.Clients[0]
+				cl.Pause(true)
+				return func(context.Context) error { cl.Pause(false); return nil }, nil
+			}},
+		Fault{Name: "reconnect-storm", Target: "clients", MinHold: 500 * time.Millisecond, MaxHold: 4 * time.Second,
+			Doc: "every client but client-00 drops its connection without a close handshake every 100 ms and resumes",
+			Inject: func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
+				return storm(ctx, d.Watchers.Clients[1:]), nil
+			}},
+	)
+	return out
+}
+
+// process finds a pixelflow process of the drill's cluster by name.
+func process(d *Drill, name string) (*e2e.Process, error) {
+	if p := d.Cluster.Process(name); p != nil {
+		return p, nil
+	}
+	return nil, fmt.Errorf("no process %q in this cluster", name)
+}
+
+// loseTail cuts the newest entries from Redis's AOF and restarts it. A
+// file holding fewer entries than asked (Redis came back empty a moment
+// ago) loses nothing: the crash still happened, the fault is no error.
+func loseTail(ctx context.Context, d *Drill, name string, entries int) (func(context.Context) error, error) {
+	cut, err := d.Cluster.LoseRedisTail(ctx, entries)
+	switch {
+	case errors.Is(err, redisproc.ErrAOFShort):
+		d.Logf("%s: nothing to cut (%v); redis-server restarted", name, err)
+	case err != nil:
+		return nil, err
+	default:
+		d.Logf("%s: %s", name, cut)
+	}
+	return func(context.Context) error { return nil }, nil
+}
+
+// crashRelay arms relay:after-xadd=crash in the process running the
+// leading relay, waits for it to die there and disarms it. When no XADD
+// comes within 10 s (Redis down, or the relay waiting for a lease), the
+// fault did not fire: that is logged, not an error.
+func crashRelay(ctx context.Context, d *Drill) (*e2e.Process, error) {
+	c := d.Cluster
+	target := c.API
+	if len(c.Relays) > 0 {
+		var err error
+		if target, err = activeRelay(ctx, c); err != nil {
+			return nil, err
+		}
+	}
+	exited := target.Exited()
+	if err := target.Arm("relay:after-xadd=crash"); err != nil {
+		return nil, err
+	}
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+	case <-ctx.Done():
+	}
+	if err := target.Arm(""); err != nil {
+		return nil, err
+	}
+	if target.Pid() != 0 {
+		d.Logf("relay-crash: %s reached no XADD within 10s; nothing crashed", target.Name)
+	}
+	return target, ctx.Err()
+}
+
+// storm drops clients every 100 ms until the returned heal is called.
+func storm(ctx context.Context, clients []*client.Client) func(context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			for _, cl := range clients {
+				cl.Drop()
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func(context.Context) error { cancel(); <-done; return nil }
+}
+
+// Schedule is a nemesis run's faults, in seconds after the fault phase
+// began. It is what schedule.json holds, and what replay runs.
+type Schedule struct {
+	// Seed generated it (0 for a hand-written or shrunk schedule's origin
+	// unknown).
+	Seed uint64 `json:"seed"`
+	// Duration is the fault phase's length in seconds; traffic runs
+	// before, during and after it.
+	Duration float64 `json:"duration"`
+	// MaxConcurrent is the most faults active at once.
+	MaxConcurrent int `json:"maxConcurrent"`
+	// Failpoints are armed in every process from the start (failpoint
+	// syntax): a test-only switch re-creating a bug, for teeth tests.
+	Failpoints []string  `json:"failpoints,omitempty"`
+	Faults     []Planned `json:"faults"`
+}
+
+// Planned is one fault of a schedule.
+type Planned struct {
+	Fault string  `json:"fault"`
+	At    float64 `json:"at"`   // seconds after the fault phase began
+	Hold  float64 `json:"hold"` // seconds held before the heal
+}
+
+// End is when the planned fault heals.
+func (p Planned) End() float64 { return p.At + p.Hold }
+
+// Generate draws a schedule over cat from seed: faults one after another
+// with random gaps, each held a random time within its bounds, overlapping
+// up to maxConcurrent at once, never two on one target. The same seed,
+// duration, bound and catalogue give the same schedule.
+func Generate(seed uint64, duration time.Duration, maxConcurrent int, cat []Fault) Schedule {
+	rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
+	s := Schedule{Seed: seed, Duration: duration.Seconds(), MaxConcurrent: maxConcurrent}
+	end := duration.Seconds()
+	type active struct {
+		target string
+		end    float64
+	}
+	var act []active
+	t := 0.5 + rng.Float64()
+	for t < end-0.5 {
+		t = round(t)
+		act = slices.DeleteFunc(act, func(a active) bool { return a.end <= t+eps })
+		if len(act) >= maxConcurrent {
+			next := act[0].end
+			for _, a := range act {
+				next = min(next, a.end)
+			}
+			t = next
+			continue
+		}
+		var free []Fault
+		for _, f := range cat {
+			if !slices.ContainsFunc(act, func(a active) bool { return a.target == f.Target }) {
+				free = append(free, f)
+			}
+		}
+		if len(free) > 0 {
+			f := free[rng.IntN(len(free))]
+			hold := f.MinHold.Seconds() + rng.Float64()*(f.MaxHold-f.MinHold).Seconds()
+			hold = min(hold, end-t)
+			p := Planned{Fault: f.Name, At: round(t), Hold: round(hold)}
+			s.Faults = append(s.Faults, p)
+			act = append(act, active{f.Target, p.End()})
+		}
+		t += 0.3 + rng.Float64()*2.2
+	}
+	return s
+}
+
+func round(x float64) float64 { return float64(int64(x*100+0.5)) / 100 }
+
+// eps absorbs float rounding in schedule times (they have 10 ms steps).
+const eps = 1e-6
+
+// Validate checks s against a catalogue: every fault known, none before 0
+// or past the duration, no two on one target at once, at most
+// MaxConcurrent at any time.
+func (s Schedule) Validate(cat []Fault) error {
+	byName := map[string]Fault{}
+	for _, f := range cat {
+		byName[f.Name] = f
+	}
+	if s.Duration <= 0 {
+		return errors.New("schedule: duration must be positive")
+	}
+	for i, p := range s.Faults {
+		f, ok := byName[p.Fault]
+		if !ok {
+			return fmt.Errorf("schedule: fault %d %q is not in this cluster's catalogue", i, p.Fault)
+		}
+		if p.At < 0 || p.Hold < 0 || p.End() > s.Duration+1e-9 {
+			return fmt.Errorf("schedule: fault %d %s at %.2fs held %.2fs is outside 0..%.2fs", i, p.Fault, p.At, p.Hold, s.Duration)
+		}
+		n := 0
+		for j, q := range s.Faults {
+			if p.At >= q.At-eps && p.At < q.End()-eps {
+				n++
+				if j != i && byName[q.Fault].Target == f.Target {
+					return fmt.Errorf("schedule: %s and %s act on %s at once", p.Fault, q.Fault, f.Target)
+				}
+			}
+		}
+		if s.MaxConcurrent > 0 && n > s.MaxConcurrent {
+			return fmt.Errorf("schedule: %d faults at once at %.2fs, more than %d", n, p.At, s.MaxConcurrent)
+		}
+	}
+	return nil
+}
+
+// ReadSchedule reads a schedule.json.
+func ReadSchedule(path string) (Schedule, error) {
+	var s Schedule
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return s, fmt.Errorf("read schedule: %w", err)
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("schedule %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Write saves s as indented JSON.
+func (s Schedule) Write(path string) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// String lists the faults, one a line.
+func (s Schedule) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "seed %d, %.1fs, at most %d at once, %d faults", s.Seed, s.Duration, s.MaxConcurrent, len(s.Faults))
+	if len(s.Failpoints) > 0 {
+		fmt.Fprintf(&b, ", failpoints %s", strings.Join(s.Failpoints, ";"))
+	}
+	for _, p := range s.Faults {
+		fmt.Fprintf(&b, "\n  %6.2fs–%6.2fs  %s", p.At, p.End(), p.Fault)
+	}
+	return b.String()
+}
+
+// Window is one fault as it ran, on the drill's timeline (seconds since
+// traffic started).
+type Window struct {
+	Fault   string   `json:"fault"`
+	Planned float64  `json:"planned"` // planned start
+	Start   float64  `json:"start"`   // inject began
+	Healed  float64  `json:"healed"`  // heal began
+	End     float64  `json:"end"`     // heal done
+	Bends   []string `json:"bends,omitempty"`
+	Error   string   `json:"error,omitempty"`
+}
+
+// nemesisEnv is the cluster every nemesis run uses: the file store (so the
+// api can be killed), a short retention (steady store size), a 5 s lease
+// (a restarted relay waits behind a dead one's lease while writes come
+// in), a 2 s group TTL (a paused gateway is reaped), no canaries (a canary
+// claimed first would take a reused sequence number and hide a pixel's
+// loss: the drills judge pixels).
+var nemesisEnv = []string{"RETENTION=2s", "LEASE_TTL=5s", "GROUP_TTL=2s", "CANARY_INTERVAL=0", "CANARY_BOUND=0"}
+
+// NemesisScenario runs schedule s as one drill: the fault phase lasts
+// s.Duration, every fault injected and healed at its time, traffic
+// throughout (paced region writes and a tenth as many fresh pixels).
+// Beyond the invariants every drill is held to, it checks that each
+// fault was injected and healed and that every write that did not succeed
+// overlapped a fault allowed to bend writes.
+func NemesisScenario(s Schedule) Scenario {
+	env := slices.Clone(nemesisEnv)
+	if len(s.Failpoints) > 0 {
+		env = append(env, "PIXELFLOW_FAILPOINTS="+strings.Join(s.Failpoints, ";"))
+	}
+	return Scenario{
+		Name:          "nemesis",
+		Doc:           "A generated schedule of overlapping faults (" + s.summary() + "), traffic throughout, then heal and drain; the history checker judges the whole run.",
+		Cluster:       e2e.Options{Durable: true, Env: env},
+		WritesMayFail: true, // judged per write below
+		FreshRate:     10,
+		Converge:      20 * time.Second,
+		// Judged on correctness and liveness: the last faults' recovery
+		// (a new epoch, a client reconnecting with backoff) legitimately
+		// runs into the after phase, so the latency band and the drain
+		// rate, which the single-fault drills check, are not criteria here.
+		CorrectnessOnly: true,
+		Watch: []e2e.WatchOption{func(i int, o *client.Options) {
+			if i == 0 {
+				o.Dialer = smallBufferDialer()
+			}
+		}},
+		Inject: func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
+			cat := Catalogue(d.Cluster.Shape)
+			if err := s.Validate(cat); err != nil {
+				return nil, err
+			}
+			d.Schedule = &s
+			return runSchedule(ctx, d, s, cat), nil
+		},
+		Check: nemesisChecks,
+	}
+}
+
+func (s Schedule) summary() string {
+	names := map[string]int{}
+	for _, p := range s.Faults {
+		names[p.Fault]++
+	}
+	keys := make([]string, 0, len(names))
+	for k := range names {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		if names[k] > 1 {
+			keys[i] = fmt.Sprintf("%s ×%d", k, names[k])
+		}
+	}
+	return fmt.Sprintf("seed %d, %d faults over %.0fs: %s", s.Seed, len(s.Faults), s.Duration, strings.Join(keys, ", "))
+}
+
+// runSchedule starts every fault at its time and returns what waits for
+// the last heal. Faults on one target run one after another: a fault
+// planned to start as the previous one on its target ends waits for that
+// heal to finish (a restart takes a moment), so two never act on one
+// target at once. Windows are recorded in d.Windows.
+func runSchedule(ctx context.Context, d *Drill, s Schedule, cat []Fault) func(context.Context) error {
+	byName := map[string]Fault{}
+	for _, f := range cat {
+		byName[f.Name] = f
+	}
+	plans := slices.Clone(s.Faults)
+	sort.SliceStable(plans, func(i, j int) bool { return plans[i].At < plans[j].At })
+	byTarget := map[string][]Planned{}
+	var targets []string
+	for _, p := range plans {
+		t := byName[p.Fault].Target
+		if _, ok := byTarget[t]; !ok {
+			targets = append(targets, t)
+		}
+		byTarget[t] = append(byTarget[t], p)
+	}
+	phase := time.Now()
+	since := func() float64 { return time.Since(d.Start).Seconds() }
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, t := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, p := range byTarget[t] {
+				f := byName[p.Fault]
+				sleep(ctx, time.Until(phase.Add(seconds(p.At))))
+				w := Window{Fault: f.Name, Planned: phase.Add(seconds(p.At)).Sub(d.Start).Seconds(), Start: since(), Bends: f.Bends}
+				heal, err := f.Inject(ctx, d)
+				if err == nil {
+					d.Logf("nemesis: %s on at %.2fs", f.Name, w.Start)
+					sleep(ctx, time.Until(phase.Add(seconds(p.End()))))
+					w.Healed = since()
+					err = heal(context.WithoutCancel(ctx))
+				}
+				w.End = since()
+				if err != nil {
+					w.Error, _, _ = strings.Cut(err.Error(), "\n")
+					d.Logf("nemesis: %s: %v", f.Name, err)
+				} else {
+					d.Logf("nemesis: %s healed at %.2fs", f.Name, w.End)
+				}
+				mu.Lock()
+				d.Windows = append(d.Windows, w)
+				mu.Unlock()
+			}
+		}()
+	}
+	return func(context.Context) error {
+		wg.Wait()
+		sort.Slice(d.Windows, func(i, j int) bool { return d.Windows[i].Start < d.Windows[j].Start })
+		return nil
+	}
+}
+
+func seconds(x float64) time.Duration { return time.Duration(x * float64(time.Second)) }
+
+// nemesisChecks: every fault ran, and writes failed only inside windows of
+// faults that may bend them.
+func nemesisChecks(d *Drill, r *Result) []Invariant {
+	var errs []string
+	for _, w := range d.Windows {
+		if w.Error != "" {
+			errs = append(errs, w.Fault+": "+w.Error)
+		}
+	}
+	out := []Invariant{{"every fault injected and healed", len(errs) == 0,
+		fmt.Sprintf("%d faults, %d errors %s", len(d.Windows), len(errs), strings.Join(errs, "; "))}}
+	var bending [][2]time.Time
+	for _, w := range d.Windows {
+		if slices.Contains(w.Bends, BendWrites) {
+			bending = append(bending, [2]time.Time{d.Start.Add(seconds(w.Start)), d.Start.Add(seconds(w.End))})
+		}
+	}
+	bad, allowed := 0, 0
+	var example string
+	for _, w := range d.Writer.Rec.Writes() {
+		if w.Outcome == history.OK {
+			continue
+		}
+		if slices.ContainsFunc(bending, func(b [2]time.Time) bool { return !w.End.Before(b[0]) && !w.Start.After(b[1]) }) {
+			allowed++
+			continue
+		}
+		bad++
+		if example == "" {
+			example = fmt.Sprintf("; e.g. (%d,%d) %s from %.2fs to %.2fs", w.GX, w.GY, w.Outcome, w.Start.Sub(d.Start).Seconds(), w.End.Sub(d.Start).Seconds())
+		}
+	}
+	out = append(out, Invariant{"writes fail only while the write path is down", bad == 0,
+		fmt.Sprintf("%d writes failed or timed out outside any fault bending writes, %d inside%s", bad, allowed, example)})
+	return out
+}

@@ -1,0 +1,210 @@
+package chaos
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pixelflow/pixelflow/e2e"
+)
+
+var localShape = e2e.Shape{API: "api", Gateways: []string{"gateway-1", "gateway-2"}, LocalRedis: true}
+
+func TestGenerateIsSeededAndValid(t *testing.T) {
+	cat := Catalogue(localShape)
+	a := Generate(7, 2*time.Minute, 2, cat)
+	b := Generate(7, 2*time.Minute, 2, cat)
+	if !reflect.DeepEqual(a, b) {
+		t.Fatal("the same seed gave two schedules")
+	}
+	if c := Generate(8, 2*time.Minute, 2, cat); reflect.DeepEqual(a.Faults, c.Faults) {
+		t.Fatal("two seeds gave the same schedule")
+	}
+	if len(a.Faults) < 20 {
+		t.Fatalf("only %d faults in 2 minutes", len(a.Faults))
+	}
+	if err := a.Validate(cat); err != nil {
+		t.Fatalf("generated schedule invalid: %v\n%s", err, a)
+	}
+	overlap := false
+	for i, p := range a.Faults {
+		for _, q := range a.Faults[i+1:] {
+			if q.At < p.End() {
+				overlap = true
+			}
+		}
+	}
+	if !overlap {
+		t.Error("no two faults overlap in 2 minutes at most 2 at once")
+	}
+	one := Generate(7, 2*time.Minute, 1, cat)
+	if err := one.Validate(cat); err != nil {
+		t.Fatalf("at most 1 at once: %v", err)
+	}
+	kinds := map[string]bool{}
+	for _, s := range []uint64{1, 2, 3, 4, 5} {
+		for _, p := range Generate(s, 2*time.Minute, 2, cat).Faults {
+			kinds[p.Fault] = true
+		}
+	}
+	if len(kinds) < len(cat)*3/4 {
+		t.Errorf("five 2-minute schedules drew only %d of %d faults", len(kinds), len(cat))
+	}
+}
+
+func TestCatalogueFollowsTheShape(t *testing.T) {
+	names := func(sh e2e.Shape) []string {
+		var out []string
+		for _, f := range Catalogue(sh) {
+			out = append(out, f.Name)
+		}
+		return out
+	}
+	local := names(localShape)
+	for _, want := range []string{"kill:api", "pause:api", "relay-crash", "kill:gateway-2", "pause:redis", "redis-lose-last-append", "redis-tail-loss", "cut:redis-link", "slow-client", "reconnect-storm"} {
+		if !slices.Contains(local, want) {
+			t.Errorf("local catalogue lacks %s: %v", want, local)
+		}
+	}
+	mongo := names(e2e.Shape{API: "api", Relays: []string{"relay-1", "relay-2"}, Gateways: []string{"gateway-1"}, Mongo: true})
+	for _, want := range []string{"kill:relay-2", "pause:relay-1", "cut:mongo-link"} {
+		if !slices.Contains(mongo, want) {
+			t.Errorf("MongoDB catalogue lacks %s", want)
+		}
+	}
+	if slices.Contains(mongo, "pause:redis") {
+		t.Error("a Redis container cannot be paused, yet the catalogue offers it")
+	}
+	for _, f := range Catalogue(localShape) {
+		if f.Name == "kill:api" && !slices.Contains(f.Bends, BendWrites) {
+			t.Error("killing the api must be allowed to fail writes")
+		}
+		if f.Name == "kill:redis" && len(f.Bends) != 0 {
+			t.Error("a Redis fault must not bend writes: the write path does not touch Redis")
+		}
+	}
+}
+
+func TestValidateRejects(t *testing.T) {
+	cat := Catalogue(localShape)
+	for name, s := range map[string]Schedule{
+		"unknown fault":  {Duration: 10, Faults: []Planned{{Fault: "kill:moon", At: 1, Hold: 1}}},
+		"same target":    {Duration: 10, MaxConcurrent: 2, Faults: []Planned{{Fault: "kill:api", At: 1, Hold: 3}, {Fault: "pause:api", At: 2, Hold: 1}}},
+		"too many":       {Duration: 10, MaxConcurrent: 1, Faults: []Planned{{Fault: "kill:api", At: 1, Hold: 3}, {Fault: "pause:redis", At: 2, Hold: 1}}},
+		"past the end":   {Duration: 10, Faults: []Planned{{Fault: "kill:api", At: 9, Hold: 3}}},
+		"no duration":    {Faults: nil},
+		"negative start": {Duration: 10, Faults: []Planned{{Fault: "kill:api", At: -1, Hold: 3}}},
+	} {
+		if err := s.Validate(cat); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestScheduleRoundTrip(t *testing.T) {
+	s := Generate(3, 30*time.Second, 2, Catalogue(localShape))
+	s.Failpoints = []string{"relay:forget-claim=on"}
+	path := filepath.Join(t.TempDir(), "schedule.json")
+	if err := s.Write(path); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadSchedule(path)
+	if err != nil || !reflect.DeepEqual(s, back) {
+		t.Fatalf("round trip: %v\n%+v\n%+v", err, s, back)
+	}
+	if err := os.WriteFile(path, []byte("{nope"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadSchedule(path); err == nil {
+		t.Fatal("a broken schedule.json was accepted")
+	}
+}
+
+// TestShrinkFindsTheCulprits: a "bug" that needs relay-crash and a Redis
+// tail loss inside it, each held at least 1 s, hidden in a long schedule.
+func TestShrinkFindsTheCulprits(t *testing.T) {
+	s := Generate(11, time.Minute, 2, Catalogue(localShape))
+	s.Faults = append(s.Faults, Planned{Fault: "relay-crash", At: 20, Hold: 3}, Planned{Fault: "redis-lose-last-append", At: 21, Hold: 1.5})
+	fails := func(_ context.Context, c Schedule) (bool, error) {
+		var crash *Planned
+		for i, p := range c.Faults {
+			if p.Fault == "relay-crash" && p.Hold >= 1 {
+				crash = &c.Faults[i]
+			}
+		}
+		if crash == nil {
+			return false, nil
+		}
+		for _, p := range c.Faults {
+			if p.Fault == "redis-lose-last-append" && p.At > crash.At && p.At < crash.End() {
+				return true, nil
+			}
+		}
+		return false, nil
+	}
+	min, runs, err := Shrink(context.Background(), s, time.Minute, fails, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := fails(context.Background(), min); !ok {
+		t.Fatalf("the shrunk schedule does not fail:\n%s", min)
+	}
+	if len(min.Faults) != 2 {
+		t.Fatalf("shrunk to %d faults, want 2:\n%s", len(min.Faults), min)
+	}
+	if min.Duration >= s.Duration {
+		t.Errorf("duration not trimmed: %.1fs", min.Duration)
+	}
+	t.Logf("%d runs: %s", runs, min)
+	if !strings.Contains(min.String(), "relay-crash") {
+		t.Fatal("lost the culprit")
+	}
+}
+
+func TestShrinkRespectsItsBudget(t *testing.T) {
+	s := Generate(11, time.Minute, 2, Catalogue(localShape))
+	calls := 0
+	fails := func(context.Context, Schedule) (bool, error) {
+		calls++
+		time.Sleep(20 * time.Millisecond)
+		return true, nil
+	}
+	start := time.Now()
+	if _, _, err := Shrink(context.Background(), s, 100*time.Millisecond, fails, t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("a 100 ms budget took %s", d)
+	}
+}
+
+// The report lists a nemesis run's schedule and every fault window, and
+// shades each window on the timeline.
+func TestReportShowsFaultWindows(t *testing.T) {
+	s := Schedule{Seed: 9, Duration: 10, MaxConcurrent: 2, Faults: []Planned{{Fault: "pause:api", At: 1, Hold: 2}, {Fault: "kill:redis", At: 2, Hold: 1}}}
+	res := &Result{Scenario: "nemesis", Status: "pass", FaultStart: 3, FaultEnd: 13, Schedule: &s,
+		Windows: []Window{
+			{Fault: "pause:api", Planned: 4, Start: 4.01, Healed: 6, End: 6.02, Bends: []string{BendWrites}},
+			{Fault: "kill:redis", Planned: 5, Start: 5.01, Healed: 6, End: 6.3, Error: "boom"},
+		},
+		Timeline: []Point{{T: 1, Committed: 100}, {T: 5, Committed: 100}, {T: 12, Committed: 100}},
+	}
+	dir := t.TempDir()
+	if err := (&Report{Profile: "nemesis", When: time.Now(), Results: []*Result{res}}).Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	html, _ := os.ReadFile(filepath.Join(dir, "report.html"))
+	for _, want := range []string{"Schedule: seed 9", "<td>pause:api</td><td>4.00</td><td>4.01</td>", "<td>kill:redis</td>", "<td>boom</td>", BendWrites} {
+		if !strings.Contains(string(html), want) {
+			t.Errorf("report.html lacks %q", want)
+		}
+	}
+	if n := strings.Count(timelineSVG(res), `fill="#f4c7c3"`); n != 2*4 {
+		t.Errorf("%d shaded bands over 4 charts, want one per fault window per chart (8)", n)
+	}
+}
