@@ -16,7 +16,8 @@ import (
 	"github.com/pixelflow/pixelflow/internal/store"
 )
 
-// boundedOutbox records the largest claim the relay made.
+// boundedOutbox records the largest claim the relay made (alone or folded
+// with the mark of the one before).
 type boundedOutbox struct {
 	*store.Store
 	mu       sync.Mutex
@@ -29,6 +30,14 @@ func (b *boundedOutbox) Claim(ctx context.Context, holder string, term int64, at
 	b.maxClaim = max(b.maxClaim, len(evs))
 	b.mu.Unlock()
 	return c, evs, err
+}
+
+func (b *boundedOutbox) MarkAndClaim(ctx context.Context, holder string, term int64, from canvas.Position, c store.Claim, at time.Time, limit int) (store.Claim, []canvas.Event, error) {
+	next, evs, err := b.Store.MarkAndClaim(ctx, holder, term, from, c, at, limit)
+	b.mu.Lock()
+	b.maxClaim = max(b.maxClaim, len(evs))
+	b.mu.Unlock()
+	return next, evs, err
 }
 
 // TestLargeBacklogDrainsInBoundedSteps is issue 12 item 4: with Redis down

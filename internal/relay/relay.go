@@ -56,6 +56,7 @@ type Outbox interface {
 	ClaimEvents(ctx context.Context, c store.Claim) ([]canvas.Event, error)
 	Published(ctx context.Context, epoch string, from, to uint64) ([]canvas.Event, error)
 	MarkPublished(ctx context.Context, holder string, term int64, from canvas.Position, c store.Claim, at time.Time) error
+	MarkAndClaim(ctx context.Context, holder string, term int64, from canvas.Position, c store.Claim, at time.Time, limit int) (store.Claim, []canvas.Event, error)
 	BeginEpoch(ctx context.Context, holder string, term int64, candidate string, republishSince time.Time) (string, error)
 	Requeue(ctx context.Context, holder string, term int64, limit int) (int, bool, error)
 	CommitEpoch(ctx context.Context, holder string, term int64, epoch string) error
@@ -89,9 +90,23 @@ type Options struct {
 	// Linger is how long the relay waits after publishing a batch of at
 	// least lingerAfter events (a sign of load) before it
 	// claims the next one, so that under load it publishes fewer, larger
-	// batches: each costs two store transactions, and on the embedded store
-	// those take turns with the API's writes. Default 0 (claim at once).
+	// batches: each costs a store transaction (two when its mark is not
+	// folded, see MarkDelay), and on the embedded store those take turns
+	// with the API's writes. Default 0 (claim at once).
 	Linger time.Duration
+	// MarkDelay is how long the relay may defer marking a claim it has
+	// appended to the stream. The XADD is never delayed, only the mark:
+	// when new events arrive within MarkDelay (the outbox change stream
+	// wakes the relay), the mark is folded into the claim of those events,
+	// one store transaction (MarkAndClaim) instead of two; when none
+	// arrive, the claim is marked alone once MarkDelay has passed. Meanwhile
+	// the claim stays recorded in the sequencer, so a crash loses nothing:
+	// a successor (or this relay after an error) finishes it with its
+	// numbers. A claim that shows load (lingerAfter events or more, or a
+	// full ClaimLimit) is marked with the next claim at once. Default
+	// DefaultMarkDelay; negative marks every claim right after its XADD.
+	// At most MaxMarkDelay.
+	MarkDelay time.Duration
 	// PollInterval is the safety-net poll when no change-stream wake-up comes.
 	// Default 1s.
 	PollInterval time.Duration
@@ -104,6 +119,9 @@ type Options struct {
 	// Failpoint, when set, is called at named places. For tests:
 	//   - "relay:after-xadd": a non-nil error stops the relay right there,
 	//     as if the process died between the XADD and marking the outbox;
+	//   - "relay:before-mark": a non-nil error stops the relay just before
+	//     it marks a claim it appended (alone or folded into the next
+	//     claim), as if the process died while the mark was deferred;
 	//   - "relay:before-epoch-redis": called just before an epoch change
 	//     touches Redis (a test stalls a leader there);
 	//   - "relay:forget-claim" and "relay:epoch-redis-first": a non-nil
@@ -129,7 +147,9 @@ type Options struct {
 }
 
 // lingerAfter is the batch size from which the relay lingers: below it the
-// load is light, and waiting would only add latency.
+// load is light, and waiting would only add latency. From it on, the relay
+// also folds the batch's mark into the next claim at once, without waiting
+// for a wake-up: more is surely pending.
 const lingerAfter = 16
 
 // ErrFailpoint is returned by Run when a failpoint stopped it.
@@ -148,13 +168,20 @@ type Relay struct {
 
 // Status is what /api/health shows of the relay.
 type Status struct {
-	State         string    `json:"state"` // "standby", "leader", "backoff", "stopped"
-	Holder        string    `json:"holder"`
-	Leader        string    `json:"leader,omitempty"`
-	Epoch         string    `json:"epoch,omitempty"`
-	Seq           uint64    `json:"seq"`
-	Published     int64     `json:"published"`
-	Batches       int64     `json:"batches"`
+	State     string `json:"state"` // "standby", "leader", "backoff", "stopped"
+	Holder    string `json:"holder"`
+	Leader    string `json:"leader,omitempty"`
+	Epoch     string `json:"epoch,omitempty"`
+	Seq       uint64 `json:"seq"`
+	Published int64  `json:"published"`
+	Batches   int64  `json:"batches"`
+	// Transactions counts the store transactions the relay ran to claim
+	// and mark (claims that found nothing included; a mark folded into the
+	// next claim is one): Transactions/Batches is the store's cost per
+	// batch, 2 or more when every claim is marked alone.
+	Transactions int64 `json:"transactions"`
+	// Folded counts the marks folded into the next claim.
+	Folded        int64     `json:"folded"`
 	EpochChanges  int64     `json:"epochChanges"`
 	Reconciled    int64     `json:"reconciled"` // events found in the stream and marked, not republished
 	LastPublishAt time.Time `json:"lastPublishAt,omitzero"`
@@ -167,7 +194,13 @@ type Status struct {
 const (
 	DefaultLeaseTTL       = 5 * time.Second
 	DefaultCanaryInterval = 2 * time.Second
+	DefaultMarkDelay      = 50 * time.Millisecond
 )
+
+// MaxMarkDelay bounds MarkDelay: a deferred mark is work a successor would
+// have to redo, and figures (Published, the sequencer's position) lag the
+// stream by up to MarkDelay.
+const MaxMarkDelay = time.Second
 
 // Validate refuses options the relay cannot run with (zero or negative
 // durations stand for their defaults). New calls it; so does config.Parse,
@@ -175,6 +208,7 @@ const (
 func (o Options) Validate() error {
 	c := option.Checker{Component: "relay"}
 	c.Check(o.Holder != "", "Holder", `""`, "is required (unique per process)")
+	c.Check(o.MarkDelay <= MaxMarkDelay, "MarkDelay", o.MarkDelay, "must be at most %s (negative marks at once)", MaxMarkDelay)
 	return c.Err()
 }
 
@@ -203,6 +237,9 @@ func New(out Outbox, st Stream, opts Options) (*Relay, error) {
 	}
 	if opts.RepublishWindow <= 0 {
 		opts.RepublishWindow = 10 * time.Minute
+	}
+	if opts.MarkDelay == 0 {
+		opts.MarkDelay = DefaultMarkDelay
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -306,10 +343,32 @@ func (r *Relay) watch(ctx context.Context) <-chan struct{} {
 	return merged
 }
 
+// appended is a claim the relay appended to the stream and has not marked
+// yet: its numbers are recorded in the sequencer as the open claim, so a
+// crash meanwhile loses nothing (see sync).
+type appended struct {
+	claim store.Claim
+	at    time.Time // the entries' PublishedAt, recorded by the mark
+	// markBy is when the claim is marked alone if nothing new arrived.
+	markBy time.Time
+	// load: the claim was large (lingerAfter or more, or ClaimLimit), so
+	// more is surely pending: mark it with the next claim at once.
+	load bool
+}
+
 // lead publishes while this relay holds the lease. It returns when the lease
 // is lost (or cannot be renewed in time), ctx ends, or a failpoint fires.
+//
+// pos is the marked position (the sequencer's); open is the claim appended
+// after it and not marked yet, or nil. A claim is marked when the next
+// claim is made (folded: one transaction, woken by new events or at once
+// under load), when MarkDelay passes with nothing new, or on shutdown.
+// Every error drops open: the sequencer still records it as the open
+// claim, and sync finishes it with its numbers.
 func (r *Relay) lead(ctx context.Context, lease store.Lease, wake <-chan struct{}) error {
 	pos, term := lease.Position, lease.Term
+	var open *appended
+	fold := false // mark open together with the next claim now
 	renewAt := time.Now().Add(r.opts.LeaseTTL / 3)
 	expires := lease.ExpiresAt
 	synced := false
@@ -329,6 +388,13 @@ func (r *Relay) lead(ctx context.Context, lease store.Lease, wake <-chan struct{
 	}()
 	for {
 		if ctx.Err() != nil {
+			if open != nil {
+				// Shutdown marks the claim it deferred rather than leave it
+				// to a successor.
+				if _, err := r.markOpen(ctx, term, pos, open); err != nil {
+					r.opts.Logger.Warn("relay: mark on shutdown; a successor finishes the claim", "err", err)
+				}
+			}
 			return ctx.Err()
 		}
 		if time.Now().After(renewAt) {
@@ -343,8 +409,13 @@ func (r *Relay) lead(ctx context.Context, lease store.Lease, wake <-chan struct{
 			case !ok:
 				return fmt.Errorf("lease taken by %s: %w", l.Holder, store.ErrLeaseLost)
 			}
+			// The sequencer's position is the marked one: a deferred
+			// claim is still recorded there as the open claim.
 			if l.Term != term || (synced && l.Position != pos) {
 				return fmt.Errorf("sequencer moved to %s (term %d) while we held %s (term %d): %w", l.Position, l.Term, pos, term, store.ErrLeaseLost)
+			}
+			if open != nil && (l.Claim == nil || l.Claim.ID != open.claim.ID) {
+				return fmt.Errorf("the sequencer's open claim is not the one we appended (%s): %w", open.claim.ID, store.ErrLeaseLost)
 			}
 			expires, renewAt = l.ExpiresAt, time.Now().Add(r.opts.LeaseTTL/3)
 		}
@@ -356,16 +427,32 @@ func (r *Relay) lead(ctx context.Context, lease store.Lease, wake <-chan struct{
 		}
 		var err error
 		if !synced {
+			open, fold = nil, false
 			pos, err = r.sync(ctx, term)
 			if err == nil {
 				synced = true
 				r.update(func(s *Status) { s.Epoch, s.Seq, s.State = pos.Epoch, pos.Seq, "leader" })
 			}
 		}
-		n := 0
+		var fresh *appended // the claim appended in this step
 		if err == nil {
-			pos, n, err = r.publishClaim(ctx, term, pos)
+			switch {
+			case open == nil:
+				fresh, err = r.publishClaim(ctx, term, pos)
+				open = fresh
+			case fold:
+				pos, fresh, err = r.markAndPublish(ctx, term, pos, open)
+				open = fresh
+			case !time.Now().Before(open.markBy):
+				pos, err = r.markOpen(ctx, term, pos, open)
+				open = nil
+			}
+			if fresh != nil && err == nil && r.opts.MarkDelay < 0 {
+				pos, err = r.markOpen(ctx, term, pos, fresh)
+				open = nil
+			}
 		}
+		fold = false
 		switch {
 		case errors.Is(err, ErrFailpoint), errors.Is(err, store.ErrLeaseLost):
 			return err
@@ -375,7 +462,7 @@ func (r *Relay) lead(ctx context.Context, lease store.Lease, wake <-chan struct{
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			synced = false
+			synced, open = false, nil
 			r.fail(err)
 			r.update(func(s *Status) { s.State = "backoff" })
 			r.opts.Logger.Warn("relay: publish", "err", err)
@@ -383,22 +470,27 @@ func (r *Relay) lead(ctx context.Context, lease store.Lease, wake <-chan struct{
 			continue
 		}
 		b.Reset()
-		if n > 0 {
-			// More may have arrived while publishing; after Linger, more
-			// still.
-			if r.opts.Linger > 0 && n >= lingerAfter {
+		if fresh != nil && (open == nil || fresh.load) {
+			// More may have arrived while publishing (marked at once), or
+			// surely has (a large claim); after Linger, more still.
+			if r.opts.Linger > 0 && len(fresh.claim.IDs) >= lingerAfter {
 				backoff.Sleep(ctx, r.opts.Linger)
 			}
+			fold = open != nil
 			continue
 		}
 		wait := min(time.Until(renewAt), r.opts.PollInterval)
 		if r.opts.Canary != nil {
 			wait = min(wait, time.Until(nextCanary))
 		}
+		if open != nil {
+			wait = min(wait, time.Until(open.markBy))
+		}
 		t := time.NewTimer(max(wait, 0))
 		select {
 		case <-ctx.Done():
 		case <-wake:
+			fold = open != nil
 		case <-t.C:
 		}
 		t.Stop()
@@ -414,30 +506,84 @@ func (r *Relay) failpoint(name string) error {
 }
 
 // publishClaim claims up to ClaimLimit pending events (their numbers are
-// recorded in the store first), appends them after pos in chunks of
-// BatchSize and marks them published. It returns the new position and how
-// many events it published.
-func (r *Relay) publishClaim(ctx context.Context, term int64, pos canvas.Position) (canvas.Position, int, error) {
+// recorded in the store first) and appends them after pos in chunks of
+// BatchSize. It returns the claim, appended and not marked, or nil when
+// nothing was pending.
+func (r *Relay) publishClaim(ctx context.Context, term int64, pos canvas.Position) (*appended, error) {
 	c, events, err := r.out.Claim(ctx, r.opts.Holder, term, pos, r.opts.ClaimLimit)
+	r.update(func(s *Status) { s.Transactions++ })
 	if err != nil || len(events) == 0 {
-		return pos, 0, err
+		return nil, err
 	}
-	// The claim in flight completes even if ctx is cancelled meanwhile:
-	// shutdown waits for it rather than leaving it unmarked.
+	return r.appendClaim(ctx, term, pos, c, events)
+}
+
+// markAndPublish marks open (appended after pos) and claims the next
+// pending events in one transaction, then appends those. It returns the
+// new marked position and the new claim, appended and not marked, or nil
+// when nothing more was pending.
+func (r *Relay) markAndPublish(ctx context.Context, term int64, pos canvas.Position, open *appended) (canvas.Position, *appended, error) {
+	if err := r.failpoint("relay:before-mark"); err != nil {
+		return pos, nil, fmt.Errorf("%w: %v", ErrFailpoint, err)
+	}
+	// Begun, the mark and the append of what it claims complete even if
+	// ctx is cancelled meanwhile: shutdown waits for them.
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	c, events, err := r.out.MarkAndClaim(bctx, r.opts.Holder, term, pos, open.claim, open.at, r.opts.ClaimLimit)
+	r.update(func(s *Status) { s.Transactions++ })
+	if err != nil {
+		return pos, nil, fmt.Errorf("mark %d events published and claim: %w", len(open.claim.IDs), err)
+	}
+	pos = r.marked(pos, open, true)
+	if len(events) == 0 {
+		return pos, nil, nil
+	}
+	next, err := r.appendClaim(bctx, term, pos, c, events)
+	return pos, next, err
+}
+
+// markOpen marks open, appended after pos, alone. It returns the new marked
+// position.
+func (r *Relay) markOpen(ctx context.Context, term int64, pos canvas.Position, open *appended) (canvas.Position, error) {
+	if err := r.failpoint("relay:before-mark"); err != nil {
+		return pos, fmt.Errorf("%w: %v", ErrFailpoint, err)
+	}
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	err := r.out.MarkPublished(bctx, r.opts.Holder, term, pos, open.claim, open.at)
+	r.update(func(s *Status) { s.Transactions++ })
+	if err != nil {
+		return pos, fmt.Errorf("mark %d events published: %w", len(open.claim.IDs), err)
+	}
+	return r.marked(pos, open, false), nil
+}
+
+// marked records in the status that open was marked, and returns the
+// position after it.
+func (r *Relay) marked(pos canvas.Position, open *appended, folded bool) canvas.Position {
+	next := canvas.Position{Epoch: pos.Epoch, Seq: open.claim.Last()}
+	r.update(func(s *Status) {
+		s.Seq, s.Published, s.Batches, s.LastPublishAt = next.Seq, s.Published+int64(len(open.claim.IDs)), s.Batches+1, open.at
+		if folded {
+			s.Folded++
+		}
+	})
+	return next
+}
+
+// appendClaim appends claim c's events after pos.
+func (r *Relay) appendClaim(ctx context.Context, term int64, pos canvas.Position, c store.Claim, events []canvas.Event) (*appended, error) {
+	// The claim in flight is appended even if ctx is cancelled meanwhile:
+	// shutdown waits for it, then marks it, rather than leave it open.
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	now := time.Now()
 	if err := r.append(bctx, term, pos.Epoch, pos.Seq, events, now, true); err != nil {
-		return pos, 0, err
+		return nil, err
 	}
-	if err := r.out.MarkPublished(bctx, r.opts.Holder, term, pos, c, now); err != nil {
-		return pos, 0, fmt.Errorf("mark %d events published: %w", len(events), err)
-	}
-	next := canvas.Position{Epoch: pos.Epoch, Seq: c.Last()}
-	r.update(func(s *Status) {
-		s.Seq, s.Published, s.Batches, s.LastPublishAt = next.Seq, s.Published+int64(len(events)), s.Batches+1, now
-	})
-	return next, len(events), nil
+	return &appended{claim: c, at: now, markBy: now.Add(r.opts.MarkDelay),
+		load: len(events) >= lingerAfter || len(events) >= r.opts.ClaimLimit}, nil
 }
 
 // append publishes events at tail+1, tail+2, … in epoch, in chunks of
@@ -589,7 +735,9 @@ func (r *Relay) finishClaim(ctx context.Context, term int64, pos canvas.Position
 	if err := r.append(ctx, term, pos.Epoch, tail, events[done:], now, true); err != nil {
 		return pos, err
 	}
-	if err := r.out.MarkPublished(ctx, r.opts.Holder, term, pos, c, now); err != nil {
+	err = r.out.MarkPublished(ctx, r.opts.Holder, term, pos, c, now)
+	r.update(func(s *Status) { s.Transactions++ })
+	if err != nil {
 		return pos, fmt.Errorf("mark the claim a previous leader left open: %w", err)
 	}
 	r.update(func(s *Status) { s.Reconciled += int64(done) })

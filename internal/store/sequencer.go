@@ -218,37 +218,8 @@ func (s *Store) Claim(ctx context.Context, holder string, term int64, at canvas.
 		if _, err := s.fenceAt(sc, holder, term, at); err != nil {
 			return err
 		}
-		cur, err := s.db.Collection(cOutbox).Find(sc, s.inState(statePending),
-			options.Find().SetSort(pendingOrder).SetLimit(int64(limit)))
-		if err != nil {
+		if c, events, err = s.claimPending(sc, at.Seq+1, limit); err != nil || len(events) == 0 {
 			return err
-		}
-		if events, err = decodeEvents(sc, cur); err != nil || len(events) == 0 {
-			return err
-		}
-		c = Claim{ID: primitive.NewObjectID().Hex(), First: at.Seq + 1, IDs: make([]string, len(events))}
-		for i, e := range events {
-			c.IDs[i] = e.ID
-		}
-		// Tag exactly the events found (the first len(events) pending in
-		// claim order) by one predicate: on the embedded engine a predicate
-		// costs one scan where an _id list costs a scan per listed id.
-		// Marking then finds them by the tag.
-		last := events[len(events)-1]
-		lastID, err := primitive.ObjectIDFromHex(last.ID)
-		if err != nil {
-			return err
-		}
-		res, err := s.db.Collection(cOutbox).UpdateMany(sc, bson.M{"canvas": s.opts.Canvas, "state": statePending, "$or": bson.A{
-			bson.M{"version": bson.M{"$lt": last.Version}},
-			bson.M{"version": last.Version, "committedAt": bson.M{"$lt": last.CommittedAt}},
-			bson.M{"version": last.Version, "committedAt": last.CommittedAt, "_id": bson.M{"$lte": lastID}},
-		}}, bson.M{"$set": bson.M{"claim": c.ID}})
-		if err != nil {
-			return err
-		}
-		if res.MatchedCount != int64(len(events)) {
-			return fmt.Errorf("claim tagged %d events, found %d", res.MatchedCount, len(events))
 		}
 		_, err = s.db.Collection(cSequencers).UpdateOne(sc, bson.M{"_id": s.opts.Canvas},
 			bson.M{"$set": bson.M{"claim": claimDoc{ID: c.ID, IDs: c.IDs}}})
@@ -256,6 +227,46 @@ func (s *Store) Claim(ctx context.Context, holder string, term int64, at canvas.
 	})
 	if err != nil {
 		return Claim{}, nil, err
+	}
+	return c, events, nil
+}
+
+// claimPending finds up to limit pending events in claim order and tags
+// them with a new claim numbered from first, inside the caller's
+// transaction; the caller records the claim in the sequencer.
+func (s *Store) claimPending(sc lungo.ISessionContext, first uint64, limit int) (Claim, []canvas.Event, error) {
+	cur, err := s.db.Collection(cOutbox).Find(sc, s.inState(statePending),
+		options.Find().SetSort(pendingOrder).SetLimit(int64(limit)))
+	if err != nil {
+		return Claim{}, nil, err
+	}
+	events, err := decodeEvents(sc, cur)
+	if err != nil || len(events) == 0 {
+		return Claim{}, nil, err
+	}
+	c := Claim{ID: primitive.NewObjectID().Hex(), First: first, IDs: make([]string, len(events))}
+	for i, e := range events {
+		c.IDs[i] = e.ID
+	}
+	// Tag exactly the events found (the first len(events) pending in
+	// claim order) by one predicate: on the embedded engine a predicate
+	// costs one scan where an _id list costs a scan per listed id.
+	// Marking then finds them by the tag.
+	last := events[len(events)-1]
+	lastID, err := primitive.ObjectIDFromHex(last.ID)
+	if err != nil {
+		return Claim{}, nil, err
+	}
+	res, err := s.db.Collection(cOutbox).UpdateMany(sc, bson.M{"canvas": s.opts.Canvas, "state": statePending, "$or": bson.A{
+		bson.M{"version": bson.M{"$lt": last.Version}},
+		bson.M{"version": last.Version, "committedAt": bson.M{"$lt": last.CommittedAt}},
+		bson.M{"version": last.Version, "committedAt": last.CommittedAt, "_id": bson.M{"$lte": lastID}},
+	}}, bson.M{"$set": bson.M{"claim": c.ID}})
+	if err != nil {
+		return Claim{}, nil, err
+	}
+	if res.MatchedCount != int64(len(events)) {
+		return Claim{}, nil, fmt.Errorf("claim tagged %d events, found %d", res.MatchedCount, len(events))
 	}
 	return c, events, nil
 }
@@ -375,44 +386,89 @@ func (s *Store) MarkPublished(ctx context.Context, holder string, term int64, fr
 	if c.First != from.Seq+1 {
 		return fmt.Errorf("mark claim %s: it starts at %d, not after %s", c.ID, c.First, from)
 	}
-	filter := bson.M{"canvas": s.opts.Canvas, "claim": c.ID, "state": statePending}
-	at = at.UTC()
 	return s.txn(ctx, "mark published", func(sc lungo.ISessionContext) error {
-		d, err := s.fenceAt(sc, holder, term, from)
-		if err != nil {
+		if err := s.markClaim(sc, holder, term, from, c, at); err != nil {
 			return err
 		}
-		if d.Claim == nil || d.Claim.ID != c.ID {
-			return ErrLeaseLost
-		}
-		coll := s.db.Collection(cOutbox)
-		if s.opts.PruneOnPublish {
-			if err := s.deleteNewestFirst(sc, cOutbox, filter); err != nil {
-				return err
-			}
-		} else {
-			_, err := coll.UpdateMany(sc, filter, bson.M{
-				"$set":   bson.M{"state": statePublished, "epoch": from.Epoch, "publishedAt": at},
-				"$unset": bson.M{"claim": ""},
-			})
-			if err != nil {
-				return err
-			}
-			_, err = s.db.Collection(cBatches).InsertOne(sc, batchDoc{
-				ID: fmt.Sprintf("%s/%s/%d", s.opts.Canvas, from.Epoch, c.First), Canvas: s.opts.Canvas, Epoch: from.Epoch,
-				First: c.First, Last: c.Last(), IDs: c.IDs, PublishedAt: at,
-			})
-			if err != nil {
-				return err
-			}
-		}
-		if err := s.failpoint("mark:before-commit"); err != nil {
-			return err
-		}
-		_, err = s.db.Collection(cSequencers).UpdateOne(sc, bson.M{"_id": s.opts.Canvas},
+		_, err := s.db.Collection(cSequencers).UpdateOne(sc, bson.M{"_id": s.opts.Canvas},
 			bson.M{"$set": bson.M{"seq": c.Last()}, "$unset": bson.M{"claim": ""}})
 		return err
 	})
+}
+
+// MarkAndClaim is MarkPublished of claim c followed by Claim from
+// c.Last(), in one transaction: the relay folds the mark of the claim it
+// appended last into the claim of the next events, so under continuous
+// writes each batch costs one store transaction instead of two. The fences
+// are both halves': the lease, the position from, and c being the open
+// claim; if any moved, nothing is written and ErrLeaseLost is returned.
+// next is empty when nothing more is pending (c is then marked and no claim
+// is open), and holds at most limit events.
+func (s *Store) MarkAndClaim(ctx context.Context, holder string, term int64, from canvas.Position, c Claim, at time.Time, limit int) (next Claim, events []canvas.Event, err error) {
+	if limit <= 0 {
+		return next, nil, fmt.Errorf("mark and claim: limit %d", limit)
+	}
+	if len(c.IDs) == 0 {
+		return next, nil, fmt.Errorf("mark and claim: claim %q is empty", c.ID)
+	}
+	if c.First != from.Seq+1 {
+		return next, nil, fmt.Errorf("mark claim %s: it starts at %d, not after %s", c.ID, c.First, from)
+	}
+	err = s.txn(ctx, "mark published and claim", func(sc lungo.ISessionContext) error {
+		next, events = Claim{}, nil
+		if err := s.markClaim(sc, holder, term, from, c, at); err != nil {
+			return err
+		}
+		if next, events, err = s.claimPending(sc, c.Last()+1, limit); err != nil {
+			return err
+		}
+		update := bson.M{"$set": bson.M{"seq": c.Last()}, "$unset": bson.M{"claim": ""}}
+		if len(events) > 0 {
+			update = bson.M{"$set": bson.M{"seq": c.Last(), "claim": claimDoc{ID: next.ID, IDs: next.IDs}}}
+		}
+		_, err = s.db.Collection(cSequencers).UpdateOne(sc, bson.M{"_id": s.opts.Canvas}, update)
+		return err
+	})
+	if err != nil {
+		return Claim{}, nil, err
+	}
+	return next, events, nil
+}
+
+// markClaim is the outbox half of marking claim c published, inside the
+// caller's transaction, fenced by the lease, the position from and the open
+// claim; the caller then moves the sequencer past c.
+func (s *Store) markClaim(sc lungo.ISessionContext, holder string, term int64, from canvas.Position, c Claim, at time.Time) error {
+	d, err := s.fenceAt(sc, holder, term, from)
+	if err != nil {
+		return err
+	}
+	if d.Claim == nil || d.Claim.ID != c.ID {
+		return ErrLeaseLost
+	}
+	filter := bson.M{"canvas": s.opts.Canvas, "claim": c.ID, "state": statePending}
+	at = at.UTC()
+	if s.opts.PruneOnPublish {
+		if err := s.deleteNewestFirst(sc, cOutbox, filter); err != nil {
+			return err
+		}
+	} else {
+		_, err := s.db.Collection(cOutbox).UpdateMany(sc, filter, bson.M{
+			"$set":   bson.M{"state": statePublished, "epoch": from.Epoch, "publishedAt": at},
+			"$unset": bson.M{"claim": ""},
+		})
+		if err != nil {
+			return err
+		}
+		_, err = s.db.Collection(cBatches).InsertOne(sc, batchDoc{
+			ID: fmt.Sprintf("%s/%s/%d", s.opts.Canvas, from.Epoch, c.First), Canvas: s.opts.Canvas, Epoch: from.Epoch,
+			First: c.First, Last: c.Last(), IDs: c.IDs, PublishedAt: at,
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return s.failpoint("mark:before-commit")
 }
 
 // BeginEpoch records that the sequencer moves to a new epoch, before Redis
@@ -514,9 +570,13 @@ func (s *Store) CommitEpoch(ctx context.Context, holder string, term int64, epoc
 }
 
 // WatchOutbox sends on the returned channel (without blocking, coalescing)
-// whenever the outbox changes, until ctx ends or the change stream fails;
-// the error channel then receives why. It watches with an empty pipeline and
-// no filter: lungo panics on pipelines, and a wake-up is cheap.
+// whenever events are inserted into the outbox, until ctx ends or the change
+// stream fails; the error channel then receives why. Only inserts wake: the
+// relay's own claims and marks update and delete outbox documents, and a
+// wake-up for those would only make it claim nothing (and, with the mark
+// deferred, fold nothing). Requeue, the only other way an event becomes
+// pending, runs in the relay, which claims right after it. It watches with
+// an empty pipeline and filters here: lungo panics on pipelines.
 func (s *Store) WatchOutbox(ctx context.Context) (<-chan struct{}, <-chan error) {
 	wake := make(chan struct{}, 1)
 	errc := make(chan error, 1)
@@ -528,6 +588,12 @@ func (s *Store) WatchOutbox(ctx context.Context) (<-chan struct{}, <-chan error)
 		}
 		defer cs.Close(context.Background())
 		for cs.Next(ctx) {
+			var change struct {
+				Op string `bson:"operationType"`
+			}
+			if err := cs.Decode(&change); err == nil && change.Op != "insert" {
+				continue
+			}
 			select {
 			case wake <- struct{}{}:
 			default:

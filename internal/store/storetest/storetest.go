@@ -76,6 +76,8 @@ var tests = []test{
 	{"ClaimIsBoundedAndRecorded", testClaimIsBoundedAndRecorded},
 	{"PendingOrdersVersionsPerPixel", testPendingOrdersVersionsPerPixel},
 	{"ClaimAndMark", testClaimAndMark},
+	{"MarkAndClaim", testMarkAndClaim},
+	{"MarkAndClaimIsFenced", testMarkAndClaimIsFenced},
 	{"SnapshotAcrossTiles", testSnapshotAcrossTiles},
 	{"GroupCommitConcurrentPlacements", testGroupCommitConcurrentPlacements},
 	{"NoIndexesLeavesTheOwnersIndexes", testNoIndexesLeavesTheOwnersIndexes},
@@ -568,6 +570,197 @@ func testClaimAndMark(t *testing.T, e *Env) {
 				}
 			}
 		})
+	}
+}
+
+// testMarkAndClaim: one transaction marks the open claim exactly as
+// MarkPublished does and claims the next pending events from its last
+// number exactly as Claim does (bounded, recorded for a successor); with
+// nothing pending it marks and leaves no claim open.
+func testMarkAndClaim(t *testing.T, e *Env) {
+	for _, prune := range []bool{false, true} {
+		t.Run(fmt.Sprint("prune=", prune), func(t *testing.T) {
+			s := e.Sub(t).Open(store.Options{PruneOnPublish: prune})
+			ctx := context.Background()
+			var ids []string
+			for i := range 4 {
+				ev, _, err := s.Place(ctx, place(i, 0, canvas.Color(i)), "", store.Trace{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, ev.ID)
+			}
+			l, _, _ := s.AcquireLease(ctx, "r", time.Minute)
+			startEpoch(t, s, l, "e1")
+			at := canvas.Position{Epoch: "e1"}
+			c1, evs, err := s.Claim(ctx, "r", l.Term, at, 10)
+			if err != nil || len(evs) != 4 {
+				t.Fatalf("claim: %d events, %v", len(evs), err)
+			}
+			// Written after the first claim: the next claim takes 3 of 5.
+			for i := range 5 {
+				ev, _, err := s.Place(ctx, place(i, 1, canvas.Color(i)), "", store.Trace{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, ev.ID)
+			}
+			if _, _, err := s.MarkAndClaim(ctx, "r", l.Term, at, c1, time.Now(), 0); err == nil {
+				t.Fatal("mark and claim with limit 0: no error")
+			}
+			c2, evs, err := s.MarkAndClaim(ctx, "r", l.Term, at, c1, time.Now(), 3)
+			if err != nil || len(evs) != 3 || c2.First != 5 || c2.Last() != 7 || c2.ID == c1.ID {
+				t.Fatalf("mark and claim: %+v, %d events, %v; want a new claim of 5..7", c2, len(evs), err)
+			}
+			for i, ev := range evs {
+				if ev.ID != ids[4+i] || c2.IDs[i] != ev.ID {
+					t.Fatalf("claimed[%d] = %s (claim %s), want %s", i, ev.ID, c2.IDs[i], ids[4+i])
+				}
+			}
+			if seq, _ := s.Sequencer(ctx); seq.Position != (canvas.Position{Epoch: "e1", Seq: 4}) {
+				t.Fatalf("sequencer at %s after marking 1..4, want e1:4", seq.Position)
+			}
+			pub, err := s.Published(ctx, "e1", 1, 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]int{false: 4, true: 0}[prune]; len(pub) != want {
+				t.Fatalf("published events kept: %d, want %d", len(pub), want)
+			}
+			for i, ev := range pub {
+				if ev.Seq != uint64(i)+1 || ev.ID != ids[i] {
+					t.Fatalf("published[%d] = %s seq %d, want %s seq %d", i, ev.ID, ev.Seq, ids[i], i+1)
+				}
+			}
+			if n, _, _ := s.Backlog(ctx); n != 5 {
+				t.Fatalf("backlog %d, want 5 (3 claimed, 2 not)", n)
+			}
+			// A successor sees the new claim with its numbers.
+			_ = s.ReleaseLease(ctx, "r")
+			lb, _, _ := s.AcquireLease(ctx, "b", time.Minute)
+			if lb.Claim == nil || lb.Claim.ID != c2.ID || lb.Claim.First != 5 || len(lb.Claim.IDs) != 3 {
+				t.Fatalf("successor sees claim %+v, want %+v", lb.Claim, c2)
+			}
+			again, err := s.ClaimEvents(ctx, *lb.Claim)
+			if err != nil || len(again) != 3 || again[0].ID != ids[4] {
+				t.Fatalf("claim events: %d, %v", len(again), err)
+			}
+			at = canvas.Position{Epoch: "e1", Seq: 4}
+			c3, evs, err := s.MarkAndClaim(ctx, "b", lb.Term, at, *lb.Claim, time.Now(), 10)
+			if err != nil || len(evs) != 2 || c3.First != 8 {
+				t.Fatalf("successor's mark and claim: %+v, %d events, %v", c3, len(evs), err)
+			}
+			at = canvas.Position{Epoch: "e1", Seq: 7}
+			c4, evs, err := s.MarkAndClaim(ctx, "b", lb.Term, at, c3, time.Now(), 10)
+			if err != nil || len(evs) != 0 || len(c4.IDs) != 0 {
+				t.Fatalf("mark and claim with nothing pending: %+v, %d events, %v", c4, len(evs), err)
+			}
+			l, ok, _ := s.AcquireLease(ctx, "b", time.Minute)
+			if !ok || l.Claim != nil || l.Position != (canvas.Position{Epoch: "e1", Seq: 9}) {
+				t.Fatalf("after the last mark: %s, claim %+v; want e1:9 and no open claim", l.Position, l.Claim)
+			}
+			if n, _, _ := s.Backlog(ctx); n != 0 {
+				t.Fatalf("backlog %d, want 0", n)
+			}
+			if !prune {
+				pub, err := s.Published(ctx, "e1", 1, 9)
+				if err != nil || len(pub) != 9 {
+					t.Fatalf("published %d of 9, %v", len(pub), err)
+				}
+				for i, ev := range pub {
+					if ev.Seq != uint64(i)+1 || ev.ID != ids[i] {
+						t.Fatalf("published[%d] = %s seq %d, want %s seq %d", i, ev.ID, ev.Seq, ids[i], i+1)
+					}
+				}
+			}
+		})
+	}
+}
+
+// testMarkAndClaimIsFenced: MarkAndClaim is fenced like its two halves —
+// the lease (holder, term, expiry), the position, the open claim, no epoch
+// change in progress — and a refusal writes nothing, neither the mark nor
+// the claim.
+func testMarkAndClaimIsFenced(t *testing.T, e *Env) {
+	var mu sync.Mutex
+	now := time.Now()
+	s := e.Open(store.Options{Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }})
+	ctx := context.Background()
+	for i := range 3 {
+		if _, _, err := s.Place(ctx, place(i, 0, canvas.Color(i)), "", store.Trace{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, _, _ := s.AcquireLease(ctx, "r", 5*time.Second)
+	startEpoch(t, s, l, "e1")
+	at := canvas.Position{Epoch: "e1"}
+	c, _, err := s.Claim(ctx, "r", l.Term, at, 2)
+	if err != nil || len(c.IDs) != 2 {
+		t.Fatalf("claim %+v %v", c, err)
+	}
+	// unchanged checks that a refused call wrote nothing.
+	unchanged := func(what string) {
+		t.Helper()
+		l, _, err := s.AcquireLease(ctx, "probe-"+what, 0) // reads; the lease stays r's while valid
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Position != at || l.Claim == nil || l.Claim.ID != c.ID {
+			t.Fatalf("%s: sequencer %s claim %+v, want %s with claim %s open", what, l.Position, l.Claim, at, c.ID)
+		}
+		if n, _, _ := s.Backlog(ctx); n != 3 {
+			t.Fatalf("%s: backlog %d, want 3", what, n)
+		}
+		if pub, _ := s.Published(ctx, "e1", 1, 3); len(pub) != 0 {
+			t.Fatalf("%s: %d events marked", what, len(pub))
+		}
+		if again, err := s.ClaimEvents(ctx, c); err != nil || len(again) != 2 {
+			t.Fatalf("%s: the open claim's events: %d, %v", what, len(again), err)
+		}
+	}
+	refused := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, store.ErrLeaseLost) {
+			t.Fatalf("%s: %v, want ErrLeaseLost", what, err)
+		}
+		unchanged(what)
+	}
+	_, _, err = s.MarkAndClaim(ctx, "other", l.Term, at, c, time.Now(), 10)
+	refused("another holder", err)
+	_, _, err = s.MarkAndClaim(ctx, "r", l.Term-1, at, c, time.Now(), 10)
+	refused("an older term", err)
+	_, _, err = s.MarkAndClaim(ctx, "r", l.Term, canvas.Position{Epoch: "e0"}, c, time.Now(), 10)
+	refused("another epoch", err)
+	_, _, err = s.MarkAndClaim(ctx, "r", l.Term, at, store.Claim{ID: "not-open", First: 1, IDs: c.IDs}, time.Now(), 10)
+	refused("a claim that is not the open one", err)
+	if _, _, err = s.MarkAndClaim(ctx, "r", l.Term, canvas.Position{Epoch: "e1", Seq: 1}, c, time.Now(), 10); err == nil {
+		t.Fatal("a position the claim does not start after: no error")
+	}
+	unchanged("a position the claim does not start after")
+	mu.Lock()
+	now = now.Add(6 * time.Second) // r's lease lapses
+	mu.Unlock()
+	_, _, err = s.MarkAndClaim(ctx, "r", l.Term, at, c, time.Now(), 10)
+	if !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("an expired lease: %v, want ErrLeaseLost", err)
+	}
+	// A successor takes over (a new term) and begins an epoch change: the
+	// deposed holder is refused, and so is the successor during the change.
+	lb, ok, _ := s.AcquireLease(ctx, "b", time.Minute)
+	if !ok || lb.Claim == nil || lb.Claim.ID != c.ID {
+		t.Fatalf("successor: ok %v claim %+v", ok, lb.Claim)
+	}
+	_, _, err = s.MarkAndClaim(ctx, "r", l.Term, at, c, time.Now(), 10)
+	refused("the deposed holder", err)
+	if _, err := s.BeginEpoch(ctx, "b", lb.Term, "e2", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = s.MarkAndClaim(ctx, "b", lb.Term, at, c, time.Now(), 10)
+	if !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("during an epoch change: %v, want ErrLeaseLost", err)
+	}
+	if pub, _ := s.Published(ctx, "e1", 1, 3); len(pub) != 0 {
+		t.Fatalf("during an epoch change: %d events marked", len(pub))
 	}
 }
 
