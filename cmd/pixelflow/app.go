@@ -632,6 +632,7 @@ func (m *Main) health(ctx context.Context) map[string]any {
 			"state": st.State, "holder": instanceOf(st.Holder), "leader": instanceOf(st.Leader),
 			"epoch": st.Epoch, "seq": st.Seq, "published": st.Published, "batches": st.Batches,
 			"epochChanges": st.EpochChanges, "reconciled": st.Reconciled,
+			"transactions": st.Transactions, "folded": st.Folded,
 		}
 		if !st.LastPublishAt.IsZero() {
 			rl["lastPublishAt"] = st.LastPublishAt

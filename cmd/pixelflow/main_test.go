@@ -307,7 +307,8 @@ func TestMetricsMoveWhenPixelsFlow(t *testing.T) {
 	}
 	before := scrape()
 	for _, name := range []string{"pixelflow_outbox_backlog", "pixelflow_outbox_oldest_pending_age_seconds", "pixelflow_store_txn_retries_total",
-		"pixelflow_relay_published_total", "pixelflow_relay_batches_total", "pixelflow_relay_leader", "pixelflow_relay_epoch_changes_total",
+		"pixelflow_relay_published_total", "pixelflow_relay_batches_total", "pixelflow_relay_store_transactions_total", "pixelflow_relay_folded_marks_total",
+		"pixelflow_relay_leader", "pixelflow_relay_epoch_changes_total",
 		"pixelflow_stream_length", "pixelflow_gateway_clients", "pixelflow_gateway_degraded_total", "pixelflow_gateway_resyncs_total",
 		"pixelflow_gateway_reaped_total", "pixelflow_gateway_lag", "pixelflow_gateway_pending", "pixelflow_canary_latency_seconds", "pixelflow_gateway_commit_to_broadcast_seconds_count", "go_goroutines"} {
 		if _, ok := before[name]; !ok {

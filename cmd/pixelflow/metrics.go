@@ -65,6 +65,8 @@ func (m *Main) registerMetrics(reg *prometheus.Registry) {
 	if r := m.relay; r != nil {
 		counter("pixelflow_relay_published_total", "Events the relay published to the stream.", func() float64 { return float64(r.Status().Published) })
 		counter("pixelflow_relay_batches_total", "Publish batches (published_total / batches_total is the mean batch size).", func() float64 { return float64(r.Status().Batches) })
+		counter("pixelflow_relay_store_transactions_total", "Store transactions the relay ran to claim and mark (store_transactions_total / batches_total is the store's cost per batch; a mark folded into the next claim shares its transaction).", func() float64 { return float64(r.Status().Transactions) })
+		counter("pixelflow_relay_folded_marks_total", "Marks the relay folded into the transaction of its next claim (RELAY_MARK_DELAY).", func() float64 { return float64(r.Status().Folded) })
 		counter("pixelflow_relay_epoch_changes_total", "Stream epochs this relay started (Redis lost its data, or first start).", func() float64 { return float64(r.Status().EpochChanges) })
 		counter("pixelflow_relay_reconciled_total", "Events found already in the stream and marked instead of republished.", func() float64 { return float64(r.Status().Reconciled) })
 		gauge("pixelflow_relay_leader", "1 while this relay holds the sequencer lease.", func() float64 {

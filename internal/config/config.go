@@ -5,6 +5,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,6 +41,7 @@ type Config struct {
 	RateLimit        float64
 	RateBurst        int
 	LeaseTTL         time.Duration
+	MarkDelay        time.Duration // relay: how long the mark of an appended claim may wait to fold into the next claim; 0 marks at once
 	Retention        time.Duration
 	StreamMaxLen     int64
 	InstanceID       string
@@ -102,6 +104,7 @@ func newFlagSet(getenv func(string) string) (*flag.FlagSet, []*setting) {
 		{flag: "rate-limit", env: "RATE_LIMIT", def: "20", help: "pixels per second allowed per client IP; 0 disables"},
 		{flag: "rate-burst", env: "RATE_BURST", def: "40", help: "burst of pixels allowed per client IP"},
 		{flag: "lease-ttl", env: "LEASE_TTL", def: relay.DefaultLeaseTTL.String(), help: "relay lease duration; a standby takes over within it"},
+		{flag: "relay-mark-delay", env: "RELAY_MARK_DELAY", def: relay.DefaultMarkDelay.String(), help: "how long the relay may defer marking a published batch, to mark it in the same store transaction as its next claim; 0 marks each batch at once"},
 		{flag: "retention", env: "RETENTION", help: "how long published outbox events are kept (default 168h on MongoDB, 30s embedded: the embedded engine copies collections per write, so its outbox must stay small)"},
 		{flag: "stream-maxlen", env: "STREAM_MAXLEN", def: "100000", help: "approximate bound on the Redis stream's length"},
 		{flag: "instance-id", env: "INSTANCE_ID", def: host, help: "stable id of this process (gateway consumer group, relay lease holder)"},
@@ -208,6 +211,7 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	c.RateLimit = p.float("RATE_LIMIT")
 	c.RateBurst = p.intRange("RATE_BURST", 1, 1_000_000)
 	c.LeaseTTL = p.duration("LEASE_TTL", 500*time.Millisecond, time.Hour)
+	c.MarkDelay = p.duration("RELAY_MARK_DELAY", 0, relay.MaxMarkDelay)
 	defRet := store.DefaultRetention
 	if c.Embedded() {
 		defRet = store.EmbeddedRetention
@@ -339,6 +343,7 @@ func (c Config) RelayOptions() relay.Options {
 		LeaseTTL:        c.LeaseTTL,
 		RepublishWindow: c.Retention,
 		CanaryInterval:  c.CanaryInterval,
+		MarkDelay:       cmp.Or(c.MarkDelay, relay.MarkAtOnce),
 	}
 }
 
@@ -362,6 +367,7 @@ var optionSettings = map[string]string{
 	"gateway.CanaryBound":    "CANARY_BOUND",
 	"store.Retention":        "RETENTION",
 	"relay.LeaseTTL":         "LEASE_TTL",
+	"relay.MarkDelay":        "RELAY_MARK_DELAY",
 	"relay.CanaryInterval":   "CANARY_INTERVAL",
 	"api.Width":              "CANVAS_WIDTH",
 	"api.Height":             "CANVAS_HEIGHT",

@@ -41,6 +41,8 @@ func TestRefusals(t *testing.T) {
 		{[]string{"CANVAS_WIDTH", "5000"}, nil, `invalid CANVAS_WIDTH (-width) "5000"`},
 		{[]string{"RETENTION", "500ms"}, nil, `invalid RETENTION (-retention) "500ms"`},
 		{[]string{"LEASE_TTL", "1ms"}, nil, `invalid LEASE_TTL (-lease-ttl) "1ms"`},
+		{[]string{"RELAY_MARK_DELAY", "2s"}, nil, `invalid RELAY_MARK_DELAY (-relay-mark-delay) "2s": must be a duration from 0s to 1s`},
+		{[]string{"RELAY_MARK_DELAY", "-1ms"}, nil, `invalid RELAY_MARK_DELAY (-relay-mark-delay) "-1ms"`},
 		{[]string{"RATE_LIMIT", "-1"}, nil, `invalid RATE_LIMIT (-rate-limit) "-1"`},
 		{[]string{"PORT", "abc"}, nil, `invalid PORT (-port) "abc": must be an integer from 0 to 65535`},
 		{[]string{"MONGO_URI", "http://x"}, nil, `invalid MONGO_URI (-mongo-uri) "http://x"`},
@@ -88,6 +90,7 @@ func TestDefaultsComeFromTheComponents(t *testing.T) {
 		{"CLIENT_SEND_BUFFER", c.ClientSendBuffer, gateway.DefaultSendBuffer},
 		{"LEASE_TTL", c.LeaseTTL, relay.DefaultLeaseTTL},
 		{"CANARY_INTERVAL", c.CanaryInterval, relay.DefaultCanaryInterval},
+		{"RELAY_MARK_DELAY", c.RelayOptions().MarkDelay, relay.DefaultMarkDelay},
 		{"RETENTION (embedded)", c.Retention, store.EmbeddedRetention},
 		{"INSTANCE_ID", c.InstanceID, "gw-1.example"},
 	} {
@@ -133,5 +136,22 @@ func TestFlagWinsOverEnvironment(t *testing.T) {
 	}
 	if c.ClientQueue != 64 || c.LeaseTTL != 2*time.Second {
 		t.Errorf("queue %d lease %s, want 64 (flag) and 2s (env)", c.ClientQueue, c.LeaseTTL)
+	}
+}
+
+// TestMarkDelayZeroMarksAtOnce: RELAY_MARK_DELAY=0 turns the deferred mark
+// off (the relay's MarkAtOnce), not back to the relay's default.
+func TestMarkDelayZeroMarksAtOnce(t *testing.T) {
+	for v, want := range map[string]time.Duration{"0": relay.MarkAtOnce, "0s": relay.MarkAtOnce, "20ms": 20 * time.Millisecond, "1s": time.Second} {
+		c, err := Parse([]string{"serve"}, env("RELAY_MARK_DELAY", v))
+		if err != nil {
+			t.Fatalf("RELAY_MARK_DELAY=%s: %v", v, err)
+		}
+		if got := c.RelayOptions().MarkDelay; got != want {
+			t.Errorf("RELAY_MARK_DELAY=%s: relay MarkDelay %s, want %s", v, got, want)
+		}
+		if err := c.RelayOptions().Validate(); err != nil {
+			t.Errorf("RELAY_MARK_DELAY=%s: %v", v, err)
+		}
 	}
 }

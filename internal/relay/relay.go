@@ -104,7 +104,8 @@ type Options struct {
 	// a successor (or this relay after an error) finishes it with its
 	// numbers. A claim that shows load (lingerAfter events or more, or a
 	// full ClaimLimit) is marked with the next claim at once. Default
-	// DefaultMarkDelay; negative marks every claim right after its XADD.
+	// DefaultMarkDelay; negative (MarkAtOnce) marks every claim right after
+	// its XADD.
 	// At most MaxMarkDelay.
 	MarkDelay time.Duration
 	// PollInterval is the safety-net poll when no change-stream wake-up comes.
@@ -196,6 +197,9 @@ const (
 	DefaultCanaryInterval = 2 * time.Second
 	DefaultMarkDelay      = 50 * time.Millisecond
 )
+
+// MarkAtOnce, as MarkDelay, marks every claim right after its XADD.
+const MarkAtOnce time.Duration = -1
 
 // MaxMarkDelay bounds MarkDelay: a deferred mark is work a successor would
 // have to redo, and figures (Published, the sequencer's position) lag the

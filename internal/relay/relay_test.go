@@ -373,6 +373,12 @@ func BenchmarkRelayDrain(b *testing.B) {
 // at 2. It returns how the stream then breaks "one number, one event per
 // epoch" ("" when it holds). forgetClaim switches the fix off.
 func tailLossScenario(t *testing.T, prune, forgetClaim bool) string {
+	return tailLossScenarioAt(t, prune, forgetClaim, "relay:after-xadd", relay.Options{})
+}
+
+// tailLossScenarioAt is tailLossScenario with relay a dying at the
+// failpoint crashAt (after X's XADD, before X is marked), run with opts.
+func tailLossScenarioAt(t *testing.T, prune, forgetClaim bool, crashAt string, opts relay.Options) string {
 	e := newEnvWith(t, false, store.Options{PruneOnPublish: prune})
 	var armed sync.Once
 	var arm bool
@@ -381,12 +387,13 @@ func tailLossScenario(t *testing.T, prune, forgetClaim bool) string {
 		mu.Lock()
 		defer mu.Unlock()
 		var err error
-		if name == "relay:after-xadd" && arm {
+		if name == crashAt && arm {
 			armed.Do(func() { err = errors.New("crash after XADD") })
 		}
 		return err
 	}
-	_, _, doneA := e.startRelay("a", relay.Options{Failpoint: crash})
+	opts.Failpoint = crash
+	_, _, doneA := e.startRelay("a", opts)
 	x0 := e.place(0, 0, 1)
 	e.waitDrained(5 * time.Second)
 	mu.Lock()
