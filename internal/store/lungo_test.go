@@ -167,3 +167,47 @@ func TestChangeEventsKeepTheirDocument(t *testing.T) {
 		}
 	}
 }
+
+// A change stream tells each event's operationType without decoding the
+// event (the relay's wake-up filter reads it for every outbox change), and
+// it is the one Decode gives.
+func TestStreamOperationTypeWithoutDecoding(t *testing.T) {
+	ctx := context.Background()
+	client, _ := openEngine(t)
+	coll := client.Database("db").Collection("c")
+	cs, err := coll.Watch(ctx, []bson.M{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close(ctx)
+	ot, ok := cs.(interface{ OperationType() string })
+	if !ok {
+		t.Fatalf("%T has no OperationType", cs)
+	}
+	if got := ot.OperationType(); got != "" {
+		t.Fatalf("before the first event: %q, want \"\"", got)
+	}
+	if _, err := coll.InsertOne(ctx, bson.M{"_id": 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coll.UpdateOne(ctx, bson.M{"_id": 1}, bson.M{"$set": bson.M{"a": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coll.DeleteOne(ctx, bson.M{"_id": 1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"insert", "update", "delete"} {
+		if !cs.Next(ctx) {
+			t.Fatalf("stream ended: %v", cs.Err())
+		}
+		var ev struct {
+			OperationType string `bson:"operationType"`
+		}
+		if err := cs.Decode(&ev); err != nil {
+			t.Fatal(err)
+		}
+		if got := ot.OperationType(); got != want || ev.OperationType != want {
+			t.Fatalf("OperationType %q, decoded %q, want %q", got, ev.OperationType, want)
+		}
+	}
+}

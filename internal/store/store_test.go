@@ -100,7 +100,15 @@ func mustOpen(tb testing.TB, opts store.Options) *store.Store {
 // unpaced, the cost per op would depend on the machine's speed. cpu-µs/op
 // is the process's CPU per placement, garbage collection included; run it
 // with -benchtime 2000x (10 s).
-func BenchmarkPlacePainted(b *testing.B) {
+func BenchmarkPlacePainted(b *testing.B) { benchPlacePainted(b, false) }
+
+// BenchmarkPlacePaintedFolded is BenchmarkPlacePainted with the relay's
+// deferred mark: after each placement one transaction marks the previous
+// claim and claims the new event (MarkAndClaim), as the relay does under
+// continuous writes, instead of a claim and a mark.
+func BenchmarkPlacePaintedFolded(b *testing.B) { benchPlacePainted(b, true) }
+
+func benchPlacePainted(b *testing.B, folded bool) {
 	s := mustOpen(b, store.Options{PruneOnPublish: true})
 	ctx := context.Background()
 	lease, _, err := s.AcquireLease(ctx, "bench", time.Hour)
@@ -108,10 +116,23 @@ func BenchmarkPlacePainted(b *testing.B) {
 		b.Fatal(err)
 	}
 	pos := lease.Position
+	var open store.Claim // folded: claimed, not marked yet
 	publish := func() {
+		if open.IDs != nil {
+			c, _, err := s.MarkAndClaim(ctx, "bench", lease.Term, pos, open, time.Now(), 1024)
+			if err != nil {
+				b.Fatal(err)
+			}
+			pos.Seq, open = open.Last(), c
+			return
+		}
 		c, _, err := s.Claim(ctx, "bench", lease.Term, pos, 1024)
 		if err != nil {
 			b.Fatal(err)
+		}
+		if folded {
+			open = c
+			return
 		}
 		if err := s.MarkPublished(ctx, "bench", lease.Term, pos, c, time.Now()); err != nil {
 			b.Fatal(err)

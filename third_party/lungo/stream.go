@@ -91,6 +91,21 @@ func (s *Stream) Decode(out interface{}) error {
 	return nil
 }
 
+// OperationType returns the current event's operationType ("insert",
+// "update", …), or "" when there is none, without decoding the event
+// (pixelflow patch, see PATCHES.md).
+func (s *Stream) OperationType() string {
+	// acquire mutex
+	s.mutex.Lock()
+	defer s.mutex.Unlock()
+
+	if s.event == nil {
+		return ""
+	}
+	op, _ := bsonkit.Get(s.event, "operationType").(string)
+	return op
+}
+
 // Err implements the IChangeStream.Err method.
 func (s *Stream) Err() error {
 	// acquire mutex

@@ -78,6 +78,7 @@ var tests = []test{
 	{"ClaimAndMark", testClaimAndMark},
 	{"MarkAndClaim", testMarkAndClaim},
 	{"MarkAndClaimIsFenced", testMarkAndClaimIsFenced},
+	{"WatchOutboxWakesOnInserts", testWatchOutboxWakesOnInserts},
 	{"SnapshotAcrossTiles", testSnapshotAcrossTiles},
 	{"GroupCommitConcurrentPlacements", testGroupCommitConcurrentPlacements},
 	{"NoIndexesLeavesTheOwnersIndexes", testNoIndexesLeavesTheOwnersIndexes},
@@ -761,6 +762,63 @@ func testMarkAndClaimIsFenced(t *testing.T, e *Env) {
 	}
 	if pub, _ := s.Published(ctx, "e1", 1, 3); len(pub) != 0 {
 		t.Fatalf("during an epoch change: %d events marked", len(pub))
+	}
+}
+
+// testWatchOutboxWakesOnInserts: the relay's wake-up comes when events
+// are inserted (a placement, a canary), not when the relay's own claim and
+// mark update or delete outbox documents: those would wake it to claim
+// nothing, and with the mark deferred, to fold nothing.
+func testWatchOutboxWakesOnInserts(t *testing.T, e *Env) {
+	for _, prune := range []bool{false, true} {
+		t.Run(fmt.Sprint("prune=", prune), func(t *testing.T) {
+			s := e.Sub(t).Open(store.Options{PruneOnPublish: prune})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			wake, errc := s.WatchOutbox(ctx)
+			woken := func(within time.Duration) bool {
+				t.Helper()
+				select {
+				case <-wake:
+					return true
+				case err := <-errc:
+					t.Fatalf("watch: %v", err)
+				case <-time.After(within):
+				}
+				return false
+			}
+			// A change stream opened just now may miss a write made at
+			// once; place until the first wake-up shows it is running.
+			for i := 0; !woken(100 * time.Millisecond); i++ {
+				if i == 50 {
+					t.Fatal("no wake-up after 50 placements")
+				}
+				if _, _, err := s.Place(ctx, place(i, 0, 1), "", store.Trace{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for woken(300 * time.Millisecond) { // wake-ups of the placements above, coalesced
+			}
+			l, _, _ := s.AcquireLease(ctx, "r", time.Minute)
+			startEpoch(t, s, l, "e1")
+			at := canvas.Position{Epoch: "e1"}
+			c, evs, err := s.Claim(ctx, "r", l.Term, at, 100)
+			if err != nil || len(evs) == 0 {
+				t.Fatalf("claim: %d, %v", len(evs), err)
+			}
+			if err := s.MarkPublished(ctx, "r", l.Term, at, c, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			if woken(300 * time.Millisecond) {
+				t.Fatal("the relay's claim and mark woke the watcher")
+			}
+			if _, err := s.Canary(ctx, store.Trace{}); err != nil {
+				t.Fatal(err)
+			}
+			if !woken(5 * time.Second) {
+				t.Fatal("an inserted canary did not wake the watcher")
+			}
+		})
 	}
 }
 
