@@ -6,7 +6,9 @@
 // lease every LeaseTTL/3. As the leader it first syncs (reconciles the stream
 // with the outbox, see sync), then drains pending events in bounded claims,
 // woken by the outbox change stream with a slow poll as the safety net, and
-// renews the lease. Redis or store errors back off with jitter and never lose
+// renews the lease. It marks a claim it appended together with the next
+// claim, in one store transaction, or alone after MarkDelay (see
+// Options.MarkDelay): the XADD is never delayed, only the mark. Redis or store errors back off with jitter and never lose
 // an event: an event leaves the pending state only in the same transaction
 // that records the sequence it was published at. On shutdown it finishes the
 // claim in flight and releases the lease so a standby takes over at once.
