@@ -35,7 +35,7 @@ test-mongo:
 GOLANGCI_LINT_VERSION := v2.15.0
 GOLANGCI_LINT := bin/golangci-lint-$(GOLANGCI_LINT_VERSION)
 # What only tests, suites and drills may import.
-HARNESS_DEPS := ^testing$$|^github\.com/pixelflow/pixelflow/(e2e|chaos|loadtest)(/|$$)|^github\.com/pixelflow/pixelflow/internal/(client|history|svgplot|report|cputime|pace)$$|^github\.com/pixelflow/pixelflow/.*test$$
+HARNESS_DEPS := ^testing$$|^github\.com/pixelflow/pixelflow/(e2e|chaos|loadtest|internal/harness)(/|$$)|^github\.com/pixelflow/pixelflow/.*test$$
 
 lint: $(GOLANGCI_LINT)
 	$(GO) vet ./...

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pixelflow/pixelflow/e2e"
+	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 )
 
 // suite is what TestMain decided once.
@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
 		os.Exit(1)
 	}
-	env.bin, env.provider, err = e2e.Prepare(context.Background(), dir, "failpoints")
+	env.bin, env.provider, err = cluster.Prepare(context.Background(), dir, "failpoints")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
 		os.RemoveAll(dir)
@@ -263,9 +263,9 @@ func logInvariants(t *testing.T, r *Result) {
 }
 
 // planShape is the shape of the clusters this suite starts.
-func planShape(t *testing.T) e2e.Shape {
+func planShape(t *testing.T) cluster.Shape {
 	t.Helper()
-	sh, err := e2e.PlanShape(e2e.Options{Provider: env.provider})
+	sh, err := cluster.PlanShape(cluster.Options{Provider: env.provider})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,9 +22,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pixelflow/pixelflow/e2e"
-	"github.com/pixelflow/pixelflow/internal/history"
-	pacer "github.com/pixelflow/pixelflow/internal/pace"
+	"github.com/pixelflow/pixelflow/internal/harness/cluster"
+	"github.com/pixelflow/pixelflow/internal/harness/history"
+	pacer "github.com/pixelflow/pixelflow/internal/harness/pace"
 	"github.com/pixelflow/pixelflow/internal/quantiles"
 )
 
@@ -54,10 +54,10 @@ func Profiles() map[string]Profile {
 
 // Drill is what a scenario's fault acts on.
 type Drill struct {
-	Cluster  *e2e.Cluster
-	Watchers *e2e.Watchers
+	Cluster  *cluster.Cluster
+	Watchers *cluster.Watchers
 	// Writer is the paced writer (its writes go into the history).
-	Writer  *e2e.Writer
+	Writer  *cluster.Writer
 	Profile Profile
 	Logf    func(string, ...any)
 	// Facts are figures a scenario records for its checks and the report.
@@ -80,13 +80,13 @@ type Scenario struct {
 	Doc string
 	// Cluster shapes the deployment (Durable for crashes of the store's
 	// process).
-	Cluster e2e.Options
+	Cluster cluster.Options
 	// Skip returns why the scenario cannot run on this cluster ("" runs it).
-	Skip func(c *e2e.Cluster) string
+	Skip func(c *cluster.Cluster) string
 	// Inject breaks something and returns what heals it.
 	Inject func(ctx context.Context, d *Drill) (heal func(context.Context) error, err error)
 	// Watch adjusts the watching clients.
-	Watch []e2e.WatchOption
+	Watch []cluster.WatchOption
 	// WritesMayFail is set when the fault takes the write path down (the
 	// API answers 503 or not at all); otherwise every write must be 201.
 	WritesMayFail bool
@@ -180,7 +180,7 @@ func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provid
 	opts.Bin, opts.Provider = bin, provider
 	opts.Failpoints = true
 	res := &Result{Scenario: sc.Name, Doc: sc.Doc, Phases: map[string]Rate{}}
-	c := e2e.Start(ctx, tb, opts)
+	c := cluster.Start(ctx, tb, opts)
 	res.Provider = c.Provider + ", " + c.Store
 	if sc.Skip != nil {
 		if why := sc.Skip(c); why != "" {
@@ -190,7 +190,7 @@ func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provid
 	}
 	rec := history.NewRecorder(rand.Uint32())
 	lat := &latencies{}
-	w, err := e2e.Watch(ctx, rec, c.Target(), p.Clients, append(sc.Watch, lat.watch())...)
+	w, err := cluster.Watch(ctx, rec, c.Target(), p.Clients, append(sc.Watch, lat.watch())...)
 	if err != nil {
 		tb.Fatalf("%s: %v", sc.Name, err)
 	}
@@ -201,7 +201,7 @@ func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provid
 	// write grows with the size of the documents it updates; a canvas that
 	// fills up during the drill would make "after" slower than "before" by
 	// itself).
-	writer := e2e.NewWriter(c.APIURL(), rec, region)
+	writer := cluster.NewWriter(c.APIURL(), rec, region)
 	writer.Retries = 0 // keep the pace: an outage shows as unknown outcomes
 	d := &Drill{Cluster: c, Watchers: w, Writer: writer, Profile: p, Logf: tb.Logf, Facts: map[string]float64{}, lat: lat}
 	if err := warmUp(ctx, writer, region); err != nil {
@@ -265,7 +265,7 @@ func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provid
 	if converge == 0 {
 		converge = 60 * time.Second
 	}
-	rep := e2e.Verify(ctx, sc.Name, c.Target(), rec, w, converge, tb.Logf)
+	rep := cluster.Verify(ctx, sc.Name, c.Target(), rec, w, converge, tb.Logf)
 	res.History = rep
 	res.Invariants = invariants(sc, p, res, rep, dr, healAt)
 	res.Invariants = append(res.Invariants, Invariant{"clients caught up after the fault", recovered,
@@ -317,7 +317,7 @@ func invariants(sc Scenario, p Profile, res *Result, rep *history.Report, dr dra
 const region = 16
 
 // warmUp writes every pixel of the region once, 8 at a time.
-func warmUp(ctx context.Context, w *e2e.Writer, side int) error {
+func warmUp(ctx context.Context, w *cluster.Writer, side int) error {
 	var wg sync.WaitGroup
 	var failed atomic.Int64
 	sem := make(chan struct{}, 8)
@@ -342,7 +342,7 @@ func warmUp(ctx context.Context, w *e2e.Writer, side int) error {
 
 // pace writes at rate pixels/s from 4 goroutines until stop ends; the
 // writes in flight then finish under reqCtx, so stopping is no outage.
-func pace(stop, reqCtx context.Context, w *e2e.Writer, rate int) {
+func pace(stop, reqCtx context.Context, w *cluster.Writer, rate int) {
 	rngs := make([]*rand.Rand, 4)
 	for i := range rngs {
 		rngs[i] = rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))
@@ -361,7 +361,7 @@ const freshArea = 64
 // pixels/s, one after another through a freshArea² band below the region
 // (after a full pass they are repainted, version 2 and up, so a long run's
 // canvas stays bounded).
-func paceFresh(stop, reqCtx context.Context, w *e2e.Writer, rate int) {
+func paceFresh(stop, reqCtx context.Context, w *cluster.Writer, rate int) {
 	t := time.NewTicker(time.Second / time.Duration(rate))
 	defer t.Stop()
 	for i := 0; ; i++ {
@@ -398,7 +398,7 @@ func (d drain) rate(writeRate int) float64 {
 func waitDrained(ctx context.Context, apiURL string, from time.Time, bound time.Duration, baseline int) drain {
 	d := drain{start: from, baseline: baseline}
 	for {
-		n, err := e2e.Backlog(ctx, apiURL)
+		n, err := cluster.Backlog(ctx, apiURL)
 		now := time.Now()
 		if err == nil {
 			if n >= d.peak {

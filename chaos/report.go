@@ -6,8 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pixelflow/pixelflow/internal/report"
-	"github.com/pixelflow/pixelflow/internal/svgplot"
+	"github.com/pixelflow/pixelflow/internal/harness/report"
+	"github.com/pixelflow/pixelflow/internal/harness/svgplot"
 )
 
 // Report is a chaos run: one Result per scenario.

@@ -5,7 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/pixelflow/pixelflow/internal/history"
+	"github.com/pixelflow/pixelflow/internal/harness/cluster"
+	"github.com/pixelflow/pixelflow/internal/harness/history"
 	"github.com/pixelflow/pixelflow/internal/protocol"
 )
 
@@ -13,11 +14,11 @@ import (
 // it from the binary snapshot (no event carries those pixels), and events
 // after the load land on top of it.
 func TestBrowserLoadsBinarySnapshot(t *testing.T) {
-	ctx, c := setup(t, Options{Gateways: 1})
-	w := NewWriter(c.APIURL(), history.NewRecorder(rand.Uint32()), 8)
+	ctx, c := setup(t, cluster.Options{Gateways: 1})
+	w := cluster.NewWriter(c.APIURL(), history.NewRecorder(rand.Uint32()), 8)
 	place := func(gx, gy int, color string) {
 		t.Helper()
-		status, err := w.post(ctx, fmt.Sprintf(`{"gx":%d,"gy":%d,"color":%q}`, gx, gy, color), "", &protocol.Event{})
+		status, err := w.Post(ctx, fmt.Sprintf(`{"gx":%d,"gy":%d,"color":%q}`, gx, gy, color), "", &protocol.Event{})
 		if err != nil || status != 201 {
 			t.Fatalf("POST: %d %v", status, err)
 		}

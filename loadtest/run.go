@@ -13,11 +13,11 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
-	"github.com/pixelflow/pixelflow/e2e"
 	"github.com/pixelflow/pixelflow/internal/canvas"
-	"github.com/pixelflow/pixelflow/internal/client"
-	"github.com/pixelflow/pixelflow/internal/history"
-	"github.com/pixelflow/pixelflow/internal/pace"
+	"github.com/pixelflow/pixelflow/internal/harness/client"
+	"github.com/pixelflow/pixelflow/internal/harness/cluster"
+	"github.com/pixelflow/pixelflow/internal/harness/history"
+	"github.com/pixelflow/pixelflow/internal/harness/pace"
 )
 
 // newHist records microseconds from 1 µs to 5 minutes, 3 significant digits.
@@ -93,7 +93,7 @@ func ms(us int64) float64 { return float64(us) / 1000 }
 
 // run performs the load test p and returns its report.
 func run(ctx context.Context, p Params, out io.Writer) (*Report, error) {
-	target := e2e.Target{API: p.API, Gateways: p.Targets, Describe: "running deployment at " + p.API}
+	target := cluster.Target{API: p.API, Gateways: p.Targets, Describe: "running deployment at " + p.API}
 	var groups []procGroup // the server's processes, for the CPU report
 	if p.API == "" {
 		dir, err := os.MkdirTemp("", "pixelflow-loadtest-")
@@ -143,14 +143,14 @@ func run(ctx context.Context, p Params, out io.Writer) (*Report, error) {
 		o.Logger = quietLogger()
 		o.DiscardHistory = true
 	}
-	w, err := e2e.Watch(ctx, rec, target, p.Clients, record)
+	w, err := cluster.Watch(ctx, rec, target, p.Clients, record)
 	if err != nil {
 		return nil, err
 	}
 	defer w.Stop()
 
 	rep := &Report{Params: p, Target: target.Describe, Machine: machine(), Started: time.Now()}
-	writer := e2e.NewWriter(target.API, rec, p.Region)
+	writer := cluster.NewWriter(target.API, rec, p.Region)
 	writer.Retries = 0
 	writer.OnSend = sent.record
 	m.sent = sent
@@ -191,7 +191,7 @@ func run(ctx context.Context, p Params, out io.Writer) (*Report, error) {
 	rep.Series = l.series
 
 	logf := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
-	rep.History = e2e.Verify(ctx, "loadtest-"+p.Scenario, target, rec, w, 60*time.Second, logf)
+	rep.History = cluster.Verify(ctx, "loadtest-"+p.Scenario, target, rec, w, 60*time.Second, logf)
 	rep.finish(m)
 	rep.print(out)
 	return rep, nil
@@ -201,8 +201,8 @@ func run(ctx context.Context, p Params, out io.Writer) (*Report, error) {
 type loop struct {
 	p      Params
 	m      *meter
-	w      *e2e.Watchers
-	writer *e2e.Writer
+	w      *cluster.Watchers
+	writer *cluster.Writer
 	api    string
 	out    io.Writer
 	start  time.Time
@@ -279,7 +279,7 @@ func (l *loop) drive(ctx context.Context, rate int, d time.Duration) StepResult 
 		sample(now)
 		acked, delivered := l.writer.Acked(), l.w.Delivered()
 		secs := now.Sub(lastLog).Seconds()
-		backlog, _ := e2e.Backlog(ctx, l.api)
+		backlog, _ := cluster.Backlog(ctx, l.api)
 		s := Second{T: now.Sub(l.start).Seconds(), Writes: float64(acked-lastAcked) / secs, Delivered: float64(delivered-lastDelivered) / secs, P99: l.m.rollSecond(), Backlog: backlog}
 		l.series = append(l.series, s)
 		l.m.mu.Lock()

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pixelflow/pixelflow/e2e"
+	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
 )
 
@@ -32,7 +32,7 @@ type serveDeployment struct {
 // startServe builds pixelflow into dir and starts the deployment; with cpus
 // set, both processes run pinned to those CPUs (taskset).
 func startServe(ctx context.Context, dir string, p Params) (*serveDeployment, error) {
-	bin, err := e2e.Build(ctx, dir)
+	bin, err := cluster.Build(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -112,8 +112,8 @@ func (d *serveDeployment) waitReady(ctx context.Context, timeout time.Duration) 
 	return fmt.Errorf("pixelflow serve not ready within %s: %s", timeout, last)
 }
 
-func (d *serveDeployment) target() e2e.Target {
-	return e2e.Target{API: d.url, Gateways: []string{d.url},
+func (d *serveDeployment) target() cluster.Target {
+	return cluster.Target{API: d.url, Gateways: []string{d.url},
 		Describe: "pixelflow serve (embedded store in memory) and its own redis-server, as the side-by-side harness runs it"}
 }
 
@@ -155,13 +155,13 @@ func (d *serveDeployment) stop() {
 
 // launchCluster starts the "cluster" topology: an api and p.Gateways
 // gateways on an e2e provider.
-func launchCluster(ctx context.Context, dir string, p Params, out io.Writer) (*e2e.Cluster, error) {
-	bin, provider, err := e2e.Prepare(ctx, dir)
+func launchCluster(ctx context.Context, dir string, p Params, out io.Writer) (*cluster.Cluster, error) {
+	bin, provider, err := cluster.Prepare(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
 	side := strconv.Itoa(p.Canvas)
-	c, err := e2e.Launch(ctx, dir, e2e.Options{Provider: provider, Bin: bin, Gateways: p.Gateways,
+	c, err := cluster.Launch(ctx, dir, cluster.Options{Provider: provider, Bin: bin, Gateways: p.Gateways,
 		Env: []string{"CANVAS_WIDTH=" + side, "CANVAS_HEIGHT=" + side, "LOG_LEVEL=warn", "MAX_CONNS=100000", "MAX_CONNS_PER_IP=100000"}})
 	if err != nil && c != nil {
 		fmt.Fprint(out, c.Logs(20))
@@ -173,8 +173,8 @@ func launchCluster(ctx context.Context, dir string, p Params, out io.Writer) (*e
 // api, the gateways, the redis-server this process started), pinned to
 // cpus when set. On the docker provider the processes are not this host's
 // to read: none are listed, and pinning is refused.
-func clusterGroups(c *e2e.Cluster, cpus string) ([]procGroup, error) {
-	if c.Provider != e2e.Local {
+func clusterGroups(c *cluster.Cluster, cpus string) ([]procGroup, error) {
+	if c.Provider != cluster.Local {
 		if cpus != "" {
 			return nil, fmt.Errorf("-cpus-server needs the local provider (E2E_PROVIDER=local), not %s", c.Provider)
 		}

@@ -20,7 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
-	"github.com/pixelflow/pixelflow/internal/cputime"
+	"github.com/pixelflow/pixelflow/internal/harness/cputime"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
-	"github.com/pixelflow/pixelflow/internal/cputime"
+	"github.com/pixelflow/pixelflow/internal/harness/cputime"
 	"github.com/pixelflow/pixelflow/internal/store"
 )
 
