@@ -246,32 +246,16 @@ func RelayCrashTailLoss(extra ...string) Scenario {
 
 func relayCrashThenTailLoss(ctx context.Context, d *Drill) (func(context.Context) error, error) {
 	c := d.Cluster
-	target := c.API
-	if len(c.Relays) > 0 {
-		var err error
-		if target, err = activeRelay(ctx, c); err != nil {
-			return nil, err
-		}
-	}
 	armed := time.Now()
-	exited := target.Exited()
-	if err := target.Arm("relay:after-xadd=crash"); err != nil {
+	target, crashed, err := crashRelayAtXADD(ctx, d)
+	switch {
+	case err != nil:
 		return nil, err
-	}
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		_ = target.Arm("")
+	case !crashed:
 		return nil, fmt.Errorf("%s did not crash at relay:after-xadd within 10s of arming it", target.Name)
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
 	died := time.Now()
 	d.Facts["crashed"], d.Facts["crashAfter"] = 1, died.Sub(armed).Seconds()
-	// Disarm before anything restarts it.
-	if err := target.Arm(""); err != nil {
-		return nil, err
-	}
 	d.Logf("relay-crash-tail-loss: %s died at relay:after-xadd", target.Name)
 
 	rdb := redis.NewClient(&redis.Options{Addr: strings.TrimPrefix(c.RedisURL, "redis://")})

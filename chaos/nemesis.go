@@ -211,35 +211,43 @@ func loseTail(ctx context.Context, d *Drill, name string, entries int) (func(con
 	return func(context.Context) error { return nil }, nil
 }
 
-// crashRelay arms relay:after-xadd=crash in the process running the
-// leading relay, waits for it to die there and disarms it. When no XADD
+// crashRelay crashes the leading relay at relay:after-xadd. When no XADD
 // comes within 10 s (Redis down, or the relay waiting for a lease), the
 // fault did not fire: that is logged, not an error.
 func crashRelay(ctx context.Context, d *Drill) (*cluster.Process, error) {
+	target, crashed, err := crashRelayAtXADD(ctx, d)
+	if err == nil && !crashed {
+		d.Logf("relay-crash: %s reached no XADD within 10s; nothing crashed", target.Name)
+	}
+	return target, err
+}
+
+// crashRelayAtXADD arms relay:after-xadd=crash in the process running the
+// leading relay, waits up to 10 s for it to die there and disarms it (the
+// failpoint file outlives the process, so a restart does not crash again).
+// crashed says whether it died.
+func crashRelayAtXADD(ctx context.Context, d *Drill) (target *cluster.Process, crashed bool, err error) {
 	c := d.Cluster
-	target := c.API
+	target = c.API
 	if len(c.Relays) > 0 {
-		var err error
 		if target, err = activeRelay(ctx, c); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	exited := target.Exited()
 	if err := target.Arm("relay:after-xadd=crash"); err != nil {
-		return nil, err
+		return target, false, err
 	}
 	select {
 	case <-exited:
+		crashed = true
 	case <-time.After(10 * time.Second):
 	case <-ctx.Done():
 	}
 	if err := target.Arm(""); err != nil {
-		return nil, err
+		return target, crashed, err
 	}
-	if target.Pid() != 0 {
-		d.Logf("relay-crash: %s reached no XADD within 10s; nothing crashed", target.Name)
-	}
-	return target, ctx.Err()
+	return target, crashed, ctx.Err()
 }
 
 // storm drops clients every 100 ms until the returned heal is called.
