@@ -181,6 +181,20 @@ func screenshot(t *testing.T, p context.Context, name string) {
 	t.Logf("screenshot: %s", path)
 }
 
+// placer returns a function that places one pixel through w and returns
+// its version, failing the test on anything but 201.
+func placer(ctx context.Context, t *testing.T, w *cluster.Writer) func(gx, gy int, color string) int64 {
+	return func(gx, gy int, color string) int64 {
+		t.Helper()
+		var ev protocol.Event
+		status, err := w.Post(ctx, fmt.Sprintf(`{"gx":%d,"gy":%d,"color":%q}`, gx, gy, color), "", &ev)
+		if err != nil || status != 201 {
+			t.Fatalf("POST: %d %v", status, err)
+		}
+		return ev.Version
+	}
+}
+
 // TestBrowserSurvivesGatewayRestartAndResync: the page reconnects and
 // resumes when its gateway is killed and restarted, and reloads the
 // snapshot when Redis comes back empty (a new epoch); pixels placed after
@@ -190,13 +204,7 @@ func TestBrowserSurvivesGatewayRestartAndResync(t *testing.T) {
 	bctx := browser(t)
 	pg := page(t, bctx, c.GatewayURLs()[0]+"/")
 	w := cluster.NewWriter(c.APIURL(), history.NewRecorder(rand.Uint32()), 8)
-	place := func(gx, gy int, color string) {
-		t.Helper()
-		status, err := w.Post(ctx, fmt.Sprintf(`{"gx":%d,"gy":%d,"color":%q}`, gx, gy, color), "", &protocol.Event{})
-		if err != nil || status != 201 {
-			t.Fatalf("POST: %d %v", status, err)
-		}
-	}
+	place := placer(ctx, t, w)
 	place(1, 1, "#111111")
 	waitPixel(t, pg, 1, 1, "#111111")
 
@@ -279,15 +287,7 @@ func TestBrowserReplacesCanvasAfterStoreReset(t *testing.T) {
 	pg := page(t, bctx, c.GatewayURLs()[0]+"/")
 	w := cluster.NewWriter(c.APIURL(), history.NewRecorder(rand.Uint32()), 8)
 	w.Retries = 50 // the api restarts below
-	place := func(gx, gy int, color string) int64 {
-		t.Helper()
-		var ev protocol.Event
-		status, err := w.Post(ctx, fmt.Sprintf(`{"gx":%d,"gy":%d,"color":%q}`, gx, gy, color), "", &ev)
-		if err != nil || status != 201 {
-			t.Fatalf("POST: %d %v", status, err)
-		}
-		return ev.Version
-	}
+	place := placer(ctx, t, w)
 	for _, col := range []string{"#111111", "#222222", "#333333"} {
 		place(1, 1, col)
 	}
