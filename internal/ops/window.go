@@ -16,6 +16,15 @@ type Window struct {
 	at  []time.Time
 	d   []time.Duration
 	pos int
+	// now is the clock (nil: time.Now); tests set it.
+	now func() time.Time
+}
+
+func (w *Window) clock() time.Time {
+	if w.now == nil {
+		return time.Now()
+	}
+	return w.now()
 }
 
 // windowSize bounds the samples kept: at high rates the window covers
@@ -26,11 +35,12 @@ const windowSize = 4096
 func (w *Window) Add(d time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	now := w.clock()
 	if len(w.d) < windowSize {
-		w.d, w.at = append(w.d, d), append(w.at, time.Now())
+		w.d, w.at = append(w.d, d), append(w.at, now)
 		return
 	}
-	w.d[w.pos], w.at[w.pos] = d, time.Now()
+	w.d[w.pos], w.at[w.pos] = d, now
 	w.pos = (w.pos + 1) % windowSize
 }
 
@@ -39,7 +49,7 @@ func (w *Window) Add(d time.Duration) {
 func (w *Window) Quantiles(within time.Duration) (p50, p99 float64) {
 	w.mu.Lock()
 	var ds []time.Duration
-	cut := time.Now().Add(-within)
+	cut := w.clock().Add(-within)
 	for i, d := range w.d {
 		if w.at[i].After(cut) {
 			ds = append(ds, d)
