@@ -69,7 +69,7 @@ func TestChaos(t *testing.T) {
 		t.Run(sc.Name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
-			res := Run(ctx, t, sc, p, env.bin, env.provider)
+			res := RunUndisturbed(t.Logf, func() *Result { return Run(ctx, t, sc, p, env.bin, env.provider) })
 			rep.Results = append(rep.Results, res)
 			for _, inv := range res.Invariants {
 				mark := "pass"
@@ -78,6 +78,9 @@ func TestChaos(t *testing.T) {
 					t.Errorf("%s: %s: %s", sc.Name, inv.Name, inv.Figure)
 				}
 				t.Logf("%-4s %s: %s", mark, inv.Name, inv.Figure)
+			}
+			if res.OtherCores != nil {
+				t.Logf("other processes: %.2f cores before the fault, %.2f after (disturbed above %.2f: %v)", res.OtherCores["before"], res.OtherCores["after"], MaxOtherCores, res.Disturbed)
 			}
 			if res.Status == "not run" {
 				t.Logf("%s not run here: %s", sc.Name, res.Why)

@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,6 +27,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 	"github.com/pixelflow/pixelflow/internal/harness/history"
 	pacer "github.com/pixelflow/pixelflow/internal/harness/pace"
+	"github.com/pixelflow/pixelflow/internal/harness/procstat"
 	"github.com/pixelflow/pixelflow/internal/quantiles"
 )
 
@@ -136,6 +139,75 @@ type Result struct {
 	Schedule *Schedule       `json:"schedule,omitempty"`
 	Phases   map[string]Rate `json:"phases"`
 	History  *history.Report `json:"history,omitempty"`
+	// OtherCores is the CPU other processes used (cores; everything busy
+	// on the machine but this test and its descendants) in the before and
+	// after phases, the two the performance criteria compare.
+	OtherCores map[string]float64 `json:"otherCores,omitempty"`
+	// Disturbed: other processes used more than MaxOtherCores in one of
+	// them, so a failed performance criterion says more about the machine
+	// than about pixelflow.
+	Disturbed bool `json:"disturbed"`
+	// Note says what else happened to the result (a disturbed attempt that
+	// was run again).
+	Note string `json:"note,omitempty"`
+}
+
+// MaxOtherCores is how much CPU other processes may use during the before
+// or after phase before a drill counts as disturbed (as the load test's
+// -max-other).
+const MaxOtherCores = 0.25
+
+// The performance criteria: what the short profile's timing decides, and
+// what CorrectnessOnly leaves out.
+const (
+	invP99Recovers = "P99 recovers to ≤ 2× baseline"
+	invDrainRate   = "backlog drains at ≥ 10× the write rate"
+)
+
+// RunUndisturbed runs a drill and, when it failed on performance criteria
+// only while other processes competed for the CPU, runs it once more and
+// keeps the second result, noting why (the peer harness retries disturbed
+// runs the same way). A failure of any other invariant, or a performance
+// failure on a quiet machine, stands at once; so does a second failure.
+func RunUndisturbed(logf func(string, ...any), run func() *Result) *Result {
+	first := run()
+	if !first.Disturbed || !first.FailedOnPerformanceOnly() {
+		return first
+	}
+	why := fmt.Sprintf("the first run failed on performance only (%s) while other processes used %.2f cores before the fault and %.2f after it (bound %.2f)",
+		strings.Join(first.failedNames(), ", "), first.OtherCores["before"], first.OtherCores["after"], MaxOtherCores)
+	logf("%s: %s: running it once more", first.Scenario, why)
+	second := run()
+	second.Note = "Second run: " + why + "."
+	return second
+}
+
+// failedNames lists the invariants that failed.
+func (r *Result) failedNames() []string {
+	var out []string
+	for _, inv := range r.Invariants {
+		if !inv.Pass {
+			out = append(out, inv.Name)
+		}
+	}
+	return out
+}
+
+// FailedOnPerformanceOnly reports whether the drill failed and every
+// failed invariant is a performance criterion: the one kind of failure a
+// disturbed machine can cause by itself.
+func (r *Result) FailedOnPerformanceOnly() bool {
+	failed := false
+	for _, inv := range r.Invariants {
+		if inv.Pass {
+			continue
+		}
+		if inv.Name != invP99Recovers && inv.Name != invDrainRate {
+			return false
+		}
+		failed = true
+	}
+	return failed
 }
 
 // Rate summarises a phase.
@@ -218,12 +290,17 @@ func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provid
 		go func() { defer writes.Done(); paceFresh(writeCtx, ctx, writer, sc.FreshRate) }()
 	}
 
+	// CPU outside this test and its descendants (the cluster's processes),
+	// for the before and after phases.
+	ours := []procstat.Group{{Name: "this test and its children", Pids: func() []int { return procstat.Tree(os.Getpid()) }}}
+	cpuStart := procstat.Read(ours)
 	samples := newSampler(c.APIURL(), w, lat, writer, start, p.Tick)
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	sampled := make(chan struct{})
 	go func() { samples.run(sampleCtx, tb.Logf, sc.Name); close(sampled) }()
 
 	sleep(ctx, p.Before)
+	cpuFault := procstat.Read(ours)
 	faultAt := time.Now()
 	heal, err := sc.Inject(ctx, d)
 	if err != nil {
@@ -247,8 +324,13 @@ func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provid
 	newest := writer.Last()
 	recoveredAt, recovered := w.CaughtUp(ctx, newest, p.DrainBound)
 	afterFrom := later(recoveredAt, healAt).Add(time.Second)
+	sleep(ctx, time.Until(afterFrom))
+	cpuAfter := procstat.Read(ours)
 	sleep(ctx, time.Until(afterFrom.Add(p.After)))
+	cpuEnd := procstat.Read(ours)
 	afterTo := time.Now()
+	res.OtherCores = map[string]float64{"before": procstat.Others(cpuStart, cpuFault), "after": procstat.Others(cpuAfter, cpuEnd)}
+	res.Disturbed = max(res.OtherCores["before"], res.OtherCores["after"]) > MaxOtherCores
 	stopWrites()
 	writes.Wait()
 	stopSampling()
@@ -300,14 +382,14 @@ func invariants(sc Scenario, p Profile, res *Result, rep *history.Report, dr dra
 	// A backlog of under two seconds of writes drains too fast to time.
 	if dr.ok && dr.peak-dr.baseline >= 2*p.WriteRate {
 		rate := dr.rate(p.WriteRate)
-		out = append(out, Invariant{"backlog drains at ≥ 10× the write rate", rate >= 10*float64(p.WriteRate),
+		out = append(out, Invariant{invDrainRate, rate >= 10*float64(p.WriteRate),
 			fmt.Sprintf("%.0f events/s (%d in %.0f ms) vs %d writes/s", rate, dr.peak-dr.baseline, dr.end.Sub(dr.start).Seconds()*1000, p.WriteRate)})
 	}
 	before, after := res.Phases["before"].P99Ms, res.Phases["after"].P99Ms
 	// 2× the before-fault P99, with a 50 ms floor: below that, scheduler
 	// noise on a 2-core machine decides, not the system.
 	band := max(2*before, before+50)
-	out = append(out, Invariant{"P99 recovers to ≤ 2× baseline", res.Phases["after"].Events > 0 && after <= band,
+	out = append(out, Invariant{invP99Recovers, res.Phases["after"].Events > 0 && after <= band,
 		fmt.Sprintf("after %.1f ms vs before %.1f ms (band %.1f ms)", after, before, band)})
 	return out
 }

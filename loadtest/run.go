@@ -18,6 +18,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 	"github.com/pixelflow/pixelflow/internal/harness/history"
 	"github.com/pixelflow/pixelflow/internal/harness/pace"
+	"github.com/pixelflow/pixelflow/internal/harness/procstat"
 )
 
 // newHist records microseconds from 1 µs to 5 minutes, 3 significant digits.
@@ -94,7 +95,7 @@ func ms(us int64) float64 { return float64(us) / 1000 }
 // run performs the load test p and returns its report.
 func run(ctx context.Context, p Params, out io.Writer) (*Report, error) {
 	target := cluster.Target{API: p.API, Gateways: p.Targets, Describe: "running deployment at " + p.API}
-	var groups []procGroup // the server's processes, for the CPU report
+	var groups []procstat.Group // the server's processes, for the CPU report
 	if p.API == "" {
 		dir, err := os.MkdirTemp("", "pixelflow-loadtest-")
 		if err != nil {
@@ -131,7 +132,7 @@ func run(ctx context.Context, p Params, out io.Writer) (*Report, error) {
 			return nil, err
 		}
 	}
-	groups = append(groups, procGroup{Name: loadGroup, pids: func() []int { return []int{os.Getpid()} }})
+	groups = append(groups, procstat.Group{Name: loadGroup, Pids: func() []int { return []int{os.Getpid()} }})
 	fmt.Fprintf(out, "loadtest %s on %s: %d clients over %d gateways, %d writes/s\n", p.Scenario, target.Describe, p.Clients, len(target.Gateways), p.Rate)
 
 	rec := history.NewRecorder(rand.Uint32())
@@ -207,7 +208,7 @@ type loop struct {
 	out    io.Writer
 	start  time.Time
 
-	groups []procGroup // the server's processes and the load generator, for Usage
+	groups []procstat.Group // the server's processes and the load generator, for Usage
 
 	series []Second
 }
@@ -263,13 +264,13 @@ func (l *loop) drive(ctx context.Context, rate int, d time.Duration) StepResult 
 	// most a quarter of the step), until the step's writes are done.
 	warm := start.Add(min(5*time.Second, d/4))
 	var (
-		s0            cpuSample
+		s0            procstat.Sample
 		ev0, fr0, by0 int64
 		sampled       bool
 	)
 	sample := func(now time.Time) {
 		if !sampled && !now.Before(warm) {
-			s0 = readCPU(l.groups)
+			s0 = procstat.Read(l.groups)
 			ev0, fr0, by0 = l.received()
 			sampled = true
 		}
@@ -299,7 +300,7 @@ func (l *loop) drive(ctx context.Context, rate int, d time.Duration) StepResult 
 		}
 	})
 	if sampled {
-		s1 := readCPU(l.groups)
+		s1 := procstat.Read(l.groups)
 		ev1, fr1, by1 := l.received()
 		res.Usage = usage(l.groups, s0, s1, ev1-ev0, fr1-fr0, by1-by0, runtime.NumCPU(), l.p.MaxOther)
 	}

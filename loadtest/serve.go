@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pixelflow/pixelflow/internal/harness/cluster"
+	"github.com/pixelflow/pixelflow/internal/harness/procstat"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
 )
 
@@ -118,10 +119,10 @@ func (d *serveDeployment) target() cluster.Target {
 }
 
 // groups are the deployment's processes for the CPU report.
-func (d *serveDeployment) groups() []procGroup {
-	return []procGroup{
-		{Name: "pixelflow serve", pids: func() []int { return d.serverPids() }},
-		{Name: "redis-server", pids: func() []int { return []int{d.redis.Pid()} }},
+func (d *serveDeployment) groups() []procstat.Group {
+	return []procstat.Group{
+		{Name: "pixelflow serve", Pids: func() []int { return d.serverPids() }},
+		{Name: "redis-server", Pids: func() []int { return []int{d.redis.Pid()} }},
 	}
 }
 
@@ -173,27 +174,27 @@ func launchCluster(ctx context.Context, dir string, p Params, out io.Writer) (*c
 // api, the gateways, the redis-server this process started), pinned to
 // cpus when set. On the docker provider the processes are not this host's
 // to read: none are listed, and pinning is refused.
-func clusterGroups(c *cluster.Cluster, cpus string) ([]procGroup, error) {
+func clusterGroups(c *cluster.Cluster, cpus string) ([]procstat.Group, error) {
 	if c.Provider != cluster.Local {
 		if cpus != "" {
 			return nil, fmt.Errorf("-cpus-server needs the local provider (E2E_PROVIDER=local), not %s", c.Provider)
 		}
 		return nil, nil
 	}
-	groups := []procGroup{
-		{Name: "pixelflow api", pids: func() []int { return []int{c.API.Pid()} }},
-		{Name: "pixelflow gateways", pids: func() []int {
+	groups := []procstat.Group{
+		{Name: "pixelflow api", Pids: func() []int { return []int{c.API.Pid()} }},
+		{Name: "pixelflow gateways", Pids: func() []int {
 			var pids []int
 			for _, g := range c.Gateways {
 				pids = append(pids, g.Pid())
 			}
 			return pids
 		}},
-		{Name: "redis-server", pids: func() []int { return childrenNamed("redis-server", os.Getpid()) }},
+		{Name: "redis-server", Pids: func() []int { return procstat.ChildrenNamed("redis-server", os.Getpid()) }},
 	}
 	if cpus != "" {
 		for _, g := range groups {
-			for _, pid := range g.pids() {
+			for _, pid := range g.Pids() {
 				if err := pinPID(pid, cpus); err != nil {
 					return nil, err
 				}
