@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pixelflow/pixelflow/e2e"
+	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 )
 
 // suite is what TestMain decided once.
@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
 		os.Exit(1)
 	}
-	env.bin, env.provider, err = e2e.Prepare(context.Background(), dir, "failpoints")
+	env.bin, env.provider, err = cluster.Prepare(context.Background(), dir, "failpoints")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
 		os.RemoveAll(dir)
@@ -69,7 +69,7 @@ func TestChaos(t *testing.T) {
 		t.Run(sc.Name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
-			res := Run(ctx, t, sc, p, env.bin, env.provider)
+			res := RunUndisturbed(t.Logf, func() *Result { return Run(ctx, t, sc, p, env.bin, env.provider) })
 			rep.Results = append(rep.Results, res)
 			for _, inv := range res.Invariants {
 				mark := "pass"
@@ -78,6 +78,9 @@ func TestChaos(t *testing.T) {
 					t.Errorf("%s: %s: %s", sc.Name, inv.Name, inv.Figure)
 				}
 				t.Logf("%-4s %s: %s", mark, inv.Name, inv.Figure)
+			}
+			if res.OtherCores != nil {
+				t.Logf("other processes: %.2f cores before the fault, %.2f after (disturbed above %.2f: %v)", res.OtherCores["before"], res.OtherCores["after"], MaxOtherCores, res.Disturbed)
 			}
 			if res.Status == "not run" {
 				t.Logf("%s not run here: %s", sc.Name, res.Why)
@@ -263,9 +266,9 @@ func logInvariants(t *testing.T, r *Result) {
 }
 
 // planShape is the shape of the clusters this suite starts.
-func planShape(t *testing.T) e2e.Shape {
+func planShape(t *testing.T) cluster.Shape {
 	t.Helper()
-	sh, err := e2e.PlanShape(e2e.Options{Provider: env.provider})
+	sh, err := cluster.PlanShape(cluster.Options{Provider: env.provider})
 	if err != nil {
 		t.Fatal(err)
 	}

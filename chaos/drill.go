@@ -17,14 +17,17 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/pixelflow/pixelflow/e2e"
-	"github.com/pixelflow/pixelflow/internal/history"
-	pacer "github.com/pixelflow/pixelflow/internal/pace"
+	"github.com/pixelflow/pixelflow/internal/harness/cluster"
+	"github.com/pixelflow/pixelflow/internal/harness/history"
+	pacer "github.com/pixelflow/pixelflow/internal/harness/pace"
+	"github.com/pixelflow/pixelflow/internal/harness/procstat"
 	"github.com/pixelflow/pixelflow/internal/quantiles"
 )
 
@@ -54,10 +57,10 @@ func Profiles() map[string]Profile {
 
 // Drill is what a scenario's fault acts on.
 type Drill struct {
-	Cluster  *e2e.Cluster
-	Watchers *e2e.Watchers
+	Cluster  *cluster.Cluster
+	Watchers *cluster.Watchers
 	// Writer is the paced writer (its writes go into the history).
-	Writer  *e2e.Writer
+	Writer  *cluster.Writer
 	Profile Profile
 	Logf    func(string, ...any)
 	// Facts are figures a scenario records for its checks and the report.
@@ -80,13 +83,13 @@ type Scenario struct {
 	Doc string
 	// Cluster shapes the deployment (Durable for crashes of the store's
 	// process).
-	Cluster e2e.Options
+	Cluster cluster.Options
 	// Skip returns why the scenario cannot run on this cluster ("" runs it).
-	Skip func(c *e2e.Cluster) string
+	Skip func(c *cluster.Cluster) string
 	// Inject breaks something and returns what heals it.
 	Inject func(ctx context.Context, d *Drill) (heal func(context.Context) error, err error)
 	// Watch adjusts the watching clients.
-	Watch []e2e.WatchOption
+	Watch []cluster.WatchOption
 	// WritesMayFail is set when the fault takes the write path down (the
 	// API answers 503 or not at all); otherwise every write must be 201.
 	WritesMayFail bool
@@ -136,6 +139,75 @@ type Result struct {
 	Schedule *Schedule       `json:"schedule,omitempty"`
 	Phases   map[string]Rate `json:"phases"`
 	History  *history.Report `json:"history,omitempty"`
+	// OtherCores is the CPU other processes used (cores; everything busy
+	// on the machine but this test and its descendants) in the before and
+	// after phases, the two the performance criteria compare.
+	OtherCores map[string]float64 `json:"otherCores,omitempty"`
+	// Disturbed: other processes used more than MaxOtherCores in one of
+	// them, so a failed performance criterion says more about the machine
+	// than about pixelflow.
+	Disturbed bool `json:"disturbed"`
+	// Note says what else happened to the result (a disturbed attempt that
+	// was run again).
+	Note string `json:"note,omitempty"`
+}
+
+// MaxOtherCores is how much CPU other processes may use during the before
+// or after phase before a drill counts as disturbed (as the load test's
+// -max-other).
+const MaxOtherCores = 0.25
+
+// The performance criteria: what the short profile's timing decides, and
+// what CorrectnessOnly leaves out.
+const (
+	invP99Recovers = "P99 recovers to ≤ 2× baseline"
+	invDrainRate   = "backlog drains at ≥ 10× the write rate"
+)
+
+// RunUndisturbed runs a drill and, when it failed on performance criteria
+// only while other processes competed for the CPU, runs it once more and
+// keeps the second result, noting why (the peer harness retries disturbed
+// runs the same way). A failure of any other invariant, or a performance
+// failure on a quiet machine, stands at once; so does a second failure.
+func RunUndisturbed(logf func(string, ...any), run func() *Result) *Result {
+	first := run()
+	if !first.Disturbed || !first.FailedOnPerformanceOnly() {
+		return first
+	}
+	why := fmt.Sprintf("the first run failed on performance only (%s) while other processes used %.2f cores before the fault and %.2f after it (bound %.2f)",
+		strings.Join(first.failedNames(), ", "), first.OtherCores["before"], first.OtherCores["after"], MaxOtherCores)
+	logf("%s: %s: running it once more", first.Scenario, why)
+	second := run()
+	second.Note = "Second run: " + why + "."
+	return second
+}
+
+// failedNames lists the invariants that failed.
+func (r *Result) failedNames() []string {
+	var out []string
+	for _, inv := range r.Invariants {
+		if !inv.Pass {
+			out = append(out, inv.Name)
+		}
+	}
+	return out
+}
+
+// FailedOnPerformanceOnly reports whether the drill failed and every
+// failed invariant is a performance criterion: the one kind of failure a
+// disturbed machine can cause by itself.
+func (r *Result) FailedOnPerformanceOnly() bool {
+	failed := false
+	for _, inv := range r.Invariants {
+		if inv.Pass {
+			continue
+		}
+		if inv.Name != invP99Recovers && inv.Name != invDrainRate {
+			return false
+		}
+		failed = true
+	}
+	return failed
 }
 
 // Rate summarises a phase.
@@ -180,7 +252,7 @@ func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provid
 	opts.Bin, opts.Provider = bin, provider
 	opts.Failpoints = true
 	res := &Result{Scenario: sc.Name, Doc: sc.Doc, Phases: map[string]Rate{}}
-	c := e2e.Start(ctx, tb, opts)
+	c := cluster.Start(ctx, tb, opts)
 	res.Provider = c.Provider + ", " + c.Store
 	if sc.Skip != nil {
 		if why := sc.Skip(c); why != "" {
@@ -190,7 +262,7 @@ func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provid
 	}
 	rec := history.NewRecorder(rand.Uint32())
 	lat := &latencies{}
-	w, err := e2e.Watch(ctx, rec, c.Target(), p.Clients, append(sc.Watch, lat.watch())...)
+	w, err := cluster.Watch(ctx, rec, c.Target(), p.Clients, append(sc.Watch, lat.watch())...)
 	if err != nil {
 		tb.Fatalf("%s: %v", sc.Name, err)
 	}
@@ -201,7 +273,7 @@ func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provid
 	// write grows with the size of the documents it updates; a canvas that
 	// fills up during the drill would make "after" slower than "before" by
 	// itself).
-	writer := e2e.NewWriter(c.APIURL(), rec, region)
+	writer := cluster.NewWriter(c.APIURL(), rec, region)
 	writer.Retries = 0 // keep the pace: an outage shows as unknown outcomes
 	d := &Drill{Cluster: c, Watchers: w, Writer: writer, Profile: p, Logf: tb.Logf, Facts: map[string]float64{}, lat: lat}
 	if err := warmUp(ctx, writer, region); err != nil {
@@ -218,12 +290,17 @@ func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provid
 		go func() { defer writes.Done(); paceFresh(writeCtx, ctx, writer, sc.FreshRate) }()
 	}
 
+	// CPU outside this test and its descendants (the cluster's processes),
+	// for the before and after phases.
+	ours := []procstat.Group{{Name: "this test and its children", Pids: func() []int { return procstat.Tree(os.Getpid()) }}}
+	cpuStart := procstat.Read(ours)
 	samples := newSampler(c.APIURL(), w, lat, writer, start, p.Tick)
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	sampled := make(chan struct{})
 	go func() { samples.run(sampleCtx, tb.Logf, sc.Name); close(sampled) }()
 
 	sleep(ctx, p.Before)
+	cpuFault := procstat.Read(ours)
 	faultAt := time.Now()
 	heal, err := sc.Inject(ctx, d)
 	if err != nil {
@@ -247,8 +324,13 @@ func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provid
 	newest := writer.Last()
 	recoveredAt, recovered := w.CaughtUp(ctx, newest, p.DrainBound)
 	afterFrom := later(recoveredAt, healAt).Add(time.Second)
+	sleep(ctx, time.Until(afterFrom))
+	cpuAfter := procstat.Read(ours)
 	sleep(ctx, time.Until(afterFrom.Add(p.After)))
+	cpuEnd := procstat.Read(ours)
 	afterTo := time.Now()
+	res.OtherCores = map[string]float64{"before": procstat.Others(cpuStart, cpuFault), "after": procstat.Others(cpuAfter, cpuEnd)}
+	res.Disturbed = max(res.OtherCores["before"], res.OtherCores["after"]) > MaxOtherCores
 	stopWrites()
 	writes.Wait()
 	stopSampling()
@@ -265,7 +347,7 @@ func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provid
 	if converge == 0 {
 		converge = 60 * time.Second
 	}
-	rep := e2e.Verify(ctx, sc.Name, c.Target(), rec, w, converge, tb.Logf)
+	rep := cluster.Verify(ctx, sc.Name, c.Target(), rec, w, converge, tb.Logf)
 	res.History = rep
 	res.Invariants = invariants(sc, p, res, rep, dr, healAt)
 	res.Invariants = append(res.Invariants, Invariant{"clients caught up after the fault", recovered,
@@ -300,14 +382,14 @@ func invariants(sc Scenario, p Profile, res *Result, rep *history.Report, dr dra
 	// A backlog of under two seconds of writes drains too fast to time.
 	if dr.ok && dr.peak-dr.baseline >= 2*p.WriteRate {
 		rate := dr.rate(p.WriteRate)
-		out = append(out, Invariant{"backlog drains at ≥ 10× the write rate", rate >= 10*float64(p.WriteRate),
+		out = append(out, Invariant{invDrainRate, rate >= 10*float64(p.WriteRate),
 			fmt.Sprintf("%.0f events/s (%d in %.0f ms) vs %d writes/s", rate, dr.peak-dr.baseline, dr.end.Sub(dr.start).Seconds()*1000, p.WriteRate)})
 	}
 	before, after := res.Phases["before"].P99Ms, res.Phases["after"].P99Ms
 	// 2× the before-fault P99, with a 50 ms floor: below that, scheduler
 	// noise on a 2-core machine decides, not the system.
 	band := max(2*before, before+50)
-	out = append(out, Invariant{"P99 recovers to ≤ 2× baseline", res.Phases["after"].Events > 0 && after <= band,
+	out = append(out, Invariant{invP99Recovers, res.Phases["after"].Events > 0 && after <= band,
 		fmt.Sprintf("after %.1f ms vs before %.1f ms (band %.1f ms)", after, before, band)})
 	return out
 }
@@ -317,7 +399,7 @@ func invariants(sc Scenario, p Profile, res *Result, rep *history.Report, dr dra
 const region = 16
 
 // warmUp writes every pixel of the region once, 8 at a time.
-func warmUp(ctx context.Context, w *e2e.Writer, side int) error {
+func warmUp(ctx context.Context, w *cluster.Writer, side int) error {
 	var wg sync.WaitGroup
 	var failed atomic.Int64
 	sem := make(chan struct{}, 8)
@@ -342,7 +424,7 @@ func warmUp(ctx context.Context, w *e2e.Writer, side int) error {
 
 // pace writes at rate pixels/s from 4 goroutines until stop ends; the
 // writes in flight then finish under reqCtx, so stopping is no outage.
-func pace(stop, reqCtx context.Context, w *e2e.Writer, rate int) {
+func pace(stop, reqCtx context.Context, w *cluster.Writer, rate int) {
 	rngs := make([]*rand.Rand, 4)
 	for i := range rngs {
 		rngs[i] = rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))
@@ -361,7 +443,7 @@ const freshArea = 64
 // pixels/s, one after another through a freshArea² band below the region
 // (after a full pass they are repainted, version 2 and up, so a long run's
 // canvas stays bounded).
-func paceFresh(stop, reqCtx context.Context, w *e2e.Writer, rate int) {
+func paceFresh(stop, reqCtx context.Context, w *cluster.Writer, rate int) {
 	t := time.NewTicker(time.Second / time.Duration(rate))
 	defer t.Stop()
 	for i := 0; ; i++ {
@@ -398,7 +480,7 @@ func (d drain) rate(writeRate int) float64 {
 func waitDrained(ctx context.Context, apiURL string, from time.Time, bound time.Duration, baseline int) drain {
 	d := drain{start: from, baseline: baseline}
 	for {
-		n, err := e2e.Backlog(ctx, apiURL)
+		n, err := cluster.Backlog(ctx, apiURL)
 		now := time.Now()
 		if err == nil {
 			if n >= d.peak {

@@ -11,9 +11,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/pixelflow/pixelflow/e2e"
 	"github.com/pixelflow/pixelflow/internal/canvas"
-	"github.com/pixelflow/pixelflow/internal/history"
+	"github.com/pixelflow/pixelflow/internal/harness/cluster"
+	"github.com/pixelflow/pixelflow/internal/harness/history"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
@@ -21,7 +21,7 @@ import (
 // process, Redis losing its newest writes, and the relay crashing between
 // its XADD and its mark followed by that loss.
 
-// leaseTTL is the relay lease e2e clusters run with (e2e.Cluster's
+// leaseTTL is the relay lease e2e clusters run with (cluster.Cluster's
 // LEASE_TTL); the pauses outlast it.
 const leaseTTL = 2 * time.Second
 
@@ -46,7 +46,7 @@ func pauseScenarios() []Scenario {
 			Name: "relay-pause",
 			Doc: "SIGSTOP the leading relay process past LEASE_TTL: the standby takes over; when the paused one resumes it must find itself deposed and publish nothing more " +
 				"(every Redis write it makes is fenced); no loss, no sequence reused.",
-			Skip: func(c *e2e.Cluster) string {
+			Skip: func(c *cluster.Cluster) string {
 				if len(c.Relays) < 2 {
 					return "the embedded store lives in the api process, so its relay does too: there is no standby relay to take over (api-pause freezes that process instead). Runs on MongoDB (docker provider or mongod on PATH)."
 				}
@@ -64,7 +64,7 @@ func pauseScenarios() []Scenario {
 			Name: "gateway-pause",
 			Doc: fmt.Sprintf("SIGSTOP one of two gateways past GROUP_TTL (%s here): the other reaps its consumer group as a dead gateway's. "+
 				"After SIGCONT it recreates its group and fills the gap from the stream; its clients converge (resume or resync allowed); writes keep returning 201.", groupTTL),
-			Cluster: e2e.Options{Env: []string{"GROUP_TTL=" + groupTTL.String()}},
+			Cluster: cluster.Options{Env: []string{"GROUP_TTL=" + groupTTL.String()}},
 			Inject: func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
 				g := d.Cluster.Gateways[0]
 				other := d.Cluster.Gateways[1]
@@ -95,7 +95,7 @@ func pauseScenarios() []Scenario {
 			Name: "redis-pause",
 			Doc: "SIGSTOP redis-server past the clients' timeouts, then SIGCONT: the relay's and the gateways' calls time out and are retried (a publish that timed out may still run after the resume, and is reconciled); " +
 				"writes keep returning 201, the backlog waits in the outbox and drains.",
-			Skip: func(c *e2e.Cluster) string { return c.CannotInject("redis-pause") },
+			Skip: func(c *cluster.Cluster) string { return c.CannotInject("redis-pause") },
 			Inject: func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
 				if err := d.Cluster.PauseRedis(); err != nil {
 					return nil, err
@@ -111,7 +111,7 @@ func pauseScenarios() []Scenario {
 }
 
 // pause stops p (SIGSTOP) and returns what resumes it.
-func pause(d *Drill, p *e2e.Process) (func(context.Context) error, error) {
+func pause(d *Drill, p *cluster.Process) (func(context.Context) error, error) {
 	pid := p.Pid()
 	if err := p.Pause(); err != nil {
 		return nil, err
@@ -174,7 +174,7 @@ func RedisTailLoss() Scenario {
 		Name: "redis-tail-loss",
 		Doc: "Redis loses its newest writes, as a crash inside an appendfsync everysec window does: SIGKILL redis-server, cut its append-only file back by at least one second of stream entries (at a command boundary), restart it. " +
 			"The relay finds the stream shorter than what it published and must republish those entries at their numbers or start a new epoch (clients resync); never reuse a number. Nothing lost, clients converge, writes keep returning 201.",
-		Skip: func(c *e2e.Cluster) string { return c.CannotInject("redis-tail-loss") },
+		Skip: func(c *cluster.Cluster) string { return c.CannotInject("redis-tail-loss") },
 		Inject: func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
 			want := d.Profile.WriteRate // about one second of entries
 			cut, err := d.Cluster.LoseRedisTail(ctx, want)
@@ -222,9 +222,9 @@ func RelayCrashTailLoss(extra ...string) Scenario {
 		// No canaries: a canary (version 0) in the lost batch or claimed
 		// first after the restart would take the reused numbers instead of
 		// a pixel, and the drill would prove nothing.
-		Cluster:       e2e.Options{Durable: true, Env: []string{"RETENTION=2s", "LEASE_TTL=5s", "CANARY_INTERVAL=0", "CANARY_BOUND=0"}},
+		Cluster:       cluster.Options{Durable: true, Env: []string{"RETENTION=2s", "LEASE_TTL=5s", "CANARY_INTERVAL=0", "CANARY_BOUND=0"}},
 		WritesMayFail: true,
-		Skip:          func(c *e2e.Cluster) string { return c.CannotInject("redis-tail-loss") },
+		Skip:          func(c *cluster.Cluster) string { return c.CannotInject("redis-tail-loss") },
 		Inject:        relayCrashThenTailLoss,
 		Check: func(d *Drill, r *Result) []Invariant {
 			return []Invariant{
@@ -246,32 +246,16 @@ func RelayCrashTailLoss(extra ...string) Scenario {
 
 func relayCrashThenTailLoss(ctx context.Context, d *Drill) (func(context.Context) error, error) {
 	c := d.Cluster
-	target := c.API
-	if len(c.Relays) > 0 {
-		var err error
-		if target, err = activeRelay(ctx, c); err != nil {
-			return nil, err
-		}
-	}
 	armed := time.Now()
-	exited := target.Exited()
-	if err := target.Arm("relay:after-xadd=crash"); err != nil {
+	target, crashed, err := crashRelayAtXADD(ctx, d)
+	switch {
+	case err != nil:
 		return nil, err
-	}
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		_ = target.Arm("")
+	case !crashed:
 		return nil, fmt.Errorf("%s did not crash at relay:after-xadd within 10s of arming it", target.Name)
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
 	died := time.Now()
 	d.Facts["crashed"], d.Facts["crashAfter"] = 1, died.Sub(armed).Seconds()
-	// Disarm before anything restarts it.
-	if err := target.Arm(""); err != nil {
-		return nil, err
-	}
 	d.Logf("relay-crash-tail-loss: %s died at relay:after-xadd", target.Name)
 
 	rdb := redis.NewClient(&redis.Options{Addr: strings.TrimPrefix(c.RedisURL, "redis://")})

@@ -4,9 +4,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pixelflow/pixelflow/e2e"
 	"github.com/pixelflow/pixelflow/internal/canvas"
-	"github.com/pixelflow/pixelflow/internal/client"
+	"github.com/pixelflow/pixelflow/internal/harness/client"
+	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 )
 
 // latencies keeps every pixel event's commit → receive time for a drill's
@@ -25,7 +25,7 @@ type latency struct {
 }
 
 // watch makes each client report its events here too.
-func (l *latencies) watch() e2e.WatchOption {
+func (l *latencies) watch() cluster.WatchOption {
 	return func(i int, o *client.Options) {
 		next := o.OnEvent
 		o.OnEvent = func(r client.Received) {

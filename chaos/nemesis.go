@@ -13,10 +13,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pixelflow/pixelflow/e2e"
-	"github.com/pixelflow/pixelflow/internal/client"
-	"github.com/pixelflow/pixelflow/internal/history"
-	"github.com/pixelflow/pixelflow/internal/redisproc"
+	"github.com/pixelflow/pixelflow/internal/harness/client"
+	"github.com/pixelflow/pixelflow/internal/harness/cluster"
+	"github.com/pixelflow/pixelflow/internal/harness/history"
+	"github.com/pixelflow/pixelflow/internal/harness/redisaof"
 )
 
 // The nemesis (issue 14): instead of one scripted fault, a seeded random
@@ -50,7 +50,7 @@ type Fault struct {
 // Catalogue lists every fault a cluster of this shape can take, in a
 // fixed order (the generator draws from it by index, so the order is part
 // of what a seed means).
-func Catalogue(sh e2e.Shape) []Fault {
+func Catalogue(sh cluster.Shape) []Fault {
 	var out []Fault
 	proc := func(name string, bends []string, what string) {
 		out = append(out,
@@ -141,7 +141,7 @@ func Catalogue(sh e2e.Shape) []Fault {
 				return loseTail(ctx, d, "redis-tail-loss", d.Profile.WriteRate)
 			})
 	}
-	link := func(name string, proxy func(*e2e.Cluster) *e2e.Proxy, bends []string) {
+	link := func(name string, proxy func(*cluster.Cluster) *cluster.Proxy, bends []string) {
 		target := name + "-link"
 		toxic := func(kind, doc string, attrs map[string]any) {
 			out = append(out, Fault{Name: kind + ":" + target, Target: target, Bends: bends, MinHold: 500 * time.Millisecond, MaxHold: 5 * time.Second, Doc: doc,
@@ -166,9 +166,9 @@ func Catalogue(sh e2e.Shape) []Fault {
 		toxic("reset_peer", "connections of the "+name+" link reset after 500 ms", map[string]any{"timeout": 500})
 		toxic("slicer", "the "+name+" link's data sliced into tiny delayed packets", map[string]any{"average_size": 16, "size_variation": 8, "delay": 2000})
 	}
-	link("redis", func(c *e2e.Cluster) *e2e.Proxy { return c.RedisProxy }, nil)
+	link("redis", func(c *cluster.Cluster) *cluster.Proxy { return c.RedisProxy }, nil)
 	if sh.Mongo {
-		link("mongo", func(c *e2e.Cluster) *e2e.Proxy { return c.MongoProxy }, writes)
+		link("mongo", func(c *cluster.Cluster) *cluster.Proxy { return c.MongoProxy }, writes)
 	}
 	out = append(out,
 		Fault{Name: "slow-client", Target: "client-00", MinHold: 500 * time.Millisecond, MaxHold: 6 * time.Second,
@@ -188,7 +188,7 @@ func Catalogue(sh e2e.Shape) []Fault {
 }
 
 // process finds a pixelflow process of the drill's cluster by name.
-func process(d *Drill, name string) (*e2e.Process, error) {
+func process(d *Drill, name string) (*cluster.Process, error) {
 	if p := d.Cluster.Process(name); p != nil {
 		return p, nil
 	}
@@ -201,7 +201,7 @@ func process(d *Drill, name string) (*e2e.Process, error) {
 func loseTail(ctx context.Context, d *Drill, name string, entries int) (func(context.Context) error, error) {
 	cut, err := d.Cluster.LoseRedisTail(ctx, entries)
 	switch {
-	case errors.Is(err, redisproc.ErrAOFShort):
+	case errors.Is(err, redisaof.ErrShort):
 		d.Logf("%s: nothing to cut (%v); redis-server restarted", name, err)
 	case err != nil:
 		return nil, err
@@ -211,35 +211,43 @@ func loseTail(ctx context.Context, d *Drill, name string, entries int) (func(con
 	return func(context.Context) error { return nil }, nil
 }
 
-// crashRelay arms relay:after-xadd=crash in the process running the
-// leading relay, waits for it to die there and disarms it. When no XADD
+// crashRelay crashes the leading relay at relay:after-xadd. When no XADD
 // comes within 10 s (Redis down, or the relay waiting for a lease), the
 // fault did not fire: that is logged, not an error.
-func crashRelay(ctx context.Context, d *Drill) (*e2e.Process, error) {
+func crashRelay(ctx context.Context, d *Drill) (*cluster.Process, error) {
+	target, crashed, err := crashRelayAtXADD(ctx, d)
+	if err == nil && !crashed {
+		d.Logf("relay-crash: %s reached no XADD within 10s; nothing crashed", target.Name)
+	}
+	return target, err
+}
+
+// crashRelayAtXADD arms relay:after-xadd=crash in the process running the
+// leading relay, waits up to 10 s for it to die there and disarms it (the
+// failpoint file outlives the process, so a restart does not crash again).
+// crashed says whether it died.
+func crashRelayAtXADD(ctx context.Context, d *Drill) (target *cluster.Process, crashed bool, err error) {
 	c := d.Cluster
-	target := c.API
+	target = c.API
 	if len(c.Relays) > 0 {
-		var err error
 		if target, err = activeRelay(ctx, c); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	exited := target.Exited()
 	if err := target.Arm("relay:after-xadd=crash"); err != nil {
-		return nil, err
+		return target, false, err
 	}
 	select {
 	case <-exited:
+		crashed = true
 	case <-time.After(10 * time.Second):
 	case <-ctx.Done():
 	}
 	if err := target.Arm(""); err != nil {
-		return nil, err
+		return target, crashed, err
 	}
-	if target.Pid() != 0 {
-		d.Logf("relay-crash: %s reached no XADD within 10s; nothing crashed", target.Name)
-	}
-	return target, ctx.Err()
+	return target, crashed, ctx.Err()
 }
 
 // storm drops clients every 100 ms until the returned heal is called.
@@ -444,7 +452,7 @@ func NemesisScenario(s Schedule) Scenario {
 	return Scenario{
 		Name:          "nemesis",
 		Doc:           "A generated schedule of overlapping faults (" + s.summary() + "), traffic throughout, then heal and drain; the history checker judges the whole run.",
-		Cluster:       e2e.Options{Durable: true, Env: env},
+		Cluster:       cluster.Options{Durable: true, Env: env},
 		WritesMayFail: true, // judged per write below
 		FreshRate:     10,
 		Converge:      20 * time.Second,
@@ -453,7 +461,7 @@ func NemesisScenario(s Schedule) Scenario {
 		// runs into the after phase, so the latency band and the drain
 		// rate, which the single-fault drills check, are not criteria here.
 		CorrectnessOnly: true,
-		Watch: []e2e.WatchOption{func(i int, o *client.Options) {
+		Watch: []cluster.WatchOption{func(i int, o *client.Options) {
 			if i == 0 {
 				o.Dialer = smallBufferDialer()
 			}

@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pixelflow/pixelflow/e2e"
+	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 )
 
-var localShape = e2e.Shape{API: "api", Gateways: []string{"gateway-1", "gateway-2"}, LocalRedis: true}
+var localShape = cluster.Shape{API: "api", Gateways: []string{"gateway-1", "gateway-2"}, LocalRedis: true}
 
 func TestGenerateIsSeededAndValid(t *testing.T) {
 	cat := Catalogue(localShape)
@@ -58,7 +58,7 @@ func TestGenerateIsSeededAndValid(t *testing.T) {
 }
 
 func TestCatalogueFollowsTheShape(t *testing.T) {
-	names := func(sh e2e.Shape) []string {
+	names := func(sh cluster.Shape) []string {
 		var out []string
 		for _, f := range Catalogue(sh) {
 			out = append(out, f.Name)
@@ -71,7 +71,7 @@ func TestCatalogueFollowsTheShape(t *testing.T) {
 			t.Errorf("local catalogue lacks %s: %v", want, local)
 		}
 	}
-	mongo := names(e2e.Shape{API: "api", Relays: []string{"relay-1", "relay-2"}, Gateways: []string{"gateway-1"}, Mongo: true})
+	mongo := names(cluster.Shape{API: "api", Relays: []string{"relay-1", "relay-2"}, Gateways: []string{"gateway-1"}, Mongo: true})
 	for _, want := range []string{"kill:relay-2", "pause:relay-1", "cut:mongo-link"} {
 		if !slices.Contains(mongo, want) {
 			t.Errorf("MongoDB catalogue lacks %s", want)

@@ -5,16 +5,16 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pixelflow/pixelflow/e2e"
+	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 )
 
 // sampler records the timeline: one Point per tick, and a progress line
 // each second.
 type sampler struct {
 	api    string
-	w      *e2e.Watchers
+	w      *cluster.Watchers
 	lat    *latencies
-	writer *e2e.Writer
+	writer *cluster.Writer
 	start  time.Time
 	tick   time.Duration
 
@@ -28,7 +28,7 @@ type rawSample struct {
 	acked, delivered int64
 }
 
-func newSampler(api string, w *e2e.Watchers, lat *latencies, writer *e2e.Writer, start time.Time, tick time.Duration) *sampler {
+func newSampler(api string, w *cluster.Watchers, lat *latencies, writer *cluster.Writer, start time.Time, tick time.Duration) *sampler {
 	return &sampler{api: api, w: w, lat: lat, writer: writer, start: start, tick: tick}
 }
 
@@ -46,7 +46,7 @@ func (s *sampler) run(ctx context.Context, logf func(string, ...any), name strin
 			return
 		case now := <-t.C:
 			cur := rawSample{at: now, acked: int64(s.writer.Acked()), delivered: s.w.Delivered()}
-			backlog, err := e2e.Backlog(ctx, s.api)
+			backlog, err := cluster.Backlog(ctx, s.api)
 			if err != nil {
 				backlog = -1
 			}

@@ -10,8 +10,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/pixelflow/pixelflow/e2e"
-	"github.com/pixelflow/pixelflow/internal/client"
+	"github.com/pixelflow/pixelflow/internal/harness/client"
+	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 )
 
 // Scenarios lists every drill in the order `make chaos` runs them.
@@ -107,7 +107,7 @@ func Scenarios() []Scenario {
 		{
 			Name: "relay-kill",
 			Doc:  "SIGKILL the active relay mid-flight: the standby takes over within the lease; no loss, duplicates counted.",
-			Skip: func(c *e2e.Cluster) string {
+			Skip: func(c *cluster.Cluster) string {
 				if c.Topology.RelayInAPI {
 					return "the embedded store lives in the api process, so its relay does too: there is no standby relay process to take over (api-crash kills that process instead; the relay's crash between XADD and marking is covered by internal/relay tests). Runs on MongoDB (docker provider or mongod on PATH)."
 				}
@@ -158,7 +158,7 @@ func Scenarios() []Scenario {
 			// A short retention keeps the file store's size steady, so
 			// latency after the crash compares with latency before it
 			// (the embedded file store rewrites its file per commit).
-			Cluster:       e2e.Options{Durable: true, Env: []string{"RETENTION=2s"}},
+			Cluster:       cluster.Options{Durable: true, Env: []string{"RETENTION=2s"}},
 			WritesMayFail: true,
 			Inject: func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
 				d.Cluster.API.Kill()
@@ -168,10 +168,10 @@ func Scenarios() []Scenario {
 		{
 			Name:    "slow-client",
 			Doc:     "One client stops reading: everyone else's P99 stays within the baseline band; the slow one is degraded (backlog dropped, resync) and converges when it reads again.",
-			Cluster: e2e.Options{Env: []string{"CLIENT_QUEUE=32", "CLIENT_SEND_BUFFER=8192"}},
+			Cluster: cluster.Options{Env: []string{"CLIENT_QUEUE=32", "CLIENT_SEND_BUFFER=8192"}},
 			// Tiny socket buffers, so the paused client fills the
 			// gateway's queue rather than the kernel's.
-			Watch: []e2e.WatchOption{func(i int, o *client.Options) {
+			Watch: []cluster.WatchOption{func(i int, o *client.Options) {
 				if i == 0 {
 					o.Dialer = smallBufferDialer()
 				}
@@ -201,8 +201,8 @@ func Scenarios() []Scenario {
 			Name:          "mongo-partition",
 			Doc:           "toxiproxy cuts the MongoDB link: the API answers 503 with a clear error and writes nothing half; it recovers after.",
 			WritesMayFail: true,
-			Skip: func(c *e2e.Cluster) string {
-				if !c.Topology.CanPartition(e2e.LinkMongo) {
+			Skip: func(c *cluster.Cluster) string {
+				if !c.Topology.CanPartition(cluster.LinkMongo) {
 					return "the embedded store has no link to cut: runs on MongoDB (docker provider or mongod on PATH)"
 				}
 				return ""
@@ -229,7 +229,7 @@ func backlogGrew(d *Drill, r *Result) []Invariant {
 }
 
 // activeRelay finds the process whose relay holds the lease.
-func activeRelay(ctx context.Context, c *e2e.Cluster) (*e2e.Process, error) {
+func activeRelay(ctx context.Context, c *cluster.Cluster) (*cluster.Process, error) {
 	for _, p := range c.RelayHosts() {
 		st, err := relayState(ctx, p.URL())
 		if err == nil && st == "leader" {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/pixelflow/pixelflow/e2e"
+	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
@@ -96,7 +96,7 @@ func SoakScenario(s Schedule, interval time.Duration) Scenario {
 }
 
 // run samples until ctx ends.
-func (r *resources) run(ctx context.Context, c *e2e.Cluster, interval time.Duration) {
+func (r *resources) run(ctx context.Context, c *cluster.Cluster, interval time.Duration) {
 	rdb := redis.NewClient(&redis.Options{Addr: strings.TrimPrefix(c.RedisURL, "redis://"), MaxRetries: -1})
 	defer rdb.Close()
 	keys := stream.KeysFor(canvasName)
@@ -112,7 +112,7 @@ func (r *resources) run(ctx context.Context, c *e2e.Cluster, interval time.Durat
 	}
 }
 
-func (r *resources) sampleOnce(ctx context.Context, c *e2e.Cluster, rdb *redis.Client, keys stream.Keys) {
+func (r *resources) sampleOnce(ctx context.Context, c *cluster.Cluster, rdb *redis.Client, keys stream.Keys) {
 	miss := func(key string) { r.mu.Lock(); r.errs[key]++; r.mu.Unlock() }
 	for _, p := range c.Processes() {
 		pid := p.Pid()

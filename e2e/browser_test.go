@@ -23,7 +23,8 @@ import (
 
 	"github.com/pixelflow/pixelflow/internal/api"
 	"github.com/pixelflow/pixelflow/internal/canvas"
-	"github.com/pixelflow/pixelflow/internal/history"
+	"github.com/pixelflow/pixelflow/internal/harness/cluster"
+	"github.com/pixelflow/pixelflow/internal/harness/history"
 	"github.com/pixelflow/pixelflow/internal/protocol"
 	"github.com/pixelflow/pixelflow/internal/web"
 )
@@ -85,7 +86,7 @@ const pixelJS = `(() => { const d = document.getElementById('canvas').getContext
 // TestBrowserTwoPages: two pages, each on its own gateway, open the canvas;
 // a click on one places a pixel and the other page shows it.
 func TestBrowserTwoPages(t *testing.T) {
-	ctx, c := setup(t, Options{Gateways: 2})
+	ctx, c := setup(t, cluster.Options{Gateways: 2})
 	bctx := browser(t)
 	pageA, cancelA := chromedp.NewContext(bctx)
 	defer cancelA()
@@ -120,7 +121,7 @@ func TestBrowserTwoPages(t *testing.T) {
 			t.Errorf("page %c does not show the clicked pixel: %v (it shows %s)", 'B'-rune(i), err, got)
 		}
 	}
-	snap, err := Snapshot(ctx, c.APIURL())
+	snap, err := cluster.Snapshot(ctx, c.APIURL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,22 +181,30 @@ func screenshot(t *testing.T, p context.Context, name string) {
 	t.Logf("screenshot: %s", path)
 }
 
+// placer returns a function that places one pixel through w and returns
+// its version, failing the test on anything but 201.
+func placer(ctx context.Context, t *testing.T, w *cluster.Writer) func(gx, gy int, color string) int64 {
+	return func(gx, gy int, color string) int64 {
+		t.Helper()
+		var ev protocol.Event
+		status, err := w.Post(ctx, fmt.Sprintf(`{"gx":%d,"gy":%d,"color":%q}`, gx, gy, color), "", &ev)
+		if err != nil || status != 201 {
+			t.Fatalf("POST: %d %v", status, err)
+		}
+		return ev.Version
+	}
+}
+
 // TestBrowserSurvivesGatewayRestartAndResync: the page reconnects and
 // resumes when its gateway is killed and restarted, and reloads the
 // snapshot when Redis comes back empty (a new epoch); pixels placed after
 // each fault still appear.
 func TestBrowserSurvivesGatewayRestartAndResync(t *testing.T) {
-	ctx, c := setup(t, Options{Gateways: 2})
+	ctx, c := setup(t, cluster.Options{Gateways: 2})
 	bctx := browser(t)
 	pg := page(t, bctx, c.GatewayURLs()[0]+"/")
-	w := NewWriter(c.APIURL(), history.NewRecorder(rand.Uint32()), 8)
-	place := func(gx, gy int, color string) {
-		t.Helper()
-		status, err := w.post(ctx, fmt.Sprintf(`{"gx":%d,"gy":%d,"color":%q}`, gx, gy, color), "", &protocol.Event{})
-		if err != nil || status != 201 {
-			t.Fatalf("POST: %d %v", status, err)
-		}
-	}
+	w := cluster.NewWriter(c.APIURL(), history.NewRecorder(rand.Uint32()), 8)
+	place := placer(ctx, t, w)
 	place(1, 1, "#111111")
 	waitPixel(t, pg, 1, 1, "#111111")
 
@@ -235,7 +244,7 @@ func TestBrowserSurvivesGatewayRestartAndResync(t *testing.T) {
 // TestDashboardShowsBacklog: /ops shows the outbox backlog rise while Redis
 // is down and fall to 0 once it is back.
 func TestDashboardShowsBacklog(t *testing.T) {
-	ctx, c := setup(t, Options{Gateways: 1})
+	ctx, c := setup(t, cluster.Options{Gateways: 1})
 	bctx := browser(t)
 	ops, cancel := chromedp.NewContext(bctx)
 	defer cancel()
@@ -254,7 +263,7 @@ func TestDashboardShowsBacklog(t *testing.T) {
 	if err := c.KillRedis(ctx); err != nil {
 		t.Fatal(err)
 	}
-	w := NewWriter(c.APIURL(), history.NewRecorder(rand.Uint32()), 8)
+	w := cluster.NewWriter(c.APIURL(), history.NewRecorder(rand.Uint32()), 8)
 	w.Retries = 0
 	w.Run(ctx, 2, 30)
 	backlog("v >= 20")
@@ -273,20 +282,12 @@ func TestDashboardShowsBacklog(t *testing.T) {
 // (1,1) in the colour written after the reset (v1) and (2,2) unpainted.
 // Merging the snapshot by version kept the old pixels forever.
 func TestBrowserReplacesCanvasAfterStoreReset(t *testing.T) {
-	ctx, c := setup(t, Options{Gateways: 1})
+	ctx, c := setup(t, cluster.Options{Gateways: 1})
 	bctx := browser(t)
 	pg := page(t, bctx, c.GatewayURLs()[0]+"/")
-	w := NewWriter(c.APIURL(), history.NewRecorder(rand.Uint32()), 8)
+	w := cluster.NewWriter(c.APIURL(), history.NewRecorder(rand.Uint32()), 8)
 	w.Retries = 50 // the api restarts below
-	place := func(gx, gy int, color string) int64 {
-		t.Helper()
-		var ev protocol.Event
-		status, err := w.post(ctx, fmt.Sprintf(`{"gx":%d,"gy":%d,"color":%q}`, gx, gy, color), "", &ev)
-		if err != nil || status != 201 {
-			t.Fatalf("POST: %d %v", status, err)
-		}
-		return ev.Version
-	}
+	place := placer(ctx, t, w)
 	for _, col := range []string{"#111111", "#222222", "#333333"} {
 		place(1, 1, col)
 	}
@@ -301,7 +302,7 @@ func TestBrowserReplacesCanvasAfterStoreReset(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for { // the api is starting again
 		var ev protocol.Event
-		status, err := w.post(ctx, `{"gx":1,"gy":1,"color":"#444444"}`, "", &ev)
+		status, err := w.Post(ctx, `{"gx":1,"gy":1,"color":"#444444"}`, "", &ev)
 		if err == nil && status == 201 {
 			v = ev.Version
 			break

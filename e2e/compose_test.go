@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -328,7 +329,7 @@ func TestWorkflowRunsTheDockerProof(t *testing.T) {
 	if !ok {
 		t.Fatal("no e2e job")
 	}
-	if job.Env["E2E_PROVIDER"] != Docker {
+	if job.Env["E2E_PROVIDER"] != cluster.Docker {
 		t.Errorf("E2E_PROVIDER=%q for the job, want docker (a missing Docker must fail, not fall back)", job.Env["E2E_PROVIDER"])
 	}
 	runs := ""

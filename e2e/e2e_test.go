@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pixelflow/pixelflow/internal/api/apitest"
-	"github.com/pixelflow/pixelflow/internal/history"
+	"github.com/pixelflow/pixelflow/internal/harness/apitest"
+	"github.com/pixelflow/pixelflow/internal/harness/cluster"
+	"github.com/pixelflow/pixelflow/internal/harness/history"
 	"github.com/pixelflow/pixelflow/internal/protocol"
 )
 
@@ -37,7 +38,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	if env.bin, env.provider, err = Prepare(ctx, dir, "failpoints"); err != nil {
+	if env.bin, env.provider, err = cluster.Prepare(ctx, dir, "failpoints"); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
@@ -45,12 +46,12 @@ func run(m *testing.M) int {
 }
 
 // setup starts a cluster for one test.
-func setup(t *testing.T, opts Options) (context.Context, *Cluster) {
+func setup(t *testing.T, opts cluster.Options) (context.Context, *cluster.Cluster) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(cancel)
 	opts.Provider, opts.Bin = env.provider, env.bin
-	return ctx, Start(ctx, t, opts)
+	return ctx, cluster.Start(ctx, t, opts)
 }
 
 // check fails the test on any problem of the report and keeps the JSON
@@ -69,18 +70,18 @@ func check(t *testing.T, rep *history.Report) {
 // TestHappyPath: 3 writers, 50 clients over 2 gateways, 3,000 writes; every
 // client gets every acknowledged write and ends equal to the store.
 func TestHappyPath(t *testing.T) {
-	ctx, c := setup(t, Options{Gateways: 2})
+	ctx, c := setup(t, cluster.Options{Gateways: 2})
 	rec := history.NewRecorder(rand.Uint32())
-	w, err := Watch(ctx, rec, c.Target(), 50)
+	w, err := cluster.Watch(ctx, rec, c.Target(), 50)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Stop()
-	writer := NewWriter(c.APIURL(), rec, 64)
+	writer := cluster.NewWriter(c.APIURL(), rec, 64)
 	if acked := writer.Run(ctx, 3, 3000); acked != 3000 {
 		t.Errorf("acknowledged %d of 3000 writes with nothing failing", acked)
 	}
-	rep := Verify(ctx, t.Name(), c.Target(), rec, w, 30*time.Second, t.Logf)
+	rep := cluster.Verify(ctx, t.Name(), c.Target(), rec, w, 30*time.Second, t.Logf)
 	check(t, rep)
 	if _, _, _, dup := rep.Totals(); dup != 0 {
 		t.Logf("duplicates without any fault: %d (allowed, but worth a look)", dup)
@@ -91,9 +92,9 @@ func TestHappyPath(t *testing.T) {
 // handshake, like a network failure) and resume with ?since=; nothing is
 // lost and the resumes really happened.
 func TestReconnect(t *testing.T) {
-	ctx, c := setup(t, Options{Gateways: 2})
+	ctx, c := setup(t, cluster.Options{Gateways: 2})
 	rec := history.NewRecorder(rand.Uint32())
-	w, err := Watch(ctx, rec, c.Target(), 20)
+	w, err := cluster.Watch(ctx, rec, c.Target(), 20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,10 +115,10 @@ func TestReconnect(t *testing.T) {
 			}
 		}
 	}()
-	NewWriter(c.APIURL(), rec, 32).Run(ctx, 3, 2000)
+	cluster.NewWriter(c.APIURL(), rec, 32).Run(ctx, 3, 2000)
 	stopDrops()
 	drops := <-dropped
-	rep := Verify(ctx, t.Name(), c.Target(), rec, w, 30*time.Second, t.Logf)
+	rep := cluster.Verify(ctx, t.Name(), c.Target(), rec, w, 30*time.Second, t.Logf)
 	check(t, rep)
 	var resumes int64
 	for _, cl := range w.Clients {
@@ -133,14 +134,14 @@ func TestReconnect(t *testing.T) {
 // stopped and started again mid-traffic; writes during the outage fail or
 // stay unknown, acknowledged ones survive, and clients converge.
 func TestRestartAPI(t *testing.T) {
-	ctx, c := setup(t, Options{Gateways: 2, Durable: true})
+	ctx, c := setup(t, cluster.Options{Gateways: 2, Durable: true})
 	rec := history.NewRecorder(rand.Uint32())
-	w, err := Watch(ctx, rec, c.Target(), 10)
+	w, err := cluster.Watch(ctx, rec, c.Target(), 10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Stop()
-	writer := NewWriter(c.APIURL(), rec, 32)
+	writer := cluster.NewWriter(c.APIURL(), rec, 32)
 	writer.Retries = 0 // an outage shows as unknown outcomes, not as waiting
 	writeCtx, stopWriting := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -157,7 +158,7 @@ func TestRestartAPI(t *testing.T) {
 	stopWriting()
 	<-done
 	acked := writer.Acked()
-	rep := Verify(ctx, t.Name(), c.Target(), rec, w, 30*time.Second, t.Logf)
+	rep := cluster.Verify(ctx, t.Name(), c.Target(), rec, w, 30*time.Second, t.Logf)
 	check(t, rep)
 	t.Logf("acknowledged %d, outcomes %+v", acked, rep.Writes)
 	if rep.Writes.Unknown == 0 {
@@ -166,7 +167,7 @@ func TestRestartAPI(t *testing.T) {
 }
 
 // waitAcked waits until the writer has n acknowledged writes.
-func waitAcked(t *testing.T, w *Writer, n int) {
+func waitAcked(t *testing.T, w *cluster.Writer, n int) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for w.Acked() < n {
@@ -181,30 +182,30 @@ func waitAcked(t *testing.T, w *Writer, n int) {
 // gateway get 4xx JSON errors and change nothing; a retried write with the
 // same Idempotency-Key answers the first result and writes one event.
 func TestBadInputAndIdempotency(t *testing.T) {
-	ctx, c := setup(t, Options{Gateways: 1})
+	ctx, c := setup(t, cluster.Options{Gateways: 1})
 	rec := history.NewRecorder(rand.Uint32())
-	w, err := Watch(ctx, rec, c.Target(), 2)
+	w, err := cluster.Watch(ctx, rec, c.Target(), 2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Stop()
-	before, err := Snapshot(ctx, c.APIURL())
+	before, err := cluster.Snapshot(ctx, c.APIURL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for name, base := range map[string]string{"api": c.APIURL(), "gateway": c.GatewayURLs()[0]} {
 		t.Run(name, func(t *testing.T) { apitest.CheckBadRequests(t, base, before.Width, before.Height) })
 	}
-	if after, err := Snapshot(ctx, c.APIURL()); err != nil || !reflect.DeepEqual(after, before) {
+	if after, err := cluster.Snapshot(ctx, c.APIURL()); err != nil || !reflect.DeepEqual(after, before) {
 		t.Fatalf("bad requests changed the canvas (%v): before %+v after %+v", err, before, after)
 	}
 
-	writer := NewWriter(c.APIURL(), rec, 8)
+	writer := cluster.NewWriter(c.APIURL(), rec, 8)
 	col := rec.NextColor()
 	body := fmt.Sprintf(`{"gx":3,"gy":4,"color":%q}`, col)
 	var first, second protocol.Event
 	for _, out := range []*protocol.Event{&first, &second} {
-		status, err := writer.post(ctx, body, "same-key", out)
+		status, err := writer.Post(ctx, body, "same-key", out)
 		if err != nil || status != http.StatusCreated {
 			t.Fatalf("POST with Idempotency-Key: %d %v", status, err)
 		}
@@ -213,10 +214,10 @@ func TestBadInputAndIdempotency(t *testing.T) {
 		t.Fatalf("a retried write answered differently: %+v then %+v", first, second)
 	}
 	rec.Write(history.Write{GX: 3, GY: 4, Color: col, Outcome: history.OK, EventID: first.ID, Version: first.Version})
-	if status, _ := writer.post(ctx, `{"gx":3,"gy":4,"color":"#010203"}`, "same-key", &second); status != http.StatusConflict {
+	if status, _ := writer.Post(ctx, `{"gx":3,"gy":4,"color":"#010203"}`, "same-key", &second); status != http.StatusConflict {
 		t.Errorf("same key, other pixel: %d, want 409", status)
 	}
-	rep := Verify(ctx, t.Name(), c.Target(), rec, w, 30*time.Second, t.Logf)
+	rep := cluster.Verify(ctx, t.Name(), c.Target(), rec, w, 30*time.Second, t.Logf)
 	check(t, rep)
 	for _, cl := range w.Clients {
 		n := 0

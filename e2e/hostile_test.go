@@ -21,8 +21,9 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/pixelflow/pixelflow/internal/history"
-	"github.com/pixelflow/pixelflow/internal/pace"
+	"github.com/pixelflow/pixelflow/internal/harness/cluster"
+	"github.com/pixelflow/pixelflow/internal/harness/history"
+	"github.com/pixelflow/pixelflow/internal/harness/pace"
 	"github.com/pixelflow/pixelflow/internal/protocol"
 )
 
@@ -49,12 +50,12 @@ const (
 // no process's RSS may grow by 100 MB, and every hostile connection must
 // get the answer README and docs/protocol.md document for it.
 func TestHostile(t *testing.T) {
-	ctx, c := setup(t, Options{Gateways: 2, Env: []string{
+	ctx, c := setup(t, cluster.Options{Gateways: 2, Env: []string{
 		"RATE_LIMIT=" + strconv.Itoa(hostileRate), "RATE_BURST=" + strconv.Itoa(hostileBurst),
 		"HTTP_READ_HEADER_TIMEOUT=" + hostileHeaderWait.String(), "HTTP_READ_TIMEOUT=" + hostileReadWait.String(),
 	}})
 	rec := history.NewRecorder(rand.Uint32())
-	w, err := Watch(ctx, rec, c.Target(), 20)
+	w, err := cluster.Watch(ctx, rec, c.Target(), 20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +87,7 @@ func TestHostile(t *testing.T) {
 	// 201 and none shed.
 	var normal pace.Result
 	run(func() {
-		nw := NewWriter(gws[0], rec, 64)
+		nw := cluster.NewWriter(gws[0], rec, 64)
 		nw.Retries = 0
 		rngs := make([]*rand.Rand, 64)
 		for i := range rngs {
@@ -219,7 +220,7 @@ func TestHostile(t *testing.T) {
 	if got := stat["per-ip 429"].Load(); got != 5 {
 		t.Errorf("%d of 55 WebSockets from one address got 429, want the 5 past the cap", got)
 	}
-	rep := Verify(ctx, t.Name(), c.Target(), rec, w, 30*time.Second, t.Logf)
+	rep := cluster.Verify(ctx, t.Name(), c.Target(), rec, w, 30*time.Second, t.Logf)
 	check(t, rep)
 }
 
@@ -244,7 +245,7 @@ func (p *problems) list() []string {
 }
 
 // rssOf reads each pixelflow process's resident set size.
-func rssOf(t *testing.T, c *Cluster) map[string]int64 {
+func rssOf(t *testing.T, c *cluster.Cluster) map[string]int64 {
 	t.Helper()
 	out := map[string]int64{}
 	for _, p := range c.Processes() {
@@ -381,7 +382,7 @@ func keyFlood(hctx, ctx context.Context, rec *history.Recorder, gws []string, ok
 		go func() {
 			defer wg.Done()
 			ip := fmt.Sprintf("127.0.5.%d", 1+a)
-			wr := &Writer{API: gws[a%2], Rec: rec, HTTP: httpClientFrom(ip)}
+			wr := &cluster.Writer{API: gws[a%2], Rec: rec, HTTP: httpClientFrom(ip)}
 			tick := time.NewTicker(interval)
 			defer tick.Stop()
 			for k := range per {
@@ -392,7 +393,7 @@ func keyFlood(hctx, ctx context.Context, rec *history.Recorder, gws []string, ok
 				key := fmt.Sprintf("flood-%d-%d", a, k)
 				var ev protocol.Event
 				start := time.Now()
-				status, err := wr.post(ctx, body, key, &ev)
+				status, err := wr.Post(ctx, body, key, &ev)
 				w := history.Write{GX: gx, GY: gy, Color: col, Start: start, End: time.Now(), Outcome: history.Unknown}
 				switch {
 				case err == nil && status == http.StatusCreated:
@@ -417,7 +418,7 @@ func keyFlood(hctx, ctx context.Context, rec *history.Recorder, gws []string, ok
 		return fmt.Errorf("%d keyed writes did not get 201, e.g. %s", len(errs), errs[0])
 	}
 	for i, s := range first[:min(20, len(first))] {
-		wr := &Writer{API: gws[i%2], Rec: rec, HTTP: httpClientFrom(s.ip)}
+		wr := &cluster.Writer{API: gws[i%2], Rec: rec, HTTP: httpClientFrom(s.ip)}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, wr.API+"/api/pixels", strings.NewReader(s.body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Idempotency-Key", s.key)
@@ -436,11 +437,11 @@ func keyFlood(hctx, ctx context.Context, rec *history.Recorder, gws []string, ok
 	// Another address's same key is its own: a new write, not a replay
 	// nor a conflict.
 	s := first[0]
-	other := &Writer{API: gws[0], Rec: rec, HTTP: httpClientFrom("127.0.5.250")}
+	other := &cluster.Writer{API: gws[0], Rec: rec, HTTP: httpClientFrom("127.0.5.250")}
 	col := rec.NextColor()
 	var ev protocol.Event
 	start := time.Now()
-	status, err := other.post(ctx, fmt.Sprintf(`{"gx":63,"gy":63,"color":%q}`, col.String()), s.key, &ev)
+	status, err := other.Post(ctx, fmt.Sprintf(`{"gx":63,"gy":63,"color":%q}`, col.String()), s.key, &ev)
 	w := history.Write{GX: 63, GY: 63, Color: col, Start: start, End: time.Now(), Outcome: history.Unknown}
 	if err == nil && status == http.StatusCreated {
 		w.Outcome, w.EventID, w.Version = history.OK, ev.ID, ev.Version

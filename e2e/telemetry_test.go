@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 	"net/http"
 	"os"
 	"strings"
@@ -18,7 +19,7 @@ import (
 // caller's), the store span, the relay's publish span and each gateway's
 // process span, each the child of the one before, across processes.
 func TestOneTraceAcrossProcesses(t *testing.T) {
-	ctx, c := setup(t, Options{Gateways: 2, Env: []string{"OTEL_TRACES_EXPORTER=console", "OTEL_BSP_SCHEDULE_DELAY=100"}})
+	ctx, c := setup(t, cluster.Options{Gateways: 2, Env: []string{"OTEL_TRACES_EXPORTER=console", "OTEL_BSP_SCHEDULE_DELAY=100"}})
 	const traceID, callerSpan = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, c.APIURL()+"/api/pixels", strings.NewReader(`{"gx":5,"gy":6,"color":"#A1B2C3"}`))
 	req.Header.Set("Content-Type", "application/json")
@@ -147,7 +148,7 @@ func TestOneTraceAcrossProcesses(t *testing.T) {
 // store, the relay processes on MongoDB, as the cluster's topology says)
 // and recovers when they flow again.
 func TestCanaryDrivesReadiness(t *testing.T) {
-	ctx, c := setup(t, Options{Gateways: 1, Durable: true, Env: []string{"CANARY_INTERVAL=200ms", "CANARY_BOUND=1500ms"}})
+	ctx, c := setup(t, cluster.Options{Gateways: 1, Durable: true, Env: []string{"CANARY_INTERVAL=200ms", "CANARY_BOUND=1500ms"}})
 	g := c.Gateways[0]
 	ready := func() (bool, string) {
 		resp, err := http.Get(g.URL() + "/readyz")
@@ -201,12 +202,12 @@ func TestCanaryDrivesReadiness(t *testing.T) {
 // Cluster.Topology hold for the processes actually running: each says in
 // /api/health which store it opened and whether it runs a relay.
 func TestTopologyIsWhatRuns(t *testing.T) {
-	ctx, c := setup(t, Options{Gateways: 1})
+	ctx, c := setup(t, cluster.Options{Gateways: 1})
 	relayHost := map[string]bool{}
 	for _, p := range c.RelayHosts() {
 		relayHost[p.Name] = true
 	}
-	for _, p := range append([]*Process{c.API}, c.Relays...) {
+	for _, p := range append([]*cluster.Process{c.API}, c.Relays...) {
 		h, err := health(ctx, p.URL())
 		if err != nil {
 			t.Fatalf("%s: %v", p.Name, err)
@@ -221,7 +222,7 @@ func TestTopologyIsWhatRuns(t *testing.T) {
 	if got := len(c.Relays) > 0; got == c.Topology.RelayInAPI {
 		t.Errorf("%d relay processes with RelayInAPI=%v", len(c.Relays), c.Topology.RelayInAPI)
 	}
-	if c.Topology.CanPartition(LinkMongo) != (c.MongoProxy != nil) || !c.Topology.CanPartition(LinkRedis) || c.RedisProxy == nil {
+	if c.Topology.CanPartition(cluster.LinkMongo) != (c.MongoProxy != nil) || !c.Topology.CanPartition(cluster.LinkRedis) || c.RedisProxy == nil {
 		t.Errorf("partitionable links %v, proxies: redis %v, mongo %v", c.Topology.Links, c.RedisProxy != nil, c.MongoProxy != nil)
 	}
 	if c.Topology.DatabaseReadable != (c.Target().MongoURI != "") {

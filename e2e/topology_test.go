@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"errors"
+	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 	"strings"
 	"testing"
 )
@@ -13,21 +14,21 @@ func TestChooseStore(t *testing.T) {
 	hasNot := func(string) (string, error) { return "", errors.New("not found") }
 	for _, tc := range []struct {
 		provider string
-		want     StoreKind
+		want     cluster.StoreKind
 		env      string
 		look     func(string) (string, error)
-		store    StoreKind
+		store    cluster.StoreKind
 		err      string
 	}{
-		{provider: Docker, look: hasNot, store: StoreMongo},
-		{provider: Docker, env: "mongodb", look: hasNot, store: StoreMongo},
-		{provider: Docker, env: "embedded", look: has, err: "docker provider runs MongoDB"},
-		{provider: Local, look: hasNot, store: StoreEmbedded},
-		{provider: Local, look: has, store: StoreMongo},
-		{provider: Local, env: "embedded", look: has, store: StoreEmbedded},
-		{provider: Local, env: "mongodb", look: hasNot, err: "needs mongod on PATH"},
-		{provider: Local, want: StoreEmbedded, env: "mongodb", look: has, store: StoreEmbedded},
-		{provider: Local, env: "sqlite", look: has, err: "want embedded or mongodb"},
+		{provider: cluster.Docker, look: hasNot, store: cluster.StoreMongo},
+		{provider: cluster.Docker, env: "mongodb", look: hasNot, store: cluster.StoreMongo},
+		{provider: cluster.Docker, env: "embedded", look: has, err: "docker provider runs MongoDB"},
+		{provider: cluster.Local, look: hasNot, store: cluster.StoreEmbedded},
+		{provider: cluster.Local, look: has, store: cluster.StoreMongo},
+		{provider: cluster.Local, env: "embedded", look: has, store: cluster.StoreEmbedded},
+		{provider: cluster.Local, env: "mongodb", look: hasNot, err: "needs mongod on PATH"},
+		{provider: cluster.Local, want: cluster.StoreEmbedded, env: "mongodb", look: has, store: cluster.StoreEmbedded},
+		{provider: cluster.Local, env: "sqlite", look: has, err: "want embedded or mongodb"},
 		{provider: "k8s", look: has, err: "unknown provider"},
 	} {
 		getenv := func(k string) string {
@@ -36,7 +37,7 @@ func TestChooseStore(t *testing.T) {
 			}
 			return ""
 		}
-		got, why, err := ChooseStore(tc.provider, tc.want, getenv, tc.look)
+		got, why, err := cluster.ChooseStore(tc.provider, tc.want, getenv, tc.look)
 		switch {
 		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 			t.Errorf("%s want=%q E2E_STORE=%q: %v, %q; want an error with %q", tc.provider, tc.want, tc.env, got, err, tc.err)
@@ -50,21 +51,21 @@ func TestChooseStore(t *testing.T) {
 // MongoDB link can be cut; on the embedded store the relay is in the api
 // process and only Redis has a link.
 func TestTopologyFor(t *testing.T) {
-	m := TopologyFor(StoreMongo)
-	if m.RelayInAPI || !m.CanPartition(LinkMongo) || !m.CanPartition(LinkRedis) || !m.DatabaseReadable {
+	m := cluster.TopologyFor(cluster.StoreMongo)
+	if m.RelayInAPI || !m.CanPartition(cluster.LinkMongo) || !m.CanPartition(cluster.LinkRedis) || !m.DatabaseReadable {
 		t.Errorf("MongoDB topology: %+v", m)
 	}
-	e := TopologyFor(StoreEmbedded)
-	if !e.RelayInAPI || e.CanPartition(LinkMongo) || !e.CanPartition(LinkRedis) || e.DatabaseReadable {
+	e := cluster.TopologyFor(cluster.StoreEmbedded)
+	if !e.RelayInAPI || e.CanPartition(cluster.LinkMongo) || !e.CanPartition(cluster.LinkRedis) || e.DatabaseReadable {
 		t.Errorf("embedded topology: %+v", e)
 	}
 	// RelayHosts follows the topology, not the provider.
-	api, r1, r2 := &Process{Name: "api"}, &Process{Name: "relay-1"}, &Process{Name: "relay-2"}
-	c := &Cluster{API: api, Relays: []*Process{r1, r2}, Topology: m}
+	api, r1, r2 := &cluster.Process{Name: "api"}, &cluster.Process{Name: "relay-1"}, &cluster.Process{Name: "relay-2"}
+	c := &cluster.Cluster{API: api, Relays: []*cluster.Process{r1, r2}, Topology: m}
 	if h := c.RelayHosts(); len(h) != 2 || h[0] != r1 || h[1] != r2 {
 		t.Errorf("MongoDB relay hosts: %v", h)
 	}
-	c = &Cluster{API: api, Topology: e}
+	c = &cluster.Cluster{API: api, Topology: e}
 	if h := c.RelayHosts(); len(h) != 1 || h[0] != api {
 		t.Errorf("embedded relay hosts: %v", h)
 	}

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pixelflow/pixelflow/internal/history"
+	"github.com/pixelflow/pixelflow/internal/harness/history"
 )
 
 func TestParseRejectsBadFlags(t *testing.T) {

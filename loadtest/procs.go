@@ -1,124 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"github.com/pixelflow/pixelflow/internal/harness/procstat"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 )
-
-// clockTicks is the kernel's USER_HZ, the unit of /proc CPU times: 100 on
-// every Linux this runs on (it is fixed in the kernel's ABI).
-const clockTicks = 100
-
-// procGroup is a set of processes whose CPU is reported together.
-type procGroup struct {
-	Name string
-	pids func() []int // read at every sample: processes may restart
-}
-
-// cpuSample is one reading of the machine's and the groups' CPU ticks.
-type cpuSample struct {
-	at          time.Time
-	busy, total int64   // machine, all cores
-	groups      []int64 // ticks per group, in the order of the groups
-}
-
-// readCPU samples the machine and groups.
-func readCPU(groups []procGroup) cpuSample {
-	s := cpuSample{at: time.Now()}
-	s.busy, s.total = machineTicks()
-	for _, g := range groups {
-		var t int64
-		for _, pid := range g.pids() {
-			t += procTicks(pid)
-		}
-		s.groups = append(s.groups, t)
-	}
-	return s
-}
-
-// procTicks is utime+stime of pid (0 when it cannot be read).
-func procTicks(pid int) int64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	// The command name may hold spaces and parentheses: fields count from
-	// the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64) // field 14, utime
-	s, _ := strconv.ParseInt(f[12], 10, 64) // field 15, stime
-	return u + s
-}
-
-// machineTicks reads the first line of /proc/stat: busy (everything but
-// idle and iowait) and total ticks over all cores.
-func machineTicks() (busy, total int64) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 0
-	}
-	line, _, _ := bytes.Cut(b, []byte{'\n'})
-	f := strings.Fields(string(line))
-	if len(f) < 5 || f[0] != "cpu" {
-		return 0, 0
-	}
-	for i, v := range f[1:] {
-		n, _ := strconv.ParseInt(v, 10, 64)
-		if i == 7 || i == 8 { // guest time is already counted in user
-			continue
-		}
-		total += n
-		if i != 3 && i != 4 { // idle, iowait
-			busy += n
-		}
-	}
-	return busy, total
-}
-
-// childrenNamed returns the pids of the processes named comm whose parent
-// is one of parents.
-func childrenNamed(comm string, parents ...int) []int {
-	want := map[int]bool{}
-	for _, p := range parents {
-		want[p] = true
-	}
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	var out []int
-	for _, path := range stats {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			continue
-		}
-		open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
-		if open < 0 || end < open || string(b[open+1:end]) != comm {
-			continue
-		}
-		f := strings.Fields(string(b[end+1:]))
-		if len(f) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		if want[ppid] {
-			pid, _ := strconv.Atoi(strings.TrimSpace(string(b[:open])))
-			out = append(out, pid)
-		}
-	}
-	return out
-}
 
 // Usage is where the CPU went in a step's measured window (the step after
 // its warm-up), from /proc: per process group, the rest of the machine, and
@@ -159,18 +49,15 @@ func ratio(a, b int64) float64 {
 }
 
 // usage computes the window between two samples.
-func usage(groups []procGroup, a, b cpuSample, deliveries, frames, bytes int64, cores int, maxOther float64) *Usage {
-	u := &Usage{WindowS: b.at.Sub(a.at).Seconds(), Deliveries: deliveries, Frames: frames, Bytes: bytes, Cores: cores, MaxOther: maxOther}
+func usage(groups []procstat.Group, a, b procstat.Sample, deliveries, frames, bytes int64, cores int, maxOther float64) *Usage {
+	u := &Usage{WindowS: b.At.Sub(a.At).Seconds(), Deliveries: deliveries, Frames: frames, Bytes: bytes, Cores: cores, MaxOther: maxOther}
 	if u.WindowS <= 0 {
 		return u
 	}
-	var inGroups float64
 	for i, g := range groups {
-		secs := float64(b.groups[i]-a.groups[i]) / clockTicks
-		inGroups += secs
-		gc := GroupCPU{Name: g.Name, Cores: secs / u.WindowS}
+		gc := GroupCPU{Name: g.Name, Cores: procstat.Cores(a, b, i)}
 		if deliveries > 0 {
-			gc.UsPerDelivery = secs * 1e6 / float64(deliveries)
+			gc.UsPerDelivery = gc.Cores * u.WindowS * 1e6 / float64(deliveries)
 		}
 		u.Groups = append(u.Groups, gc)
 		if g.Name != loadGroup {
@@ -179,9 +66,9 @@ func usage(groups []procGroup, a, b cpuSample, deliveries, frames, bytes int64, 
 		}
 	}
 	u.Server.Name = "server"
-	if dt := b.total - a.total; dt > 0 {
-		u.Busy = float64(b.busy-a.busy) / float64(dt)
-		u.Other = float64(b.busy-a.busy)/clockTicks/u.WindowS - inGroups/u.WindowS
+	if dt := b.Total - a.Total; dt > 0 {
+		u.Busy = float64(b.Busy-a.Busy) / float64(dt)
+		u.Other = procstat.Others(a, b)
 	}
 	u.Disturbed = u.Other > maxOther
 	return u

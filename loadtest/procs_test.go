@@ -1,8 +1,7 @@
 package main
 
 import (
-	"os"
-	"os/exec"
+	"github.com/pixelflow/pixelflow/internal/harness/procstat"
 	"testing"
 	"time"
 )
@@ -11,12 +10,12 @@ import (
 // the server's sum without the load generator, and what the rest of the
 // machine used, flagged past the bound.
 func TestUsage(t *testing.T) {
-	groups := []procGroup{{Name: "pixelflow serve"}, {Name: "redis-server"}, {Name: loadGroup}}
+	groups := []procstat.Group{{Name: "pixelflow serve"}, {Name: "redis-server"}, {Name: loadGroup}}
 	t0 := time.Unix(100, 0)
-	a := cpuSample{at: t0, busy: 1000, total: 4000, groups: []int64{100, 10, 50}}
+	a := procstat.Sample{At: t0, Busy: 1000, Total: 4000, Groups: []int64{100, 10, 50}}
 	// 10 s on 2 cores: 2000 ticks in all, 1500 busy; serve 600 ticks,
 	// redis 40, load 300: 940 in groups, 560 elsewhere.
-	b := cpuSample{at: t0.Add(10 * time.Second), busy: 2500, total: 6000, groups: []int64{700, 50, 350}}
+	b := procstat.Sample{At: t0.Add(10 * time.Second), Busy: 2500, Total: 6000, Groups: []int64{700, 50, 350}}
 	u := usage(groups, a, b, 400_000, 200_000, 80_000_000, 2, 0.25)
 	near := func(got, want float64) bool { return got > want-1e-9 && got < want+1e-9 }
 	switch {
@@ -31,29 +30,5 @@ func TestUsage(t *testing.T) {
 	}
 	if u := usage(groups, a, b, 400_000, 0, 0, 2, 1); u.Disturbed {
 		t.Errorf("0.56 other cores flagged under a bound of 1")
-	}
-}
-
-// /proc is read right: this process's CPU grows as it works, the machine's
-// busy ticks never exceed its total, and a child is found by name.
-func TestProcReaders(t *testing.T) {
-	before := procTicks(os.Getpid())
-	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
-	}
-	if after := procTicks(os.Getpid()); after <= before {
-		t.Errorf("own CPU ticks %d then %d", before, after)
-	}
-	busy, total := machineTicks()
-	if total <= 0 || busy < 0 || busy > total {
-		t.Errorf("machine ticks busy %d total %d", busy, total)
-	}
-	cmd := exec.Command("sleep", "5")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	pids := childrenNamed("sleep", os.Getpid())
-	if len(pids) != 1 || pids[0] != cmd.Process.Pid {
-		t.Errorf("children named sleep: %v, want [%d]", pids, cmd.Process.Pid)
 	}
 }

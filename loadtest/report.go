@@ -13,9 +13,9 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
-	"github.com/pixelflow/pixelflow/internal/history"
-	"github.com/pixelflow/pixelflow/internal/report"
-	"github.com/pixelflow/pixelflow/internal/svgplot"
+	"github.com/pixelflow/pixelflow/internal/harness/history"
+	"github.com/pixelflow/pixelflow/internal/harness/report"
+	"github.com/pixelflow/pixelflow/internal/harness/svgplot"
 )
 
 // Report is a load test's result.

@@ -13,11 +13,12 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
-	"github.com/pixelflow/pixelflow/e2e"
 	"github.com/pixelflow/pixelflow/internal/canvas"
-	"github.com/pixelflow/pixelflow/internal/client"
-	"github.com/pixelflow/pixelflow/internal/history"
-	"github.com/pixelflow/pixelflow/internal/pace"
+	"github.com/pixelflow/pixelflow/internal/harness/client"
+	"github.com/pixelflow/pixelflow/internal/harness/cluster"
+	"github.com/pixelflow/pixelflow/internal/harness/history"
+	"github.com/pixelflow/pixelflow/internal/harness/pace"
+	"github.com/pixelflow/pixelflow/internal/harness/procstat"
 )
 
 // newHist records microseconds from 1 µs to 5 minutes, 3 significant digits.
@@ -93,8 +94,8 @@ func ms(us int64) float64 { return float64(us) / 1000 }
 
 // run performs the load test p and returns its report.
 func run(ctx context.Context, p Params, out io.Writer) (*Report, error) {
-	target := e2e.Target{API: p.API, Gateways: p.Targets, Describe: "running deployment at " + p.API}
-	var groups []procGroup // the server's processes, for the CPU report
+	target := cluster.Target{API: p.API, Gateways: p.Targets, Describe: "running deployment at " + p.API}
+	var groups []procstat.Group // the server's processes, for the CPU report
 	if p.API == "" {
 		dir, err := os.MkdirTemp("", "pixelflow-loadtest-")
 		if err != nil {
@@ -131,7 +132,7 @@ func run(ctx context.Context, p Params, out io.Writer) (*Report, error) {
 			return nil, err
 		}
 	}
-	groups = append(groups, procGroup{Name: loadGroup, pids: func() []int { return []int{os.Getpid()} }})
+	groups = append(groups, procstat.Group{Name: loadGroup, Pids: func() []int { return []int{os.Getpid()} }})
 	fmt.Fprintf(out, "loadtest %s on %s: %d clients over %d gateways, %d writes/s\n", p.Scenario, target.Describe, p.Clients, len(target.Gateways), p.Rate)
 
 	rec := history.NewRecorder(rand.Uint32())
@@ -143,14 +144,14 @@ func run(ctx context.Context, p Params, out io.Writer) (*Report, error) {
 		o.Logger = quietLogger()
 		o.DiscardHistory = true
 	}
-	w, err := e2e.Watch(ctx, rec, target, p.Clients, record)
+	w, err := cluster.Watch(ctx, rec, target, p.Clients, record)
 	if err != nil {
 		return nil, err
 	}
 	defer w.Stop()
 
 	rep := &Report{Params: p, Target: target.Describe, Machine: machine(), Started: time.Now()}
-	writer := e2e.NewWriter(target.API, rec, p.Region)
+	writer := cluster.NewWriter(target.API, rec, p.Region)
 	writer.Retries = 0
 	writer.OnSend = sent.record
 	m.sent = sent
@@ -191,7 +192,7 @@ func run(ctx context.Context, p Params, out io.Writer) (*Report, error) {
 	rep.Series = l.series
 
 	logf := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
-	rep.History = e2e.Verify(ctx, "loadtest-"+p.Scenario, target, rec, w, 60*time.Second, logf)
+	rep.History = cluster.Verify(ctx, "loadtest-"+p.Scenario, target, rec, w, 60*time.Second, logf)
 	rep.finish(m)
 	rep.print(out)
 	return rep, nil
@@ -201,13 +202,13 @@ func run(ctx context.Context, p Params, out io.Writer) (*Report, error) {
 type loop struct {
 	p      Params
 	m      *meter
-	w      *e2e.Watchers
-	writer *e2e.Writer
+	w      *cluster.Watchers
+	writer *cluster.Writer
 	api    string
 	out    io.Writer
 	start  time.Time
 
-	groups []procGroup // the server's processes and the load generator, for Usage
+	groups []procstat.Group // the server's processes and the load generator, for Usage
 
 	series []Second
 }
@@ -263,13 +264,13 @@ func (l *loop) drive(ctx context.Context, rate int, d time.Duration) StepResult 
 	// most a quarter of the step), until the step's writes are done.
 	warm := start.Add(min(5*time.Second, d/4))
 	var (
-		s0            cpuSample
+		s0            procstat.Sample
 		ev0, fr0, by0 int64
 		sampled       bool
 	)
 	sample := func(now time.Time) {
 		if !sampled && !now.Before(warm) {
-			s0 = readCPU(l.groups)
+			s0 = procstat.Read(l.groups)
 			ev0, fr0, by0 = l.received()
 			sampled = true
 		}
@@ -279,7 +280,7 @@ func (l *loop) drive(ctx context.Context, rate int, d time.Duration) StepResult 
 		sample(now)
 		acked, delivered := l.writer.Acked(), l.w.Delivered()
 		secs := now.Sub(lastLog).Seconds()
-		backlog, _ := e2e.Backlog(ctx, l.api)
+		backlog, _ := cluster.Backlog(ctx, l.api)
 		s := Second{T: now.Sub(l.start).Seconds(), Writes: float64(acked-lastAcked) / secs, Delivered: float64(delivered-lastDelivered) / secs, P99: l.m.rollSecond(), Backlog: backlog}
 		l.series = append(l.series, s)
 		l.m.mu.Lock()
@@ -299,7 +300,7 @@ func (l *loop) drive(ctx context.Context, rate int, d time.Duration) StepResult 
 		}
 	})
 	if sampled {
-		s1 := readCPU(l.groups)
+		s1 := procstat.Read(l.groups)
 		ev1, fr1, by1 := l.received()
 		res.Usage = usage(l.groups, s0, s1, ev1-ev0, fr1-fr0, by1-by0, runtime.NumCPU(), l.p.MaxOther)
 	}

@@ -13,7 +13,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pixelflow/pixelflow/e2e"
+	"github.com/pixelflow/pixelflow/internal/harness/cluster"
+	"github.com/pixelflow/pixelflow/internal/harness/procstat"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
 )
 
@@ -32,7 +33,7 @@ type serveDeployment struct {
 // startServe builds pixelflow into dir and starts the deployment; with cpus
 // set, both processes run pinned to those CPUs (taskset).
 func startServe(ctx context.Context, dir string, p Params) (*serveDeployment, error) {
-	bin, err := e2e.Build(ctx, dir)
+	bin, err := cluster.Build(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -112,16 +113,16 @@ func (d *serveDeployment) waitReady(ctx context.Context, timeout time.Duration) 
 	return fmt.Errorf("pixelflow serve not ready within %s: %s", timeout, last)
 }
 
-func (d *serveDeployment) target() e2e.Target {
-	return e2e.Target{API: d.url, Gateways: []string{d.url},
+func (d *serveDeployment) target() cluster.Target {
+	return cluster.Target{API: d.url, Gateways: []string{d.url},
 		Describe: "pixelflow serve (embedded store in memory) and its own redis-server, as the side-by-side harness runs it"}
 }
 
 // groups are the deployment's processes for the CPU report.
-func (d *serveDeployment) groups() []procGroup {
-	return []procGroup{
-		{Name: "pixelflow serve", pids: func() []int { return d.serverPids() }},
-		{Name: "redis-server", pids: func() []int { return []int{d.redis.Pid()} }},
+func (d *serveDeployment) groups() []procstat.Group {
+	return []procstat.Group{
+		{Name: "pixelflow serve", Pids: func() []int { return d.serverPids() }},
+		{Name: "redis-server", Pids: func() []int { return []int{d.redis.Pid()} }},
 	}
 }
 
@@ -155,13 +156,13 @@ func (d *serveDeployment) stop() {
 
 // launchCluster starts the "cluster" topology: an api and p.Gateways
 // gateways on an e2e provider.
-func launchCluster(ctx context.Context, dir string, p Params, out io.Writer) (*e2e.Cluster, error) {
-	bin, provider, err := e2e.Prepare(ctx, dir)
+func launchCluster(ctx context.Context, dir string, p Params, out io.Writer) (*cluster.Cluster, error) {
+	bin, provider, err := cluster.Prepare(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
 	side := strconv.Itoa(p.Canvas)
-	c, err := e2e.Launch(ctx, dir, e2e.Options{Provider: provider, Bin: bin, Gateways: p.Gateways,
+	c, err := cluster.Launch(ctx, dir, cluster.Options{Provider: provider, Bin: bin, Gateways: p.Gateways,
 		Env: []string{"CANVAS_WIDTH=" + side, "CANVAS_HEIGHT=" + side, "LOG_LEVEL=warn", "MAX_CONNS=100000", "MAX_CONNS_PER_IP=100000"}})
 	if err != nil && c != nil {
 		fmt.Fprint(out, c.Logs(20))
@@ -173,27 +174,27 @@ func launchCluster(ctx context.Context, dir string, p Params, out io.Writer) (*e
 // api, the gateways, the redis-server this process started), pinned to
 // cpus when set. On the docker provider the processes are not this host's
 // to read: none are listed, and pinning is refused.
-func clusterGroups(c *e2e.Cluster, cpus string) ([]procGroup, error) {
-	if c.Provider != e2e.Local {
+func clusterGroups(c *cluster.Cluster, cpus string) ([]procstat.Group, error) {
+	if c.Provider != cluster.Local {
 		if cpus != "" {
 			return nil, fmt.Errorf("-cpus-server needs the local provider (E2E_PROVIDER=local), not %s", c.Provider)
 		}
 		return nil, nil
 	}
-	groups := []procGroup{
-		{Name: "pixelflow api", pids: func() []int { return []int{c.API.Pid()} }},
-		{Name: "pixelflow gateways", pids: func() []int {
+	groups := []procstat.Group{
+		{Name: "pixelflow api", Pids: func() []int { return []int{c.API.Pid()} }},
+		{Name: "pixelflow gateways", Pids: func() []int {
 			var pids []int
 			for _, g := range c.Gateways {
 				pids = append(pids, g.Pid())
 			}
 			return pids
 		}},
-		{Name: "redis-server", pids: func() []int { return childrenNamed("redis-server", os.Getpid()) }},
+		{Name: "redis-server", Pids: func() []int { return procstat.ChildrenNamed("redis-server", os.Getpid()) }},
 	}
 	if cpus != "" {
 		for _, g := range groups {
-			for _, pid := range g.pids() {
+			for _, pid := range g.Pids() {
 				if err := pinPID(pid, cpus); err != nil {
 					return nil, err
 				}

@@ -27,6 +27,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/config"
 	"github.com/pixelflow/pixelflow/internal/dirlock"
 	"github.com/pixelflow/pixelflow/internal/gateway"
+	"github.com/pixelflow/pixelflow/internal/ops"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
 	"github.com/pixelflow/pixelflow/internal/relay"
 	"github.com/pixelflow/pixelflow/internal/store"
@@ -54,12 +55,12 @@ type Main struct {
 	dirLock  *dirlock.Lock // held while this process uses DATA_DIR
 	store    *store.Store
 	redis    *redis.Client
+	stream   *stream.Stream // this canvas's stream, when there is a Redis
 	redisSrv *redisproc.Server
 	relay    *relay.Relay
 	gateway  *gateway.Gateway
 	servers  []*http.Server // public first, then admin
 	tel      *telemetry.Telemetry
-	latency  latencyWindow // commit → broadcast, for /ops
 	// failpoint is the store's and the relay's test hook: nil unless the
 	// binary was built with -tags failpoints and armed (failpoints_on.go).
 	failpoint func(string) error
@@ -153,6 +154,13 @@ func (m *Main) Run(ctx context.Context) error {
 		if err := m.openRedis(ctx); err != nil {
 			return err
 		}
+		m.stream = stream.New(m.redis, c.Canvas, c.StreamMaxLen)
+	}
+	// /api/health: a section from each component this process runs.
+	health := &ops.Health{Role: c.Role, Instance: c.InstanceID}
+	if m.store != nil {
+		health.Outbox = m.store
+		health.Store = map[bool]string{true: "embedded", false: "mongodb"}[c.Embedded()]
 	}
 	// public serves the canvas, /ws, /api and probes; admin the operator's
 	// pages. Without ADMIN_ADDR they are one.
@@ -183,10 +191,9 @@ func (m *Main) Run(ctx context.Context) error {
 		}})
 	}
 	if m.has("relay") {
-		st := stream.New(m.redis, c.Canvas, c.StreamMaxLen)
 		ropts := c.RelayOptions()
 		ropts.Logger, ropts.Tracer, ropts.Propagator = m.Logger, tracer, tel.Propagator
-		ropts.Destination = st.Keys().Stream
+		ropts.Destination = m.stream.Keys().Stream
 		ropts.Failpoint = m.failpoint
 		if c.CanaryInterval > 0 {
 			s := m.store
@@ -195,22 +202,27 @@ func (m *Main) Run(ctx context.Context) error {
 		if c.Embedded() {
 			ropts.Linger = embeddedRelayLinger
 		}
-		r, err := relay.New(m.store, st, ropts)
+		r, err := relay.New(m.store, m.stream, ropts)
 		if err != nil {
 			return err
 		}
 		m.relay = r
+		health.Relay = r
 		m.goWorker(func() error { return r.Run(workerCtx) })
 	}
 	if m.has("gateway") {
 		gopts := c.GatewayOptions()
 		gopts.Redis, gopts.Logger, gopts.Tracer, gopts.Propagator = m.redis, m.Logger, tracer, tel.Propagator
-		gopts.OnBroadcast = m.onBroadcast(commitToBroadcast(tel.Registry))
+		latency := &ops.Window{}
+		gopts.OnBroadcast = latency.Add
 		g, err := gateway.New(gopts)
 		if err != nil {
 			return err
 		}
 		m.gateway = g
+		health.Gateway = g
+		dash := &ops.Dashboard{Instance: c.InstanceID, Gateway: g, Board: m.stream, Latency: latency,
+			Health: health, APIAdminURL: c.APIAdminURL, Logger: m.Logger}
 		m.goWorker(func() error { return g.Run(workerCtx) })
 		public.Handle("/ws", g)
 		page := web.Handler()
@@ -218,8 +230,8 @@ func (m *Main) Run(ctx context.Context) error {
 		public.Handle("GET /app.js", page)
 		admin.Handle("GET /ops", page)
 		admin.Handle("GET /ops.js", page)
-		admin.HandleFunc("GET /ops/data", m.handleOpsData)
-		m.goWorker(func() error { return m.publishFigures(workerCtx) })
+		admin.Handle("GET /ops/data", dash)
+		m.goWorker(func() error { return dash.Publish(workerCtx) })
 		ready = append(ready, api.Check{Name: "gateway", Fn: func(context.Context) error {
 			if s := g.Stats(); !s.Ready {
 				return &api.CheckError{Code: "not_consuming", Err: fmt.Errorf("gateway not consuming: %s", s.LastError)}
@@ -254,8 +266,20 @@ func (m *Main) Run(ctx context.Context) error {
 	if admin != public {
 		admin.Handle("/", api.NewHealth(ready, m.Logger))
 	}
-	admin.Handle("GET /api/health", api.HealthHandler(m.health))
-	m.registerMetrics(tel.Registry)
+	admin.Handle("GET /api/health", api.HealthHandler(health.Report))
+	// Each component's series, read from it at scrape time.
+	if m.store != nil {
+		tel.Registry.MustRegister(m.store.Collector())
+	}
+	if m.relay != nil {
+		tel.Registry.MustRegister(m.relay.Collector())
+	}
+	if m.stream != nil {
+		tel.Registry.MustRegister(m.stream.Collector())
+	}
+	if m.gateway != nil {
+		tel.Registry.MustRegister(m.gateway.Collector())
+	}
 	admin.Handle("GET /metrics", promhttp.HandlerFor(tel.Registry, promhttp.HandlerOpts{}))
 	if c.AdminAddr != "" || c.Pprof {
 		admin.HandleFunc("/debug/pprof/", pprof.Index)
@@ -264,7 +288,7 @@ func (m *Main) Run(ctx context.Context) error {
 		admin.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		admin.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	instrumented := instrumentHTTP(tel.Registry, public)
+	instrumented := telemetry.InstrumentHTTP(tel.Registry, public)
 	if err := m.listen("public", c.Addr, instrumented, &m.Addr); err != nil {
 		return err
 	}
@@ -286,7 +310,7 @@ func (m *Main) snapshotKey() func(ctx context.Context) (string, error) {
 	if m.redis == nil || m.store == nil {
 		return nil
 	}
-	st := stream.New(m.redis, m.Config.Canvas, 0)
+	st := m.stream
 	// While Redis is away, don't make every snapshot wait for it to time
 	// out: after a failure, go without a key for a second.
 	var failedAt atomic.Int64
@@ -380,14 +404,6 @@ func (m *Main) apiProxy() http.Handler {
 // maxProxiedBody bounds what the gateway reads of a request body before
 // proxying it; the api's own bound (1 KiB) is the one clients see.
 const maxProxiedBody = 4 << 10
-
-// onBroadcast feeds both the Prometheus histogram and the dashboard's window.
-func (m *Main) onBroadcast(observe func(time.Duration)) func(time.Duration) {
-	return func(d time.Duration) {
-		observe(d)
-		m.latency.add(d)
-	}
-}
 
 func (m *Main) goWorker(run func() error) {
 	m.workers.Add(1)
@@ -601,79 +617,6 @@ func (m *Main) Close() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// health is /api/health: each worker's figures. Only figures and short
-// codes: errors name addresses and internals, and lease holders carry
-// process ids, so those stay in the logs.
-func (m *Main) health(ctx context.Context) map[string]any {
-	out := map[string]any{"role": m.Config.Role, "instance": m.Config.InstanceID}
-	if m.store != nil {
-		ob := map[string]any{}
-		if n, oldest, err := m.store.Backlog(ctx); err != nil {
-			ob["error"] = "unavailable"
-			m.Logger.Warn("health: outbox backlog unreadable", "err", err)
-		} else {
-			ob["backlog"] = n
-			if !oldest.IsZero() {
-				ob["oldestPendingAgeSeconds"] = time.Since(oldest).Seconds()
-			}
-		}
-		if seq, err := m.store.Sequencer(ctx); err == nil {
-			ob["leaseHolder"], ob["epoch"], ob["seq"] = instanceOf(seq.Holder), seq.Epoch, seq.Seq
-		}
-		ob["txnRetries"] = m.store.Retries()
-		out["outbox"] = ob
-		out["store"] = map[bool]string{true: "embedded", false: "mongodb"}[m.Config.Embedded()]
-	}
-	if m.relay != nil {
-		st := m.relay.Status()
-		rl := map[string]any{
-			"state": st.State, "holder": instanceOf(st.Holder), "leader": instanceOf(st.Leader),
-			"epoch": st.Epoch, "seq": st.Seq, "published": st.Published, "batches": st.Batches,
-			"epochChanges": st.EpochChanges, "reconciled": st.Reconciled,
-			"transactions": st.Transactions, "folded": st.Folded,
-		}
-		if !st.LastPublishAt.IsZero() {
-			rl["lastPublishAt"] = st.LastPublishAt
-		}
-		if st.LastError != "" {
-			rl["error"], rl["lastErrorAt"] = "failing", st.LastErrorAt
-		}
-		out["relay"] = rl
-	}
-	if m.gateway != nil {
-		st := m.gateway.Stats()
-		gw := map[string]any{
-			"clients": st.Clients, "degraded": st.Degraded, "resyncs": st.Resyncs, "delivered": st.Delivered,
-			"broadcast": st.Broadcast, "duplicates": st.Duplicates, "reaped": st.Reaped,
-			"lastSeq": st.LastSeq, "epoch": st.Epoch, "lag": st.Lag, "ready": st.Ready,
-			"canaryLatencyMs": float64(st.CanaryLatency.Microseconds()) / 1000,
-		}
-		if !st.LastCanary.IsZero() {
-			gw["lastCanary"] = st.LastCanary
-		}
-		if st.LastError != "" {
-			gw["error"] = "redis_unreachable"
-		}
-		out["gateway"] = gw
-	}
-	return out
-}
-
-// instanceOf is a lease holder's instance id: holders are
-// "<instance>-<pid>", and a process id is nobody's business.
-func instanceOf(holder string) string {
-	i := strings.LastIndexByte(holder, '-')
-	if i <= 0 || i == len(holder)-1 {
-		return holder
-	}
-	for _, r := range holder[i+1:] {
-		if r < '0' || r > '9' {
-			return holder
-		}
-	}
-	return holder[:i]
 }
 
 func redactURI(u string) string {

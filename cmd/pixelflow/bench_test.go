@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pixelflow/pixelflow/internal/cputime"
+	"github.com/pixelflow/pixelflow/internal/harness/cputime"
 )
 
 // BenchmarkPlaceHTTP measures writes/s through the real API, with the relay

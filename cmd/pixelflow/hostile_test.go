@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pixelflow/pixelflow/internal/client"
+	"github.com/pixelflow/pixelflow/internal/harness/client"
 )
 
 // httpFrom is an HTTP client whose connections come from a loopback address

@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pixelflow/pixelflow/internal/api/apitest"
-	"github.com/pixelflow/pixelflow/internal/client"
+	"github.com/pixelflow/pixelflow/internal/harness/apitest"
+	"github.com/pixelflow/pixelflow/internal/harness/client"
+	"github.com/pixelflow/pixelflow/internal/harness/redistest"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
-	"github.com/pixelflow/pixelflow/internal/redisproc/redistest"
 )
 
 // runMain runs the real program in-process on port 0 with a memory store.

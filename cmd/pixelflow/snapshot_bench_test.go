@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
-	"github.com/pixelflow/pixelflow/internal/cputime"
+	"github.com/pixelflow/pixelflow/internal/harness/cputime"
 )
 
 // BenchmarkSnapshotStorm: a full 1000×1000 canvas (every pixel painted

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pixelflow/pixelflow/internal/cputime"
+	"github.com/pixelflow/pixelflow/internal/harness/cputime"
 )
 
 // BenchmarkPlaceHTTPSteady is the load test's steady rate through the real

@@ -20,7 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
-	"github.com/pixelflow/pixelflow/internal/cputime"
+	"github.com/pixelflow/pixelflow/internal/harness/cputime"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
@@ -67,20 +67,9 @@ func newBenchFanout(b *testing.B, n int, window time.Duration, queueLen int) *be
 			defer wg.Done()
 			counts := &f.counts[i]
 			seqKey := []byte(`"seq":`)
-			// A lean but real client: each frame is read in full into a
-			// reused buffer (ReadMessage would allocate one per frame) and
-			// only scanned for its sequence numbers.
-			var buf bytes.Buffer
-			for {
-				_, r, err := ws.NextReader()
-				if err != nil {
-					return
-				}
-				buf.Reset()
-				if _, err := buf.ReadFrom(r); err != nil {
-					return
-				}
-				data := buf.Bytes()
+			// A lean but real client: each frame is only scanned for its
+			// sequence numbers.
+			readFrames(ws, func(data []byte) {
 				// One forward scan counts the events and finds the last,
 				// whose sequence is the frame's highest.
 				n, i := 0, 0
@@ -101,7 +90,7 @@ func newBenchFanout(b *testing.B, n int, window time.Duration, queueLen int) *be
 				if seq == f.target.Load() && f.waiting.Add(-1) == 0 {
 					f.done <- struct{}{}
 				}
-			}
+			})
 		}()
 	}
 	b.Cleanup(func() {
@@ -312,17 +301,7 @@ func runBenchClients(spec string) int {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var buf bytes.Buffer
-			for {
-				_, r, err := ws.NextReader()
-				if err != nil {
-					return
-				}
-				buf.Reset()
-				if _, err := buf.ReadFrom(r); err != nil {
-					return
-				}
-			}
+			readFrames(ws, func([]byte) {})
 		}()
 	}
 	fmt.Println("ready")
@@ -379,5 +358,23 @@ func BenchmarkServerCPU(b *testing.B) {
 			used := cputime.Process() - cpu
 			b.ReportMetric(float64(used.Microseconds())/float64(b.N*clients), "cpu-µs/delivery")
 		})
+	}
+}
+
+// readFrames reads every frame of ws in full into one reused buffer
+// (ReadMessage would allocate one per frame) and hands it to each, until the
+// connection fails.
+func readFrames(ws *websocket.Conn, each func(data []byte)) {
+	var buf bytes.Buffer
+	for {
+		_, r, err := ws.NextReader()
+		if err != nil {
+			return
+		}
+		buf.Reset()
+		if _, err := buf.ReadFrom(r); err != nil {
+			return
+		}
+		each(buf.Bytes())
 	}
 }

@@ -378,7 +378,7 @@ func isGroupGone(err error) bool {
 }
 
 // observe notes a canary's arrival and feeds the commit → broadcast
-// latency hook with pixel events.
+// histogram and hook with pixel events.
 func (g *Gateway) observe(e stream.Entry) {
 	now := time.Now()
 	if e.Kind == canvas.KindCanary {
@@ -386,8 +386,10 @@ func (g *Gateway) observe(e stream.Entry) {
 		g.stats.canaryLatency.Store(int64(now.Sub(e.CommittedAt)))
 		return
 	}
+	d := now.Sub(e.CommittedAt)
+	g.commitToBroadcast.Observe(d.Seconds())
 	if g.opts.OnBroadcast != nil {
-		g.opts.OnBroadcast(now.Sub(e.CommittedAt))
+		g.opts.OnBroadcast(d)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -96,7 +97,8 @@ type Options struct {
 	Tracer     trace.TracerProvider
 	Propagator propagation.TextMapPropagator
 	// OnBroadcast, when set, is called with each pixel event's commit →
-	// broadcast latency as the hub takes it (for a histogram).
+	// broadcast latency as the hub takes it (for the /ops dashboard's
+	// window; the gateway's own histogram is in Collector).
 	OnBroadcast func(time.Duration)
 	// CanaryBound: when positive, Ready fails once no canary has arrived
 	// for this long (counted from the start before the first one).
@@ -249,6 +251,9 @@ type Gateway struct {
 
 	tracer  trace.Tracer // nil: tracing off
 	started time.Time
+	// commitToBroadcast times pixel events from commit to the hub (see
+	// Collector).
+	commitToBroadcast prometheus.Histogram
 
 	running atomic.Bool
 	ready   atomic.Bool
@@ -284,6 +289,8 @@ func New(opts Options) (*Gateway, error) {
 		perIP:   make(map[netip.Addr]int),
 		clients: clientip.Resolver{Trusted: opts.TrustedProxies},
 		started: time.Now(),
+
+		commitToBroadcast: newCommitToBroadcast(),
 	}
 	if opts.Tracer != nil {
 		g.tracer = opts.Tracer.Tracer("github.com/pixelflow/pixelflow/internal/gateway")

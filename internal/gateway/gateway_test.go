@@ -14,9 +14,9 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/pixelflow/pixelflow/internal/client"
 	"github.com/pixelflow/pixelflow/internal/gateway"
-	"github.com/pixelflow/pixelflow/internal/gateway/gatewaytest"
+	"github.com/pixelflow/pixelflow/internal/harness/client"
+	"github.com/pixelflow/pixelflow/internal/harness/gatewaytest"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 

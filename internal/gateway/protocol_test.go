@@ -15,7 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pixelflow/pixelflow/internal/gateway"
-	"github.com/pixelflow/pixelflow/internal/gateway/gatewaytest"
+	"github.com/pixelflow/pixelflow/internal/harness/gatewaytest"
 	"github.com/pixelflow/pixelflow/internal/protocol"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )

@@ -226,6 +226,9 @@ func (s *Server) Paused() bool {
 	return s.paused
 }
 
+// AppendOnly reports whether the server persists with an append-only file.
+func (s *Server) AppendOnly() bool { return s.opts.AppendOnly }
+
 // Dir is the server's data directory.
 func (s *Server) Dir() string { return s.opts.Dir }
 

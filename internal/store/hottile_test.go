@@ -14,7 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
-	"github.com/pixelflow/pixelflow/internal/cputime"
+	"github.com/pixelflow/pixelflow/internal/harness/cputime"
 )
 
 // writeConflicts is a ConflictModel of MongoDB's snapshot isolation with

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
-	"github.com/pixelflow/pixelflow/internal/cputime"
+	"github.com/pixelflow/pixelflow/internal/harness/cputime"
 	"github.com/pixelflow/pixelflow/internal/store"
 )
 
@@ -49,7 +49,7 @@ func BenchmarkKeyedPlace(b *testing.B) {
 				}
 				close(next)
 				wg.Wait()
-				drain(b, s)
+				store.PublishAll(b, s)
 				done += n
 			}
 			// The last drain's deletions sit in lungo's oplog until they are
@@ -69,30 +69,6 @@ func BenchmarkKeyedPlace(b *testing.B) {
 				}
 			}
 		})
-	}
-}
-
-// drain publishes (and so prunes) every pending event, as the relay does.
-func drain(tb testing.TB, s *store.Store) {
-	tb.Helper()
-	ctx := context.Background()
-	lease, ok, err := s.AcquireLease(ctx, "bench", time.Minute)
-	if err != nil || !ok {
-		tb.Fatalf("lease: %v %v", ok, err)
-	}
-	pos := lease.Position
-	for {
-		c, evs, err := s.Claim(ctx, "bench", lease.Term, pos, 4096)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if len(evs) == 0 {
-			return
-		}
-		if err := s.MarkPublished(ctx, "bench", lease.Term, pos, c, time.Now()); err != nil {
-			tb.Fatal(err)
-		}
-		pos.Seq = c.Last()
 	}
 }
 

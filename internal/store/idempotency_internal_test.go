@@ -59,24 +59,7 @@ func placeKeys(t *testing.T, s *Store, client string, n int) {
 		close(next)
 		wg.Wait()
 		done += step
-		lease, ok, err := s.AcquireLease(ctx, "t", time.Minute)
-		if err != nil || !ok {
-			t.Fatalf("lease: %v %v", ok, err)
-		}
-		pos := lease.Position
-		for {
-			c, evs, err := s.Claim(ctx, "t", lease.Term, pos, 4096)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(evs) == 0 {
-				break
-			}
-			if err := s.MarkPublished(ctx, "t", lease.Term, pos, c, time.Now()); err != nil {
-				t.Fatal(err)
-			}
-			pos.Seq = c.Last()
-		}
+		publishAll(t, s)
 	}
 }
 
@@ -113,5 +96,30 @@ func TestIdempotencyKeysBoundedPerClient(t *testing.T) {
 	}
 	if ev, replayed, err := s.Place(ctx, canvas.Placement{GX: 0, GY: 0, Color: 1}, other, Trace{}); err != nil || !replayed || ev.ID != first.ID {
 		t.Fatalf("another client's key after the flood: %+v replayed=%v err=%v; want its first answer", ev, replayed, err)
+	}
+}
+
+// publishAll publishes (and with PruneOnPublish prunes) every pending
+// event, as the relay does, in claims of up to 4,096.
+func publishAll(tb testing.TB, s *Store) {
+	tb.Helper()
+	ctx := context.Background()
+	lease, ok, err := s.AcquireLease(ctx, "publish-all", time.Minute)
+	if err != nil || !ok {
+		tb.Fatalf("lease: %v %v", ok, err)
+	}
+	pos := lease.Position
+	for {
+		c, evs, err := s.Claim(ctx, "publish-all", lease.Term, pos, 4096)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if len(evs) == 0 {
+			return
+		}
+		if err := s.MarkPublished(ctx, "publish-all", lease.Term, pos, c, time.Now()); err != nil {
+			tb.Fatal(err)
+		}
+		pos.Seq = c.Last()
 	}
 }

@@ -9,8 +9,8 @@ import (
 
 	"github.com/256dpi/lungo"
 
+	"github.com/pixelflow/pixelflow/internal/harness/storetest"
 	"github.com/pixelflow/pixelflow/internal/store"
-	"github.com/pixelflow/pixelflow/internal/store/storetest"
 )
 
 // TestContractMongoDB holds a real replica set to the store's contract.

@@ -9,9 +9,9 @@ import (
 	"github.com/256dpi/lungo"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
-	"github.com/pixelflow/pixelflow/internal/cputime"
+	"github.com/pixelflow/pixelflow/internal/harness/cputime"
+	"github.com/pixelflow/pixelflow/internal/harness/storetest"
 	"github.com/pixelflow/pixelflow/internal/store"
-	"github.com/pixelflow/pixelflow/internal/store/storetest"
 )
 
 // embedded gives a test an embedded engine of its own, in memory, tuned as

@@ -9,7 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
-	"github.com/pixelflow/pixelflow/internal/redisproc/redistest"
+	"github.com/pixelflow/pixelflow/internal/harness/redistest"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 

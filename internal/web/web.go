@@ -1,5 +1,5 @@
 // Package web serves the browser page from files embedded in the binary: no
-// CDN, no build step. The page follows docs/protocol.md like internal/client.
+// CDN, no build step. The page follows docs/protocol.md like internal/harness/client.
 package web
 
 import (

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pixelflow/pixelflow/internal/pace"
+	"github.com/pixelflow/pixelflow/internal/harness/pace"
 )
 
 // Open loop: write i is due at start + i/Rate exactly, every write is

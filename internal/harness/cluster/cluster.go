@@ -18,7 +18,7 @@
 // chaos drills (package chaos) can cut links and restart stores without
 // reconfiguring pixelflow. The chaos drills and the load test build on the
 // Cluster, Writer and Watchers defined here.
-package e2e
+package cluster
 
 import (
 	"context"
@@ -36,6 +36,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
+	"github.com/pixelflow/pixelflow/internal/harness/redisaof"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
 )
 
@@ -572,7 +573,7 @@ func (c *Cluster) ResumeRedis() error { return c.redis.Resume() }
 // append-only file cut back until at least entries stream entries (XADDs)
 // are gone, with every write after them, and it is restarted from what is
 // left. It returns what was cut.
-func (c *Cluster) LoseRedisTail(ctx context.Context, entries int) (redisproc.AOFCut, error) {
+func (c *Cluster) LoseRedisTail(ctx context.Context, entries int) (redisaof.Cut, error) {
 	cut, err := c.redis.LoseTail(ctx, entries)
 	if err != nil {
 		return cut, err

@@ -1,4 +1,8 @@
-package redisproc
+// Package redisaof cuts the tail of a stopped redis-server's append-only
+// file the way a crash inside an fsync window loses it: the Redis tail-loss
+// drills and the nemesis use it. It lives in the harness because nothing in
+// a running pixelflow does this.
+package redisaof
 
 import (
 	"bufio"
@@ -10,6 +14,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/pixelflow/pixelflow/internal/redisproc"
 )
 
 // The append-only file of Redis 7 lives in a directory (appendonlydir): a
@@ -22,12 +28,12 @@ import (
 // crash loses a suffix of the newest incr file. CutAOF reproduces exactly
 // that.
 
-// ErrAOFShort is returned by CutAOF when the newest incr file holds fewer
+// ErrShort is returned by CutAOF when the newest incr file holds fewer
 // matching commands than asked (nothing is cut then).
-var ErrAOFShort = errors.New("the append-only file holds fewer matching commands than asked")
+var ErrShort = errors.New("the append-only file holds fewer matching commands than asked")
 
-// AOFCut says what CutAOF removed.
-type AOFCut struct {
+// Cut says what CutAOF removed.
+type Cut struct {
 	// File is the incr file that was cut.
 	File string
 	// Size and Kept are its length before and after, in bytes.
@@ -44,7 +50,7 @@ type AOFCut struct {
 	Partial int64
 }
 
-func (c AOFCut) String() string {
+func (c Cut) String() string {
 	partial := ""
 	if c.Partial > 0 {
 		partial = fmt.Sprintf(" (and an incomplete last append of %d bytes)", c.Partial)
@@ -59,7 +65,7 @@ type aofUnit struct {
 	cmds   [][]string
 }
 
-// CutAOF removes the newest writes of a stopped server's append-only file,
+// CutTail removes the newest writes of a stopped server's append-only file,
 // as a crash inside an fsync window does: walking back from the end of the
 // newest incr file unit by unit (a MULTI…EXEC block is one unit, so the
 // file stays a valid AOF), it cuts until at least n commands for which
@@ -69,29 +75,29 @@ type aofUnit struct {
 // running, AOF is off, or the incr file holds fewer than n matching
 // commands (after a rewrite they live in the base file and cannot be
 // cut).
-func (s *Server) CutAOF(n int, match func(args []string) bool) (AOFCut, error) {
+func CutTail(s *redisproc.Server, n int, match func(args []string) bool) (Cut, error) {
 	if s.Pid() != 0 {
-		return AOFCut{}, errors.New("redisproc: cut AOF: the server is running (Kill it first)")
+		return Cut{}, errors.New("cut AOF: the server is running (Kill it first)")
 	}
-	if !s.opts.AppendOnly {
-		return AOFCut{}, errors.New("redisproc: cut AOF: append-only persistence is off")
+	if !s.AppendOnly() {
+		return Cut{}, errors.New("cut AOF: append-only persistence is off")
 	}
 	if n < 1 {
-		return AOFCut{}, fmt.Errorf("redisproc: cut AOF: n = %d, want ≥ 1", n)
+		return Cut{}, fmt.Errorf("cut AOF: n = %d, want ≥ 1", n)
 	}
-	file, err := newestIncr(filepath.Join(s.opts.Dir, "appendonlydir"))
+	file, err := newestIncr(filepath.Join(s.Dir(), "appendonlydir"))
 	if err != nil {
-		return AOFCut{}, err
+		return Cut{}, err
 	}
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return AOFCut{}, fmt.Errorf("redisproc: cut AOF: %w", err)
+		return Cut{}, fmt.Errorf("cut AOF: %w", err)
 	}
 	units, complete, err := parseAOF(data)
 	if err != nil {
-		return AOFCut{}, fmt.Errorf("redisproc: cut AOF %s: %w", file, err)
+		return Cut{}, fmt.Errorf("cut AOF %s: %w", file, err)
 	}
-	cut := AOFCut{File: file, Size: int64(len(data)), Commands: map[string]int{}, Partial: int64(len(data)) - complete}
+	cut := Cut{File: file, Size: int64(len(data)), Commands: map[string]int{}, Partial: int64(len(data)) - complete}
 	i := len(units)
 	for i > 0 && cut.Matched < n {
 		i--
@@ -102,7 +108,7 @@ func (s *Server) CutAOF(n int, match func(args []string) bool) (AOFCut, error) {
 		}
 	}
 	if cut.Matched < n {
-		return AOFCut{}, fmt.Errorf("redisproc: cut AOF: %s holds %d matching commands, fewer than %d: %w", file, cut.Matched, n, ErrAOFShort)
+		return Cut{}, fmt.Errorf("cut AOF: %s holds %d matching commands, fewer than %d: %w", file, cut.Matched, n, ErrShort)
 	}
 	cut.Kept = units[i].offset
 	for _, u := range units[i:] {
@@ -112,7 +118,7 @@ func (s *Server) CutAOF(n int, match func(args []string) bool) (AOFCut, error) {
 		}
 	}
 	if err := os.Truncate(file, cut.Kept); err != nil {
-		return AOFCut{}, fmt.Errorf("redisproc: cut AOF: %w", err)
+		return Cut{}, fmt.Errorf("cut AOF: %w", err)
 	}
 	return cut, nil
 }
@@ -122,7 +128,7 @@ func (s *Server) CutAOF(n int, match func(args []string) bool) (AOFCut, error) {
 func newestIncr(dir string) (string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return "", fmt.Errorf("redisproc: cut AOF: %w", err)
+		return "", fmt.Errorf("cut AOF: %w", err)
 	}
 	var manifest string
 	for _, e := range entries {
@@ -131,11 +137,11 @@ func newestIncr(dir string) (string, error) {
 		}
 	}
 	if manifest == "" {
-		return "", fmt.Errorf("redisproc: cut AOF: no manifest in %s (redis-server before 7.0 keeps one appendonly.aof, not supported)", dir)
+		return "", fmt.Errorf("cut AOF: no manifest in %s (redis-server before 7.0 keeps one appendonly.aof, not supported)", dir)
 	}
 	b, err := os.ReadFile(manifest)
 	if err != nil {
-		return "", fmt.Errorf("redisproc: cut AOF: %w", err)
+		return "", fmt.Errorf("cut AOF: %w", err)
 	}
 	var incr string
 	for _, line := range strings.Split(string(b), "\n") {
@@ -152,7 +158,7 @@ func newestIncr(dir string) (string, error) {
 		}
 	}
 	if incr == "" {
-		return "", fmt.Errorf("redisproc: cut AOF: manifest %s lists no incr file", manifest)
+		return "", fmt.Errorf("cut AOF: manifest %s lists no incr file", manifest)
 	}
 	return filepath.Join(dir, incr), nil
 }

@@ -15,10 +15,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
-	"github.com/pixelflow/pixelflow/internal/client"
 	"github.com/pixelflow/pixelflow/internal/gateway"
-	"github.com/pixelflow/pixelflow/internal/gateway/gatewaytest"
-	"github.com/pixelflow/pixelflow/internal/redisproc/redistest"
+	"github.com/pixelflow/pixelflow/internal/harness/client"
+	"github.com/pixelflow/pixelflow/internal/harness/gatewaytest"
+	"github.com/pixelflow/pixelflow/internal/harness/redistest"
 )
 
 const waitFor = 8 * time.Second

@@ -1,4 +1,4 @@
-package e2e
+package cluster
 
 import (
 	"bytes"
@@ -16,9 +16,9 @@ import (
 
 	"github.com/pixelflow/pixelflow/internal/api"
 	"github.com/pixelflow/pixelflow/internal/canvas"
-	"github.com/pixelflow/pixelflow/internal/client"
-	"github.com/pixelflow/pixelflow/internal/history"
-	"github.com/pixelflow/pixelflow/internal/pace"
+	"github.com/pixelflow/pixelflow/internal/harness/client"
+	"github.com/pixelflow/pixelflow/internal/harness/history"
+	"github.com/pixelflow/pixelflow/internal/harness/pace"
 	"github.com/pixelflow/pixelflow/internal/protocol"
 	"github.com/pixelflow/pixelflow/internal/store"
 )
@@ -82,7 +82,7 @@ func (w *Writer) Place(ctx context.Context, gx, gy int) history.Write {
 	}
 	for attempt := 0; ; attempt++ {
 		var ev protocol.Event
-		status, err := w.post(ctx, body, key, &ev)
+		status, err := w.Post(ctx, body, key, &ev)
 		switch {
 		case err == nil && status == http.StatusCreated:
 			rec.Outcome, rec.EventID, rec.Version = history.OK, ev.ID, ev.Version
@@ -108,7 +108,10 @@ func (w *Writer) Place(ctx context.Context, gx, gy int) history.Write {
 	return rec
 }
 
-func (w *Writer) post(ctx context.Context, body, key string, out any) (int, error) {
+// Post sends one raw request body to POST /api/pixels (with an Idempotency-Key
+// when key is not empty), decodes a 2xx answer into out and returns the
+// status: for suites that send what PlaceRandom would not.
+func (w *Writer) Post(ctx context.Context, body, key string, out any) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.API+"/api/pixels", bytes.NewReader([]byte(body)))
 	if err != nil {
 		return 0, err

@@ -1,4 +1,4 @@
-package e2e
+package cluster
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
+	"github.com/pixelflow/pixelflow/internal/harness/redisaof"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
 )
 
@@ -43,7 +44,7 @@ type redisBackend interface {
 	Resume() error
 	// LoseTail kills it, cuts its newest writes (at least entries XADDs)
 	// from its AOF and starts it again.
-	LoseTail(ctx context.Context, entries int) (redisproc.AOFCut, error)
+	LoseTail(ctx context.Context, entries int) (redisaof.Cut, error)
 	Close()
 }
 
@@ -65,9 +66,9 @@ func (r *localRedis) Close()                                     { r.srv.Kill() 
 func (r *localRedis) Pause() error                               { return r.srv.Pause() }
 func (r *localRedis) Resume() error                              { return r.srv.Resume() }
 
-func (r *localRedis) LoseTail(ctx context.Context, entries int) (redisproc.AOFCut, error) {
+func (r *localRedis) LoseTail(ctx context.Context, entries int) (redisaof.Cut, error) {
 	r.srv.Kill()
-	cut, err := r.srv.CutAOF(entries, func(args []string) bool { return strings.EqualFold(args[0], "XADD") })
+	cut, err := redisaof.CutTail(r.srv, entries, func(args []string) bool { return strings.EqualFold(args[0], "XADD") })
 	if err != nil {
 		// Bring Redis back as it was: a failed fault must not become
 		// another one.
@@ -138,8 +139,8 @@ var errContainer = errors.New("not implemented for the Redis container (local pr
 
 func (r *dockerRedis) Pause() error  { return fmt.Errorf("pause redis: %w", errContainer) }
 func (r *dockerRedis) Resume() error { return nil }
-func (r *dockerRedis) LoseTail(context.Context, int) (redisproc.AOFCut, error) {
-	return redisproc.AOFCut{}, fmt.Errorf("cut the redis AOF: %w", errContainer)
+func (r *dockerRedis) LoseTail(context.Context, int) (redisaof.Cut, error) {
+	return redisaof.Cut{}, fmt.Errorf("cut the redis AOF: %w", errContainer)
 }
 
 // mongoBackend is a single-node MongoDB replica set.

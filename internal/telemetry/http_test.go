@@ -1,0 +1,63 @@
+package telemetry_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pixelflow/pixelflow/internal/telemetry"
+)
+
+// TestInstrumentHTTPCountsRequestsNotSessions: requests are counted and
+// timed by method and status; /ws (a WebSocket session, hours long) is
+// served but neither counted nor timed.
+func TestInstrumentHTTPCountsRequestsNotSessions(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/pixels", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusCreated) })
+	served := 0
+	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) { served++ })
+	h := telemetry.InstrumentHTTP(reg, mux)
+	for range 3 {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/api/pixels", nil))
+	}
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/nowhere", nil))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/ws", nil))
+	if served != 1 {
+		t.Fatalf("/ws served %d times, want 1", served)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]map[string]float64{} // family → "method code" → count
+	for _, mf := range mfs {
+		counts[mf.GetName()] = map[string]float64{}
+		for _, m := range mf.GetMetric() {
+			key := ""
+			for _, l := range m.GetLabel() {
+				key += l.GetName() + "=" + l.GetValue() + " "
+			}
+			switch {
+			case m.Counter != nil:
+				counts[mf.GetName()][key] = m.GetCounter().GetValue()
+			case m.Histogram != nil:
+				counts[mf.GetName()][key] = float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	want := map[string]float64{"code=201 method=post ": 3, "code=404 method=get ": 1}
+	for _, family := range []string{"pixelflow_http_requests_total", "pixelflow_http_request_duration_seconds"} {
+		got := counts[family]
+		if len(got) != len(want) {
+			t.Errorf("%s: %v, want %v (/ws not counted)", family, got, want)
+		}
+		for k, n := range want {
+			if got[k] != n {
+				t.Errorf("%s{%s} = %v, want %v", family, k, got[k], n)
+			}
+		}
+	}
+}
