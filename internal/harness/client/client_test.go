@@ -169,9 +169,14 @@ func TestClientReplaysGap(t *testing.T) {
 			t.Fatalf("connection %d never came", i)
 		}
 	}
+	// The first connection's snapshot loads beside the stream: wait for it
+	// too (the position can reach 4 before it is in).
 	gatewaytest.Eventually(t, waitFor, func() error {
 		if p := c.Position(); p != (canvas.Position{Epoch: "e1", Seq: 4}) {
 			return fmt.Errorf("position %v", p)
+		}
+		if st := c.Stats(); st.SnapshotPending {
+			return fmt.Errorf("snapshot pending: %+v", st)
 		}
 		return nil
 	})
