@@ -436,6 +436,9 @@ func TestClientWithRealGateway(t *testing.T) {
 		if p := c.Position(); p != pub.Position() {
 			return fmt.Errorf("position %v, want %v", p, pub.Position())
 		}
+		if st := c.Stats(); st.SnapshotPending {
+			return fmt.Errorf("snapshot pending: %+v", st)
+		}
 		want, got := pub.Pixels(), c.Canvas()
 		if len(got) != len(want) {
 			return fmt.Errorf("canvas %d pixels, want %d", len(got), len(want))
