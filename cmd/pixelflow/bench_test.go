@@ -16,15 +16,7 @@ import (
 // publishing into a private redis-server concurrently: the embedded store,
 // a 64×64 canvas, 8 concurrent writers over keep-alive connections.
 func BenchmarkPlaceHTTP(b *testing.B) {
-	m := NewMain()
-	env := map[string]string{"DATA_DIR": "memory", "PORT": "0", "RATE_LIMIT": "0", "CANVAS_WIDTH": "64", "CANVAS_HEIGHT": "64", "INSTANCE_ID": "bench", "LOG_LEVEL": "error"}
-	if err := m.ParseFlags([]string{"serve"}, func(k string) string { return env[k] }); err != nil {
-		b.Fatal(err)
-	}
-	if err := m.Run(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	defer m.Close()
+	m := serveForBench(b, nil)
 	url := "http://" + m.Addr + "/api/pixels"
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	hc := &http.Client{Transport: tr}
@@ -58,4 +50,24 @@ func BenchmarkPlaceHTTP(b *testing.B) {
 	if backlog, _, err := m.store.Backlog(context.Background()); err == nil {
 		b.ReportMetric(float64(backlog), "backlog-at-end")
 	}
+}
+
+// serveForBench runs `serve` in this process on the embedded store in
+// memory (64×64 canvas, no rate limit, a private redis-server), with extra
+// settings on top, until b ends.
+func serveForBench(b *testing.B, extra map[string]string) *Main {
+	b.Helper()
+	m := NewMain()
+	env := map[string]string{"DATA_DIR": "memory", "PORT": "0", "RATE_LIMIT": "0", "CANVAS_WIDTH": "64", "CANVAS_HEIGHT": "64", "INSTANCE_ID": "bench", "LOG_LEVEL": "error"}
+	for k, v := range extra {
+		env[k] = v
+	}
+	if err := m.ParseFlags([]string{"serve"}, func(k string) string { return env[k] }); err != nil {
+		b.Fatal(err)
+	}
+	if err := m.Run(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = m.Close() })
+	return m
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -21,18 +20,11 @@ import (
 // relay, client; not redis-server) per write; run it with -benchtime 2000x
 // (10 s). RELAY_MARK_DELAY from the environment is passed to the server.
 func BenchmarkPlaceHTTPSteady(b *testing.B) {
-	m := NewMain()
-	env := map[string]string{"DATA_DIR": "memory", "PORT": "0", "RATE_LIMIT": "0", "CANVAS_WIDTH": "64", "CANVAS_HEIGHT": "64", "INSTANCE_ID": "bench", "LOG_LEVEL": "error"}
+	extra := map[string]string{}
 	if v, ok := os.LookupEnv("RELAY_MARK_DELAY"); ok {
-		env["RELAY_MARK_DELAY"] = v
+		extra["RELAY_MARK_DELAY"] = v
 	}
-	if err := m.ParseFlags([]string{"serve"}, func(k string) string { return env[k] }); err != nil {
-		b.Fatal(err)
-	}
-	if err := m.Run(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	defer m.Close()
+	m := serveForBench(b, extra)
 	url := "http://" + m.Addr + "/api/pixels"
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 	post := func(i int) {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Values registers c alone, scrapes it once and returns each unlabelled
@@ -17,14 +18,7 @@ import (
 // refuses c or the scrape fails.
 func Values(tb testing.TB, c prometheus.Collector) map[string]float64 {
 	tb.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(c); err != nil {
-		tb.Fatalf("register collector: %v", err)
-	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		tb.Fatalf("scrape collector: %v", err)
-	}
+	mfs := gather(tb, c)
 	out := map[string]float64{}
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
@@ -49,6 +43,18 @@ func Values(tb testing.TB, c prometheus.Collector) map[string]float64 {
 // "HISTOGRAM"), for tests that pin what a dashboard may rate().
 func Kinds(tb testing.TB, c prometheus.Collector) map[string]string {
 	tb.Helper()
+	mfs := gather(tb, c)
+	out := map[string]string{}
+	for _, mf := range mfs {
+		out[mf.GetName()] = mf.GetType().String()
+	}
+	return out
+}
+
+// gather registers c alone in a pedantic registry (which checks that what
+// c describes is what it collects) and scrapes it once.
+func gather(tb testing.TB, c prometheus.Collector) []*dto.MetricFamily {
+	tb.Helper()
 	reg := prometheus.NewPedanticRegistry()
 	if err := reg.Register(c); err != nil {
 		tb.Fatalf("register collector: %v", err)
@@ -57,9 +63,5 @@ func Kinds(tb testing.TB, c prometheus.Collector) map[string]string {
 	if err != nil {
 		tb.Fatalf("scrape collector: %v", err)
 	}
-	out := map[string]string{}
-	for _, mf := range mfs {
-		out[mf.GetName()] = mf.GetType().String()
-	}
-	return out
+	return mfs
 }
