@@ -61,23 +61,6 @@ func (f *foldOutbox) MarkAndClaim(ctx context.Context, holder string, term int64
 	return f.Store.MarkAndClaim(ctx, holder, term, from, c, at, limit)
 }
 
-// startRelayOn is startRelay on another Outbox.
-func (e *env) startRelayOn(out relay.Outbox, holder string, opts relay.Options) (*relay.Relay, <-chan error) {
-	e.t.Helper()
-	opts.Holder = holder
-	opts.LeaseTTL, opts.PollInterval, opts.MaxBackoff = 600*time.Millisecond, 50*time.Millisecond, 100*time.Millisecond
-	r, err := relay.New(out, e.st, opts)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 2)
-	finished := make(chan struct{})
-	go func() { err := r.Run(ctx); done <- err; done <- err; close(finished) }()
-	e.t.Cleanup(func() { cancel(); <-finished })
-	return r, done
-}
-
 // TestCrashWhileTheMarkIsDeferred: the relay dies after the XADD while the
 // mark waits (alone, at MarkDelay; or folded, woken by the next event). The
 // successor finds the claim open in the sequencer and finishes it with its
@@ -117,7 +100,7 @@ func TestCrashWhileTheMarkIsDeferred(t *testing.T) {
 	t.Run("folded", func(t *testing.T) {
 		e := newEnv(t, false)
 		out := &foldOutbox{Store: e.store}
-		_, doneA := e.startRelayOn(out, "a", relay.Options{MarkDelay: relay.MaxMarkDelay})
+		_, _, doneA := e.startRelayOn(out, "a", relay.Options{MarkDelay: relay.MaxMarkDelay})
 		first := e.write(5)
 		e.waitStream(5, 5*time.Second)
 		out.crash.Store(true)
@@ -183,7 +166,7 @@ func TestTailLossWhileTheMarkIsDeferredHasTeeth(t *testing.T) {
 func TestFoldedMarkErrorGoesThroughSync(t *testing.T) {
 	e := newEnv(t, false)
 	out := &foldOutbox{Store: e.store}
-	r, _ := e.startRelayOn(out, "r", relay.Options{MarkDelay: relay.MaxMarkDelay, MinBackoff: time.Millisecond})
+	r, _, _ := e.startRelayOn(out, "r", relay.Options{MarkDelay: relay.MaxMarkDelay, MinBackoff: time.Millisecond})
 	first := e.write(5)
 	e.waitStream(5, 5*time.Second)
 	out.failOnce.Store(true)

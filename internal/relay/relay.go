@@ -758,7 +758,8 @@ func (r *Relay) finishClaim(ctx context.Context, term int64, pos canvas.Position
 // by the term), and last the store commits the change.
 func (r *Relay) newEpoch(ctx context.Context, term int64, pos canvas.Position, why string) (canvas.Position, error) {
 	candidate := NewEpochID()
-	if r.failpoint("relay:epoch-redis-first") != nil {
+	redisFirst := r.failpoint("relay:epoch-redis-first") != nil
+	if redisFirst {
 		// The old defect: Redis first, with an epoch of its own each try.
 		if err := r.st.StartEpoch(ctx, term, candidate); err != nil {
 			return pos, err
@@ -779,7 +780,7 @@ func (r *Relay) newEpoch(ctx context.Context, term int64, pos canvas.Position, w
 	if err := r.failpoint("relay:before-epoch-redis"); err != nil {
 		return pos, err
 	}
-	if r.failpoint("relay:epoch-redis-first") == nil {
+	if !redisFirst {
 		if err := r.st.StartEpoch(ctx, term, epoch); err != nil {
 			return pos, err
 		}

@@ -46,8 +46,17 @@ func newEnvWith(t *testing.T, appendOnly bool, opts store.Options) *env {
 	return &env{t: t, store: s, srv: srv, rdb: rdb, st: stream.New(rdb, "main", 1_000_000)}
 }
 
-// startRelay runs a relay until the test ends (or the returned cancel).
+// startRelay runs a relay on the env's store until the test ends (or the
+// returned cancel).
 func (e *env) startRelay(holder string, opts relay.Options) (*relay.Relay, context.CancelFunc, <-chan error) {
+	e.t.Helper()
+	return e.startRelayOn(e.store, holder, opts)
+}
+
+// startRelayOn runs a relay on out (the env's store, or a wrapper of it)
+// until the test ends (or the returned cancel). done yields Run's error to
+// the test and stays readable for the cleanup.
+func (e *env) startRelayOn(out relay.Outbox, holder string, opts relay.Options) (*relay.Relay, context.CancelFunc, <-chan error) {
 	e.t.Helper()
 	opts.Holder = holder
 	if opts.LeaseTTL == 0 {
@@ -55,12 +64,11 @@ func (e *env) startRelay(holder string, opts relay.Options) (*relay.Relay, conte
 	}
 	opts.PollInterval = 50 * time.Millisecond
 	opts.MaxBackoff = 100 * time.Millisecond
-	r, err := relay.New(e.store, e.st, opts)
+	r, err := relay.New(out, e.st, opts)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	// done yields Run's error to the test and stays readable for the cleanup.
 	done := make(chan error, 2)
 	finished := make(chan struct{})
 	go func() { err := r.Run(ctx); done <- err; done <- err; close(finished) }()

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -155,7 +156,7 @@ func table() []proc {
 func ChildrenNamed(comm string, parents ...int) []int {
 	var out []int
 	for _, p := range table() {
-		if p.comm == comm && contains(parents, p.ppid) {
+		if p.comm == comm && slices.Contains(parents, p.ppid) {
 			out = append(out, p.pid)
 		}
 	}
@@ -173,13 +174,4 @@ func Tree(root int) []int {
 		out = append(out, children[out[i]]...)
 	}
 	return out
-}
-
-func contains(xs []int, x int) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }
