@@ -5,7 +5,7 @@ GO      ?= go
 PKGS    ?= $(shell $(GO) list ./... | grep -v -e /e2e -e /chaos -e /loadtest)
 BIN     ?= bin/pixelflow
 
-.PHONY: run build test test-mongo race lint bench e2e chaos soak loadtest ensure-redis ensure-chromium up down
+.PHONY: run build test test-mongo race lint bench e2e chaos soak loadtest ensure-redis ensure-strace ensure-chromium up down
 
 ## run: serve on embedded defaults (embedded store under ./data, private redis-server), http://localhost:8080
 run: ensure-redis
@@ -15,7 +15,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/pixelflow
 
 ## test: lint, then every unit and integration test with the race detector (real redis-server children), then the one test too slow for it (10,000-event drain in bounded claims)
-test: ensure-redis lint
+test: ensure-redis ensure-strace lint
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 	$(GO) test -count=1 -timeout 5m -run 'TestLargeBacklogDrainsInBoundedSteps' -v ./internal/relay/ | grep -E '^(--- |ok|FAIL|PASS)|drained'; exit $${PIPESTATUS[0]}
 
@@ -63,6 +63,11 @@ bench: ensure-redis
 ensure-redis:
 	@scripts/ensure-installed.sh redis-server redis-server
 
+# strace slows a redis-server's disk on purpose (internal/harness/slowdisk):
+# the redis-slow-disk drill and redisproc's tests.
+ensure-strace:
+	@scripts/ensure-installed.sh strace strace
+
 ## e2e: the end-to-end suites on real processes (docker provider when Docker
 ## is healthy, else local; E2E_PROVIDER=docker|local); artifacts in e2e/out
 e2e: ensure-redis ensure-chromium
@@ -95,7 +100,7 @@ SEED ?=
 DURATION ?=
 SCHEDULE ?=
 CHAOS_RUN = $(if $(filter nemesis replay,$(SCENARIO)),^TestNemesis$$,$(if $(filter nemesis-teeth,$(SCENARIO)),^TestNemesisTeeth$$,$(if $(SCENARIO),TestChaos/^$(SCENARIO)$$,TestChaos|TestDrillsHaveTeeth)))
-chaos: ensure-redis
+chaos: ensure-redis ensure-strace
 	@mkdir -p chaos/out
 	@if [ "$(SCENARIO)" = replay ] && [ -z "$(SCHEDULE)" ]; then echo "SCENARIO=replay needs SCHEDULE=path/to/schedule.json" >&2; exit 2; fi
 	CHAOS_PROFILE=$(CHAOS_PROFILE) CHAOS_OUT=$(CURDIR)/chaos/out NEMESIS_SEED=$(SEED) NEMESIS_DURATION=$(DURATION) \
@@ -107,7 +112,7 @@ CHAOS_TIMEOUT ?= 60m
 ## soak: the nemesis for DURATION (default 30m) with resource growth
 ## checked (RSS, goroutines, open files, Redis memory, stream length, store
 ## size: last third vs first third); report in chaos/out/soak
-soak: ensure-redis
+soak: ensure-redis ensure-strace
 	@mkdir -p chaos/out
 	CHAOS_OUT=$(CURDIR)/chaos/out NEMESIS_SEED=$(SEED) NEMESIS_DURATION=$(DURATION) \
 	  $(GO) test -count=1 -timeout $(or $(SOAK_TIMEOUT),24h) -v -run '^TestSoak$$' ./chaos/ 2>&1 | tee chaos/out/soak.log | \

@@ -80,7 +80,7 @@ func TestChaos(t *testing.T) {
 				t.Logf("%-4s %s: %s", mark, inv.Name, inv.Figure)
 			}
 			if res.OtherCores != nil {
-				t.Logf("other processes: %.2f cores before the fault, %.2f after (disturbed above %.2f: %v)", res.OtherCores["before"], res.OtherCores["after"], MaxOtherCores, res.Disturbed)
+				t.Logf("other processes: %.2f cores before the fault, %.2f during, %.2f after (disturbed above %.2f: %v)", res.OtherCores["before"], res.OtherCores["during"], res.OtherCores["after"], MaxOtherCores, res.Disturbed)
 			}
 			if res.Status == "not run" {
 				t.Logf("%s not run here: %s", sc.Name, res.Why)

@@ -130,7 +130,7 @@ section { margin-bottom: 32px; } .doc { color: #555; max-width: 760px; }
 {{if .Why}}<p class="doc"><i>Not run: {{.Why}}</i></p>{{end}}
 {{if .Provider}}<p class="doc">On {{.Provider}}.</p>{{end}}
 {{if .Note}}<p class="doc"><b>{{.Note}}</b></p>{{end}}
-{{if .OtherCores}}<p class="doc">Other processes used {{printf "%.2f" (index .OtherCores "before")}} cores before the fault and {{printf "%.2f" (index .OtherCores "after")}} after it{{if .Disturbed}} — <b>disturbed</b>: performance figures of this run say more about the machine than about pixelflow{{end}}.</p>{{end}}
+{{if .OtherCores}}<p class="doc">Other processes used {{printf "%.2f" (index .OtherCores "before")}} cores before the fault, {{printf "%.2f" (index .OtherCores "during")}} during it and {{printf "%.2f" (index .OtherCores "after")}} after it{{if .Disturbed}} — <b>disturbed</b>: performance figures of this run say more about the machine than about pixelflow{{end}}.</p>{{end}}
 {{if .Invariants}}<table><tr><th>invariant</th><th>result</th><th>figure</th></tr>
 {{range .Invariants}}<tr><td>{{.Name}}</td><td class="{{if .Pass}}pass{{else}}fail{{end}}">{{if .Pass}}pass{{else}}FAIL{{end}}</td><td>{{.Figure}}</td></tr>{{end}}</table>
 <table><tr><th>phase</th><th>writes/s</th><th>delivered/s</th><th>P50 ms</th><th>P99 ms</th><th>events</th></tr>

@@ -19,6 +19,10 @@ func TestDrillsHaveTeeth(t *testing.T) {
 		// Issue 12 item 1: a successor that ignores the open claim's
 		// recorded numbers gives the numbers Redis lost to other events.
 		{"relay-crash-tail-loss without claim numbers", RelayCrashTailLoss("relay:forget-claim=on")},
+		// Delivery correctness round, flaky P99: a Redis that fsyncs
+		// before every reply (appendfsync always) puts each disk stall on
+		// the delivery path.
+		{"redis-slow-disk with fsync before every reply", fsyncEveryWrite(RedisSlowDisk())},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -37,4 +41,10 @@ func TestDrillsHaveTeeth(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fsyncEveryWrite runs sc on a Redis that fsyncs before every reply.
+func fsyncEveryWrite(sc Scenario) Scenario {
+	sc.Cluster.RedisFsyncEveryWrite = true
+	return sc
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pixelflow/pixelflow/internal/harness/redistest"
+	"github.com/pixelflow/pixelflow/internal/harness/slowdisk"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
 )
 
@@ -86,4 +87,57 @@ func ping(addr string) error {
 	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second})
 	defer c.Close()
 	return c.Ping(context.Background()).Err()
+}
+
+// TestRepliesDoNotWaitForTheDisk: with its disk stalled (every fsync held
+// for a minute), the AOF server still answers writes. A Redis that fsyncs
+// before every reply (appendfsync always, pixelflow's old setting) put each
+// disk stall on the delivery path: a flaky drill P99 on this machine's ext4,
+// whose fsync takes 40–70 ms twice a minute.
+func TestRepliesDoNotWaitForTheDisk(t *testing.T) {
+	if answered, asked := writesWithStalledDisk(t, false); answered != asked {
+		t.Fatalf("%d of %d writes answered while the disk stalled: replies wait for fsync", answered, asked)
+	}
+}
+
+// TestRepliesDoNotWaitForTheDiskHasTeeth: the same scenario with the old
+// setting must see writes stuck behind the disk.
+func TestRepliesDoNotWaitForTheDiskHasTeeth(t *testing.T) {
+	if answered, asked := writesWithStalledDisk(t, true); answered == asked {
+		t.Fatalf("with appendfsync always every write (%d) was answered while the disk stalled: the test cannot tell", asked)
+	}
+}
+
+// writesWithStalledDisk stalls every fsync of an AOF server and counts the
+// stream writes answered within 3 s each, stopping at the first that is not.
+func writesWithStalledDisk(t *testing.T, fsyncEveryWrite bool) (answered, asked int) {
+	s, err := redisproc.Start(context.Background(), redisproc.Options{Dir: t.TempDir(), AppendOnly: true, FsyncEveryWrite: fsyncEveryWrite})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Kill)
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1})
+	defer c.Close()
+	add := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		return c.XAdd(ctx, &redis.XAddArgs{Stream: "s", Values: []any{"k", "v"}}).Err()
+	}
+	if err := add(); err != nil { // the AOF is open and written once
+		t.Fatal(err)
+	}
+	f, err := slowdisk.Attach(context.Background(), s.Pid(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Stop()
+	asked = 20
+	for range asked {
+		if err := add(); err != nil {
+			t.Logf("write %d: %v", answered+1, err)
+			break
+		}
+		answered++
+	}
+	return answered, asked
 }

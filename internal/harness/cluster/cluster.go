@@ -243,6 +243,10 @@ type Options struct {
 	// binary must be built with -tags failpoints (Prepare's tags); to arm
 	// some from the start, put PIXELFLOW_FAILPOINTS in Env.
 	Failpoints bool
+	// RedisFsyncEveryWrite runs the local provider's redis-server with
+	// appendfsync always (redisproc.Options.FsyncEveryWrite): a drill's
+	// teeth, restoring the setting that put disk stalls on the delivery path.
+	RedisFsyncEveryWrite bool
 }
 
 // Cluster is one running deployment: stores behind proxies, an api (and
@@ -333,7 +337,7 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 		}
 		c.Store = "MongoDB replica set (container " + MongoImage + ")"
 	case Local:
-		if c.redis, err = startLocalRedis(ctx, c.dir); err != nil {
+		if c.redis, err = startLocalRedis(ctx, c.dir, opts.RedisFsyncEveryWrite); err != nil {
 			return err
 		}
 		if store == StoreMongo {
@@ -584,13 +588,21 @@ func (c *Cluster) LoseRedisTail(ctx context.Context, entries int) (redisaof.Cut,
 	return cut, nil
 }
 
+// SlowRedisDisk makes every fsync of redis-server wait delay more (see
+// package slowdisk) until the returned heal is called. A Redis restart
+// meanwhile ends the fault (the new process has a fast disk).
+func (c *Cluster) SlowRedisDisk(ctx context.Context, delay time.Duration) (heal func() error, err error) {
+	return c.redis.SlowDisk(ctx, delay)
+}
+
 // CannotInject says which faults this cluster's provider cannot inject ("" when
-// it can): "redis-pause" and "redis-tail-loss" need a redis-server child.
+// it can): "redis-pause", "redis-tail-loss" and "redis-slow-disk" need a
+// redis-server child.
 func (c *Cluster) CannotInject(fault string) string {
 	switch fault {
-	case "redis-pause", "redis-tail-loss":
+	case "redis-pause", "redis-tail-loss", "redis-slow-disk":
 		if _, ok := c.redis.(*localRedis); !ok {
-			return "the " + c.Provider + " provider's Redis is a container: pausing it and cutting its AOF are only implemented for redis-server child processes (local provider)"
+			return "the " + c.Provider + " provider's Redis is a container: pausing it, slowing its disk and cutting its AOF are only implemented for redis-server child processes (local provider)"
 		}
 	}
 	return ""

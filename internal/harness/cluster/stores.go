@@ -21,6 +21,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/pixelflow/pixelflow/internal/harness/redisaof"
+	"github.com/pixelflow/pixelflow/internal/harness/slowdisk"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
 )
 
@@ -45,14 +46,17 @@ type redisBackend interface {
 	// LoseTail kills it, cuts its newest writes (at least entries XADDs)
 	// from its AOF and starts it again.
 	LoseTail(ctx context.Context, entries int) (redisaof.Cut, error)
+	// SlowDisk delays every fsync by delay until heal is called.
+	SlowDisk(ctx context.Context, delay time.Duration) (heal func() error, err error)
 	Close()
 }
 
-// localRedis is a redis-server child process with AOF on.
+// localRedis is a redis-server child process with AOF on, configured as
+// pixelflow's own private Redis is (redisproc).
 type localRedis struct{ srv *redisproc.Server }
 
-func startLocalRedis(ctx context.Context, dir string) (*localRedis, error) {
-	srv, err := redisproc.Start(ctx, redisproc.Options{Dir: filepath.Join(dir, "redis"), AppendOnly: true})
+func startLocalRedis(ctx context.Context, dir string, fsyncEveryWrite bool) (*localRedis, error) {
+	srv, err := redisproc.Start(ctx, redisproc.Options{Dir: filepath.Join(dir, "redis"), AppendOnly: true, FsyncEveryWrite: fsyncEveryWrite})
 	if err != nil {
 		return nil, err
 	}
@@ -66,6 +70,14 @@ func (r *localRedis) Close()                                     { r.srv.Kill() 
 func (r *localRedis) Pause() error                               { return r.srv.Pause() }
 func (r *localRedis) Resume() error                              { return r.srv.Resume() }
 
+func (r *localRedis) SlowDisk(ctx context.Context, delay time.Duration) (func() error, error) {
+	f, err := slowdisk.Attach(ctx, r.srv.Pid(), delay)
+	if err != nil {
+		return nil, fmt.Errorf("slow the redis disk: %w", err)
+	}
+	return func() error { f.Stop(); return nil }, nil
+}
+
 func (r *localRedis) LoseTail(ctx context.Context, entries int) (redisaof.Cut, error) {
 	r.srv.Kill()
 	cut, err := redisaof.CutTail(r.srv, entries, func(args []string) bool { return strings.EqualFold(args[0], "XADD") })
@@ -77,14 +89,15 @@ func (r *localRedis) LoseTail(ctx context.Context, entries int) (redisaof.Cut, e
 	return cut, r.srv.Restart(ctx, false)
 }
 
-// dockerRedis is a Redis container (testcontainers modules/redis) with AOF.
+// dockerRedis is a Redis container (testcontainers modules/redis) with AOF,
+// fsynced once a second like compose.yaml's and pixelflow's private one.
 type dockerRedis struct {
 	ctr *tcredis.RedisContainer
 }
 
 func startDockerRedis(ctx context.Context) (*dockerRedis, error) {
 	ctr, err := tcredis.Run(ctx, RedisImage,
-		testcontainers.WithCmd("redis-server", "--appendonly", "yes", "--appendfsync", "always"))
+		testcontainers.WithCmd("redis-server", "--appendonly", "yes", "--appendfsync", "everysec"))
 	if err != nil {
 		if ctr != nil {
 			_ = testcontainers.TerminateContainer(ctr)
@@ -139,6 +152,9 @@ var errContainer = errors.New("not implemented for the Redis container (local pr
 
 func (r *dockerRedis) Pause() error  { return fmt.Errorf("pause redis: %w", errContainer) }
 func (r *dockerRedis) Resume() error { return nil }
+func (r *dockerRedis) SlowDisk(context.Context, time.Duration) (func() error, error) {
+	return nil, fmt.Errorf("slow the redis disk: %w", errContainer)
+}
 func (r *dockerRedis) LoseTail(context.Context, int) (redisaof.Cut, error) {
 	return redisaof.Cut{}, fmt.Errorf("cut the redis AOF: %w", errContainer)
 }
