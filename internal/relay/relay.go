@@ -167,6 +167,10 @@ type Relay struct {
 
 	mu     sync.Mutex
 	status Status
+
+	// sleep waits between outbox watches (backoff.Sleep; a test records
+	// the delays instead).
+	sleep func(ctx context.Context, d time.Duration)
 }
 
 // Status is what /api/health shows of the relay.
@@ -256,7 +260,7 @@ func New(out Outbox, st Stream, opts Options) (*Relay, error) {
 	if opts.Canary != nil && opts.CanaryInterval <= 0 {
 		opts.CanaryInterval = DefaultCanaryInterval
 	}
-	r := &Relay{out: out, st: st, opts: opts}
+	r := &Relay{out: out, st: st, opts: opts, sleep: backoff.Sleep}
 	if opts.Tracer != nil {
 		r.tracer = opts.Tracer.Tracer("github.com/pixelflow/pixelflow/internal/relay")
 	}
@@ -331,6 +335,12 @@ func (r *Relay) watch(ctx context.Context) <-chan struct{} {
 						if !ok {
 							return
 						}
+						// The stream works: a later failure starts
+						// over at MinBackoff, not where the last
+						// outage left off (hours ago, maybe at
+						// MaxBackoff, with inserts waiting for the
+						// poll meanwhile).
+						b.Reset()
 						select {
 						case merged <- struct{}{}:
 						default:
@@ -343,7 +353,7 @@ func (r *Relay) watch(ctx context.Context) <-chan struct{} {
 					}
 				}
 			}()
-			backoff.Sleep(ctx, b.Next(r.opts.MinBackoff, r.opts.MaxBackoff))
+			r.sleep(ctx, b.Next(r.opts.MinBackoff, r.opts.MaxBackoff))
 		}
 	}()
 	return merged
