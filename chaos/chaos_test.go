@@ -285,10 +285,11 @@ func chaosOut() string {
 // teethSeed generates, for the local provider's shape (api with the
 // embedded store and relay, two gateways, a redis-server child), a 20 s
 // schedule of 10 faults in which Redis loses its newest append while the
-// relay is dead between an XADD and its mark (relay-crash 11.84–14.03 s,
-// redis-lose-last-append at 13.48 s): issue 12 item 1, among eight other
-// faults.
-const teethSeed = 102
+// relay is dead between an XADD and its mark (relay-crash 1.44–3.92 s,
+// redis-lose-last-append at 3.37 s): issue 12 item 1, among eight other
+// faults. (Chosen again when slow-disk:redis joined the catalogue: every
+// seed's schedule changed.)
+const teethSeed = 739
 
 // TestNemesisTeeth proves the nemesis finds a real defect and shrinks it
 // (make chaos SCENARIO=nemesis-teeth): with the sequence-reuse bug of

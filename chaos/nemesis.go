@@ -136,6 +136,24 @@ func Catalogue(sh cluster.Shape) []Fault {
 			func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
 				return loseTail(ctx, d, "redis-lose-last-append", 1)
 			})
+		// Its own target, so it overlaps the faults of the redis process:
+		// with the disk slow Redis postpones its AOF writes (up to 2 s), and
+		// a SIGKILL meanwhile loses writes it already answered, a tail loss
+		// without a machine crash. A restart ends it (the new process's
+		// disk is fast).
+		out = append(out, Fault{Name: "slow-disk:redis", Target: "redis-disk", MinHold: 500 * time.Millisecond, MaxHold: 5 * time.Second,
+			Doc: fmt.Sprintf("every fsync of redis-server takes %s longer (strace), until healed or Redis restarts", slowFsync),
+			Inject: func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
+				heal, err := d.Cluster.SlowRedisDisk(ctx, slowFsync)
+				if errors.Is(err, cluster.ErrRedisDown) {
+					d.Logf("slow-disk:redis: %v; nothing to slow", err)
+					return func(context.Context) error { return nil }, nil
+				}
+				if err != nil {
+					return nil, err
+				}
+				return func(context.Context) error { return heal() }, nil
+			}})
 		redisFault("redis-tail-loss", "redis-server crashes inside an appendfsync everysec window: its newest second of stream entries (and every write after them) are lost; restarted at once",
 			func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
 				return loseTail(ctx, d, "redis-tail-loss", d.Profile.WriteRate)

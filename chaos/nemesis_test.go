@@ -66,7 +66,7 @@ func TestCatalogueFollowsTheShape(t *testing.T) {
 		return out
 	}
 	local := names(localShape)
-	for _, want := range []string{"kill:api", "pause:api", "relay-crash", "kill:gateway-2", "pause:redis", "redis-lose-last-append", "redis-tail-loss", "cut:redis-link", "slow-client", "reconnect-storm"} {
+	for _, want := range []string{"kill:api", "pause:api", "relay-crash", "kill:gateway-2", "pause:redis", "redis-lose-last-append", "redis-tail-loss", "slow-disk:redis", "cut:redis-link", "slow-client", "reconnect-storm"} {
 		if !slices.Contains(local, want) {
 			t.Errorf("local catalogue lacks %s: %v", want, local)
 		}

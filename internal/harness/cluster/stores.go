@@ -71,8 +71,15 @@ func (r *localRedis) Pause() error                               { return r.srv.
 func (r *localRedis) Resume() error                              { return r.srv.Resume() }
 
 func (r *localRedis) SlowDisk(ctx context.Context, delay time.Duration) (func() error, error) {
-	f, err := slowdisk.Attach(ctx, r.srv.Pid(), delay)
+	pid := r.srv.Pid()
+	if pid == 0 {
+		return nil, fmt.Errorf("slow the redis disk: %w", ErrRedisDown)
+	}
+	f, err := slowdisk.Attach(ctx, pid, delay)
 	if err != nil {
+		if r.srv.Pid() != pid { // killed meanwhile (another fault)
+			return nil, fmt.Errorf("slow the redis disk: %w (%v)", ErrRedisDown, err)
+		}
 		return nil, fmt.Errorf("slow the redis disk: %w", err)
 	}
 	return func() error { f.Stop(); return nil }, nil
@@ -145,6 +152,10 @@ func (r *dockerRedis) Start(ctx context.Context, wipe bool) error {
 }
 
 func (r *dockerRedis) Close() { _ = testcontainers.TerminateContainer(r.ctr) }
+
+// ErrRedisDown: a fault that needs a running redis-server found it down
+// (killed by another fault, not restarted yet).
+var ErrRedisDown = errors.New("redis-server is not running")
 
 // errContainer: faults only implemented for redis-server children
 // (Cluster.CannotInject says so before a drill tries).
