@@ -3,10 +3,13 @@ package store_test
 import (
 	"context"
 	"math"
+	"reflect"
+	"sort"
 	"testing"
 	"time"
 
 	"github.com/256dpi/lungo"
+	"github.com/256dpi/lungo/bsonkit"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 )
@@ -208,6 +211,160 @@ func TestStreamOperationTypeWithoutDecoding(t *testing.T) {
 		}
 		if got := ot.OperationType(); got != want || ev.OperationType != want {
 			t.Fatalf("OperationType %q, decoded %q, want %q", got, ev.OperationType, want)
+		}
+	}
+}
+
+// TestTransformMatchesTheMarshalRoundTrip (patch 5): a filter, update or
+// projection converted directly holds exactly what marshalling it and
+// decoding it back into a bson.D gives — values and their types (an int
+// that fits is an int32, a time a millisecond datetime), nested documents
+// as bson.D, arrays as bson.A — with map keys in some order (the round
+// trip's is Go's random map order). Values of other types still go through
+// the round trip.
+func TestTransformMatchesTheMarshalRoundTrip(t *testing.T) {
+	now := time.Date(2026, 11, 29, 11, 40, 5, 123456789, time.UTC)
+	id := primitive.NewObjectID()
+	type tile struct {
+		ID string `bson:"_id"`
+		X  int    `bson:"x,omitempty"`
+	}
+	for name, v := range map[string]any{
+		"tile update": bson.M{
+			"$set":         bson.M{"p.3_4.c": "#ff0000", "p.3_4.t": now},
+			"$inc":         bson.M{"p.3_4.v": int64(1)},
+			"$setOnInsert": bson.M{"canvas": "main", "tx": 3, "ty": math.MaxInt32 + 1},
+		},
+		"filter":     bson.M{"canvas": "main", "state": "pending", "$or": bson.A{bson.M{"version": bson.M{"$lt": int64(7)}}, bson.M{"_id": bson.M{"$lte": id}}}},
+		"ordered":    bson.D{{Key: "b", Value: 1}, {Key: "a", Value: bson.D{{Key: "z", Value: -2.5}, {Key: "y", Value: nil}}}, {Key: "c", Value: true}},
+		"plain map":  map[string]interface{}{"n": -3, "s": "x", "d": primitive.NewDateTimeFromTime(now), "arr": bson.A{1, "two", bson.M{"three": int32(3)}}},
+		"projection": bson.M{"p.3_4.v": 1},
+		"empty":      bson.M{},
+		"a struct":   tile{ID: "t", X: 2},
+		"a slice":    bson.M{"ids": []string{"a", "b"}},
+		"a pointer":  bson.M{"at": &now},
+		"a nul key":  bson.M{"a\x00b": 1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var want bson.D
+			wantErr := bsonkit.Transfer(v, &want)
+			got, err := bsonkit.Transform(v)
+			if (err != nil) != (wantErr != nil) {
+				t.Fatalf("error %v, the round trip's %v", err, wantErr)
+			}
+			if err != nil {
+				return
+			}
+			if g, w := canonical(*got), canonical(want); !reflect.DeepEqual(g, w) {
+				t.Fatalf("converted\n  %#v\nthe round trip gives\n  %#v", g, w)
+			}
+		})
+	}
+}
+
+// canonical sorts the keys of every document in v (recursively), so two
+// conversions of a map compare whatever order each gave its keys.
+func canonical(v any) any {
+	switch x := v.(type) {
+	case bson.D:
+		d := make(bson.D, len(x))
+		for i, e := range x {
+			d[i] = bson.E{Key: e.Key, Value: canonical(e.Value)}
+		}
+		sort.Slice(d, func(i, j int) bool { return d[i].Key < d[j].Key })
+		return d
+	case bson.A:
+		a := make(bson.A, len(x))
+		for i, item := range x {
+			a[i] = canonical(item)
+		}
+		return a
+	default:
+		return v
+	}
+}
+
+// TestUpdatesShareOnlyWhatTheyLeave (patch 6): an update copies only the
+// containers along its paths and shares the rest of the document with the
+// version before it. Every change event must still show its document as
+// its write left it, whatever later updates do, and an aborted transaction
+// must leave the document as it was — through nested sets, unsets, creates
+// and increments, and the updates that still clone everything (arrays,
+// $push, positional paths).
+func TestUpdatesShareOnlyWhatTheyLeave(t *testing.T) {
+	ctx := context.Background()
+	client, _ := openEngine(t)
+	coll := client.Database("db").Collection("c")
+	cs, err := coll.Watch(ctx, []bson.M{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close(ctx)
+	var want []bson.M // the document after each write, read back
+	read := func() {
+		var doc bson.M
+		if err := coll.FindOne(ctx, bson.M{"_id": 1}).Decode(&doc); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, doc)
+	}
+	if _, err := coll.InsertOne(ctx, bson.M{"_id": 1, "p": bson.M{"a": bson.M{"c": "x", "v": 1}, "b": bson.M{"c": "y", "v": 1}, "99": bson.M{"c": "w", "v": 1}}, "arr": bson.A{bson.M{"k": 1}, 2}}); err != nil {
+		t.Fatal(err)
+	}
+	read()
+	for _, u := range []bson.M{
+		{"$set": bson.M{"p.a.c": "z", "p.a.t": 5}, "$inc": bson.M{"p.a.v": 1}},
+		{"$unset": bson.M{"p.b.c": ""}},
+		{"$set": bson.M{"p.99.c": "tile key"}, "$inc": bson.M{"p.99.v": 1}}, // a numeric key of a document
+		{"$set": bson.M{"p.n.c": "new", "q.r": 1}},
+		{"$inc": bson.M{"p.b.v": 2}, "$max": bson.M{"p.a.v": 10}},
+		{"$set": bson.M{"arr.0.k": 9}},                // through an array: a whole clone
+		{"$push": bson.M{"arr": 3}},                   // an array changed in place: a whole clone
+		{"$set": bson.M{"p.a": bson.M{"c": "whole"}}}, // a container replaced
+		{"$unset": bson.M{"p.n": ""}},
+	} {
+		if _, err := coll.UpdateOne(ctx, bson.M{"_id": 1}, u); err != nil {
+			t.Fatalf("%v: %v", u, err)
+		}
+		read()
+	}
+	// An aborted transaction changes nothing.
+	sess, err := client.StartSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = lungo.WithSession(ctx, sess, func(sc lungo.ISessionContext) error {
+		if err := sess.StartTransaction(); err != nil {
+			return err
+		}
+		if _, err := coll.UpdateOne(sc, bson.M{"_id": 1}, bson.M{"$set": bson.M{"p.b.v": 100, "p.a.c": "aborted"}}); err != nil {
+			return err
+		}
+		return sess.AbortTransaction(sc)
+	})
+	sess.EndSession(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var after bson.M
+	if err := coll.FindOne(ctx, bson.M{"_id": 1}).Decode(&after); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(after, want[len(want)-1]) {
+		t.Fatalf("after an aborted transaction %v, want %v", after, want[len(want)-1])
+	}
+	for i, w := range want {
+		if !cs.Next(ctx) {
+			t.Fatalf("stream ended: %v", cs.Err())
+		}
+		var ev struct {
+			FullDocument bson.M `bson:"fullDocument"`
+		}
+		if err := cs.Decode(&ev); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(ev.FullDocument, w) {
+			t.Fatalf("event %d shows %v, its write left %v", i, ev.FullDocument, w)
 		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
@@ -30,6 +32,11 @@ func docsEqual(a, b bsonkit.Doc) bool {
 func sameD(a, b bson.D) bool {
 	if len(a) != len(b) {
 		return false
+	}
+	// A part an update did not touch is shared by the old and the new
+	// document (patch 6): the same elements, equal without a walk.
+	if len(a) > 0 && &a[0] == &b[0] {
+		return true
 	}
 	for i := range a {
 		if a[i].Key != b[i].Key || !sameValue(a[i].Value, b[i].Value) {
@@ -324,8 +331,17 @@ func (c *Collection) Update(query, update, sort bsonkit.Doc, skip, limit int, ar
 		return &Result{}, nil
 	}
 
-	// clone documents
-	newList := bsonkit.CloneList(list)
+	// clone documents (pixelflow patch 6: only the containers the update's
+	// paths lead through, when its operators touch nothing else)
+	var newList bsonkit.List
+	if paths, ok := updatePaths(update); ok {
+		newList = make(bsonkit.List, len(list))
+		for i, doc := range list {
+			newList[i] = clonePaths(doc, paths)
+		}
+	} else {
+		newList = bsonkit.CloneList(list)
+	}
 
 	// update documents
 	changes, err := Update(newList, query, update, false, arrayFilters)
@@ -626,4 +642,93 @@ func (c *Collection) Clone() *Collection {
 	}
 
 	return clone
+}
+
+// pathCopyOps are the update operators that change a document only at the
+// paths they name: a value put, replaced or removed there, never an array
+// changed in place. An update made only of these needs a private copy of
+// the containers along its paths, not of the whole document.
+var pathCopyOps = map[string]bool{
+	"$set": true, "$setOnInsert": true, "$unset": true, "$inc": true,
+	"$mul": true, "$max": true, "$min": true, "$currentDate": true,
+}
+
+// pathTree holds the field paths an update names, one level per segment;
+// an empty node is the end of a path.
+type pathTree map[string]pathTree
+
+// updatePaths returns the field paths an update document names, and
+// whether clonePaths suffices for it: every operator is in pathCopyOps and
+// no path has a positional ($) segment. Anything else (a replacement
+// document, other operators, positional paths) needs a whole clone. A
+// numeric segment is a key of a document (pixelflow's tiles: "p.99.c") or
+// an index of an array, which clonePaths meets and then clones whole.
+func updatePaths(update bsonkit.Doc) (pathTree, bool) {
+	if update == nil || len(*update) == 0 {
+		return nil, false
+	}
+	tree := pathTree{}
+	for _, op := range *update {
+		if !pathCopyOps[op.Key] {
+			return nil, false
+		}
+		fields, ok := op.Value.(bson.D)
+		if !ok {
+			return nil, false
+		}
+		for _, f := range fields {
+			node := tree
+			for _, seg := range strings.Split(f.Key, ".") {
+				if seg == "" || strings.HasPrefix(seg, "$") {
+					return nil, false
+				}
+				next := node[seg]
+				if next == nil {
+					next = pathTree{}
+					node[seg] = next
+				}
+				node = next
+			}
+		}
+	}
+	return tree, true
+}
+
+// clonePaths copies doc and, along every path, the documents the path leads
+// through, so that applying the update to the copy changes nothing doc
+// shares with it: the rest of the document (for a tile of 256 pixels, the
+// 255 others) is shared, as documents are never changed in place (see
+// patch 3). A path that meets an array gets a whole clone.
+func clonePaths(doc bsonkit.Doc, paths pathTree) bsonkit.Doc {
+	out, ok := cloneAlong(*doc, paths)
+	if !ok {
+		return bsonkit.Clone(doc)
+	}
+	return &out
+}
+
+func cloneAlong(d bson.D, t pathTree) (bson.D, bool) {
+	out := make(bson.D, len(d))
+	copy(out, d)
+	for key, sub := range t {
+		if len(sub) == 0 {
+			continue // the path ends here: the update replaces the value
+		}
+		i := slices.IndexFunc(out, func(e bson.E) bool { return e.Key == key })
+		if i < 0 {
+			continue // the update creates the rest, fresh
+		}
+		switch v := out[i].Value.(type) {
+		case bson.D:
+			c, ok := cloneAlong(v, sub)
+			if !ok {
+				return nil, false
+			}
+			out[i].Value = c
+		case bson.A:
+			return nil, false
+		}
+		// any other value in the way: the update fails, doc untouched
+	}
+	return out, true
 }
