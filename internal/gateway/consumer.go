@@ -31,6 +31,12 @@ type consumer struct {
 	pendingFirst bool
 	lastClaim    time.Time
 	count        int64 // XREADGROUP COUNT
+	// acks are the entries of the last read, taken by the hub: they are
+	// acknowledged in the same round trip as the next read (an XACK
+	// pipelined before the XREADGROUP, which Redis runs first). Still
+	// after the hub took them; lost with an error or a crash, they are
+	// read again as pending and counted as duplicates.
+	acks []string
 }
 
 // errStopped is how a test failpoint ends Run.
@@ -49,9 +55,10 @@ func (g *Gateway) consume(ctx context.Context) error {
 		case err == nil:
 			bo.Reset()
 			continue
-		case errors.Is(err, errStopped):
+		case errors.Is(err, errStopped): // a crash: nothing more is sent
 			return err
 		case ctx.Err() != nil:
+			cs.flushAcks(ctx)
 			return nil
 		}
 		g.fail(err)
@@ -63,6 +70,7 @@ func (g *Gateway) consume(ctx context.Context) error {
 		g.log.Warn("stream read failed; retrying", "err", err, "in", d)
 		backoff.Sleep(ctx, d)
 	}
+	cs.flushAcks(ctx)
 	return nil
 }
 
@@ -91,7 +99,7 @@ func (cs *consumer) step(ctx context.Context) error {
 	if cs.pendingFirst {
 		args.Streams[1], args.Block = "0", -1
 	}
-	res, err := g.opts.Redis.XReadGroup(ctx, args).Result()
+	res, err := cs.read(ctx, args)
 	if errors.Is(err, redis.Nil) { // BLOCK timed out: nothing new
 		g.ok()
 		return nil
@@ -109,6 +117,47 @@ func (cs *consumer) step(ctx context.Context) error {
 		return nil
 	}
 	return cs.process(ctx, msgs)
+}
+
+// flushAcks acknowledges what the loop left for its next read, as it
+// stops: a restart with the same instance id would otherwise deliver those
+// entries again. Best effort, bounded: the entries stay pending if Redis
+// cannot be reached.
+func (cs *consumer) flushAcks(ctx context.Context) {
+	if len(cs.acks) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	g := cs.g
+	if err := g.opts.Redis.XAck(ctx, g.keys.Stream, g.group, cs.acks...).Err(); err != nil {
+		g.log.Warn("final xack failed: those entries stay pending", "err", err, "entries", len(cs.acks))
+	}
+	cs.acks = nil
+}
+
+// read is one XREADGROUP, with the last read's XACK pipelined before it.
+// A pipeline's replies wait up to the client's ReadTimeout (3 s, set where
+// the client is made), not a blocking command's own: readBlock is shorter.
+func (cs *consumer) read(ctx context.Context, args *redis.XReadGroupArgs) ([]redis.XStream, error) {
+	g := cs.g
+	if len(cs.acks) == 0 {
+		return g.opts.Redis.XReadGroup(ctx, args).Result()
+	}
+	var ack *redis.IntCmd
+	var read *redis.XStreamSliceCmd
+	// Each command carries its own error (read's may be redis.Nil, a
+	// timeout); Pipelined's is only the first of them.
+	_, _ = g.opts.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+		ack = p.XAck(ctx, g.keys.Stream, g.group, cs.acks...)
+		read = p.XReadGroup(ctx, args)
+		return nil
+	})
+	cs.acks = cs.acks[:0]
+	if err := ack.Err(); err != nil {
+		return nil, fmt.Errorf("xack: %w", err)
+	}
+	return read.Result()
 }
 
 // init reads the epoch, makes sure the group exists and sets the hub's
@@ -235,7 +284,8 @@ func (cs *consumer) claim(ctx context.Context) error {
 }
 
 // process broadcasts what msgs add to the hub's position, in sequence
-// order, filling gaps from the stream, then acknowledges all of msgs. Entries
+// order, filling gaps from the stream, then leaves all of msgs to be
+// acknowledged with the next read (see consumer.acks). Entries
 // at or below the position are duplicates: counted and acknowledged, never
 // broadcast twice.
 func (cs *consumer) process(ctx context.Context, msgs []redis.XMessage) error {
@@ -302,12 +352,7 @@ func (cs *consumer) process(ctx context.Context, msgs []redis.XMessage) error {
 	for _, sp := range spans {
 		sp.End()
 	}
-	if len(ids) == 0 {
-		return nil
-	}
-	if err := g.opts.Redis.XAck(ctx, g.keys.Stream, g.group, ids...).Err(); err != nil {
-		return fmt.Errorf("xack: %w", err)
-	}
+	cs.acks = append(cs.acks, ids...)
 	return nil
 }
 
