@@ -126,10 +126,9 @@ func TestUpdateModifiedFollowsBytes(t *testing.T) {
 	}
 }
 
-// Change events share the written document with the collection instead of
-// copying it; each event still shows the document as that write left it,
-// whatever later writes do.
-func TestChangeEventsKeepTheirDocument(t *testing.T) {
+// watched is a collection of a fresh engine with a change stream on it.
+func watched(t *testing.T) (lungo.IClient, lungo.ICollection, lungo.IChangeStream) {
+	t.Helper()
 	ctx := context.Background()
 	client, _ := openEngine(t)
 	coll := client.Database("db").Collection("c")
@@ -137,7 +136,16 @@ func TestChangeEventsKeepTheirDocument(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cs.Close(ctx)
+	t.Cleanup(func() { _ = cs.Close(ctx) })
+	return client, coll, cs
+}
+
+// Change events share the written document with the collection instead of
+// copying it; each event still shows the document as that write left it,
+// whatever later writes do.
+func TestChangeEventsKeepTheirDocument(t *testing.T) {
+	ctx := context.Background()
+	_, coll, cs := watched(t)
 	if _, err := coll.InsertOne(ctx, bson.M{"_id": 1, "p": bson.M{"a": 1}}); err != nil {
 		t.Fatal(err)
 	}
@@ -176,13 +184,7 @@ func TestChangeEventsKeepTheirDocument(t *testing.T) {
 // it is the one Decode gives.
 func TestStreamOperationTypeWithoutDecoding(t *testing.T) {
 	ctx := context.Background()
-	client, _ := openEngine(t)
-	coll := client.Database("db").Collection("c")
-	cs, err := coll.Watch(ctx, []bson.M{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close(ctx)
+	_, coll, cs := watched(t)
 	ot, ok := cs.(interface{ OperationType() string })
 	if !ok {
 		t.Fatalf("%T has no OperationType", cs)
@@ -289,17 +291,11 @@ func canonical(v any) any {
 // version before it. Every change event must still show its document as
 // its write left it, whatever later updates do, and an aborted transaction
 // must leave the document as it was — through nested sets, unsets, creates
-// and increments, and the updates that still clone everything (arrays,
-// $push, positional paths).
+// and increments, and the updates that still clone everything (a path
+// through an array, $push).
 func TestUpdatesShareOnlyWhatTheyLeave(t *testing.T) {
 	ctx := context.Background()
-	client, _ := openEngine(t)
-	coll := client.Database("db").Collection("c")
-	cs, err := coll.Watch(ctx, []bson.M{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close(ctx)
+	client, coll, cs := watched(t)
 	var want []bson.M // the document after each write, read back
 	read := func() {
 		var doc bson.M
