@@ -292,7 +292,7 @@ func Run(ctx context.Context, tb testing.TB, sc Scenario, p Profile, bin, provid
 	}
 
 	// CPU outside this test and its descendants (the cluster's processes),
-	// for the before and after phases.
+	// for the before, during and after phases.
 	ours := []procstat.Group{{Name: "this test and its children", Pids: func() []int { return procstat.Tree(os.Getpid()) }}}
 	cpuStart := procstat.Read(ours)
 	samples := newSampler(c.APIURL(), w, lat, writer, start, p.Tick)
@@ -388,20 +388,23 @@ func invariants(sc Scenario, p Profile, res *Result, rep *history.Report, dr dra
 			fmt.Sprintf("%.0f events/s (%d in %.0f ms) vs %d writes/s", rate, dr.peak-dr.baseline, dr.end.Sub(dr.start).Seconds()*1000, p.WriteRate)})
 	}
 	before, after := res.Phases["before"].P99Ms, res.Phases["after"].P99Ms
-	// 2× the before-fault P99, with a 50 ms floor: below that, scheduler
-	// noise on a 2-core machine decides, not the system.
-	band := max(2*before, before+50)
+	band := p99Band(before)
 	out = append(out, Invariant{invP99Recovers, res.Phases["after"].Events > 0 && after <= band,
 		fmt.Sprintf("after %.1f ms vs before %.1f ms (band %.1f ms)", after, before, band)})
 	return out
 }
+
+// p99Band is how far a phase's P99 may rise over the before-fault one:
+// 2×, with a 50 ms floor (below that, scheduler noise on a 2-core machine
+// decides, not the system).
+func p99Band(before float64) float64 { return max(2*before, before+50) }
 
 // p99Held is the performance invariant of a fault that must not slow the
 // deliveries it measures: their P99 during the fault stays within the band
 // of the one before it (2×, with a 50 ms floor, as invP99Recovers).
 func p99Held(r *Result, whose string) Invariant {
 	before, during := r.Phases["before"].P99Ms, r.Phases["during"].P99Ms
-	band := max(2*before, before+50)
+	band := p99Band(before)
 	return Invariant{invP99Held, r.Phases["during"].Events > 0 && during <= band,
 		fmt.Sprintf("%s: P99 during %.1f ms vs before %.1f ms (band %.1f ms)", whose, during, before, band)}
 }

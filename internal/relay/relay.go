@@ -544,7 +544,7 @@ func (r *Relay) markAndPublish(ctx context.Context, term int64, pos canvas.Posit
 	}
 	// Begun, the mark and the append of what it claims complete even if
 	// ctx is cancelled meanwhile: shutdown waits for them.
-	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	bctx, cancel := finishing(ctx)
 	defer cancel()
 	c, events, err := r.out.MarkAndClaim(bctx, r.opts.Holder, term, pos, open.claim, open.at, r.opts.ClaimLimit)
 	r.update(func(s *Status) { s.Transactions++ })
@@ -565,7 +565,7 @@ func (r *Relay) markOpen(ctx context.Context, term int64, pos canvas.Position, o
 	if err := r.failpoint("relay:before-mark"); err != nil {
 		return pos, fmt.Errorf("%w: %v", ErrFailpoint, err)
 	}
-	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	bctx, cancel := finishing(ctx)
 	defer cancel()
 	err := r.out.MarkPublished(bctx, r.opts.Holder, term, pos, open.claim, open.at)
 	r.update(func(s *Status) { s.Transactions++ })
@@ -588,11 +588,17 @@ func (r *Relay) marked(pos canvas.Position, open *appended, folded bool) canvas.
 	return next
 }
 
+// finishing is the context of store and Redis work that, once begun, runs
+// to its end even when ctx is cancelled (shutdown waits for it), bounded.
+func finishing(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+}
+
 // appendClaim appends claim c's events after pos.
 func (r *Relay) appendClaim(ctx context.Context, term int64, pos canvas.Position, c store.Claim, events []canvas.Event) (*appended, error) {
 	// The claim in flight is appended even if ctx is cancelled meanwhile:
 	// shutdown waits for it, then marks it, rather than leave it open.
-	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	bctx, cancel := finishing(ctx)
 	defer cancel()
 	now := time.Now()
 	if err := r.append(bctx, term, pos.Epoch, pos.Seq, events, now, true); err != nil {

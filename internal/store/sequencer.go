@@ -383,16 +383,14 @@ func (s *Store) MarkPublished(ctx context.Context, holder string, term int64, fr
 	if len(c.IDs) == 0 {
 		return nil
 	}
-	if c.First != from.Seq+1 {
-		return fmt.Errorf("mark claim %s: it starts at %d, not after %s", c.ID, c.First, from)
+	if err := follows(c, from); err != nil {
+		return err
 	}
 	return s.txn(ctx, "mark published", func(sc lungo.ISessionContext) error {
 		if err := s.markClaim(sc, holder, term, from, c, at); err != nil {
 			return err
 		}
-		_, err := s.db.Collection(cSequencers).UpdateOne(sc, bson.M{"_id": s.opts.Canvas},
-			bson.M{"$set": bson.M{"seq": c.Last()}, "$unset": bson.M{"claim": ""}})
-		return err
+		return s.moveSequencer(sc, c.Last(), Claim{})
 	})
 }
 
@@ -411,8 +409,8 @@ func (s *Store) MarkAndClaim(ctx context.Context, holder string, term int64, fro
 	if len(c.IDs) == 0 {
 		return next, nil, fmt.Errorf("mark and claim: claim %q is empty", c.ID)
 	}
-	if c.First != from.Seq+1 {
-		return next, nil, fmt.Errorf("mark claim %s: it starts at %d, not after %s", c.ID, c.First, from)
+	if err := follows(c, from); err != nil {
+		return next, nil, err
 	}
 	err = s.txn(ctx, "mark published and claim", func(sc lungo.ISessionContext) error {
 		next, events = Claim{}, nil
@@ -422,17 +420,32 @@ func (s *Store) MarkAndClaim(ctx context.Context, holder string, term int64, fro
 		if next, events, err = s.claimPending(sc, c.Last()+1, limit); err != nil {
 			return err
 		}
-		update := bson.M{"$set": bson.M{"seq": c.Last()}, "$unset": bson.M{"claim": ""}}
-		if len(events) > 0 {
-			update = bson.M{"$set": bson.M{"seq": c.Last(), "claim": claimDoc{ID: next.ID, IDs: next.IDs}}}
-		}
-		_, err = s.db.Collection(cSequencers).UpdateOne(sc, bson.M{"_id": s.opts.Canvas}, update)
-		return err
+		return s.moveSequencer(sc, c.Last(), next)
 	})
 	if err != nil {
 		return Claim{}, nil, err
 	}
 	return next, events, nil
+}
+
+// follows checks that claim c starts right after position from.
+func follows(c Claim, from canvas.Position) error {
+	if c.First != from.Seq+1 {
+		return fmt.Errorf("mark claim %s: it starts at %d, not after %s", c.ID, c.First, from)
+	}
+	return nil
+}
+
+// moveSequencer is the sequencer half of marking, inside the caller's
+// transaction: its position moves to seq, and next (when it has events) is
+// recorded as the open claim, or no claim is open.
+func (s *Store) moveSequencer(sc lungo.ISessionContext, seq uint64, next Claim) error {
+	update := bson.M{"$set": bson.M{"seq": seq}, "$unset": bson.M{"claim": ""}}
+	if len(next.IDs) > 0 {
+		update = bson.M{"$set": bson.M{"seq": seq, "claim": claimDoc{ID: next.ID, IDs: next.IDs}}}
+	}
+	_, err := s.db.Collection(cSequencers).UpdateOne(sc, bson.M{"_id": s.opts.Canvas}, update)
+	return err
 }
 
 // markClaim is the outbox half of marking claim c published, inside the
