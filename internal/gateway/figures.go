@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pixelflow/pixelflow/internal/telemetry"
 )
 
 // The gateway's figures for the operator, next to the counters that make
@@ -42,68 +44,45 @@ func newCommitToBroadcast() prometheus.Histogram {
 }
 
 // Collector returns the gateway's Prometheus series: its counters and
-// gauges read from Stats at scrape time, the pending count of its
-// consumer group read from Redis (-1 when Redis does not answer within a
-// second, so a dead Redis does not hang /metrics), and the commit →
+// gauges read from one Stats at each scrape, the pending count of its
+// consumer group read from Redis (-1 when Redis does not answer within
+// telemetry.ScrapeTimeout), and the commit →
 // broadcast histogram.
 func (g *Gateway) Collector() prometheus.Collector {
-	desc := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
-	return &collector{
-		g:         g,
-		clients:   desc("pixelflow_gateway_clients", "Connected WebSocket clients."),
-		degraded:  desc("pixelflow_gateway_degraded_total", "Clients degraded for being slow."),
-		resyncs:   desc("pixelflow_gateway_resyncs_total", "Resync frames sent to clients."),
-		delivered: desc("pixelflow_gateway_delivered_total", "Events written to client sockets, summed over clients."),
-		broadcast: desc("pixelflow_gateway_broadcast_total", "Stream entries handed to the hub."),
-		reaped:    desc("pixelflow_gateway_reaped_total", "Consumer groups of gateways silent past GROUP_TTL that this gateway destroyed."),
-		pending:   desc("pixelflow_gateway_pending", "Entries delivered to this gateway's consumer group and not yet acknowledged (-1: unknown)."),
-		lag:       desc("pixelflow_gateway_lag", "Stream entries not yet broadcast by this gateway (its consumer group's lag)."),
-		canaryLat: desc("pixelflow_canary_latency_seconds", "Commit → arrival time of the last canary at this gateway."),
-		canaryAge: desc("pixelflow_gateway_canary_age_seconds", "Time since the last canary arrived (-1: none yet)."),
+	type figures struct {
+		Stats
+		pending int64
 	}
-}
-
-type collector struct {
-	g                                                *Gateway
-	clients, degraded, resyncs, delivered, broadcast *prometheus.Desc
-	reaped, pending, lag, canaryLat, canaryAge       *prometheus.Desc
-}
-
-func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.clients, c.degraded, c.resyncs, c.delivered, c.broadcast,
-		c.reaped, c.pending, c.lag, c.canaryLat, c.canaryAge} {
-		ch <- d
+	read := func(ctx context.Context) figures { return figures{Stats: g.Stats(), pending: g.pendingCount(ctx)} }
+	series := func(name, help string, t prometheus.ValueType, v func(figures) float64) telemetry.Series[figures] {
+		return telemetry.Series[figures]{Name: name, Help: help, Type: t, Value: v}
 	}
-	c.g.commitToBroadcast.Describe(ch)
-}
-
-func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	st := c.g.Stats()
-	metric := func(d *prometheus.Desc, t prometheus.ValueType, v float64) {
-		ch <- prometheus.MustNewConstMetric(d, t, v)
+	gauge, counter := prometheus.GaugeValue, prometheus.CounterValue
+	return telemetry.Collectors{
+		telemetry.Snapshot(read,
+			series("pixelflow_gateway_clients", "Connected WebSocket clients.", gauge, func(f figures) float64 { return float64(f.Clients) }),
+			series("pixelflow_gateway_degraded_total", "Clients degraded for being slow.", counter, func(f figures) float64 { return float64(f.Degraded) }),
+			series("pixelflow_gateway_resyncs_total", "Resync frames sent to clients.", counter, func(f figures) float64 { return float64(f.Resyncs) }),
+			series("pixelflow_gateway_delivered_total", "Events written to client sockets, summed over clients.", counter, func(f figures) float64 { return float64(f.Delivered) }),
+			series("pixelflow_gateway_broadcast_total", "Stream entries handed to the hub.", counter, func(f figures) float64 { return float64(f.Broadcast) }),
+			series("pixelflow_gateway_reaped_total", "Consumer groups of gateways silent past GROUP_TTL that this gateway destroyed.", counter, func(f figures) float64 { return float64(f.Reaped) }),
+			series("pixelflow_gateway_pending", "Entries delivered to this gateway's consumer group and not yet acknowledged (-1: unknown).", gauge, func(f figures) float64 { return float64(f.pending) }),
+			series("pixelflow_gateway_lag", "Stream entries not yet broadcast by this gateway (its consumer group's lag).", gauge, func(f figures) float64 { return float64(f.Lag) }),
+			series("pixelflow_canary_latency_seconds", "Commit → arrival time of the last canary at this gateway.", gauge, func(f figures) float64 { return f.CanaryLatency.Seconds() }),
+			series("pixelflow_gateway_canary_age_seconds", "Time since the last canary arrived (-1: none yet).", gauge, func(f figures) float64 {
+				if f.LastCanary.IsZero() {
+					return -1
+				}
+				return time.Since(f.LastCanary).Seconds()
+			}),
+		),
+		g.commitToBroadcast,
 	}
-	metric(c.clients, prometheus.GaugeValue, float64(st.Clients))
-	metric(c.degraded, prometheus.CounterValue, float64(st.Degraded))
-	metric(c.resyncs, prometheus.CounterValue, float64(st.Resyncs))
-	metric(c.delivered, prometheus.CounterValue, float64(st.Delivered))
-	metric(c.broadcast, prometheus.CounterValue, float64(st.Broadcast))
-	metric(c.reaped, prometheus.CounterValue, float64(st.Reaped))
-	metric(c.pending, prometheus.GaugeValue, float64(c.pendingCount()))
-	metric(c.lag, prometheus.GaugeValue, float64(st.Lag))
-	metric(c.canaryLat, prometheus.GaugeValue, st.CanaryLatency.Seconds())
-	age := -1.0
-	if !st.LastCanary.IsZero() {
-		age = time.Since(st.LastCanary).Seconds()
-	}
-	metric(c.canaryAge, prometheus.GaugeValue, age)
-	c.g.commitToBroadcast.Collect(ch)
 }
 
 // pendingCount is the consumer group's pending entries, -1 when unknown.
-func (c *collector) pendingCount() int64 {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	p, err := c.g.opts.Redis.XPending(ctx, c.g.keys.Stream, c.g.group).Result()
+func (g *Gateway) pendingCount(ctx context.Context) int64 {
+	p, err := g.opts.Redis.XPending(ctx, g.keys.Stream, g.group).Result()
 	if err != nil {
 		return -1
 	}

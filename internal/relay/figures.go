@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pixelflow/pixelflow/internal/store"
+	"github.com/pixelflow/pixelflow/internal/telemetry"
 )
 
 // The relay's figures for the operator, next to the status that makes
@@ -33,47 +34,25 @@ func (r *Relay) Health(context.Context) map[string]any {
 	return rl
 }
 
-// Collector returns the relay's Prometheus series, read from Status at
-// scrape time.
+// Collector returns the relay's Prometheus series, read from one Status
+// at each scrape.
 func (r *Relay) Collector() prometheus.Collector {
-	desc := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
-	return &collector{
-		r:            r,
-		published:    desc("pixelflow_relay_published_total", "Events the relay published to the stream."),
-		batches:      desc("pixelflow_relay_batches_total", "Publish batches (published_total / batches_total is the mean batch size)."),
-		transactions: desc("pixelflow_relay_store_transactions_total", "Store transactions the relay ran to claim and mark (store_transactions_total / batches_total is the store's cost per batch; a mark folded into the next claim shares its transaction)."),
-		folded:       desc("pixelflow_relay_folded_marks_total", "Marks the relay folded into the transaction of its next claim (RELAY_MARK_DELAY)."),
-		epochChanges: desc("pixelflow_relay_epoch_changes_total", "Stream epochs this relay started (Redis lost its data, or first start)."),
-		reconciled:   desc("pixelflow_relay_reconciled_total", "Events found already in the stream and marked instead of republished."),
-		leader:       desc("pixelflow_relay_leader", "1 while this relay holds the sequencer lease."),
+	counter := func(name, help string, v func(Status) int64) telemetry.Series[Status] {
+		return telemetry.Series[Status]{Name: name, Help: help, Type: prometheus.CounterValue, Value: func(s Status) float64 { return float64(v(s)) }}
 	}
-}
-
-type collector struct {
-	r                                                                          *Relay
-	published, batches, transactions, folded, epochChanges, reconciled, leader *prometheus.Desc
-}
-
-func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.published, c.batches, c.transactions, c.folded, c.epochChanges, c.reconciled, c.leader} {
-		ch <- d
-	}
-}
-
-func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	st := c.r.Status()
-	counter := func(d *prometheus.Desc, v int64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
-	}
-	counter(c.published, st.Published)
-	counter(c.batches, st.Batches)
-	counter(c.transactions, st.Transactions)
-	counter(c.folded, st.Folded)
-	counter(c.epochChanges, st.EpochChanges)
-	counter(c.reconciled, st.Reconciled)
-	leader := 0.0
-	if st.State == "leader" {
-		leader = 1
-	}
-	ch <- prometheus.MustNewConstMetric(c.leader, prometheus.GaugeValue, leader)
+	return telemetry.Snapshot(func(context.Context) Status { return r.Status() },
+		counter("pixelflow_relay_published_total", "Events the relay published to the stream.", func(s Status) int64 { return s.Published }),
+		counter("pixelflow_relay_batches_total", "Publish batches (published_total / batches_total is the mean batch size).", func(s Status) int64 { return s.Batches }),
+		counter("pixelflow_relay_store_transactions_total", "Store transactions the relay ran to claim and mark (store_transactions_total / batches_total is the store's cost per batch; a mark folded into the next claim shares its transaction).", func(s Status) int64 { return s.Transactions }),
+		counter("pixelflow_relay_folded_marks_total", "Marks the relay folded into the transaction of its next claim (RELAY_MARK_DELAY).", func(s Status) int64 { return s.Folded }),
+		counter("pixelflow_relay_epoch_changes_total", "Stream epochs this relay started (Redis lost its data, or first start).", func(s Status) int64 { return s.EpochChanges }),
+		counter("pixelflow_relay_reconciled_total", "Events found already in the stream and marked instead of republished.", func(s Status) int64 { return s.Reconciled }),
+		telemetry.Series[Status]{Name: "pixelflow_relay_leader", Help: "1 while this relay holds the sequencer lease.", Type: prometheus.GaugeValue,
+			Value: func(s Status) float64 {
+				if s.State == "leader" {
+					return 1
+				}
+				return 0
+			}},
+	)
 }

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pixelflow/pixelflow/internal/telemetry"
 )
 
 // The store's figures for the operator, next to the queries that make
@@ -52,47 +54,28 @@ func HolderInstance(holder string) string {
 	return holder[:i]
 }
 
-// scrapeTimeout bounds the queries one scrape makes: a store that does not
-// answer shows as -1, it does not hang /metrics.
-const scrapeTimeout = time.Second
-
 // Collector returns the store's Prometheus series, read at scrape time:
 // the outbox backlog and its oldest event's age (one store query for
-// both) and the transaction retries.
+// both; -1 when the store does not answer within telemetry.ScrapeTimeout)
+// and the transaction retries.
 func (s *Store) Collector() prometheus.Collector {
-	return &collector{
-		s: s,
-		backlog: prometheus.NewDesc("pixelflow_outbox_backlog",
-			"Outbox events not yet published (-1: store unreachable).", nil, nil),
-		oldestAge: prometheus.NewDesc("pixelflow_outbox_oldest_pending_age_seconds",
-			"Age of the oldest unpublished outbox event (0: none).", nil, nil),
-		txnRetries: prometheus.NewDesc("pixelflow_store_txn_retries_total",
-			"Store transactions retried after a transient error.", nil, nil),
-	}
-}
-
-type collector struct {
-	s                              *Store
-	backlog, oldestAge, txnRetries *prometheus.Desc
-}
-
-func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.backlog
-	ch <- c.oldestAge
-	ch <- c.txnRetries
-}
-
-func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
-	defer cancel()
-	backlog, age := -1.0, 0.0
-	if n, oldest, err := c.s.Backlog(ctx); err == nil {
-		backlog = float64(n)
-		if !oldest.IsZero() {
-			age = time.Since(oldest).Seconds()
+	type figures struct{ backlog, age, retries float64 }
+	read := func(ctx context.Context) figures {
+		f := figures{backlog: -1, retries: float64(s.Retries())}
+		if n, oldest, err := s.Backlog(ctx); err == nil {
+			f.backlog = float64(n)
+			if !oldest.IsZero() {
+				f.age = time.Since(oldest).Seconds()
+			}
 		}
+		return f
 	}
-	ch <- prometheus.MustNewConstMetric(c.backlog, prometheus.GaugeValue, backlog)
-	ch <- prometheus.MustNewConstMetric(c.oldestAge, prometheus.GaugeValue, age)
-	ch <- prometheus.MustNewConstMetric(c.txnRetries, prometheus.CounterValue, float64(c.s.Retries()))
+	return telemetry.Snapshot(read,
+		telemetry.Series[figures]{Name: "pixelflow_outbox_backlog", Help: "Outbox events not yet published (-1: store unreachable).",
+			Type: prometheus.GaugeValue, Value: func(f figures) float64 { return f.backlog }},
+		telemetry.Series[figures]{Name: "pixelflow_outbox_oldest_pending_age_seconds", Help: "Age of the oldest unpublished outbox event (0: none).",
+			Type: prometheus.GaugeValue, Value: func(f figures) float64 { return f.age }},
+		telemetry.Series[figures]{Name: "pixelflow_store_txn_retries_total", Help: "Store transactions retried after a transient error.",
+			Type: prometheus.CounterValue, Value: func(f figures) float64 { return f.retries }},
+	)
 }

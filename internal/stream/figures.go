@@ -3,9 +3,10 @@ package stream
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pixelflow/pixelflow/internal/telemetry"
 )
 
 // The stream's figures for the operator: its length on /metrics, and the
@@ -33,26 +34,17 @@ func (s *Stream) Figures(ctx context.Context) (map[string]string, error) {
 }
 
 // Collector returns the stream's Prometheus series, read from Redis at
-// scrape time: its length (-1 while Redis does not answer within a
-// second, so a dead Redis does not hang /metrics).
+// scrape time: its length (-1 while Redis does not answer within
+// telemetry.ScrapeTimeout).
 func (s *Stream) Collector() prometheus.Collector {
-	return &collector{s: s, length: prometheus.NewDesc("pixelflow_stream_length",
-		"Entries in the Redis stream (-1: Redis unreachable).", nil, nil)}
-}
-
-type collector struct {
-	s      *Stream
-	length *prometheus.Desc
-}
-
-func (c *collector) Describe(ch chan<- *prometheus.Desc) { ch <- c.length }
-
-func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	n, err := c.s.Len(ctx)
-	if err != nil {
-		n = -1
+	length := func(ctx context.Context) int64 {
+		n, err := s.Len(ctx)
+		if err != nil {
+			return -1
+		}
+		return n
 	}
-	ch <- prometheus.MustNewConstMetric(c.length, prometheus.GaugeValue, float64(n))
+	return telemetry.Snapshot(length, telemetry.Series[int64]{Name: "pixelflow_stream_length",
+		Help: "Entries in the Redis stream (-1: Redis unreachable).", Type: prometheus.GaugeValue,
+		Value: func(n int64) float64 { return float64(n) }})
 }
