@@ -128,7 +128,7 @@ func (s *Store) placeBatch(ctx context.Context, reqs []*placeReq) {
 				Trace: traceDoc{TraceParent: r.tr.TraceParent, TraceState: r.tr.TraceState},
 				State: statePending,
 			}
-			docs[i] = outbox[i]
+			docs[i] = outbox[i].doc()
 		}
 		if _, err := s.db.Collection(cOutbox).InsertMany(sc, docs); err != nil {
 			return err

@@ -53,6 +53,17 @@ type claimDoc struct {
 	IDs []string `bson:"ids"`
 }
 
+// doc is c as the sequencer stores it (claimDoc's fields), built as a
+// document of plain values: the embedded engine converts those directly,
+// where a struct costs it a marshal round trip on every claim.
+func (c Claim) doc() bson.D {
+	ids := make(bson.A, len(c.IDs))
+	for i, id := range c.IDs {
+		ids[i] = id
+	}
+	return bson.D{{Key: "id", Value: c.ID}, {Key: "ids", Value: ids}}
+}
+
 func (d seqDoc) lease() Lease {
 	l := Lease{Holder: d.Holder, ExpiresAt: d.ExpiresAt, Term: d.Term, Position: canvas.Position{Epoch: d.Epoch, Seq: d.Seq},
 		NextEpoch: d.NextEpoch}
@@ -222,7 +233,7 @@ func (s *Store) Claim(ctx context.Context, holder string, term int64, at canvas.
 			return err
 		}
 		_, err = s.db.Collection(cSequencers).UpdateOne(sc, bson.M{"_id": s.opts.Canvas},
-			bson.M{"$set": bson.M{"claim": claimDoc{ID: c.ID, IDs: c.IDs}}})
+			bson.M{"$set": bson.M{"claim": c.doc()}})
 		return err
 	})
 	if err != nil {
@@ -387,10 +398,13 @@ func (s *Store) MarkPublished(ctx context.Context, holder string, term int64, fr
 		return err
 	}
 	return s.txn(ctx, "mark published", func(sc lungo.ISessionContext) error {
-		if err := s.markClaim(sc, holder, term, from, c, at); err != nil {
+		if err := s.markClaim(sc, from, c, at); err != nil {
 			return err
 		}
-		return s.moveSequencer(sc, c.Last(), Claim{})
+		if err := s.moveSequencer(sc, holder, term, from, c, Claim{}); err != nil {
+			return err
+		}
+		return s.recordBatch(sc, from, c, at)
 	})
 }
 
@@ -414,13 +428,16 @@ func (s *Store) MarkAndClaim(ctx context.Context, holder string, term int64, fro
 	}
 	err = s.txn(ctx, "mark published and claim", func(sc lungo.ISessionContext) error {
 		next, events = Claim{}, nil
-		if err := s.markClaim(sc, holder, term, from, c, at); err != nil {
+		if err := s.markClaim(sc, from, c, at); err != nil {
 			return err
 		}
 		if next, events, err = s.claimPending(sc, c.Last()+1, limit); err != nil {
 			return err
 		}
-		return s.moveSequencer(sc, c.Last(), next)
+		if err := s.moveSequencer(sc, holder, term, from, c, next); err != nil {
+			return err
+		}
+		return s.recordBatch(sc, from, c, at)
 	})
 	if err != nil {
 		return Claim{}, nil, err
@@ -436,46 +453,82 @@ func follows(c Claim, from canvas.Position) error {
 	return nil
 }
 
-// moveSequencer is the sequencer half of marking, inside the caller's
-// transaction: its position moves to seq, and next (when it has events) is
-// recorded as the open claim, or no claim is open.
-func (s *Store) moveSequencer(sc lungo.ISessionContext, seq uint64, next Claim) error {
-	update := bson.M{"$set": bson.M{"seq": seq}, "$unset": bson.M{"claim": ""}}
+// moveSequencer is the sequencer half of marking claim c, inside the
+// caller's transaction, and the fence of both halves: only if holder holds
+// a valid lease of term, the sequencer is at from with no epoch change in
+// progress and c is its open claim, its position moves past c and next
+// (when it has events) is recorded as the open claim, or no claim is open.
+// Otherwise it returns ErrLeaseLost and the caller's transaction, the
+// outbox half with it, is rolled back. The fence is the update's filter:
+// one conditional update where a read of the sequencer and a write were.
+func (s *Store) moveSequencer(sc lungo.ISessionContext, holder string, term int64, from canvas.Position, c Claim, next Claim) error {
+	update := bson.M{"$set": bson.M{"seq": int64(c.Last())}, "$unset": bson.M{"claim": ""}}
 	if len(next.IDs) > 0 {
-		update = bson.M{"$set": bson.M{"seq": seq, "claim": claimDoc{ID: next.ID, IDs: next.IDs}}}
+		update = bson.M{"$set": bson.M{"seq": int64(c.Last()), "claim": next.doc()}}
 	}
-	_, err := s.db.Collection(cSequencers).UpdateOne(sc, bson.M{"_id": s.opts.Canvas}, update)
-	return err
-}
-
-// markClaim is the outbox half of marking claim c published, inside the
-// caller's transaction, fenced by the lease, the position from and the open
-// claim; the caller then moves the sequencer past c.
-func (s *Store) markClaim(sc lungo.ISessionContext, holder string, term int64, from canvas.Position, c Claim, at time.Time) error {
-	d, err := s.fenceAt(sc, holder, term, from)
+	res, err := s.db.Collection(cSequencers).UpdateOne(sc, bson.M{
+		"_id": s.opts.Canvas, "holder": holder, "term": term,
+		// A lease valid after now, now rounded up to the stored
+		// precision (milliseconds): never looser than fence's check.
+		"expiresAt": bson.M{"$gt": ceilMillis(s.opts.Now())},
+		"epoch":     orUnset(from.Epoch, ""), "seq": orUnset(int64(from.Seq), 0),
+		"nextEpoch": orUnset("", ""),
+		"claim.id":  c.ID,
+	}, update)
 	if err != nil {
 		return err
 	}
-	if d.Claim == nil || d.Claim.ID != c.ID {
+	if res.MatchedCount == 0 {
 		return ErrLeaseLost
 	}
+	return nil
+}
+
+// orUnset matches v, and when v is the zero value also a field never set
+// (a sequencer that has not started an epoch has neither epoch nor seq),
+// as fence compares decoded fields, where a missing one reads as zero.
+func orUnset[T comparable](v, zero T) any {
+	if v == zero {
+		return bson.M{"$in": bson.A{nil, zero}}
+	}
+	return v
+}
+
+// ceilMillis rounds t up to a whole millisecond, the precision of a BSON
+// date.
+func ceilMillis(t time.Time) time.Time {
+	if r := t.Truncate(time.Millisecond); !r.Equal(t) {
+		return r.Add(time.Millisecond)
+	}
+	return t
+}
+
+// markClaim is the outbox half of marking claim c published, inside the
+// caller's transaction: its events are deleted (PruneOnPublish) or marked
+// published. The caller then moves the sequencer past c with
+// moveSequencer, whose fence rolls this half back if the lease, the
+// position from or the open claim moved, and finishes with recordBatch.
+func (s *Store) markClaim(sc lungo.ISessionContext, from canvas.Position, c Claim, at time.Time) error {
 	filter := bson.M{"canvas": s.opts.Canvas, "claim": c.ID, "state": statePending}
-	at = at.UTC()
 	if s.opts.PruneOnPublish {
-		if err := s.deleteNewestFirst(sc, cOutbox, filter); err != nil {
-			return err
-		}
-	} else {
-		_, err := s.db.Collection(cOutbox).UpdateMany(sc, filter, bson.M{
-			"$set":   bson.M{"state": statePublished, "epoch": from.Epoch, "publishedAt": at},
-			"$unset": bson.M{"claim": ""},
-		})
-		if err != nil {
-			return err
-		}
-		_, err = s.db.Collection(cBatches).InsertOne(sc, batchDoc{
+		return s.deleteNewestFirst(sc, cOutbox, filter)
+	}
+	_, err := s.db.Collection(cOutbox).UpdateMany(sc, filter, bson.M{
+		"$set":   bson.M{"state": statePublished, "epoch": from.Epoch, "publishedAt": at.UTC()},
+		"$unset": bson.M{"claim": ""},
+	})
+	return err
+}
+
+// recordBatch is the last step of marking claim c, after moveSequencer's
+// fence passed (a stale mark is refused there, with ErrLeaseLost, not
+// here on the batch's duplicate id): without PruneOnPublish it records
+// the batch that numbered c's events, for Published.
+func (s *Store) recordBatch(sc lungo.ISessionContext, from canvas.Position, c Claim, at time.Time) error {
+	if !s.opts.PruneOnPublish {
+		_, err := s.db.Collection(cBatches).InsertOne(sc, batchDoc{
 			ID: fmt.Sprintf("%s/%s/%d", s.opts.Canvas, from.Epoch, c.First), Canvas: s.opts.Canvas, Epoch: from.Epoch,
-			First: c.First, Last: c.Last(), IDs: c.IDs, PublishedAt: at,
+			First: c.First, Last: c.Last(), IDs: c.IDs, PublishedAt: at.UTC(),
 		})
 		if err != nil {
 			return err

@@ -648,6 +648,36 @@ type traceDoc struct {
 	TraceState  string `bson:"tracestate,omitempty"`
 }
 
+// doc is d as the driver would encode it (same fields, order, types and
+// omissions; TestOutboxDocEncodesAsItsStruct holds it to that), built as a
+// document of plain values: the embedded engine converts those directly,
+// where a struct costs it a marshal round trip on every placement.
+func (d outboxDoc) doc() bson.D {
+	tr := bson.D{}
+	if d.Trace.TraceParent != "" {
+		tr = append(tr, bson.E{Key: "traceparent", Value: d.Trace.TraceParent})
+	}
+	if d.Trace.TraceState != "" {
+		tr = append(tr, bson.E{Key: "tracestate", Value: d.Trace.TraceState})
+	}
+	doc := bson.D{
+		{Key: "_id", Value: d.ID}, {Key: "canvas", Value: d.Canvas}, {Key: "kind", Value: d.Kind},
+		{Key: "gx", Value: d.GX}, {Key: "gy", Value: d.GY}, {Key: "color", Value: d.Color},
+		{Key: "version", Value: d.Version}, {Key: "committedAt", Value: d.CommittedAt},
+		{Key: "trace", Value: tr}, {Key: "state", Value: d.State},
+	}
+	if d.Claim != "" {
+		doc = append(doc, bson.E{Key: "claim", Value: d.Claim})
+	}
+	if d.Epoch != "" {
+		doc = append(doc, bson.E{Key: "epoch", Value: d.Epoch})
+	}
+	if d.PublishedAt != nil {
+		doc = append(doc, bson.E{Key: "publishedAt", Value: *d.PublishedAt})
+	}
+	return doc
+}
+
 func (d outboxDoc) event() (canvas.Event, error) {
 	c, err := canvas.ParseColor(d.Color)
 	if err != nil {

@@ -734,6 +734,8 @@ func testMarkAndClaimIsFenced(t *testing.T, e *Env) {
 	refused("another epoch", err)
 	_, _, err = s.MarkAndClaim(ctx, "r", l.Term, at, store.Claim{ID: "not-open", First: 1, IDs: c.IDs}, time.Now(), 10)
 	refused("a claim that is not the open one", err)
+	_, _, err = s.MarkAndClaim(ctx, "r", l.Term, canvas.Position{Epoch: "e1", Seq: 1}, store.Claim{ID: c.ID, First: 2, IDs: c.IDs}, time.Now(), 10)
+	refused("another position in the same epoch", err)
 	if _, _, err = s.MarkAndClaim(ctx, "r", l.Term, canvas.Position{Epoch: "e1", Seq: 1}, c, time.Now(), 10); err == nil {
 		t.Fatal("a position the claim does not start after: no error")
 	}
