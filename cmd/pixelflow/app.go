@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,14 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/http/pprof"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -24,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pixelflow/pixelflow/internal/api"
+	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/config"
 	"github.com/pixelflow/pixelflow/internal/dirlock"
 	"github.com/pixelflow/pixelflow/internal/gateway"
@@ -246,7 +244,13 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if m.has("api") {
 		aopts := c.APIOptions()
-		aopts.SnapshotKey = m.snapshotKey()
+		if m.redis != nil && m.store != nil {
+			st := m.store
+			aopts.SnapshotKey = api.TailKey(m.stream.Tail, func(ctx context.Context) (canvas.Position, error) {
+				s, err := st.Sequencer(ctx)
+				return s.Position, err
+			})
+		}
 		aopts.Ready, aopts.Logger, aopts.Tracer, aopts.Propagator = ready, m.Logger, tel.Tracer, tel.Propagator
 		a, err := api.New(m.store, aopts)
 		if err != nil {
@@ -258,7 +262,14 @@ func (m *Main) Run(ctx context.Context) error {
 		if c.APIURL != "" {
 			// Only the API's own endpoints: the api's /api/health is the
 			// operator's, on its admin listener or not.
-			proxy := m.apiProxy()
+			u, err := url.Parse(c.APIURL)
+			if err != nil {
+				return fmt.Errorf("API_URL: %w", err)
+			}
+			proxy, err := api.NewProxy(api.ProxyOptions{Target: u, ResponseTimeout: c.WriteTimeout, Logger: m.Logger})
+			if err != nil {
+				return fmt.Errorf("API_URL %s: %w", c.APIURL, err)
+			}
 			public.Handle("/api/pixels", proxy)
 			public.Handle("/api/canvas", proxy)
 		}
@@ -299,111 +310,6 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	return nil
 }
-
-// snapshotKey names the newest position a client can hold, for the API's
-// snapshot cache: the stream's tail, which bounds every position a gateway
-// hands out, and the store's published position, which never goes back,
-// so a tail that went back (Redis lost its newest entries) is not taken
-// for an older one. Nil without Redis: snapshots are then only shared
-// between concurrent requests.
-func (m *Main) snapshotKey() func(ctx context.Context) (string, error) {
-	if m.redis == nil || m.store == nil {
-		return nil
-	}
-	st := m.stream
-	// While Redis is away, don't make every snapshot wait for it to time
-	// out: after a failure, go without a key for a second.
-	var failedAt atomic.Int64
-	errRecent := errors.New("stream tail unread: Redis failed within the last second")
-	return func(ctx context.Context) (string, error) {
-		if t := failedAt.Load(); t != 0 && time.Since(time.Unix(0, t)) < time.Second {
-			return "", errRecent
-		}
-		ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		defer cancel()
-		tail, err := st.Tail(ctx)
-		if err != nil {
-			failedAt.Store(time.Now().UnixNano())
-			return "", err
-		}
-		seq, err := m.store.Sequencer(ctx)
-		if err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("%s:%d:%d", tail.Epoch, tail.Seq, seq.Seq), nil
-	}
-}
-
-// apiProxy forwards /api/pixels and /api/canvas to API_URL, appending the
-// client's address to X-Forwarded-For and Forwarded so that the api's
-// per-client limits apply to the end client (the api believes them from
-// TRUSTED_PROXIES only). A request body (a placement: under 1 KiB) is read
-// here in full first, so a client trickling it is cut by this listener's
-// timeouts and never reaches the api.
-func (m *Main) apiProxy() http.Handler {
-	u, _ := url.Parse(m.Config.APIURL)
-	rp := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(u)
-			// Keep the hops a proxy in front of us recorded, then add ours.
-			pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
-			pr.SetXForwarded()
-			if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
-				hop := "for=" + ip
-				if strings.Contains(ip, ":") {
-					hop = `for="[` + ip + `]"`
-				}
-				if prev := strings.Join(pr.In.Header.Values("Forwarded"), ", "); prev != "" {
-					hop = prev + ", " + hop
-				}
-				pr.Out.Header.Set("Forwarded", hop)
-			}
-		},
-		Transport: &http.Transport{
-			Proxy:                 nil,
-			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:          256,
-			MaxIdleConnsPerHost:   256,
-			IdleConnTimeout:       90 * time.Second,
-			ResponseHeaderTimeout: m.Config.WriteTimeout,
-		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if r.Context().Err() != nil {
-				m.Logger.Debug("proxied request abandoned by its client", "path", r.URL.Path, "err", err)
-				w.WriteHeader(499)
-				return
-			}
-			m.Logger.Warn("api unreachable through the proxy", "path", r.URL.Path, "err", err)
-			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("Retry-After", "1")
-			w.WriteHeader(http.StatusBadGateway)
-			_, _ = io.WriteString(w, `{"error":{"code":"unavailable","message":"the api cannot be reached, try again shortly"}}`+"\n")
-		},
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body != nil && r.Body != http.NoBody {
-			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxProxiedBody))
-			if err != nil {
-				w.Header().Set("Content-Type", "application/json")
-				var mbe *http.MaxBytesError
-				if errors.As(err, &mbe) {
-					w.WriteHeader(http.StatusRequestEntityTooLarge)
-					_, _ = fmt.Fprintf(w, `{"error":{"code":"too_large","message":"body must be at most %d bytes"}}`+"\n", maxProxiedBody)
-					return
-				}
-				w.WriteHeader(http.StatusBadRequest)
-				_, _ = io.WriteString(w, `{"error":{"code":"invalid","message":"could not read body"}}`+"\n")
-				return
-			}
-			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
-		}
-		rp.ServeHTTP(w, r)
-	})
-}
-
-// maxProxiedBody bounds what the gateway reads of a request body before
-// proxying it; the api's own bound (1 KiB) is the one clients see.
-const maxProxiedBody = 4 << 10
 
 func (m *Main) goWorker(run func() error) {
 	m.workers.Add(1)

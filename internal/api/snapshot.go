@@ -5,9 +5,12 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
@@ -274,4 +277,34 @@ func gzipBytes(p []byte) []byte {
 	_, _ = zw.Write(p)
 	_ = zw.Close()
 	return buf.Bytes()
+}
+
+// TailKey is a SnapshotKey for a stream-fed canvas: it names the newest
+// position a client can hold by the stream's tail, which bounds every
+// position a gateway hands out, and the store's published position, which
+// never goes back, so a tail that went back (Redis lost its newest entries)
+// is not taken for an older one. While the tail cannot be read, requests
+// do not each wait for that to time out: after a failure, the key is
+// unread (snapshots are then only shared between concurrent requests) for
+// a second.
+func TailKey(tail, published func(ctx context.Context) (canvas.Position, error)) func(ctx context.Context) (string, error) {
+	var failedAt atomic.Int64
+	errRecent := errors.New("stream tail unread: it failed within the last second")
+	return func(ctx context.Context) (string, error) {
+		if t := failedAt.Load(); t != 0 && time.Since(time.Unix(0, t)) < time.Second {
+			return "", errRecent
+		}
+		ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel()
+		t, err := tail(ctx)
+		if err != nil {
+			failedAt.Store(time.Now().UnixNano())
+			return "", err
+		}
+		p, err := published(ctx)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s:%d:%d", t.Epoch, t.Seq, p.Seq), nil
+	}
 }
