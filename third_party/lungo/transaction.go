@@ -1128,7 +1128,7 @@ func (t *Transaction) CleanKeeping(minSize, maxSize int, minAge, maxAge time.Dur
 	// the oldest event a stream still needs
 	keepIndex := len(oplog.Documents.List)
 	for _, doc := range keep {
-		if i, ok := oplog.Documents.Index[doc]; ok && i < keepIndex {
+		if i, ok := oplog.Documents.Position(doc); ok && i < keepIndex {
 			keepIndex = i
 		}
 	}

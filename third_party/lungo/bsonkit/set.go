@@ -1,17 +1,29 @@
 package bsonkit
 
 // Set is set of unique documents. The set is not safe from concurrent access.
+//
+// pixelflow patch 7: the position index is built only when the set is large
+// (more than smallSet documents) and only when a mutation needs it; a small
+// set finds a document by scanning its list, and so does a read-only lookup
+// in a large set whose clone has not been mutated. Every write operation clones the
+// sets it touches (copy-on-write), and for the small collections of a write
+// path (a few tiles, the pending outbox, the bounded oplog) copying the index
+// map cost more than all the scans it saved.
 type Set struct {
-	List  List
-	Index map[Doc]int
+	List List
+
+	// index maps each document to its position in List; nil until a
+	// mutation of a set of more than smallSet documents builds it.
+	index map[Doc]int
 }
+
+// smallSet is the size up to which a set finds documents by scanning.
+const smallSet = 32
 
 // NewSet returns a new set from the specified list.
 func NewSet(list List) *Set {
 	// create set
-	set := &Set{
-		Index: make(map[Doc]int, len(list)),
-	}
+	set := &Set{}
 
 	// add documents
 	for _, doc := range list {
@@ -21,17 +33,47 @@ func NewSet(list List) *Set {
 	return set
 }
 
+// Position returns the position of the document in List, if it is in the
+// set. It only reads the set (a set shared by committed catalogs may be
+// read concurrently): without an index it scans.
+func (s *Set) Position(doc Doc) (int, bool) {
+	if s.index != nil {
+		i, ok := s.index[doc]
+		return i, ok
+	}
+	for i, d := range s.List {
+		if d == doc {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// indexed builds the index of a large set before a mutation looks a
+// document up; mutations only happen on a set its caller owns.
+func (s *Set) indexed() *Set {
+	if s.index == nil && len(s.List) > smallSet {
+		s.index = make(map[Doc]int, len(s.List))
+		for i, d := range s.List {
+			s.index[d] = i
+		}
+	}
+	return s
+}
+
 // Add will add the document to set, if has not already been added. It may return
 // false if the document has already been added.
 func (s *Set) Add(doc Doc) bool {
 	// check if already added
-	if _, ok := s.Index[doc]; ok {
+	if _, ok := s.indexed().Position(doc); ok {
 		return false
 	}
 
 	// append document
 	s.List = append(s.List, doc)
-	s.Index[doc] = len(s.List) - 1
+	if s.index != nil {
+		s.index[doc] = len(s.List) - 1
+	}
 
 	return true
 }
@@ -40,13 +82,13 @@ func (s *Set) Add(doc Doc) bool {
 // if the first document has not been added and the second already has been added.
 func (s *Set) Replace(d1, d2 Doc) bool {
 	// get index
-	index, ok := s.Index[d1]
+	index, ok := s.indexed().Position(d1)
 	if !ok {
 		return false
 	}
 
 	// check existence
-	if _, ok := s.Index[d2]; ok {
+	if _, ok := s.Position(d2); ok {
 		return false
 	}
 
@@ -54,8 +96,10 @@ func (s *Set) Replace(d1, d2 Doc) bool {
 	s.List[index] = d2
 
 	// update index
-	delete(s.Index, d1)
-	s.Index[d2] = index
+	if s.index != nil {
+		delete(s.index, d1)
+		s.index[d2] = index
+	}
 
 	return true
 }
@@ -64,39 +108,35 @@ func (s *Set) Replace(d1, d2 Doc) bool {
 // document has not been added to the set.
 func (s *Set) Remove(doc Doc) bool {
 	// check if document has been added
-	i, ok := s.Index[doc]
+	i, ok := s.indexed().Position(doc)
 	if !ok {
 		return false
 	}
 
 	// remove document
 	s.List = append(s.List[:i], s.List[i+1:]...)
-	delete(s.Index, doc)
 
 	// update index
-	for ; i < len(s.List); i++ {
-		s.Index[s.List[i]] = i
+	if s.index != nil {
+		delete(s.index, doc)
+		for ; i < len(s.List); i++ {
+			s.index[s.List[i]] = i
+		}
 	}
 
 	return true
 }
 
 // Clone will clone the set. Mutating the new set will not mutate the original
-// set.
+// set. The clone's index is built again when a lookup needs it.
 func (s *Set) Clone() *Set {
 	// prepare clone
 	clone := &Set{
-		List:  make(List, len(s.List)),
-		Index: make(map[Doc]int, len(s.Index)),
+		List: make(List, len(s.List)),
 	}
 
 	// copy list
 	copy(clone.List, s.List)
-
-	// copy index
-	for doc, index := range s.Index {
-		clone.Index[doc] = index
-	}
 
 	return clone
 }
