@@ -36,7 +36,7 @@ func TestLungoSetMatchesAModel(t *testing.T) {
 					}
 				}()
 			}
-			var other bsonkit.Doc = &bson.D{}
+			other := &bson.D{}
 			if len(model) > 0 && r.IntN(2) == 0 {
 				other = model[r.IntN(len(model))]
 			}
@@ -57,7 +57,7 @@ func TestLungoSetMatchesAModel(t *testing.T) {
 					model = slices.DeleteFunc(model, func(d bsonkit.Doc) bool { return d == other })
 				}
 			case 2:
-				repl := bsonkit.Doc(&bson.D{})
+				repl := &bson.D{}
 				if got := set.Replace(other, repl); got != in {
 					t.Fatalf("size %d step %d: Replace = %v with the document in: %v", size, step, got, in)
 				}
