@@ -262,11 +262,7 @@ func (m *Main) Run(ctx context.Context) error {
 		if c.APIURL != "" {
 			// Only the API's own endpoints: the api's /api/health is the
 			// operator's, on its admin listener or not.
-			u, err := url.Parse(c.APIURL)
-			if err != nil {
-				return fmt.Errorf("API_URL: %w", err)
-			}
-			proxy, err := api.NewProxy(api.ProxyOptions{Target: u, ResponseTimeout: c.WriteTimeout, Logger: m.Logger})
+			proxy, err := api.NewProxy(api.ProxyOptions{Target: c.APIURL, ResponseTimeout: c.WriteTimeout, Logger: m.Logger})
 			if err != nil {
 				return fmt.Errorf("API_URL %s: %w", c.APIURL, err)
 			}

@@ -171,7 +171,7 @@ func New(s Store, opts Options) (*API, error) {
 		// Tracing off: no spans to start, so only what otelhttp would
 		// still do that matters, reading an incoming trace context for
 		// the outbox. otelhttp's per-request wrappers and attributes cost
-		// 1.5 % of serve's CPU at 1,000 writes/s for spans nobody records.
+		// 1.6 % of serve's CPU at 1,000 writes/s for spans nobody records.
 		a.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if strings.HasPrefix(r.URL.Path, "/api/") {
 				r = r.WithContext(opts.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header)))

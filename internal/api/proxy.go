@@ -18,8 +18,8 @@ import (
 
 // ProxyOptions configure a Proxy.
 type ProxyOptions struct {
-	// Target is the api's base URL. Required.
-	Target *url.URL
+	// Target is the api's base URL (http or https, with a host). Required.
+	Target string
 	// ResponseTimeout bounds the wait for the api's answer headers.
 	// Default 10s.
 	ResponseTimeout time.Duration
@@ -41,8 +41,9 @@ const maxProxiedBody = 4 << 10
 // listener's timeouts and never reaches the api. When the api cannot be
 // reached the answer is 502 with code "unavailable" and Retry-After: 1.
 func NewProxy(opts ProxyOptions) (http.Handler, error) {
-	if opts.Target == nil || opts.Target.Host == "" {
-		return nil, errors.New("proxy: a target api URL with a host is required")
+	target, err := url.Parse(opts.Target)
+	if err != nil || target.Host == "" || (target.Scheme != "http" && target.Scheme != "https") {
+		return nil, fmt.Errorf("proxy: target %q is not an http(s) URL with a host", opts.Target)
 	}
 	if opts.ResponseTimeout == 0 {
 		opts.ResponseTimeout = 10 * time.Second
@@ -53,7 +54,7 @@ func NewProxy(opts ProxyOptions) (http.Handler, error) {
 	log := opts.Logger
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(opts.Target)
+			pr.SetURL(target)
 			// Keep the hops a proxy in front of us recorded, then add ours.
 			pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
 			pr.SetXForwarded()

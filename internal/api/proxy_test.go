@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,11 +17,7 @@ import (
 
 func proxyTo(t *testing.T, target string) http.Handler {
 	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := api.NewProxy(api.ProxyOptions{Target: u})
+	h, err := api.NewProxy(api.ProxyOptions{Target: target})
 	if err != nil {
 		t.Fatal(err)
 	}

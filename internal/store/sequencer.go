@@ -720,7 +720,7 @@ func (s *Store) Canary(ctx context.Context, tr Trace) (canvas.Event, error) {
 		Color: "#000000", CommittedAt: time.Now().UTC().Truncate(time.Millisecond),
 		Trace: traceDoc(tr), State: statePending,
 	}
-	if _, err := s.db.Collection(cOutbox).InsertOne(ctx, d); err != nil {
+	if _, err := s.db.Collection(cOutbox).InsertOne(ctx, d.doc()); err != nil {
 		return canvas.Event{}, unavailable("insert canary", err)
 	}
 	return d.event()

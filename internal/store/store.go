@@ -651,7 +651,8 @@ type traceDoc struct {
 // doc is d as the driver would encode it (same fields, order, types and
 // omissions; TestOutboxDocEncodesAsItsStruct holds it to that), built as a
 // document of plain values: the embedded engine converts those directly,
-// where a struct costs it a marshal round trip on every placement.
+// where a struct costs it a marshal round trip on every placement. Every
+// outbox insert (placements, canaries) goes through it.
 func (d outboxDoc) doc() bson.D {
 	tr := bson.D{}
 	if d.Trace.TraceParent != "" {
