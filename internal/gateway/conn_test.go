@@ -2,11 +2,14 @@ package gateway
 
 import (
 	"encoding/json"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -153,5 +156,42 @@ func TestRawFramesReadByGorilla(t *testing.T) {
 		if _, got, err := ws.ReadMessage(); err != nil || string(got) != want {
 			t.Fatalf("got %s (%v), want %s", got, err, want)
 		}
+	}
+}
+
+// TestTryWriteDoesNotAllocate: the flushers' non-blocking write is made
+// once per socket, not per write (a closure built per write escaped to the
+// heap: 6 % of the server's allocation at 1,000 writes/s).
+func TestTryWriteDoesNotAllocate(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	go func() { _, _ = io.Copy(io.Discard, client) }()
+	raw, err := server.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSocket()
+	s.nc, s.raw = server, raw
+	p := []byte("a frame")
+	allocs := testing.AllocsPerRun(200, func() {
+		if n, err := s.tryWrite(p); err != nil || n != len(p) {
+			t.Fatalf("tryWrite = %d, %v", n, err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("tryWrite allocates %.1f times per write, want 0", allocs)
 	}
 }

@@ -31,9 +31,29 @@ type socket struct {
 	nc   net.Conn        // the client's connection; nil until the upgrade
 	raw  syscall.RawConn // nc's descriptor for non-blocking writes; nil if it has none
 	turn chan struct{}   // cap 1: full while someone holds the turn
+
+	// The non-blocking write's arguments and results, and the function
+	// raw.Write calls, made once: a closure built per write escaped to
+	// the heap, 6 % of all allocation at 1,000 writes/s. Only the turn's
+	// holder uses them.
+	wp    []byte
+	wn    int
+	werr  error
+	write func(fd uintptr) bool
 }
 
-func newSocket() *socket { return &socket{turn: make(chan struct{}, 1)} }
+func newSocket() *socket {
+	s := &socket{turn: make(chan struct{}, 1)}
+	s.write = func(fd uintptr) bool {
+		for {
+			s.wn, s.werr = syscall.Write(int(fd), s.wp)
+			if s.werr != syscall.EINTR {
+				return true
+			}
+		}
+	}
+	return s
+}
 
 // lock waits for the turn, or for done to close (false).
 func (s *socket) lock(done <-chan struct{}) bool {
@@ -80,18 +100,10 @@ func (s *socket) unlock() { <-s.turn }
 // waiting: n < len(p) with a nil error means the send buffer is full. The
 // caller holds the turn.
 func (s *socket) tryWrite(p []byte) (int, error) {
-	var (
-		n    int
-		werr error
-	)
-	err := s.raw.Write(func(fd uintptr) bool {
-		for {
-			n, werr = syscall.Write(int(fd), p)
-			if werr != syscall.EINTR {
-				return true
-			}
-		}
-	})
+	s.wp = p
+	err := s.raw.Write(s.write)
+	n, werr := s.wn, s.werr
+	s.wp, s.werr = nil, nil
 	switch {
 	case err != nil:
 		return 0, err
