@@ -239,9 +239,7 @@ func TestRelayKilledMidBatchStandbyTakesOver(t *testing.T) {
 	b, _, _ := e.startRelay("b", relay.Options{BatchSize: 10})
 	e.waitDrained(10 * time.Second)
 	e.checkExactlyOnce(ids)
-	if st := b.Status(); st.Reconciled != 10 {
-		t.Fatalf("standby reconciled %d entries, want 10 marked instead of republished", st.Reconciled)
-	}
+	waitReconciled(t, b, 10, 5*time.Second, "marked instead of republished")
 }
 
 func TestRedisDownBacklogThenDrain(t *testing.T) {
