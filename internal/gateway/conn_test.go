@@ -7,8 +7,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -193,5 +196,76 @@ func TestTryWriteDoesNotAllocate(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("tryWrite allocates %.1f times per write, want 0", allocs)
+	}
+}
+
+// TestSocketTurnIsExclusiveAndWakesWaiters: the turn (a flag and a wake-up
+// channel, not a channel lock) admits one holder at a time, whichever way
+// it is taken, and a release always wakes a waiter: goroutines take it by
+// tryLock, lock and lockBy, and hand it on, thousands of times; none may
+// find another inside, and none may sleep through a release (the test
+// would hang until its deadline).
+func TestSocketTurnIsExclusiveAndWakesWaiters(t *testing.T) {
+	s := newSocket()
+	done := make(chan struct{})
+	var inside atomic.Int32
+	var held int // guarded by the turn; the race detector checks it
+	const rounds = 3000
+	var wg sync.WaitGroup
+	enter := func() {
+		if n := inside.Add(1); n != 1 {
+			t.Errorf("%d holders of the turn at once", n)
+		}
+		held++
+		runtime.Gosched() // a wide window for another holder to show
+		inside.Add(-1)
+		s.unlock()
+	}
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range rounds {
+				switch (g + i) % 3 {
+				case 0:
+					for !s.tryLock() {
+						runtime.Gosched()
+					}
+				case 1:
+					if !s.lock(done) {
+						t.Error("lock gave up with done open")
+						return
+					}
+				case 2:
+					if !s.lockBy(time.Now().Add(time.Minute)) {
+						t.Error("lockBy timed out with a minute to go")
+						return
+					}
+				}
+				enter()
+			}
+		}()
+	}
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a waiter slept through a release")
+	}
+	if held != 4*rounds {
+		t.Fatalf("the turn was held %d times, want %d", held, 4*rounds)
+	}
+	// Held, the turn makes lock wait until done closes and lockBy until its
+	// deadline.
+	if !s.tryLock() {
+		t.Fatal("the free turn was refused")
+	}
+	close(done)
+	if s.lock(done) {
+		t.Fatal("lock took a held turn")
+	}
+	if s.lockBy(time.Now().Add(20 * time.Millisecond)) {
+		t.Fatal("lockBy took a held turn")
 	}
 }
