@@ -32,25 +32,25 @@ func (e *env) waitStream(n int, within time.Duration) {
 // waitPublished waits until r has marked n events.
 func waitPublished(t *testing.T, r *relay.Relay, n int64, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for r.Status().Published < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("relay marked %d events after %s, want %d: %+v", r.Status().Published, within, n, r.Status())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitStatus(t, r, within, fmt.Sprintf("marked %d events", n), func(s relay.Status) bool { return s.Published >= n })
 }
 
-// waitReconciled waits until r reports n events reconciled, and fails if
-// it reports another number for longer than within. The relay counts them
-// just after its mark commits, so a test that saw the outbox drained may
-// still read the count from before it.
+// waitReconciled waits until r reports n events reconciled. The relay
+// counts them just after its mark commits, so a test that saw the outbox
+// drained may still read the count from before it.
 func waitReconciled(t *testing.T, r *relay.Relay, n int64, within time.Duration, why string) {
 	t.Helper()
+	waitStatus(t, r, within, fmt.Sprintf("reconciled %d entries (%s)", n, why), func(s relay.Status) bool { return s.Reconciled == n })
+}
+
+// waitStatus polls r's status until ok holds, and fails after within
+// with the last status and what was wanted.
+func waitStatus(t *testing.T, r *relay.Relay, within time.Duration, want string, ok func(relay.Status) bool) {
+	t.Helper()
 	deadline := time.Now().Add(within)
-	for r.Status().Reconciled != n {
+	for st := r.Status(); !ok(st); st = r.Status() {
 		if time.Now().After(deadline) {
-			t.Fatalf("relay reconciled %d entries, want %d (%s)", r.Status().Reconciled, n, why)
+			t.Fatalf("relay after %s: %+v; want %s", within, st, want)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
