@@ -99,14 +99,15 @@ func (s *socket) wait(done <-chan struct{}, expired <-chan time.Time) bool {
 			s.waiters.Add(-1)
 			return true
 		}
+		woken := false
 		select {
 		case <-s.freed:
-			s.waiters.Add(-1)
+			woken = true
 		case <-done:
-			s.waiters.Add(-1)
-			return false
 		case <-expired:
-			s.waiters.Add(-1)
+		}
+		s.waiters.Add(-1)
+		if !woken {
 			return false
 		}
 	}
