@@ -35,6 +35,9 @@ type consumer struct {
 	at        canvas.Position
 	lastClaim time.Time
 	count     int64 // XREADGROUP COUNT
+	// covered: the last read found only entries that offers had already
+	// broadcast, so the next read waits offeredReadPause (see step).
+	covered bool
 	// acks are the entries of the last read, taken by the hub: they are
 	// acknowledged in the same round trip as the next read (an XACK
 	// pipelined before the XREADGROUP, which Redis runs first). Still
@@ -93,6 +96,20 @@ func (cs *consumer) step(ctx context.Context) error {
 			return err
 		}
 		cs.lastClaim = time.Now()
+	}
+	if cs.covered && !cs.pendingFirst {
+		// Offers are keeping up: the read is the record and the safety
+		// net, not the delivery, so let entries gather for one read
+		// instead of a read (and an XACK) per entry. An entry no offer
+		// delivered waits at most this long.
+		cs.covered = false
+		t := time.NewTimer(offeredReadPause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
 	}
 	args := &redis.XReadGroupArgs{
 		Group:    g.group,
@@ -318,9 +335,11 @@ func (cs *consumer) process(ctx context.Context, msgs []redis.XMessage) error {
 		}
 	}
 	var batch []stream.Entry // contiguous, after cs.at when begun
+	took := 0                // entries this read broadcast (not offered before)
+	irregular := false       // an epoch change or a gap fill
 	flush := func() {
 		if len(batch) > 0 {
-			g.deliver(ctx, batch)
+			took += g.deliver(ctx, batch)
 			batch = batch[len(batch):]
 		}
 	}
@@ -332,6 +351,7 @@ func (cs *consumer) process(ctx context.Context, msgs []redis.XMessage) error {
 			g.log.Info("stream epoch changed", "from", cs.at.Epoch, "to", e.Epoch)
 			cs.at = canvas.Position{Epoch: e.Epoch}
 			g.hub.resync(protocol.ReasonEpoch, cs.at)
+			irregular = true
 		}
 		if e.Seq <= cs.at.Seq {
 			g.stats.duplicates.Add(1)
@@ -344,15 +364,23 @@ func (cs *consumer) process(ctx context.Context, msgs []redis.XMessage) error {
 			if err != nil {
 				return err
 			}
-			cs.at = next
+			cs.at, irregular = next, true
 		}
 		batch = append(batch, e)
 		cs.at.Seq = e.Seq
 	}
 	flush()
+	cs.covered = len(entries) > 0 && took == 0 && !irregular && g.offered.Load()
 	cs.acks = append(cs.acks, ids...)
 	return nil
 }
+
+// offeredReadPause is how long the consumer loop waits before its next read
+// when its last read found only entries an in-process relay had offered
+// already (see consumer.covered). At 200 writes/s the loop made one
+// XREADGROUP and one XACK per entry; gathered, the redis-server's CPU per
+// delivery went from 0.78–0.95 to 0.73–0.78 µs (three same-run pairs).
+const offeredReadPause = 20 * time.Millisecond
 
 // deliver hands entries (contiguous, of one epoch) to the hub, and
 // observes those it took; it returns how many it took.

@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/harness/gatewaytest"
 	"github.com/pixelflow/pixelflow/internal/protocol"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
@@ -163,4 +166,52 @@ func readFrameOrError(ws interface {
 		f.Type = "error: " + err.Error()
 	}
 	return f
+}
+
+// TestReadsGatherWhileOffersKeepUp: while every entry the gateway reads was
+// already offered, its read of the stream is only the record, and it waits
+// offeredReadPause between reads instead of one XREADGROUP (and XACK) per
+// entry: 50 entries offered and appended 2 ms apart take a handful of
+// reads, not 50.
+func TestReadsGatherWhileOffersKeepUp(t *testing.T) {
+	f := newProto(t, 5, nil)
+	ctx := context.Background()
+	reads := func() int {
+		t.Helper()
+		info, err := f.rdb.Info(ctx, "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(info, "\r\n") {
+			if rest, ok := strings.CutPrefix(line, "cmdstat_xreadgroup:calls="); ok {
+				n, err := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+		}
+		return 0
+	}
+	before := reads()
+	for seq := uint64(6); seq < 56; seq++ {
+		ents := numbered(seq, 1)
+		f.gw.G.Offer(ents)
+		if err := appendNumbered(f, ents); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	gatewaytest.Eventually(t, waitFor, func() error {
+		if p, err := f.rdb.XPending(ctx, stream.KeysFor("t").Stream, stream.GroupName("a")).Result(); err != nil || p.Count > 0 {
+			return fmt.Errorf("entries still pending (%v)", err)
+		}
+		return nil
+	})
+	if st := f.gw.G.Stats(); st.Offered != 50 || st.LastSeq != 55 {
+		t.Fatalf("offered %d, at %d; want 50, at 55", st.Offered, st.LastSeq)
+	}
+	if n := reads() - before; n > 25 {
+		t.Fatalf("%d stream reads for 50 offered entries, want them gathered (at most 25)", n)
+	}
 }
