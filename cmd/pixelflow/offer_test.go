@@ -40,19 +40,18 @@ func TestServeOffersSurviveRedisFaults(t *testing.T) {
 	}
 	defer watchers.Stop()
 
-	// 300 writes a second for 5 s: Redis is paused for a second after
-	// 200 of them and killed and restarted after 800.
-	const total = 1500
-	w := cluster.NewWriter(base, rec, 8)
+	// 200 writes a second for 5 s: Redis is paused for a second after
+	// 150 of them are acknowledged and killed and restarted after 550.
+	const total = 1000
+	w := cluster.NewWriter(base, rec, 16)
 	w.Retries = 0
-	done := make(chan struct{})
+	done := make(chan pace.Result, 1)
 	go func() {
-		defer close(done)
-		rngs := make([]*rand.Rand, 8)
+		rngs := make([]*rand.Rand, 16)
 		for i := range rngs {
 			rngs[i] = rand.New(rand.NewPCG(uint64(i), 1))
 		}
-		pace.Pacer{Rate: 300, Total: total, Workers: 8}.Run(ctx, func(i int, _ time.Time) { w.PlaceRandom(ctx, rngs[i]) })
+		done <- pace.Pacer{Rate: 200, Total: total, Workers: 16}.Run(ctx, func(i int, _ time.Time) { w.PlaceRandom(ctx, rngs[i]) })
 	}()
 	waitAcked := func(n int) {
 		t.Helper()
@@ -63,7 +62,7 @@ func TestServeOffersSurviveRedisFaults(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	waitAcked(200)
+	waitAcked(150)
 	if err := srv.Pause(); err != nil {
 		t.Fatal(err)
 	}
@@ -71,13 +70,14 @@ func TestServeOffersSurviveRedisFaults(t *testing.T) {
 	if err := srv.Resume(); err != nil {
 		t.Fatal(err)
 	}
-	waitAcked(800)
+	waitAcked(550)
 	if err := srv.Restart(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	<-done
-	if acked := w.Acked(); acked != total {
-		t.Fatalf("%d of %d writes acknowledged: Redis faults must not fail a write", acked, total)
+	// A slow machine may shed some writes (every worker busy when one is
+	// due); every write sent must be acknowledged.
+	if res := <-done; w.Acked() != res.Sent || res.Sent < total/2 {
+		t.Fatalf("%d of %d writes sent were acknowledged (%d shed): Redis faults must not fail a write", w.Acked(), res.Sent, res.Shed)
 	}
 	rep := cluster.Verify(ctx, t.Name(), target, rec, watchers, 30*time.Second, t.Logf)
 	if p := rep.Problems(); len(p) > 0 {
