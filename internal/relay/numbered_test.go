@@ -1,11 +1,9 @@
 package relay_test
 
 import (
-	"errors"
 	"fmt"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/pixelflow/pixelflow/internal/relay"
 	"github.com/pixelflow/pixelflow/internal/stream"
@@ -38,8 +36,6 @@ func numberedScenario(t *testing.T, forgetClaim bool) string {
 	e := newEnv(t, false)
 	var mu sync.Mutex
 	offered := map[uint64]stream.Entry{}
-	arm := false
-	var once sync.Once
 	numbered := func(entries []stream.Entry) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -47,25 +43,7 @@ func numberedScenario(t *testing.T, forgetClaim bool) string {
 			offered[en.Seq] = en
 		}
 	}
-	crash := func(name string) error {
-		mu.Lock()
-		defer mu.Unlock()
-		var err error
-		if name == "relay:before-xadd" && arm {
-			once.Do(func() { err = errors.New("crash before XADD") })
-		}
-		return err
-	}
-	_, _, doneA := e.startRelay("a", relay.Options{Numbered: numbered, Failpoint: crash})
-	x0 := e.place(0, 0, 1)
-	e.waitDrained(5 * time.Second)
-	mu.Lock()
-	arm = true
-	mu.Unlock()
-	x := e.place(0, 0, 2) // version 2 of (0,0)
-	if err := <-doneA; !errors.Is(err, relay.ErrFailpoint) {
-		t.Fatalf("relay a: %v, want the failpoint", err)
-	}
+	x0, x := e.crashHandlingX("relay:before-xadd", relay.Options{Numbered: numbered})
 	mu.Lock()
 	got := offered[2]
 	mu.Unlock()
@@ -75,18 +53,7 @@ func numberedScenario(t *testing.T, forgetClaim bool) string {
 	if n := len(e.streamEntries()); n != 1 {
 		t.Fatalf("stream has %d entries, want 1: a died before X's XADD", n)
 	}
-	y := e.place(1, 1, 3) // version 1 of (1,1): claimed before X by version
-	var fp func(string) error
-	if forgetClaim {
-		fp = func(name string) error {
-			if name == "relay:forget-claim" {
-				return errors.New("fix off")
-			}
-			return nil
-		}
-	}
-	e.startRelay("b", relay.Options{Failpoint: fp})
-	e.waitDrained(5 * time.Second)
+	y := e.takeOver(forgetClaim)
 	for _, en := range e.streamEntries() {
 		if o, ok := offered[en.Seq]; ok && o.Epoch == en.Epoch && o.ID != en.ID {
 			return fmt.Sprintf("seq %d was offered as %s before its XADD, and the stream holds %s there: a client of the gateway beside the relay saw another event at that number", en.Seq, o.ID, en.ID)
