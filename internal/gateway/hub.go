@@ -60,7 +60,7 @@ func (h *hub) position() canvas.Position {
 // skipped, and all of evs are refused (len(evs)) when they are of another
 // epoch or would leave a gap. Two sources feed the hub: the consumer loop,
 // which alone moves the position to another epoch or past a hole, and a
-// relay in the same process handing over what it just appended
+// relay in the same process handing over what it is about to append
 // (Gateway.Offer), which can only be early. The slice is shared by all
 // queues and must not be modified afterwards.
 func (h *hub) broadcast(epoch string, first uint64, evs [][]byte) int {
