@@ -21,9 +21,10 @@ import (
 // steady rate, and its stack grew through lungo's deep calls, copied at
 // each doubling, on every write: 2.6 % of serve's CPU at 200 writes/s,
 // and on the write's path. Callers only wait, each on its own context: a
-// caller whose context ends leaves at once with ctx.Err(). If its request was still queued it is taken out and
-// never written; if its batch was already running, the outcome is unknown
-// to that caller (as with any deadline that passes mid-transaction).
+// caller whose context ends leaves at once with ctx.Err(). If its request
+// was still queued it is taken out and never written; if its batch was
+// already running, the outcome is unknown to that caller (as with any
+// deadline that passes mid-transaction).
 type groupCommit[R any] struct {
 	max int             // requests per batch
 	run func(batch []R) // writes one batch and answers every request in it
