@@ -188,26 +188,6 @@ func (m *Main) Run(ctx context.Context) error {
 			return nil
 		}})
 	}
-	if m.has("relay") {
-		ropts := c.RelayOptions()
-		ropts.Logger, ropts.Tracer, ropts.Propagator = m.Logger, tracer, tel.Propagator
-		ropts.Destination = m.stream.Keys().Stream
-		ropts.Failpoint = m.failpoint
-		if c.CanaryInterval > 0 {
-			s := m.store
-			ropts.Canary = func(ctx context.Context) error { _, err := s.Canary(ctx, store.Trace{}); return err }
-		}
-		if c.Embedded() {
-			ropts.Linger = embeddedRelayLinger
-		}
-		r, err := relay.New(m.store, m.stream, ropts)
-		if err != nil {
-			return err
-		}
-		m.relay = r
-		health.Relay = r
-		m.goWorker(func() error { return r.Run(workerCtx) })
-	}
 	if m.has("gateway") {
 		gopts := c.GatewayOptions()
 		gopts.Redis, gopts.Logger, gopts.Tracer, gopts.Propagator = m.redis, m.Logger, tracer, tel.Propagator
@@ -241,6 +221,31 @@ func (m *Main) Run(ctx context.Context) error {
 			}
 			return nil
 		}})
+	}
+	if m.has("relay") {
+		ropts := c.RelayOptions()
+		ropts.Logger, ropts.Tracer, ropts.Propagator = m.Logger, tracer, tel.Propagator
+		ropts.Destination = m.stream.Keys().Stream
+		ropts.Failpoint = m.failpoint
+		if c.CanaryInterval > 0 {
+			s := m.store
+			ropts.Canary = func(ctx context.Context) error { _, err := s.Canary(ctx, store.Trace{}); return err }
+		}
+		if c.Embedded() {
+			ropts.Linger = embeddedRelayLinger
+		}
+		if m.gateway != nil {
+			// The gateway beside it broadcasts what the relay numbered
+			// without waiting for the XADD and its own read of the stream.
+			ropts.Numbered = m.gateway.Offer
+		}
+		r, err := relay.New(m.store, m.stream, ropts)
+		if err != nil {
+			return err
+		}
+		m.relay = r
+		health.Relay = r
+		m.goWorker(func() error { return r.Run(workerCtx) })
 	}
 	if m.has("api") {
 		aopts := c.APIOptions()

@@ -50,7 +50,7 @@ func TestFlushWindowBatchesWhatFollowsAWrite(t *testing.T) {
 	send := func(seq uint64) {
 		e := stream.Entry{Event: canvas.Event{ID: "ev", Kind: canvas.KindPixel, Color: 0x336699,
 			Version: 1, CommittedAt: time.Now(), Epoch: "e", Seq: seq}}
-		g.hub.broadcast([][]byte{encodeEvent(e)}, seq)
+		g.hub.broadcast(e.Epoch, e.Seq, [][]byte{encodeEvent(e)})
 	}
 	read := func() []uint64 {
 		t.Helper()

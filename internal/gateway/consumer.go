@@ -29,8 +29,15 @@ type consumer struct {
 	// entries ("0") before new ones (">"): at start and after any error, as
 	// an XACK may have been lost.
 	pendingFirst bool
-	lastClaim    time.Time
-	count        int64 // XREADGROUP COUNT
+	// at is the position of the last entry this loop read (or filled,
+	// or resynced past); the hub's position is at or after it, ahead when
+	// a relay in this process offered entries before the read.
+	at        canvas.Position
+	lastClaim time.Time
+	count     int64 // XREADGROUP COUNT
+	// covered: the last read found only entries that offers had already
+	// broadcast, so the next read waits offeredReadPause (see step).
+	covered bool
 	// acks are the entries of the last read, taken by the hub: they are
 	// acknowledged in the same round trip as the next read (an XACK
 	// pipelined before the XREADGROUP, which Redis runs first). Still
@@ -42,7 +49,8 @@ type consumer struct {
 // errStopped is how a test failpoint ends Run.
 var errStopped = errors.New("gateway: stopped by failpoint")
 
-// consume is the consumer loop: the only writer of the hub's position.
+// consume is the consumer loop: the only one that moves the hub's position
+// to another epoch or past a hole (an offer only continues it).
 func (g *Gateway) consume(ctx context.Context) error {
 	cs := &consumer{g: g, needInit: true, pendingFirst: true, lastClaim: time.Now()}
 	// A batch must fit an empty queue, or every client would be degraded by
@@ -88,6 +96,20 @@ func (cs *consumer) step(ctx context.Context) error {
 			return err
 		}
 		cs.lastClaim = time.Now()
+	}
+	if cs.covered && !cs.pendingFirst {
+		// Offers are keeping up: the read is the record and the safety
+		// net, not the delivery, so let entries gather for one read
+		// instead of a read (and an XACK) per entry. An entry no offer
+		// delivered waits at most this long.
+		cs.covered = false
+		t := time.NewTimer(offeredReadPause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
 	}
 	args := &redis.XReadGroupArgs{
 		Group:    g.group,
@@ -196,7 +218,7 @@ func (cs *consumer) init(ctx context.Context) error {
 			g.log.Info("following stream", posAttr(next), "was", pos.String(), "group_created", created)
 		}
 		g.hub.resync(protocol.ReasonEpoch, next)
-		cs.known = true
+		cs.at, cs.known = next, true
 	}
 	cs.pendingFirst = true
 	return nil
@@ -285,9 +307,10 @@ func (cs *consumer) claim(ctx context.Context) error {
 
 // process broadcasts what msgs add to the hub's position, in sequence
 // order, filling gaps from the stream, then leaves all of msgs to be
-// acknowledged with the next read (see consumer.acks). Entries
-// at or below the position are duplicates: counted and acknowledged, never
-// broadcast twice.
+// acknowledged with the next read (see consumer.acks). Entries at or below
+// cs.at (what this loop already read) are duplicates: counted and acknowledged,
+// never broadcast twice. Entries a relay in this process handed over
+// before the read (Gateway.Offer) are skipped by the hub, not counted.
 func (cs *consumer) process(ctx context.Context, msgs []redis.XMessage) error {
 	g := cs.g
 	entries := make([]stream.Entry, 0, len(msgs))
@@ -311,49 +334,109 @@ func (cs *consumer) process(ctx context.Context, msgs []redis.XMessage) error {
 			return fmt.Errorf("%w: %v", errStopped, err)
 		}
 	}
-	pos := g.hub.position()
-	batch := make([][]byte, 0, len(entries))
-	var spans []trace.Span
+	var batch []stream.Entry // contiguous, after cs.at when begun
+	took := 0                // entries this read broadcast (not offered before)
+	irregular := false       // an epoch change or a gap fill
 	flush := func() {
 		if len(batch) > 0 {
-			g.hub.broadcast(batch, pos.Seq)
-			batch = make([][]byte, 0, len(entries))
+			took += g.deliver(ctx, batch)
+			batch = batch[len(batch):]
 		}
 	}
 	for _, e := range entries {
-		if e.Epoch != pos.Epoch {
+		if e.Epoch != cs.at.Epoch {
 			// The stream was replaced under the group (a new epoch): start
 			// over at its beginning; gap filling recovers what precedes e.
 			flush()
-			g.log.Info("stream epoch changed", "from", pos.Epoch, "to", e.Epoch)
-			pos = canvas.Position{Epoch: e.Epoch}
-			g.hub.resync(protocol.ReasonEpoch, pos)
+			g.log.Info("stream epoch changed", "from", cs.at.Epoch, "to", e.Epoch)
+			cs.at = canvas.Position{Epoch: e.Epoch}
+			g.hub.resync(protocol.ReasonEpoch, cs.at)
+			irregular = true
 		}
-		if e.Seq <= pos.Seq {
+		if e.Seq <= cs.at.Seq {
 			g.stats.duplicates.Add(1)
 			continue
 		}
-		if e.Seq > pos.Seq+1 {
+		// A hole in what this loop read, unless an offer covered it.
+		if e.Seq > cs.at.Seq+1 && e.Seq > g.hub.position().Seq+1 {
 			flush()
-			next, err := cs.fill(ctx, pos, e.Seq-1)
+			next, err := cs.fill(ctx, g.hub.position(), e.Seq-1)
 			if err != nil {
 				return err
 			}
-			pos = next
+			cs.at, irregular = next, true
 		}
-		g.observe(e)
+		batch = append(batch, e)
+		cs.at.Seq = e.Seq
+	}
+	flush()
+	cs.covered = len(entries) > 0 && took == 0 && !irregular && g.offered.Load()
+	cs.acks = append(cs.acks, ids...)
+	return nil
+}
+
+// offeredReadPause is how long the consumer loop waits before its next read
+// when its last read found only entries an in-process relay had offered
+// already (see consumer.covered). At 200 writes/s the loop made one
+// XREADGROUP and one XACK per entry; gathered, the redis-server's CPU per
+// delivery went from 0.78–0.95 to 0.73–0.78 µs (three same-run pairs).
+const offeredReadPause = 20 * time.Millisecond
+
+// deliver hands entries (contiguous, of one epoch) to the hub, and
+// observes those it took; it returns how many it took.
+func (g *Gateway) deliver(ctx context.Context, entries []stream.Entry) int {
+	// What an offer delivered before this read is neither encoded nor
+	// traced again; one that races this call is skipped by the hub.
+	pos := g.hub.position()
+	for len(entries) > 0 && entries[0].Epoch == pos.Epoch && entries[0].Seq <= pos.Seq {
+		entries = entries[1:]
+	}
+	if len(entries) == 0 {
+		return 0
+	}
+	var spans []trace.Span
+	evs := make([][]byte, len(entries))
+	for i, e := range entries {
 		if sp := g.processSpan(ctx, e); sp != nil {
 			spans = append(spans, sp)
 		}
-		batch = append(batch, encodeEvent(e))
-		pos.Seq = e.Seq
+		evs[i] = encodeEvent(e)
 	}
-	flush()
+	from := g.hub.broadcast(entries[0].Epoch, entries[0].Seq, evs)
+	for _, e := range entries[from:] {
+		g.observe(e)
+	}
 	for _, sp := range spans {
 		sp.End()
 	}
-	cs.acks = append(cs.acks, ids...)
-	return nil
+	return len(entries) - from
+}
+
+// Offer hands the gateway entries that a relay in the same process is
+// about to append to the stream (relay.Options.Numbered), contiguous and in
+// sequence order, so that they reach clients without waiting for the XADD's
+// round trip and this gateway's read of the stream: together a third of
+// commit → broadcast, and most of its tail, on a busy machine. Their
+// numbers are recorded in the store before the offer, so whatever becomes
+// of the XADD the stream will hold these entries at these numbers, or a
+// new epoch resyncs every client. The stream stays the record: the
+// consumer loop still reads and acknowledges the same entries, and the hub
+// takes offered entries only where they continue its position exactly
+// (same epoch, no gap), so an offer is never reordered, repeated or let
+// past a hole; it can only be early. Offers that do not fit are dropped and
+// the read delivers them. Safe for concurrent use; it does not block on
+// clients.
+func (g *Gateway) Offer(entries []stream.Entry) {
+	g.offered.Store(true)
+	if len(entries) == 0 || g.hooks.beforeBroadcast != nil {
+		// The test failpoint stands between the read and the hub; an
+		// offer would walk around it.
+		return
+	}
+	if pos := g.hub.position(); entries[0].Epoch != pos.Epoch || entries[0].Seq > pos.Seq+1 {
+		return
+	}
+	g.stats.offered.Add(int64(g.deliver(context.Background(), entries)))
 }
 
 // fill broadcasts the entries after pos up to seq `to`, read with XRANGE:
@@ -378,18 +461,17 @@ func (cs *consumer) fill(ctx context.Context, pos canvas.Position, to uint64) (c
 		if err != nil {
 			return pos, fmt.Errorf("fill gap %d..%d: %w", from, to, err)
 		}
-		batch := make([][]byte, 0, len(msgs))
+		batch := make([]stream.Entry, 0, len(msgs))
 		for _, m := range msgs {
 			e, err := stream.Decode(m)
 			if err != nil || e.Seq != from || e.Epoch != pos.Epoch {
 				break
 			}
-			g.observe(e)
-			batch = append(batch, encodeEvent(e))
+			batch = append(batch, e)
 			from++
 		}
 		if len(batch) > 0 {
-			g.hub.broadcast(batch, from-1)
+			g.deliver(ctx, batch)
 		}
 		if len(batch) < len(msgs) || len(msgs) == 0 {
 			break // a hole: trimmed, undecodable, or another epoch

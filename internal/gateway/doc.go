@@ -6,7 +6,11 @@
 // Three kinds of goroutines, one lock that orders them:
 //
 //   - The consumer loop (Run → consume) is the only reader of the stream and
-//     the only writer of the hub's position. It reads this instance's
+//     the only one that moves the hub's position to another epoch or past a
+//     hole. (A relay in the same process may hand entries over before their
+//     XADD, Offer; the hub takes them only where they continue its
+//     position exactly, and the loop's read of them later adds nothing.)
+//     It reads this instance's
 //     consumer group stream.GroupName(InstanceID) (its own pending entries
 //     "0" first, then new ones ">", BLOCK 500ms, COUNT ≤ 512), checks every entry's
 //     (epoch, seq) against the position, fills gaps with XRANGE, hands

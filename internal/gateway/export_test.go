@@ -29,7 +29,7 @@ func (g *Gateway) BeatKey() string { return g.beatKey }
 // Process feeds messages through the consumer's processing as if read from
 // the group, with the hub at the given position.
 func (g *Gateway) Process(ctx context.Context, msgs []redis.XMessage) error {
-	cs := &consumer{g: g, known: true, count: 512}
+	cs := &consumer{g: g, known: true, count: 512, at: g.hub.position()}
 	return cs.process(ctx, msgs)
 }
 

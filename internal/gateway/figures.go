@@ -20,7 +20,7 @@ func (g *Gateway) Health(context.Context) map[string]any {
 	st := g.Stats()
 	gw := map[string]any{
 		"clients": st.Clients, "degraded": st.Degraded, "resyncs": st.Resyncs, "delivered": st.Delivered,
-		"broadcast": st.Broadcast, "duplicates": st.Duplicates, "reaped": st.Reaped,
+		"broadcast": st.Broadcast, "duplicates": st.Duplicates, "offered": st.Offered, "reaped": st.Reaped,
 		"lastSeq": st.LastSeq, "epoch": st.Epoch, "lag": st.Lag, "ready": st.Ready,
 		"canaryLatencyMs": float64(st.CanaryLatency.Microseconds()) / 1000,
 	}

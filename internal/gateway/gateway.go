@@ -202,6 +202,7 @@ type Stats struct {
 	Delivered  int64     `json:"delivered"`  // events written to client sockets, summed over clients (total)
 	Broadcast  int64     `json:"broadcast"`  // stream entries handed to the hub (total)
 	Duplicates int64     `json:"duplicates"` // stream entries read again at or below LastSeq (total)
+	Offered    int64     `json:"offered"`    // entries a relay in this process offered in time to be broadcast before they were read (total)
 	Reaped     int64     `json:"reaped"`     // dead instances' consumer groups destroyed (total)
 	LastSeq    uint64    `json:"lastSeq"`    // sequence of the last entry broadcast
 	Epoch      string    `json:"epoch"`      // the stream epoch the gateway follows ("" before first contact)
@@ -215,11 +216,11 @@ type Stats struct {
 
 // counters are the monotonic parts of Stats.
 type counters struct {
-	degraded, resyncs, delivered, broadcast, duplicates, reaped atomic.Int64
-	lag                                                         atomic.Int64
-	lastCanary                                                  atomic.Int64 // unix nanos
-	canaryLatency                                               atomic.Int64 // nanoseconds
-	writers                                                     atomic.Int64 // live writer goroutines
+	degraded, resyncs, delivered, broadcast, duplicates, offered, reaped atomic.Int64
+	lag                                                                  atomic.Int64
+	lastCanary                                                           atomic.Int64 // unix nanos
+	canaryLatency                                                        atomic.Int64 // nanoseconds
+	writers                                                              atomic.Int64 // live writer goroutines
 }
 
 // hooks are failpoints for tests; nil in production.
@@ -255,6 +256,10 @@ type Gateway struct {
 	// Collector).
 	commitToBroadcast prometheus.Histogram
 
+	// offered is set by the first Offer: a relay in this process hands
+	// over entries before their XADD, so the hub may be ahead of the
+	// stream for the XADD's round trip (see rangeOffered).
+	offered atomic.Bool
 	running atomic.Bool
 	ready   atomic.Bool
 	lastErr atomic.Pointer[string]
@@ -320,6 +325,7 @@ func (g *Gateway) Stats() Stats {
 		Delivered:  g.stats.delivered.Load(),
 		Broadcast:  g.stats.broadcast.Load(),
 		Duplicates: g.stats.duplicates.Load(),
+		Offered:    g.stats.offered.Load(),
 		Reaped:     g.stats.reaped.Load(),
 		LastSeq:    pos.Seq,
 		Epoch:      pos.Epoch,

@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -145,7 +147,7 @@ func (g *Gateway) replay(ctx context.Context, c *conn, page []stream.Entry, pos 
 		}
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		var err error
-		page, err = g.stream.Range(rctx, next, pos.Seq, replayPage)
+		page, err = g.rangeOffered(rctx, pos.Epoch, next, pos.Seq)
 		cancel()
 		reason := ""
 		switch {
@@ -159,6 +161,51 @@ func (g *Gateway) replay(ctx context.Context, c *conn, page []stream.Entry, pos 
 			g.stats.resyncs.Add(1)
 			return c.write(encodeResync(reason, pos))
 		}
+	}
+}
+
+// offerWait bounds how long a replay waits for the stream to catch up with
+// entries the hub took from an in-process relay before their XADD: that
+// is one round trip to Redis, unless Redis or the relay stalls, and then
+// the client resyncs as it would for any stream it cannot read.
+const offerWait = 2 * time.Second
+
+// errNotAppended: entries the hub broadcast did not reach the stream within
+// offerWait.
+var errNotAppended = errors.New("entries broadcast before their XADD are not in the stream yet")
+
+// rangeOffered reads a replay page, entries from..to of epoch. When a relay
+// in this process offers entries before appending them (Offer), the hub's
+// position, and so a replay's end, can be ahead of the stream: a page
+// that finds nothing because the stream's tail is still short of from
+// is read again once the XADD has landed, rather than taken for a
+// trimmed stream; after offerWait it is errNotAppended.
+func (g *Gateway) rangeOffered(ctx context.Context, epoch string, from, to uint64) ([]stream.Entry, error) {
+	deadline := time.Now().Add(offerWait)
+	pause := time.Millisecond
+	for {
+		page, err := g.stream.Range(ctx, from, to, replayPage)
+		if err != nil || len(page) > 0 || !g.offered.Load() {
+			return page, err
+		}
+		tail, err := g.stream.Tail(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if tail.Epoch != epoch || tail.Seq >= from {
+			return page, nil // trimmed, or another epoch
+		}
+		if time.Now().Add(pause).After(deadline) {
+			return nil, fmt.Errorf("read stream range %d..%d: %w", from, to, errNotAppended)
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		pause = min(2*pause, 50*time.Millisecond)
 	}
 }
 
@@ -202,7 +249,7 @@ func (g *Gateway) planResume(ctx context.Context, since, pos canvas.Position) ([
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	page, err := g.stream.Range(ctx, since.Seq+1, pos.Seq, replayPage)
+	page, err := g.rangeOffered(ctx, pos.Epoch, since.Seq+1, pos.Seq)
 	if err != nil {
 		g.log.Warn("replay read failed", "err", err, posAttr(since))
 		return nil, protocol.ReasonUnavailable

@@ -54,22 +54,38 @@ func (h *hub) position() canvas.Position {
 	return h.pos
 }
 
-// broadcast queues evs (encoded entries with contiguous sequence numbers,
-// the last being last) to every client and advances the position. The
-// slice is shared by all queues and must not be modified afterwards.
-func (h *hub) broadcast(evs [][]byte, last uint64) {
+// broadcast queues evs, the encoded entries first, first+1, … of epoch, to
+// every client and advances the position past them. It returns the index
+// of the first entry it queued: entries the position already covers are
+// skipped, and all of evs are refused (len(evs)) when they are of another
+// epoch or would leave a gap. Two sources feed the hub: the consumer loop,
+// which alone moves the position to another epoch or past a hole, and a
+// relay in the same process handing over what it is about to append
+// (Gateway.Offer), which can only be early. The slice is shared by all
+// queues and must not be modified afterwards.
+func (h *hub) broadcast(epoch string, first uint64, evs [][]byte) int {
 	if len(evs) == 0 {
-		return
+		return 0
 	}
 	// Encoded once, outside the lock; framed once, by the first flusher
 	// that finds only this batch in a queue (see batch).
 	b := newBatch(evs)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.pos.Seq = last
+	if epoch != h.pos.Epoch || first > h.pos.Seq+1 {
+		return len(evs)
+	}
+	from := int(h.pos.Seq + 1 - first)
+	if from >= len(evs) {
+		return len(evs)
+	}
+	if from > 0 { // the other source took some of them meanwhile
+		b = newBatch(evs[from:])
+	}
+	h.pos.Seq = first + uint64(len(evs)) - 1
 	// Counted before queuing, so no client can see an event the counters
 	// do not show yet.
-	h.stats.broadcast.Add(int64(len(evs)))
+	h.stats.broadcast.Add(int64(len(evs) - from))
 	var resync []byte // built once, only if some client overflows
 	for c := range h.clients {
 		if c.enqueue(b, h.queueLen) {
@@ -83,6 +99,7 @@ func (h *hub) broadcast(evs [][]byte, last uint64) {
 		h.stats.resyncs.Add(1)
 		c.resync(resync)
 	}
+	return from
 }
 
 // resync moves the position to pos and tells every client to reload its

@@ -147,6 +147,16 @@ type Options struct {
 	Tracer      trace.TracerProvider
 	Propagator  propagation.TextMapPropagator
 	Destination string
+	// Numbered, when set, is called with each chunk of entries just before
+	// the relay appends it to the stream, from the relay's goroutine: a
+	// gateway in the same process broadcasts them at once
+	// (gateway.Gateway.Offer) instead of after the XADD's round trip and its
+	// own read of the stream. Their numbers are already recorded in the
+	// store (the claim), so in this epoch they name these events whatever
+	// becomes of this XADD: a retry or a successor appends the same
+	// entries at the same numbers (see sync), or a new epoch resyncs every
+	// client. It must not block.
+	Numbered func(entries []stream.Entry)
 }
 
 // lingerAfter is the batch size from which the relay lingers: below it the
@@ -625,6 +635,13 @@ func (r *Relay) append(ctx context.Context, term int64, epoch string, tail uint6
 				}
 			}
 			entries[i] = stream.Entry{Event: ev, PublishedAt: now}
+		}
+		if r.opts.Numbered != nil {
+			r.opts.Numbered(entries)
+		}
+		if err := r.failpoint("relay:before-xadd"); err != nil {
+			endSpans(spans, err)
+			return fmt.Errorf("%w: %v", ErrFailpoint, err)
 		}
 		err := r.st.Publish(ctx, term, epoch, at, entries)
 		endSpans(spans, err)

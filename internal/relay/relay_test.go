@@ -386,29 +386,7 @@ func tailLossScenario(t *testing.T, prune, forgetClaim bool) string {
 // failpoint crashAt (after X's XADD, before X is marked), run with opts.
 func tailLossScenarioAt(t *testing.T, prune, forgetClaim bool, crashAt string, opts relay.Options) string {
 	e := newEnvWith(t, false, store.Options{PruneOnPublish: prune})
-	var armed sync.Once
-	var arm bool
-	var mu sync.Mutex
-	crash := func(name string) error {
-		mu.Lock()
-		defer mu.Unlock()
-		var err error
-		if name == crashAt && arm {
-			armed.Do(func() { err = errors.New("crash after XADD") })
-		}
-		return err
-	}
-	opts.Failpoint = crash
-	_, _, doneA := e.startRelay("a", opts)
-	x0 := e.place(0, 0, 1)
-	e.waitDrained(5 * time.Second)
-	mu.Lock()
-	arm = true
-	mu.Unlock()
-	x := e.place(0, 0, 2) // version 2 of (0,0)
-	if err := <-doneA; !errors.Is(err, relay.ErrFailpoint) {
-		t.Fatalf("relay a: %v, want the failpoint", err)
-	}
+	x0, x := e.crashHandlingX(crashAt, opts)
 	seen := map[uint64]string{}
 	for _, en := range e.streamEntries() {
 		seen[en.Seq] = en.ID
@@ -423,7 +401,56 @@ func tailLossScenarioAt(t *testing.T, prune, forgetClaim bool, crashAt string, o
 	if err := e.rdb.Do(ctx, "XSETID", e.st.Keys().Stream, stream.ID(1)).Err(); err != nil {
 		t.Fatal(err)
 	}
-	y := e.place(1, 1, 3) // version 1 of (1,1): claimed before X by version
+	y := e.takeOver(forgetClaim)
+	entries := e.streamEntries()
+	if len(entries) > 0 && entries[0].Epoch != "" {
+		for _, en := range entries {
+			if id, ok := seen[en.Seq]; ok && id != en.ID {
+				return fmt.Sprintf("seq %d carried %s, then %s in the same epoch: a client that saw the first drops the second", en.Seq, id, en.ID)
+			}
+		}
+	}
+	e.checkExactlyOnce([]string{x0, x, y})
+	return ""
+}
+
+// crashHandlingX runs relay a with opts and a failpoint that fails once at
+// crashAt, writes X0 and then X (versions 1 and 2 of pixel (0,0)) and arms
+// the crash between the two, so that a dies handling X without marking it
+// or releasing its lease. It returns the ids of X0 and X.
+func (e *env) crashHandlingX(crashAt string, opts relay.Options) (x0, x string) {
+	e.t.Helper()
+	var mu sync.Mutex
+	armed, fired := false, false
+	opts.Failpoint = func(name string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if name != crashAt || !armed || fired {
+			return nil
+		}
+		fired = true
+		return errors.New("crash at " + name)
+	}
+	_, _, doneA := e.startRelay("a", opts)
+	x0 = e.place(0, 0, 1)
+	e.waitDrained(5 * time.Second)
+	mu.Lock()
+	armed = true
+	mu.Unlock()
+	x = e.place(0, 0, 2)
+	if err := <-doneA; !errors.Is(err, relay.ErrFailpoint) {
+		e.t.Fatalf("relay a: %v, want the failpoint", err)
+	}
+	return x0, x
+}
+
+// takeOver writes Y (version 1 of pixel (1,1), so claimed before X, a
+// version 2) and runs relay b until the outbox is drained. forgetClaim
+// arms the old defect in b: it ignores the open claim (relay:forget-claim).
+// It returns Y's id.
+func (e *env) takeOver(forgetClaim bool) string {
+	e.t.Helper()
+	y := e.place(1, 1, 3)
 	var fp func(string) error
 	if forgetClaim {
 		fp = func(name string) error {
@@ -435,16 +462,7 @@ func tailLossScenarioAt(t *testing.T, prune, forgetClaim bool, crashAt string, o
 	}
 	e.startRelay("b", relay.Options{Failpoint: fp})
 	e.waitDrained(5 * time.Second)
-	entries := e.streamEntries()
-	if len(entries) > 0 && entries[0].Epoch != "" {
-		for _, en := range entries {
-			if id, ok := seen[en.Seq]; ok && id != en.ID {
-				return fmt.Sprintf("seq %d carried %s, then %s in the same epoch: a client that saw the first drops the second", en.Seq, id, en.ID)
-			}
-		}
-	}
-	e.checkExactlyOnce([]string{x0, x, y})
-	return ""
+	return y
 }
 
 // place writes one pixel and returns its event id.
