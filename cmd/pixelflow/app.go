@@ -62,6 +62,10 @@ type Main struct {
 	// failpoint is the store's and the relay's test hook: nil unless the
 	// binary was built with -tags failpoints and armed (failpoints_on.go).
 	failpoint func(string) error
+	// testFailpoint, set by this package's tests before Run, replaces
+	// failpoint: a test that must hold a hit (not only fail or stall it)
+	// runs in any build.
+	testFailpoint func(string) error
 
 	cancelWorkers context.CancelFunc
 	workers       sync.WaitGroup
@@ -135,6 +139,9 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if m.failpoint, err = failpoints(getenv); err != nil {
 		return err
+	}
+	if m.testFailpoint != nil {
+		m.failpoint = m.testFailpoint
 	}
 	var tracer trace.TracerProvider // nil keeps the components' tracing off
 	if tel.Enabled {
@@ -250,8 +257,12 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.has("api") {
 		aopts := c.APIOptions()
 		if m.redis != nil && m.store != nil {
-			st := m.store
-			aopts.SnapshotKey = api.TailKey(m.stream.Tail, func(ctx context.Context) (canvas.Position, error) {
+			st, tail := m.store, m.stream.Tail
+			if m.gateway != nil {
+				// Its clients can be ahead of the tail (Offer).
+				tail = m.gateway.HandedOut
+			}
+			aopts.SnapshotKey = api.TailKey(tail, func(ctx context.Context) (canvas.Position, error) {
 				s, err := st.Sequencer(ctx)
 				return s.Position, err
 			})

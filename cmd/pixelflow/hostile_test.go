@@ -378,11 +378,14 @@ func TestAdminListener(t *testing.T) {
 func TestSnapshotETag(t *testing.T) {
 	m := runMain(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "HOST": "127.0.0.1", "RATE_LIMIT": "0", "INSTANCE_ID": "etag", "CANARY_INTERVAL": "0"}, "serve")
 	base := "http://" + m.Addr
-	// Once ready the stream has its epoch, and without canaries nothing
-	// moves the position until we write.
+	// Once the gateway follows the relay's first epoch (readiness alone
+	// can come first: the gateway may read the stream before the relay
+	// replaced it), nothing moves the position until we write: no
+	// canaries.
 	if err := waitReady(base); err != nil {
 		t.Fatal(err)
 	}
+	waitEpoch(t, m)
 	get := func(inm string) answer {
 		req, _ := http.NewRequest(http.MethodGet, base+"/api/canvas", nil)
 		req.Header.Set("Accept", "application/octet-stream")
@@ -490,6 +493,16 @@ func (b *syncBuffer) Bytes() []byte {
 }
 
 // waitReady waits until base's /readyz answers 200.
+// waitEpoch waits until the gateway of m follows a stream epoch.
+func waitEpoch(t *testing.T, m *Main) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); m.gateway.Stats().Epoch == ""; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the gateway never learned the stream's epoch")
+		}
+	}
+}
+
 func waitReady(base string) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -22,10 +22,20 @@ import (
 // runMain runs the real program in-process on port 0 with a memory store.
 func runMain(t *testing.T, env map[string]string, args ...string) *Main {
 	t.Helper()
+	return runMainWith(t, env, nil, args...)
+}
+
+// runMainWith is runMain with setup applied to the Main before Run (nil:
+// none).
+func runMainWith(t *testing.T, env map[string]string, setup func(*Main), args ...string) *Main {
+	t.Helper()
 	m := NewMain()
 	getenv := func(k string) string { return env[k] }
 	if err := m.ParseFlags(args, getenv); err != nil {
 		t.Fatalf("parse flags: %v", err)
+	}
+	if setup != nil {
+		setup(m)
 	}
 	if err := m.Run(context.Background()); err != nil {
 		t.Fatalf("run: %v", err)

@@ -2,15 +2,24 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"io"
 	"math/rand/v2"
+	"net/http"
+	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 	"github.com/pixelflow/pixelflow/internal/harness/history"
 	"github.com/pixelflow/pixelflow/internal/harness/pace"
 	"github.com/pixelflow/pixelflow/internal/harness/redistest"
+	"github.com/pixelflow/pixelflow/internal/protocol"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
 )
 
@@ -86,4 +95,101 @@ func TestServeOffersSurviveRedisFaults(t *testing.T) {
 	if st := m.gateway.Stats(); st.Offered == 0 {
 		t.Fatalf("the gateway took no offer from the relay (stats %+v): the path under test never ran", st)
 	}
+}
+
+// TestSnapshotCoversAnOfferedPosition: while a relay's XADD is in flight,
+// the gateway beside it has already handed out the offered position (a
+// hello at T+1, the stream's tail still T). A snapshot asked for then must
+// hold pixel T+1, because that client will never receive it as an event:
+// the snapshot cache may not answer it with a build keyed by the tail T
+// (made before the write), nor confirm that copy with a 304.
+func TestSnapshotCoversAnOfferedPosition(t *testing.T) {
+	var armed atomic.Bool
+	reached, release := make(chan struct{}, 1), make(chan struct{})
+	hold := func(name string) error {
+		if name == "relay:before-xadd" && armed.Load() {
+			select {
+			case reached <- struct{}{}:
+			default:
+			}
+			<-release
+		}
+		return nil
+	}
+	m := runMainWith(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "HOST": "127.0.0.1", "RATE_LIMIT": "0",
+		"INSTANCE_ID": "offer-snap", "CANARY_INTERVAL": "0"}, func(m *Main) { m.testFailpoint = hold }, "serve")
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) }) // before Close
+	base := "http://" + m.Addr
+	if err := waitReady(base); err != nil {
+		t.Fatal(err)
+	}
+	waitEpoch(t, m)
+	getCanvas := func(inm string) (int, string, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, base+"/api/canvas", nil)
+		if inm != "" {
+			req.Header.Set("If-None-Match", inm)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, resp.Header.Get("ETag"), body
+	}
+	code, before, _ := getCanvas("") // cached, keyed by the tail T
+	if code != http.StatusOK || before == "" {
+		t.Fatalf("first snapshot: %d, ETag %q", code, before)
+	}
+	at := m.gateway.Stats().LastSeq
+
+	armed.Store(true)
+	if code := postStatus(t, base, `{"gx":3,"gy":4,"color":"#123456"}`); code != http.StatusCreated {
+		t.Fatalf("POST: %d", code)
+	}
+	select {
+	case <-reached:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the relay never reached its XADD")
+	}
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+m.Addr+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	var hello protocol.ServerFrame
+	if err := ws.ReadJSON(&hello); err != nil || hello.Type != "hello" {
+		t.Fatalf("hello: %+v, %v", hello, err)
+	}
+	if hello.Seq != at+1 {
+		t.Fatalf("hello at seq %d with the XADD held, want %d (the offered entry): the path under test never ran", hello.Seq, at+1)
+	}
+
+	code, etag, body := getCanvas(before)
+	if code == http.StatusNotModified {
+		t.Fatalf("a client at offered seq %d got 304 for the snapshot made at %s, before the write", hello.Seq, before)
+	}
+	var snap struct {
+		Pixels []struct {
+			GX, GY int
+			Color  string
+		}
+	}
+	if err := json.Unmarshal(body, &snap); err != nil {
+		t.Fatalf("snapshot (%d, ETag %s): %v", code, etag, err)
+	}
+	if !slices.ContainsFunc(snap.Pixels, func(p struct {
+		GX, GY int
+		Color  string
+	}) bool {
+		return p.GX == 3 && p.GY == 4 && p.Color == "#123456"
+	}) {
+		t.Fatalf("a client at offered seq %d got a snapshot (ETag %s, first was %s) without that pixel", hello.Seq, etag, before)
+	}
+	once.Do(func() { close(release) })
 }

@@ -29,7 +29,7 @@ import (
 //     While builds run, the requests arriving meanwhile all wait for one
 //     next build instead of each starting its own.
 //   - The key. Options.SnapshotKey names the newest position any client can
-//     hold right now (the stream's tail). A build reads the key first, then
+//     hold right now (see TailKey). A build reads the key first, then
 //     the pixels, so it holds every event up to its key. A request that
 //     reads the same key afterwards holds a position at most that key:
 //     the build (finished, or running) answers it, and so does the copy the
@@ -280,13 +280,14 @@ func gzipBytes(p []byte) []byte {
 }
 
 // TailKey is a SnapshotKey for a stream-fed canvas: it names the newest
-// position a client can hold by the stream's tail, which bounds every
-// position a gateway hands out, and the store's published position, which
-// never goes back, so a tail that went back (Redis lost its newest entries)
-// is not taken for an older one. While the tail cannot be read, requests
-// do not each wait for that to time out: after a failure, the key is
-// unread (snapshots are then only shared between concurrent requests) for
-// a second.
+// position a client can hold by tail, which must bound every position a
+// gateway hands out (the stream's tail, or Gateway.HandedOut where a
+// gateway takes offers ahead of the stream), and the store's published
+// position, which never goes back, so a tail that went back (Redis lost
+// its newest entries) is not taken for an older one. While the tail cannot
+// be read, requests do not each wait for that to time out: after a
+// failure, the key is unread (snapshots are then only shared between
+// concurrent requests) for a second.
 func TailKey(tail, published func(ctx context.Context) (canvas.Position, error)) func(ctx context.Context) (string, error) {
 	var failedAt atomic.Int64
 	errRecent := errors.New("stream tail unread: it failed within the last second")

@@ -202,9 +202,23 @@ func (cs *consumer) init(ctx context.Context) error {
 	if cs.known && epoch == pos.Epoch && pos.Seq > 0 {
 		start = stream.ID(pos.Seq)
 	}
+	if g.hooks.beforeGroupCreate != nil {
+		g.hooks.beforeGroupCreate(ctx)
+	}
 	created, err := g.createGroup(ctx, start)
 	if err != nil {
 		return err
+	}
+	// A relay that started an epoch since the read above (a first start
+	// racing this one: StartEpoch empties the stream) left the group on the
+	// new epoch's stream, which the hub would follow as the old epoch until
+	// an entry arrived, and every client of the old epoch resync then. Read
+	// the epoch again; if it moved, init runs again.
+	switch now, err := g.opts.Redis.Get(ctx, g.keys.Epoch).Result(); {
+	case err != nil && !errors.Is(err, redis.Nil):
+		return fmt.Errorf("read epoch: %w", err)
+	case now != epoch:
+		return fmt.Errorf("stream epoch moved from %q to %q while joining it: joining again", epoch, now)
 	}
 	if !cs.known || epoch != pos.Epoch {
 		var base uint64

@@ -229,6 +229,9 @@ type hooks struct {
 	// A non-nil error stops Run with that error without acknowledging
 	// anything: a crash between XREADGROUP and XACK.
 	beforeBroadcast func(ctx context.Context, entries []stream.Entry) error
+	// beforeGroupCreate runs in init between reading the epoch and
+	// creating the group (a test starts an epoch there).
+	beforeGroupCreate func(ctx context.Context)
 	// writerExit runs as a connection's writer goroutine returns (a test
 	// slows it to show that Close waits for writers).
 	writerExit func()
@@ -313,6 +316,24 @@ func New(opts Options) (*Gateway, error) {
 		},
 	}
 	return g, nil
+}
+
+// HandedOut returns the newest position this gateway's clients can hold:
+// the stream's tail, or the hub's position when it is ahead of the tail in
+// the same epoch, as it is for an XADD's round trip after a relay in this
+// process offered entries (Offer). A snapshot cache keyed by the tail alone
+// (api.TailKey) would answer a client at an offered position with a build
+// older than its position: a canvas without the pixel its hello already
+// covers, which the client would never receive again.
+func (g *Gateway) HandedOut(ctx context.Context) (canvas.Position, error) {
+	tail, err := g.stream.Tail(ctx)
+	if err != nil {
+		return tail, err
+	}
+	if pos := g.hub.position(); pos.Epoch == tail.Epoch && pos.Seq > tail.Seq {
+		return pos, nil
+	}
+	return tail, nil
 }
 
 // Stats returns the gateway's counters and state.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http/httptest"
 	"slices"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -363,6 +364,32 @@ func TestNewEpochResyncsClients(t *testing.T) {
 	waitConverged(t, pub, clients...)
 	for _, c := range clients {
 		contiguous(t, c, "e2", 40)
+	}
+}
+
+// An epoch started between the gateway's read of the epoch and the
+// creation of its group (a relay's first start racing the gateway's) leaves
+// the group on the new epoch's stream: the gateway must follow the new
+// epoch at once, not the old one until the first entry arrives (which
+// would make every client it greeted meanwhile resync).
+func TestEpochStartedWhileJoiningIsFollowed(t *testing.T) {
+	_, rdb, pub := newRig(t, false)
+	pub.Publish(3)
+	g, err := gateway.New(opts(rdb, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.SetBlock(100 * time.Millisecond)
+	var raced atomic.Bool
+	g.SetBeforeGroupCreate(func(context.Context) {
+		if raced.CompareAndSwap(false, true) {
+			pub.StartEpoch("e2")
+		}
+	})
+	gw := gatewaytest.Serve(t, g, pub)
+	gw.WaitReady(t, "e2")
+	if !raced.Load() {
+		t.Fatal("the hook never ran: the race under test did not happen")
 	}
 }
 
