@@ -203,7 +203,7 @@ func (cs *consumer) init(ctx context.Context) error {
 		start = stream.ID(pos.Seq)
 	}
 	if g.hooks.beforeGroupCreate != nil {
-		g.hooks.beforeGroupCreate(ctx)
+		g.hooks.beforeGroupCreate()
 	}
 	created, err := g.createGroup(ctx, start)
 	if err != nil {

@@ -43,7 +43,7 @@ func (g *Gateway) SetPosition(epoch string, seq uint64) {
 var ErrStopped = errStopped
 
 // SetBeforeGroupCreate installs the init hook (see hooks).
-func (g *Gateway) SetBeforeGroupCreate(f func(ctx context.Context)) { g.hooks.beforeGroupCreate = f }
+func (g *Gateway) SetBeforeGroupCreate(f func()) { g.hooks.beforeGroupCreate = f }
 
 // SetWriterExit installs the writer-exit hook (see hooks).
 func (g *Gateway) SetWriterExit(f func()) { g.hooks.writerExit = f }

@@ -231,7 +231,7 @@ type hooks struct {
 	beforeBroadcast func(ctx context.Context, entries []stream.Entry) error
 	// beforeGroupCreate runs in init between reading the epoch and
 	// creating the group (a test starts an epoch there).
-	beforeGroupCreate func(ctx context.Context)
+	beforeGroupCreate func()
 	// writerExit runs as a connection's writer goroutine returns (a test
 	// slows it to show that Close waits for writers).
 	writerExit func()

@@ -381,7 +381,7 @@ func TestEpochStartedWhileJoiningIsFollowed(t *testing.T) {
 	}
 	g.SetBlock(100 * time.Millisecond)
 	var raced atomic.Bool
-	g.SetBeforeGroupCreate(func(context.Context) {
+	g.SetBeforeGroupCreate(func() {
 		if raced.CompareAndSwap(false, true) {
 			pub.StartEpoch("e2")
 		}
