@@ -387,18 +387,8 @@ func TestSnapshotETag(t *testing.T) {
 	}
 	waitEpoch(t, m)
 	get := func(inm string) answer {
-		req, _ := http.NewRequest(http.MethodGet, base+"/api/canvas", nil)
-		req.Header.Set("Accept", "application/octet-stream")
-		if inm != "" {
-			req.Header.Set("If-None-Match", inm)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return answer{StatusCode: resp.StatusCode, Header: resp.Header}
+		a, _ := getCanvas(t, base, "application/octet-stream", inm)
+		return a
 	}
 	first := get("")
 	etag := first.Header.Get("ETag")
@@ -492,7 +482,29 @@ func (b *syncBuffer) Bytes() []byte {
 	return append([]byte(nil), b.buf.Bytes()...)
 }
 
-// waitReady waits until base's /readyz answers 200.
+// getCanvas asks base for the snapshot in the form accept names (""
+// for JSON), with If-None-Match inm when it is not "".
+func getCanvas(t *testing.T, base, accept, inm string) (answer, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, base+"/api/canvas", nil)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	if inm != "" {
+		req.Header.Set("If-None-Match", inm)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return answer{StatusCode: resp.StatusCode, Header: resp.Header}, body
+}
+
 // waitEpoch waits until the gateway of m follows a stream epoch.
 func waitEpoch(t *testing.T, m *Main) {
 	t.Helper()
@@ -503,6 +515,7 @@ func waitEpoch(t *testing.T, m *Main) {
 	}
 }
 
+// waitReady waits until base's /readyz answers 200.
 func waitReady(base string) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -125,26 +124,10 @@ func TestSnapshotCoversAnOfferedPosition(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitEpoch(t, m)
-	getCanvas := func(inm string) (int, string, []byte) {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, base+"/api/canvas", nil)
-		if inm != "" {
-			req.Header.Set("If-None-Match", inm)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.StatusCode, resp.Header.Get("ETag"), body
-	}
-	code, before, _ := getCanvas("") // cached, keyed by the tail T
-	if code != http.StatusOK || before == "" {
-		t.Fatalf("first snapshot: %d, ETag %q", code, before)
+	first, _ := getCanvas(t, base, "", "") // cached, keyed by the tail T
+	before := first.Header.Get("ETag")
+	if first.StatusCode != http.StatusOK || before == "" {
+		t.Fatalf("first snapshot: %d, ETag %q", first.StatusCode, before)
 	}
 	at := m.gateway.Stats().LastSeq
 
@@ -170,7 +153,8 @@ func TestSnapshotCoversAnOfferedPosition(t *testing.T) {
 		t.Fatalf("hello at seq %d with the XADD held, want %d (the offered entry): the path under test never ran", hello.Seq, at+1)
 	}
 
-	code, etag, body := getCanvas(before)
+	again, body := getCanvas(t, base, "", before)
+	code, etag := again.StatusCode, again.Header.Get("ETag")
 	if code == http.StatusNotModified {
 		t.Fatalf("a client at offered seq %d got 304 for the snapshot made at %s, before the write", hello.Seq, before)
 	}
