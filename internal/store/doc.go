@@ -37,6 +37,9 @@
 //     scans the outbox (which holds RETENTION's worth of published events)
 //     or sorts it in memory; TestEveryQueryIsIndexed records each filter and
 //     sort while running every operation and checks it against the indexes.
+//     The embedded engine scans for every query whatever its indexes and
+//     updates every index on each write, so it has none of these (only _id
+//     and the TTL indexes); TestEmbeddedEngineKeepsNoQueryIndexes.
 //   - TTL indexes (RETENTION, the idempotency TTL) are changed in place with
 //     collMod when the setting changes (ensureTTL); lungo, which has no
 //     commands, drops and recreates them.

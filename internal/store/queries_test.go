@@ -260,8 +260,16 @@ func TestReadAndWriteConcernsAreExplicit(t *testing.T) {
 // equality-sort-range rule), so no query scans a collection or sorts in
 // memory. (The embedded engine's pruning deletes go around the driver API;
 // on MongoDB they are the same claim/_id filters as the marking update.)
+//
+// The indexes checked are the ones MongoDB gets: the embedded engine, which
+// scans for every query, has none (TestEmbeddedEngineKeepsNoQueryIndexes),
+// so the store is told to index as on MongoDB first.
 func TestEveryQueryIsIndexed(t *testing.T) {
 	s, r := openRecorded(t, Options{})
+	s.indexEmbedded = true
+	if err := s.ensureIndexes(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	exercise(t, s)
 	r.mu.Lock()
 	queries := slices.Clone(r.queries)

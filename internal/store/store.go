@@ -118,6 +118,10 @@ type Store struct {
 	retries atomic.Int64 // transactions retried after a transient error
 
 	places *groupCommit[*placeReq] // nil without Options.GroupCommit
+
+	// indexEmbedded makes the embedded engine create the query indexes as
+	// MongoDB does (for the test of that path; see ensureIndexes).
+	indexEmbedded bool
 }
 
 // Open connects to uri ("mongodb://…" for a replica set) or, with an empty
@@ -297,33 +301,59 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
+// queryIndexes are the indexes that serve the queries of the API, the
+// relay and /metrics on MongoDB, by its equality-sort-range rule
+// (TestEveryQueryIsIndexed).
+func queryIndexes() []collIndex {
+	return []collIndex{
+		// Every outbox query is by canvas (canvases may share a database),
+		// so canvas leads each index.
+		// pending events in claim order (Pending, the claim and its tagging)
+		{cOutbox, bson.D{{Key: "canvas", Value: 1}, {Key: "state", Value: 1}, {Key: "version", Value: 1}, {Key: "committedAt", Value: 1}, {Key: "_id", Value: 1}}},
+		// the oldest pending event (Backlog, /metrics, /api/health)
+		{cOutbox, bson.D{{Key: "canvas", Value: 1}, {Key: "state", Value: 1}, {Key: "committedAt", Value: 1}}},
+		// published events inside the republish window (Requeue)
+		{cOutbox, bson.D{{Key: "canvas", Value: 1}, {Key: "state", Value: 1}, {Key: "publishedAt", Value: 1}}},
+		// a claim's events (ClaimEvents, marking)
+		{cOutbox, bson.D{{Key: "claim", Value: 1}}},
+		{cPixels, bson.D{{Key: "canvas", Value: 1}}},
+		// the batches overlapping a range of sequence numbers, in order
+		{cBatches, bson.D{{Key: "canvas", Value: 1}, {Key: "epoch", Value: 1}, {Key: "first", Value: 1}, {Key: "last", Value: 1}}},
+	}
+}
+
+// collIndex is an index's collection and keys.
+type collIndex struct {
+	coll string
+	keys bson.D
+}
+
+// onMongoDB reports whether the store runs on MongoDB, not the embedded
+// engine.
+func (s *Store) onMongoDB() bool {
+	_, ok := s.client.(*lungo.MongoClient)
+	return ok
+}
+
 func (s *Store) ensureIndexes(ctx context.Context) error {
 	if s.opts.NoIndexes {
 		return nil
 	}
-	// Every query of the API, the relay and /metrics has an index, by
-	// MongoDB's equality-sort-range rule (TestEveryQueryIsIndexed):
-	idx := []struct {
-		coll  string
-		model mongo.IndexModel
-	}{
-		// Every outbox query is by canvas (canvases may share a database),
-		// so canvas leads each index.
-		// pending events in claim order (Pending, the claim and its tagging)
-		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}, {Key: "state", Value: 1}, {Key: "version", Value: 1}, {Key: "committedAt", Value: 1}, {Key: "_id", Value: 1}}}},
-		// the oldest pending event (Backlog, /metrics, /api/health)
-		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}, {Key: "state", Value: 1}, {Key: "committedAt", Value: 1}}}},
-		// published events inside the republish window (Requeue)
-		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}, {Key: "state", Value: 1}, {Key: "publishedAt", Value: 1}}}},
-		// a claim's events (ClaimEvents, marking)
-		{cOutbox, mongo.IndexModel{Keys: bson.D{{Key: "claim", Value: 1}}}},
-		{cPixels, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}}}},
-		// the batches overlapping a range of sequence numbers, in order
-		{cBatches, mongo.IndexModel{Keys: bson.D{{Key: "canvas", Value: 1}, {Key: "epoch", Value: 1}, {Key: "first", Value: 1}, {Key: "last", Value: 1}}}},
-	}
-	for _, i := range idx {
-		if _, err := s.db.Collection(i.coll).Indexes().CreateOne(ctx, i.model); err != nil {
-			return unavailable("create index on "+i.coll, err)
+	// The embedded engine scans a collection for every query whatever its
+	// indexes (it uses them only for uniqueness and expiry), and keeps
+	// every index up to date on each write: there the query indexes are
+	// pure cost, 22 % of a placement's allocations with its claim and mark
+	// (BenchmarkPlacePaintedFolded), so it has none and drops those an
+	// earlier version made.
+	if !s.onMongoDB() && !s.indexEmbedded {
+		if err := s.dropQueryIndexes(ctx); err != nil {
+			return err
+		}
+	} else {
+		for _, i := range queryIndexes() {
+			if _, err := s.db.Collection(i.coll).Indexes().CreateOne(ctx, mongo.IndexModel{Keys: i.keys}); err != nil {
+				return unavailable("create index on "+i.coll, err)
+			}
 		}
 	}
 	// Indexes of earlier versions that the ones above replace: each is a
@@ -350,6 +380,36 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// dropQueryIndexes drops those of queryIndexes that the collections have.
+func (s *Store) dropQueryIndexes(ctx context.Context) error {
+	byColl := map[string][]bson.D{}
+	for _, i := range queryIndexes() {
+		byColl[i.coll] = append(byColl[i.coll], i.keys)
+	}
+	for coll, keys := range byColl {
+		specs, err := s.listIndexes(ctx, coll)
+		if err != nil {
+			return err
+		}
+		for _, sp := range specs {
+			if sp.TTL != nil || !slices.ContainsFunc(keys, func(k bson.D) bool { return sameKeys(k, sp.Key) }) {
+				continue
+			}
+			if _, err := s.db.Collection(coll).Indexes().DropOne(ctx, sp.Name); err != nil {
+				return unavailable("drop index "+sp.Name+" on "+coll, err)
+			}
+		}
+	}
+	return nil
+}
+
+// sameKeys reports whether two index key documents name the same fields in
+// the same order and directions (a listed direction may decode as another
+// number type).
+func sameKeys(a, b bson.D) bool {
+	return slices.EqualFunc(a, b, func(x, y bson.E) bool { return x.Key == y.Key && fmt.Sprint(x.Value) == fmt.Sprint(y.Value) })
 }
 
 // dropIndexes drops those of the named indexes coll has.
@@ -434,7 +494,7 @@ func (s *Store) ensureTTL(ctx context.Context, coll, field string, ttl time.Dura
 		was = strconv.FormatFloat(*old.TTL, 'f', -1, 64) + "s"
 	}
 	s.opts.Logger.Info("changing TTL index", "collection", coll, "field", field, "from", was, "to", strconv.Itoa(int(secs))+"s")
-	if _, mongoDB := s.client.(*lungo.MongoClient); !mongoDB {
+	if !s.onMongoDB() {
 		if _, err := s.db.Collection(coll).Indexes().DropOne(ctx, old.Name); err != nil {
 			return unavailable("drop TTL index "+old.Name+" on "+coll, err)
 		}
