@@ -211,6 +211,20 @@ func exercise(t *testing.T, s *Store) {
 		_, _, err = s.Place(ctx, canvas.Placement{GX: 9, GY: 9, Color: 2}, "", Trace{})
 		must(err)
 	}
+	// A claim large enough to tag its events (see tagAbove).
+	for i := range tagAbove + 1 {
+		_, _, err = s.Place(ctx, canvas.Placement{GX: i, GY: 12, Color: 3}, "", Trace{})
+		must(err)
+	}
+	c, evs, err := s.Claim(ctx, "r", lease.Term, pos, 64)
+	must(err)
+	if !c.tagged() || len(evs) <= tagAbove {
+		t.Fatalf("a claim of %d events, tagged=%v: want a tagged one", len(evs), c.tagged())
+	}
+	_, err = s.ClaimEvents(ctx, c)
+	must(err)
+	must(s.MarkPublished(ctx, "r", lease.Term, pos, c, time.Now()))
+	pos.Seq = c.Last()
 	_, err = s.Published(ctx, "e1", 1, pos.Seq)
 	must(err)
 	newEpoch("e2") // requeues what e1 published
@@ -376,4 +390,62 @@ func covered(q query, indexes [][]string) bool {
 		}
 	}
 	return false
+}
+
+// TestSmallClaimWritesOnlyTheSequencer: a claim of a few events finds them
+// later by the ids the sequencer records, so it writes nothing to the
+// outbox (the relay's claim at a few events a batch costs one write fewer);
+// a large one tags its events. Both are found again by ClaimEvents and
+// marked.
+func TestSmallClaimWritesOnlyTheSequencer(t *testing.T) {
+	s, r := openRecorded(t, Options{PruneOnPublish: true})
+	ctx := context.Background()
+	lease, _, err := s.AcquireLease(ctx, "r", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := s.BeginEpoch(ctx, "r", lease.Term, "e1", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CommitEpoch(ctx, "r", lease.Term, e); err != nil {
+		t.Fatal(err)
+	}
+	pos := canvas.Position{Epoch: e}
+	for _, n := range []int{1, tagAbove, tagAbove + 1} {
+		for i := range n {
+			if _, _, err := s.Place(ctx, canvas.Placement{GX: i, GY: n % 64, Color: 5}, "", Trace{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r.mu.Lock()
+		r.queries = nil
+		r.mu.Unlock()
+		c, evs, err := s.Claim(ctx, "r", lease.Term, pos, 64)
+		if err != nil || len(evs) != n {
+			t.Fatalf("claim of %d: %d events, %v", n, len(evs), err)
+		}
+		r.mu.Lock()
+		var outboxWrites []string
+		for _, q := range r.queries {
+			if q.coll == cOutbox && q.op != "find" {
+				outboxWrites = append(outboxWrites, q.String())
+			}
+		}
+		r.mu.Unlock()
+		if wantTag := n > tagAbove; (len(outboxWrites) > 0) != wantTag {
+			t.Errorf("claim of %d events wrote to the outbox: %q; want a write only to tag more than %d", n, outboxWrites, tagAbove)
+		}
+		got, err := s.ClaimEvents(ctx, c)
+		if err != nil || len(got) != n {
+			t.Fatalf("claim of %d: ClaimEvents found %d, %v", n, len(got), err)
+		}
+		if err := s.MarkPublished(ctx, "r", lease.Term, pos, c, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		pos.Seq = c.Last()
+		if left, err := s.Pending(ctx, 100); err != nil || len(left) != 0 {
+			t.Fatalf("after marking a claim of %d: %d pending, %v", n, len(left), err)
+		}
+	}
 }

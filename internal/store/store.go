@@ -314,7 +314,7 @@ func queryIndexes() []collIndex {
 		{cOutbox, bson.D{{Key: "canvas", Value: 1}, {Key: "state", Value: 1}, {Key: "committedAt", Value: 1}}},
 		// published events inside the republish window (Requeue)
 		{cOutbox, bson.D{{Key: "canvas", Value: 1}, {Key: "state", Value: 1}, {Key: "publishedAt", Value: 1}}},
-		// a claim's events (ClaimEvents, marking)
+		// a large claim's events (ClaimEvents, marking; see tagAbove)
 		{cOutbox, bson.D{{Key: "claim", Value: 1}}},
 		{cPixels, bson.D{{Key: "canvas", Value: 1}}},
 		// the batches overlapping a range of sequence numbers, in order
