@@ -364,3 +364,65 @@ func TestUpdatesShareOnlyWhatTheyLeave(t *testing.T) {
 		}
 	}
 }
+
+// The vendored lungo's Options.Logged (patch 9): writes to a namespace it
+// does not log neither reach the oplog nor any change stream; writes to a
+// logged one do, and a drop is logged whatever the filter says.
+func TestUnloggedNamespacesStayOutOfTheOplog(t *testing.T) {
+	ctx := context.Background()
+	client, engine, err := lungo.Open(ctx, lungo.Options{
+		Store:  lungo.NewMemoryStore(),
+		Logged: func(h lungo.Handle) bool { return h[1] == "watched" },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(engine.Close)
+	db := client.Database("db")
+	cs, err := db.Watch(ctx, []bson.M{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close(ctx)
+	quiet, watched := db.Collection("quiet"), db.Collection("watched")
+	for _, coll := range []lungo.ICollection{quiet, watched} {
+		if _, err := coll.InsertOne(ctx, bson.M{"_id": 1, "n": 1}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := coll.UpdateOne(ctx, bson.M{"_id": 1}, bson.M{"$set": bson.M{"n": 2}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := coll.DeleteOne(ctx, bson.M{"_id": 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := quiet.Drop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for len(got) < 4 {
+		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ok := cs.Next(tctx)
+		cancel()
+		if !ok {
+			break
+		}
+		var ev struct {
+			Op string `bson:"operationType"`
+			NS struct {
+				Coll string `bson:"coll"`
+			} `bson:"ns"`
+		}
+		if err := cs.Decode(&ev); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ev.NS.Coll+"."+ev.Op)
+	}
+	want := []string{"watched.insert", "watched.update", "watched.delete", "quiet.drop"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("the stream saw %v, want %v", got, want)
+	}
+	if n := oplogLen(engine); n != len(want) {
+		t.Errorf("the oplog holds %d entries, want %d", n, len(want))
+	}
+}

@@ -41,6 +41,14 @@ type Options struct {
 	// Default: 5m, 1h.
 	MinOplogAge time.Duration
 	MaxOplogAge time.Duration
+
+	// Logged, when set, reports whether writes to a namespace are recorded
+	// in the oplog; change streams see only those. Writes to the others
+	// neither copy nor grow the oplog (pixelflow patch 9, see PATCHES.md).
+	// Drops are always logged.
+	//
+	// Default: every namespace is logged.
+	Logged func(Handle) bool
 }
 
 // Engine manages the catalog loaded from a store and provides access to it
@@ -185,6 +193,7 @@ func (e *Engine) Begin(ctx context.Context, lock bool) (*Transaction, error) {
 
 	// create transaction
 	e.txn = NewTransaction(e.catalog)
+	e.txn.logged = e.opts.Logged
 
 	return e.txn, nil
 }

@@ -87,6 +87,27 @@ type Transaction struct {
 	catalog *Catalog
 	dirty   bool
 	mutex   sync.RWMutex
+
+	// logged reports whether writes to a namespace are recorded in the
+	// oplog; nil logs every namespace (pixelflow patch, see PATCHES.md).
+	logged func(Handle) bool
+}
+
+// oplogClone returns a clone of clone's oplog for a write to handle to
+// append to, or nil when writes to handle are not logged: such a write
+// neither copies nor grows the oplog (pixelflow patch, see PATCHES.md).
+func (t *Transaction) oplogClone(clone *Catalog, handle Handle) *mongokit.Collection {
+	if t.logged != nil && !t.logged(handle) {
+		return nil
+	}
+	return clone.Namespaces[Oplog].Clone()
+}
+
+// setOplog puts oplog (from oplogClone) into clone; nil changes nothing.
+func setOplog(clone *Catalog, oplog *mongokit.Collection) {
+	if oplog != nil {
+		clone.Namespaces[Oplog] = oplog
+	}
 }
 
 // NewTransaction creates and returns a new transaction.
@@ -195,7 +216,7 @@ func (t *Transaction) Bulk(handle Handle, ops []Operation, ordered bool) ([]Resu
 
 		// clone namespace and oplog
 		namespace := clone.Namespaces[handle].Clone()
-		oplog := clone.Namespaces[Oplog].Clone()
+		oplog := t.oplogClone(clone, handle)
 
 		// prepare variables
 		var res *Result
@@ -232,7 +253,7 @@ func (t *Transaction) Bulk(handle Handle, ops []Operation, ordered bool) ([]Resu
 
 		// replace namespace and oplog
 		clone.Namespaces[handle] = namespace
-		clone.Namespaces[Oplog] = oplog
+		setOplog(clone, oplog)
 
 		// append result
 		results = append(results, *res)
@@ -297,7 +318,7 @@ func (t *Transaction) Insert(handle Handle, list bsonkit.List, ordered bool) (*R
 
 		// clone namespace and oplog
 		namespace := clone.Namespaces[handle].Clone()
-		oplog := clone.Namespaces[Oplog].Clone()
+		oplog := t.oplogClone(clone, handle)
 
 		// perform insert
 		res, err := t.insert(handle, oplog, namespace, doc)
@@ -317,7 +338,7 @@ func (t *Transaction) Insert(handle Handle, list bsonkit.List, ordered bool) (*R
 
 		// replace namespace and oplog
 		clone.Namespaces[handle] = namespace
-		clone.Namespaces[Oplog] = oplog
+		setOplog(clone, oplog)
 
 		// merge result
 		result.Modified = append(result.Modified, res.Modified...)
@@ -391,9 +412,9 @@ func (t *Transaction) Replace(handle Handle, query, sort, repl bsonkit.Doc, upse
 		clone.Namespaces[handle] = namespace
 	}
 
-	// clone oplog
-	oplog := clone.Namespaces[Oplog].Clone()
-	clone.Namespaces[Oplog] = oplog
+	// clone oplog (nil: the namespace is not logged)
+	oplog := t.oplogClone(clone, handle)
+	setOplog(clone, oplog)
 
 	// perform replace
 	res, err := t.replace(handle, oplog, namespace, query, repl, sort, upsert)
@@ -489,9 +510,9 @@ func (t *Transaction) Update(handle Handle, query, sort, update bsonkit.Doc, ski
 		clone.Namespaces[handle] = namespace
 	}
 
-	// clone oplog
-	oplog := clone.Namespaces[Oplog].Clone()
-	clone.Namespaces[Oplog] = oplog
+	// clone oplog (nil: the namespace is not logged)
+	oplog := t.oplogClone(clone, handle)
+	setOplog(clone, oplog)
 
 	// perform update
 	res, err := t.update(handle, oplog, namespace, query, update, sort, upsert, skip, limit, arrayFilters)
@@ -579,9 +600,9 @@ func (t *Transaction) Delete(handle Handle, query, sort bsonkit.Doc, skip, limit
 	namespace := clone.Namespaces[handle].Clone()
 	clone.Namespaces[handle] = namespace
 
-	// clone oplog
-	oplog := clone.Namespaces[Oplog].Clone()
-	clone.Namespaces[Oplog] = oplog
+	// clone oplog (nil: the namespace is not logged)
+	oplog := t.oplogClone(clone, handle)
+	setOplog(clone, oplog)
 
 	// perform delete
 	res, err := t.delete(handle, oplog, namespace, query, sort, skip, limit)
@@ -640,7 +661,8 @@ func (t *Transaction) Drop(handle Handle) error {
 	// clone catalog
 	clone := t.catalog.Clone()
 
-	// clone oplog
+	// clone oplog (drops are logged whatever Transaction.logged says: a
+	// stream on a dropped namespace must see it go)
 	oplog := clone.Namespaces[Oplog].Clone()
 	clone.Namespaces[Oplog] = oplog
 
@@ -680,6 +702,11 @@ func (t *Transaction) Drop(handle Handle) error {
 }
 
 func (t *Transaction) append(oplog *mongokit.Collection, handle Handle, op string, doc bsonkit.Doc, changes *mongokit.Changes) error {
+	// a namespace that is not logged has no oplog clone
+	if oplog == nil {
+		return nil
+	}
+
 	// get time
 	now := bsonkit.Now()
 
@@ -1226,7 +1253,12 @@ func (t *Transaction) Expire() error {
 		}
 
 		// delete all expired documents
-		res, err := t.delete(handle, oplog, namespace, bsonkit.MustConvert(bson.M{
+		// a namespace that is not logged appends nothing (pixelflow patch)
+		nsOplog := oplog
+		if t.logged != nil && !t.logged(handle) {
+			nsOplog = nil
+		}
+		res, err := t.delete(handle, nsOplog, namespace, bsonkit.MustConvert(bson.M{
 			"$or": conditions,
 		}), nil, 0, 0)
 		if err != nil {
