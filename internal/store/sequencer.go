@@ -306,7 +306,9 @@ func (s *Store) claimFilter(c Claim) (bson.M, error) {
 	if c.tagged() {
 		return bson.M{"canvas": s.opts.Canvas, "claim": c.ID, "state": statePending}, nil
 	}
-	oids := make([]primitive.ObjectID, len(c.IDs))
+	// A bson.A, not a []ObjectID: the embedded engine converts plain
+	// values directly, where a typed slice costs it a marshal round trip.
+	oids := make(bson.A, len(c.IDs))
 	for i, id := range c.IDs {
 		oid, err := primitive.ObjectIDFromHex(id)
 		if err != nil {
