@@ -7,6 +7,7 @@ import (
 
 	"github.com/256dpi/lungo"
 	"github.com/256dpi/lungo/bsonkit"
+	"go.mongodb.org/mongo-driver/bson"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
 )
@@ -14,7 +15,7 @@ import (
 // TestOnlyTheOutboxIsLogged: the embedded engine as the store opens it logs
 // writes to the outbox alone (the one collection WatchOutbox watches), so
 // a placement, its claim and its mark leave only outbox entries in the
-// oplog, and the watch still wakes on the placement's insert.
+// oplog, and a stream on the outbox still sees the placement's insert.
 func TestOnlyTheOutboxIsLogged(t *testing.T) {
 	ctx := context.Background()
 	client, engine, err := lungo.Open(ctx, engineOptions(lungo.NewMemoryStore()))
@@ -26,30 +27,22 @@ func TestOnlyTheOutboxIsLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close(ctx)
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	wake, _ := s.WatchOutbox(wctx)
-	time.Sleep(50 * time.Millisecond) // the watch is open
-	lease, _, err := s.AcquireLease(ctx, "r", time.Minute)
+	// A stream is open once Watch returns (WatchOutbox opens its own in
+	// a goroutine, which a test could only wait for by sleeping).
+	cs, err := s.db.Collection(cOutbox).Watch(ctx, []bson.M{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	epoch, err := s.BeginEpoch(ctx, "r", lease.Term, "e1", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.CommitEpoch(ctx, "r", lease.Term, epoch); err != nil {
-		t.Fatal(err)
-	}
+	defer cs.Close(ctx)
+	lease, pos := leadEpoch(t, s, "r", "e1")
 	if _, _, err := s.Place(ctx, canvas.Placement{GX: 1, GY: 2, Color: 3}, "key", Trace{}); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-wake:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the outbox watch did not wake on a placement")
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if !cs.Next(wctx) || operationType(cs) != "insert" {
+		t.Fatalf("the outbox stream did not see the placement's insert (%v)", cs.Err())
 	}
-	pos := canvas.Position{Epoch: epoch}
 	c, _, err := s.Claim(ctx, "r", lease.Term, pos, 10)
 	if err != nil {
 		t.Fatal(err)

@@ -400,18 +400,7 @@ func covered(q query, indexes [][]string) bool {
 func TestSmallClaimWritesOnlyTheSequencer(t *testing.T) {
 	s, r := openRecorded(t, Options{PruneOnPublish: true})
 	ctx := context.Background()
-	lease, _, err := s.AcquireLease(ctx, "r", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := s.BeginEpoch(ctx, "r", lease.Term, "e1", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.CommitEpoch(ctx, "r", lease.Term, e); err != nil {
-		t.Fatal(err)
-	}
-	pos := canvas.Position{Epoch: e}
+	lease, pos := leadEpoch(t, s, "r", "e1")
 	for _, n := range []int{1, tagAbove, tagAbove + 1} {
 		for i := range n {
 			if _, _, err := s.Place(ctx, canvas.Placement{GX: i, GY: n % 64, Color: 5}, "", Trace{}); err != nil {
@@ -448,4 +437,24 @@ func TestSmallClaimWritesOnlyTheSequencer(t *testing.T) {
 			t.Fatalf("after marking a claim of %d: %d pending, %v", n, len(left), err)
 		}
 	}
+}
+
+// leadEpoch takes the sequencer lease for holder and moves the sequencer
+// to a new epoch, as a relay does when it starts; it returns the lease
+// and the epoch's start.
+func leadEpoch(t *testing.T, s *Store, holder, epoch string) (Lease, canvas.Position) {
+	t.Helper()
+	ctx := context.Background()
+	lease, ok, err := s.AcquireLease(ctx, holder, time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("acquire lease: ok=%v %v", ok, err)
+	}
+	e, err := s.BeginEpoch(ctx, holder, lease.Term, epoch, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CommitEpoch(ctx, holder, lease.Term, e); err != nil {
+		t.Fatal(err)
+	}
+	return lease, canvas.Position{Epoch: e}
 }
