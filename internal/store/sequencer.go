@@ -218,8 +218,9 @@ func (s *Store) Pending(ctx context.Context, limit int) ([]canvas.Event, error) 
 // numbers are durable before the relay appends anything to the stream. It
 // returns an empty claim when nothing is pending. The caller must hold no
 // open claim (it finishes one first, see Lease.Claim); a new claim replaces
-// the record. The only write is the sequencer document, so a claim costs
-// the same whatever the backlog.
+// the record. It writes the sequencer document and, for a large claim
+// only, the tags of its events (see tagAbove), so a claim costs the same
+// whatever the backlog.
 func (s *Store) Claim(ctx context.Context, holder string, term int64, at canvas.Position, limit int) (c Claim, events []canvas.Event, err error) {
 	if limit <= 0 {
 		return c, nil, fmt.Errorf("claim: limit %d", limit)

@@ -97,10 +97,15 @@ type Transaction struct {
 // append to, or nil when writes to handle are not logged: such a write
 // neither copies nor grows the oplog (pixelflow patch, see PATCHES.md).
 func (t *Transaction) oplogClone(clone *Catalog, handle Handle) *mongokit.Collection {
-	if t.logged != nil && !t.logged(handle) {
+	if !t.logs(handle) {
 		return nil
 	}
 	return clone.Namespaces[Oplog].Clone()
+}
+
+// logs reports whether writes to handle are recorded in the oplog.
+func (t *Transaction) logs(handle Handle) bool {
+	return t.logged == nil || t.logged(handle)
 }
 
 // setOplog puts oplog (from oplogClone) into clone; nil changes nothing.
@@ -1255,7 +1260,7 @@ func (t *Transaction) Expire() error {
 		// delete all expired documents
 		// a namespace that is not logged appends nothing (pixelflow patch)
 		nsOplog := oplog
-		if t.logged != nil && !t.logged(handle) {
+		if !t.logs(handle) {
 			nsOplog = nil
 		}
 		res, err := t.delete(handle, nsOplog, namespace, bsonkit.MustConvert(bson.M{
