@@ -69,7 +69,7 @@ ensure-strace:
 	@scripts/ensure-installed.sh strace strace
 
 ## e2e: the end-to-end suites on real processes (docker provider when Docker
-## is healthy, else local; E2E_PROVIDER=docker|local); artifacts in e2e/out
+## is healthy and has its images, else local; E2E_PROVIDER=docker|local); artifacts in e2e/out
 e2e: ensure-redis ensure-chromium
 	@mkdir -p e2e/out
 	$(GO) test -count=1 -timeout 8m -v -artifacts -outputdir $(CURDIR)/e2e/out ./e2e/ 2>&1 | tee e2e/out/e2e.log | grep -E '^(=== RUN   [A-Za-z]+$$|--- |PASS|FAIL|ok|e2e:|pixelflow suites:)|_test.go:|history |total |clean|FAIL|screenshot|resumes|outcomes'; exit $${PIPESTATUS[0]}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"errors"
 	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 	"strings"
@@ -68,5 +69,44 @@ func TestTopologyFor(t *testing.T) {
 	c = &cluster.Cluster{API: api, Topology: e}
 	if h := c.RelayHosts(); len(h) != 1 || h[0] != api {
 		t.Errorf("embedded relay hosts: %v", h)
+	}
+}
+
+// TestChooseProvider: E2E_PROVIDER wins; unset, docker only when the daemon
+// answers and has every image the provider runs (a machine without a
+// registry cannot pull them), else local with the missing images named.
+func TestChooseProvider(t *testing.T) {
+	down := cluster.DockerState{Reason: "no socket"}
+	bare := cluster.DockerState{Healthy: true, Missing: cluster.Images()}
+	ready := cluster.DockerState{Healthy: true}
+	for _, tc := range []struct {
+		env      string
+		docker   cluster.DockerState
+		provider string
+		why, err string
+	}{
+		{docker: down, provider: cluster.Local, why: "no healthy Docker (no socket)"},
+		{docker: bare, provider: cluster.Local, why: "make images"},
+		{docker: bare, provider: cluster.Local, why: cluster.RedisImage},
+		{docker: ready, provider: cluster.Docker, why: "has the images"},
+		{env: "local", docker: ready, provider: cluster.Local, why: "E2E_PROVIDER=local"},
+		{env: "docker", docker: bare, provider: cluster.Docker, why: "E2E_PROVIDER=docker"},
+		{env: "docker", docker: down, err: "Docker is not usable: no socket"},
+		{env: "k8s", docker: ready, err: `want docker or local`},
+	} {
+		getenv := func(k string) string {
+			if k == "E2E_PROVIDER" {
+				return tc.env
+			}
+			return ""
+		}
+		probe := func(context.Context) cluster.DockerState { return tc.docker }
+		got, why, err := cluster.ChooseProvider(context.Background(), getenv, probe)
+		switch {
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("E2E_PROVIDER=%q %+v: %q, %v; want an error with %q", tc.env, tc.docker, got, err, tc.err)
+		case tc.err == "" && (err != nil || got != tc.provider || !strings.Contains(why, tc.why)):
+			t.Errorf("E2E_PROVIDER=%q %+v: %q (%s) %v; want %q with %q", tc.env, tc.docker, got, why, err, tc.provider, tc.why)
+		}
 	}
 }

@@ -3,7 +3,8 @@
 // every client. The same suites run on two providers:
 //
 //   - docker: MongoDB (a replica set) and Redis (AOF) in containers via
-//     testcontainers, chosen automatically when Docker is healthy;
+//     testcontainers, chosen automatically when Docker is healthy and has
+//     the images (no registry is needed once they are there);
 //   - local: redis-server child processes and the embedded store (or a
 //     mongod replica-set child when mongod is on PATH), for machines
 //     without Docker.
@@ -46,48 +47,76 @@ const (
 	Local  = "local"
 )
 
+// DockerState is what the docker provider needs from this machine: a
+// daemon that answers, and the images it runs (Images), present locally.
+type DockerState struct {
+	// Healthy: the daemon answered; Reason says why not otherwise.
+	Healthy bool
+	Reason  string
+	// Missing lists the images the docker provider would run that the
+	// daemon does not have.
+	Missing []string
+}
+
+// Images are the images the docker provider runs: MongoDB and Redis.
+func Images() []string { return []string{MongoImage, RedisImage} }
+
 // ChooseProvider returns the provider to run on and why. E2E_PROVIDER wins;
-// otherwise docker when testcontainers finds a healthy Docker, else local.
-// Asking for docker where there is none is an error, never a quiet
-// fallback.
-func ChooseProvider(ctx context.Context, getenv func(string) string) (name, why string, err error) {
-	healthy, reason := dockerHealthy(ctx)
+// otherwise docker when the daemon answers and has every image the
+// provider runs, else local, saying which images are missing: a machine
+// without a registry cannot pull them, so a healthy daemon alone is no
+// reason to pick docker. Asking for docker where there is no daemon is an
+// error, never a quiet fallback; with E2E_PROVIDER=docker missing images
+// are pulled (a machine with a registry, such as GitHub's runners).
+func ChooseProvider(ctx context.Context, getenv func(string) string, probe func(context.Context) DockerState) (name, why string, err error) {
 	switch want := getenv("E2E_PROVIDER"); want {
 	case Docker:
-		if !healthy {
-			return "", "", fmt.Errorf("E2E_PROVIDER=docker but Docker is not usable: %s", reason)
+		if d := probe(ctx); !d.Healthy {
+			return "", "", fmt.Errorf("E2E_PROVIDER=docker but Docker is not usable: %s", d.Reason)
 		}
 		return Docker, "E2E_PROVIDER=docker", nil
 	case Local:
 		return Local, "E2E_PROVIDER=local", nil
 	case "":
-		if healthy {
-			return Docker, "Docker is healthy", nil
+		switch d := probe(ctx); {
+		case !d.Healthy:
+			return Local, "no healthy Docker (" + d.Reason + ")", nil
+		case len(d.Missing) > 0:
+			return Local, fmt.Sprintf("Docker is healthy but lacks the docker provider's images %s: `make images` builds what can be built offline; E2E_PROVIDER=docker pulls them", strings.Join(d.Missing, ", ")), nil
+		default:
+			return Docker, "Docker is healthy and has the images " + strings.Join(Images(), ", "), nil
 		}
-		return Local, "no healthy Docker (" + reason + ")", nil
 	default:
 		return "", "", fmt.Errorf("E2E_PROVIDER=%q: want docker or local", want)
 	}
 }
 
-func dockerHealthy(ctx context.Context) (ok bool, reason string) {
+// ProbeDocker asks the Docker daemon, through testcontainers' own client,
+// whether it answers and which of Images it lacks.
+func ProbeDocker(ctx context.Context) (st DockerState) {
 	defer func() {
 		// testcontainers panics on some host configurations without Docker.
 		if r := recover(); r != nil {
-			ok, reason = false, fmt.Sprint(r)
+			st = DockerState{Reason: fmt.Sprint(r)}
 		}
 	}()
 	p, err := testcontainers.NewDockerProvider()
 	if err != nil {
-		return false, err.Error()
+		return DockerState{Reason: err.Error()}
 	}
 	defer p.Close()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := p.Health(ctx); err != nil {
-		return false, err.Error()
+		return DockerState{Reason: err.Error()}
 	}
-	return true, ""
+	st.Healthy = true
+	for _, img := range Images() {
+		if _, err := p.Client().ImageInspect(ctx, img); err != nil {
+			st.Missing = append(st.Missing, img)
+		}
+	}
+	return st
 }
 
 // Prepare is what a suite's TestMain does once: build the binary into dir
@@ -97,7 +126,7 @@ func Prepare(ctx context.Context, dir string, tags ...string) (bin, provider str
 	if bin, err = Build(ctx, dir, tags...); err != nil {
 		return "", "", err
 	}
-	provider, why, err := ChooseProvider(ctx, os.Getenv)
+	provider, why, err := ChooseProvider(ctx, os.Getenv, ProbeDocker)
 	if err != nil {
 		return "", "", err
 	}
