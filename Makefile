@@ -5,7 +5,7 @@ GO      ?= go
 PKGS    ?= $(shell $(GO) list ./... | grep -v -e /e2e -e /chaos -e /loadtest)
 BIN     ?= bin/pixelflow
 
-.PHONY: run build test test-mongo race lint bench e2e chaos soak loadtest ensure-redis ensure-strace ensure-chromium up down
+.PHONY: images run build test test-mongo race lint bench e2e chaos soak loadtest ensure-redis ensure-strace ensure-chromium up down
 
 ## run: serve on embedded defaults (embedded store under ./data, private redis-server), http://localhost:8080
 run: ensure-redis
@@ -80,6 +80,12 @@ e2e: ensure-redis ensure-chromium
 CHROMIUM_NAMES := chromium|chromium-browser|google-chrome|google-chrome-stable
 ensure-chromium:
 	@scripts/ensure-installed.sh '$(CHROMIUM_NAMES)' chromium
+
+## images: every image the container path needs, built without a registry
+## (pixelflow release and failpoints builds, Redis, toxiproxy); idempotent.
+## scripts/images.sh --list names them
+images:
+	@scripts/images.sh
 
 ## up / down: the reference deployment (compose.yaml) on Docker
 up:

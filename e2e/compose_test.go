@@ -3,6 +3,7 @@ package e2e
 import (
 	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -270,14 +271,20 @@ func TestDockerfileBuilderMatchesGoMod(t *testing.T) {
 	} {
 		wantProblem(t, checkBuilderImage(mod, broken), want)
 	}
-	if p := checkBuilderImage(mod, "FROM golang:1.26.8-bookworm AS build\nENV GOTOOLCHAIN=local\n"); len(p) != 0 {
-		t.Errorf("a matching Dockerfile has problems: %q", p)
+	for _, ok := range []string{
+		"FROM golang:1.26.8-bookworm AS build\nENV GOTOOLCHAIN=local\n",
+		"ARG GO_IMAGE=golang:1.26.8-bookworm\nFROM ${GO_IMAGE} AS build\nENV GOTOOLCHAIN=local\n",
+	} {
+		if p := checkBuilderImage(mod, ok); len(p) != 0 {
+			t.Errorf("a matching Dockerfile has problems: %q", p)
+		}
 	}
+	wantProblem(t, checkBuilderImage(mod, "ARG GO_IMAGE=golang:1.26.7-bookworm\nFROM ${GO_IMAGE} AS build\nENV GOTOOLCHAIN=local\n"), "golang:1.26.7-bookworm")
 }
 
 var (
 	goLine      = regexp.MustCompile(`(?m)^go (\S+)$`)
-	golangImage = regexp.MustCompile(`(?m)^FROM golang:(\S+?)(-\S+)? AS \S+$`)
+	golangImage = regexp.MustCompile(`(?m)^(?:FROM |ARG GO_IMAGE=)golang:(\S+?)(-\S+)?(?: AS \S+)?$`)
 )
 
 // checkBuilderImage compares the Dockerfile's golang builder stage with
@@ -289,7 +296,7 @@ func checkBuilderImage(gomod, dockerfile string) []string {
 	}
 	m := golangImage.FindStringSubmatch(dockerfile)
 	if m == nil {
-		return []string{"the Dockerfile has no golang builder stage (FROM golang:<version>-<os> AS <name>)"}
+		return []string{"the Dockerfile has no golang builder stage (FROM golang:<version>-<os> AS <name>, or ARG GO_IMAGE=golang:<version>-<os>)"}
 	}
 	var out []string
 	if m[1] != want[1] {
@@ -351,6 +358,27 @@ func TestWorkflowRunsTheDockerProof(t *testing.T) {
 	for _, path := range []string{"e2e/out", "chaos/out"} {
 		if cond, ok := uploads[path]; !ok || cond != "always()" {
 			t.Errorf("%s is not uploaded on every run (if: always()): uploaded=%v if=%q", path, ok, cond)
+		}
+	}
+}
+
+// TestImagesScriptBuildsWhatTheHarnessRuns: the names scripts/images.sh
+// builds are the ones the harness and compose.yaml run, and none is a
+// registry's tag (redis:7.2 stays the registry's image for whoever pulls).
+func TestImagesScriptBuildsWhatTheHarnessRuns(t *testing.T) {
+	out, err := exec.Command("../scripts/images.sh", "--list").Output()
+	if err != nil {
+		t.Fatalf("scripts/images.sh --list: %v", err)
+	}
+	names := strings.Fields(string(out))
+	for _, want := range []string{cluster.LocalRedisImage, "pixelflow:local", "pixelflow:failpoints"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("scripts/images.sh builds %v, not %s", names, want)
+		}
+	}
+	for _, n := range names {
+		if !strings.HasPrefix(n, "pixelflow") || !strings.HasSuffix(n, ":local") && n != "pixelflow:failpoints" {
+			t.Errorf("%s: a local image must be named pixelflow…:local (never a registry's tag)", n)
 		}
 	}
 }

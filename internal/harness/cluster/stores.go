@@ -25,11 +25,35 @@ import (
 	"github.com/pixelflow/pixelflow/internal/redisproc"
 )
 
-// Images the docker provider runs.
+// Images the docker provider runs: the registry's, or the ones `make
+// images` builds offline under names of their own (scripts/images.sh),
+// which never shadow a registry's tag.
 const (
-	MongoImage = "mongo:7.0"
-	RedisImage = "redis:7.2"
+	MongoImage      = "mongo:7.0"
+	RedisImage      = "redis:7.2"
+	LocalRedisImage = "pixelflow-redis:local"
 )
+
+// redisImage is the Redis image to run: the registry's when the daemon has
+// it, else make images' own when that is there, else the registry's (to be
+// pulled).
+func redisImage(ctx context.Context) string {
+	if hasImage(ctx, RedisImage) || !hasImage(ctx, LocalRedisImage) {
+		return RedisImage
+	}
+	return LocalRedisImage
+}
+
+// hasImage reports whether the Docker daemon has ref locally.
+func hasImage(ctx context.Context, ref string) bool {
+	p, err := testcontainers.NewDockerProvider()
+	if err != nil {
+		return false
+	}
+	defer p.Close()
+	_, err = p.Client().ImageInspect(ctx, ref)
+	return err == nil
+}
 
 // redisBackend is a Redis the drills can crash and bring back. Its address
 // may change across a restart (a container's mapped port); the cluster's
@@ -103,7 +127,7 @@ type dockerRedis struct {
 }
 
 func startDockerRedis(ctx context.Context) (*dockerRedis, error) {
-	ctr, err := tcredis.Run(ctx, RedisImage,
+	ctr, err := tcredis.Run(ctx, redisImage(ctx),
 		testcontainers.WithCmd("redis-server", "--appendonly", "yes", "--appendfsync", "everysec"))
 	if err != nil {
 		if ctr != nil {
