@@ -5,7 +5,7 @@ GO      ?= go
 PKGS    ?= $(shell $(GO) list ./... | grep -v -e /e2e -e /chaos -e /loadtest)
 BIN     ?= bin/pixelflow
 
-.PHONY: images run build test test-mongo race lint bench e2e chaos soak loadtest ensure-redis ensure-strace ensure-chromium up down
+.PHONY: images up-offline down-offline ensure-compose run build test test-mongo race lint bench e2e chaos soak loadtest ensure-redis ensure-strace ensure-chromium up down
 
 ## run: serve on embedded defaults (embedded store under ./data, private redis-server), http://localhost:8080
 run: ensure-redis
@@ -87,11 +87,23 @@ ensure-chromium:
 images:
 	@scripts/images.sh
 
-## up / down: the reference deployment (compose.yaml) on Docker
-up:
+## up / down: the reference deployment (compose.yaml) on Docker with a
+## registry (MongoDB replica set, Jaeger, Prometheus)
+up: ensure-compose
 	docker compose up -d --build --wait
-down:
+down: ensure-compose
 	docker compose down -v
+
+## up-offline / down-offline: compose.offline.yaml, no registry needed
+## (make images first): serve on the embedded store, a second gateway,
+## Redis, toxiproxy; http://localhost:8080 and :8082
+up-offline: ensure-compose images
+	docker compose -f compose.offline.yaml up -d --wait
+down-offline: ensure-compose
+	docker compose -f compose.offline.yaml down -v
+
+ensure-compose:
+	@scripts/ensure-compose.sh
 
 ## chaos: the failure drills (CHAOS_PROFILE=short|drill, SCENARIO=name runs
 ## one); report in chaos/out/report.html.
