@@ -54,7 +54,7 @@ $(GOLANGCI_LINT):
 	GOBIN=$(CURDIR)/bin/.golangci-lint $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 	mv bin/.golangci-lint/golangci-lint $@
 
-## bench: the benchmarks quoted in README.md
+## bench: the first benchmarks of docs/benchmarks.md
 bench: ensure-redis
 	$(GO) test -run '^$$' -bench 'PlaceHTTP' -benchtime 5s -count 3 ./cmd/pixelflow/
 	$(GO) test -run '^$$' -bench 'RelayDrain' -benchtime 2x -count 3 ./internal/relay/

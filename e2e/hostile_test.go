@@ -48,7 +48,8 @@ const (
 // writer places 50 pixels a second through a gateway. The normal clients
 // must lose nothing and converge, the writer's every write must get 201,
 // no process's RSS may grow by 100 MB, and every hostile connection must
-// get the answer README and docs/protocol.md document for it.
+// get the answer docs/api.md, docs/operations.md (Facing the internet) and
+// docs/protocol.md document for it.
 func TestHostile(t *testing.T) {
 	ctx, c := setup(t, cluster.Options{Gateways: 2, Env: []string{
 		"RATE_LIMIT=" + strconv.Itoa(hostileRate), "RATE_BURST=" + strconv.Itoa(hostileBurst),

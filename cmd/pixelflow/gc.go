@@ -11,8 +11,9 @@ import (
 // collection and its oplog for every write) while the live heap stays small
 // (about 10 MB under the steady load test), so at Go's default of 100 the
 // collector ran about nine times a second. At 400 it runs a quarter as
-// often for a heap of about five times the live one; measured in README
-// (Benchmarks: BenchmarkPlaceHTTP with GOGC=100 and 400, cpu-µs/write).
+// often for a heap of about five times the live one; measured in
+// docs/benchmarks.md (What changed what: BenchmarkPlaceHTTP with GOGC=100
+// and 400, cpu-µs/write).
 const defaultGCPercent = 400
 
 // gcSettings returns what applyGCDefaults sets: GOGC unless the environment

@@ -458,7 +458,7 @@ func TestCleanCloseReportsNothing(t *testing.T) {
 }
 
 // TestHealthKeysAreLowerCamel: /api/health speaks one JSON style, every
-// key at every depth lowerCamel (README, HTTP API), including the gateway's
+// key at every depth lowerCamel (docs/api.md), including the gateway's
 // and the relay's sections.
 func TestHealthKeysAreLowerCamel(t *testing.T) {
 	m := runMain(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "RATE_LIMIT": "0", "INSTANCE_ID": "camel"}, "serve")

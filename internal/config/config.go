@@ -82,7 +82,8 @@ type setting struct {
 // Roles lists the subcommands.
 var Roles = []string{"serve", "api", "relay", "gateway"}
 
-// Usage describes every setting, for -h and the README.
+// Usage describes every setting, for -h; docs/configuration.md lists the
+// same settings.
 func Usage(w io.Writer) {
 	fs, _ := newFlagSet(nil)
 	fmt.Fprintf(w, "usage: pixelflow <%s> [flags]\n\nEvery flag can be set by the environment variable in brackets.\n\n", strings.Join(Roles, "|"))

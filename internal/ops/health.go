@@ -34,7 +34,7 @@ type Health struct {
 }
 
 // Report is /api/health: {"role", "instance", "store", "outbox", "relay",
-// "gateway"}, every key lowerCamel (README, HTTP API).
+// "gateway"}, every key lowerCamel (docs/api.md).
 func (h *Health) Report(ctx context.Context) map[string]any {
 	out := map[string]any{"role": h.Role, "instance": h.Instance}
 	if h.Outbox != nil {

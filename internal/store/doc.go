@@ -51,7 +51,7 @@
 //     with itself; conflicts between API processes are retried by txn with
 //     jittered backoff. Options.Conflicts models these conflicts on the
 //     embedded engine; BenchmarkHotTile measures writes/s and 503s to one
-//     tile with it (figures in the README).
+//     tile with it (figures in docs/benchmarks.md).
 //
 // Failpoints: Options.Failpoint is called at named places inside
 // transactions ("place:after-pixel", "txn:commit", "mark:before-commit"), so
