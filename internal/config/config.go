@@ -5,6 +5,8 @@
 package config
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"cmp"
 	"errors"
 	"flag"
@@ -58,6 +60,10 @@ type Config struct {
 	ShutdownGrace    time.Duration
 
 	TrustedProxies []netip.Prefix // whose X-Forwarded-For / Forwarded is believed
+
+	// start tells this process start from every other one, whatever its
+	// instance id and pid (see RelayOptions).
+	start string
 	MaxConnsPerIP  int            // gateway: WebSocket connections per client address
 	IdemKeys       int            // Idempotency-Keys remembered per client
 
@@ -158,6 +164,9 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 		return c, fmt.Errorf("missing role: pixelflow <%s> [flags]", strings.Join(Roles, "|"))
 	}
 	c.Role = args[0]
+	var nonce [4]byte
+	_, _ = rand.Read(nonce[:]) // crypto/rand.Read never fails (Go 1.24+)
+	c.start = hex.EncodeToString(nonce[:])
 	switch c.Role {
 	case "serve", "api", "relay", "gateway":
 	default:
@@ -335,12 +344,18 @@ func (c Config) StoreOptions() store.Options {
 	return store.Options{Canvas: c.Canvas, Retention: c.Retention, PruneOnPublish: c.Embedded(), IdempotencyKeysPerClient: c.IdemKeys}
 }
 
-// RelayOptions are the relay options this configuration sets (the lease
-// holder is the instance id and the process id); the caller adds the
-// logger, tracer, canary and stream name.
+// RelayOptions are the relay options this configuration sets; the caller
+// adds the logger, tracer, canary and stream name.
+//
+// The lease holder is "<instance>-<pid>.<nonce>", the nonce drawn once per
+// process start. The instance id and pid alone do not tell two starts
+// apart: in a container the pid is usually 1 and a replacement often has
+// its predecessor's hostname, so it would *renew* the predecessor's lease,
+// with no new term, and a frozen predecessor that woke would not be
+// fenced. Every start holds a term of its own.
 func (c Config) RelayOptions() relay.Options {
 	return relay.Options{
-		Holder:          c.InstanceID + "-" + strconv.Itoa(os.Getpid()),
+		Holder:          c.InstanceID + "-" + strconv.Itoa(os.Getpid()) + "." + c.start,
 		LeaseTTL:        c.LeaseTTL,
 		RepublishWindow: c.Retention,
 		CanaryInterval:  c.CanaryInterval,

@@ -155,3 +155,31 @@ func TestMarkDelayZeroMarksAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryStartHoldsALeaseOfItsOwn: two starts with the same instance id
+// in the same process (as a container's replacement is: pid 1, its
+// predecessor's hostname) get different lease holders, so the second
+// cannot renew the first's lease and must win a term of its own.
+func TestEveryStartHoldsALeaseOfItsOwn(t *testing.T) {
+	get := env("INSTANCE_ID", "relay-0", "DATA_DIR", "memory")
+	a, err := Parse([]string{"serve"}, get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Parse([]string{"serve"}, get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ha, hb := a.RelayOptions().Holder, b.RelayOptions().Holder
+	if ha == hb {
+		t.Errorf("two starts of INSTANCE_ID=relay-0 in one process share the lease holder %q", ha)
+	}
+	if a.RelayOptions().Holder != ha {
+		t.Errorf("one start's holder changed between calls: %q then %q", ha, a.RelayOptions().Holder)
+	}
+	for _, h := range []string{ha, hb} {
+		if got := store.HolderInstance(h); got != "relay-0" {
+			t.Errorf("HolderInstance(%q) = %q, want relay-0", h, got)
+		}
+	}
+}

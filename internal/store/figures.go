@@ -38,20 +38,28 @@ func (s *Store) Health(ctx context.Context) map[string]any {
 }
 
 // HolderInstance is the instance id in a sequencer lease holder: holders
-// are "<instance>-<pid>" (config.RelayOptions) so that two processes of
-// one instance id never share a lease, and a process id is nobody's
-// business outside the log. A holder in another form is returned whole.
+// are "<instance>-<pid>.<nonce>" (config.RelayOptions; older releases
+// wrote "<instance>-<pid>") so that no two process starts share a lease,
+// and a process id is nobody's business outside the log. A holder in
+// another form is returned whole.
 func HolderInstance(holder string) string {
 	i := strings.LastIndexByte(holder, '-')
 	if i <= 0 || i == len(holder)-1 {
 		return holder
 	}
-	for _, r := range holder[i+1:] {
-		if r < '0' || r > '9' {
-			return holder
-		}
+	pid, nonce, dotted := strings.Cut(holder[i+1:], ".")
+	if !digits(pid) || dotted && !hexDigits(nonce) {
+		return holder
 	}
 	return holder[:i]
+}
+
+func digits(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789") == ""
+}
+
+func hexDigits(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789abcdef") == ""
 }
 
 // Collector returns the store's Prometheus series, read at scrape time:

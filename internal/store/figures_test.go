@@ -107,13 +107,17 @@ func TestCollectorReadsTheOutbox(t *testing.T) {
 
 func TestHolderInstance(t *testing.T) {
 	for holder, want := range map[string]string{
-		"api-1-4242": "api-1", // instance ids may hold dashes
-		"relay-7":    "relay",
-		"relay":      "relay",
-		"relay-":     "relay-", // no pid: whole
-		"-42":        "-42",
-		"gw-1a":      "gw-1a", // not a pid
-		"":           "",
+		"api-1-4242":       "api-1", // instance ids may hold dashes
+		"api-1-1.9f3a00c2": "api-1", // pid and start nonce
+		"relay-1.":         "relay-1.",
+		"relay-1.xyz":      "relay-1.xyz", // not a nonce
+		"relay-.9f":        "relay-.9f",
+		"relay-7":          "relay",
+		"relay":            "relay",
+		"relay-":           "relay-", // no pid: whole
+		"-42":              "-42",
+		"gw-1a":            "gw-1a", // not a pid
+		"":                 "",
 	} {
 		if got := store.HolderInstance(holder); got != want {
 			t.Errorf("HolderInstance(%q) = %q, want %q", holder, got, want)
