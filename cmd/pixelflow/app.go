@@ -198,6 +198,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.has("gateway") {
 		gopts := c.GatewayOptions()
 		gopts.Redis, gopts.Logger, gopts.Tracer, gopts.Propagator = m.redis, m.Logger, tracer, tel.Propagator
+		gopts.Failpoint = m.failpoint
 		latency := &ops.Window{}
 		gopts.OnBroadcast = latency.Add
 		g, err := gateway.New(gopts)

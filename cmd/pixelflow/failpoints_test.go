@@ -4,7 +4,9 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 const failpointPkg = "github.com/pixelflow/pixelflow/internal/failpoint"
@@ -56,5 +58,27 @@ func TestFailpointHook(t *testing.T) {
 	}
 	if fp("relay:after-xadd") == nil {
 		t.Fatal("armed failpoint did not fire")
+	}
+}
+
+// TestGatewayGetsTheFailpointHook: the gateway role is handed the
+// process's failpoint hook, so a drill can hold a gateway of the binary at
+// gateway:before-group-create (or switch its fix off with
+// gateway:keep-stale-group).
+func TestGatewayGetsTheFailpointHook(t *testing.T) {
+	seen := make(chan struct{})
+	var once sync.Once
+	hook := func(name string) error {
+		if name == "gateway:before-group-create" {
+			once.Do(func() { close(seen) })
+		}
+		return nil
+	}
+	runMainWith(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "HOST": "127.0.0.1", "INSTANCE_ID": "fp-gw", "CANARY_INTERVAL": "0"},
+		func(m *Main) { m.testFailpoint = hook }, "serve")
+	select {
+	case <-seen:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the gateway never called gateway:before-group-create: its Failpoint option is not wired")
 	}
 }

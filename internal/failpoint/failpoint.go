@@ -1,5 +1,6 @@
 // Package failpoint turns the named places where pixelflow's packages call
-// an optional Failpoint(name) hook (store.Options, relay.Options) into
+// an optional Failpoint(name) hook (store.Options, relay.Options,
+// gateway.Options) into
 // faults a test can arm in a real, running process: return an error there,
 // die there (SIGKILL, as a crash at exactly that point), or stall there.
 //

@@ -182,54 +182,53 @@ func (cs *consumer) read(ctx context.Context, args *redis.XReadGroupArgs) ([]red
 	return read.Result()
 }
 
-// init reads the epoch, makes sure the group exists and sets the hub's
-// position. The heartbeat is written first so that no reaper can see the
-// new group without a live instance behind it.
+// init joins the current epoch: it makes sure the group exists on the
+// epoch's stream and sets the hub's position. The heartbeat is written
+// first so that no reaper can see the new group without a live instance
+// behind it.
+//
+// The epoch is read and the group created (or reset) in one script
+// (stream.JoinGroup), so no epoch can start in between. A group recreated
+// in the epoch the hub follows (reaped while this instance was away)
+// starts after what the hub broadcast; in any other epoch it starts at the
+// stream's start, and an existing group is set back there: its
+// last-delivered id, whatever made it, is not this epoch's start. Before
+// this (issue 28 item 1), init read the epoch, then created the group at
+// the hub's position; an epoch started between the two left the group on
+// the new stream at that position, a retry took its last-delivered id for
+// the new epoch's start, and XREADGROUP > never returned the entries below
+// it. The next entry followed on exactly, so no client was told.
 func (cs *consumer) init(ctx context.Context) error {
 	g := cs.g
 	if err := g.beat(ctx); err != nil {
 		return err
 	}
-	epoch, err := g.opts.Redis.Get(ctx, g.keys.Epoch).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("read epoch: %w", err)
-	}
 	pos := g.hub.position()
-	// A group recreated in the same epoch (reaped while we were away)
-	// starts after what the hub already broadcast; in a new epoch, or the
-	// first time, at the stream's start.
-	start := "0"
-	if cs.known && epoch == pos.Epoch && pos.Seq > 0 {
-		start = stream.ID(pos.Seq)
+	var j stream.Joined
+	var err error
+	if g.failpoint("gateway:keep-stale-group") != nil {
+		j, err = cs.joinUnchecked(ctx, pos)
+	} else {
+		if err := cs.beforeGroupCreate(); err != nil {
+			return err
+		}
+		j, err = g.stream.JoinGroup(ctx, g.group, pos, cs.known)
 	}
-	if g.hooks.beforeGroupCreate != nil {
-		g.hooks.beforeGroupCreate()
-	}
-	created, err := g.createGroup(ctx, start)
 	if err != nil {
 		return err
 	}
-	// A relay that started an epoch since the read above (a first start
-	// racing this one: StartEpoch empties the stream) left the group on the
-	// new epoch's stream, which the hub would follow as the old epoch until
-	// an entry arrived, and every client of the old epoch resync then. Read
-	// the epoch again; if it moved, init runs again.
-	switch now, err := g.opts.Redis.Get(ctx, g.keys.Epoch).Result(); {
-	case err != nil && !errors.Is(err, redis.Nil):
-		return fmt.Errorf("read epoch: %w", err)
-	case now != epoch:
-		return fmt.Errorf("stream epoch moved from %q to %q while joining it: joining again", epoch, now)
-	}
-	if !cs.known || epoch != pos.Epoch {
+	if !cs.known || j.Epoch != pos.Epoch {
 		var base uint64
-		if !created {
+		if j.Outcome == stream.JoinKept {
+			// A restarted instance's own group (the hub holds no position
+			// yet): trust its pending list and last-delivered id.
 			if base, err = g.groupBase(ctx); err != nil {
 				return err
 			}
 		}
-		next := canvas.Position{Epoch: epoch, Seq: base}
+		next := canvas.Position{Epoch: j.Epoch, Seq: base}
 		if next != pos {
-			g.log.Info("following stream", posAttr(next), "was", pos.String(), "group_created", created)
+			g.log.Info("following stream", posAttr(next), "was", pos.String(), "group", j.Outcome)
 		}
 		g.hub.resync(protocol.ReasonEpoch, next)
 		cs.at, cs.known = next, true
@@ -238,17 +237,58 @@ func (cs *consumer) init(ctx context.Context) error {
 	return nil
 }
 
-// createGroup creates this instance's group at start (MKSTREAM, so it can
-// precede the first entry); false if it already existed.
-func (g *Gateway) createGroup(ctx context.Context, start string) (bool, error) {
-	err := g.opts.Redis.XGroupCreateMkStream(ctx, g.keys.Stream, g.group, start).Err()
-	switch {
-	case err == nil:
-		return true, nil
-	case strings.HasPrefix(err.Error(), "BUSYGROUP"):
-		return false, nil
+// beforeGroupCreate is where init may be held between deciding to join
+// and joining: the test hook, then the failpoint (a drill holds the
+// gateway there with sleep(d) and starts an epoch meanwhile; an error
+// fails this init, which is retried).
+func (cs *consumer) beforeGroupCreate() error {
+	g := cs.g
+	if g.hooks.beforeGroupCreate != nil {
+		g.hooks.beforeGroupCreate()
 	}
-	return false, fmt.Errorf("create group %s: %w", g.group, err)
+	if err := g.failpoint("gateway:before-group-create"); err != nil {
+		return fmt.Errorf("before group create: %w", err)
+	}
+	return nil
+}
+
+// joinUnchecked is the join of before issue 28 item 1, with its defect,
+// kept only so that tests and drills can show that they catch it
+// (failpoint gateway:keep-stale-group): the epoch is read, then the group
+// created at the hub's position if the epoch was the hub's, and an epoch
+// that moved in between is only noticed afterwards, leaving the group in
+// place; the retry meets BUSYGROUP and init trusts its last-delivered id.
+func (cs *consumer) joinUnchecked(ctx context.Context, pos canvas.Position) (stream.Joined, error) {
+	g := cs.g
+	epoch, err := g.opts.Redis.Get(ctx, g.keys.Epoch).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return stream.Joined{}, fmt.Errorf("read epoch: %w", err)
+	}
+	start := "0"
+	if cs.known && epoch == pos.Epoch && pos.Seq > 0 {
+		start = stream.ID(pos.Seq)
+	}
+	if err := cs.beforeGroupCreate(); err != nil {
+		return stream.Joined{}, err
+	}
+	created := true
+	if err := g.opts.Redis.XGroupCreateMkStream(ctx, g.keys.Stream, g.group, start).Err(); err != nil {
+		if !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+			return stream.Joined{}, fmt.Errorf("create group %s: %w", g.group, err)
+		}
+		created = false
+	}
+	switch now, err := g.opts.Redis.Get(ctx, g.keys.Epoch).Result(); {
+	case err != nil && !errors.Is(err, redis.Nil):
+		return stream.Joined{}, fmt.Errorf("read epoch: %w", err)
+	case now != epoch:
+		return stream.Joined{}, fmt.Errorf("stream epoch moved from %q to %q while joining it: joining again", epoch, now)
+	}
+	j := stream.Joined{Epoch: epoch, Outcome: stream.JoinKept}
+	if created {
+		j.Outcome = stream.JoinCreated
+	}
+	return j, nil
 }
 
 // groupBase is the position a restarted instance can promise its clients:

@@ -64,8 +64,11 @@
 // from every entry.
 // When the group or stream vanishes (NOGROUP: Redis lost its data or the
 // relay started a new epoch, which deletes the stream and its groups), the
-// consumer re-reads the epoch, recreates its group at the stream's start and
-// tells every client to resync. Entries at or below the position are
+// consumer joins again: one script (stream.JoinGroup) reads the epoch and
+// creates the group, after the hub's position if the epoch is still the
+// hub's, else at the stream's start (a group left on another epoch's
+// stream is set back there, never trusted), and in a new epoch every
+// client is told to resync. Entries at or below the position are
 // duplicates, counted and acknowledged but not broadcast; an entry above
 // position+1 makes the consumer read the gap with XRANGE, and if the gap has
 // been trimmed away, clients resync past it. Canary entries travel like

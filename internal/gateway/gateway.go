@@ -103,6 +103,19 @@ type Options struct {
 	// CanaryBound: when positive, Ready fails once no canary has arrived
 	// for this long (counted from the start before the first one).
 	CanaryBound time.Duration
+	// Failpoint, when set, is called at named places. For tests and drills
+	// (package failpoint arms them in a binary built with -tags
+	// failpoints):
+	//   - "gateway:before-group-create": called as the consumer is about
+	//     to join an epoch (create or reset its group), after it took the
+	//     hub's position; a drill holds it there (sleep(d)) and starts an
+	//     epoch meanwhile. A non-nil error fails that join, which is
+	//     retried;
+	//   - "gateway:keep-stale-group": a non-nil error switches the fix of
+	//     issue 28 item 1 off (the epoch read apart from the group's
+	//     creation, a leftover group trusted; see joinUnchecked), so the
+	//     tests and drills can show they would catch its defect.
+	Failpoint func(name string) error
 }
 
 const (
@@ -229,8 +242,9 @@ type hooks struct {
 	// A non-nil error stops Run with that error without acknowledging
 	// anything: a crash between XREADGROUP and XACK.
 	beforeBroadcast func(ctx context.Context, entries []stream.Entry) error
-	// beforeGroupCreate runs in init between reading the epoch and
-	// creating the group (a test starts an epoch there).
+	// beforeGroupCreate runs in init just before the group is joined (a
+	// test starts an epoch there), before the gateway:before-group-create
+	// failpoint.
 	beforeGroupCreate func()
 	// writerExit runs as a connection's writer goroutine returns (a test
 	// slows it to show that Close waits for writers).
@@ -382,6 +396,14 @@ func (g *Gateway) CanaryCheck(context.Context) error {
 		return fmt.Errorf("last canary arrived %s ago (bound %s): the pipeline is not flowing", age.Round(time.Millisecond), g.opts.CanaryBound)
 	}
 	return nil
+}
+
+// failpoint calls Options.Failpoint, if any.
+func (g *Gateway) failpoint(name string) error {
+	if g.opts.Failpoint == nil {
+		return nil
+	}
+	return g.opts.Failpoint(name)
 }
 
 // fail records a Redis error for Stats and marks the gateway unready.

@@ -26,7 +26,10 @@
 // Every mutation the relay makes (publish, start epoch) is a Lua script that
 // first checks the caller's lease term against the term key and refuses an
 // older one, so a leader that stalled past its lease cannot touch the stream
-// its successor writes.
+// its successor writes. A gateway joins an epoch with a script too
+// (JoinGroup): it reads the epoch and creates its consumer group in one
+// step, so a group never starts at one epoch's position on another's
+// stream.
 package stream
 
 import (
@@ -203,13 +206,16 @@ var (
 	claimTermLua string
 	//go:embed lua/heartbeat.lua
 	heartbeatLua string
+	//go:embed lua/join_group.lua
+	joinGroupLua string
 
 	publishScript    = redis.NewScript(fenceLua + publishLua)
 	startEpochScript = redis.NewScript(fenceLua + startEpochLua)
 	claimTermScript  = redis.NewScript(fenceLua + claimTermLua)
 
-	// The gateways' script: not a stream mutation, so not fenced.
+	// The gateways' scripts: not the relay's mutations, so not fenced.
 	heartbeatScript = redis.NewScript(heartbeatLua)
+	joinGroupScript = redis.NewScript(joinGroupLua)
 )
 
 // Stream is one canvas's stream on one Redis.
@@ -352,4 +358,52 @@ func (s *Stream) Heartbeat(ctx context.Context, instance string) (time.Time, err
 		return time.Time{}, fmt.Errorf("heartbeat: %w", err)
 	}
 	return time.UnixMilli(ms), nil
+}
+
+// Joined is what JoinGroup did.
+type Joined struct {
+	// Epoch is the epoch whose stream the group is on ("" when Redis has
+	// no epoch yet: the relay has not started one).
+	Epoch string
+	// Outcome is JoinCreated, JoinKept or JoinReset.
+	Outcome string
+}
+
+// JoinGroup outcomes.
+const (
+	// JoinCreated: the group did not exist; it starts after the caller's
+	// position when that is in Epoch, else at the stream's start.
+	JoinCreated = "created"
+	// JoinKept: the group existed and was left as it was: the caller holds
+	// no position (a restarted instance), or one in Epoch.
+	JoinKept = "kept"
+	// JoinReset: the group existed on the stream of an epoch other than
+	// the caller's position's; it was set back to the stream's start.
+	JoinReset = "reset"
+)
+
+// JoinGroup makes sure consumer group group exists on the stream of the
+// current epoch, for a reader that holds position at (held false: none).
+// It reads the epoch and creates (or resets) the group in one script
+// (lua/join_group.lua), so the group can never carry a last-delivered id
+// of one epoch on another epoch's stream: an epoch started between a
+// separate read of the epoch and XGROUP CREATE would leave the group
+// skipping the new epoch's first entries, with nothing to show a gap.
+// Both keys share the canvas's hash tag, so the script runs on a cluster.
+func (s *Stream) JoinGroup(ctx context.Context, group string, at canvas.Position, held bool) (Joined, error) {
+	h, start := "0", "0"
+	if held {
+		h = "1"
+		if at.Seq > 0 {
+			start = ID(at.Seq)
+		}
+	}
+	res, err := joinGroupScript.Run(ctx, s.rdb, []string{s.keys.Stream, s.keys.Epoch}, group, h, at.Epoch, start).StringSlice()
+	if err != nil {
+		return Joined{}, fmt.Errorf("join group %s: %w", group, err)
+	}
+	if len(res) != 2 {
+		return Joined{}, fmt.Errorf("join group %s: script answered %q", group, res)
+	}
+	return Joined{Epoch: res[0], Outcome: res[1]}, nil
 }
