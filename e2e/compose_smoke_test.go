@@ -152,3 +152,25 @@ func composeMissing() string {
 	}
 	return ""
 }
+
+// TestImageAloneExplainsRedis: `docker run pixelflow:local` with no
+// REDIS_URL cannot start a private redis-server (the image has none); it
+// must exit at once with one line saying so, not crash-loop cryptically.
+func TestImageAloneExplainsRedis(t *testing.T) {
+	if missing := composeMissing(); missing != "" {
+		if os.Getenv("E2E_COMPOSE") == "1" {
+			t.Fatalf("E2E_COMPOSE=1 but %s", missing)
+		}
+		t.Skipf("image check not run: %s (make images; E2E_COMPOSE=1 makes this a failure)", missing)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "docker", "run", "--rm", "pixelflow:local").CombinedOutput()
+	if err == nil {
+		t.Fatalf("docker run pixelflow:local without REDIS_URL exited 0:\n%s", out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "REDIS_URL is not set") || !strings.Contains(lines[0], "container image has no redis-server") {
+		t.Errorf("docker run pixelflow:local without REDIS_URL said %d lines, want one naming REDIS_URL and the image:\n%s", len(lines), out)
+	}
+}

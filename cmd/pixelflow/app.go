@@ -148,6 +148,13 @@ func (m *Main) Run(ctx context.Context) error {
 		tracer = tel.Tracer
 		m.Logger.Info("tracing on", "exporter", m.getenv("OTEL_TRACES_EXPORTER"), "endpoint", m.getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))
 	}
+	// Without REDIS_URL the relay and gateway need a private redis-server:
+	// say so before the store is opened (or created) in DATA_DIR.
+	if c.RedisURL == "" && (m.has("relay") || m.has("gateway")) {
+		if err := redisproc.Installed(); err != nil {
+			return fmt.Errorf("REDIS_URL is not set and a private redis-server cannot start: %w", err)
+		}
+	}
 	if m.has("api") || m.has("relay") {
 		if err := m.openStore(ctx); err != nil {
 			return err

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -609,5 +610,27 @@ func TestClientConvergesAfterMemoryStoreRestart(t *testing.T) {
 	waitCanvas(map[[2]int]client.CanvasPixel{{1, 1}: {Color: 0x444444, Version: 1}})
 	if st := c.Stats(); st.Resyncs == 0 && st.Connects < 2 {
 		t.Errorf("the client converged without a resync or a new hello: %+v", st)
+	}
+}
+
+// TestNoRedisSaysSoBeforeTouchingDataDir: without REDIS_URL and without a
+// redis-server on PATH (the container image: docker run pixelflow:local)
+// serve stops with one line naming REDIS_URL, before it creates a store in
+// DATA_DIR.
+func TestNoRedisSaysSoBeforeTouchingDataDir(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	dir := filepath.Join(t.TempDir(), "data")
+	m := NewMain()
+	env := map[string]string{"DATA_DIR": dir, "PORT": "0", "INSTANCE_ID": "noredis"}
+	if err := m.ParseFlags([]string{"serve"}, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	err := m.Run(context.Background())
+	defer m.Close()
+	if err == nil || !strings.Contains(err.Error(), "REDIS_URL is not set") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("serve without redis-server or REDIS_URL: %v; want one line naming REDIS_URL", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+		t.Errorf("DATA_DIR was written before the missing Redis was reported: %v", entries)
 	}
 }

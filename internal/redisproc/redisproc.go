@@ -20,7 +20,17 @@ import (
 )
 
 // ErrNotInstalled explains how to get redis-server when it is not on PATH.
-var ErrNotInstalled = errors.New("redis-server not found on PATH: install it with `sudo apt-get install -y redis-server` (Debian/Ubuntu) or set REDIS_URL to a running Redis")
+// The container image never has one (it holds the pixelflow binary alone),
+// so the message names REDIS_URL first.
+var ErrNotInstalled = errors.New("redis-server not found on PATH: set REDIS_URL to a running Redis (redis://HOST:6379; the container image has no redis-server, and compose.yaml and compose.offline.yaml set it), or install redis-server (sudo apt-get install -y redis-server on Debian/Ubuntu)")
+
+// Installed reports ErrNotInstalled when Start could not find redis-server.
+func Installed() error {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return ErrNotInstalled
+	}
+	return nil
+}
 
 // Options configure a server.
 type Options struct {
@@ -58,8 +68,8 @@ type Server struct {
 
 // Start launches redis-server and waits until it answers PING.
 func Start(ctx context.Context, opts Options) (*Server, error) {
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		return nil, ErrNotInstalled
+	if err := Installed(); err != nil {
+		return nil, err
 	}
 	if opts.Dir == "" {
 		return nil, errors.New("redisproc: Options.Dir is required")
