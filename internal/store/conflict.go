@@ -3,7 +3,7 @@ package store
 import (
 	"context"
 
-	"github.com/256dpi/lungo"
+	"github.com/pixelflow/pixelflow/third_party/lungo"
 )
 
 // ConflictModel stands in for MongoDB's document-level write conflicts,

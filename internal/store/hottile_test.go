@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/256dpi/lungo"
+	"github.com/pixelflow/pixelflow/third_party/lungo"
 	"go.mongodb.org/mongo-driver/mongo"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"

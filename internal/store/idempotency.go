@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/256dpi/lungo"
+	"github.com/pixelflow/pixelflow/third_party/lungo"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/256dpi/lungo"
-	"github.com/256dpi/lungo/bsonkit"
+	"github.com/pixelflow/pixelflow/third_party/lungo"
+	"github.com/pixelflow/pixelflow/third_party/lungo/bsonkit"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 )

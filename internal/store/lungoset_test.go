@@ -5,7 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/256dpi/lungo/bsonkit"
+	"github.com/pixelflow/pixelflow/third_party/lungo/bsonkit"
 	"go.mongodb.org/mongo-driver/bson"
 )
 

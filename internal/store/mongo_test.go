@@ -7,7 +7,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/256dpi/lungo"
+	"github.com/pixelflow/pixelflow/third_party/lungo"
 
 	"github.com/pixelflow/pixelflow/internal/harness/storetest"
 	"github.com/pixelflow/pixelflow/internal/store"

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/256dpi/lungo"
-	"github.com/256dpi/lungo/bsonkit"
+	"github.com/pixelflow/pixelflow/third_party/lungo"
+	"github.com/pixelflow/pixelflow/third_party/lungo/bsonkit"
 	"go.mongodb.org/mongo-driver/bson"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"

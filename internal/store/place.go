@@ -6,7 +6,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/256dpi/lungo"
+	"github.com/pixelflow/pixelflow/third_party/lungo"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/mongo/options"

@@ -8,8 +8,8 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
-	"github.com/256dpi/lungo/bsonkit"
-	"github.com/256dpi/lungo/mongokit"
+	"github.com/pixelflow/pixelflow/third_party/lungo/bsonkit"
+	"github.com/pixelflow/pixelflow/third_party/lungo/mongokit"
 )
 
 var _ ICollection = &Collection{}

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/256dpi/lungo/bsonkit"
+	"github.com/pixelflow/pixelflow/third_party/lungo/bsonkit"
 )
 
 var _ ICursor = &Cursor{}

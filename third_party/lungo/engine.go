@@ -10,8 +10,8 @@ import (
 	"go.mongodb.org/mongo-driver/bson/primitive"
 	"gopkg.in/tomb.v2"
 
-	"github.com/256dpi/lungo/bsonkit"
-	"github.com/256dpi/lungo/dbkit"
+	"github.com/pixelflow/pixelflow/third_party/lungo/bsonkit"
+	"github.com/pixelflow/pixelflow/third_party/lungo/dbkit"
 )
 
 // ErrEngineClosed is returned if the engine has been closed.

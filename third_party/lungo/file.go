@@ -5,8 +5,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/256dpi/lungo/bsonkit"
-	"github.com/256dpi/lungo/mongokit"
+	"github.com/pixelflow/pixelflow/third_party/lungo/bsonkit"
+	"github.com/pixelflow/pixelflow/third_party/lungo/mongokit"
 )
 
 // File is a format for storing catalogs in a single structure.

@@ -4,7 +4,7 @@ import (
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 
-	"github.com/256dpi/lungo/bsonkit"
+	"github.com/pixelflow/pixelflow/third_party/lungo/bsonkit"
 )
 
 // ErrNoDocuments is returned by SingleResult if not document has been found.

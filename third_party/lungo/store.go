@@ -6,7 +6,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/bson"
 
-	"github.com/256dpi/lungo/dbkit"
+	"github.com/pixelflow/pixelflow/third_party/lungo/dbkit"
 )
 
 // Store is the interface that describes storage adapters.

@@ -9,8 +9,8 @@ import (
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 
-	"github.com/256dpi/lungo/bsonkit"
-	"github.com/256dpi/lungo/mongokit"
+	"github.com/pixelflow/pixelflow/third_party/lungo/bsonkit"
+	"github.com/pixelflow/pixelflow/third_party/lungo/mongokit"
 )
 
 // Opcode defines the type of operation.

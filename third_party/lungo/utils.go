@@ -6,7 +6,7 @@ import (
 	"reflect"
 	"strings"
 
-	"github.com/256dpi/lungo/bsonkit"
+	"github.com/pixelflow/pixelflow/third_party/lungo/bsonkit"
 )
 
 const (

@@ -10,7 +10,7 @@ import (
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 
-	"github.com/256dpi/lungo/bsonkit"
+	"github.com/pixelflow/pixelflow/third_party/lungo/bsonkit"
 )
 
 // FieldUpdateOperators defines the field update operators.

@@ -3,7 +3,7 @@ package mongokit
 import (
 	"go.mongodb.org/mongo-driver/bson"
 
-	"github.com/256dpi/lungo/bsonkit"
+	"github.com/pixelflow/pixelflow/third_party/lungo/bsonkit"
 )
 
 // Distinct will perform a MongoDB distinct value search on the list of documents

@@ -5,7 +5,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/bson"
 
-	"github.com/256dpi/lungo/bsonkit"
+	"github.com/pixelflow/pixelflow/third_party/lungo/bsonkit"
 )
 
 // https://github.com/mongodb/mongo/blob/master/src/mongo/db/extracter/expression_leaf.cpp

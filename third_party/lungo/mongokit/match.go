@@ -9,7 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/bson/bsontype"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 
-	"github.com/256dpi/lungo/bsonkit"
+	"github.com/pixelflow/pixelflow/third_party/lungo/bsonkit"
 )
 
 // https://github.com/mongodb/mongo/blob/master/src/mongo/db/matcher/expression_leaf.cpp
