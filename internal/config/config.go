@@ -5,9 +5,9 @@
 package config
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
-	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -63,9 +63,9 @@ type Config struct {
 
 	// start tells this process start from every other one, whatever its
 	// instance id and pid (see RelayOptions).
-	start string
-	MaxConnsPerIP  int            // gateway: WebSocket connections per client address
-	IdemKeys       int            // Idempotency-Keys remembered per client
+	start         string
+	MaxConnsPerIP int // gateway: WebSocket connections per client address
+	IdemKeys      int // Idempotency-Keys remembered per client
 
 	// HTTP server timeouts, on every listener. WriteTimeout is not applied
 	// to /ws (a session, not a request).
