@@ -76,6 +76,19 @@ func TestServeEndToEnd(t *testing.T) {
 	done := make(chan struct{})
 	go func() { _ = c.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
+	// Events, not the first epoch's resync, are what this test counts: the
+	// writes start once the gateway follows the epoch and the client holds
+	// its snapshot (on a loaded machine the first epoch can start after the
+	// first writes, and the resync's snapshot then carries them all).
+	waitEpoch(t, m)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if st := c.Stats(); c.Position().Epoch == m.gateway.Stats().Epoch && st.Snapshots > 0 && !st.SnapshotPending {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the client never joined epoch %q: at %v, %+v", m.gateway.Stats().Epoch, c.Position(), c.Stats())
+		}
+	}
 
 	want := map[[2]int]string{}
 	for i := 0; i < 30; i++ {
