@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pixelflow/pixelflow/internal/api"
+	"github.com/pixelflow/pixelflow/internal/buildinfo"
 	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/config"
 	"github.com/pixelflow/pixelflow/internal/dirlock"
@@ -40,6 +41,9 @@ type Main struct {
 	Config config.Config
 	Logger *slog.Logger
 	getenv func(string) string // the environment Config came from (OTEL_* are read from it)
+	// Build is the binary's identity (buildinfo.Read), in the startup line
+	// and the pixelflow_build_info gauge.
+	Build buildinfo.Info
 
 	// Addr is the address the HTTP server listens on, set by Run.
 	Addr string
@@ -83,7 +87,7 @@ type Main struct {
 
 // NewMain returns a Main with a JSON logger on stderr.
 func NewMain() *Main {
-	return &Main{Logger: telemetry.NewLogger(os.Stderr, slog.LevelInfo), LogOutput: os.Stderr}
+	return &Main{Logger: telemetry.NewLogger(os.Stderr, slog.LevelInfo), LogOutput: os.Stderr, Build: buildinfo.Read()}
 }
 
 // groupCommit bounds the placements per store transaction, on both stores:
@@ -128,6 +132,7 @@ func (m *Main) has(role string) bool {
 // Run starts the roles and returns once the server listens. Close stops them.
 func (m *Main) Run(ctx context.Context) error {
 	c := m.Config
+	m.Logger.Info("starting", "version", m.Build.Version, "revision", m.Build.RevisionLabel(), "goversion", m.Build.GoVersion)
 	tel, err := telemetry.New(ctx, telemetry.Options{Service: "pixelflow-" + c.Role, Instance: c.InstanceID, Getenv: m.getenv})
 	if err != nil {
 		return err
@@ -298,7 +303,8 @@ func (m *Main) Run(ctx context.Context) error {
 		admin.Handle("/", api.NewHealth(ready, m.Logger))
 	}
 	admin.Handle("GET /api/health", api.HealthHandler(health.Report))
-	// Each component's series, read from it at scrape time.
+	// The build, and each component's series, read from it at scrape time.
+	tel.Registry.MustRegister(m.Build.Collector())
 	if m.store != nil {
 		tel.Registry.MustRegister(m.store.Collector())
 	}
