@@ -57,6 +57,7 @@ type Config struct {
 	APIURL           string // gateway role: where /api/* is proxied
 	APIAdminURL      string // gateway role: where the api's /api/health is read (default APIURL)
 	LogLevel         string
+	LogFormat        string // json or text
 	ShutdownGrace    time.Duration
 
 	TrustedProxies []netip.Prefix // whose X-Forwarded-For / Forwarded is believed
@@ -173,6 +174,7 @@ func newFlagSet(getenv func(string) string) (*flag.FlagSet, []*setting) {
 		{flag: "api-url", env: "API_URL", kind: kindString, help: "gateway role: base URL of an api process to proxy /api/* to"},
 		{flag: "api-admin-url", env: "API_ADMIN_URL", kind: kindString, help: "gateway role: base URL where the api serves /api/health for the dashboard (its ADMIN_ADDR); default API_URL"},
 		{flag: "log-level", env: "LOG_LEVEL", kind: kindString, def: "info", help: "debug, info, warn or error"},
+		{flag: "log-format", env: "LOG_FORMAT", kind: kindString, def: "json", help: "json (one object per line, for collectors) or text (key=value lines, for a terminal)"},
 		{flag: "shutdown-grace", env: "SHUTDOWN_GRACE", kind: kindDuration, def: "10s", help: "how long shutdown waits for requests and the batch in flight"},
 	}
 	fs := flag.NewFlagSet("pixelflow", flag.ContinueOnError)
@@ -312,6 +314,12 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	case "debug", "info", "warn", "error":
 	default:
 		p.fail("LOG_LEVEL", c.LogLevel, "must be debug, info, warn or error")
+	}
+	c.LogFormat = p.str("LOG_FORMAT")
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		p.fail("LOG_FORMAT", c.LogFormat, "must be json or text")
 	}
 	c.ShutdownGrace = p.duration("SHUTDOWN_GRACE", 0, 10*time.Minute)
 	p.allRead(settings)

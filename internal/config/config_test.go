@@ -50,6 +50,8 @@ func TestRefusals(t *testing.T) {
 		{[]string{"REDIS_URL", "localhost:6379"}, nil, `invalid REDIS_URL (-redis-url)`},
 		{[]string{"CANARY_INTERVAL", "10s", "CANARY_BOUND", "15s"}, nil, `invalid CANARY_BOUND (-canary-bound) "15s": must exceed twice CANARY_INTERVAL`},
 		{[]string{"LOG_LEVEL", "loud"}, nil, `invalid LOG_LEVEL (-log-level) "loud"`},
+		{[]string{"LOG_FORMAT", "xml"}, nil, `invalid LOG_FORMAT (-log-format) "xml": must be json or text`},
+		{nil, []string{"-log-format", "JSON"}, `invalid LOG_FORMAT (-log-format) "JSON"`},
 	} {
 		args := append([]string{"serve"}, tc.args...)
 		_, err := Parse(args, env(tc.env...))
