@@ -41,8 +41,9 @@ test-mongo:
 	MONGO_URI='$(MONGO_URI)' $(GO) test -tags mongo -race -count=1 -timeout 10m -run '^TestContractMongoDB$$' -v ./internal/store/ 2>&1 | grep -E '^(=== RUN|--- |\s+--- |ok|FAIL|PASS)|_test.go:|storetest.go:'; exit $${PIPESTATUS[0]}
 
 ## lint: go vet, gofmt, golangci-lint (.golangci.yml, pinned version
-## installed once into bin/), and the dependency rule: the binary links
-## neither package testing nor any test-harness package
+## installed once into bin/), the dependency rule (the binary links
+## neither package testing nor any test-harness package), and licences
+## (LICENSE, and one in each module copied under third_party/)
 GOLANGCI_LINT_VERSION := v2.15.0
 GOLANGCI_LINT := bin/golangci-lint-$(GOLANGCI_LINT_VERSION)
 # What only tests, suites and drills may import.
@@ -57,6 +58,8 @@ lint: $(GOLANGCI_LINT)
 	@bad="$$($(GO) list -deps ./cmd/pixelflow | grep -E '$(HARNESS_DEPS)')"; \
 	  if [ -n "$$bad" ]; then echo "the pixelflow binary links test-only packages:"; echo "$$bad"; \
 	  echo "(go list -deps ./cmd/pixelflow; keep test helpers in their own packages)"; exit 1; fi
+	@test -f LICENSE || { echo "LICENSE is missing"; exit 1; }
+	@for d in third_party/*/; do ls "$$d" | grep -qiE '^(licen[cs]e|copying)' || { echo "$$d has no licence file (its licence must travel with the copy)"; exit 1; }; done
 
 # Built once per version from the module proxy (go install needs no
 # download of a prebuilt binary), kept under bin/ (ignored by git).
