@@ -2,15 +2,26 @@
 SHELL   := bash
 GO      ?= go
 # make test runs every package but the suites that run whole deployments.
-PKGS    ?= $(shell $(GO) list ./... | grep -v -e /e2e -e /chaos -e /loadtest)
+# (Their helpers, such as chaos/cmd/scenarios, are tested.)
+PKGS    ?= $(shell $(GO) list ./... | grep -v -e '/e2e$$' -e '/chaos$$' -e '/loadtest$$')
 BIN     ?= bin/pixelflow
 
-.PHONY: images up-offline down-offline ensure-compose run build test test-mongo race lint bench e2e chaos soak loadtest ensure-redis ensure-strace ensure-chromium up down
+.PHONY: help images up-offline down-offline ensure-compose run build test test-mongo race lint bench e2e chaos chaos-scenario scenarios soak loadtest ensure-redis ensure-strace ensure-chromium up down
+
+# help is first, so that make alone prints this map and starts nothing: each
+# block of ## lines is one target, named before the first ': '.
+## help: this list (the default goal): every target with what it does
+help:
+	@echo 'make TARGET [VAR=value]; the targets:'
+	@awk '/^## / { l = substr($$0, 4); i = index(l, ": "); \
+	    if (!inblock && i > 0) printf "  %-12s %s\n", substr(l, 1, i - 1), substr(l, i + 2); else printf "  %-12s %s\n", "", l; \
+	    inblock = 1; next } { inblock = 0 }' $(firstword $(MAKEFILE_LIST))
 
 ## run: serve on embedded defaults (embedded store under ./data, private redis-server), http://localhost:8080
 run: ensure-redis
 	$(GO) run ./cmd/pixelflow serve
 
+## build: the static binary, bin/pixelflow (BIN=path to put it elsewhere)
 build:
 	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/pixelflow
 
@@ -30,8 +41,9 @@ test-mongo:
 	MONGO_URI='$(MONGO_URI)' $(GO) test -tags mongo -race -count=1 -timeout 10m -run '^TestContractMongoDB$$' -v ./internal/store/ 2>&1 | grep -E '^(=== RUN|--- |\s+--- |ok|FAIL|PASS)|_test.go:|storetest.go:'; exit $${PIPESTATUS[0]}
 
 ## lint: go vet, gofmt, golangci-lint (.golangci.yml, pinned version
-## installed once into bin/), and the dependency rule: the binary links
-## neither package testing nor any test-harness package
+## installed once into bin/), the dependency rule (the binary links
+## neither package testing nor any test-harness package), and licences
+## (LICENSE, and one in each module copied under third_party/)
 GOLANGCI_LINT_VERSION := v2.15.0
 GOLANGCI_LINT := bin/golangci-lint-$(GOLANGCI_LINT_VERSION)
 # What only tests, suites and drills may import.
@@ -46,6 +58,8 @@ lint: $(GOLANGCI_LINT)
 	@bad="$$($(GO) list -deps ./cmd/pixelflow | grep -E '$(HARNESS_DEPS)')"; \
 	  if [ -n "$$bad" ]; then echo "the pixelflow binary links test-only packages:"; echo "$$bad"; \
 	  echo "(go list -deps ./cmd/pixelflow; keep test helpers in their own packages)"; exit 1; fi
+	@test -f LICENSE || { echo "LICENSE is missing"; exit 1; }
+	@for d in third_party/*/; do ls "$$d" | grep -qiE '^(licen[cs]e|copying)' || { echo "$$d has no licence file (its licence must travel with the copy)"; exit 1; }; done
 
 # Built once per version from the module proxy (go install needs no
 # download of a prebuilt binary), kept under bin/ (ignored by git).
@@ -112,20 +126,38 @@ ensure-compose:
 ## SCENARIO=replay SCHEDULE=path/schedule.json replays one exactly;
 ## SCENARIO=nemesis-teeth: a planted bug must be found and shrunk.
 ## Nemesis report and schedules in chaos/out/nemesis.
+## SCENARIO=list (or make scenarios) lists the names; an unknown one fails.
 SCENARIO ?=
 CHAOS_PROFILE ?= short
 SEED ?=
 DURATION ?=
 SCHEDULE ?=
-CHAOS_RUN = $(if $(filter nemesis replay,$(SCENARIO)),^TestNemesis$$,$(if $(filter nemesis-teeth,$(SCENARIO)),^TestNemesisTeeth$$,$(if $(SCENARIO),TestChaos/^$(SCENARIO)$$,TestChaos|TestDrillsHaveTeeth)))
-chaos: ensure-redis ensure-strace
+# The names and the tests they run are chaos.Selections, read through
+# chaos/cmd/scenarios: a typo fails with the list, instead of passing on
+# "no tests to run".
+SCENARIOS = $(GO) build -o bin/scenarios ./chaos/cmd/scenarios && bin/scenarios
+ifeq ($(SCENARIO),list)
+chaos: scenarios
+else
+chaos: chaos-scenario ensure-redis ensure-strace
 	@mkdir -p chaos/out
 	@if [ "$(SCENARIO)" = replay ] && [ -z "$(SCHEDULE)" ]; then echo "SCENARIO=replay needs SCHEDULE=path/to/schedule.json" >&2; exit 2; fi
+	run="$$($(SCENARIOS) -run '$(SCENARIO)')" && \
 	CHAOS_PROFILE=$(CHAOS_PROFILE) CHAOS_OUT=$(CURDIR)/chaos/out NEMESIS_SEED=$(SEED) NEMESIS_DURATION=$(DURATION) \
 	  NEMESIS_SCHEDULE=$(if $(SCHEDULE),$(abspath $(SCHEDULE))) $(GO) test -count=1 -timeout $(CHAOS_TIMEOUT) -v \
-	  -run '$(CHAOS_RUN)' ./chaos/ 2>&1 | tee chaos/out/chaos.log | \
+	  -run "$$run" ./chaos/ 2>&1 | tee chaos/out/chaos.log | \
 	  grep -E '^(--- |PASS|FAIL|ok|pixelflow suites:)|t= |pass |FAIL|not run|fault |resiliency|caught|^ +[a-z-]+ +(pass|fail|not run)$$|chaos report|nemesis|shrink|replay|seed|other processes|running it once more|^ +[0-9.]+s– *[0-9.]+s'; exit $${PIPESTATUS[0]}
+endif
 CHAOS_TIMEOUT ?= 60m
+
+# chaos-scenario refuses an unknown SCENARIO before anything is installed
+# or started.
+chaos-scenario:
+	@$(SCENARIOS) -run '$(SCENARIO)' >/dev/null
+
+## scenarios: the names make chaos SCENARIO= takes, with what each does
+scenarios:
+	@$(SCENARIOS)
 
 ## soak: the nemesis for DURATION (default 30m) with resource growth
 ## checked (RSS, goroutines, open files, Redis memory, stream length, store

@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pixelflow/pixelflow/internal/api"
+	"github.com/pixelflow/pixelflow/internal/buildinfo"
 	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/config"
 	"github.com/pixelflow/pixelflow/internal/dirlock"
@@ -40,14 +41,17 @@ type Main struct {
 	Config config.Config
 	Logger *slog.Logger
 	getenv func(string) string // the environment Config came from (OTEL_* are read from it)
+	// Build is the binary's identity (buildinfo.Read), in the startup line
+	// and the pixelflow_build_info gauge.
+	Build buildinfo.Info
 
 	// Addr is the address the HTTP server listens on, set by Run.
 	Addr string
 	// AdminAddr is the admin listener's address (ADMIN_ADDR), set by Run
 	// when there is one.
 	AdminAddr string
-	// LogOutput receives the JSON log (default os.Stderr); set before
-	// ParseFlags.
+	// LogOutput receives the log (default os.Stderr; LOG_FORMAT says
+	// JSON or text); set before ParseFlags.
 	LogOutput io.Writer
 
 	dirLock  *dirlock.Lock // held while this process uses DATA_DIR
@@ -83,7 +87,7 @@ type Main struct {
 
 // NewMain returns a Main with a JSON logger on stderr.
 func NewMain() *Main {
-	return &Main{Logger: telemetry.NewLogger(os.Stderr, slog.LevelInfo), LogOutput: os.Stderr}
+	return &Main{Logger: telemetry.NewLogger(os.Stderr, slog.LevelInfo, telemetry.JSONLogs), LogOutput: os.Stderr, Build: buildinfo.Read()}
 }
 
 // groupCommit bounds the placements per store transaction, on both stores:
@@ -110,7 +114,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	if out == nil {
 		out = os.Stderr
 	}
-	m.Logger = telemetry.NewLogger(out, lvl).With("role", c.Role, "instance", c.InstanceID)
+	m.Logger = telemetry.NewLogger(out, lvl, telemetry.LogFormat(c.LogFormat)).With("role", c.Role, "instance", c.InstanceID)
 	return nil
 }
 
@@ -128,6 +132,7 @@ func (m *Main) has(role string) bool {
 // Run starts the roles and returns once the server listens. Close stops them.
 func (m *Main) Run(ctx context.Context) error {
 	c := m.Config
+	m.Logger.Info("starting", "version", m.Build.Version, "revision", m.Build.RevisionLabel(), "goversion", m.Build.GoVersion)
 	tel, err := telemetry.New(ctx, telemetry.Options{Service: "pixelflow-" + c.Role, Instance: c.InstanceID, Getenv: m.getenv})
 	if err != nil {
 		return err
@@ -298,7 +303,8 @@ func (m *Main) Run(ctx context.Context) error {
 		admin.Handle("/", api.NewHealth(ready, m.Logger))
 	}
 	admin.Handle("GET /api/health", api.HealthHandler(health.Report))
-	// Each component's series, read from it at scrape time.
+	// The build, and each component's series, read from it at scrape time.
+	tel.Registry.MustRegister(m.Build.Collector())
 	if m.store != nil {
 		tel.Registry.MustRegister(m.store.Collector())
 	}
@@ -484,13 +490,19 @@ func (m *Main) Done() <-chan struct{} { return m.served }
 
 // Close shuts down in order: stop taking requests, finish the relay's batch
 // in flight and release its lease, close WebSockets, then Redis and the
-// store. Its error includes a failure of the HTTP server after Run.
+// store. Its error includes a failure of the HTTP server after Run. Its
+// last log line says that shutdown finished and what it left: an operator
+// reading the log of a stopped process knows it stopped cleanly (or why
+// not) and whether events wait in the outbox for the next relay.
 func (m *Main) Close() error {
+	started := time.Now()
 	grace := m.Config.ShutdownGrace
 	ctx, cancel := context.WithTimeout(context.Background(), max(grace, time.Second))
 	defer cancel()
 	var errs []error
+	var drained []any
 	if m.gateway != nil {
+		drained = append(drained, "websockets_closed", m.gateway.Stats().Clients)
 		m.gateway.Close()
 	}
 	for _, srv := range m.servers {
@@ -518,6 +530,17 @@ func (m *Main) Close() error {
 	case <-ctx.Done():
 		errs = append(errs, errors.New("workers did not stop within SHUTDOWN_GRACE"))
 	}
+	if m.relay != nil {
+		st := m.relay.Status()
+		drained = append(drained, "relay_published", st.Published, "relay_position", canvas.Position{Epoch: st.Epoch, Seq: st.Seq}.String())
+	}
+	if m.store != nil {
+		// What the next relay will publish (0: everything acknowledged
+		// reached the stream).
+		if n, _, err := m.store.Backlog(ctx); err == nil {
+			drained = append(drained, "outbox_pending", n)
+		}
+	}
 	if m.redis != nil {
 		_ = m.redis.Close()
 	}
@@ -542,7 +565,14 @@ func (m *Main) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	err := errors.Join(errs...)
+	drained = append(drained, "took", time.Since(started))
+	if err != nil {
+		m.Logger.Error("shutdown finished with errors", append(drained, "err", err)...)
+	} else {
+		m.Logger.Info("shutdown complete", drained...)
+	}
+	return err
 }
 
 func redactURI(u string) string {

@@ -1,4 +1,5 @@
-// Command pixelflow runs the shared pixel canvas. One binary holds every role:
+// Command pixelflow runs the shared pixel canvas. One binary holds every
+// role (pixelflow help lists them; cli.go):
 //
 //	pixelflow serve    api + relay + gateway in one process
 //	pixelflow api      HTTP write path and snapshot (+ relay on the embedded store)
@@ -12,53 +13,14 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
-
-	"github.com/pixelflow/pixelflow/internal/config"
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "probe" {
-		if err := probe(context.Background(), os.Args[2:], os.Getenv); err != nil {
-			fmt.Fprintln(os.Stderr, "pixelflow probe:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	applyGCDefaults(os.Getenv, os.ReadFile)
-	m := NewMain()
-	if err := m.ParseFlags(os.Args[1:], os.Getenv); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			config.Usage(os.Stdout)
-			os.Exit(0)
-		}
-		fmt.Fprintln(os.Stderr, "pixelflow:", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := m.Run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "pixelflow:", err)
-		_ = m.Close()
-		os.Exit(1)
-	}
-	select {
-	case <-ctx.Done():
-		m.Logger.Info("shutting down", "role", m.Config.Role)
-	case <-m.Done(): // serving failed: Close reports why
-	}
-	stop()
-	if err := m.Close(); err != nil {
-		fmt.Fprintln(os.Stderr, "pixelflow: shutdown:", err)
-		os.Exit(1)
-	}
+	os.Exit(cli(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 
 // probe asks a running pixelflow whether it is ready: GET url (default

@@ -200,7 +200,7 @@ func TestRateLimit(t *testing.T) {
 }
 
 func TestBadConfigNamesTheSetting(t *testing.T) {
-	for env, val := range map[string]string{"TRUSTED_PROXIES": "10.0.0.0/8,nope", "MAX_CONNS_PER_IP": "0", "ADMIN_ADDR": "nowhere", "PPROF": "yes", "HTTP_READ_TIMEOUT": "1ms", "IDEMPOTENCY_KEYS": "-3", "API_ADMIN_URL": "ftp://x", "PORT": "abc", "CANVAS_WIDTH": "0", "REDIS_URL": "localhost:6379", "MONGO_URI": "http://x", "LEASE_TTL": "fast", "RATE_LIMIT": "-1", "LOG_LEVEL": "loud", "CLIENT_QUEUE": "0", "GROUP_TTL": "500ms"} {
+	for env, val := range map[string]string{"TRUSTED_PROXIES": "10.0.0.0/8,nope", "MAX_CONNS_PER_IP": "0", "ADMIN_ADDR": "nowhere", "PPROF": "yes", "HTTP_READ_TIMEOUT": "1ms", "IDEMPOTENCY_KEYS": "-3", "API_ADMIN_URL": "ftp://x", "PORT": "abc", "CANVAS_WIDTH": "0", "REDIS_URL": "localhost:6379", "MONGO_URI": "http://x", "LEASE_TTL": "fast", "RATE_LIMIT": "-1", "LOG_LEVEL": "loud", "LOG_FORMAT": "xml", "CLIENT_QUEUE": "0", "GROUP_TTL": "500ms"} {
 		err := NewMain().ParseFlags([]string{"serve"}, func(k string) string {
 			if k == env {
 				return val

@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -120,6 +121,7 @@ type API struct {
 	mux     *http.ServeMux
 	handler http.Handler
 	tracer  trace.Tracer
+	ready   readiness
 }
 
 // maxBody bounds a POST body: a placement is far smaller.
@@ -545,25 +547,39 @@ func (a *API) handleHealthz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) handleReadyz(w http.ResponseWriter, r *http.Request) {
-	writeReadyz(w, r, a.opts.Ready, a.opts.Logger)
+	a.ready.serve(w, r, a.opts.Ready, a.opts.Logger)
 }
 
-// writeReadyz runs the checks and answers each one's name with "ok" or its
+// readiness is the state of one /readyz: whether it has answered ready
+// yet. Until then a failing check is a process still starting (a private
+// redis-server coming up, a gateway waiting for the first epoch), which
+// every orchestrator's probe sees on every start: information. Once it
+// has been ready, a failing check is trouble: a warning.
+type readiness struct{ was atomic.Bool }
+
+// serve runs the checks and answers each one's name with "ok" or its
 // code; the errors themselves go to the log, since they name addresses and
 // internals a public endpoint must not show.
-func writeReadyz(w http.ResponseWriter, r *http.Request, checks []Check, log *slog.Logger) {
+func (rd *readiness) serve(w http.ResponseWriter, r *http.Request, checks []Check, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	res := map[string]string{}
 	code := http.StatusOK
+	level, msg := slog.LevelInfo, "not ready yet"
+	if rd.was.Load() {
+		level, msg = slog.LevelWarn, "readiness check failed"
+	}
 	for _, c := range checks {
 		if err := c.Fn(ctx); err != nil {
 			res[c.Name] = checkCode(err)
 			code = http.StatusServiceUnavailable
-			log.WarnContext(ctx, "readiness check failed", "check", c.Name, "code", res[c.Name], "err", err)
+			log.Log(ctx, level, msg, "check", c.Name, "code", res[c.Name], "err", err)
 		} else {
 			res[c.Name] = "ok"
 		}
+	}
+	if code == http.StatusOK {
+		rd.was.Store(true)
 	}
 	writeJSON(w, code, map[string]any{"ready": code == http.StatusOK, "checks": res})
 }
@@ -591,6 +607,7 @@ func NewHealth(ready []Check, log *slog.Logger) http.Handler {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) { writeReadyz(w, r, ready, log) })
+	rd := &readiness{}
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) { rd.serve(w, r, ready, log) })
 	return mux
 }

@@ -57,6 +57,7 @@ type Config struct {
 	APIURL           string // gateway role: where /api/* is proxied
 	APIAdminURL      string // gateway role: where the api's /api/health is read (default APIURL)
 	LogLevel         string
+	LogFormat        string // json or text
 	ShutdownGrace    time.Duration
 
 	TrustedProxies []netip.Prefix // whose X-Forwarded-For / Forwarded is believed
@@ -78,76 +79,114 @@ type Config struct {
 // Embedded reports whether the store is the embedded engine.
 func (c Config) Embedded() bool { return c.MongoURI == "" }
 
-// setting is one configurable value: its flag, its variable and its default.
+// setting is one configurable value: its flag, its variable, the kind of
+// value it takes and its default. The kind is what -h shows, and Parse
+// holds each setting to it (parser.want), so the help cannot name a type
+// the parser does not read.
 type setting struct {
-	flag, env, def, help string
-	val                  *string
-	set                  bool
+	flag, env, kind, def, help string
+	val                        *string
+	set                        bool
 }
 
-// Roles lists the subcommands.
+// The kinds of value a setting takes, as -h names them.
+const (
+	kindString   = "string"
+	kindInt      = "int"
+	kindFloat    = "float"
+	kindDuration = "duration"
+	kindBool     = "bool"
+	kindList     = "list" // comma-separated
+)
+
+// Roles lists the roles that run a server (pixelflow's other subcommands,
+// probe, version and help, are the command's own).
 var Roles = []string{"serve", "api", "relay", "gateway"}
 
-// Usage describes every setting, for -h; docs/configuration.md lists the
-// same settings.
-func Usage(w io.Writer) {
-	fs, _ := newFlagSet(nil)
-	fmt.Fprintf(w, "usage: pixelflow <%s> [flags]\n\nEvery flag can be set by the environment variable in brackets.\n\n", strings.Join(Roles, "|"))
-	fs.SetOutput(w)
-	fs.PrintDefaults()
+// FlagUsage describes every setting for -h: flag, kind, variable and
+// default, then what it does. Defaults are the built-in ones, whatever the
+// environment says; docs/configuration.md lists the same settings.
+func FlagUsage(w io.Writer, role string) {
+	_, settings := newFlagSet(nil)
+	fmt.Fprintf(w, "usage: pixelflow %s [flags]\n\n", role)
+	fmt.Fprintln(w, "Every flag can also be set by the environment variable named with it;")
+	fmt.Fprintln(w, "a flag wins over its variable, which wins over the default.")
+	fmt.Fprintln(w)
+	for _, s := range settings {
+		fmt.Fprintf(w, "  -%s %s (env %s", s.flag, s.kind, s.env)
+		if s.def != "" {
+			fmt.Fprintf(w, ", default %s", s.def)
+		}
+		fmt.Fprintf(w, ")\n    \t%s\n", s.help)
+	}
 }
+
+// value is a setting as a flag.Value: every setting is kept as text and
+// converted by Parse, which names the setting when the text is bad.
+type value struct{ s *setting }
+
+func (v value) String() string {
+	if v.s == nil || v.s.val == nil {
+		return ""
+	}
+	return *v.s.val
+}
+
+func (v value) Set(x string) error { *v.s.val = x; return nil }
+
+// IsBoolFlag lets a bool setting's flag stand alone (-pprof for -pprof=true).
+func (v value) IsBoolFlag() bool { return v.s.kind == kindBool }
 
 func newFlagSet(getenv func(string) string) (*flag.FlagSet, []*setting) {
 	host := sanitize(os.Hostname())
 	settings := []*setting{
-		{flag: "mongo-uri", env: "MONGO_URI", help: "MongoDB replica set URI; empty runs the embedded store"},
-		{flag: "data-dir", env: "DATA_DIR", def: "data", help: "directory of the embedded store's file (and the private redis-server's data); \"memory\" keeps it in memory"},
-		{flag: "redis-url", env: "REDIS_URL", help: "Redis URL (redis://host:port/db); empty: serve/gateway start a private redis-server child"},
-		{flag: "host", env: "HOST", help: "listen host (empty: all interfaces)"},
-		{flag: "port", env: "PORT", def: "8080", help: "listen port (0 picks a free one)"},
-		{flag: "canvas", env: "CANVAS_NAME", def: canvas.DefaultName, help: "canvas name (letters, digits, '.', - and _)"},
-		{flag: "width", env: "CANVAS_WIDTH", help: "canvas width in pixels (default 1000 on MongoDB, 256 embedded)"},
-		{flag: "height", env: "CANVAS_HEIGHT", help: "canvas height in pixels (default 1000 on MongoDB, 256 embedded)"},
-		{flag: "rate-limit", env: "RATE_LIMIT", def: "20", help: "pixels per second allowed per client IP; 0 disables"},
-		{flag: "rate-burst", env: "RATE_BURST", def: "40", help: "burst of pixels allowed per client IP"},
-		{flag: "lease-ttl", env: "LEASE_TTL", def: relay.DefaultLeaseTTL.String(), help: "relay lease duration; a standby takes over within it"},
-		{flag: "relay-mark-delay", env: "RELAY_MARK_DELAY", def: relay.DefaultMarkDelay.String(), help: "how long the relay may defer marking a published batch, to mark it in the same store transaction as its next claim; 0 marks each batch at once"},
-		{flag: "retention", env: "RETENTION", help: "how long published outbox events are kept (default 168h on MongoDB, 30s embedded: the embedded engine copies collections per write, so its outbox must stay small)"},
-		{flag: "stream-maxlen", env: "STREAM_MAXLEN", def: "100000", help: "approximate bound on the Redis stream's length"},
-		{flag: "instance-id", env: "INSTANCE_ID", def: host, help: "stable id of this process (gateway consumer group, relay lease holder)"},
-		{flag: "allowed-origins", env: "ALLOWED_ORIGINS", help: "comma-separated Origins allowed on /ws; empty: same origin only; * allows any"},
-		{flag: "group-ttl", env: "GROUP_TTL", def: gateway.DefaultGroupTTL.String(), help: "gateway: how long a gateway may go without a heartbeat before another gateway destroys its consumer group (heartbeats every GROUP_TTL/4, at most 2s)"},
-		{flag: "max-conns", env: "MAX_CONNS", def: strconv.Itoa(gateway.DefaultMaxConns), help: "WebSocket connections allowed per gateway"},
-		{flag: "max-conns-per-ip", env: "MAX_CONNS_PER_IP", def: "50", help: "WebSocket connections allowed per client address (IPv6: per /64) on one gateway; past it 429"},
-		{flag: "trusted-proxies", env: "TRUSTED_PROXIES", def: "loopback,private", help: "comma-separated CIDRs of proxies whose X-Forwarded-For/Forwarded names the client (\"loopback\" and \"private\" name those ranges); none trusts no header"},
-		{flag: "idempotency-keys", env: "IDEMPOTENCY_KEYS", def: "1024", help: "Idempotency-Keys remembered per client (its oldest are forgotten first)"},
-		{flag: "http-read-header-timeout", env: "HTTP_READ_HEADER_TIMEOUT", def: "5s", help: "time a client has to send a request's headers"},
-		{flag: "http-read-timeout", env: "HTTP_READ_TIMEOUT", def: "10s", help: "time a client has to send a whole request, body included"},
-		{flag: "http-write-timeout", env: "HTTP_WRITE_TIMEOUT", def: "30s", help: "time to answer a request, from the end of its headers (not /ws)"},
-		{flag: "http-idle-timeout", env: "HTTP_IDLE_TIMEOUT", def: "120s", help: "how long an idle keep-alive connection is kept"},
-		{flag: "admin-addr", env: "ADMIN_ADDR", help: "host:port of a second listener for /metrics, /ops, /ops/data, /api/health and /debug/pprof, which then leave the public port; empty: all on the public port"},
-		{flag: "pprof", env: "PPROF", def: "0", help: "1 serves /debug/pprof on the public port when ADMIN_ADDR is unset (ADMIN_ADDR always serves it)"},
-		{flag: "client-queue", env: "CLIENT_QUEUE", def: strconv.Itoa(gateway.DefaultQueueLen), help: "events queued per WebSocket client before it counts as slow: its backlog is dropped and it is told to resync"},
-		{flag: "client-send-buffer", env: "CLIENT_SEND_BUFFER", def: strconv.Itoa(gateway.DefaultSendBuffer), help: "kernel send buffer per WebSocket connection, bytes (bounds what a stalled client hides from the slow-client check)"},
-		{flag: "canary-interval", env: "CANARY_INTERVAL", def: relay.DefaultCanaryInterval.String(), help: "how often the leading relay sends a canary through the pipeline; 0 disables"},
-		{flag: "canary-bound", env: "CANARY_BOUND", def: "15s", help: "gateway /readyz fails when no canary arrived for this long; 0 disables"},
-		{flag: "api-url", env: "API_URL", help: "gateway role: base URL of an api process to proxy /api/* to"},
-		{flag: "api-admin-url", env: "API_ADMIN_URL", help: "gateway role: base URL where the api serves /api/health for the dashboard (its ADMIN_ADDR); default API_URL"},
-		{flag: "log-level", env: "LOG_LEVEL", def: "info", help: "debug, info, warn or error"},
-		{flag: "shutdown-grace", env: "SHUTDOWN_GRACE", def: "10s", help: "how long shutdown waits for requests and the batch in flight"},
+		{flag: "mongo-uri", env: "MONGO_URI", kind: kindString, help: "MongoDB replica set URI; empty runs the embedded store"},
+		{flag: "data-dir", env: "DATA_DIR", kind: kindString, def: "data", help: "directory of the embedded store's file (and the private redis-server's data); \"memory\" keeps it in memory"},
+		{flag: "redis-url", env: "REDIS_URL", kind: kindString, help: "Redis URL (redis://host:port/db); empty: serve/gateway start a private redis-server child"},
+		{flag: "host", env: "HOST", kind: kindString, help: "listen host (empty: all interfaces)"},
+		{flag: "port", env: "PORT", kind: kindInt, def: "8080", help: "listen port (0 picks a free one)"},
+		{flag: "canvas", env: "CANVAS_NAME", kind: kindString, def: canvas.DefaultName, help: "canvas name (letters, digits, '.', - and _)"},
+		{flag: "width", env: "CANVAS_WIDTH", kind: kindInt, help: "canvas width in pixels (default 1000 on MongoDB, 256 embedded)"},
+		{flag: "height", env: "CANVAS_HEIGHT", kind: kindInt, help: "canvas height in pixels (default 1000 on MongoDB, 256 embedded)"},
+		{flag: "rate-limit", env: "RATE_LIMIT", kind: kindFloat, def: "20", help: "pixels per second allowed per client IP; 0 disables"},
+		{flag: "rate-burst", env: "RATE_BURST", kind: kindInt, def: "40", help: "burst of pixels allowed per client IP"},
+		{flag: "lease-ttl", env: "LEASE_TTL", kind: kindDuration, def: relay.DefaultLeaseTTL.String(), help: "relay lease duration; a standby takes over within it"},
+		{flag: "relay-mark-delay", env: "RELAY_MARK_DELAY", kind: kindDuration, def: relay.DefaultMarkDelay.String(), help: "how long the relay may defer marking a published batch, to mark it in the same store transaction as its next claim; 0 marks each batch at once"},
+		{flag: "retention", env: "RETENTION", kind: kindDuration, help: "how long published outbox events are kept (default 168h on MongoDB, 30s embedded: the embedded engine copies collections per write, so its outbox must stay small)"},
+		{flag: "stream-maxlen", env: "STREAM_MAXLEN", kind: kindInt, def: "100000", help: "approximate bound on the Redis stream's length"},
+		{flag: "instance-id", env: "INSTANCE_ID", kind: kindString, def: host, help: "stable id of this process (gateway consumer group, relay lease holder); default the host name"},
+		{flag: "allowed-origins", env: "ALLOWED_ORIGINS", kind: kindList, help: "comma-separated Origins allowed on /ws; empty: same origin only; * allows any"},
+		{flag: "group-ttl", env: "GROUP_TTL", kind: kindDuration, def: gateway.DefaultGroupTTL.String(), help: "gateway: how long a gateway may go without a heartbeat before another gateway destroys its consumer group (heartbeats every GROUP_TTL/4, at most 2s)"},
+		{flag: "max-conns", env: "MAX_CONNS", kind: kindInt, def: strconv.Itoa(gateway.DefaultMaxConns), help: "WebSocket connections allowed per gateway"},
+		{flag: "max-conns-per-ip", env: "MAX_CONNS_PER_IP", kind: kindInt, def: "50", help: "WebSocket connections allowed per client address (IPv6: per /64) on one gateway; past it 429"},
+		{flag: "trusted-proxies", env: "TRUSTED_PROXIES", kind: kindList, def: "loopback,private", help: "comma-separated CIDRs of proxies whose X-Forwarded-For/Forwarded names the client (\"loopback\" and \"private\" name those ranges); none trusts no header"},
+		{flag: "idempotency-keys", env: "IDEMPOTENCY_KEYS", kind: kindInt, def: "1024", help: "Idempotency-Keys remembered per client (its oldest are forgotten first)"},
+		{flag: "http-read-header-timeout", env: "HTTP_READ_HEADER_TIMEOUT", kind: kindDuration, def: "5s", help: "time a client has to send a request's headers"},
+		{flag: "http-read-timeout", env: "HTTP_READ_TIMEOUT", kind: kindDuration, def: "10s", help: "time a client has to send a whole request, body included"},
+		{flag: "http-write-timeout", env: "HTTP_WRITE_TIMEOUT", kind: kindDuration, def: "30s", help: "time to answer a request, from the end of its headers (not /ws)"},
+		{flag: "http-idle-timeout", env: "HTTP_IDLE_TIMEOUT", kind: kindDuration, def: "120s", help: "how long an idle keep-alive connection is kept"},
+		{flag: "admin-addr", env: "ADMIN_ADDR", kind: kindString, help: "host:port of a second listener for /metrics, /ops, /ops/data, /api/health and /debug/pprof, which then leave the public port; empty: all on the public port"},
+		{flag: "pprof", env: "PPROF", kind: kindBool, def: "false", help: "serve /debug/pprof on the public port when ADMIN_ADDR is unset (ADMIN_ADDR always serves it); 1/true or 0/false"},
+		{flag: "client-queue", env: "CLIENT_QUEUE", kind: kindInt, def: strconv.Itoa(gateway.DefaultQueueLen), help: "events queued per WebSocket client before it counts as slow: its backlog is dropped and it is told to resync"},
+		{flag: "client-send-buffer", env: "CLIENT_SEND_BUFFER", kind: kindInt, def: strconv.Itoa(gateway.DefaultSendBuffer), help: "kernel send buffer per WebSocket connection, bytes (bounds what a stalled client hides from the slow-client check)"},
+		{flag: "canary-interval", env: "CANARY_INTERVAL", kind: kindDuration, def: relay.DefaultCanaryInterval.String(), help: "how often the leading relay sends a canary through the pipeline; 0 disables"},
+		{flag: "canary-bound", env: "CANARY_BOUND", kind: kindDuration, def: "15s", help: "gateway /readyz fails when no canary arrived for this long; 0 disables"},
+		{flag: "api-url", env: "API_URL", kind: kindString, help: "gateway role: base URL of an api process to proxy /api/* to"},
+		{flag: "api-admin-url", env: "API_ADMIN_URL", kind: kindString, help: "gateway role: base URL where the api serves /api/health for the dashboard (its ADMIN_ADDR); default API_URL"},
+		{flag: "log-level", env: "LOG_LEVEL", kind: kindString, def: "info", help: "debug, info, warn or error"},
+		{flag: "log-format", env: "LOG_FORMAT", kind: kindString, def: "json", help: "json (one object per line, for collectors) or text (key=value lines, for a terminal)"},
+		{flag: "shutdown-grace", env: "SHUTDOWN_GRACE", kind: kindDuration, def: "10s", help: "how long shutdown waits for requests and the batch in flight"},
 	}
 	fs := flag.NewFlagSet("pixelflow", flag.ContinueOnError)
 	for _, s := range settings {
 		s.val = new(string)
-		def := s.def
+		*s.val = s.def
 		if getenv != nil {
 			if v, ok := lookup(getenv, s.env); ok {
-				def, s.set = v, true
+				*s.val, s.set = v, true
 			}
 		}
-		*s.val = def
-		help := s.help + " [" + s.env + "]"
-		fs.StringVar(s.val, s.flag, def, help)
+		fs.Var(value{s}, s.flag, s.help+" [env "+s.env+"]")
 	}
 	return fs, settings
 }
@@ -178,7 +217,7 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err
 		}
-		return c, fmt.Errorf("flags: %w", err)
+		return c, fmt.Errorf("flags: %w (pixelflow %s -h lists them)", err, c.Role)
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -226,20 +265,10 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	if c.Embedded() {
 		defRet = store.EmbeddedRetention
 	}
-	if get["RETENTION"].set {
-		c.Retention = p.duration("RETENTION", time.Second, 365*24*time.Hour)
-	} else {
-		c.Retention = defRet
-	}
+	c.Retention = p.durationDefault("RETENTION", defRet, time.Second, 365*24*time.Hour)
 	c.StreamMaxLen = int64(p.intRange("STREAM_MAXLEN", 100, 1<<30))
 	c.InstanceID = p.str("INSTANCE_ID")
-	if o := p.str("ALLOWED_ORIGINS"); o != "" {
-		for _, s := range strings.Split(o, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				c.AllowedOrigins = append(c.AllowedOrigins, s)
-			}
-		}
-	}
+	c.AllowedOrigins = p.list("ALLOWED_ORIGINS")
 	c.MaxConns = p.intRange("MAX_CONNS", 1, 1_000_000)
 	c.GroupTTL = p.duration("GROUP_TTL", time.Second, 24*time.Hour)
 	c.MaxConnsPerIP = p.intRange("MAX_CONNS_PER_IP", 1, 1_000_000)
@@ -258,13 +287,7 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 		}
 		c.AdminAddr = a
 	}
-	switch v := p.str("PPROF"); v {
-	case "0", "false", "":
-	case "1", "true":
-		c.Pprof = true
-	default:
-		p.fail("PPROF", v, "must be 0 or 1")
-	}
+	c.Pprof = p.boolean("PPROF")
 	c.ClientQueue = p.intRange("CLIENT_QUEUE", 1, 1_000_000)
 	c.CanaryInterval = p.duration("CANARY_INTERVAL", 0, time.Hour)
 	c.CanaryBound = p.duration("CANARY_BOUND", 0, 24*time.Hour)
@@ -292,7 +315,14 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	default:
 		p.fail("LOG_LEVEL", c.LogLevel, "must be debug, info, warn or error")
 	}
+	c.LogFormat = p.str("LOG_FORMAT")
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		p.fail("LOG_FORMAT", c.LogFormat, "must be json or text")
+	}
 	c.ShutdownGrace = p.duration("SHUTDOWN_GRACE", 0, 10*time.Minute)
+	p.allRead(settings)
 	if p.err != nil {
 		return c, p.err
 	}
@@ -418,10 +448,13 @@ func (c Config) validateOptions(get map[string]*setting) error {
 	return nil
 }
 
-// parser converts settings, keeping the first error.
+// parser converts settings, keeping the first error. Each conversion
+// first checks that the setting is declared of the kind it converts
+// (want), so a kind -h shows is the kind Parse reads.
 type parser struct {
-	get map[string]*setting
-	err error
+	get  map[string]*setting
+	read map[string]bool
+	err  error
 }
 
 func (p *parser) fail(env, val, why string) {
@@ -431,10 +464,39 @@ func (p *parser) fail(env, val, why string) {
 	}
 }
 
-func (p *parser) str(env string) string { return strings.TrimSpace(*p.get[env].val) }
+// want records that env is read as kind, and refuses a setting declared
+// as another kind: a program error, caught by any Parse.
+func (p *parser) want(env, kind string) {
+	if p.read == nil {
+		p.read = map[string]bool{}
+	}
+	p.read[env] = true
+	if s := p.get[env]; s.kind != kind && p.err == nil {
+		p.err = fmt.Errorf("internal: setting %s is declared %s but read as %s", env, s.kind, kind)
+	}
+}
+
+// allRead refuses settings that Parse never read: a flag -h lists must do
+// something.
+func (p *parser) allRead(settings []*setting) {
+	for _, s := range settings {
+		if !p.read[s.env] && p.err == nil {
+			p.err = fmt.Errorf("internal: setting %s is never read", s.env)
+		}
+	}
+}
+
+// raw is a setting's text, trimmed.
+func (p *parser) raw(env string) string { return strings.TrimSpace(*p.get[env].val) }
+
+func (p *parser) str(env string) string {
+	p.want(env, kindString)
+	return p.raw(env)
+}
 
 func (p *parser) intRange(env string, lo, hi int) int {
-	v := p.str(env)
+	p.want(env, kindInt)
+	v := p.raw(env)
 	n, err := strconv.Atoi(v)
 	if err != nil || n < lo || n > hi {
 		p.fail(env, v, fmt.Sprintf("must be an integer from %d to %d", lo, hi))
@@ -443,16 +505,43 @@ func (p *parser) intRange(env string, lo, hi int) int {
 }
 
 func (p *parser) intDefault(env string, def, lo, hi int) int {
-	if p.str(env) == "" {
+	p.want(env, kindInt)
+	if p.raw(env) == "" {
 		return def
 	}
 	return p.intRange(env, lo, hi)
 }
 
+func (p *parser) boolean(env string) bool {
+	p.want(env, kindBool)
+	switch v := p.raw(env); strings.ToLower(v) {
+	case "0", "false", "":
+		return false
+	case "1", "true":
+		return true
+	default:
+		p.fail(env, v, "must be 1/true or 0/false")
+		return false
+	}
+}
+
+// list splits a comma-separated setting, dropping empty items.
+func (p *parser) list(env string) []string {
+	p.want(env, kindList)
+	var out []string
+	for _, s := range strings.Split(p.raw(env), ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // trusted reads a TRUSTED_PROXIES list; "loopback" and "private" stand
 // for those ranges.
 func (p *parser) trusted(env string) []netip.Prefix {
-	v := p.str(env)
+	p.want(env, kindList)
+	v := p.raw(env)
 	var parts []string
 	for _, part := range strings.Split(v, ",") {
 		switch strings.ToLower(strings.TrimSpace(part)) {
@@ -472,7 +561,8 @@ func (p *parser) trusted(env string) []netip.Prefix {
 }
 
 func (p *parser) float(env string) float64 {
-	v := p.str(env)
+	p.want(env, kindFloat)
+	v := p.raw(env)
 	f, err := strconv.ParseFloat(v, 64)
 	if err != nil || f < 0 || f > 1e9 {
 		p.fail(env, v, "must be a number >= 0")
@@ -481,10 +571,19 @@ func (p *parser) float(env string) float64 {
 }
 
 func (p *parser) duration(env string, lo, hi time.Duration) time.Duration {
-	v := p.str(env)
+	p.want(env, kindDuration)
+	v := p.raw(env)
 	d, err := time.ParseDuration(v)
 	if err != nil || d < lo || d > hi {
 		p.fail(env, v, fmt.Sprintf("must be a duration from %s to %s (e.g. 5s)", lo, hi))
 	}
 	return d
+}
+
+func (p *parser) durationDefault(env string, def, lo, hi time.Duration) time.Duration {
+	p.want(env, kindDuration)
+	if p.raw(env) == "" {
+		return def
+	}
+	return p.duration(env, lo, hi)
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +50,8 @@ func TestRefusals(t *testing.T) {
 		{[]string{"REDIS_URL", "localhost:6379"}, nil, `invalid REDIS_URL (-redis-url)`},
 		{[]string{"CANARY_INTERVAL", "10s", "CANARY_BOUND", "15s"}, nil, `invalid CANARY_BOUND (-canary-bound) "15s": must exceed twice CANARY_INTERVAL`},
 		{[]string{"LOG_LEVEL", "loud"}, nil, `invalid LOG_LEVEL (-log-level) "loud"`},
+		{[]string{"LOG_FORMAT", "xml"}, nil, `invalid LOG_FORMAT (-log-format) "xml": must be json or text`},
+		{nil, []string{"-log-format", "JSON"}, `invalid LOG_FORMAT (-log-format) "JSON"`},
 	} {
 		args := append([]string{"serve"}, tc.args...)
 		_, err := Parse(args, env(tc.env...))
@@ -181,5 +184,86 @@ func TestEveryStartHoldsALeaseOfItsOwn(t *testing.T) {
 		if got := store.HolderInstance(h); got != "relay-0" {
 			t.Errorf("HolderInstance(%q) = %q, want relay-0", h, got)
 		}
+	}
+}
+
+// TestFlagUsageShowsKindsAndDefaults: -h names each flag's kind, its
+// variable and its built-in default (not the environment's), one entry
+// per setting.
+func TestFlagUsageShowsKindsAndDefaults(t *testing.T) {
+	var b strings.Builder
+	FlagUsage(&b, "serve")
+	out := b.String()
+	for _, want := range []string{
+		"usage: pixelflow serve [flags]\n",
+		"  -port int (env PORT, default 8080)\n",
+		"  -lease-ttl duration (env LEASE_TTL, default " + relay.DefaultLeaseTTL.String() + ")\n",
+		"  -rate-limit float (env RATE_LIMIT, default 20)\n",
+		"  -pprof bool (env PPROF, default false)\n",
+		"  -trusted-proxies list (env TRUSTED_PROXIES, default loopback,private)\n",
+		"  -mongo-uri string (env MONGO_URI)\n",
+		"  -retention duration (env RETENTION)\n",
+		"  -max-conns int (env MAX_CONNS, default " + itoa(gateway.DefaultMaxConns) + ")\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("usage lacks %q:\n%s", want, out)
+		}
+	}
+	_, settings := newFlagSet(nil)
+	if n := strings.Count(out, " (env "); n != len(settings) {
+		t.Errorf("usage lists %d settings, want %d", n, len(settings))
+	}
+	for _, s := range settings {
+		switch s.kind {
+		case kindString, kindInt, kindFloat, kindDuration, kindBool, kindList:
+		default:
+			t.Errorf("%s: kind %q", s.env, s.kind)
+		}
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestKindIsWhatParseReads: a setting read as another kind than it is
+// declared (what -h shows) stops Parse, and so does a setting never read;
+// the default Parse in TestDefaultsComeFromTheComponents therefore proves
+// every declared kind.
+func TestKindIsWhatParseReads(t *testing.T) {
+	p := parser{get: map[string]*setting{"X": {flag: "x", env: "X", kind: kindInt, val: new(string)}}}
+	p.duration("X", 0, time.Hour)
+	if p.err == nil || !strings.Contains(p.err.Error(), "X is declared int but read as duration") {
+		t.Errorf("a duration read of an int setting: %v", p.err)
+	}
+	p = parser{get: p.get}
+	p.allRead([]*setting{p.get["X"]})
+	if p.err == nil || !strings.Contains(p.err.Error(), "X is never read") {
+		t.Errorf("a setting never read: %v", p.err)
+	}
+	if _, err := Parse([]string{"serve"}, env()); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+}
+
+// TestBoolFlagStandsAlone: -pprof alone turns it on, as a Go bool flag
+// does; PPROF takes 1/true and 0/false and nothing else.
+func TestBoolFlagStandsAlone(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  []string
+		want bool
+	}{
+		{[]string{"-pprof"}, nil, true},
+		{[]string{"-pprof=false"}, []string{"PPROF", "1"}, false},
+		{nil, []string{"PPROF", "true"}, true},
+		{nil, []string{"PPROF", "0"}, false},
+		{nil, nil, false},
+	} {
+		c, err := Parse(append([]string{"serve"}, tc.args...), env(tc.env...))
+		if err != nil || c.Pprof != tc.want {
+			t.Errorf("%v %v: pprof %v, %v; want %v", tc.args, tc.env, c.Pprof, err, tc.want)
+		}
+	}
+	if _, err := Parse([]string{"serve"}, env("PPROF", "yes")); err == nil || !strings.Contains(err.Error(), `invalid PPROF (-pprof) "yes"`) {
+		t.Errorf("PPROF=yes: %v", err)
 	}
 }

@@ -75,7 +75,14 @@ func (g *Gateway) consume(ctx context.Context) error {
 			cs.needInit = true
 		}
 		d := bo.Next(50*time.Millisecond, 5*time.Second)
-		g.log.Warn("stream read failed; retrying", "err", err, "in", d)
+		if cs.at.Epoch == "" && isGroupGone(err) {
+			// The stream had no epoch yet and a relay just started the
+			// first (StartEpoch replaces the empty stream this gateway
+			// joined): what every first start does, not trouble.
+			g.log.Info("stream started its first epoch; joining it", "err", err, "in", d)
+		} else {
+			g.log.Warn("stream read failed; retrying", "err", err, "in", d)
+		}
 		backoff.Sleep(ctx, d)
 	}
 	cs.flushAcks(ctx)

@@ -701,6 +701,11 @@ func (r *Relay) sync(ctx context.Context, term int64) (canvas.Position, error) {
 		handedOut = claim.Last()
 	}
 	switch {
+	case tail == (canvas.Position{}) && pos == (canvas.Position{}) && claim == nil:
+		// Nothing was ever published here, in Redis or in the store: a
+		// canvas's first start, which needs its first epoch. No client
+		// can have seen another one, so this is news, not trouble.
+		return r.changeEpoch(ctx, term, pos, "first start: neither the stream nor the sequencer has an epoch", slog.LevelInfo)
 	case tail.Epoch == "" || tail.Epoch != pos.Epoch:
 		return r.newEpoch(ctx, term, pos, fmt.Sprintf("stream epoch %q, sequencer epoch %q", tail.Epoch, pos.Epoch))
 	case tail.Seq > handedOut:
@@ -790,6 +795,12 @@ func (r *Relay) finishClaim(ctx context.Context, term int64, pos canvas.Position
 // bounded transactions, then Redis is emptied under the new epoch (fenced
 // by the term), and last the store commits the change.
 func (r *Relay) newEpoch(ctx context.Context, term int64, pos canvas.Position, why string) (canvas.Position, error) {
+	return r.changeEpoch(ctx, term, pos, why, slog.LevelWarn)
+}
+
+// changeEpoch is newEpoch, logged at level: a warning when an epoch
+// ends (its clients resync), information for a canvas's first epoch.
+func (r *Relay) changeEpoch(ctx context.Context, term int64, pos canvas.Position, why string, level slog.Level) (canvas.Position, error) {
 	candidate := NewEpochID()
 	redisFirst := r.failpoint("relay:epoch-redis-first") != nil
 	if redisFirst {
@@ -822,7 +833,11 @@ func (r *Relay) newEpoch(ctx context.Context, term int64, pos canvas.Position, w
 		return pos, err
 	}
 	r.update(func(s *Status) { s.EpochChanges++ })
-	r.opts.Logger.Warn("relay: STARTED NEW STREAM EPOCH; clients will resync", "epoch", epoch, "previous", pos.Epoch, "republishing", requeued, "why", why)
+	msg := "relay: STARTED NEW STREAM EPOCH; clients will resync"
+	if level < slog.LevelWarn {
+		msg = "relay: started the stream's first epoch"
+	}
+	r.opts.Logger.Log(ctx, level, msg, "epoch", epoch, "previous", pos.Epoch, "republishing", requeued, "why", why)
 	return canvas.Position{Epoch: epoch}, nil
 }
 

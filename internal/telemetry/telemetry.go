@@ -120,12 +120,28 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-// NewLogger returns the JSON logger every pixelflow process writes to w
-// (stderr): one object per line, each key at most once (a component's
-// With("instance", …) under a process-wide With("instance", …) keeps the
-// innermost value), durations as a number of seconds, and trace_id and
-// span_id on lines logged inside a traced operation.
-func NewLogger(w io.Writer, level slog.Leveler) *slog.Logger {
+// LogFormat is how log lines are written (LOG_FORMAT).
+type LogFormat string
+
+const (
+	// JSONLogs is one JSON object per line, for log collectors: the
+	// default.
+	JSONLogs LogFormat = "json"
+	// TextLogs is key=value lines (slog's text handler), for people at a
+	// terminal; durations read as 1.5s rather than a number of seconds.
+	TextLogs LogFormat = "text"
+)
+
+// NewLogger returns the logger every pixelflow process writes to w
+// (stderr), JSON unless format is TextLogs: one line per record, each key
+// at most once (a component's With("instance", …) under a process-wide
+// With("instance", …) keeps the innermost value), in JSON durations as a
+// number of seconds, and trace_id and span_id on lines logged inside a
+// traced operation.
+func NewLogger(w io.Writer, level slog.Leveler, format LogFormat) *slog.Logger {
+	if format == TextLogs {
+		return slog.New(LogHandler(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})))
+	}
 	return slog.New(LogHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: seconds})))
 }
 

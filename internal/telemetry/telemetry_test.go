@@ -61,7 +61,7 @@ func TestLogLinesCarryTraceIDs(t *testing.T) {
 // A log line is one JSON object with each key once, durations in seconds.
 func TestLogLinesParse(t *testing.T) {
 	var buf bytes.Buffer
-	log := NewLogger(&buf, slog.LevelInfo).With("role", "gateway", "instance", "gw-1")
+	log := NewLogger(&buf, slog.LevelInfo, JSONLogs).With("role", "gateway", "instance", "gw-1")
 	log.With("component", "gateway", "instance", "gw-1").Info("stream read failed; retrying", "in", 1500*time.Millisecond, "role", "again")
 	log.WithGroup("g").Info("grouped", "instance", "inner")
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
@@ -84,6 +84,23 @@ func TestLogLinesParse(t *testing.T) {
 	}
 	if first["in"] != 1.5 || first["role"] != "again" || first["instance"] != "gw-1" || first["component"] != "gateway" {
 		t.Errorf("line %s: want in=1.5 (seconds), the innermost role, one instance", lines[0])
+	}
+}
+
+// TestTextLogs: LOG_FORMAT=text writes key=value lines with the same
+// keys, each once, and durations as Go writes them.
+func TestTextLogs(t *testing.T) {
+	var buf bytes.Buffer
+	log := NewLogger(&buf, slog.LevelInfo, TextLogs).With("role", "gateway", "instance", "gw-1")
+	log.With("instance", "gw-2").Info("stream read failed; retrying", "in", 1500*time.Millisecond)
+	log.Debug("not at info")
+	got := strings.TrimSuffix(buf.String(), "\n")
+	if strings.Contains(got, "\n") || strings.HasPrefix(got, "{") {
+		t.Fatalf("want one text line, got %q", got)
+	}
+	_, got, _ = strings.Cut(got, " ") // the time
+	if want := `level=INFO msg="stream read failed; retrying" role=gateway instance=gw-2 in=1.5s`; got != want {
+		t.Errorf("text line\n got %s\nwant %s", got, want)
 	}
 }
 
