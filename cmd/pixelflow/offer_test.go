@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/pixelflow/pixelflow/internal/api"
 	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/harness/client"
 	"github.com/pixelflow/pixelflow/internal/harness/cluster"
@@ -186,13 +188,15 @@ func TestSnapshotCoversAnOfferedPosition(t *testing.T) {
 // empty while the gateway beside the relay still follows epoch E1 (held
 // here before it rejoins). The relay, not knowing yet, numbers the next
 // write in E1 and offers it: the hub takes it, and a client greeted now
-// holds E1:N+1, with a snapshot from the cache keyed by the empty stream's
-// tail (built before the write, so without its pixel). The XADD then fails
-// (no epoch) and the relay starts E2, republishing what it had not
-// published; the gateway, released first, resyncs its clients once to no
-// epoch (the same stale cache answers) and then to E2. From E2 on, the
-// snapshot's key names the new epoch, so the client's last snapshot must
-// hold the write, and it must end with the store's canvas.
+// holds E1:N+1. Its snapshot's key names the open claim (N+1), so it holds
+// the write; keyed by the empty stream's tail and the marked position
+// alone, as before issue 28 item 3.3, the cache answered with a build from
+// before the write. The XADD then fails (no epoch) and the relay starts
+// E2, republishing what it had not published; the gateway, released
+// first, resyncs its clients once to no epoch and then to E2. From E2 on
+// the snapshot's key names the new epoch, so even the old key could not
+// keep the client stale: its last snapshot must hold the write, and it
+// must end with the store's canvas.
 func TestOfferBeforeRedisAmnesiaEndsWithTheStoreCanvas(t *testing.T) {
 	srv := redistest.MustStart(t, false)
 	var gwArmed, relayArmed atomic.Bool
@@ -332,4 +336,93 @@ func TestOfferBeforeRedisAmnesiaEndsWithTheStoreCanvas(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestSnapshotOfAnAPIWithoutAGatewayCoversAnOfferedPosition: behind one
+// balancer (MongoDB), a `serve` process leads the relay and its gateway
+// takes offers, while another process serves the api alone (the `api`
+// role, or a `serve` whose relay stands by). A client greeted by the first
+// at offered position T+1 (the tail still T) asks the second for the
+// snapshot: the second's key must not name a build from before the write
+// (nor confirm that copy with a 304), though no hub of its own is ahead.
+// The second api here shares the first's store and Redis, wired as a
+// process without a gateway is (snapshotKey with no gateway).
+func TestSnapshotOfAnAPIWithoutAGatewayCoversAnOfferedPosition(t *testing.T) {
+	var armed atomic.Bool
+	reached, release := make(chan struct{}, 1), make(chan struct{})
+	hold := func(name string) error {
+		if name == "relay:before-xadd" && armed.CompareAndSwap(true, false) {
+			reached <- struct{}{}
+			<-release
+		}
+		return nil
+	}
+	m := runMainWith(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "HOST": "127.0.0.1", "RATE_LIMIT": "0",
+		"INSTANCE_ID": "offer-remote-snap", "CANARY_INTERVAL": "0"}, func(m *Main) { m.testFailpoint = hold }, "serve")
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) }) // before Close
+	base := "http://" + m.Addr
+	if err := waitReady(base); err != nil {
+		t.Fatal(err)
+	}
+	waitEpoch(t, m)
+	aopts := m.Config.APIOptions()
+	aopts.SnapshotKey = snapshotKey(m.store, m.stream, nil)
+	aopts.Logger = m.Logger
+	other, err := api.New(m.store, aopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(other)
+	defer srv.Close()
+
+	first, _ := getCanvas(t, srv.URL, "", "") // cached by the other api, keyed by the tail T
+	before := first.Header.Get("ETag")
+	if first.StatusCode != http.StatusOK || before == "" {
+		t.Fatalf("first snapshot: %d, ETag %q", first.StatusCode, before)
+	}
+	at := m.gateway.Stats().LastSeq
+	armed.Store(true)
+	if code := postStatus(t, base, `{"gx":5,"gy":6,"color":"#654321"}`); code != http.StatusCreated {
+		t.Fatalf("POST: %d", code)
+	}
+	select {
+	case <-reached:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the relay never reached its XADD")
+	}
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+m.Addr+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	var hello protocol.ServerFrame
+	if err := ws.ReadJSON(&hello); err != nil || hello.Type != "hello" {
+		t.Fatalf("hello: %+v, %v", hello, err)
+	}
+	if hello.Seq != at+1 {
+		t.Fatalf("hello at seq %d with the XADD held, want %d (the offered entry): the path under test never ran", hello.Seq, at+1)
+	}
+	again, body := getCanvas(t, srv.URL, "", before)
+	if again.StatusCode == http.StatusNotModified {
+		t.Fatalf("a client at offered seq %d got 304 from the other api for the snapshot made at %s, before the write", hello.Seq, before)
+	}
+	var snap struct {
+		Pixels []struct {
+			GX, GY int
+			Color  string
+		}
+	}
+	if err := json.Unmarshal(body, &snap); err != nil {
+		t.Fatalf("snapshot (%d, ETag %s): %v", again.StatusCode, again.Header.Get("ETag"), err)
+	}
+	if !slices.ContainsFunc(snap.Pixels, func(p struct {
+		GX, GY int
+		Color  string
+	}) bool {
+		return p.GX == 5 && p.GY == 6 && p.Color == "#654321"
+	}) {
+		t.Fatalf("a client at offered seq %d got from the other api a snapshot (ETag %s, first was %s) without that pixel", hello.Seq, again.Header.Get("ETag"), before)
+	}
+	once.Do(func() { close(release) })
 }

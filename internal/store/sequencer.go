@@ -102,11 +102,18 @@ type Lease struct {
 	RequeueSince time.Time
 }
 
-// SequencerState is the sequencer as others see it (for health pages).
+// SequencerState is the sequencer as others see it (health pages, the
+// snapshot key).
 type SequencerState struct {
 	Holder    string
 	ExpiresAt time.Time
+	// Position is the marked (published) position.
 	canvas.Position
+	// Numbered is the last sequence number handed out in Epoch: the open
+	// claim's last, else Seq. The claim is recorded before any of it is
+	// offered or appended, so no process has handed a client a position
+	// of this epoch past Numbered when it is read.
+	Numbered uint64
 }
 
 func (s *Store) sequencer(ctx context.Context) (seqDoc, error) {
@@ -121,7 +128,11 @@ func (s *Store) sequencer(ctx context.Context) (seqDoc, error) {
 // Sequencer returns the current lease holder and published position.
 func (s *Store) Sequencer(ctx context.Context) (SequencerState, error) {
 	d, err := s.sequencer(ctx)
-	return SequencerState{Holder: d.Holder, ExpiresAt: d.ExpiresAt, Position: canvas.Position{Epoch: d.Epoch, Seq: d.Seq}}, err
+	st := SequencerState{Holder: d.Holder, ExpiresAt: d.ExpiresAt, Position: canvas.Position{Epoch: d.Epoch, Seq: d.Seq}, Numbered: d.Seq}
+	if d.Claim != nil {
+		st.Numbered += uint64(len(d.Claim.IDs))
+	}
+	return st, err
 }
 
 // AcquireLease takes or renews the lease for holder for ttl and returns the
