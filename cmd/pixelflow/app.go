@@ -405,6 +405,9 @@ func (m *Main) openRedis(ctx context.Context) error {
 			return fmt.Errorf("REDIS_URL is not set and a private redis-server could not start: %w", err)
 		}
 		m.redisSrv = srv
+		if pid := srv.Leftover(); pid != 0 {
+			m.Logger.Warn("stopped a redis-server left behind on DATA_DIR before starting a new one", "pid", pid, "dir", dir)
+		}
 		u = srv.URL()
 		m.Logger.Info("started private redis-server", "addr", srv.Addr(), "pid", srv.Pid(), "dir", dir)
 	}
