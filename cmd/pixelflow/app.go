@@ -270,15 +270,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.has("api") {
 		aopts := c.APIOptions()
 		if m.redis != nil && m.store != nil {
-			st, tail := m.store, m.stream.Tail
-			if m.gateway != nil {
-				// Its clients can be ahead of the tail (Offer).
-				tail = m.gateway.HandedOut
-			}
-			aopts.SnapshotKey = api.TailKey(tail, func(ctx context.Context) (canvas.Position, error) {
-				s, err := st.Sequencer(ctx)
-				return s.Position, err
-			})
+			aopts.SnapshotKey = snapshotKey(m.store, m.stream, m.gateway)
 		}
 		aopts.Ready, aopts.Logger, aopts.Tracer, aopts.Propagator = ready, m.Logger, tel.Tracer, tel.Propagator
 		a, err := api.New(m.store, aopts)
@@ -426,6 +418,9 @@ func (m *Main) openRedis(ctx context.Context) error {
 			return fmt.Errorf("REDIS_URL is not set and a private redis-server could not start: %w", err)
 		}
 		m.redisSrv = srv
+		if pid := srv.Leftover(); pid != 0 {
+			m.Logger.Warn("stopped a redis-server left behind on DATA_DIR before starting a new one", "pid", pid, "dir", dir)
+		}
 		u = srv.URL()
 		m.Logger.Info("started private redis-server", "addr", srv.Addr(), "pid", srv.Pid(), "dir", dir)
 	}
@@ -595,4 +590,27 @@ func displayAddr(addr string) string {
 		host = "[" + host + "]"
 	}
 	return host + ":" + port
+}
+
+// snapshotKey is the api's SnapshotKey (api.TailKey) on stream s and store
+// st; gw is the gateway in this process, nil when there is none.
+//
+// The key's second part is the last number the sequencer handed out (the
+// open claim's last), not only the marked position: a relay hands its
+// claim to the gateway beside it before the XADD, so that gateway's
+// clients hold positions past the stream's tail, and their snapshot
+// requests may reach an api in another process, whose own gateway (if
+// any) is not ahead. Keyed by the tail and the marked position alone
+// (issue 28 item 3.3), that api answered such a client with a build from
+// before the offered write, or a 304 for it.
+func snapshotKey(st *store.Store, s *stream.Stream, gw *gateway.Gateway) func(ctx context.Context) (string, error) {
+	tail := s.Tail
+	if gw != nil {
+		// Its clients can be ahead of the tail (Offer).
+		tail = gw.HandedOut
+	}
+	return api.TailKey(tail, func(ctx context.Context) (canvas.Position, error) {
+		s, err := st.Sequencer(ctx)
+		return canvas.Position{Epoch: s.Epoch, Seq: s.Numbered}, err
+	})
 }

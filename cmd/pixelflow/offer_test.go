@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"sync"
@@ -14,6 +17,9 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/pixelflow/pixelflow/internal/api"
+	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/harness/client"
 	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 	"github.com/pixelflow/pixelflow/internal/harness/history"
 	"github.com/pixelflow/pixelflow/internal/harness/pace"
@@ -174,6 +180,249 @@ func TestSnapshotCoversAnOfferedPosition(t *testing.T) {
 		return p.GX == 3 && p.GY == 4 && p.Color == "#123456"
 	}) {
 		t.Fatalf("a client at offered seq %d got a snapshot (ETag %s, first was %s) without that pixel", hello.Seq, etag, before)
+	}
+	once.Do(func() { close(release) })
+}
+
+// TestOfferBeforeRedisAmnesiaEndsWithTheStoreCanvas: Redis comes back
+// empty while the gateway beside the relay still follows epoch E1 (held
+// here before it rejoins). The relay, not knowing yet, numbers the next
+// write in E1 and offers it: the hub takes it, and a client greeted now
+// holds E1:N+1. Its snapshot's key names the open claim (N+1), so it holds
+// the write; keyed by the empty stream's tail and the marked position
+// alone, as before issue 28 item 3.3, the cache answered with a build from
+// before the write. The XADD then fails (no epoch) and the relay starts
+// E2, republishing what it had not published; the gateway, released
+// first, resyncs its clients once to no epoch and then to E2. From E2 on
+// the snapshot's key names the new epoch, so even the old key could not
+// keep the client stale: its last snapshot must hold the write, and it
+// must end with the store's canvas.
+func TestOfferBeforeRedisAmnesiaEndsWithTheStoreCanvas(t *testing.T) {
+	srv := redistest.MustStart(t, false)
+	var gwArmed, relayArmed atomic.Bool
+	gwReached, relayReached := make(chan struct{}, 1), make(chan struct{}, 1)
+	gwRelease, relayRelease := make(chan struct{}), make(chan struct{})
+	hold := func(armed *atomic.Bool, reached, release chan struct{}) {
+		if armed.CompareAndSwap(true, false) {
+			reached <- struct{}{}
+			<-release
+		}
+	}
+	fp := func(name string) error {
+		switch name {
+		case "gateway:before-group-create":
+			hold(&gwArmed, gwReached, gwRelease)
+		case "relay:before-xadd":
+			hold(&relayArmed, relayReached, relayRelease)
+		}
+		return nil
+	}
+	m := runMainWith(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "HOST": "127.0.0.1", "RATE_LIMIT": "0",
+		"REDIS_URL": srv.URL(), "INSTANCE_ID": "offer-amnesia", "CANARY_INTERVAL": "0"},
+		func(m *Main) { m.testFailpoint = fp }, "serve")
+	var gwOnce, relayOnce sync.Once
+	releaseGW := func() { gwOnce.Do(func() { close(gwRelease) }) }
+	releaseRelay := func() { relayOnce.Do(func() { close(relayRelease) }) }
+	t.Cleanup(func() { releaseGW(); releaseRelay() }) // before Close
+	base := "http://" + m.Addr
+	if err := waitReady(base); err != nil {
+		t.Fatal(err)
+	}
+	waitEpoch(t, m)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	wait := func(what string, ok func() bool) {
+		t.Helper()
+		for !ok() {
+			if ctx.Err() != nil {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	reach := func(what string, c chan struct{}) {
+		t.Helper()
+		select {
+		case <-c:
+		case <-ctx.Done():
+			t.Fatalf("never reached %s", what)
+		}
+	}
+	if code := postStatus(t, base, `{"gx":1,"gy":1,"color":"#111111"}`); code != http.StatusCreated {
+		t.Fatalf("POST: %d", code)
+	}
+	wait("the first write marked and broadcast", func() bool {
+		n := m.gateway.Stats().LastSeq
+		return n > 0 && m.relay.Status().Seq == n
+	})
+	e1, at := m.gateway.Stats().Epoch, m.gateway.Stats().LastSeq
+
+	gwArmed.Store(true)
+	if err := srv.Restart(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	reach("the gateway's rejoin", gwReached)
+	stale, _ := getCanvas(t, base, "", "") // cached, keyed by the empty stream's tail
+	t.Logf("snapshot after Redis came back empty: ETag %s", stale.Header.Get("ETag"))
+
+	relayArmed.Store(true)
+	if code := postStatus(t, base, `{"gx":2,"gy":2,"color":"#ABCDEF"}`); code != http.StatusCreated {
+		t.Fatalf("POST: %d", code)
+	}
+	reach("the relay's XADD", relayReached)
+	if st := m.gateway.Stats(); st.Epoch != e1 || st.LastSeq != at+1 {
+		t.Fatalf("gateway at %s:%d, want %s:%d (the offer in the old epoch): the path under test never ran", st.Epoch, st.LastSeq, e1, at+1)
+	}
+
+	var mu sync.Mutex
+	var last map[[2]int]client.CanvasPixel
+	x := client.New(client.Options{BaseURL: base, Name: "x", Logger: m.Logger, OnSnapshot: func(s map[[2]int]client.CanvasPixel) {
+		mu.Lock()
+		last = s
+		mu.Unlock()
+	}})
+	xctx, xstop := context.WithCancel(ctx)
+	xdone := make(chan error, 1)
+	go func() { xdone <- x.Run(xctx) }()
+	defer func() { xstop(); <-xdone }()
+	wait("client x greeted at the offered position with a snapshot", func() bool {
+		return x.Position() == canvas.Position{Epoch: e1, Seq: at + 1} && x.Stats().Snapshots >= 1 && !x.Stats().SnapshotPending
+	})
+	_, has := x.Canvas()[[2]int{2, 2}]
+	t.Logf("client x greeted at %s:%d; its snapshot holds the offered pixel: %v", e1, at+1, has)
+
+	releaseGW() // it rejoins with no epoch in Redis yet: a resync to none
+	wait("a resync to no epoch", func() bool { return x.Stats().Resyncs >= 1 && !x.Stats().SnapshotPending })
+	releaseRelay()
+
+	want := func() (map[[2]int]client.CanvasPixel, error) {
+		_, px, err := m.store.Snapshot(ctx)
+		out := make(map[[2]int]client.CanvasPixel, len(px))
+		for _, p := range px {
+			out[[2]int{p.GX, p.GY}] = client.CanvasPixel{Color: p.Color, Version: p.Version}
+		}
+		return out, err
+	}
+	var why string
+	for {
+		why = func() string {
+			e := m.gateway.Stats().Epoch
+			if e == "" || e == e1 {
+				return "the gateway has not reached a new epoch (at " + e + ")"
+			}
+			st := x.Stats()
+			if x.Position().Epoch != e || st.SnapshotPending {
+				return fmt.Sprintf("client x at %s (pending snapshot %v), gateway at %s", x.Position(), st.SnapshotPending, e)
+			}
+			store, err := want()
+			if err != nil {
+				return err.Error()
+			}
+			if got := x.Canvas(); !maps.Equal(got, store) {
+				return fmt.Sprintf("client x's canvas (%d pixels) differs from the store's (%d): %v vs %v", len(got), len(store), got, store)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if p, ok := last[[2]int{2, 2}]; !ok || p.Color != store[[2]int{2, 2}].Color {
+				return fmt.Sprintf("client x's last snapshot, loaded in epoch %s, lacks the pixel written before it: %v", e, last)
+			}
+			return ""
+		}()
+		if why == "" {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal(why)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSnapshotOfAnAPIWithoutAGatewayCoversAnOfferedPosition: behind one
+// balancer (MongoDB), a `serve` process leads the relay and its gateway
+// takes offers, while another process serves the api alone (the `api`
+// role, or a `serve` whose relay stands by). A client greeted by the first
+// at offered position T+1 (the tail still T) asks the second for the
+// snapshot: the second's key must not name a build from before the write
+// (nor confirm that copy with a 304), though no hub of its own is ahead.
+// The second api here shares the first's store and Redis, wired as a
+// process without a gateway is (snapshotKey with no gateway).
+func TestSnapshotOfAnAPIWithoutAGatewayCoversAnOfferedPosition(t *testing.T) {
+	var armed atomic.Bool
+	reached, release := make(chan struct{}, 1), make(chan struct{})
+	hold := func(name string) error {
+		if name == "relay:before-xadd" && armed.CompareAndSwap(true, false) {
+			reached <- struct{}{}
+			<-release
+		}
+		return nil
+	}
+	m := runMainWith(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "HOST": "127.0.0.1", "RATE_LIMIT": "0",
+		"INSTANCE_ID": "offer-remote-snap", "CANARY_INTERVAL": "0"}, func(m *Main) { m.testFailpoint = hold }, "serve")
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) }) // before Close
+	base := "http://" + m.Addr
+	if err := waitReady(base); err != nil {
+		t.Fatal(err)
+	}
+	waitEpoch(t, m)
+	aopts := m.Config.APIOptions()
+	aopts.SnapshotKey = snapshotKey(m.store, m.stream, nil)
+	aopts.Logger = m.Logger
+	other, err := api.New(m.store, aopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(other)
+	defer srv.Close()
+
+	first, _ := getCanvas(t, srv.URL, "", "") // cached by the other api, keyed by the tail T
+	before := first.Header.Get("ETag")
+	if first.StatusCode != http.StatusOK || before == "" {
+		t.Fatalf("first snapshot: %d, ETag %q", first.StatusCode, before)
+	}
+	at := m.gateway.Stats().LastSeq
+	armed.Store(true)
+	if code := postStatus(t, base, `{"gx":5,"gy":6,"color":"#654321"}`); code != http.StatusCreated {
+		t.Fatalf("POST: %d", code)
+	}
+	select {
+	case <-reached:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the relay never reached its XADD")
+	}
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+m.Addr+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	var hello protocol.ServerFrame
+	if err := ws.ReadJSON(&hello); err != nil || hello.Type != "hello" {
+		t.Fatalf("hello: %+v, %v", hello, err)
+	}
+	if hello.Seq != at+1 {
+		t.Fatalf("hello at seq %d with the XADD held, want %d (the offered entry): the path under test never ran", hello.Seq, at+1)
+	}
+	again, body := getCanvas(t, srv.URL, "", before)
+	if again.StatusCode == http.StatusNotModified {
+		t.Fatalf("a client at offered seq %d got 304 from the other api for the snapshot made at %s, before the write", hello.Seq, before)
+	}
+	var snap struct {
+		Pixels []struct {
+			GX, GY int
+			Color  string
+		}
+	}
+	if err := json.Unmarshal(body, &snap); err != nil {
+		t.Fatalf("snapshot (%d, ETag %s): %v", again.StatusCode, again.Header.Get("ETag"), err)
+	}
+	if !slices.ContainsFunc(snap.Pixels, func(p struct {
+		GX, GY int
+		Color  string
+	}) bool {
+		return p.GX == 5 && p.GY == 6 && p.Color == "#654321"
+	}) {
+		t.Fatalf("a client at offered seq %d got from the other api a snapshot (ETag %s, first was %s) without that pixel", hello.Seq, again.Header.Get("ETag"), before)
 	}
 	once.Do(func() { close(release) })
 }

@@ -282,9 +282,12 @@ func gzipBytes(p []byte) []byte {
 // TailKey is a SnapshotKey for a stream-fed canvas: it names the newest
 // position a client can hold by tail, which must bound every position a
 // gateway hands out (the stream's tail, or Gateway.HandedOut where a
-// gateway takes offers ahead of the stream), and the store's published
-// position, which never goes back, so a tail that went back (Redis lost
-// its newest entries) is not taken for an older one. While the tail cannot
+// gateway takes offers ahead of the stream), and the last number the
+// store's sequencer handed out (its open claim's last, else its published
+// position), which never goes back within an epoch, so a tail that went
+// back (Redis lost its newest entries) is not taken for an older one, and
+// a position a gateway in another process was offered before the XADD is
+// covered by any api reading the store. While the tail cannot
 // be read, requests do not each wait for that to time out: after a
 // failure, the key is unread (snapshots are then only shared between
 // concurrent requests) for a second.

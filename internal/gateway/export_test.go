@@ -45,6 +45,9 @@ var ErrStopped = errStopped
 // SetBeforeGroupCreate installs the init hook (see hooks).
 func (g *Gateway) SetBeforeGroupCreate(f func()) { g.hooks.beforeGroupCreate = f }
 
+// SetAfterReapRead installs the reaper hook (see hooks).
+func (g *Gateway) SetAfterReapRead(f func()) { g.hooks.afterReapRead = f }
+
 // SetWriterExit installs the writer-exit hook (see hooks).
 func (g *Gateway) SetWriterExit(f func()) { g.hooks.writerExit = f }
 

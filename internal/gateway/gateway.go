@@ -246,6 +246,9 @@ type hooks struct {
 	// test starts an epoch there), before the gateway:before-group-create
 	// failpoint.
 	beforeGroupCreate func()
+	// afterReapRead runs in reap after the heartbeats and groups are read,
+	// before anything is destroyed (a test beats another instance there).
+	afterReapRead func()
 	// writerExit runs as a connection's writer goroutine returns (a test
 	// slows it to show that Close waits for writers).
 	writerExit func()

@@ -325,6 +325,80 @@ func TestReaperDestroysDeadGatewayGroupsOnly(t *testing.T) {
 	}
 }
 
+// The reaper decides from a read of the heartbeats and the groups, then
+// destroys. An instance that beats in between is alive and keeps its group
+// and its heartbeat: b (stale, as after a pause) and c (no heartbeat yet,
+// as a gateway starting: it beats before it creates its group) beat while
+// the reaper is held after its read; the ghost, which does not, is reaped,
+// and the stale heartbeat without a group is forgotten. Before the reaper
+// judged again in one script (issue 28 item 3.1), b and c lost their
+// groups and b its heartbeat: a live gateway's group was destroyed under
+// it (churn), and a missing heartbeat left it open to the next reaper.
+func TestReaperSparesAGatewayThatBeatAfterItsRead(t *testing.T) {
+	_, rdb, pub := newRig(t, false)
+	pub.Publish(3)
+	ctx := context.Background()
+	keys := stream.KeysFor("t")
+	for _, id := range []string{"b", "c", "ghost"} {
+		if err := rdb.XGroupCreate(ctx, keys.Stream, stream.GroupName(id), "0").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := opts(rdb, "a")
+	o.GroupTTL = time.Second
+	g, err := gateway.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := float64(time.Now().Add(-time.Hour).UnixMilli())
+	for _, id := range []string{"b", "ghost", "old"} {
+		if err := rdb.ZAdd(ctx, g.BeatKey(), redis.Z{Score: old, Member: id}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := stream.New(rdb, "t", 0)
+	held := 0
+	g.SetAfterReapRead(func() {
+		held++
+		for _, id := range []string{"b", "c"} {
+			if _, err := st.Heartbeat(ctx, id); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	reaped, err := g.Reap(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held != 1 {
+		t.Fatalf("reap hook ran %d times, want 1", held)
+	}
+	if want := []string{stream.GroupName("ghost")}; !slices.Equal(reaped, want) {
+		t.Errorf("reaped %v, want %v", reaped, want)
+	}
+	gs, err := rdb.XInfoGroups(ctx, keys.Stream).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, gr := range gs {
+		names = append(names, gr.Name)
+	}
+	slices.Sort(names)
+	if want := []string{stream.GroupName("b"), stream.GroupName("c")}; !slices.Equal(names, want) {
+		t.Errorf("groups after the reap %v, want %v", names, want)
+	}
+	for id, want := range map[string]bool{"b": true, "c": true, "ghost": false, "old": false} {
+		_, err := rdb.ZScore(ctx, g.BeatKey(), id).Result()
+		if has := err == nil; has != want {
+			t.Errorf("heartbeat of %s present %v, want %v (%v)", id, has, want, err)
+		}
+	}
+	if n := g.Stats().Reaped; n != 1 {
+		t.Errorf("reaped counter %d, want 1", n)
+	}
+}
+
 // Redis restarted empty: the relay starts a new epoch and republishes;
 // clients are told to resync and end with the committed canvas.
 func TestRedisRestartedEmptyClientsResyncAndConverge(t *testing.T) {

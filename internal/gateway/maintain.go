@@ -63,6 +63,12 @@ func (g *Gateway) beat(ctx context.Context) error {
 // this instance's group, nor groups that are not gateways'. An instance that
 // was only partitioned away recreates its group when it returns and fills
 // the gap from the stream.
+//
+// The read of heartbeats and groups only picks the candidates: each is
+// judged again and reaped in one script (stream.Reap), so an instance that
+// beat after the read keeps its group and its heartbeat. Before that
+// (issue 28 item 3.1) the reaper destroyed and ZREMed from its read alone,
+// and a gateway that had just beaten, or just started, lost both.
 func (g *Gateway) reap(ctx context.Context) ([]string, error) {
 	now, err := g.opts.Redis.Time(ctx).Result()
 	if err != nil {
@@ -74,18 +80,21 @@ func (g *Gateway) reap(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("read heartbeats: %w", err)
 	}
 	alive := make(map[string]bool, len(beats))
-	var stale []any
+	stale := make(map[string]bool)
 	for _, b := range beats {
 		id, _ := b.Member.(string)
 		if int64(b.Score) >= cutoff {
 			alive[id] = true
 		} else if id != g.opts.InstanceID {
-			stale = append(stale, id)
+			stale[id] = true
 		}
 	}
 	groups, err := g.opts.Redis.XInfoGroups(ctx, g.keys.Stream).Result()
 	if err != nil && !isNoSuchKey(err) {
 		return nil, fmt.Errorf("list groups: %w", err)
+	}
+	if g.hooks.afterReapRead != nil {
+		g.hooks.afterReapRead()
 	}
 	var reaped []string
 	for _, gr := range groups {
@@ -93,20 +102,25 @@ func (g *Gateway) reap(ctx context.Context) ([]string, error) {
 		if !ok || id == g.opts.InstanceID || alive[id] {
 			continue
 		}
-		n, err := g.opts.Redis.XGroupDestroy(ctx, g.keys.Stream, gr.Name).Result()
+		delete(stale, id)
+		spared, destroyed, err := g.stream.Reap(ctx, id, gr.Name, g.opts.GroupTTL)
 		if err != nil {
-			return reaped, fmt.Errorf("destroy group %s: %w", gr.Name, err)
+			return reaped, err
 		}
-		if n == 0 { // another gateway reaped it first
+		if spared {
+			g.log.Debug("spared a gateway that beat after the reaper's read", "group", gr.Name)
+			continue
+		}
+		if !destroyed { // another gateway reaped it first
 			continue
 		}
 		g.stats.reaped.Add(1)
 		reaped = append(reaped, gr.Name)
 		g.log.Info("reaped the group of a dead gateway", "group", gr.Name, "pending", gr.Pending)
 	}
-	if len(stale) > 0 {
-		if err := g.opts.Redis.ZRem(ctx, g.beatKey, stale...).Err(); err != nil {
-			return reaped, fmt.Errorf("forget stale heartbeats: %w", err)
+	for id := range stale { // heartbeats without a group
+		if _, _, err := g.stream.Reap(ctx, id, "", g.opts.GroupTTL); err != nil {
+			return reaped, fmt.Errorf("forget stale heartbeat: %w", err)
 		}
 	}
 	return reaped, nil

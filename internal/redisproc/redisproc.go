@@ -6,6 +6,7 @@ package redisproc
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,7 +14,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -59,12 +62,18 @@ type Options struct {
 
 // Server is one redis-server child.
 type Server struct {
-	opts   Options
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	done   chan struct{}
-	paused bool
+	opts     Options
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	done     chan struct{}
+	paused   bool
+	leftover int // pid of a leftover server the last start stopped
 }
+
+// PidFile is the file in Options.Dir that records the running server's
+// pid, so that the next start on the directory can stop a server left
+// behind (see start).
+const PidFile = "redis-server.pid"
 
 // Start launches redis-server and waits until it answers PING.
 func Start(ctx context.Context, opts Options) (*Server, error) {
@@ -135,16 +144,43 @@ func (s *Server) start(ctx context.Context) error {
 	} else {
 		args = append(args, "--appendonly", "no")
 	}
+	left, err := stopLeftover(s.opts.Dir)
+	if err != nil {
+		return err
+	}
 	cmd := exec.Command("redis-server", args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	// Linux binds the death signal to the thread that forks the child,
+	// not to the process: when that thread ends, the child is killed. The
+	// Go runtime ends a thread whenever a goroutine locked to it returns
+	// locked, and any goroutine may run on the thread that ran Start. So
+	// the child is forked from a goroutine locked to its thread for the
+	// child's whole life (it waits for the child), which no other
+	// goroutine can run on or end. Before issue 28 item 3.4, Start ran on
+	// whatever thread the caller had, and such a thread's end killed the
+	// private Redis while pixelflow lived on.
+	started := make(chan error, 1)
+	done := make(chan struct{})
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the child
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = cmd.Wait()
+		close(done)
+	}()
+	if err := <-started; err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
 	s.mu.Lock()
-	s.cmd, s.done = cmd, done
+	s.cmd, s.done, s.leftover = cmd, done, left
 	s.mu.Unlock()
+	if err := os.WriteFile(filepath.Join(s.opts.Dir, PidFile), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+		s.Kill()
+		return fmt.Errorf("redisproc: record pid: %w", err)
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if err := ping(s.Addr()); err == nil {
@@ -202,6 +238,74 @@ func (s *Server) Kill() {
 	}
 	_ = cmd.Process.Kill()
 	<-done
+	pf := filepath.Join(s.opts.Dir, PidFile)
+	if b, err := os.ReadFile(pf); err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(cmd.Process.Pid) {
+		_ = os.Remove(pf)
+	}
+}
+
+// Leftover is the pid of a server left behind on Dir (recorded in PidFile,
+// still running there) that the last start stopped first; 0 when none.
+func (s *Server) Leftover() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.leftover
+}
+
+// stopLeftover stops the redis-server recorded in dir's PidFile if it still
+// runs on dir, and returns its pid (0: none). The death signal ends the
+// server when its parent dies, but the kernel releases the parent's files,
+// the DATA_DIR lock among them, before it signals the children: a new
+// process holding DATA_DIR could start its server while the old one still
+// runs on the same AOF. A server is taken for the recorded one only if it
+// is a redis-server whose working directory is dir (redis-server changes
+// into --dir), so a pid reused by another process is never touched.
+func stopLeftover(dir string) (int, error) {
+	pf := filepath.Join(dir, PidFile)
+	b, err := os.ReadFile(pf)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("redisproc: read %s: %w", pf, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 || !runsIn(pid, dir) {
+		return 0, nil
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return pid, fmt.Errorf("redisproc: a redis-server left behind (pid %d, recorded in %s) still runs on %s and cannot be stopped: %w", pid, pf, dir, err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); alive(pid); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return pid, fmt.Errorf("redisproc: a redis-server left behind (pid %d, recorded in %s) did not exit within 10s of SIGKILL", pid, pf)
+		}
+	}
+	return pid, nil
+}
+
+// runsIn reports whether pid is a live redis-server working in dir.
+func runsIn(pid int, dir string) bool {
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil || strings.TrimSpace(string(comm)) != "redis-server" {
+		return false
+	}
+	cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+	return err == nil && cwd == dir && alive(pid)
+}
+
+// alive reports whether pid exists and has not exited (a zombie has).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return false
+	}
+	st := b[i+2]
+	return st != 'Z' && st != 'X'
 }
 
 // Close kills the server and, when Options.Temporary, removes its directory.

@@ -3,7 +3,11 @@ package redisproc_test
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -140,4 +144,76 @@ func writesWithStalledDisk(t *testing.T, fsyncEveryWrite bool) (answered, asked 
 		answered++
 	}
 	return answered, asked
+}
+
+// The death signal (Pdeathsig) that ties redis-server to pixelflow is
+// bound by Linux to the thread that forked it, not to the process: when
+// that thread exits, the child is killed. A goroutine that locks its OS
+// thread and returns without unlocking ends that thread. Started from
+// such a goroutine, the server must still be alive afterwards: before
+// issue 28 item 3.4 it was killed at once, a premature SIGKILL of the
+// private Redis while pixelflow lives.
+func TestServerOutlivesTheThreadThatStartedIt(t *testing.T) {
+	type started struct {
+		s   *redisproc.Server
+		err error
+	}
+	dir := t.TempDir()
+	ch := make(chan started, 1)
+	var start func()
+	start = func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with this goroutine
+		if syscall.Gettid() == os.Getpid() {
+			// The main thread is parked, not ended, by the runtime: try
+			// again on another.
+			runtime.UnlockOSThread()
+			go start()
+			return
+		}
+		s, err := redisproc.Start(context.Background(), redisproc.Options{Dir: dir})
+		ch <- started{s, err}
+	}
+	go start()
+	st := <-ch
+	if st.err != nil {
+		t.Fatal(st.err)
+	}
+	defer st.s.Kill()
+	time.Sleep(300 * time.Millisecond) // the thread's exit, and a death signal it would send
+	if err := ping(st.s.Addr()); err != nil {
+		t.Fatalf("redis-server (pid %d) died with the thread that started it: %v", st.s.Pid(), err)
+	}
+}
+
+// A pid file naming a process that is not a redis-server on Dir (a pid
+// reused since) leaves that process alone.
+func TestStartSparesAnUnrelatedPidInThePidFile(t *testing.T) {
+	dir := t.TempDir()
+	other := exec.Command("sleep", "30")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = other.Wait(); close(exited) }()
+	defer func() { _ = other.Process.Kill(); <-exited }()
+	if err := os.WriteFile(filepath.Join(dir, redisproc.PidFile), []byte(strconv.Itoa(other.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := redisproc.Start(context.Background(), redisproc.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Kill()
+	select {
+	case <-exited:
+		t.Fatal("Start killed an unrelated process named by the pid file")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if s.Leftover() != 0 {
+		t.Errorf("Leftover %d, want 0", s.Leftover())
+	}
+	b, err := os.ReadFile(filepath.Join(dir, redisproc.PidFile))
+	if err != nil || string(b) != strconv.Itoa(s.Pid())+"\n" {
+		t.Errorf("pid file %q (%v), want the new server's pid %d", b, err, s.Pid())
+	}
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -457,4 +458,55 @@ func leadEpoch(t *testing.T, s *Store, holder, epoch string) (Lease, canvas.Posi
 		t.Fatal(err)
 	}
 	return lease, canvas.Position{Epoch: e}
+}
+
+// TestSequencerOfANewerFormatIsRefused: a leader records SequencerFormat;
+// state without a format (older releases) is taken over and recorded
+// anew; state of a higher format (a newer release) is refused by every
+// AcquireLease, the holder's renewal and a standby's alike, with a message
+// that names both formats, and is left as it was.
+func TestSequencerOfANewerFormatIsRefused(t *testing.T) {
+	s, _ := openRecorded(t, Options{})
+	ctx := context.Background()
+	coll := s.db.Collection(cSequencers)
+	format := func() int {
+		t.Helper()
+		var d seqDoc
+		if err := coll.FindOne(ctx, bson.M{"_id": s.opts.Canvas}).Decode(&d); err != nil {
+			t.Fatal(err)
+		}
+		return d.Format
+	}
+	setFormat := func(u bson.M) {
+		t.Helper()
+		if _, err := coll.UpdateOne(ctx, bson.M{"_id": s.opts.Canvas}, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok, err := s.AcquireLease(ctx, "r", time.Minute); err != nil || !ok {
+		t.Fatalf("first lease: %v %v", ok, err)
+	}
+	if f := format(); f != SequencerFormat {
+		t.Fatalf("format %d recorded, want %d", f, SequencerFormat)
+	}
+	setFormat(bson.M{"$unset": bson.M{"format": ""}}) // as an older release leaves it
+	if _, ok, err := s.AcquireLease(ctx, "r", time.Minute); err != nil || !ok {
+		t.Fatalf("renewal over a format-1 sequencer: %v %v", ok, err)
+	}
+	if f := format(); f != SequencerFormat {
+		t.Fatalf("format %d after a renewal, want %d", f, SequencerFormat)
+	}
+	setFormat(bson.M{"$set": bson.M{"format": SequencerFormat + 1}})
+	for _, holder := range []string{"r", "standby"} {
+		_, ok, err := s.AcquireLease(ctx, holder, time.Minute)
+		if !errors.Is(err, ErrNewerFormat) || ok {
+			t.Fatalf("%s: AcquireLease over format %d: ok %v, err %v; want ErrNewerFormat", holder, SequencerFormat+1, ok, err)
+		}
+		if msg := err.Error(); !strings.Contains(msg, fmt.Sprintf("format %d, this release reads up to %d", SequencerFormat+1, SequencerFormat)) {
+			t.Errorf("message does not name the formats: %s", msg)
+		}
+	}
+	if f := format(); f != SequencerFormat+1 {
+		t.Errorf("a refused AcquireLease changed the format to %d", f)
+	}
 }

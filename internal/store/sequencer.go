@@ -27,6 +27,27 @@ var ErrLeaseLost = errors.New("sequencer lease lost")
 // the relay answers it with a new epoch rather than guess at the numbers.
 var ErrClaimBroken = errors.New("open claim names events the outbox no longer has")
 
+// SequencerFormat is the format of the sequencer state this release writes
+// and reads (seqDoc.Format). Each leader records it when it takes or
+// renews the lease.
+//
+//   - 1 (no format field; releases before the field): every claim tags its
+//     events in the outbox with the claim's id.
+//   - 2: a claim of up to 16 events (tagAbove) is not tagged; it is found
+//     by the ids the sequencer records. A release of format 1 taking over
+//     such an open claim finds none of its events by tag and starts a new
+//     epoch (every client resyncs): safe, but not a rolling upgrade.
+//
+// This release reads format 1 state as well (ids find tagged claims too).
+// State of a higher format was written by a newer release, whose claims
+// this one might not find: AcquireLease refuses it with ErrNewerFormat,
+// so an older relay does not take over from a newer one.
+const SequencerFormat = 2
+
+// ErrNewerFormat means the sequencer state was written by a newer release
+// (see SequencerFormat): this relay must not lead, or even stand by.
+var ErrNewerFormat = errors.New("sequencer written by a newer pixelflow")
+
 // seqDoc is the canvas's sequencer: the lease that makes one relay the only
 // publisher, the last marked position, and the work in flight, recorded
 // before it touches Redis so a successor can finish it exactly.
@@ -46,6 +67,9 @@ type seqDoc struct {
 	// window (zero when nothing is to be requeued).
 	NextEpoch    string     `bson:"nextEpoch,omitempty"`
 	RequeueSince *time.Time `bson:"requeueSince,omitempty"`
+	// Format is the SequencerFormat of the last leader (0: before the
+	// field, format 1).
+	Format int `bson:"format,omitempty"`
 }
 
 type claimDoc struct {
@@ -102,11 +126,18 @@ type Lease struct {
 	RequeueSince time.Time
 }
 
-// SequencerState is the sequencer as others see it (for health pages).
+// SequencerState is the sequencer as others see it (health pages, the
+// snapshot key).
 type SequencerState struct {
 	Holder    string
 	ExpiresAt time.Time
+	// Position is the marked (published) position.
 	canvas.Position
+	// Numbered is the last sequence number handed out in Epoch: the open
+	// claim's last, else Seq. The claim is recorded before any of it is
+	// offered or appended, so no process has handed a client a position
+	// of this epoch past Numbered when it is read.
+	Numbered uint64
 }
 
 func (s *Store) sequencer(ctx context.Context) (seqDoc, error) {
@@ -121,7 +152,11 @@ func (s *Store) sequencer(ctx context.Context) (seqDoc, error) {
 // Sequencer returns the current lease holder and published position.
 func (s *Store) Sequencer(ctx context.Context) (SequencerState, error) {
 	d, err := s.sequencer(ctx)
-	return SequencerState{Holder: d.Holder, ExpiresAt: d.ExpiresAt, Position: canvas.Position{Epoch: d.Epoch, Seq: d.Seq}}, err
+	st := SequencerState{Holder: d.Holder, ExpiresAt: d.ExpiresAt, Position: canvas.Position{Epoch: d.Epoch, Seq: d.Seq}, Numbered: d.Seq}
+	if d.Claim != nil {
+		st.Numbered += uint64(len(d.Claim.IDs))
+	}
+	return st, err
 }
 
 // AcquireLease takes or renews the lease for holder for ttl and returns the
@@ -140,6 +175,10 @@ func (s *Store) AcquireLease(ctx context.Context, holder string, ttl time.Durati
 			d = seqDoc{ID: s.opts.Canvas}
 		case err != nil:
 			return err
+		case d.Format > SequencerFormat:
+			return fmt.Errorf("%w: canvas %q's sequencer is in format %d, this release reads up to %d; "+
+				"an older relay may not find a newer one's open claim, so this one will not lead: run the newer release "+
+				"(see docs/operations.md, Upgrades)", ErrNewerFormat, s.opts.Canvas, d.Format, SequencerFormat)
 		case d.Holder != holder && valid:
 			l = d.lease()
 			return nil
@@ -149,7 +188,7 @@ func (s *Store) AcquireLease(ctx context.Context, holder string, ttl time.Durati
 		}
 		d.Holder, d.ExpiresAt = holder, now.Add(ttl)
 		_, err = s.db.Collection(cSequencers).UpdateOne(sc, bson.M{"_id": s.opts.Canvas},
-			bson.M{"$set": bson.M{"holder": d.Holder, "expiresAt": d.ExpiresAt, "term": d.Term}}, options.Update().SetUpsert(true))
+			bson.M{"$set": bson.M{"holder": d.Holder, "expiresAt": d.ExpiresAt, "term": d.Term, "format": SequencerFormat}}, options.Update().SetUpsert(true))
 		if err != nil {
 			return err
 		}

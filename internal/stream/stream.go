@@ -208,6 +208,8 @@ var (
 	heartbeatLua string
 	//go:embed lua/join_group.lua
 	joinGroupLua string
+	//go:embed lua/reap.lua
+	reapLua string
 
 	publishScript    = redis.NewScript(fenceLua + publishLua)
 	startEpochScript = redis.NewScript(fenceLua + startEpochLua)
@@ -216,6 +218,7 @@ var (
 	// The gateways' scripts: not the relay's mutations, so not fenced.
 	heartbeatScript = redis.NewScript(heartbeatLua)
 	joinGroupScript = redis.NewScript(joinGroupLua)
+	reapScript      = redis.NewScript(reapLua)
 )
 
 // Stream is one canvas's stream on one Redis.
@@ -358,6 +361,21 @@ func (s *Stream) Heartbeat(ctx context.Context, instance string) (time.Time, err
 		return time.Time{}, fmt.Errorf("heartbeat: %w", err)
 	}
 	return time.UnixMilli(ms), nil
+}
+
+// Reap forgets gateway instance's heartbeat and destroys its consumer
+// group (group "": the heartbeat only) if the heartbeat is missing or
+// older than ttl by the Redis server's clock at this moment, in one script
+// (lua/reap.lua). alive is true when the instance beat within ttl: nothing
+// was changed. destroyed is true when the group existed and is gone.
+// A reaper decides from an earlier read of the heartbeats; the script
+// judges again, so an instance that beat since keeps its group.
+func (s *Stream) Reap(ctx context.Context, instance, group string, ttl time.Duration) (alive, destroyed bool, err error) {
+	n, err := reapScript.Run(ctx, s.rdb, []string{s.keys.Gateways, s.keys.Stream}, instance, group, ttl.Milliseconds()).Int64()
+	if err != nil {
+		return false, false, fmt.Errorf("reap %s: %w", instance, err)
+	}
+	return n < 0, n > 0, nil
 }
 
 // Joined is what JoinGroup did.
