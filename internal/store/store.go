@@ -65,9 +65,13 @@ type Options struct {
 	// IdempotencyTTL is how long an Idempotency-Key is remembered. Default 24h.
 	IdempotencyTTL time.Duration
 	// IdempotencyKeysPerClient bounds the keys one client holds (its oldest
-	// are forgotten first). Default 1024.
+	// are forgotten first), rounded up to a multiple of 64: at least 64.
+	// Changing it never moves a key (see idempotency.go). Default 1024.
 	IdempotencyKeysPerClient int
 	// IdempotencyBuckets is how many documents hold the keys. Default 256.
+	// A key's bucket is its hash modulo this number, so changing it moves
+	// nearly every key (their retries are written again): it is no
+	// setting of the binary.
 	IdempotencyBuckets int
 	// GroupCommit is how many concurrent placements at most share one
 	// transaction (see groupCommit); one batch is written at a time.
@@ -122,6 +126,11 @@ type Store struct {
 	// indexEmbedded makes the embedded engine create the query indexes as
 	// MongoDB does (for the test of that path; see ensureIndexes).
 	indexEmbedded bool
+	// idemGroupsBySetting restores the old idempotency grouping, whose
+	// number of groups (and so a key's bucket) followed
+	// IdempotencyKeysPerClient below 64: the defect that
+	// TestKeyHomeScenarioHasTeeth must catch.
+	idemGroupsBySetting bool
 }
 
 // Open connects to uri ("mongodb://…" for a replica set) or, with an empty
