@@ -26,6 +26,7 @@ import (
 
 	"github.com/pixelflow/pixelflow/internal/backoff"
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/dirlock"
 	"github.com/pixelflow/pixelflow/internal/option"
 )
 
@@ -175,17 +176,45 @@ func Connect(ctx context.Context, uri string, tracer trace.TracerProvider) (clie
 
 // OpenEngine opens the embedded engine, tuned as pixelflow runs it: a
 // single file at path, or memory when path is empty. closeFn closes it.
+//
+// A file is opened by one engine at a time: each engine holds the whole
+// catalog in memory and rewrites the file on every commit, so two of them
+// would each acknowledge writes that the other's next commit discards. The
+// binary's DATA_DIR lock guards only two binaries; so the engine takes an
+// exclusive flock on a sidecar, path+LockSuffix (the file itself is
+// replaced by rename on every commit, and a lock on it would stay with the
+// old inode), and a second open of the same path, in this process or
+// another, fails naming the file and the holder's pid. closeFn releases it
+// after the engine stopped committing.
 func OpenEngine(ctx context.Context, path string) (client lungo.IClient, closeFn func(context.Context) error, err error) {
 	var st lungo.Store = lungo.NewMemoryStore()
+	var lock *dirlock.Lock
 	if path != "" {
+		if lock, err = dirlock.AcquireFile(path + LockSuffix); err != nil {
+			var le *dirlock.LockedError
+			if errors.As(err, &le) {
+				return nil, nil, fmt.Errorf("open embedded store %q: already open: %w", path, err)
+			}
+			return nil, nil, fmt.Errorf("open embedded store %q: %w", path, err)
+		}
 		st = lungo.NewFileStore(path, 0o644)
 	}
 	c, engine, err := lungo.Open(ctx, engineOptions(st))
 	if err != nil {
+		_ = lock.Release()
 		return nil, nil, fmt.Errorf("open embedded store %q: %w", path, err)
 	}
-	return c, func(context.Context) error { engine.Close(); return nil }, nil
+	return c, func(context.Context) error {
+		engine.Close() // waits for a commit in progress: nothing writes the file after it
+		if err := lock.Release(); err != nil {
+			return fmt.Errorf("release embedded store lock %s: %w", path+LockSuffix, err)
+		}
+		return nil
+	}, nil
 }
+
+// LockSuffix names the lock file next to an embedded store file.
+const LockSuffix = ".lock"
 
 // engineOptions are the embedded engine's options over store st.
 func engineOptions(st lungo.Store) lungo.Options {
