@@ -532,3 +532,64 @@ func waitReady(base string) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A retried Idempotency-Key finds its first answer across a restart that
+// changes IDEMPOTENCY_KEYS (8 then 64, 64 then 8), on the file store: the
+// retry answers the first pixel replayed and the canvas is unchanged. A
+// key's bucket followed the setting below 64, so the retry was written
+// again (issue 28 item 2).
+func TestIdempotencyKeyOutlivesASettingChange(t *testing.T) {
+	for _, c := range [][2]string{{"8", "64"}, {"64", "8"}} {
+		t.Run(c[0]+"-then-"+c[1], func(t *testing.T) {
+			dir := t.TempDir()
+			start := func(keys string) *Main {
+				env := map[string]string{"DATA_DIR": dir, "PORT": "0", "HOST": "127.0.0.1", "RATE_LIMIT": "0", "INSTANCE_ID": "idem-restart", "IDEMPOTENCY_KEYS": keys}
+				m := NewMain()
+				if err := m.ParseFlags([]string{"serve"}, func(k string) string { return env[k] }); err != nil {
+					t.Fatal(err)
+				}
+				if err := m.Run(context.Background()); err != nil {
+					_ = m.Close()
+					t.Fatalf("run with IDEMPOTENCY_KEYS=%s: %v", keys, err)
+				}
+				return m
+			}
+			// One key from each of 8 clients (loopback addresses of their
+			// own): one client's second key could share a group with its
+			// first and, at one key per group, evict it.
+			const clients = 8
+			body := func(i int) string { return fmt.Sprintf(`{"gx":%d,"gy":5,"color":"#0000%02X"}`, i, i+1) }
+			from := func(i int) *http.Client { return httpFrom(fmt.Sprintf("127.0.0.%d", 20+i)) }
+			m := start(c[0])
+			ids := make([]any, clients)
+			for i := range clients {
+				resp, out := postFrom(t, from(i), "http://"+m.Addr, body(i), "Idempotency-Key", "order-1")
+				if resp.StatusCode != http.StatusCreated {
+					_ = m.Close()
+					t.Fatalf("client %d: %d %v", i, resp.StatusCode, out)
+				}
+				ids[i] = out["id"]
+			}
+			before := snapshot(t, "http://"+m.Addr)
+			if err := m.Close(); err != nil {
+				t.Fatal(err)
+			}
+			m = start(c[1])
+			defer func() {
+				if err := m.Close(); err != nil {
+					t.Error(err)
+				}
+			}()
+			base := "http://" + m.Addr
+			for i := range clients {
+				resp, out := postFrom(t, from(i), base, body(i), "Idempotency-Key", "order-1")
+				if resp.StatusCode != http.StatusCreated || resp.Header.Get("Idempotent-Replayed") != "true" || out["id"] != ids[i] {
+					t.Errorf("client %d's retry after the restart: %d %v (replayed %q), want its first answer %v", i, resp.StatusCode, out, resp.Header.Get("Idempotent-Replayed"), ids[i])
+				}
+			}
+			if after := snapshot(t, base); after != before {
+				t.Errorf("the retries changed the canvas:\n%s\n%s", before, after)
+			}
+		})
+	}
+}

@@ -160,7 +160,7 @@ func newFlagSet(getenv func(string) string) (*flag.FlagSet, []*setting) {
 		{flag: "max-conns", env: "MAX_CONNS", kind: kindInt, def: strconv.Itoa(gateway.DefaultMaxConns), help: "WebSocket connections allowed per gateway"},
 		{flag: "max-conns-per-ip", env: "MAX_CONNS_PER_IP", kind: kindInt, def: "50", help: "WebSocket connections allowed per client address (IPv6: per /64) on one gateway; past it 429"},
 		{flag: "trusted-proxies", env: "TRUSTED_PROXIES", kind: kindList, def: "loopback,private", help: "comma-separated CIDRs of proxies whose X-Forwarded-For/Forwarded names the client (\"loopback\" and \"private\" name those ranges); none trusts no header"},
-		{flag: "idempotency-keys", env: "IDEMPOTENCY_KEYS", kind: kindInt, def: "1024", help: "Idempotency-Keys remembered per client (its oldest are forgotten first)"},
+		{flag: "idempotency-keys", env: "IDEMPOTENCY_KEYS", kind: kindInt, def: "1024", help: "Idempotency-Keys remembered per client, rounded up to a multiple of 64 (so at least 64); its oldest are forgotten first; a restart with another value still finds the keys already held"},
 		{flag: "http-read-header-timeout", env: "HTTP_READ_HEADER_TIMEOUT", kind: kindDuration, def: "5s", help: "time a client has to send a request's headers"},
 		{flag: "http-read-timeout", env: "HTTP_READ_TIMEOUT", kind: kindDuration, def: "10s", help: "time a client has to send a whole request, body included"},
 		{flag: "http-write-timeout", env: "HTTP_WRITE_TIMEOUT", kind: kindDuration, def: "30s", help: "time to answer a request, from the end of its headers (not /ws)"},

@@ -12,28 +12,42 @@
 // kernel drops the lock when the holder exits, however it exits (kill -9
 // included), so a crash never leaves a stale lock behind. The pid in the
 // file is only informational; it is read only while the lock is held.
+//
+// AcquireFile takes the same lock on a lock file of the caller's choosing:
+// the embedded store locks a sidecar next to its own file, so that two
+// opens of one store file (a tool beside the server, two stores in one
+// process) are refused whoever opens them, not only two pixelflow binaries.
+// The store's lock is a different file from the directory's and neither
+// waits (LOCK_NB), so holding both can never deadlock.
 package dirlock
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 )
 
 // FileName is the lock file's name inside the directory.
 const FileName = "pixelflow.lock"
 
-// LockedError says the directory is held by another process (or another
-// Acquire in this one).
+// LockedError says the directory (or, from AcquireFile, the lock file) is
+// held by another process or another Acquire in this one.
 type LockedError struct {
-	Dir  string
+	Dir  string // empty from AcquireFile
 	Path string // the lock file
 	Pid  int    // the holder's pid; 0 when it has not written it yet
 }
 
 func (e *LockedError) Error() string {
 	holder := "another process"
-	if e.Pid > 0 {
+	switch {
+	case e.Pid > 0 && e.Pid == os.Getpid():
+		holder = fmt.Sprintf("this process (pid %d)", e.Pid)
+	case e.Pid > 0:
 		holder = fmt.Sprintf("another process (pid %d)", e.Pid)
+	}
+	if e.Dir == "" {
+		return fmt.Sprintf("lock file %s is held by %s", e.Path, holder)
 	}
 	return fmt.Sprintf("directory %q is in use by %s: lock file %s", e.Dir, holder, e.Path)
 }

@@ -9,5 +9,8 @@ type Lock struct{}
 // Acquire does nothing on this platform.
 func Acquire(dir string) (*Lock, error) { return &Lock{}, nil }
 
+// AcquireFile does nothing on this platform.
+func AcquireFile(path string) (*Lock, error) { return &Lock{}, nil }
+
 // Release does nothing on this platform.
 func (l *Lock) Release() error { return nil }

@@ -127,3 +127,30 @@ func TestSecondAcquireInOneProcessConflicts(t *testing.T) {
 	}
 	_ = l2.Release()
 }
+
+// AcquireFile locks the file it is given: a second holder is refused with
+// a LockedError that names the file and this process, and the file is free
+// again after Release.
+func TestAcquireFileConflicts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "store.lungo.lock")
+	l, err := dirlock.AcquireFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = dirlock.AcquireFile(path)
+	var le *dirlock.LockedError
+	if !errors.As(err, &le) || le.Path != path || le.Pid != os.Getpid() || le.Dir != "" {
+		t.Fatalf("second AcquireFile: %v (%+v), want a LockedError for %s naming pid %d", err, le, path, os.Getpid())
+	}
+	if want := fmt.Sprintf("lock file %s is held by this process (pid %d)", path, os.Getpid()); err.Error() != want {
+		t.Errorf("error %q, want %q", err, want)
+	}
+	if err := l.Release(); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := dirlock.AcquireFile(path)
+	if err != nil {
+		t.Fatalf("AcquireFile after Release: %v", err)
+	}
+	_ = l2.Release()
+}

@@ -20,7 +20,20 @@ type Lock struct {
 // Acquire takes the directory's lock without waiting. It fails with a
 // *LockedError when another holder has it.
 func Acquire(dir string) (*Lock, error) {
-	path := lockPath(dir)
+	l, err := acquire(lockPath(dir))
+	var le *LockedError
+	if errors.As(err, &le) {
+		le.Dir = dir
+	}
+	return l, err
+}
+
+// AcquireFile takes the lock file at path (created if missing) without
+// waiting. It fails with a *LockedError (Dir empty) when another holder
+// has it.
+func AcquireFile(path string) (*Lock, error) { return acquire(path) }
+
+func acquire(path string) (*Lock, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open lock file: %w", err)
@@ -29,7 +42,7 @@ func Acquire(dir string) (*Lock, error) {
 		pid := readPid(f)
 		_ = f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, &LockedError{Dir: dir, Path: path, Pid: pid}
+			return nil, &LockedError{Path: path, Pid: pid}
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}

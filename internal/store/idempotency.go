@@ -28,33 +28,42 @@ import (
 // concurrent writers over many documents.
 //
 // Keys belong to a client (ScopedKey): the same key from two clients is two
-// keys. Each client holds at most Options.IdempotencyKeysPerClient of them
-// (rounded up to a multiple of 64): a client's keys fall into 64 groups by
-// their hash, and a group keeps its newest ⌈keys/64⌉, dropping its oldest
-// when a newer one arrives. So a key outlives, on average, the client's next
-// IdempotencyKeysPerClient keys, and at least the next ⌈keys/idemGroups⌉
-// of its group; a client with a few hundred keys (of the default 1024)
-// loses none. Counting per group needs no per-client document, which on
-// MongoDB would make each client's concurrent writes conflict. A group
-// lives in the bucket its (client, group) hashes to. A bucket also keeps
-// at most maxBucketKeys keys in all (oldest dropped first), which bounds
-// the whole store whatever the number of clients, and drops keys older
-// than Options.IdempotencyTTL whenever it is written.
+// keys. A client's keys fall into idemGroups groups by their hash, and a
+// group lives in the bucket its (client, group) hashes to, so where a key
+// is stored and looked up depends on the client and the key alone. It must
+// not depend on a setting: the number of groups followed
+// IdempotencyKeysPerClient below 64, so a restart with another value (or
+// two api processes on MongoDB configured differently) looked a retried key
+// up in another bucket, missed its first answer and wrote it again (issue
+// 28). Each group keeps its client's newest ⌈keys/64⌉, dropping its oldest
+// when a newer one arrives, so a client holds at most
+// IdempotencyKeysPerClient rounded up to a multiple of 64 (at least 64).
+// A key outlives, on average, the client's next IdempotencyKeysPerClient
+// keys, and at least the next ⌈keys/64⌉ of its group; a client with a few
+// hundred keys (of the default 1024) loses none. Counting per group needs
+// no per-client document, which on MongoDB would make each client's
+// concurrent writes conflict. A bucket also keeps at most maxBucketKeys
+// keys in all (oldest dropped first), which bounds the whole store whatever
+// the number of clients, and drops keys older than Options.IdempotencyTTL
+// whenever it is written.
 
 // maxBucketKeys bounds one bucket: with 256 buckets, 262,144 keys in all
 // (about 35 MiB on the embedded engine).
 const maxBucketKeys = 1024
 
-// idemGroups is how many groups a client's keys are counted in (fewer
-// when IdempotencyKeysPerClient is smaller).
+// idemGroups is how many groups a client's keys are counted in, whatever
+// IdempotencyKeysPerClient says (the group picks a key's bucket).
 const idemGroups = 64
 
-// idemGroupsFor returns how many groups a client's keys fall into and how
-// many each keeps: groups × perGroup is perClient rounded up to a multiple
-// of the groups.
-func idemGroupsFor(perClient int) (groups, perGroup int) {
-	groups = max(1, min(idemGroups, perClient))
-	return groups, (perClient + groups - 1) / groups
+// idemGrouping returns how many groups a client's keys fall into and how
+// many each keeps: groups × perGroup is IdempotencyKeysPerClient rounded up
+// to a multiple of the groups.
+func (s *Store) idemGrouping() (groups, perGroup int) {
+	groups = idemGroups
+	if s.idemGroupsBySetting {
+		groups = max(1, min(idemGroups, s.opts.IdempotencyKeysPerClient))
+	}
+	return groups, (s.opts.IdempotencyKeysPerClient + groups - 1) / groups
 }
 
 // keySep separates the client from the key in a scoped key.
@@ -134,7 +143,7 @@ func (s *Store) idemRefFor(scoped string) idemRef {
 	}
 	h := sha256.Sum256([]byte(scoped))
 	c := sha256.Sum256([]byte(client))
-	groups, _ := idemGroupsFor(s.opts.IdempotencyKeysPerClient)
+	groups, _ := s.idemGrouping()
 	group := int(binary.BigEndian.Uint32(h[:4]) % uint32(groups))
 	b := sha256.Sum256(fmt.Appendf(c[:8:8], "/%d", group))
 	n := binary.BigEndian.Uint32(b[:4]) % uint32(s.opts.IdempotencyBuckets)
@@ -211,7 +220,7 @@ func (s *Store) rememberKeys(sc lungo.ISessionContext, writes []*placeReq, bucke
 			Color: r.ev.Color.String(), Version: r.ev.Version, Committed: r.ev.CommittedAt, CreatedAt: now,
 		}
 	}
-	_, perGroup := idemGroupsFor(s.opts.IdempotencyKeysPerClient)
+	_, perGroup := s.idemGrouping()
 	cutoff := now.Add(-s.opts.IdempotencyTTL)
 	ids := make([]string, 0, len(added))
 	for id := range added {

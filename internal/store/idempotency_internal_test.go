@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -123,3 +124,90 @@ func publishAll(tb testing.TB, s *Store) {
 		pos.Seq = c.Last()
 	}
 }
+
+// retriesAcrossSettings is issue 28 item 2: on a file store opened with
+// IdempotencyKeysPerClient first, one keyed pixel is placed for each of 16
+// clients; the store is reopened with then and every key retried with its
+// placement. It returns what went wrong: a retry not answered with its
+// first answer (so written again), or anything the retries wrote (an
+// outbox event, a pixel's version). oldGrouping restores the grouping
+// that followed the setting, for TestKeyHomeScenarioHasTeeth.
+func retriesAcrossSettings(t *testing.T, first, then int, oldGrouping bool) []string {
+	t.Helper()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "idem.lungo")
+	open := func(perClient int) *Store {
+		s, err := Open(ctx, "", path, Options{IdempotencyKeysPerClient: perClient})
+		if err != nil {
+			t.Fatal(err)
+		}
+		setOldGrouping(s, oldGrouping)
+		return s
+	}
+	// One key per client: a client's second key could share a group with
+	// its first and, at one key per group, evict it whatever the fix.
+	const clients = 16
+	key := func(i int) string { return ScopedKey(fmt.Sprintf("198.51.100.%d", i), "order-1") }
+	at := func(i int) canvas.Placement { return canvas.Placement{GX: i, GY: 3, Color: canvas.Color(0x100000 + i)} }
+	s := open(first)
+	answers := make([]canvas.Event, clients)
+	for i := range clients {
+		ev, _, err := s.Place(ctx, at(i), key(i), Trace{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		answers[i] = ev
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s = open(then)
+	defer s.Close(ctx)
+	var problems []string
+	for i := range clients {
+		ev, replayed, err := s.Place(ctx, at(i), key(i), Trace{})
+		if err != nil || !replayed || ev.ID != answers[i].ID || ev.Version != answers[i].Version {
+			problems = append(problems, fmt.Sprintf("client %d's retry: %s v%d replayed=%v err=%v, want its first answer %s v%d", i, ev.ID, ev.Version, replayed, err, answers[i].ID, answers[i].Version))
+		}
+	}
+	if n, _, err := s.Backlog(ctx); err != nil || n != clients {
+		problems = append(problems, fmt.Sprintf("%d outbox events after the retries (err %v), want the %d first writes only", n, err, clients))
+	}
+	_, px, err := s.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range px {
+		if p.Version != 1 {
+			problems = append(problems, fmt.Sprintf("pixel (%d,%d) at version %d after the retries, want 1", p.GX, p.GY, p.Version))
+		}
+	}
+	return problems
+}
+
+// TestKeyHomeIgnoresKeysSetting: a retried key finds its first answer and
+// writes nothing after a restart with another IDEMPOTENCY_KEYS, above or
+// below 64 (two api processes on MongoDB configured differently are the
+// same case): a key's bucket depends only on its client and itself.
+func TestKeyHomeIgnoresKeysSetting(t *testing.T) {
+	for _, c := range [][2]int{{8, 64}, {64, 8}, {1, 1024}, {1024, 3}} {
+		t.Run(fmt.Sprintf("%d-then-%d", c[0], c[1]), func(t *testing.T) {
+			for _, p := range retriesAcrossSettings(t, c[0], c[1], false) {
+				t.Error(p)
+			}
+		})
+	}
+}
+
+// TestKeyHomeScenarioHasTeeth: with the old grouping (as many groups as
+// the setting below 64) the same scenario writes retried keys again.
+func TestKeyHomeScenarioHasTeeth(t *testing.T) {
+	problems := retriesAcrossSettings(t, 8, 64, true)
+	if len(problems) == 0 {
+		t.Fatal("with the old grouping the scenario found nothing: it cannot catch the defect")
+	}
+	t.Logf("old grouping: %d problems, first: %s", len(problems), problems[0])
+}
+
+// setOldGrouping switches s to the grouping that followed the setting.
+func setOldGrouping(s *Store, on bool) { s.idemGroupsBySetting = on }

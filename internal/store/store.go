@@ -26,6 +26,7 @@ import (
 
 	"github.com/pixelflow/pixelflow/internal/backoff"
 	"github.com/pixelflow/pixelflow/internal/canvas"
+	"github.com/pixelflow/pixelflow/internal/dirlock"
 	"github.com/pixelflow/pixelflow/internal/option"
 )
 
@@ -65,9 +66,13 @@ type Options struct {
 	// IdempotencyTTL is how long an Idempotency-Key is remembered. Default 24h.
 	IdempotencyTTL time.Duration
 	// IdempotencyKeysPerClient bounds the keys one client holds (its oldest
-	// are forgotten first). Default 1024.
+	// are forgotten first), rounded up to a multiple of 64: at least 64.
+	// Changing it never moves a key (see idempotency.go). Default 1024.
 	IdempotencyKeysPerClient int
 	// IdempotencyBuckets is how many documents hold the keys. Default 256.
+	// A key's bucket is its hash modulo this number, so changing it moves
+	// nearly every key (their retries are written again): it is no
+	// setting of the binary.
 	IdempotencyBuckets int
 	// GroupCommit is how many concurrent placements at most share one
 	// transaction (see groupCommit); one batch is written at a time.
@@ -122,6 +127,11 @@ type Store struct {
 	// indexEmbedded makes the embedded engine create the query indexes as
 	// MongoDB does (for the test of that path; see ensureIndexes).
 	indexEmbedded bool
+	// idemGroupsBySetting restores the old idempotency grouping, whose
+	// number of groups (and so a key's bucket) followed
+	// IdempotencyKeysPerClient below 64: the defect that
+	// TestKeyHomeScenarioHasTeeth must catch.
+	idemGroupsBySetting bool
 }
 
 // Open connects to uri ("mongodb://…" for a replica set) or, with an empty
@@ -166,17 +176,45 @@ func Connect(ctx context.Context, uri string, tracer trace.TracerProvider) (clie
 
 // OpenEngine opens the embedded engine, tuned as pixelflow runs it: a
 // single file at path, or memory when path is empty. closeFn closes it.
+//
+// A file is opened by one engine at a time: each engine holds the whole
+// catalog in memory and rewrites the file on every commit, so two of them
+// would each acknowledge writes that the other's next commit discards. The
+// binary's DATA_DIR lock guards only two binaries; so the engine takes an
+// exclusive flock on a sidecar, path+LockSuffix (the file itself is
+// replaced by rename on every commit, and a lock on it would stay with the
+// old inode), and a second open of the same path, in this process or
+// another, fails naming the file and the holder's pid. closeFn releases it
+// after the engine stopped committing.
 func OpenEngine(ctx context.Context, path string) (client lungo.IClient, closeFn func(context.Context) error, err error) {
 	var st lungo.Store = lungo.NewMemoryStore()
+	var lock *dirlock.Lock
 	if path != "" {
+		if lock, err = dirlock.AcquireFile(path + LockSuffix); err != nil {
+			var le *dirlock.LockedError
+			if errors.As(err, &le) {
+				return nil, nil, fmt.Errorf("open embedded store %q: already open: %w", path, err)
+			}
+			return nil, nil, fmt.Errorf("open embedded store %q: %w", path, err)
+		}
 		st = lungo.NewFileStore(path, 0o644)
 	}
 	c, engine, err := lungo.Open(ctx, engineOptions(st))
 	if err != nil {
+		_ = lock.Release()
 		return nil, nil, fmt.Errorf("open embedded store %q: %w", path, err)
 	}
-	return c, func(context.Context) error { engine.Close(); return nil }, nil
+	return c, func(context.Context) error {
+		engine.Close() // waits for a commit in progress: nothing writes the file after it
+		if err := lock.Release(); err != nil {
+			return fmt.Errorf("release embedded store lock %s: %w", path+LockSuffix, err)
+		}
+		return nil
+	}, nil
 }
+
+// LockSuffix names the lock file next to an embedded store file.
+const LockSuffix = ".lock"
 
 // engineOptions are the embedded engine's options over store st.
 func engineOptions(st lungo.Store) lungo.Options {

@@ -3,6 +3,10 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,6 +62,48 @@ func TestFileStoreSurvivesReopen(t *testing.T) {
 	n, _, _ := s.Backlog(ctx)
 	if len(px) != 5 || n != 5 {
 		t.Fatalf("after reopen: %d pixels, %d pending; want 5, 5", len(px), n)
+	}
+}
+
+// TestSecondOpenOfAFileIsRefused is issue 28 item 3a: a store file is open
+// in one store at a time. A second Open of the same path (here in the same
+// process: flock belongs to the open file description, so it stands for
+// another process too) fails naming the file and the holder's pid, and the
+// first store keeps working; once it is closed the file opens again. Each
+// engine holds the catalog in memory and rewrites the file on commit, so
+// two of them would each acknowledge writes the other then overwrites.
+func TestSecondOpenOfAFileIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.lungo")
+	ctx := context.Background()
+	s, err := store.Open(ctx, "", path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := store.Open(ctx, "", path, store.Options{})
+	if err == nil {
+		_ = second.Close(ctx)
+		_ = s.Close(ctx)
+		t.Fatal("a second Open of an open store file succeeded")
+	}
+	t.Log(err)
+	for _, want := range []string{strconv.Quote(path), "pid " + strconv.Itoa(os.Getpid())} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+	if _, _, err := s.Place(ctx, place(1, 1, 0x123456), "", store.Trace{}); err != nil {
+		t.Fatalf("the first store after the refused open: %v", err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err = store.Open(ctx, "", path, store.Options{})
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	defer s.Close(ctx)
+	if _, px, _ := s.Snapshot(ctx); len(px) != 1 {
+		t.Fatalf("after reopen: %d pixels, want 1", len(px))
 	}
 }
 
