@@ -37,6 +37,11 @@
 // Timeouts: dial 2s, read and write 3s unless the URL sets dial_timeout,
 // read_timeout or write_timeout (the gateway's blocking reads are shorter
 // than the read timeout; see gateway's consumer).
+//
+// On Cluster the client re-reads the slot map every ClusterReload while it
+// is used, not go-redis's 60s: go-redis re-reads it early only on MOVED or
+// READONLY, which a dead primary never answers, so after a SIGKILL the
+// client would dial the dead node for a minute after its replica took over.
 package redisurl
 
 import (
@@ -66,6 +71,8 @@ const (
 	DialTimeout  = 2 * time.Second
 	ReadTimeout  = 3 * time.Second
 	WriteTimeout = 3 * time.Second
+	// ClusterReload is how stale a cluster client's slot map may grow.
+	ClusterReload = time.Second
 )
 
 // Target is a parsed URL: its mode and the go-redis options of that mode
@@ -146,6 +153,7 @@ func Parse(raw string) (Target, error) {
 			t.Cluster.TLSConfig.MinVersion = tls.VersionTLS12 // as go-redis's other parsers
 		}
 		setTimeouts(q, &t.Cluster.DialTimeout, &t.Cluster.ReadTimeout, &t.Cluster.WriteTimeout)
+		t.Cluster.ClusterStateReloadInterval = ClusterReload
 	default:
 		q.Del("cluster") // cluster=false: said explicitly, means one node
 		c := *u

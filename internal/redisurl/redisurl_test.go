@@ -112,6 +112,9 @@ func TestForms(t *testing.T) {
 			if g.dial != w.dial || g.read != w.read || g.wr != w.wr {
 				t.Errorf("timeouts dial %s read %s write %s, want %s %s %s", g.dial, g.read, g.wr, w.dial, w.read, w.wr)
 			}
+			if w.mode == redisurl.Cluster && tg.Cluster.ClusterStateReloadInterval != redisurl.ClusterReload {
+				t.Errorf("slot map re-read every %s, want %s", tg.Cluster.ClusterStateReloadInterval, redisurl.ClusterReload)
+			}
 			c := tg.Client()
 			defer c.Close()
 			switch cl := c.(type) {
