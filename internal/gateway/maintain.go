@@ -64,9 +64,9 @@ func (g *Gateway) beat(ctx context.Context) error {
 // was only partitioned away recreates its group when it returns and fills
 // the gap from the stream.
 func (g *Gateway) reap(ctx context.Context) ([]string, error) {
-	now, err := g.opts.Redis.Time(ctx).Result()
+	now, err := g.stream.Clock(ctx) // the heartbeats' node's clock, also on a Cluster
 	if err != nil {
-		return nil, fmt.Errorf("redis time: %w", err)
+		return nil, err
 	}
 	cutoff := now.Add(-g.opts.GroupTTL).UnixMilli()
 	beats, err := g.opts.Redis.ZRangeWithScores(ctx, g.beatKey, 0, -1).Result()

@@ -23,6 +23,13 @@
 // (restart without persistence), the relay starts a new epoch and republishes
 // from the durable outbox; readers that see another epoch resync.
 //
+// Redis Cluster: the hash tag puts every key of a canvas in one slot, every
+// script is given all the keys it touches in KEYS, and every multi-key
+// call (the scripts, Tail's MULTI) names keys of one canvas only; the
+// cluster and ACL tests (cluster_test.go, scripts_test.go) hold each
+// script to that. Commands without a key (TIME) are not used: they would
+// go to any node (Clock instead).
+//
 // Every mutation the relay makes (publish, start epoch) is a Lua script that
 // first checks the caller's lease term against the term key and refuses an
 // older one, so a leader that stalled past its lease cannot touch the stream
@@ -203,13 +210,16 @@ var (
 	claimTermLua string
 	//go:embed lua/heartbeat.lua
 	heartbeatLua string
+	//go:embed lua/clock.lua
+	clockLua string
 
 	publishScript    = redis.NewScript(fenceLua + publishLua)
 	startEpochScript = redis.NewScript(fenceLua + startEpochLua)
 	claimTermScript  = redis.NewScript(fenceLua + claimTermLua)
 
-	// The gateways' script: not a stream mutation, so not fenced.
+	// The gateways' scripts: not stream mutations, so not fenced.
 	heartbeatScript = redis.NewScript(heartbeatLua)
+	clockScript     = redis.NewScript(clockLua)
 )
 
 // Stream is one canvas's stream on one Redis.
@@ -350,6 +360,16 @@ func (s *Stream) Heartbeat(ctx context.Context, instance string) (time.Time, err
 	ms, err := heartbeatScript.Run(ctx, s.rdb, []string{s.keys.Gateways}, instance).Int64()
 	if err != nil {
 		return time.Time{}, fmt.Errorf("heartbeat: %w", err)
+	}
+	return time.UnixMilli(ms), nil
+}
+
+// Clock is the time of the Redis server that holds the canvas's keys, the
+// clock Heartbeat stamps by (see lua/clock.lua for why not TIME).
+func (s *Stream) Clock(ctx context.Context) (time.Time, error) {
+	ms, err := clockScript.Run(ctx, s.rdb, []string{s.keys.Gateways}).Int64()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("redis clock: %w", err)
 	}
 	return time.UnixMilli(ms), nil
 }
