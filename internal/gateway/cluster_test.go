@@ -29,7 +29,6 @@ func TestOnRedisCluster(t *testing.T) {
 	}
 	rdb := tg.Client()
 	t.Cleanup(func() { _ = rdb.Close() })
-	ctx := context.Background()
 	on := func(canvas, id string) gateway.Options {
 		o := opts(rdb, id)
 		o.Canvas = canvas
@@ -51,7 +50,7 @@ func TestOnRedisCluster(t *testing.T) {
 		for _, cl := range clients {
 			contiguous(t, cl, "e1", pub.Position().Seq)
 		}
-		keys := stream.KeysFor("fan")
+		keys, ctx := stream.KeysFor("fan"), context.Background()
 		gatewaytest.Eventually(t, waitFor, func() error {
 			for _, g := range []string{stream.GroupName("a"), stream.GroupName("b")} {
 				p, err := rdb.XPending(ctx, keys.Stream, g).Result()
@@ -67,7 +66,7 @@ func TestOnRedisCluster(t *testing.T) {
 		pub := gatewaytest.NewPublisher(t, rdb, "claim")
 		pub.StartEpoch("e1")
 		pub.Publish(5)
-		keys := stream.KeysFor("claim")
+		keys, ctx := stream.KeysFor("claim"), context.Background()
 		if err := rdb.XGroupCreate(ctx, keys.Stream, stream.GroupName("a"), "0").Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +94,7 @@ func TestOnRedisCluster(t *testing.T) {
 		pub := gatewaytest.NewPublisher(t, rdb, "reap")
 		pub.StartEpoch("e1")
 		pub.Publish(3)
-		keys := stream.KeysFor("reap")
+		keys, ctx := stream.KeysFor("reap"), context.Background()
 		for _, g := range []string{stream.GroupName("ghost"), stream.GroupName("nobeat"), "analytics"} {
 			if err := rdb.XGroupCreate(ctx, keys.Stream, g, "0").Err(); err != nil {
 				t.Fatal(err)

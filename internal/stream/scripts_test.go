@@ -2,8 +2,6 @@ package stream_test
 
 import (
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -42,9 +40,11 @@ func (h *keysOnly) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		rules := []any{"ACL", "SETUSER", h.user, "resetkeys"}
 		if name == "eval" || name == "evalsha" {
 			sha := fmt.Sprint(args[1])
-			if name == "eval" {
-				sum := sha1.Sum([]byte(sha))
-				sha = hex.EncodeToString(sum[:])
+			if name == "eval" { // Redis names the body (SHA-1)
+				var err error
+				if sha, err = h.admin.ScriptLoad(ctx, sha).Result(); err != nil {
+					return fmt.Errorf("keysOnly: %w", err)
+				}
 			}
 			n, err := strconv.Atoi(fmt.Sprint(args[2]))
 			if err != nil {

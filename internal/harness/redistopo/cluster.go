@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -116,7 +117,8 @@ func startCluster(ctx context.Context, tb testing.TB, opts ClusterOptions) (*Clu
 }
 
 // waitHealthy waits until every live node reports the cluster ok and sees
-// three slot ranges each served by a primary and one linked replica.
+// three shards serving slots, each with one primary and one replica
+// online, and every replica's link is up.
 func (c *Cluster) waitHealthy(ctx context.Context) error {
 	return poll(ctx, "cluster healthy", func(ctx context.Context) error {
 		for _, n := range c.live() {
@@ -127,17 +129,28 @@ func (c *Cluster) waitHealthy(ctx context.Context) error {
 			if f["cluster_state"] != "ok" || f["cluster_slots_ok"] != "16384" {
 				return fmt.Errorf("%s: state %s, %s slots ok", n.Addr(), f["cluster_state"], f["cluster_slots_ok"])
 			}
-			slots, err := clusterSlots(ctx, n.Addr())
+			shards, err := clusterShards(ctx, n.Addr())
 			if err != nil {
 				return err
 			}
-			if len(slots) != 3 {
-				return fmt.Errorf("%s sees %d slot ranges", n.Addr(), len(slots))
-			}
-			for _, s := range slots {
-				if len(s.Nodes) != 2 {
-					return fmt.Errorf("%s: slots %d-%d have %d nodes", n.Addr(), s.Start, s.End, len(s.Nodes))
+			served := 0
+			for _, sh := range shards {
+				if len(sh.Slots) == 0 {
+					continue
 				}
+				served++
+				online := map[string]int{}
+				for _, nd := range sh.Nodes {
+					if nd.Health == "online" {
+						online[nd.Role]++
+					}
+				}
+				if online["master"] != 1 || online["replica"] != 1 {
+					return fmt.Errorf("%s: slots from %d: %d primaries and %d replicas online", n.Addr(), sh.Slots[0].Start, online["master"], online["replica"])
+				}
+			}
+			if served != 3 {
+				return fmt.Errorf("%s sees %d shards serving slots", n.Addr(), served)
 			}
 			if r, up, err := role(ctx, n.Addr()); err != nil || (r == "slave" && !up) {
 				return fmt.Errorf("%s: role %s, link up %v (%v)", n.Addr(), r, up, err)
@@ -161,12 +174,12 @@ func clusterInfo(ctx context.Context, addr string) (map[string]string, error) {
 	return out, nil
 }
 
-func clusterSlots(ctx context.Context, addr string) ([]redis.ClusterSlot, error) {
+func clusterShards(ctx context.Context, addr string) ([]redis.ClusterShard, error) {
 	cl := client(addr)
 	defer cl.Close()
-	s, err := cl.ClusterSlots(ctx).Result()
+	s, err := cl.ClusterShards(ctx).Result()
 	if err != nil {
-		return nil, fmt.Errorf("cluster slots on %s: %w", addr, err)
+		return nil, fmt.Errorf("cluster shards on %s: %w", addr, err)
 	}
 	return s, nil
 }
@@ -240,26 +253,32 @@ func (c *Cluster) owners(ctx context.Context, key string) (*redisproc.Server, []
 	var primary string
 	var replicas []string
 	for _, n := range c.live() {
-		slots, err := clusterSlots(ctx, n.Addr())
+		shards, err := clusterShards(ctx, n.Addr())
 		if err != nil {
 			return nil, nil, err
 		}
-		found := false
-		for _, s := range slots {
-			if int(s.Start) <= slot && slot <= int(s.End) && len(s.Nodes) > 0 {
-				found = true
-				if primary == "" {
-					primary = s.Nodes[0].Addr
-					for _, r := range s.Nodes[1:] {
-						replicas = append(replicas, r.Addr)
-					}
-				} else if s.Nodes[0].Addr != primary {
-					return nil, nil, fmt.Errorf("slot %d: %s names primary %s, another node %s", slot, n.Addr(), s.Nodes[0].Addr, primary)
+		var masters, reps []string
+		for _, sh := range shards {
+			if !hasSlot(sh, slot) {
+				continue
+			}
+			for _, nd := range sh.Nodes {
+				addr := hostPort(nd)
+				switch nd.Role {
+				case "master":
+					masters = append(masters, addr)
+				case "replica":
+					reps = append(reps, addr)
 				}
 			}
 		}
-		if !found {
-			return nil, nil, fmt.Errorf("slot %d: %s names no primary", slot, n.Addr())
+		switch {
+		case len(masters) != 1:
+			return nil, nil, fmt.Errorf("slot %d: %s names primaries %v", slot, n.Addr(), masters)
+		case primary == "":
+			primary, replicas = masters[0], reps
+		case masters[0] != primary:
+			return nil, nil, fmt.Errorf("slot %d: %s names primary %s, another node %s", slot, n.Addr(), masters[0], primary)
 		}
 	}
 	p, err := c.node(primary)
@@ -276,6 +295,17 @@ func (c *Cluster) owners(ctx context.Context, key string) (*redisproc.Server, []
 	}
 	return p, reps, nil
 }
+
+func hasSlot(sh redis.ClusterShard, slot int) bool {
+	for _, r := range sh.Slots {
+		if int(r.Start) <= slot && slot <= int(r.End) {
+			return true
+		}
+	}
+	return false
+}
+
+func hostPort(n redis.Node) string { return net.JoinHostPort(n.IP, strconv.FormatInt(n.Port, 10)) }
 
 // PrimaryFor is the primary of key's slot, as every live node names it
 // and as it says itself.

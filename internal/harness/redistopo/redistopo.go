@@ -20,9 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -103,8 +101,6 @@ func role(ctx context.Context, addr string) (string, bool, error) {
 	}
 	return f["role"], f["master_link_status"] == "up", nil
 }
-
-func hostPort(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
 // stopped is a replica paused by PauseReplication.
 type stopped []*redisproc.Server
