@@ -28,6 +28,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/gateway"
 	"github.com/pixelflow/pixelflow/internal/ops"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
+	"github.com/pixelflow/pixelflow/internal/redisurl"
 	"github.com/pixelflow/pixelflow/internal/relay"
 	"github.com/pixelflow/pixelflow/internal/store"
 	"github.com/pixelflow/pixelflow/internal/stream"
@@ -56,8 +57,8 @@ type Main struct {
 
 	dirLock  *dirlock.Lock // held while this process uses DATA_DIR
 	store    *store.Store
-	redis    *redis.Client
-	stream   *stream.Stream // this canvas's stream, when there is a Redis
+	redis    redis.UniversalClient // one node, Sentinel or Cluster (REDIS_URL)
+	stream   *stream.Stream        // this canvas's stream, when there is a Redis
 	redisSrv *redisproc.Server
 	relay    *relay.Relay
 	gateway  *gateway.Gateway
@@ -397,8 +398,8 @@ func (m *Main) lockDataDir() error {
 
 func (m *Main) openRedis(ctx context.Context) error {
 	c := m.Config
-	u := c.RedisURL
-	if u == "" {
+	target := c.Redis // REDIS_URL, validated by config.Parse
+	if c.RedisURL == "" {
 		dir := filepath.Join(c.DataDir, "redis")
 		if c.DataDir != "" {
 			if err := m.lockDataDir(); err != nil {
@@ -421,15 +422,13 @@ func (m *Main) openRedis(ctx context.Context) error {
 		if pid := srv.Leftover(); pid != 0 {
 			m.Logger.Warn("stopped a redis-server left behind on DATA_DIR before starting a new one", "pid", pid, "dir", dir)
 		}
-		u = srv.URL()
 		m.Logger.Info("started private redis-server", "addr", srv.Addr(), "pid", srv.Pid(), "dir", dir)
+		if target, err = redisurl.Parse(srv.URL()); err != nil {
+			return fmt.Errorf("private redis-server's URL: %w", err)
+		}
 	}
-	opt, err := redis.ParseURL(u)
-	if err != nil {
-		return fmt.Errorf("REDIS_URL: %w", err)
-	}
-	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = 2*time.Second, 3*time.Second, 3*time.Second
-	m.redis = redis.NewClient(opt)
+	m.redis = target.Client()
+	m.Logger.Info("redis", "mode", string(target.Mode), "addrs", target.Addrs())
 	return nil
 }
 

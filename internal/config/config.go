@@ -25,6 +25,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/clientip"
 	"github.com/pixelflow/pixelflow/internal/gateway"
 	"github.com/pixelflow/pixelflow/internal/option"
+	"github.com/pixelflow/pixelflow/internal/redisurl"
 	"github.com/pixelflow/pixelflow/internal/relay"
 	"github.com/pixelflow/pixelflow/internal/store"
 )
@@ -36,7 +37,10 @@ type Config struct {
 	MongoURI string // empty: embedded store
 	DataDir  string // embedded store file's directory; "" = memory
 	RedisURL string // empty: serve starts a private redis-server
-	Addr     string // listen address, from HOST and PORT
+	// Redis is RedisURL parsed (mode and go-redis options); its Mode is ""
+	// when RedisURL is empty.
+	Redis redisurl.Target
+	Addr  string // listen address, from HOST and PORT
 
 	Canvas           string
 	Width, Height    int
@@ -142,7 +146,11 @@ func newFlagSet(getenv func(string) string) (*flag.FlagSet, []*setting) {
 	settings := []*setting{
 		{flag: "mongo-uri", env: "MONGO_URI", kind: kindString, help: "MongoDB replica set URI; empty runs the embedded store"},
 		{flag: "data-dir", env: "DATA_DIR", kind: kindString, def: "data", help: "directory of the embedded store's file (and the private redis-server's data); \"memory\" keeps it in memory"},
-		{flag: "redis-url", env: "REDIS_URL", kind: kindString, help: "Redis URL (redis://host:port/db); empty: serve/gateway start a private redis-server child"},
+		{flag: "redis-url", env: "REDIS_URL", kind: kindString, help: "Redis URL, rediss:// for TLS: one node redis://[user:pass@]host:port[/db]; " +
+			"Sentinel redis://[suser:spass@]sentinel1:26379?master_name=NAME&addr=sentinel2:26379[&username=user&password=pass] " +
+			"(the URL's user:pass is the Sentinels', username=/password= the primary's); " +
+			"Cluster redis://[user:pass@]seed1:6379?addr=seed2:6379[&addr=...] (or one seed with cluster=true); " +
+			"empty: serve/gateway start a private redis-server child"},
 		{flag: "host", env: "HOST", kind: kindString, help: "listen host (empty: all interfaces)"},
 		{flag: "port", env: "PORT", kind: kindInt, def: "8080", help: "listen port (0 picks a free one)"},
 		{flag: "canvas", env: "CANVAS_NAME", kind: kindString, def: canvas.DefaultName, help: "canvas name (letters, digits, '.', - and _)"},
@@ -244,9 +252,15 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	}
 	c.RedisURL = p.str("REDIS_URL")
 	if c.RedisURL != "" {
-		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
-			p.fail("REDIS_URL", c.RedisURL, "must look like redis://host:port")
+		t, err := redisurl.Parse(c.RedisURL)
+		if err != nil {
+			shown := redisurl.Redact(c.RedisURL)
+			if shown == "" {
+				shown = "(not shown: it may hold a password)"
+			}
+			p.fail("REDIS_URL", shown, err.Error())
 		}
+		c.Redis = t
 	}
 	port := p.intRange("PORT", 0, 65535)
 	c.Addr = p.str("HOST") + ":" + strconv.Itoa(port)

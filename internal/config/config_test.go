@@ -9,6 +9,7 @@ import (
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/gateway"
+	"github.com/pixelflow/pixelflow/internal/redisurl"
 	"github.com/pixelflow/pixelflow/internal/relay"
 	"github.com/pixelflow/pixelflow/internal/store"
 )
@@ -47,7 +48,10 @@ func TestRefusals(t *testing.T) {
 		{[]string{"RATE_LIMIT", "-1"}, nil, `invalid RATE_LIMIT (-rate-limit) "-1"`},
 		{[]string{"PORT", "abc"}, nil, `invalid PORT (-port) "abc": must be an integer from 0 to 65535`},
 		{[]string{"MONGO_URI", "http://x"}, nil, `invalid MONGO_URI (-mongo-uri) "http://x"`},
-		{[]string{"REDIS_URL", "localhost:6379"}, nil, `invalid REDIS_URL (-redis-url)`},
+		{[]string{"REDIS_URL", "localhost:6379"}, nil, `invalid REDIS_URL (-redis-url) "localhost:6379": must start with redis:// or rediss://`},
+		{[]string{"REDIS_URL", "redis://u:s3cret@h:1?master_name=m&cluster=true"}, nil, `invalid REDIS_URL (-redis-url) "redis://u:xxxxx@h:1?master_name=m&cluster=true": master_name (Sentinel) and cluster= contradict`},
+		{[]string{"REDIS_URL", "redis://h:1/2?addr=h:2"}, nil, `invalid REDIS_URL (-redis-url) "redis://h:1/2?addr=h:2": database "2" on Redis Cluster`},
+		{[]string{"REDIS_URL", "redis://u:s3cret@h:1%zz"}, nil, `invalid REDIS_URL (-redis-url) "(not shown: it may hold a password)": not a URL`},
 		{[]string{"CANARY_INTERVAL", "10s", "CANARY_BOUND", "15s"}, nil, `invalid CANARY_BOUND (-canary-bound) "15s": must exceed twice CANARY_INTERVAL`},
 		{[]string{"LOG_LEVEL", "loud"}, nil, `invalid LOG_LEVEL (-log-level) "loud"`},
 		{[]string{"LOG_FORMAT", "xml"}, nil, `invalid LOG_FORMAT (-log-format) "xml": must be json or text`},
@@ -59,8 +63,31 @@ func TestRefusals(t *testing.T) {
 			t.Errorf("%v %v: accepted", tc.env, tc.args)
 			continue
 		}
-		if msg := err.Error(); !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") {
+		if msg := err.Error(); !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") || strings.Contains(msg, "s3cret") {
 			t.Errorf("%v %v:\n got %q\nwant one line containing %q", tc.env, tc.args, msg, tc.want)
+		}
+	}
+}
+
+// TestRedisURLModes: every role reads REDIS_URL into the same parsed
+// target, whose mode is the URL's (the forms themselves are redisurl's
+// tests).
+func TestRedisURLModes(t *testing.T) {
+	for url, mode := range map[string]redisurl.Mode{
+		"":                               "",
+		"rediss://u:p@h:6380/1":          redisurl.Single,
+		"redis://s1:26379?master_name=m": redisurl.Sentinel,
+		"redis://n1:7000?addr=n2:7000":   redisurl.Cluster,
+		"redis://n1:7000?cluster=true":   redisurl.Cluster,
+	} {
+		for _, role := range Roles {
+			c, err := Parse([]string{role}, env("REDIS_URL", url, "MONGO_URI", "mongodb://db/?replicaSet=rs0"))
+			if err != nil {
+				t.Fatalf("%s with REDIS_URL %q: %v", role, url, err)
+			}
+			if c.Redis.Mode != mode || c.RedisURL != url {
+				t.Errorf("%s with REDIS_URL %q: mode %q, want %q", role, url, c.Redis.Mode, mode)
+			}
 		}
 	}
 }

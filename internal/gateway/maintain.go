@@ -70,9 +70,9 @@ func (g *Gateway) beat(ctx context.Context) error {
 // (issue 28 item 3.1) the reaper destroyed and ZREMed from its read alone,
 // and a gateway that had just beaten, or just started, lost both.
 func (g *Gateway) reap(ctx context.Context) ([]string, error) {
-	now, err := g.opts.Redis.Time(ctx).Result()
+	now, err := g.stream.Clock(ctx) // the heartbeats' node's clock, also on a Cluster
 	if err != nil {
-		return nil, fmt.Errorf("redis time: %w", err)
+		return nil, err
 	}
 	cutoff := now.Add(-g.opts.GroupTTL).UnixMilli()
 	beats, err := g.opts.Redis.ZRangeWithScores(ctx, g.beatKey, 0, -1).Result()

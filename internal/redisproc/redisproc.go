@@ -58,6 +58,18 @@ type Options struct {
 	// Temporary makes Dir the server's own: Close removes it (a private
 	// server of DATA_DIR=memory leaves nothing behind in the temp folder).
 	Temporary bool
+	// Config, when set, is written to <Dir>/redis.conf at the first start
+	// and given to the server as its configuration file; a restart keeps
+	// the file, which a Sentinel rewrites with what it learned (its id,
+	// the current primary). pixelflow's own arguments override it.
+	Config string
+	// Sentinel runs the server as a Redis Sentinel (--sentinel): Config
+	// then holds its "sentinel monitor" lines.
+	Sentinel bool
+	// Args are further redis-server arguments, after pixelflow's own
+	// (later ones win): replication, cluster mode, TLS, ACL users. The
+	// server must still answer a plain PING on Port.
+	Args []string
 }
 
 // Server is one redis-server child.
@@ -127,14 +139,27 @@ func (s *Server) Pid() int {
 }
 
 func (s *Server) start(ctx context.Context) error {
-	args := []string{
+	var args []string
+	if s.opts.Config != "" {
+		conf := filepath.Join(s.opts.Dir, "redis.conf")
+		if _, err := os.Stat(conf); errors.Is(err, os.ErrNotExist) {
+			if err := os.WriteFile(conf, []byte(s.opts.Config), 0o600); err != nil {
+				return fmt.Errorf("write redis config: %w", err)
+			}
+		}
+		args = append(args, conf)
+	}
+	if s.opts.Sentinel {
+		args = append(args, "--sentinel")
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.opts.Port),
 		"--bind", "127.0.0.1",
 		"--dir", s.opts.Dir,
 		"--save", "",
 		"--protected-mode", "yes",
 		"--logfile", filepath.Join(s.opts.Dir, "redis.log"),
-	}
+	)
 	if s.opts.AppendOnly {
 		fsync := "everysec"
 		if s.opts.FsyncEveryWrite {
@@ -144,6 +169,7 @@ func (s *Server) start(ctx context.Context) error {
 	} else {
 		args = append(args, "--appendonly", "no")
 	}
+	args = append(args, s.opts.Args...)
 	left, err := stopLeftover(s.opts.Dir)
 	if err != nil {
 		return err

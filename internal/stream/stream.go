@@ -23,6 +23,13 @@
 // (restart without persistence), the relay starts a new epoch and republishes
 // from the durable outbox; readers that see another epoch resync.
 //
+// Redis Cluster: the hash tag puts every key of a canvas in one slot, every
+// script is given all the keys it touches in KEYS, and every multi-key
+// call (the scripts, Tail's MULTI) names keys of one canvas only; the
+// cluster and ACL tests (cluster_test.go, scripts_test.go) hold each
+// script to that. Commands without a key (TIME) are not used: they would
+// go to any node (Clock instead).
+//
 // Every mutation the relay makes (publish, start epoch) is a Lua script that
 // first checks the caller's lease term against the term key and refuses an
 // older one, so a leader that stalled past its lease cannot touch the stream
@@ -210,6 +217,8 @@ var (
 	joinGroupLua string
 	//go:embed lua/reap.lua
 	reapLua string
+	//go:embed lua/clock.lua
+	clockLua string
 
 	publishScript    = redis.NewScript(fenceLua + publishLua)
 	startEpochScript = redis.NewScript(fenceLua + startEpochLua)
@@ -219,6 +228,7 @@ var (
 	heartbeatScript = redis.NewScript(heartbeatLua)
 	joinGroupScript = redis.NewScript(joinGroupLua)
 	reapScript      = redis.NewScript(reapLua)
+	clockScript     = redis.NewScript(clockLua)
 )
 
 // Stream is one canvas's stream on one Redis.
@@ -424,4 +434,14 @@ func (s *Stream) JoinGroup(ctx context.Context, group string, at canvas.Position
 		return Joined{}, fmt.Errorf("join group %s: script answered %q", group, res)
 	}
 	return Joined{Epoch: res[0], Outcome: res[1]}, nil
+}
+
+// Clock is the time of the Redis server that holds the canvas's keys, the
+// clock Heartbeat stamps by (see lua/clock.lua for why not TIME).
+func (s *Stream) Clock(ctx context.Context) (time.Time, error) {
+	ms, err := clockScript.Run(ctx, s.rdb, []string{s.keys.Gateways}).Int64()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("redis clock: %w", err)
+	}
+	return time.UnixMilli(ms), nil
 }
