@@ -284,7 +284,12 @@ func TestOfferBeforeRedisAmnesiaEndsWithTheStoreCanvas(t *testing.T) {
 	xctx, xstop := context.WithCancel(ctx)
 	xdone := make(chan error, 1)
 	go func() { xdone <- x.Run(xctx) }()
-	defer func() { xstop(); _ = <-xdone }()
+	defer func() {
+		xstop()
+		if err := <-xdone; err != nil {
+			t.Logf("client x ended: %v", err)
+		}
+	}()
 	wait("client x greeted at the offered position with a snapshot", func() bool {
 		return x.Position() == canvas.Position{Epoch: e1, Seq: at + 1} && x.Stats().Snapshots >= 1 && !x.Stats().SnapshotPending
 	})
