@@ -130,57 +130,7 @@ func TestSnapshotCoversAnOfferedPosition(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitEpoch(t, m)
-	first, _ := getCanvas(t, base, "", "") // cached, keyed by the tail T
-	before := first.Header.Get("ETag")
-	if first.StatusCode != http.StatusOK || before == "" {
-		t.Fatalf("first snapshot: %d, ETag %q", first.StatusCode, before)
-	}
-	at := m.gateway.Stats().LastSeq
-
-	armed.Store(true)
-	if code := postStatus(t, base, `{"gx":3,"gy":4,"color":"#123456"}`); code != http.StatusCreated {
-		t.Fatalf("POST: %d", code)
-	}
-	select {
-	case <-reached:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the relay never reached its XADD")
-	}
-	ws, _, err := websocket.DefaultDialer.Dial("ws://"+m.Addr+"/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	var hello protocol.ServerFrame
-	if err := ws.ReadJSON(&hello); err != nil || hello.Type != "hello" {
-		t.Fatalf("hello: %+v, %v", hello, err)
-	}
-	if hello.Seq != at+1 {
-		t.Fatalf("hello at seq %d with the XADD held, want %d (the offered entry): the path under test never ran", hello.Seq, at+1)
-	}
-
-	again, body := getCanvas(t, base, "", before)
-	code, etag := again.StatusCode, again.Header.Get("ETag")
-	if code == http.StatusNotModified {
-		t.Fatalf("a client at offered seq %d got 304 for the snapshot made at %s, before the write", hello.Seq, before)
-	}
-	var snap struct {
-		Pixels []struct {
-			GX, GY int
-			Color  string
-		}
-	}
-	if err := json.Unmarshal(body, &snap); err != nil {
-		t.Fatalf("snapshot (%d, ETag %s): %v", code, etag, err)
-	}
-	if !slices.ContainsFunc(snap.Pixels, func(p struct {
-		GX, GY int
-		Color  string
-	}) bool {
-		return p.GX == 3 && p.GY == 4 && p.Color == "#123456"
-	}) {
-		t.Fatalf("a client at offered seq %d got a snapshot (ETag %s, first was %s) without that pixel", hello.Seq, etag, before)
-	}
+	snapshotCoversHeldOffer(t, m, base, &armed, reached, 3, 4, "#123456")
 	once.Do(func() { close(release) })
 }
 
@@ -381,14 +331,26 @@ func TestSnapshotOfAnAPIWithoutAGatewayCoversAnOfferedPosition(t *testing.T) {
 	srv := httptest.NewServer(other)
 	defer srv.Close()
 
-	first, _ := getCanvas(t, srv.URL, "", "") // cached by the other api, keyed by the tail T
+	snapshotCoversHeldOffer(t, m, srv.URL, &armed, reached, 5, 6, "#654321")
+	once.Do(func() { close(release) })
+}
+
+// snapshotCoversHeldOffer takes a snapshot from snapURL (cached there,
+// keyed by the tail T), places (gx, gy) colour through m with the relay's
+// XADD held (armed; reached says the relay got there), greets a client at
+// the offered entry T+1, and requires snapURL's next snapshot to be neither
+// a 304 for the first one nor a copy without the pixel.
+func snapshotCoversHeldOffer(t *testing.T, m *Main, snapURL string, armed *atomic.Bool, reached <-chan struct{}, gx, gy int, color string) {
+	t.Helper()
+	first, _ := getCanvas(t, snapURL, "", "")
 	before := first.Header.Get("ETag")
 	if first.StatusCode != http.StatusOK || before == "" {
 		t.Fatalf("first snapshot: %d, ETag %q", first.StatusCode, before)
 	}
 	at := m.gateway.Stats().LastSeq
 	armed.Store(true)
-	if code := postStatus(t, base, `{"gx":5,"gy":6,"color":"#654321"}`); code != http.StatusCreated {
+	body := fmt.Sprintf(`{"gx":%d,"gy":%d,"color":%q}`, gx, gy, color)
+	if code := postStatus(t, "http://"+m.Addr, body); code != http.StatusCreated {
 		t.Fatalf("POST: %d", code)
 	}
 	select {
@@ -408,9 +370,9 @@ func TestSnapshotOfAnAPIWithoutAGatewayCoversAnOfferedPosition(t *testing.T) {
 	if hello.Seq != at+1 {
 		t.Fatalf("hello at seq %d with the XADD held, want %d (the offered entry): the path under test never ran", hello.Seq, at+1)
 	}
-	again, body := getCanvas(t, srv.URL, "", before)
+	again, got := getCanvas(t, snapURL, "", before)
 	if again.StatusCode == http.StatusNotModified {
-		t.Fatalf("a client at offered seq %d got 304 from the other api for the snapshot made at %s, before the write", hello.Seq, before)
+		t.Fatalf("a client at offered seq %d got 304 from %s for the snapshot made at %s, before the write", hello.Seq, snapURL, before)
 	}
 	var snap struct {
 		Pixels []struct {
@@ -418,16 +380,15 @@ func TestSnapshotOfAnAPIWithoutAGatewayCoversAnOfferedPosition(t *testing.T) {
 			Color  string
 		}
 	}
-	if err := json.Unmarshal(body, &snap); err != nil {
+	if err := json.Unmarshal(got, &snap); err != nil {
 		t.Fatalf("snapshot (%d, ETag %s): %v", again.StatusCode, again.Header.Get("ETag"), err)
 	}
 	if !slices.ContainsFunc(snap.Pixels, func(p struct {
 		GX, GY int
 		Color  string
 	}) bool {
-		return p.GX == 5 && p.GY == 6 && p.Color == "#654321"
+		return p.GX == gx && p.GY == gy && p.Color == color
 	}) {
-		t.Fatalf("a client at offered seq %d got from the other api a snapshot (ETag %s, first was %s) without that pixel", hello.Seq, again.Header.Get("ETag"), before)
+		t.Fatalf("a client at offered seq %d got from %s a snapshot (ETag %s, first was %s) without that pixel", hello.Seq, snapURL, again.Header.Get("ETag"), before)
 	}
-	once.Do(func() { close(release) })
 }
