@@ -188,7 +188,13 @@ func (s *Server) start(ctx context.Context) error {
 	started := make(chan error, 1)
 	done := make(chan struct{})
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the child
+		// Locked for the child's whole life, then unlocked: a goroutine
+		// that returns locked ends its thread, and the kernel then sends
+		// the death signal to every child that thread ever started, not
+		// only this one (in the chaos harness, a gateway started on that
+		// thread before it was locked was SIGKILLed when Redis stopped).
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 		if err := cmd.Start(); err != nil {
 			started <- err
 			return
