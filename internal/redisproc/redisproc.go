@@ -70,6 +70,11 @@ type Options struct {
 	// (later ones win): replication, cluster mode, TLS, ACL users. The
 	// server must still answer a plain PING on Port.
 	Args []string
+
+	// onThread, set only by tests (export_test.go), runs on the locked
+	// thread just before the child is forked: a test forks a child of its
+	// own from that thread and checks the thread's end spares it.
+	onThread func()
 }
 
 // Server is one redis-server child.
@@ -195,6 +200,9 @@ func (s *Server) start(ctx context.Context) error {
 		// thread before it was locked was SIGKILLed when Redis stopped).
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
+		if s.opts.onThread != nil {
+			s.opts.onThread()
+		}
 		if err := cmd.Start(); err != nil {
 			started <- err
 			return

@@ -217,3 +217,41 @@ func TestStartSparesAnUnrelatedPidInThePidFile(t *testing.T) {
 		t.Errorf("pid file %q (%v), want the new server's pid %d", b, err, s.Pid())
 	}
 }
+
+// The thread that forks the redis-server is locked for the child's life
+// and must live on afterwards: the death signal of every child ever forked
+// from a thread is bound to that thread, so a thread that ends with the
+// server kills them all. In the chaos harness a gateway process, started
+// earlier on the thread a later Redis start locked, was SIGKILLed when
+// that Redis stopped. A child forked from the same thread must outlive the
+// server's end.
+func TestServerEndSparesOtherChildrenOfItsThread(t *testing.T) {
+	var other *exec.Cmd
+	var otherErr error
+	opts := redisproc.WithOnThread(redisproc.Options{Dir: t.TempDir()}, func() {
+		other = exec.Command("sleep", "60")
+		other.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		otherErr = other.Start()
+	})
+	s, err := redisproc.Start(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if otherErr != nil {
+		s.Kill()
+		t.Fatal(otherErr)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = other.Wait(); close(exited) }()
+	defer func() {
+		_ = other.Process.Kill()
+		<-exited
+	}()
+	s.Kill() // the server ends; the goroutine that waited for it returns
+	select {
+	case <-exited:
+		t.Fatalf("a child forked from the redis-server's thread ended with it: %v", waitErr)
+	case <-time.After(time.Second): // a death signal arrives at once
+	}
+}
