@@ -13,7 +13,6 @@ import (
 	"github.com/pixelflow/pixelflow/internal/harness/client"
 	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 	"github.com/pixelflow/pixelflow/internal/harness/history"
-	"github.com/pixelflow/pixelflow/internal/harness/pace"
 	"github.com/pixelflow/pixelflow/internal/harness/redistopo"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
@@ -89,25 +88,9 @@ func sentinelFailover(t *testing.T, pause bool) {
 
 	// 100 writes a second for 8 s; the primary dies after 250.
 	const total = 800
-	w := cluster.NewWriter(base, rec, 8)
-	w.Retries = 0
-	done := make(chan pace.Result, 1)
-	go func() {
-		rngs := make([]*rand.Rand, 8)
-		for i := range rngs {
-			rngs[i] = rand.New(rand.NewPCG(uint64(i), 2))
-		}
-		done <- pace.Pacer{Rate: 100, Total: total, Workers: 8}.Run(ctx, func(i int, _ time.Time) { w.PlaceRandom(ctx, rngs[i]) })
-	}()
-	waitAcked := func(n int) {
-		t.Helper()
-		for w.Acked() < n {
-			if ctx.Err() != nil {
-				t.Fatalf("only %d writes acknowledged, want %d", w.Acked(), n)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
+	pw := startPacedWrites(ctx, base, rec, 8, 100, total, 8, 2)
+	w, done := pw.w, pw.done
+	waitAcked := func(n int) { t.Helper(); pw.waitAcked(ctx, t, n) }
 	waitAcked(250)
 	resume := func() error { return nil }
 	if pause {

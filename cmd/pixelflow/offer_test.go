@@ -22,7 +22,6 @@ import (
 	"github.com/pixelflow/pixelflow/internal/harness/client"
 	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 	"github.com/pixelflow/pixelflow/internal/harness/history"
-	"github.com/pixelflow/pixelflow/internal/harness/pace"
 	"github.com/pixelflow/pixelflow/internal/harness/redistest"
 	"github.com/pixelflow/pixelflow/internal/protocol"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
@@ -57,25 +56,9 @@ func TestServeOffersSurviveRedisFaults(t *testing.T) {
 	// 200 writes a second for 5 s: Redis is paused for a second after
 	// 150 of them are acknowledged and killed and restarted after 550.
 	const total = 1000
-	w := cluster.NewWriter(base, rec, 16)
-	w.Retries = 0
-	done := make(chan pace.Result, 1)
-	go func() {
-		rngs := make([]*rand.Rand, 16)
-		for i := range rngs {
-			rngs[i] = rand.New(rand.NewPCG(uint64(i), 1))
-		}
-		done <- pace.Pacer{Rate: 200, Total: total, Workers: 16}.Run(ctx, func(i int, _ time.Time) { w.PlaceRandom(ctx, rngs[i]) })
-	}()
-	waitAcked := func(n int) {
-		t.Helper()
-		for w.Acked() < n {
-			if ctx.Err() != nil {
-				t.Fatalf("only %d writes acknowledged, want %d", w.Acked(), n)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
+	pw := startPacedWrites(ctx, base, rec, 16, 200, total, 16, 1)
+	w, done := pw.w, pw.done
+	waitAcked := func(n int) { t.Helper(); pw.waitAcked(ctx, t, n) }
 	waitAcked(150)
 	if err := srv.Pause(); err != nil {
 		t.Fatal(err)
@@ -109,29 +92,17 @@ func TestServeOffersSurviveRedisFaults(t *testing.T) {
 // the snapshot cache may not answer it with a build keyed by the tail T
 // (made before the write), nor confirm that copy with a 304.
 func TestSnapshotCoversAnOfferedPosition(t *testing.T) {
-	var armed atomic.Bool
-	reached, release := make(chan struct{}, 1), make(chan struct{})
-	hold := func(name string) error {
-		if name == "relay:before-xadd" && armed.Load() {
-			select {
-			case reached <- struct{}{}:
-			default:
-			}
-			<-release
-		}
-		return nil
-	}
+	xadd := newHold("relay:before-xadd")
 	m := runMainWith(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "HOST": "127.0.0.1", "RATE_LIMIT": "0",
-		"INSTANCE_ID": "offer-snap", "CANARY_INTERVAL": "0"}, func(m *Main) { m.testFailpoint = hold }, "serve")
-	var once sync.Once
-	t.Cleanup(func() { once.Do(func() { close(release) }) }) // before Close
+		"INSTANCE_ID": "offer-snap", "CANARY_INTERVAL": "0"}, func(m *Main) { m.testFailpoint = xadd.failpoint }, "serve")
+	t.Cleanup(xadd.release) // before Close
 	base := "http://" + m.Addr
 	if err := waitReady(base); err != nil {
 		t.Fatal(err)
 	}
 	waitEpoch(t, m)
-	snapshotCoversHeldOffer(t, m, base, &armed, reached, 3, 4, "#123456")
-	once.Do(func() { close(release) })
+	snapshotCoversHeldOffer(t, m, base, xadd, 3, 4, "#123456")
+	xadd.release()
 }
 
 // TestOfferBeforeRedisAmnesiaEndsWithTheStoreCanvas: Redis comes back
@@ -149,31 +120,15 @@ func TestSnapshotCoversAnOfferedPosition(t *testing.T) {
 // must end with the store's canvas.
 func TestOfferBeforeRedisAmnesiaEndsWithTheStoreCanvas(t *testing.T) {
 	srv := redistest.MustStart(t, false)
-	var gwArmed, relayArmed atomic.Bool
-	gwReached, relayReached := make(chan struct{}, 1), make(chan struct{}, 1)
-	gwRelease, relayRelease := make(chan struct{}), make(chan struct{})
-	hold := func(armed *atomic.Bool, reached, release chan struct{}) {
-		if armed.CompareAndSwap(true, false) {
-			reached <- struct{}{}
-			<-release
-		}
-	}
+	gw, relay := newHold("gateway:before-group-create"), newHold("relay:before-xadd")
 	fp := func(name string) error {
-		switch name {
-		case "gateway:before-group-create":
-			hold(&gwArmed, gwReached, gwRelease)
-		case "relay:before-xadd":
-			hold(&relayArmed, relayReached, relayRelease)
-		}
-		return nil
+		_ = gw.failpoint(name)
+		return relay.failpoint(name)
 	}
 	m := runMainWith(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "HOST": "127.0.0.1", "RATE_LIMIT": "0",
 		"REDIS_URL": srv.URL(), "INSTANCE_ID": "offer-amnesia", "CANARY_INTERVAL": "0"},
 		func(m *Main) { m.testFailpoint = fp }, "serve")
-	var gwOnce, relayOnce sync.Once
-	releaseGW := func() { gwOnce.Do(func() { close(gwRelease) }) }
-	releaseRelay := func() { relayOnce.Do(func() { close(relayRelease) }) }
-	t.Cleanup(func() { releaseGW(); releaseRelay() }) // before Close
+	t.Cleanup(func() { gw.release(); relay.release() }) // before Close
 	base := "http://" + m.Addr
 	if err := waitReady(base); err != nil {
 		t.Fatal(err)
@@ -190,7 +145,7 @@ func TestOfferBeforeRedisAmnesiaEndsWithTheStoreCanvas(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	reach := func(what string, c chan struct{}) {
+	reach := func(what string, c <-chan struct{}) {
 		t.Helper()
 		select {
 		case <-c:
@@ -207,19 +162,19 @@ func TestOfferBeforeRedisAmnesiaEndsWithTheStoreCanvas(t *testing.T) {
 	})
 	e1, at := m.gateway.Stats().Epoch, m.gateway.Stats().LastSeq
 
-	gwArmed.Store(true)
+	gw.armed.Store(true)
 	if err := srv.Restart(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	reach("the gateway's rejoin", gwReached)
+	reach("the gateway's rejoin", gw.reached)
 	stale, _ := getCanvas(t, base, "", "") // cached, keyed by the empty stream's tail
 	t.Logf("snapshot after Redis came back empty: ETag %s", stale.Header.Get("ETag"))
 
-	relayArmed.Store(true)
+	relay.armed.Store(true)
 	if code := postStatus(t, base, `{"gx":2,"gy":2,"color":"#ABCDEF"}`); code != http.StatusCreated {
 		t.Fatalf("POST: %d", code)
 	}
-	reach("the relay's XADD", relayReached)
+	reach("the relay's XADD", relay.reached)
 	if st := m.gateway.Stats(); st.Epoch != e1 || st.LastSeq != at+1 {
 		t.Fatalf("gateway at %s:%d, want %s:%d (the offer in the old epoch): the path under test never ran", st.Epoch, st.LastSeq, e1, at+1)
 	}
@@ -246,9 +201,9 @@ func TestOfferBeforeRedisAmnesiaEndsWithTheStoreCanvas(t *testing.T) {
 	_, has := x.Canvas()[[2]int{2, 2}]
 	t.Logf("client x greeted at %s:%d; its snapshot holds the offered pixel: %v", e1, at+1, has)
 
-	releaseGW() // it rejoins with no epoch in Redis yet: a resync to none
+	gw.release() // it rejoins with no epoch in Redis yet: a resync to none
 	wait("a resync to no epoch", func() bool { return x.Stats().Resyncs >= 1 && !x.Stats().SnapshotPending })
-	releaseRelay()
+	relay.release()
 
 	want := func() (map[[2]int]client.CanvasPixel, error) {
 		_, px, err := m.store.Snapshot(ctx)
@@ -303,19 +258,10 @@ func TestOfferBeforeRedisAmnesiaEndsWithTheStoreCanvas(t *testing.T) {
 // The second api here shares the first's store and Redis, wired as a
 // process without a gateway is (snapshotKey with no gateway).
 func TestSnapshotOfAnAPIWithoutAGatewayCoversAnOfferedPosition(t *testing.T) {
-	var armed atomic.Bool
-	reached, release := make(chan struct{}, 1), make(chan struct{})
-	hold := func(name string) error {
-		if name == "relay:before-xadd" && armed.CompareAndSwap(true, false) {
-			reached <- struct{}{}
-			<-release
-		}
-		return nil
-	}
+	xadd := newHold("relay:before-xadd")
 	m := runMainWith(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "HOST": "127.0.0.1", "RATE_LIMIT": "0",
-		"INSTANCE_ID": "offer-remote-snap", "CANARY_INTERVAL": "0"}, func(m *Main) { m.testFailpoint = hold }, "serve")
-	var once sync.Once
-	t.Cleanup(func() { once.Do(func() { close(release) }) }) // before Close
+		"INSTANCE_ID": "offer-remote-snap", "CANARY_INTERVAL": "0"}, func(m *Main) { m.testFailpoint = xadd.failpoint }, "serve")
+	t.Cleanup(xadd.release) // before Close
 	base := "http://" + m.Addr
 	if err := waitReady(base); err != nil {
 		t.Fatal(err)
@@ -331,16 +277,16 @@ func TestSnapshotOfAnAPIWithoutAGatewayCoversAnOfferedPosition(t *testing.T) {
 	srv := httptest.NewServer(other)
 	defer srv.Close()
 
-	snapshotCoversHeldOffer(t, m, srv.URL, &armed, reached, 5, 6, "#654321")
-	once.Do(func() { close(release) })
+	snapshotCoversHeldOffer(t, m, srv.URL, xadd, 5, 6, "#654321")
+	xadd.release()
 }
 
 // snapshotCoversHeldOffer takes a snapshot from snapURL (cached there,
 // keyed by the tail T), places (gx, gy) colour through m with the relay's
-// XADD held (armed; reached says the relay got there), greets a client at
+// XADD held by xadd, greets a client at
 // the offered entry T+1, and requires snapURL's next snapshot to be neither
 // a 304 for the first one nor a copy without the pixel.
-func snapshotCoversHeldOffer(t *testing.T, m *Main, snapURL string, armed *atomic.Bool, reached <-chan struct{}, gx, gy int, color string) {
+func snapshotCoversHeldOffer(t *testing.T, m *Main, snapURL string, xadd *hold, gx, gy int, color string) {
 	t.Helper()
 	first, _ := getCanvas(t, snapURL, "", "")
 	before := first.Header.Get("ETag")
@@ -348,13 +294,13 @@ func snapshotCoversHeldOffer(t *testing.T, m *Main, snapURL string, armed *atomi
 		t.Fatalf("first snapshot: %d, ETag %q", first.StatusCode, before)
 	}
 	at := m.gateway.Stats().LastSeq
-	armed.Store(true)
+	xadd.armed.Store(true)
 	body := fmt.Sprintf(`{"gx":%d,"gy":%d,"color":%q}`, gx, gy, color)
 	if code := postStatus(t, "http://"+m.Addr, body); code != http.StatusCreated {
 		t.Fatalf("POST: %d", code)
 	}
 	select {
-	case <-reached:
+	case <-xadd.reached:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the relay never reached its XADD")
 	}
@@ -392,3 +338,30 @@ func snapshotCoversHeldOffer(t *testing.T, m *Main, snapURL string, armed *atomi
 		t.Fatalf("a client at offered seq %d got from %s a snapshot (ETag %s, first was %s) without that pixel", hello.Seq, snapURL, again.Header.Get("ETag"), before)
 	}
 }
+
+// hold, as (part of) a Main's testFailpoint, holds the first hit of its
+// failpoint after it was armed: reached is signalled when a goroutine gets
+// there, which then waits for release.
+type hold struct {
+	name    string
+	armed   atomic.Bool
+	reached chan struct{}
+	free    chan struct{}
+	once    sync.Once
+}
+
+func newHold(name string) *hold {
+	return &hold{name: name, reached: make(chan struct{}, 1), free: make(chan struct{})}
+}
+
+func (h *hold) failpoint(name string) error {
+	if name == h.name && h.armed.CompareAndSwap(true, false) {
+		h.reached <- struct{}{}
+		<-h.free
+	}
+	return nil
+}
+
+// release lets the held goroutine go on, and every later hit; it may be
+// called again.
+func (h *hold) release() { h.once.Do(func() { close(h.free) }) }
