@@ -11,12 +11,13 @@ import (
 	"testing"
 
 	"github.com/pixelflow/pixelflow/internal/buildinfo"
+	"github.com/pixelflow/pixelflow/internal/harness/logbuf"
 )
 
 // TestBuildInfoIsLoggedAndServed: the startup line and
 // pixelflow_build_info on /metrics carry the binary's build.
 func TestBuildInfoIsLoggedAndServed(t *testing.T) {
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	m := NewMain()
 	m.LogOutput = &logs
 	env := map[string]string{"DATA_DIR": "memory", "PORT": "0", "HOST": "127.0.0.1", "INSTANCE_ID": "build"}

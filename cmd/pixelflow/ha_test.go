@@ -13,6 +13,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/harness/client"
 	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 	"github.com/pixelflow/pixelflow/internal/harness/history"
+	"github.com/pixelflow/pixelflow/internal/harness/logbuf"
 	"github.com/pixelflow/pixelflow/internal/harness/redistopo"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
@@ -43,7 +44,7 @@ func TestSentinelFailoverDeliversEveryPixel(t *testing.T) {
 
 func sentinelFailover(t *testing.T, pause bool) {
 	topo := redistopo.StartSentinel(t, redistopo.SentinelOptions{})
-	var logs syncBuffer // the relay's, to see how it repaired the stream
+	var logs logbuf.Buffer // the relay's, to see how it repaired the stream
 	m := NewMain()
 	m.LogOutput = &logs
 	if err := m.ParseFlags([]string{"serve"}, func(k string) string {

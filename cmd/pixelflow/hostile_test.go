@@ -12,11 +12,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pixelflow/pixelflow/internal/harness/client"
+	"github.com/pixelflow/pixelflow/internal/harness/logbuf"
 )
 
 // httpFrom is an HTTP client whose connections come from a loopback address
@@ -416,7 +416,7 @@ func TestSnapshotETag(t *testing.T) {
 
 // Every log line parses as one JSON object with each key once.
 func TestLogLinesHaveUniqueKeys(t *testing.T) {
-	var buf syncBuffer
+	var buf logbuf.Buffer
 	m := NewMain()
 	m.LogOutput = &buf
 	if err := m.ParseFlags([]string{"serve"}, func(k string) string {
@@ -462,24 +462,6 @@ func TestLogLinesHaveUniqueKeys(t *testing.T) {
 	if lines < 3 {
 		t.Fatalf("only %d log lines", lines)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]byte(nil), b.buf.Bytes()...)
 }
 
 // getCanvas asks base for the snapshot in the form accept names (""

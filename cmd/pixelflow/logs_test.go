@@ -8,12 +8,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pixelflow/pixelflow/internal/harness/logbuf"
 )
 
 // startLogged runs role on a fresh DATA_DIR (the embedded store's file and
 // the private redis-server's AOF, as a first `pixelflow serve` has them)
 // with its log in logs, and waits until it is ready.
-func startLogged(t *testing.T, logs *syncBuffer, extra map[string]string, role string) *Main {
+func startLogged(t *testing.T, logs *logbuf.Buffer, extra map[string]string, role string) *Main {
 	t.Helper()
 	env := map[string]string{"DATA_DIR": t.TempDir(), "PORT": "0", "HOST": "127.0.0.1", "INSTANCE_ID": "fresh"}
 	for k, v := range extra {
@@ -39,7 +41,7 @@ func startLogged(t *testing.T, logs *syncBuffer, extra map[string]string, role s
 // and a stream that does not exist yet are normal), and the last line
 // says shutdown finished and what it drained.
 func TestCleanFirstStartLogsNoWarning(t *testing.T) {
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	m := startLogged(t, &logs, nil, "serve")
 	if code := postStatus(t, "http://"+m.Addr, `{"gx":1,"gy":1,"color":"#ABCDEF"}`); code != 201 {
 		t.Fatalf("POST: %d", code)
@@ -85,7 +87,7 @@ func TestCleanFirstStartLogsNoWarning(t *testing.T) {
 // TestTextLogFormat: LOG_FORMAT=text writes key=value lines, for a person
 // at a terminal, from the first line to the last.
 func TestTextLogFormat(t *testing.T) {
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	m := startLogged(t, &logs, map[string]string{"LOG_FORMAT": "text", "DATA_DIR": "memory"}, "api")
 	if err := m.Close(); err != nil {
 		t.Fatal(err)

@@ -13,7 +13,6 @@ import (
 	"github.com/pixelflow/pixelflow/internal/gateway"
 	"github.com/pixelflow/pixelflow/internal/harness/gatewaytest"
 	"github.com/pixelflow/pixelflow/internal/harness/redistopo"
-	"github.com/pixelflow/pixelflow/internal/redisurl"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
@@ -23,12 +22,7 @@ import (
 // XPENDING, heartbeats and the reaper (its clock is the canvas node's).
 func TestOnRedisCluster(t *testing.T) {
 	c := redistopo.StartCluster(t, redistopo.ClusterOptions{})
-	tg, err := redisurl.Parse(c.URL())
-	if err != nil || tg.Mode != redisurl.Cluster {
-		t.Fatalf("%s: %v %v", c.URL(), tg.Mode, err)
-	}
-	rdb := tg.Client()
-	t.Cleanup(func() { _ = rdb.Close() })
+	rdb := c.URLClient()
 	on := func(canvas, id string) gateway.Options {
 		o := opts(rdb, id)
 		o.Canvas = canvas

@@ -1,35 +1,16 @@
 package gateway_test
 
 import (
-	"bytes"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pixelflow/pixelflow/internal/harness/gatewaytest"
+	"github.com/pixelflow/pixelflow/internal/harness/logbuf"
 	"github.com/pixelflow/pixelflow/internal/harness/redistest"
 )
-
-// logBuffer is a log destination safe for concurrent writes.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestFirstEpochIsNoWarning: a gateway that joined a canvas's stream
 // before its first epoch (every first start: the gateway is up before the
@@ -39,7 +20,7 @@ func (b *logBuffer) String() string {
 func TestFirstEpochIsNoWarning(t *testing.T) {
 	srv := redistest.MustStart(t, false)
 	rdb := newRedis(t, srv)
-	var logs logBuffer
+	var logs logbuf.Buffer
 	o := opts(rdb, "gw")
 	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	gw := gatewaytest.Start(t, o, nil)

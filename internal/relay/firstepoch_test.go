@@ -1,41 +1,22 @@
 package relay_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/pixelflow/pixelflow/internal/harness/logbuf"
 	"github.com/pixelflow/pixelflow/internal/relay"
 )
-
-// logBuffer is a log destination safe for concurrent writes.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestFirstEpochIsNoWarning: a canvas's first start (no stream, no
 // sequencer epoch) starts its first epoch and logs it as information;
 // an epoch that ends because Redis lost the stream still warns.
 func TestFirstEpochIsNoWarning(t *testing.T) {
 	e := newEnv(t, false)
-	var logs logBuffer
+	var logs logbuf.Buffer
 	r, _, _ := e.startRelay("r", relay.Options{RepublishWindow: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	e.write(5)
 	e.waitDrained(5 * time.Second)

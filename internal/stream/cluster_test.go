@@ -12,7 +12,6 @@ import (
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/harness/redistopo"
-	"github.com/pixelflow/pixelflow/internal/redisurl"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
@@ -23,12 +22,7 @@ import (
 // span slots refused, so one that did would fail here, not in production.
 func TestOnRedisCluster(t *testing.T) {
 	c := redistopo.StartCluster(t, redistopo.ClusterOptions{})
-	tg, err := redisurl.Parse(c.URL())
-	if err != nil || tg.Mode != redisurl.Cluster {
-		t.Fatalf("%s: %v %v", c.URL(), tg.Mode, err)
-	}
-	rdb := tg.Client()
-	defer rdb.Close()
+	rdb := c.URLClient()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 

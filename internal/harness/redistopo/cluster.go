@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pixelflow/pixelflow/internal/redisproc"
+	"github.com/pixelflow/pixelflow/internal/redisurl"
 )
 
 // ClusterOptions shape a Redis Cluster.
@@ -217,6 +218,20 @@ func (c *Cluster) URL() string {
 // re-reads the slot map every second, as pixelflow's does (redisurl).
 func (c *Cluster) Client() *redis.ClusterClient {
 	cl := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), DialTimeout: time.Second, ClusterStateReloadInterval: time.Second})
+	c.tb.Cleanup(func() { _ = cl.Close() })
+	return cl
+}
+
+// URLClient is the client pixelflow makes of URL (redisurl, as from
+// REDIS_URL), closed when the test ends: the tests that prove the product
+// on a cluster go through the same parsing and options it does.
+func (c *Cluster) URLClient() redis.UniversalClient {
+	c.tb.Helper()
+	tg, err := redisurl.Parse(c.URL())
+	if err != nil || tg.Mode != redisurl.Cluster {
+		c.tb.Fatalf("REDIS_URL %s: mode %v, %v; want a cluster", c.URL(), tg.Mode, err)
+	}
+	cl := tg.Client()
 	c.tb.Cleanup(func() { _ = cl.Close() })
 	return cl
 }
