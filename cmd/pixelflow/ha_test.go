@@ -89,7 +89,7 @@ func sentinelFailover(t *testing.T, pause bool) {
 
 	// 100 writes a second for 8 s; the primary dies after 250.
 	const total = 800
-	pw := startPacedWrites(ctx, base, rec, 8, 100, total, 8, 2)
+	pw := startPacedWrites(ctx, base, rec, 8, 100, total, 2)
 	w, done := pw.w, pw.done
 	waitAcked := func(n int) { t.Helper(); pw.waitAcked(ctx, t, n) }
 	waitAcked(250)

@@ -56,7 +56,7 @@ func TestServeOffersSurviveRedisFaults(t *testing.T) {
 	// 200 writes a second for 5 s: Redis is paused for a second after
 	// 150 of them are acknowledged and killed and restarted after 550.
 	const total = 1000
-	pw := startPacedWrites(ctx, base, rec, 16, 200, total, 16, 1)
+	pw := startPacedWrites(ctx, base, rec, 16, 200, total, 1)
 	w, done := pw.w, pw.done
 	waitAcked := func(n int) { t.Helper(); pw.waitAcked(ctx, t, n) }
 	waitAcked(150)

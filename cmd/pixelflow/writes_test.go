@@ -12,15 +12,20 @@ import (
 )
 
 // pacedWrites places total random pixels of the region×region corner on
-// base at rate a second from workers goroutines, recorded in rec, with no
-// retries (a fault must not fail a write). seed picks the pixels. Its result arrives on done when
-// the last write was answered.
+// base at rate a second, recorded in rec, with no retries (a fault must
+// not fail a write). seed picks the pixels. Its result arrives on done
+// when the last write was answered.
 type pacedWrites struct {
 	w    *cluster.Writer
 	done chan pace.Result
 }
 
-func startPacedWrites(ctx context.Context, base string, rec *history.Recorder, region, rate, total, workers int, seed uint64) *pacedWrites {
+func startPacedWrites(ctx context.Context, base string, rec *history.Recorder, region, rate, total int, seed uint64) *pacedWrites {
+	// Enough workers that a write is shed only when answers take longer
+	// than 64/rate seconds: on a loaded machine (CI saw a test wait for
+	// 250 acknowledged writes while most of 800 were shed behind 8
+	// workers) the waits below would otherwise never be met.
+	const workers = 64
 	p := &pacedWrites{w: cluster.NewWriter(base, rec, region), done: make(chan pace.Result, 1)}
 	p.w.Retries = 0
 	go func() {
