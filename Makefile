@@ -6,7 +6,7 @@ GO      ?= go
 PKGS    ?= $(shell $(GO) list ./... | grep -v -e '/e2e$$' -e '/chaos$$' -e '/loadtest$$')
 BIN     ?= bin/pixelflow
 
-.PHONY: help images up-offline down-offline ensure-compose run build test test-mongo race lint bench e2e chaos chaos-scenario scenarios soak loadtest ensure-redis ensure-strace ensure-chromium up down
+.PHONY: help images e2e-docker chaos-docker up-offline down-offline ensure-compose run build test test-mongo race lint bench e2e chaos chaos-scenario scenarios soak loadtest ensure-redis ensure-strace ensure-chromium up down
 
 # help is first, so that make alone prints this map and starts nothing: each
 # block of ## lines is one target, named before the first ': '.
@@ -88,6 +88,15 @@ e2e: ensure-redis ensure-chromium
 	@mkdir -p e2e/out
 	$(GO) test -count=1 -timeout 8m -v -artifacts -outputdir $(CURDIR)/e2e/out ./e2e/ 2>&1 | tee e2e/out/e2e.log | grep -E '^(=== RUN   [A-Za-z]+$$|--- |PASS|FAIL|ok|e2e:|pixelflow suites:)|_test.go:|history |total |clean|FAIL|screenshot|resumes|outcomes'; exit $${PIPESTATUS[0]}
 
+## e2e-docker: the docker provider for real (builds make images' images):
+## pixelflow processes as containers on a network of their own, Redis in a
+## container, the embedded store when the daemon has no MongoDB image
+E2E_DOCKER_TESTS := ^(TestDockerProviderRunsContainers|TestHappyPath|TestReconnect|TestRestartAPI|TestBadInputAndIdempotency)$$
+e2e-docker: images
+	@mkdir -p e2e/out
+	E2E_PROVIDER=docker E2E_DOCKER=1 TESTCONTAINERS_RYUK_DISABLED=true $(GO) test -count=1 -timeout 8m -v -run '$(E2E_DOCKER_TESTS)' \
+	  -artifacts -outputdir $(CURDIR)/e2e/out ./e2e/ 2>&1 | tee e2e/out/e2e-docker.log | grep -E '^(=== RUN   [A-Za-z]+$$|--- |PASS|FAIL|ok|e2e:|pixelflow suites:)|_test.go:|history |total |clean|FAIL'; exit $${PIPESTATUS[0]}
+
 # Any of these browsers will do, in this order (Debian's chromium; the GitHub
 # runner image has /usr/bin/chromium and google-chrome); e2e/browser_test.go
 # looks for the same names.
@@ -149,6 +158,11 @@ chaos: chaos-scenario ensure-redis ensure-strace
 	  grep -E '^(--- |PASS|FAIL|ok|pixelflow suites:)|t= |pass |FAIL|not run|fault |resiliency|caught|^ +[a-z-]+ +(pass|fail|not run)$$|chaos report|nemesis|shrink|replay|seed|other processes|running it once more|^ +[0-9.]+s– *[0-9.]+s'; exit $${PIPESTATUS[0]}
 endif
 CHAOS_TIMEOUT ?= 60m
+
+## chaos-docker: the container drills on the docker provider (network
+## disconnects, docker kill, restart and pause); every one must run
+chaos-docker: images
+	E2E_PROVIDER=docker CHAOS_MUST_RUN=1 TESTCONTAINERS_RYUK_DISABLED=true $(MAKE) chaos SCENARIO=containers
 
 # chaos-scenario refuses an unknown SCENARIO before anything is installed
 # or started.

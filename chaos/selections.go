@@ -29,10 +29,19 @@ func Selections() []Selection {
 		runs = append(runs, Selection{Name: sc.Name, Pattern: "TestChaos/^" + regexp.QuoteMeta(sc.Name) + "$", Doc: sc.Doc})
 	}
 	return append(runs,
+		Selection{Name: "containers", Pattern: "TestChaos/^(" + strings.Join(ContainerDrills(), "|") + ")$", Doc: "The drills that take real container faults on the docker provider (E2E_PROVIDER=docker; make chaos-docker): network disconnects, docker kill and restart, the cgroup freezer."},
 		Selection{Name: "nemesis", Pattern: "^TestNemesis$", Doc: "A seeded random schedule of overlapping faults (SEED=n, DURATION=2m, NEMESIS_MAX_CONCURRENT=2), judged by the history checker and shrunk when it fails."},
 		Selection{Name: "replay", Pattern: "^TestNemesis$", Doc: "Replays one nemesis schedule exactly (SCHEDULE=path/schedule.json)."},
 		Selection{Name: "nemesis-teeth", Pattern: "^TestNemesisTeeth$", Doc: "A planted bug must be found by the nemesis and shrunk."},
 	)
+}
+
+// ContainerDrills are the drills make chaos-docker runs on the docker
+// provider: the network disconnects only a container can take, and the
+// kills, restarts and pauses that there hit containers (docker kill,
+// docker run, docker pause) instead of processes.
+func ContainerDrills() []string {
+	return []string{"container-disconnect-gateway", "container-disconnect-api", "gateway-kill", "api-crash", "gateway-pause", "redis-kill", "redis-pause"}
 }
 
 // RunPattern is the go test -run pattern for make chaos SCENARIO=name ("":

@@ -371,7 +371,7 @@ func TestImagesScriptBuildsWhatTheHarnessRuns(t *testing.T) {
 		t.Fatalf("scripts/images.sh --list: %v", err)
 	}
 	names := strings.Fields(string(out))
-	for _, want := range []string{cluster.LocalRedisImage, "pixelflow:local", "pixelflow:failpoints"} {
+	for _, want := range []string{cluster.LocalRedisImage, cluster.BaseImage, "pixelflow:local", "pixelflow:failpoints"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("scripts/images.sh builds %v, not %s", names, want)
 		}

@@ -3,9 +3,10 @@ package e2e
 import (
 	"context"
 	"errors"
-	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 	"strings"
 	"testing"
+
+	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 )
 
 // TestChooseStore: the store follows E2E_STORE or what the provider has,
@@ -18,12 +19,14 @@ func TestChooseStore(t *testing.T) {
 		want     cluster.StoreKind
 		env      string
 		look     func(string) (string, error)
+		image    bool // the daemon has the MongoDB image
 		store    cluster.StoreKind
 		err      string
 	}{
-		{provider: cluster.Docker, look: hasNot, store: cluster.StoreMongo},
+		{provider: cluster.Docker, look: hasNot, image: true, store: cluster.StoreMongo},
+		{provider: cluster.Docker, look: has, store: cluster.StoreEmbedded},
 		{provider: cluster.Docker, env: "mongodb", look: hasNot, store: cluster.StoreMongo},
-		{provider: cluster.Docker, env: "embedded", look: has, err: "docker provider runs MongoDB"},
+		{provider: cluster.Docker, env: "embedded", look: has, image: true, store: cluster.StoreEmbedded},
 		{provider: cluster.Local, look: hasNot, store: cluster.StoreEmbedded},
 		{provider: cluster.Local, look: has, store: cluster.StoreMongo},
 		{provider: cluster.Local, env: "embedded", look: has, store: cluster.StoreEmbedded},
@@ -38,7 +41,8 @@ func TestChooseStore(t *testing.T) {
 			}
 			return ""
 		}
-		got, why, err := cluster.ChooseStore(tc.provider, tc.want, getenv, tc.look)
+		hasImage := func(_ context.Context, ref string) bool { return tc.image && ref == cluster.MongoImage }
+		got, why, err := cluster.ChooseStore(tc.provider, tc.want, getenv, tc.look, hasImage)
 		switch {
 		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 			t.Errorf("%s want=%q E2E_STORE=%q: %v, %q; want an error with %q", tc.provider, tc.want, tc.env, got, err, tc.err)
@@ -77,7 +81,7 @@ func TestTopologyFor(t *testing.T) {
 // registry cannot pull them), else local with the missing images named.
 func TestChooseProvider(t *testing.T) {
 	down := cluster.DockerState{Reason: "no socket"}
-	bare := cluster.DockerState{Healthy: true, Missing: []string{cluster.MongoImage, cluster.RedisImage + " or " + cluster.LocalRedisImage}}
+	bare := cluster.DockerState{Healthy: true, Missing: []string{cluster.RedisImage + " or " + cluster.LocalRedisImage, cluster.BaseImage}}
 	ready := cluster.DockerState{Healthy: true}
 	for _, tc := range []struct {
 		env      string

@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,9 +59,11 @@ type DockerState struct {
 	Missing []string
 }
 
-// Images are the images the docker provider runs, each with the ones that
-// can stand in for it: MongoDB, and Redis (the registry's or make images').
-func Images() [][]string { return [][]string{{MongoImage}, {RedisImage, LocalRedisImage}} }
+// Images are the images the docker provider needs, each with the ones that
+// can stand in for it: Redis (the registry's or make images') and the
+// runtime base its pixelflow containers run on. MongoDB is not among them:
+// without its image the cluster runs the embedded store (ChooseStore).
+func Images() [][]string { return [][]string{{RedisImage, LocalRedisImage}, {BaseImage}} }
 
 // ChooseProvider returns the provider to run on and why. E2E_PROVIDER wins;
 // otherwise docker when the daemon answers and has every image the
@@ -130,11 +133,27 @@ func Prepare(ctx context.Context, dir string, tags ...string) (bin, provider str
 	if bin, err = Build(ctx, dir, tags...); err != nil {
 		return "", "", err
 	}
+	// Before testcontainers reads its configuration (once, at its first
+	// use: ProbeDocker below).
+	if os.Getenv("TESTCONTAINERS_RYUK_DISABLED") == "" {
+		// Ryuk's image cannot be pulled without a registry; the harness
+		// removes what it starts by label (sweepLeftovers), crashes too.
+		_ = os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+	}
+	if os.Getenv("TESTCONTAINERS_HOST_OVERRIDE") == "" {
+		if _, err := net.InterfaceByName("docker0"); err == nil {
+			// The daemon runs in this network namespace (its bridge is
+			// here), so its published ports are on this loopback. Inside a
+			// sandbox that looks like a container (/.dockerenv),
+			// testcontainers would otherwise dial the default gateway.
+			_ = os.Setenv("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
+		}
+	}
 	provider, why, err := ChooseProvider(ctx, os.Getenv, ProbeDocker)
 	if err != nil {
 		return "", "", err
 	}
-	store, storeWhy, err := ChooseStore(provider, "", os.Getenv, exec.LookPath)
+	store, storeWhy, err := ChooseStore(provider, "", os.Getenv, exec.LookPath, HasImage)
 	if err != nil {
 		return "", "", err
 	}
@@ -156,10 +175,11 @@ const (
 
 // ChooseStore returns the store a cluster on provider runs and why: want
 // (Options.Store) wins, then E2E_STORE=embedded|mongodb, else MongoDB on
-// docker and, on local, MongoDB when mongod is on PATH, the embedded store
-// otherwise. Asking for what the provider cannot give is an error, never a
-// quiet fallback.
-func ChooseStore(provider string, want StoreKind, getenv func(string) string, lookPath func(string) (string, error)) (StoreKind, string, error) {
+// docker when the daemon has its image (hasImage) and, on local, when
+// mongod is on PATH; the embedded store otherwise. Asking for what the
+// provider cannot give is an error, never a quiet fallback (on docker a
+// MongoDB asked for is pulled).
+func ChooseStore(provider string, want StoreKind, getenv func(string) string, lookPath func(string) (string, error), hasImage func(context.Context, string) bool) (StoreKind, string, error) {
 	why := "Options.Store"
 	if want == "" {
 		want, why = StoreKind(getenv("E2E_STORE")), "E2E_STORE="+getenv("E2E_STORE")
@@ -171,13 +191,14 @@ func ChooseStore(provider string, want StoreKind, getenv func(string) string, lo
 	}
 	switch provider {
 	case Docker:
-		if want == StoreEmbedded {
-			return "", "", fmt.Errorf("store %s (%s): the docker provider runs MongoDB; the embedded store runs on E2E_PROVIDER=local", want, why)
+		switch {
+		case want != "":
+			return want, why, nil
+		case hasImage(context.Background(), MongoImage):
+			return StoreMongo, "the daemon has " + MongoImage, nil
+		default:
+			return StoreEmbedded, "no " + MongoImage + " image: the embedded store, in the api container", nil
 		}
-		if want == "" {
-			why = "the docker provider runs MongoDB"
-		}
-		return StoreMongo, why, nil
 	case Local:
 		_, err := lookPath("mongod")
 		switch {
@@ -306,6 +327,7 @@ type Cluster struct {
 
 	redis      redisBackend
 	mongo      mongoBackend
+	ctr        *containers // the docker provider's pixelflow containers
 	proxies    *Proxies
 	dir        string
 	failpoints bool
@@ -355,28 +377,44 @@ func Launch(ctx context.Context, dir string, opts Options) (*Cluster, error) {
 }
 
 func (c *Cluster) start(ctx context.Context, opts Options) error {
-	store, _, err := ChooseStore(opts.Provider, opts.Store, os.Getenv, exec.LookPath)
+	store, _, err := ChooseStore(opts.Provider, opts.Store, os.Getenv, exec.LookPath, HasImage)
 	if err != nil {
 		return err
 	}
 	c.Topology = TopologyFor(store)
 	switch opts.Provider {
 	case Docker:
-		if c.redis, err = startDockerRedis(ctx); err != nil {
+		if c.ctr, err = newContainers(ctx, opts.Bin, c.dir); err != nil {
 			return err
 		}
-		if c.mongo, err = startDockerMongo(ctx); err != nil {
+		c.proxies = NewProxiesOn(c.ctr.gateway)
+		r, err := startDockerRedis(ctx, c.ctr.labelMap())
+		if err != nil { // not into c.redis: a nil *dockerRedis is a non-nil backend
 			return err
 		}
-		c.Store = "MongoDB replica set (container " + MongoImage + ")"
-	case Local:
-		if c.redis, err = startLocalRedis(ctx, c.dir, opts.RedisFsyncEveryWrite); err != nil {
-			return err
-		}
+		c.redis = r
 		if store == StoreMongo {
-			if c.mongo, err = startLocalMongo(ctx, c.dir); err != nil {
+			m, err := startDockerMongo(ctx, c.ctr.labelMap())
+			if err != nil {
 				return err
 			}
+			c.mongo = m
+			c.Store = "MongoDB replica set (container " + MongoImage + ")"
+		} else {
+			c.Store = "embedded lungo file store (in the api container)"
+		}
+	case Local:
+		r, err := startLocalRedis(ctx, c.dir, opts.RedisFsyncEveryWrite)
+		if err != nil {
+			return err
+		}
+		c.redis = r
+		if store == StoreMongo {
+			m, err := startLocalMongo(ctx, c.dir)
+			if err != nil {
+				return err
+			}
+			c.mongo = m
 			c.Store = "MongoDB replica set (mongod child process)"
 		} else {
 			c.Store = "embedded lungo file store"
@@ -411,7 +449,7 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 	}
 	for i := range opts.Gateways {
 		name := fmt.Sprintf("gateway-%d", i+1)
-		c.Gateways = append(c.Gateways, c.process(opts.Bin, name, "gateway", append(env, "INSTANCE_ID="+name, "API_URL="+c.API.URL())))
+		c.Gateways = append(c.Gateways, c.process(opts.Bin, name, "gateway", append(env, "INSTANCE_ID="+name, "API_URL="+c.API.InternalURL())))
 	}
 	for _, p := range c.Processes() {
 		if err := p.Start(ctx); err != nil {
@@ -426,7 +464,7 @@ func (c *Cluster) process(bin, name, role string, env []string) *Process {
 	if err != nil {
 		port = 0 // Start then fails with a clear error
 	}
-	p := &Process{Name: name, Bin: bin, Role: role, Port: port, Env: append([]string(nil), env...), Log: filepath.Join(c.dir, name+".log")}
+	p := &Process{Name: name, Bin: bin, Role: role, Port: port, Env: append([]string(nil), env...), Log: filepath.Join(c.dir, name+".log"), ctr: c.ctr}
 	if c.failpoints {
 		p.FailpointFile = filepath.Join(c.dir, name+".failpoints")
 	}
@@ -540,7 +578,7 @@ func PlanShape(opts Options) (Shape, error) {
 	if opts.Relays == 0 {
 		opts.Relays = 2
 	}
-	store, _, err := ChooseStore(opts.Provider, opts.Store, os.Getenv, exec.LookPath)
+	store, _, err := ChooseStore(opts.Provider, opts.Store, os.Getenv, exec.LookPath, HasImage)
 	if err != nil {
 		return Shape{}, err
 	}
@@ -629,13 +667,17 @@ func (c *Cluster) SlowRedisDisk(ctx context.Context, delay time.Duration) (heal 
 }
 
 // CannotInject says which faults this cluster's provider cannot inject ("" when
-// it can): "redis-pause", "redis-tail-loss" and "redis-slow-disk" need a
-// redis-server child.
+// it can): "redis-tail-loss" and "redis-slow-disk" need a redis-server
+// child; "container-disconnect" needs pixelflow in containers (docker).
 func (c *Cluster) CannotInject(fault string) string {
 	switch fault {
-	case "redis-pause", "redis-tail-loss", "redis-slow-disk":
+	case "container-disconnect":
+		if c.ctr == nil {
+			return "the " + c.Provider + " provider runs pixelflow as processes, not containers: disconnecting one from its network needs the docker provider"
+		}
+	case "redis-tail-loss", "redis-slow-disk":
 		if _, ok := c.redis.(*localRedis); !ok {
-			return "the " + c.Provider + " provider's Redis is a container: pausing it, slowing its disk and cutting its AOF are only implemented for redis-server child processes (local provider)"
+			return "the " + c.Provider + " provider's Redis is a container: slowing its disk and cutting its AOF are only implemented for redis-server child processes (local provider)"
 		}
 	}
 	return ""
@@ -671,6 +713,11 @@ func (c *Cluster) Close() error {
 	}
 	if c.mongo != nil {
 		c.mongo.Close()
+	}
+	if c.ctr != nil {
+		if err := c.ctr.close(context.Background()); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -46,24 +47,59 @@ type Process struct {
 	// Arm writes it (the binary must be built with -tags failpoints).
 	FailpointFile string
 
+	// ctr, when set, runs the process as a container of the docker
+	// provider (docker run in the foreground is then the child).
+	ctr *containers
+
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	done   chan struct{}
 	paused bool
+	// disconnected: a container cut off its network (Disconnect).
+	disconnected bool
 }
 
 // URL is the process's http base URL.
 func (p *Process) URL() string { return "http://127.0.0.1:" + strconv.Itoa(p.Port) }
 
-// Pid is the running process's id, 0 when stopped.
+// InternalURL is where the other pixelflow processes reach this one: its
+// address on the docker provider's network, else URL.
+func (p *Process) InternalURL() string {
+	if p.ctr != nil {
+		return "http://" + p.Name + ":" + strconv.Itoa(p.Port)
+	}
+	return p.URL()
+}
+
+// Pid is the running process's id (a container's main process, as the
+// host sees it), 0 when stopped.
 func (p *Process) Pid() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cmd == nil || !p.running() {
 		return 0
 	}
+	if p.ctr != nil {
+		// The container's PID 1 is docker-init; pixelflow is its child.
+		out, err := docker(context.Background(), "inspect", "-f", "{{.State.Pid}}", p.ctr.name(p.Name))
+		if err != nil {
+			return 0
+		}
+		kids, err := os.ReadFile("/proc/" + out + "/task/" + out + "/children")
+		if err != nil {
+			return 0
+		}
+		if f := strings.Fields(string(kids)); len(f) > 0 {
+			pid, _ := strconv.Atoi(f[0])
+			return pid
+		}
+		return 0
+	}
 	return p.cmd.Process.Pid
 }
+
+// InContainer reports whether the process runs as a container.
+func (p *Process) InContainer() bool { return p.ctr != nil }
 
 func (p *Process) running() bool {
 	if p.done == nil {
@@ -105,6 +141,15 @@ func (p *Process) start(ctx context.Context, until string) error {
 	if p.FailpointFile != "" {
 		cmd.Env = append(cmd.Env, "PIXELFLOW_FAILPOINTS_FILE="+p.FailpointFile)
 	}
+	if p.ctr != nil {
+		env := append([]string{"HOST=0.0.0.0", "PORT=" + strconv.Itoa(p.Port)}, p.Env...)
+		if p.FailpointFile != "" {
+			env = append(env, "PIXELFLOW_FAILPOINTS_FILE="+p.FailpointFile)
+		}
+		// A killed container's removal (--rm) may still be under way.
+		_, _ = docker(ctx, "rm", "-f", p.ctr.name(p.Name))
+		cmd = exec.Command("docker", p.ctr.runArgs(p, env)...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -114,7 +159,7 @@ func (p *Process) start(ctx context.Context, until string) error {
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
-	p.cmd, p.done, p.paused = cmd, done, false
+	p.cmd, p.done, p.paused, p.disconnected = cmd, done, false, false
 	p.mu.Unlock()
 	return p.waitFor(ctx, done, until)
 }
@@ -156,7 +201,11 @@ func (p *Process) Stop(grace time.Duration) error {
 	default:
 	}
 	_ = p.Resume() // a stopped process cannot act on SIGTERM
-	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if p.ctr != nil {
+		_, _ = docker(context.Background(), "kill", "-s", "TERM", p.ctr.name(p.Name))
+	} else {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+	}
 	select {
 	case <-done:
 		return nil
@@ -180,6 +229,14 @@ func (p *Process) Kill() {
 	default:
 	}
 	_ = p.Resume()
+	if p.ctr != nil {
+		_, _ = docker(context.Background(), "kill", p.ctr.name(p.Name))
+		select {
+		case <-done:
+			return
+		case <-time.After(10 * time.Second): // the CLI did not see its container end
+		}
+	}
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	<-done
 }
@@ -194,7 +251,12 @@ func (p *Process) Pause() error {
 	if !p.running() {
 		return fmt.Errorf("%s: pause: not running", p.Name)
 	}
-	if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
+	if p.ctr != nil {
+		// The cgroup freezer: every process of the container at once.
+		if _, err := docker(context.Background(), "pause", p.ctr.name(p.Name)); err != nil {
+			return fmt.Errorf("%s: pause: %w", p.Name, err)
+		}
+	} else if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
 		return fmt.Errorf("%s: pause: %w", p.Name, err)
 	}
 	p.paused = true
@@ -212,8 +274,55 @@ func (p *Process) Resume() error {
 	if !p.running() {
 		return nil
 	}
+	if p.ctr != nil {
+		if _, err := docker(context.Background(), "unpause", p.ctr.name(p.Name)); err != nil {
+			return fmt.Errorf("%s: resume: %w", p.Name, err)
+		}
+		return nil
+	}
 	if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGCONT); err != nil {
 		return fmt.Errorf("%s: resume: %w", p.Name, err)
+	}
+	return nil
+}
+
+// ErrNotAContainer is returned by the faults only a container can take.
+var ErrNotAContainer = errors.New("not a container (the docker provider runs pixelflow processes as containers)")
+
+// Disconnect cuts a container off its network: Redis, the api, the other
+// processes and its clients (its published port leads nowhere) are all
+// out of reach, and it out of theirs, while it keeps running. Reconnect
+// ends it; a container started again after Kill or Stop is connected.
+func (p *Process) Disconnect(ctx context.Context) error {
+	if p.ctr == nil {
+		return fmt.Errorf("%s: disconnect: %w", p.Name, ErrNotAContainer)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.running() {
+		return fmt.Errorf("%s: disconnect: not running", p.Name)
+	}
+	if _, err := docker(ctx, "network", "disconnect", p.ctr.network, p.ctr.name(p.Name)); err != nil {
+		return fmt.Errorf("%s: disconnect: %w", p.Name, err)
+	}
+	p.disconnected = true
+	return nil
+}
+
+// Reconnect joins a disconnected container to its network again, under
+// its name; a no-op when not disconnected.
+func (p *Process) Reconnect(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.disconnected {
+		return nil
+	}
+	p.disconnected = false
+	if !p.running() {
+		return nil
+	}
+	if _, err := docker(ctx, "network", "connect", "--alias", p.Name, p.ctr.network, p.ctr.name(p.Name)); err != nil {
+		return fmt.Errorf("%s: reconnect: %w", p.Name, err)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -18,23 +19,30 @@ import (
 // pixelflow: its processes only ever know the proxy's fixed address.
 type Proxies struct {
 	server *toxiproxy.ApiServer
+	host   string // the address every proxy listens on
 }
 
-// NewProxies returns an empty in-process toxiproxy.
-func NewProxies() *Proxies {
-	return &Proxies{server: toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())}
+// NewProxies returns an empty in-process toxiproxy whose proxies listen on
+// 127.0.0.1.
+func NewProxies() *Proxies { return NewProxiesOn("127.0.0.1") }
+
+// NewProxiesOn returns an empty in-process toxiproxy whose proxies listen
+// on host: the docker provider's network gateway, which its containers and
+// the test both reach.
+func NewProxiesOn(host string) *Proxies {
+	return &Proxies{server: toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop()), host: host}
 }
 
-// Proxy is one link: 127.0.0.1:<port> -> upstream.
+// Proxy is one link: <host>:<port> -> upstream.
 type Proxy struct {
 	mu sync.Mutex
 	p  *toxiproxy.Proxy
 	n  int // toxics added, for unique names
 }
 
-// Add starts a proxy on a free loopback port in front of upstream.
+// Add starts a proxy on a free port in front of upstream.
 func (ps *Proxies) Add(name, upstream string) (*Proxy, error) {
-	p := toxiproxy.NewProxy(ps.server, name, "127.0.0.1:0", upstream)
+	p := toxiproxy.NewProxy(ps.server, name, net.JoinHostPort(ps.host, "0"), upstream)
 	if err := ps.server.Collection.Add(p, true); err != nil {
 		return nil, fmt.Errorf("toxiproxy %s: %w", name, err)
 	}

@@ -38,14 +38,14 @@ const (
 // it, else make images' own when that is there, else the registry's (to be
 // pulled).
 func redisImage(ctx context.Context) string {
-	if hasImage(ctx, RedisImage) || !hasImage(ctx, LocalRedisImage) {
+	if HasImage(ctx, RedisImage) || !HasImage(ctx, LocalRedisImage) {
 		return RedisImage
 	}
 	return LocalRedisImage
 }
 
-// hasImage reports whether the Docker daemon has ref locally.
-func hasImage(ctx context.Context, ref string) bool {
+// HasImage reports whether the Docker daemon has ref locally.
+func HasImage(ctx context.Context, ref string) bool {
 	p, err := testcontainers.NewDockerProvider()
 	if err != nil {
 		return false
@@ -123,19 +123,22 @@ func (r *localRedis) LoseTail(ctx context.Context, entries int) (redisaof.Cut, e
 // dockerRedis is a Redis container (testcontainers modules/redis) with AOF,
 // fsynced once a second like compose.yaml's and pixelflow's private one.
 type dockerRedis struct {
-	ctr *tcredis.RedisContainer
+	ctr    *tcredis.RedisContainer
+	labels map[string]string // the run's (containers.labelMap): cleanup finds it by them
+	paused bool
 }
 
-func startDockerRedis(ctx context.Context) (*dockerRedis, error) {
+func startDockerRedis(ctx context.Context, labels map[string]string) (*dockerRedis, error) {
 	ctr, err := tcredis.Run(ctx, redisImage(ctx),
-		testcontainers.WithCmd("redis-server", "--appendonly", "yes", "--appendfsync", "everysec"))
+		testcontainers.WithCmd("redis-server", "--appendonly", "yes", "--appendfsync", "everysec"),
+		testcontainers.WithLabels(labels))
 	if err != nil {
 		if ctr != nil {
 			_ = testcontainers.TerminateContainer(ctr)
 		}
 		return nil, fmt.Errorf("redis container: %w", err)
 	}
-	return &dockerRedis{ctr: ctr}, nil
+	return &dockerRedis{ctr: ctr, labels: labels}, nil
 }
 
 func (r *dockerRedis) Addr() string { return endpoint(r.ctr, "6379/tcp") }
@@ -162,7 +165,7 @@ func (r *dockerRedis) Kill(ctx context.Context) error {
 func (r *dockerRedis) Start(ctx context.Context, wipe bool) error {
 	if wipe {
 		_ = testcontainers.TerminateContainer(r.ctr)
-		fresh, err := startDockerRedis(ctx)
+		fresh, err := startDockerRedis(ctx, r.labels)
 		if err != nil {
 			return err
 		}
@@ -185,8 +188,26 @@ var ErrRedisDown = errors.New("redis-server is not running")
 // (Cluster.CannotInject says so before a drill tries).
 var errContainer = errors.New("not implemented for the Redis container (local provider only)")
 
-func (r *dockerRedis) Pause() error  { return fmt.Errorf("pause redis: %w", errContainer) }
-func (r *dockerRedis) Resume() error { return nil }
+// Pause freezes the Redis container (the cgroup freezer, docker pause).
+func (r *dockerRedis) Pause() error {
+	r.paused = true
+	if _, err := docker(context.Background(), "pause", r.ctr.GetContainerID()); err != nil {
+		return fmt.Errorf("pause redis: %w", err)
+	}
+	return nil
+}
+
+// Resume thaws a paused Redis container; a no-op when not paused.
+func (r *dockerRedis) Resume() error {
+	if !r.paused {
+		return nil
+	}
+	r.paused = false
+	if _, err := docker(context.Background(), "unpause", r.ctr.GetContainerID()); err != nil {
+		return fmt.Errorf("resume redis: %w", err)
+	}
+	return nil
+}
 func (r *dockerRedis) SlowDisk(context.Context, time.Duration) (func() error, error) {
 	return nil, fmt.Errorf("slow the redis disk: %w", errContainer)
 }
@@ -207,8 +228,8 @@ type dockerMongo struct{ ctr *tcmongo.MongoDBContainer }
 // after its rs.initiate hook) passes while the node may still be
 // SECONDARY or electing itself; pixelflow's first write (its indexes)
 // would then fail with NotWritablePrimary and the api exit while starting.
-func startDockerMongo(ctx context.Context) (*dockerMongo, error) {
-	ctr, err := tcmongo.Run(ctx, MongoImage, tcmongo.WithReplicaSet("rs0"))
+func startDockerMongo(ctx context.Context, labels map[string]string) (*dockerMongo, error) {
+	ctr, err := tcmongo.Run(ctx, MongoImage, tcmongo.WithReplicaSet("rs0"), testcontainers.WithLabels(labels))
 	if err != nil {
 		if ctr != nil {
 			_ = testcontainers.TerminateContainer(ctr)
