@@ -212,7 +212,7 @@ func Scenarios() []Scenario {
 				return func(context.Context) error { return d.Cluster.MongoProxy.Restore() }, nil
 			},
 		},
-	}, append(pauseScenarios(), RedisTailLoss(), RelayCrashTailLoss(), RedisSlowDisk(), GatewayRejoinNewEpoch())...)
+	}, append(append(pauseScenarios(), RedisTailLoss(), RelayCrashTailLoss(), RedisSlowDisk(), GatewayRejoinNewEpoch()), FailoverScenarios()...)...)
 }
 
 // backlogGrew: with Redis unreachable the outbox must have held the writes.
