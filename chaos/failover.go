@@ -110,8 +110,8 @@ func FailoverScenario(plan failoverPlan, extra ...string) Scenario {
 		Cluster: cluster.Options{Redis: plan.mode},
 		// Their performance figure is the time to recover (bounded, and in
 		// the report); the P99 band after a fault is the single-node
-		// drills' to prove, and nine more redis-server processes on two
-		// shared cores make its tail noise, not signal.
+		// drills' to prove, and five or six more redis-server processes
+		// on two shared cores make its tail noise, not signal.
 		CorrectnessOnly: true,
 		Inject: func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
 			run = &failoverRun{back: make(chan struct{}), done: make(chan struct{})}
