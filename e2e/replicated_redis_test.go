@@ -3,6 +3,7 @@ package e2e
 import (
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,4 +98,27 @@ func replicatedRedis(t *testing.T, mode redisurl.Mode) {
 	events, lost, unexpected, dups := rep.Totals()
 	t.Logf("Redis %s: primary %s → %s %s after the planned failover; %d writes acknowledged; the new primary's tail %s; clients: %d events, %d lost, %d unexpected, %d duplicated",
 		mode, old.Addr(), p.Addr(), promoted.Round(time.Millisecond), writer.Acked(), tail, events, lost, unexpected, dups)
+}
+
+// TestReplicatedRedisNeedsATest: a replicated topology ties its
+// redis-server processes to the test that started it, so Launch, which
+// has none (the load test's), refuses one in a line that says what to
+// use, rather than leave processes behind; an unknown topology is refused
+// too.
+func TestReplicatedRedisNeedsATest(t *testing.T) {
+	ctx := t.Context()
+	c, err := cluster.Launch(ctx, t.TempDir(), cluster.Options{Provider: cluster.Local, Store: cluster.StoreEmbedded, Bin: env.bin, Redis: redisurl.Sentinel})
+	if c != nil {
+		defer c.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "start the cluster with Start") {
+		t.Errorf("Launch on Sentinel: %v; want an error naming Start", err)
+	}
+	c2, err := cluster.Launch(ctx, t.TempDir(), cluster.Options{Provider: cluster.Local, Store: cluster.StoreEmbedded, Bin: env.bin, Redis: "raft"})
+	if c2 != nil {
+		defer c2.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), `redis "raft": want single, sentinel or cluster`) {
+		t.Errorf("Launch on Redis \"raft\": %v; want it refused, naming the topologies", err)
+	}
 }

@@ -49,6 +49,9 @@ func (c *Cluster) startReplicatedRedis(mode redisurl.Mode) (bool, error) {
 	if singleRedis(mode) {
 		return false, nil
 	}
+	if mode != redisurl.Sentinel && mode != redisurl.Cluster {
+		return false, fmt.Errorf("redis %q: want %s, %s or %s", mode, redisurl.Single, redisurl.Sentinel, redisurl.Cluster)
+	}
 	if c.tb == nil {
 		return false, fmt.Errorf("redis %s: a replicated topology ties its processes to a test: start the cluster with Start, not Launch", mode)
 	}
@@ -62,8 +65,6 @@ func (c *Cluster) startReplicatedRedis(mode redisurl.Mode) (bool, error) {
 	case redisurl.Cluster:
 		c.RedisCluster = redistopo.StartCluster(c.tb, clusterOptions)
 		c.RedisURL = c.RedisCluster.URL()
-	default:
-		return false, fmt.Errorf("redis %q: want %s, %s or %s", mode, redisurl.Single, redisurl.Sentinel, redisurl.Cluster)
 	}
 	c.Topology.Redis = mode
 	c.Topology.Links = slices.DeleteFunc(c.Topology.Links, func(l Link) bool { return l == LinkRedis })
