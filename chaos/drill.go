@@ -150,6 +150,9 @@ type Result struct {
 	// Note says what else happened to the result (a disturbed attempt that
 	// was run again).
 	Note string `json:"note,omitempty"`
+	// RecoverySeconds is a failover drill's time to recover: the longest
+	// any client went without a pixel after the fault.
+	RecoverySeconds float64 `json:"recoverySeconds,omitempty"`
 }
 
 // MaxOtherCores is how much CPU other processes may use during a phase

@@ -130,6 +130,7 @@ section { margin-bottom: 32px; } .doc { color: #555; max-width: 760px; }
 {{if .Why}}<p class="doc"><i>Not run: {{.Why}}</i></p>{{end}}
 {{if .Provider}}<p class="doc">On {{.Provider}}.</p>{{end}}
 {{if .Note}}<p class="doc"><b>{{.Note}}</b></p>{{end}}
+{{if .RecoverySeconds}}<p class="doc">Time to recover: <b>{{printf "%.2f" .RecoverySeconds}} s</b>: the longest any client went without a pixel after the fault.</p>{{end}}
 {{if .OtherCores}}<p class="doc">Other processes used {{printf "%.2f" (index .OtherCores "before")}} cores before the fault, {{printf "%.2f" (index .OtherCores "during")}} during it and {{printf "%.2f" (index .OtherCores "after")}} after it{{if .Disturbed}} — <b>disturbed</b>: performance figures of this run say more about the machine than about pixelflow{{end}}.</p>{{end}}
 {{if .Invariants}}<table><tr><th>invariant</th><th>result</th><th>figure</th></tr>
 {{range .Invariants}}<tr><td>{{.Name}}</td><td class="{{if .Pass}}pass{{else}}fail{{end}}">{{if .Pass}}pass{{else}}FAIL{{end}}</td><td>{{.Figure}}</td></tr>{{end}}</table>

@@ -212,7 +212,7 @@ func Scenarios() []Scenario {
 				return func(context.Context) error { return d.Cluster.MongoProxy.Restore() }, nil
 			},
 		},
-	}, append(append(pauseScenarios(), RedisTailLoss(), RelayCrashTailLoss(), RedisSlowDisk(), GatewayRejoinNewEpoch()), containerScenarios()...)...)
+	}, append(append(append(pauseScenarios(), RedisTailLoss(), RelayCrashTailLoss(), RedisSlowDisk(), GatewayRejoinNewEpoch()), FailoverScenarios()...), containerScenarios()...)...)
 }
 
 // backlogGrew: with Redis unreachable the outbox must have held the writes.

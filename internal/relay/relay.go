@@ -131,7 +131,12 @@ type Options struct {
 	//     error switches a fix off and restores an old defect (a successor
 	//     ignores the open claim's recorded numbers; an epoch change starts
 	//     in Redis with a fresh epoch before the store records it), so the
-	//     tests and drills can show they would catch it.
+	//     tests and drills can show they would catch it;
+	//   - "relay:trust-stream-tail": a non-nil error restores the defect
+	//     of a relay that believes a stream shorter than what it published
+	//     (a replica promoted without the newest entries) and numbers on
+	//     after its tail, handing out again numbers clients already hold
+	//     (the failover drill sentinel-lagging-replica's teeth).
 	Failpoint func(name string) error
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
@@ -181,6 +186,11 @@ type Relay struct {
 	// sleep waits between outbox watches (backoff.Sleep; a test records
 	// the delays instead).
 	sleep func(ctx context.Context, d time.Duration)
+
+	// behind is how far behind the sequencer the failpoint
+	// relay:trust-stream-tail numbers (the short stream's tail it
+	// believed); 0 unless it is armed. Run's goroutine alone touches it.
+	behind uint64
 }
 
 // Status is what /api/health shows of the relay.
@@ -624,7 +634,7 @@ func (r *Relay) appendClaim(ctx context.Context, term int64, pos canvas.Position
 func (r *Relay) append(ctx context.Context, term int64, epoch string, tail uint64, events []canvas.Event, now time.Time, traced bool) error {
 	for start := 0; start < len(events); start += r.opts.BatchSize {
 		chunk := events[start:min(start+r.opts.BatchSize, len(events))]
-		at := tail + uint64(start)
+		at := tail - r.behind + uint64(start)
 		entries := make([]stream.Entry, len(chunk))
 		var spans []trace.Span
 		for i, ev := range chunk {
@@ -696,6 +706,7 @@ func (r *Relay) sync(ctx context.Context, term int64) (canvas.Position, error) {
 	if err != nil {
 		return pos, err
 	}
+	r.behind = 0
 	handedOut := pos.Seq
 	if claim != nil {
 		handedOut = claim.Last()
@@ -710,6 +721,8 @@ func (r *Relay) sync(ctx context.Context, term int64) (canvas.Position, error) {
 		return r.newEpoch(ctx, term, pos, fmt.Sprintf("stream epoch %q, sequencer epoch %q", tail.Epoch, pos.Epoch))
 	case tail.Seq > handedOut:
 		return r.newEpoch(ctx, term, pos, fmt.Sprintf("stream tail %d is past every number handed out (%d)", tail.Seq, handedOut))
+	case tail.Seq < pos.Seq && r.failpoint("relay:trust-stream-tail") != nil:
+		r.behind, tail.Seq = pos.Seq-tail.Seq, pos.Seq // the old defect: numbering goes on after the short tail
 	case tail.Seq < pos.Seq:
 		if err := r.repairLost(ctx, term, pos, tail.Seq); err != nil {
 			if errors.Is(err, errUnrepairable) {

@@ -39,7 +39,9 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/pixelflow/pixelflow/internal/harness/redisaof"
+	"github.com/pixelflow/pixelflow/internal/harness/redistopo"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
+	"github.com/pixelflow/pixelflow/internal/redisurl"
 )
 
 // Provider names.
@@ -244,6 +246,10 @@ type Topology struct {
 	// well as through the API (MongoDB: Target.MongoURI). The embedded
 	// store is reachable only through its process.
 	DatabaseReadable bool
+	// Redis is the Redis deployment (Options.Redis): "" for one node
+	// behind the proxy, else redisurl.Sentinel or redisurl.Cluster,
+	// whose link is not partitionable (no proxy).
+	Redis redisurl.Mode
 }
 
 // TopologyFor is the shape a cluster on store has.
@@ -267,7 +273,11 @@ func (t Topology) String() string {
 	for i, l := range t.Links {
 		links[i] = string(l)
 	}
-	return fmt.Sprintf("%s store, %s, partitionable links: %s", t.Store, relay, strings.Join(links, ", "))
+	redis := ""
+	if !singleRedis(t.Redis) {
+		redis = ", Redis " + string(t.Redis)
+	}
+	return fmt.Sprintf("%s store, %s%s, partitionable links: %s", t.Store, relay, redis, strings.Join(links, ", "))
 }
 
 // Options shape a cluster.
@@ -297,6 +307,10 @@ type Options struct {
 	// binary must be built with -tags failpoints (Prepare's tags); to arm
 	// some from the start, put PIXELFLOW_FAILPOINTS in Env.
 	Failpoints bool
+	// Redis is how Redis is deployed: "" or redisurl.Single, one node
+	// behind the proxy; redisurl.Sentinel or redisurl.Cluster, a
+	// replicated topology of redis-server children (see topology.go).
+	Redis redisurl.Mode
 	// RedisFsyncEveryWrite runs the local provider's redis-server with
 	// appendfsync always (redisproc.Options.FsyncEveryWrite): a drill's
 	// teeth, restoring the setting that put disk stalls on the delivery path.
@@ -319,6 +333,11 @@ type Cluster struct {
 	RedisURL string
 
 	RedisProxy, MongoProxy *Proxy
+	// Sentinel and RedisCluster are the replicated Redis topology the
+	// cluster runs on (Options.Redis), nil otherwise; RedisProxy is then
+	// nil, as no one proxy can carry what they hand out (topology.go).
+	Sentinel     *redistopo.SentinelSet
+	RedisCluster *redistopo.Cluster
 	// Shape is what it consists of (PlanShape of its options).
 	Shape    Shape
 	API      *Process
@@ -332,13 +351,14 @@ type Cluster struct {
 	dir        string
 	failpoints bool
 	durable    bool // the embedded store is a file under dir/data
+	tb         testing.TB
 }
 
 // Start brings up a cluster and registers its teardown with tb. On a
 // failed test the tail of every process log is printed.
 func Start(ctx context.Context, tb testing.TB, opts Options) *Cluster {
 	tb.Helper()
-	c, err := Launch(ctx, tb.TempDir(), opts)
+	c, err := launch(ctx, tb, tb.TempDir(), opts)
 	if c != nil {
 		tb.Cleanup(func() {
 			if err := c.Close(); err != nil {
@@ -352,20 +372,26 @@ func Start(ctx context.Context, tb testing.TB, opts Options) *Cluster {
 	if err != nil {
 		tb.Fatalf("start cluster (%s): %v", opts.Provider, err)
 	}
-	tb.Logf("e2e cluster on provider %s, store: %s (%s), redis: %s", c.Provider, c.Store, c.Topology, c.redis.Addr())
+	tb.Logf("e2e cluster on provider %s, store: %s (%s), redis: %s", c.Provider, c.Store, c.Topology, c.redisAddrs())
 	return c
 }
 
 // Launch brings up a cluster whose files live in dir; Close tears it
 // down. On error the returned cluster (if any) must still be closed.
 func Launch(ctx context.Context, dir string, opts Options) (*Cluster, error) {
+	return launch(ctx, nil, dir, opts)
+}
+
+// launch is Launch with the test that owns the cluster: replicated Redis
+// topologies (package redistopo) tie their processes to it.
+func launch(ctx context.Context, tb testing.TB, dir string, opts Options) (*Cluster, error) {
 	if opts.Gateways == 0 {
 		opts.Gateways = 2
 	}
 	if opts.Relays == 0 {
 		opts.Relays = 2
 	}
-	c := &Cluster{Provider: opts.Provider, dir: dir, proxies: NewProxies(), durable: opts.Durable}
+	c := &Cluster{Provider: opts.Provider, dir: dir, proxies: NewProxies(), durable: opts.Durable, tb: tb}
 	var err error
 	if c.Shape, err = PlanShape(opts); err != nil {
 		return c, err
@@ -382,6 +408,15 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 		return err
 	}
 	c.Topology = TopologyFor(store)
+	if opts.Provider == Docker && !singleRedis(opts.Redis) {
+		// Sentinels and MOVED replies hand out the nodes' loopback
+		// addresses, which a container cannot reach.
+		return fmt.Errorf("redis %s: replicated topologies run on the local provider (their nodes are redis-server children on loopback)", opts.Redis)
+	}
+	replicated, err := c.startReplicatedRedis(opts.Redis)
+	if err != nil {
+		return err
+	}
 	switch opts.Provider {
 	case Docker:
 		if c.ctr, err = newContainers(ctx, opts.Bin, c.dir); err != nil {
@@ -404,11 +439,13 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 			c.Store = "embedded lungo file store (in the api container)"
 		}
 	case Local:
-		r, err := startLocalRedis(ctx, c.dir, opts.RedisFsyncEveryWrite)
-		if err != nil {
-			return err
+		if !replicated {
+			r, err := startLocalRedis(ctx, c.dir, opts.RedisFsyncEveryWrite)
+			if err != nil {
+				return err
+			}
+			c.redis = r
 		}
-		c.redis = r
 		if store == StoreMongo {
 			m, err := startLocalMongo(ctx, c.dir)
 			if err != nil {
@@ -422,10 +459,12 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 	default:
 		return fmt.Errorf("unknown provider %q", opts.Provider)
 	}
-	if c.RedisProxy, err = c.proxies.Add("redis", c.redis.Addr()); err != nil {
-		return err
+	if !replicated {
+		if c.RedisProxy, err = c.proxies.Add("redis", c.redis.Addr()); err != nil {
+			return err
+		}
+		c.RedisURL = "redis://" + c.RedisProxy.Addr()
 	}
-	c.RedisURL = "redis://" + c.RedisProxy.Addr()
 	env := append([]string{"REDIS_URL=" + c.RedisURL, "RATE_LIMIT=0", "LOG_LEVEL=info", "LEASE_TTL=2s"}, opts.Env...)
 	if c.mongo != nil {
 		if c.MongoProxy, err = c.proxies.Add("mongo", c.mongo.Addr()); err != nil {
@@ -583,7 +622,7 @@ func PlanShape(opts Options) (Shape, error) {
 		return Shape{}, err
 	}
 	top := TopologyFor(store)
-	sh := Shape{API: "api", LocalRedis: opts.Provider == Local, Mongo: top.CanPartition(LinkMongo)}
+	sh := Shape{API: "api", LocalRedis: opts.Provider == Local && singleRedis(opts.Redis), Mongo: top.CanPartition(LinkMongo)}
 	if !top.RelayInAPI {
 		for i := range opts.Relays {
 			sh.Relays = append(sh.Relays, fmt.Sprintf("relay-%d", i+1))
@@ -675,7 +714,13 @@ func (c *Cluster) CannotInject(fault string) string {
 		if c.ctr == nil {
 			return "the " + c.Provider + " provider runs pixelflow as processes, not containers: disconnecting one from its network needs the docker provider"
 		}
-	case "redis-tail-loss", "redis-slow-disk":
+	case "redis-pause", "redis-tail-loss", "redis-slow-disk":
+		if c.redis == nil {
+			return "Redis runs as a replicated topology (" + string(c.Topology.Redis) + "): its faults are the topology's own (chaos/failover.go)"
+		}
+		if fault == "redis-pause" {
+			return "" // a child's SIGSTOP, or a container's freezer
+		}
 		if _, ok := c.redis.(*localRedis); !ok {
 			return "the " + c.Provider + " provider's Redis is a container: slowing its disk and cutting its AOF are only implemented for redis-server child processes (local provider)"
 		}
