@@ -403,16 +403,18 @@ func launch(ctx context.Context, tb testing.TB, dir string, opts Options) (*Clus
 }
 
 func (c *Cluster) start(ctx context.Context, opts Options) error {
+	if opts.Provider == Docker && !singleRedis(opts.Redis) {
+		// Sentinels and MOVED replies hand out the nodes' loopback
+		// addresses, which a container cannot reach: a replicated Redis
+		// runs on redis-server children, and pixelflow beside them as
+		// processes. c.Provider says so in every log and report.
+		opts.Provider, c.Provider = Local, Local+" (replicated Redis: redis-server children on loopback, which containers cannot reach)"
+	}
 	store, _, err := ChooseStore(opts.Provider, opts.Store, os.Getenv, exec.LookPath, HasImage)
 	if err != nil {
 		return err
 	}
 	c.Topology = TopologyFor(store)
-	if opts.Provider == Docker && !singleRedis(opts.Redis) {
-		// Sentinels and MOVED replies hand out the nodes' loopback
-		// addresses, which a container cannot reach.
-		return fmt.Errorf("redis %s: replicated topologies run on the local provider (their nodes are redis-server children on loopback)", opts.Redis)
-	}
 	replicated, err := c.startReplicatedRedis(opts.Redis)
 	if err != nil {
 		return err
