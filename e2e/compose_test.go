@@ -339,6 +339,9 @@ func TestWorkflowRunsTheDockerProof(t *testing.T) {
 	if job.Env["E2E_PROVIDER"] != cluster.Docker {
 		t.Errorf("E2E_PROVIDER=%q for the job, want docker (a missing Docker must fail, not fall back)", job.Env["E2E_PROVIDER"])
 	}
+	if job.Env["E2E_STORE"] != string(cluster.StoreMongo) {
+		t.Errorf("E2E_STORE=%q for the job, want mongodb (without it a daemon that has not pulled mongo:7.0 yet runs the embedded store)", job.Env["E2E_STORE"])
+	}
 	runs := ""
 	uploads := map[string]string{}
 	for _, s := range job.Steps {

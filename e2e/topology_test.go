@@ -81,7 +81,7 @@ func TestTopologyFor(t *testing.T) {
 // registry cannot pull them), else local with the missing images named.
 func TestChooseProvider(t *testing.T) {
 	down := cluster.DockerState{Reason: "no socket"}
-	bare := cluster.DockerState{Healthy: true, Missing: []string{cluster.RedisImage + " or " + cluster.LocalRedisImage, cluster.BaseImage}}
+	bare := cluster.DockerState{Healthy: true, Missing: []string{cluster.RedisImage + " or " + cluster.LocalRedisImage, cluster.BaseImage + " or " + cluster.DistrolessImage}}
 	ready := cluster.DockerState{Healthy: true}
 	for _, tc := range []struct {
 		env      string

@@ -65,7 +65,9 @@ type DockerState struct {
 // can stand in for it: Redis (the registry's or make images') and the
 // runtime base its pixelflow containers run on. MongoDB is not among them:
 // without its image the cluster runs the embedded store (ChooseStore).
-func Images() [][]string { return [][]string{{RedisImage, LocalRedisImage}, {BaseImage}} }
+func Images() [][]string {
+	return [][]string{{RedisImage, LocalRedisImage}, {BaseImage, DistrolessImage}}
+}
 
 // ChooseProvider returns the provider to run on and why. E2E_PROVIDER wins;
 // otherwise docker when the daemon answers and has every image the

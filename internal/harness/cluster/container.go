@@ -15,11 +15,23 @@ import (
 	"time"
 )
 
-// BaseImage is the runtime image the docker provider runs pixelflow
-// containers on (make images builds it: a distroless/static stand-in). The
-// suite's own binary is mounted into it, so a container runs exactly the
-// tree under test, never an image built from an older one.
-const BaseImage = "pixelflow-base:local"
+// Runtime images the docker provider runs pixelflow containers on: make
+// images' BaseImage, or the registry's distroless image it stands in for
+// (the Dockerfile's runtime, pulled where a registry is). The suite's own
+// static binary is mounted into it, so a container runs exactly the tree
+// under test, never an image built from an older one.
+const (
+	BaseImage       = "pixelflow-base:local"
+	DistrolessImage = "gcr.io/distroless/static-debian12:nonroot"
+)
+
+// baseImage is BaseImage when the daemon has it, else DistrolessImage.
+func baseImage(ctx context.Context) string {
+	if HasImage(ctx, BaseImage) {
+		return BaseImage
+	}
+	return DistrolessImage
+}
 
 // Labels on everything the docker provider creates: cleanup finds a run's
 // containers and network by them, and a later run removes what a crashed
@@ -42,6 +54,7 @@ type containers struct {
 	gateway string
 	bin     string // the suite's static binary, mounted at /pixelflow
 	dir     string // the cluster's files, mounted at the same path
+	image   string // the runtime image (baseImage)
 }
 
 // newContainers sweeps what crashed runs left, then creates this run's
@@ -52,7 +65,7 @@ func newContainers(ctx context.Context, bin, dir string) (*containers, error) {
 	}
 	id := make([]byte, 4)
 	_, _ = rand.Read(id)
-	cs := &containers{run: hex.EncodeToString(id), bin: bin, dir: dir}
+	cs := &containers{run: hex.EncodeToString(id), bin: bin, dir: dir, image: baseImage(ctx)}
 	cs.network = "pixelflow-e2e-" + cs.run
 	if _, err := docker(ctx, "network", "create", "--label", labelRun+"="+cs.run, "--label", labelOwner+"="+strconv.Itoa(os.Getpid()), cs.network); err != nil {
 		return nil, err
@@ -100,7 +113,7 @@ func (cs *containers) runArgs(p *Process, env []string) []string {
 	for _, kv := range env {
 		args = append(args, "-e", kv)
 	}
-	return append(args, BaseImage, p.Role)
+	return append(args, cs.image, p.Role)
 }
 
 // close removes every container and the network of this run.
