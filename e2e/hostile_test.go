@@ -51,6 +51,12 @@ const (
 // get the answer docs/api.md, docs/operations.md (Facing the internet) and
 // docs/protocol.md document for it.
 func TestHostile(t *testing.T) {
+	if env.provider == cluster.Docker {
+		// Its per-address caps and its 127.0.x.y clients need the test's
+		// source addresses to reach the gateway; Docker's port proxy
+		// gives every client the bridge's address instead.
+		t.Skip("hostile suite not run on the docker provider: it needs each client's own source address (127.0.x.y), which a published port replaces with the bridge's; it runs on local (make e2e in .ci/run)")
+	}
 	ctx, c := setup(t, cluster.Options{Gateways: 2, Env: []string{
 		"RATE_LIMIT=" + strconv.Itoa(hostileRate), "RATE_BURST=" + strconv.Itoa(hostileBurst),
 		"HTTP_READ_HEADER_TIMEOUT=" + hostileHeaderWait.String(), "HTTP_READ_TIMEOUT=" + hostileReadWait.String(),
