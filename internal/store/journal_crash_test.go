@@ -41,7 +41,8 @@ const crashWrites = 3000
 // call of a file store hook: with half a journal record written, after a
 // record's fsync, with the new main file synced but not renamed, renamed
 // beside the old journal, and after the new journal. The "timer" cases
-// are killed by the parent after a random number of acknowledgements.
+// are killed by the parent once it has read nth acknowledgements, wherever
+// the child then is.
 // After each, the file opens; every acknowledged pixel is in the canvas,
 // its key answers the first answer again without a write, a new write
 // succeeds, and the file opens again after a clean close.
