@@ -178,33 +178,48 @@ func Connect(ctx context.Context, uri string, tracer trace.TracerProvider) (clie
 // single file at path, or memory when path is empty. closeFn closes it.
 //
 // A file is opened by one engine at a time: each engine holds the whole
-// catalog in memory and rewrites the file on every commit, so two of them
-// would each acknowledge writes that the other's next commit discards. The
-// binary's DATA_DIR lock guards only two binaries; so the engine takes an
-// exclusive flock on a sidecar, path+LockSuffix (the file itself is
-// replaced by rename on every commit, and a lock on it would stay with the
-// old inode), and a second open of the same path, in this process or
+// catalog in memory and writes it to the file (and its journal), so two of
+// them would each acknowledge writes that the other's next compaction
+// discards. The binary's DATA_DIR lock guards only two binaries; so the
+// engine takes an exclusive flock on a sidecar, path+LockSuffix (the file
+// itself is replaced by rename on every compaction, and a lock on it would
+// stay with the old inode), and a second open of the same path, in this process or
 // another, fails naming the file and the holder's pid. closeFn releases it
 // after the engine stopped committing.
 func OpenEngine(ctx context.Context, path string) (client lungo.IClient, closeFn func(context.Context) error, err error) {
+	client, _, closeFn, err = openEngine(ctx, path, lungo.FileStoreOptions{})
+	return client, closeFn, err
+}
+
+// openEngine is OpenEngine with the file store's options (tests set its
+// crash hooks and compaction size), also returning the file store (nil in
+// memory).
+//
+// The file is a main file and a journal, path+lungo.JournalSuffix (lungo
+// patch 10): a commit appends what it changed, so its cost follows the
+// commit, not the database (30,000 idempotency keys made a keyed write
+// rewrite 6 MB). Releases before the journal refuse the main file (see
+// docs/operations.md, Upgrades).
+func openEngine(ctx context.Context, path string, fopts lungo.FileStoreOptions) (client lungo.IClient, fs *lungo.FileStore, closeFn func(context.Context) error, err error) {
 	var st lungo.Store = lungo.NewMemoryStore()
 	var lock *dirlock.Lock
 	if path != "" {
 		if lock, err = dirlock.AcquireFile(path + LockSuffix); err != nil {
 			var le *dirlock.LockedError
 			if errors.As(err, &le) {
-				return nil, nil, fmt.Errorf("open embedded store %q: already open: %w", path, err)
+				return nil, nil, nil, fmt.Errorf("open embedded store %q: already open: %w", path, err)
 			}
-			return nil, nil, fmt.Errorf("open embedded store %q: %w", path, err)
+			return nil, nil, nil, fmt.Errorf("open embedded store %q: %w", path, err)
 		}
-		st = lungo.NewFileStore(path, 0o644)
+		fs = lungo.NewFileStoreWith(path, 0o644, fopts)
+		st = fs
 	}
 	c, engine, err := lungo.Open(ctx, engineOptions(st))
 	if err != nil {
 		_ = lock.Release()
-		return nil, nil, fmt.Errorf("open embedded store %q: %w", path, err)
+		return nil, nil, nil, fmt.Errorf("open embedded store %q: %w", path, err)
 	}
-	return c, func(context.Context) error {
+	return c, fs, func(context.Context) error {
 		engine.Close() // waits for a commit in progress: nothing writes the file after it
 		if err := lock.Release(); err != nil {
 			return fmt.Errorf("release embedded store lock %s: %w", path+LockSuffix, err)

@@ -424,6 +424,12 @@ func (e *Engine) Close() {
 
 	// await goroutine termination
 	_ = e.tomb.Wait()
+
+	// release what the store holds open (the file store's journal):
+	// nothing commits any more (pixelflow patch 10)
+	if c, ok := e.store.(interface{ Close() error }); ok {
+		_ = c.Close()
+	}
 }
 
 func (e *Engine) expire(interval time.Duration, reporter func(error)) {

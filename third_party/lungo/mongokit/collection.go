@@ -46,6 +46,10 @@ func sameD(a, b bson.D) bool {
 	return true
 }
 
+// SameValue reports whether a and b encode to the same BSON bytes (see
+// sameValue); the file store's journal diffs documents with it.
+func SameValue(a, b interface{}) bool { return sameValue(a, b) }
+
 // sameValue reports whether a and b encode to the same BSON bytes: the same
 // type and the same value (floats bit for bit). Types it does not know are
 // compared by their encoding.
