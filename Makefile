@@ -160,9 +160,11 @@ endif
 CHAOS_TIMEOUT ?= 60m
 
 ## chaos-docker: the container drills on the docker provider (network
-## disconnects, docker kill, restart and pause); every one must run
+## disconnects, docker kill, restart and pause), every one required to run,
+## then a 60 s nemesis with the container faults (SEED=1)
 chaos-docker: images
 	E2E_PROVIDER=docker CHAOS_MUST_RUN=1 TESTCONTAINERS_RYUK_DISABLED=true $(MAKE) chaos SCENARIO=containers
+	E2E_PROVIDER=docker TESTCONTAINERS_RYUK_DISABLED=true $(MAKE) chaos SCENARIO=nemesis SEED=1 DURATION=60s NEMESIS_SHRINK_BUDGET=3m
 
 # chaos-scenario refuses an unknown SCENARIO before anything is installed
 # or started.

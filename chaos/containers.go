@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 )
@@ -46,4 +47,39 @@ func disconnect(ctx context.Context, d *Drill, p *cluster.Process) (func(context
 	}
 	d.Logf("%s: container disconnected from its network", p.Name)
 	return func(ctx context.Context) error { return p.Reconnect(ctx) }, nil
+}
+
+// containerFaults are the nemesis's faults only containers take (the
+// docker provider): each pixelflow container disconnected from the
+// network, and Redis's container frozen. Appended last, so the seeds of
+// a process cluster keep their meaning.
+func containerFaults(sh cluster.Shape) []Fault {
+	var out []Fault
+	disconnectOf := func(name string, bends []string) {
+		out = append(out, Fault{Name: "disconnect:" + name, Target: name, Bends: bends, MinHold: 500 * time.Millisecond, MaxHold: 5 * time.Second,
+			Doc: "docker network disconnect the " + name + " container (Redis, the api, its clients all cut off), connected again when healed",
+			Inject: func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
+				p, err := process(d, name)
+				if err != nil {
+					return nil, err
+				}
+				return disconnect(ctx, d, p)
+			}})
+	}
+	disconnectOf(sh.API, []string{BendWrites})
+	for _, r := range sh.Relays {
+		disconnectOf(r, nil)
+	}
+	for _, g := range sh.Gateways {
+		disconnectOf(g, nil)
+	}
+	out = append(out, Fault{Name: "freeze:redis", Target: "redis", MinHold: 500 * time.Millisecond, MaxHold: 5 * time.Second,
+		Doc: "docker pause the Redis container (the cgroup freezer), unpaused when healed",
+		Inject: func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
+			if err := d.Cluster.PauseRedis(); err != nil {
+				return nil, err
+			}
+			return func(context.Context) error { return d.Cluster.ResumeRedis() }, nil
+		}})
+	return out
 }

@@ -202,6 +202,9 @@ func Catalogue(sh cluster.Shape) []Fault {
 				return storm(ctx, d.Watchers.Clients[1:]), nil
 			}},
 	)
+	if sh.Containers {
+		out = append(out, containerFaults(sh)...)
+	}
 	return out
 }
 

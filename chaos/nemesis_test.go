@@ -77,8 +77,22 @@ func TestCatalogueFollowsTheShape(t *testing.T) {
 			t.Errorf("MongoDB catalogue lacks %s", want)
 		}
 	}
-	if slices.Contains(mongo, "pause:redis") {
-		t.Error("a Redis container cannot be paused, yet the catalogue offers it")
+	if slices.Contains(mongo, "pause:redis") || slices.Contains(mongo, "freeze:redis") || slices.Contains(mongo, "disconnect:api") {
+		t.Error("a cluster of processes offers container faults")
+	}
+	ctr := names(cluster.Shape{API: "api", Gateways: []string{"gateway-1", "gateway-2"}, Containers: true})
+	for _, want := range []string{"disconnect:api", "disconnect:gateway-2", "freeze:redis"} {
+		if !slices.Contains(ctr, want) {
+			t.Errorf("container catalogue lacks %s: %v", want, ctr)
+		}
+	}
+	if procs := names(cluster.Shape{API: "api", Gateways: []string{"gateway-1", "gateway-2"}}); len(ctr) <= len(procs) || !slices.Equal(ctr[:len(procs)], procs) {
+		t.Errorf("container faults must come after the rest (the generator draws by index): %v, then %v", procs, ctr)
+	}
+	for _, f := range Catalogue(cluster.Shape{API: "api", Gateways: []string{"gateway-1"}, Containers: true}) {
+		if f.Name == "disconnect:api" && !slices.Contains(f.Bends, BendWrites) {
+			t.Error("cutting the api off must be allowed to fail writes")
+		}
 	}
 	for _, f := range Catalogue(localShape) {
 		if f.Name == "kill:api" && !slices.Contains(f.Bends, BendWrites) {

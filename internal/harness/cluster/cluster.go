@@ -610,6 +610,10 @@ type Shape struct {
 	LocalRedis bool
 	// Mongo: the store is MongoDB behind a proxy (a link to cut).
 	Mongo bool
+	// Containers: the pixelflow processes and Redis are containers (the
+	// docker provider): each can be disconnected from the network, and
+	// Redis frozen.
+	Containers bool
 }
 
 // PlanShape is the shape Launch will give a cluster with these options
@@ -626,7 +630,8 @@ func PlanShape(opts Options) (Shape, error) {
 		return Shape{}, err
 	}
 	top := TopologyFor(store)
-	sh := Shape{API: "api", LocalRedis: opts.Provider == Local && singleRedis(opts.Redis), Mongo: top.CanPartition(LinkMongo)}
+	sh := Shape{API: "api", LocalRedis: opts.Provider == Local && singleRedis(opts.Redis), Mongo: top.CanPartition(LinkMongo),
+		Containers: opts.Provider == Docker && singleRedis(opts.Redis)}
 	if !top.RelayInAPI {
 		for i := range opts.Relays {
 			sh.Relays = append(sh.Relays, fmt.Sprintf("relay-%d", i+1))
