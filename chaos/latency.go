@@ -7,6 +7,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/harness/client"
 	"github.com/pixelflow/pixelflow/internal/harness/cluster"
+	"github.com/pixelflow/pixelflow/internal/protocol"
 )
 
 // latencies keeps every pixel event's commit → receive time for a drill's
@@ -24,9 +25,12 @@ type latency struct {
 	client int
 }
 
-// watch makes each client report its events here too.
+// watch makes each client report its events here too, and ask for the
+// commit time the latencies are measured from (events carry it only on
+// request).
 func (l *latencies) watch() cluster.WatchOption {
 	return func(i int, o *client.Options) {
+		o.Fields = append(o.Fields, protocol.FieldCommittedAt)
 		next := o.OnEvent
 		o.OnEvent = func(r client.Received) {
 			next(r)

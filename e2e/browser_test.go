@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -338,7 +339,8 @@ func newScriptedGateway(t *testing.T) *scriptedGateway {
 	mux := http.NewServeMux()
 	mux.Handle("GET /{$}", page)
 	mux.Handle("GET /app.js", page)
-	up := websocket.Upgrader{}
+	mux.Handle("GET /wire.js", page)
+	up := websocket.Upgrader{Subprotocols: []string{protocol.SubprotocolBinary}}
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
 		ws, err := up.Upgrade(w, r, nil)
 		if err != nil {
@@ -396,10 +398,23 @@ func writeBinarySnapshot(t *testing.T, w http.ResponseWriter, js string) {
 	_, _ = w.Write(rgb)
 }
 
+// send writes v, a frame as its JSON twin, to the page in the binary
+// subprotocol the page speaks, through the Go encoder the gateway shares.
 func (g *scriptedGateway) send(t *testing.T, ws *websocket.Conn, v any) {
 	t.Helper()
-	b, _ := json.Marshal(v)
-	if err := ws.WriteMessage(websocket.TextMessage, b); err != nil {
+	if ws.Subprotocol() != protocol.SubprotocolBinary {
+		t.Fatalf("the page did not ask for %s (negotiated %q)", protocol.SubprotocolBinary, ws.Subprotocol())
+	}
+	js, _ := json.Marshal(v)
+	var f protocol.ServerFrame
+	if err := json.Unmarshal(js, &f); err != nil {
+		t.Fatalf("scripted frame %s: %v", js, err)
+	}
+	b, err := protocol.EncodeBinary(f)
+	if err != nil {
+		t.Fatalf("scripted frame %s: %v", js, err)
+	}
+	if err := ws.WriteMessage(websocket.BinaryMessage, b); err != nil {
 		t.Fatalf("send to the page: %v", err)
 	}
 }
@@ -465,6 +480,72 @@ func TestBrowserEventsDuringSnapshotStayApplied(t *testing.T) {
 	waitState(t, pg, "connected")
 	if pos, _ := chromedp.Run(pg, chromedp.Evaluate[string](`document.getElementById('pos').textContent`)); pos != "e2:2" {
 		t.Errorf("page position %q, want e2:2", pos)
+	}
+}
+
+// TestBrowserDecoderMatchesVectors runs the page's binary decoder
+// (wire.js) in the browser against the test vectors the Go codec is held
+// to (internal/protocol/testdata): each valid message decodes to its JSON
+// twin, each invalid one is refused.
+func TestBrowserDecoderMatchesVectors(t *testing.T) {
+	raw, err := os.ReadFile("../internal/protocol/testdata/binary_vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Valid []struct {
+			Name  string          `json:"name"`
+			Hex   string          `json:"hex"`
+			Frame json.RawMessage `json:"frame"`
+		} `json:"valid"`
+		Invalid []struct {
+			Name string `json:"name"`
+			Hex  string `json:"hex"`
+		} `json:"invalid"`
+	}
+	if err := json.Unmarshal(raw, &v); err != nil || len(v.Valid) == 0 || len(v.Invalid) == 0 {
+		t.Fatalf("vectors: %v (%d valid, %d invalid)", err, len(v.Valid), len(v.Invalid))
+	}
+	g := newScriptedGateway(t)
+	g.snapshot.Store(`{"width":8,"height":8,"position":{"epoch":"e1","seq":0},"pixels":[]}`)
+	bctx := browser(t)
+	pg, cancel := chromedp.NewContext(bctx)
+	defer cancel()
+	if err := chromedp.Do(pg, chromedp.Navigate(g.srv.URL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	// Each valid vector's decoding as JSON, or "error: …"; then "refused"
+	// or "accepted …" for each invalid one.
+	js := `(async () => {
+	  const w = await import('/wire.js'), v = ` + string(raw) + `, out = [];
+	  const bytes = (h) => new Uint8Array((h.match(/../g) || []).map((x) => parseInt(x, 16)));
+	  for (const x of v.valid) { try { out.push(JSON.stringify(w.decode(bytes(x.hex)))); } catch (e) { out.push('error: ' + e.message); } }
+	  for (const x of v.invalid) { try { out.push('accepted ' + JSON.stringify(w.decode(bytes(x.hex)))); } catch (e) { out.push('refused'); } }
+	  return out; })()`
+	got, err := chromedp.Run(pg, chromedp.Evaluate[[]string](js, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(v.Valid)+len(v.Invalid) {
+		t.Fatalf("%d results for %d vectors: %v", len(got), len(v.Valid)+len(v.Invalid), got)
+	}
+	for i, x := range v.Valid {
+		var want, dec protocol.ServerFrame
+		if err := json.Unmarshal(x.Frame, &want); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(got[i]), &dec); err != nil {
+			t.Errorf("%s: the page's decoder gave %s", x.Name, got[i])
+			continue
+		}
+		if !reflect.DeepEqual(dec, want) {
+			t.Errorf("%s: the page decoded %s as %s, want %s", x.Name, x.Hex, got[i], x.Frame)
+		}
+	}
+	for i, x := range v.Invalid {
+		if r := got[len(v.Valid)+i]; r != "refused" {
+			t.Errorf("%s: the page's decoder %s %s", x.Name, r, x.Hex)
+		}
 	}
 }
 

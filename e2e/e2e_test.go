@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/harness/apitest"
 	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 	"github.com/pixelflow/pixelflow/internal/harness/history"
@@ -222,7 +223,9 @@ func TestBadInputAndIdempotency(t *testing.T) {
 	for _, cl := range w.Clients {
 		n := 0
 		for _, r := range cl.History() {
-			if r.Event.ID == first.ID {
+			// Matched by its colour, unique to this write: events carry no
+			// id unless a client asks for it.
+			if r.Event.Kind == canvas.KindPixel && r.Event.Color == col {
 				n++
 			}
 		}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/pixelflow/pixelflow/internal/harness/client"
 	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 	"github.com/pixelflow/pixelflow/internal/harness/history"
 	"github.com/pixelflow/pixelflow/internal/harness/pace"
@@ -40,15 +41,17 @@ const (
 )
 
 // TestHostile runs, at once and against real processes, 200 slowloris
-// connections (headers or a body trickled a byte at a time), 50 connections
-// a second sending garbage frames, clients resuming from far behind and
-// never reading, 10,000 distinct idempotency keys from 40 addresses, one
-// client at four times its rate limit, and one address opening more
-// WebSockets than MAX_CONNS_PER_IP — while 20 normal clients watch and a
-// writer places 50 pixels a second through a gateway. The normal clients
-// must lose nothing and converge, the writer's every write must get 201,
-// no process's RSS may grow by 100 MB, and every hostile connection must
-// get the answer docs/api.md, docs/operations.md (Facing the internet) and
+// connections (headers or a body trickled a byte at a time), 50
+// connections a second sending garbage frames (JSON and binary) or
+// handshakes with a subprotocol or fields the gateway refuses, clients
+// resuming from far behind and never reading, 10,000 distinct idempotency
+// keys from 40 addresses, one client at four times its rate limit, and one
+// address opening more WebSockets than MAX_CONNS_PER_IP — while 20 normal
+// clients (half of them on the binary protocol) watch and a writer places
+// 50 pixels a second through a gateway. The normal clients must lose
+// nothing and converge, the writer's every write must get 201, no
+// process's RSS may grow by 100 MB, and every hostile connection must get
+// the answer docs/api.md, docs/operations.md (Facing the internet) and
 // docs/protocol.md document for it.
 func TestHostile(t *testing.T) {
 	if env.provider == cluster.Docker {
@@ -62,7 +65,9 @@ func TestHostile(t *testing.T) {
 		"HTTP_READ_HEADER_TIMEOUT=" + hostileHeaderWait.String(), "HTTP_READ_TIMEOUT=" + hostileReadWait.String(),
 	}})
 	rec := history.NewRecorder(rand.Uint32())
-	w, err := cluster.Watch(ctx, rec, c.Target(), 20)
+	// Half the normal clients speak the binary protocol, as the browser
+	// page does: neither encoding may lose anything under the attack.
+	w, err := cluster.Watch(ctx, rec, c.Target(), 20, func(i int, o *client.Options) { o.Binary = i%2 == 1 })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,31 +328,68 @@ func slowloris(hctx, ctx context.Context, base, ip string, body bool) (time.Dura
 }
 
 // garbageKinds are the frames a client must not send, each with the close
-// code docs/protocol.md gives it.
+// code docs/protocol.md gives it, in JSON and on pixelflow.v1.bin (proto);
+// and the handshakes that must be refused before the upgrade (code 0: 400
+// with code invalid): a subprotocol the gateway does not speak, fields it
+// does not know, fields on the binary protocol.
 var garbageKinds = []struct {
-	name string
-	mt   int
-	data []byte
-	code int
+	name  string
+	proto string // Sec-WebSocket-Protocol offered; "": JSON
+	query string
+	mt    int
+	data  []byte
+	code  int
 }{
-	{"binary", websocket.BinaryMessage, []byte{1, 2, 3}, websocket.CloseUnsupportedData},
-	{"invalid UTF-8", websocket.TextMessage, []byte{0xff, 0xfe, 0xfd}, websocket.CloseInvalidFramePayloadData},
-	{"not JSON", websocket.TextMessage, []byte("hello?"), websocket.CloseInvalidFramePayloadData},
-	{"unknown type", websocket.TextMessage, []byte(`{"type":"subscribe"}`), websocket.ClosePolicyViolation},
-	{"too big", websocket.TextMessage, bytes.Repeat([]byte("x"), 600), websocket.CloseMessageTooBig},
+	{"binary", "", "", websocket.BinaryMessage, []byte{1, 2, 3}, websocket.CloseUnsupportedData},
+	{"invalid UTF-8", "", "", websocket.TextMessage, []byte{0xff, 0xfe, 0xfd}, websocket.CloseInvalidFramePayloadData},
+	{"not JSON", "", "", websocket.TextMessage, []byte("hello?"), websocket.CloseInvalidFramePayloadData},
+	{"unknown type", "", "", websocket.TextMessage, []byte(`{"type":"subscribe"}`), websocket.ClosePolicyViolation},
+	{"too big", "", "", websocket.TextMessage, bytes.Repeat([]byte("x"), 600), websocket.CloseMessageTooBig},
+	{"bin: text", protocol.SubprotocolBinary, "", websocket.TextMessage, []byte(`{"type":"ping"}`), websocket.CloseUnsupportedData},
+	{"bin: empty", protocol.SubprotocolBinary, "", websocket.BinaryMessage, nil, websocket.CloseInvalidFramePayloadData},
+	{"bin: ping with a payload", protocol.SubprotocolBinary, "", websocket.BinaryMessage, []byte{protocol.BinPing, 0}, websocket.CloseInvalidFramePayloadData},
+	{"bin: events from a client", protocol.SubprotocolBinary, "", websocket.BinaryMessage, []byte{protocol.BinEvents, 1, 0x14, 0x14, 0, 0, 0, 1}, websocket.ClosePolicyViolation},
+	{"bin: too big", protocol.SubprotocolBinary, "", websocket.BinaryMessage, append([]byte{protocol.BinPing}, make([]byte, 600)...), websocket.CloseMessageTooBig},
+	{"unsupported subprotocol", "pixelflow.v9.bin", "", 0, nil, 0},
+	{"unknown field", "", "?fields=secret", 0, nil, 0},
+	{"fields on binary", protocol.SubprotocolBinary, "?fields=id", 0, nil, 0},
 }
 
 // garbage connects, reads the hello, sends the i-th kind of garbage and
-// expects the connection closed with that kind's code.
+// expects the connection closed with that kind's code (or, for a refused
+// handshake, a 400 saying invalid).
 func garbage(ctx context.Context, base, ip string, i int) error {
 	g := garbageKinds[i%len(garbageKinds)]
 	d := &websocket.Dialer{HandshakeTimeout: 5 * time.Second, NetDialContext: dialFrom(ip).DialContext}
-	ws, resp, err := d.DialContext(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws", nil)
+	if g.proto != "" {
+		d.Subprotocols = []string{g.proto}
+	}
+	ws, resp, err := d.DialContext(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws"+g.query, nil)
+	if g.code == 0 {
+		defer closeBody(resp)
+		if err == nil {
+			ws.Close()
+			return fmt.Errorf("%s: the handshake was accepted, want 400", g.name)
+		}
+		if resp == nil || resp.StatusCode != http.StatusBadRequest {
+			return fmt.Errorf("%s: %v, want 400", g.name, err)
+		}
+		var body struct {
+			Error struct{ Code, Message string }
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.Error.Code != "invalid" || body.Error.Message == "" {
+			return fmt.Errorf("%s: 400 with %+v (%v), want code invalid and a message", g.name, body.Error, err)
+		}
+		return nil
+	}
 	closeBody(resp)
 	if err != nil {
 		return fmt.Errorf("dial: %w", err)
 	}
 	defer ws.Close()
+	if ws.Subprotocol() != g.proto {
+		return fmt.Errorf("%s: negotiated %q, want %q", g.name, ws.Subprotocol(), g.proto)
+	}
 	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, _, err := ws.ReadMessage(); err != nil {
 		return fmt.Errorf("hello: %w", err)

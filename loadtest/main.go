@@ -23,6 +23,15 @@
 // committedAt. Both clocks are this host's on loopback; across hosts the
 // clocks' offset adds to every figure (use NTP/PTP-synced hosts and read
 // the stage timings, which share that caveat).
+//
+// -wire chooses what the clients speak. "timed" (the default) asks for
+// committedAt and publishedAt (?fields=), which the figures above need;
+// "json" (the compact events every client gets by default) and "binary"
+// (pixelflow.v1.bin, as the browser page) measure what a delivery costs on
+// the wire, and without commit times their delivery latency is counted
+// from the write's send, as the side-by-side harness counts it:
+//
+//	go run ./loadtest -scenario steady -wire json   # bytes/delivery of the default frames
 package main
 
 import (
@@ -69,7 +78,17 @@ type Params struct {
 	// MaxOther is the CPU (in cores) that other processes may use during a
 	// step's measured window before the step is flagged disturbed.
 	MaxOther float64 `json:"maxOtherCores"`
+	// Wire is what the clients speak: "timed" (JSON with committedAt and
+	// publishedAt), "json" (compact JSON) or "binary" (pixelflow.v1.bin).
+	Wire string `json:"wire"`
 }
+
+// Wire encodings of the load test's clients (Params.Wire).
+const (
+	wireTimed  = "timed"
+	wireJSON   = "json"
+	wireBinary = "binary"
+)
 
 func scenarios() map[string]Params {
 	return map[string]Params{
@@ -96,6 +115,7 @@ func parse(args []string) (Params, error) {
 	cpusServer := fs.String("cpus-server", "", "pin pixelflow and its Redis to these CPUs (taskset list, e.g. 0)")
 	cpusLoad := fs.String("cpus-load", "", "pin the load generator to these CPUs (taskset list, e.g. 1)")
 	maxOther := fs.Float64("max-other", 0.25, "cores other processes may use during a step's measured window before it is flagged disturbed")
+	wire := fs.String("wire", wireTimed, `what the clients speak: "timed" (JSON with committedAt and publishedAt, for every latency stage), "json" (compact JSON, the default frames) or "binary" (pixelflow.v1.bin); without times, latency counts from each write's send`)
 	if err := fs.Parse(args); err != nil {
 		return Params{}, err
 	}
@@ -133,7 +153,7 @@ func parse(args []string) (Params, error) {
 	if set["gateways"] && !set["topology"] && p.Gateways > 1 {
 		p.Topology = "cluster" // several gateways are several processes
 	}
-	p.CPUsServer, p.CPUsLoad, p.MaxOther = *cpusServer, *cpusLoad, *maxOther
+	p.CPUsServer, p.CPUsLoad, p.MaxOther, p.Wire = *cpusServer, *cpusLoad, *maxOther, *wire
 	if *targets != "" {
 		p.Targets = strings.Split(*targets, ",")
 	}
@@ -158,6 +178,8 @@ func parse(args []string) (Params, error) {
 		return p, fmt.Errorf("-gateways %d: the serve topology is one process; use -topology cluster", p.Gateways)
 	case p.MaxOther < 0:
 		return p, fmt.Errorf("-max-other %g: want ≥ 0", p.MaxOther)
+	case p.Wire != wireTimed && p.Wire != wireJSON && p.Wire != wireBinary:
+		return p, fmt.Errorf("-wire %q: want timed, json or binary", p.Wire)
 	case (p.CPUsServer != "" || p.CPUsLoad != "") && p.API != "":
 		return p, errors.New("-cpus-server and -cpus-load pin processes the load test starts; not with -api")
 	}

@@ -21,6 +21,7 @@ func TestParseRejectsBadFlags(t *testing.T) {
 		{"-cpus-server", "zero"},
 		{"-cpus-load", "1;2"},
 		{"-max-other", "-1"},
+		{"-wire", "msgpack"},
 		{"-api", "http://127.0.0.1:1", "-gateways-urls", "http://127.0.0.1:2", "-cpus-load", "1"},
 	} {
 		if _, err := parse(args); err == nil {
@@ -31,7 +32,7 @@ func TestParseRejectsBadFlags(t *testing.T) {
 	if err != nil || p.Clients != 20 || p.Rate != 200 || p.Duration != 5*time.Second {
 		t.Fatalf("steady with overrides: %+v %v", p, err)
 	}
-	if p.Topology != "serve" || p.Gateways != 1 || p.MaxOther != 0.25 {
+	if p.Topology != "serve" || p.Gateways != 1 || p.MaxOther != 0.25 || p.Wire != wireTimed {
 		t.Fatalf("steady runs serve like the side-by-side harness: %+v", p)
 	}
 	if sm, _ := parse([]string{"-scenario", "smoke"}); sm.Topology != "cluster" || sm.Gateways != 2 {
@@ -39,6 +40,9 @@ func TestParseRejectsBadFlags(t *testing.T) {
 	}
 	if cl, err := parse([]string{"-scenario", "steady", "-gateways", "2", "-cpus-server", "0", "-cpus-load", "1"}); err != nil || cl.Topology != "cluster" || cl.CPUsServer != "0" || cl.CPUsLoad != "1" {
 		t.Fatalf("two gateways make a cluster, pinned: %+v %v", cl, err)
+	}
+	if b, err := parse([]string{"-scenario", "steady", "-wire", "binary"}); err != nil || b.Wire != wireBinary {
+		t.Fatalf("-wire binary: %+v %v", b, err)
 	}
 	c, err := parse([]string{"-scenario", "capacity", "-rate", "500"})
 	if err != nil || len(c.Steps) == 0 || c.Steps[0] != 600 {

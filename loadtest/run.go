@@ -19,6 +19,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/harness/history"
 	"github.com/pixelflow/pixelflow/internal/harness/pace"
 	"github.com/pixelflow/pixelflow/internal/harness/procstat"
+	"github.com/pixelflow/pixelflow/internal/protocol"
 )
 
 // newHist records microseconds from 1 µs to 5 minutes, 3 significant digits.
@@ -48,26 +49,40 @@ func (m *meter) observe(r client.Received) {
 	if r.Event.Kind == canvas.KindCanary || r.Dup {
 		return
 	}
-	d := r.ReceivedAt.Sub(r.Event.CommittedAt).Microseconds()
 	var fromSend int64 = -1
+	var sentAt time.Time
 	if m.sent != nil {
 		if at := m.sent.at(r.Event.Color); at != 0 {
 			fromSend = r.ReceivedAt.UnixNano() - at
+			sentAt = time.Unix(0, at)
 		}
+	}
+	// The delivery latency runs from the commit when the events carry it
+	// (-wire timed), else from the write's send (-wire json, binary).
+	var d int64
+	from := r.Event.CommittedAt
+	switch {
+	case !from.IsZero():
+		d = r.ReceivedAt.Sub(from).Microseconds()
+	case fromSend >= 0:
+		d, from = fromSend/1000, sentAt
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if fromSend >= 0 {
 		_ = m.fromSend.RecordValue(max(fromSend/1000, 1))
 	}
+	if from.IsZero() { // a write this run did not send: no start to measure from
+		return
+	}
 	_ = m.delivery.RecordValue(max(d, 1))
 	_ = m.second.RecordValue(max(d, 1))
-	if !r.PublishedAt.IsZero() {
+	if !r.PublishedAt.IsZero() && !r.Event.CommittedAt.IsZero() {
 		_ = m.toPublish.RecordValue(max(r.PublishedAt.Sub(r.Event.CommittedAt).Microseconds(), 1))
 		_ = m.toClient.RecordValue(max(r.ReceivedAt.Sub(r.PublishedAt).Microseconds(), 1))
 	}
 	for i := len(m.stepStart) - 1; i >= 0; i-- {
-		if !r.Event.CommittedAt.Before(m.stepStart[i]) {
+		if !from.Before(m.stepStart[i]) {
 			_ = m.stepHists[i].RecordValue(max(d, 1))
 			break
 		}
@@ -133,7 +148,7 @@ func run(ctx context.Context, p Params, out io.Writer) (*Report, error) {
 		}
 	}
 	groups = append(groups, procstat.Group{Name: loadGroup, Pids: func() []int { return []int{os.Getpid()} }})
-	fmt.Fprintf(out, "loadtest %s on %s: %d clients over %d gateways, %d writes/s\n", p.Scenario, target.Describe, p.Clients, len(target.Gateways), p.Rate)
+	fmt.Fprintf(out, "loadtest %s on %s: %d clients over %d gateways, %d writes/s, wire %s\n", p.Scenario, target.Describe, p.Clients, len(target.Gateways), p.Rate, p.Wire)
 
 	rec := history.NewRecorder(rand.Uint32())
 	m := newMeter()
@@ -143,6 +158,12 @@ func run(ctx context.Context, p Params, out io.Writer) (*Report, error) {
 		o.OnEvent = func(r client.Received) { prev(r); m.observe(r) }
 		o.Logger = quietLogger()
 		o.DiscardHistory = true
+		switch p.Wire {
+		case wireTimed: // the commit → client and stage figures need both
+			o.Fields = []string{protocol.FieldCommittedAt, protocol.FieldPublishedAt}
+		case wireBinary:
+			o.Binary = true
+		}
 	}
 	w, err := cluster.Watch(ctx, rec, target, p.Clients, record)
 	if err != nil {

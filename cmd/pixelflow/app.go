@@ -227,6 +227,7 @@ func (m *Main) Run(ctx context.Context) error {
 		page := web.Handler()
 		public.Handle("GET /{$}", page)
 		public.Handle("GET /app.js", page)
+		public.Handle("GET /wire.js", page) // app.js imports it
 		admin.Handle("GET /ops", page)
 		admin.Handle("GET /ops.js", page)
 		admin.Handle("GET /ops/data", dash)

@@ -15,6 +15,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/harness/history"
 	"github.com/pixelflow/pixelflow/internal/harness/logbuf"
 	"github.com/pixelflow/pixelflow/internal/harness/redistopo"
+	"github.com/pixelflow/pixelflow/internal/protocol"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
@@ -77,7 +78,7 @@ func sentinelFailover(t *testing.T, pause bool) {
 	// The probe: a client of the separate gateway alone, which notes when
 	// the first pixel committed after the kill reaches it.
 	var killedAt, recoveredAt atomic.Int64
-	probe := client.New(client.Options{BaseURL: gwBase, SnapshotURL: base, Name: "probe", OnEvent: func(r client.Received) {
+	probe := client.New(client.Options{BaseURL: gwBase, SnapshotURL: base, Name: "probe", Fields: []string{protocol.FieldCommittedAt}, OnEvent: func(r client.Received) {
 		if k := killedAt.Load(); k != 0 && r.Event.CommittedAt.UnixNano() > k && recoveredAt.Load() == 0 {
 			recoveredAt.Store(r.ReceivedAt.UnixNano())
 		}

@@ -265,7 +265,7 @@ func hexb(b []byte) string {
 
 func TestPageIsServed(t *testing.T) {
 	m := runMain(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "INSTANCE_ID": "t6"}, "serve")
-	for path, want := range map[string]string{"/": "<canvas", "/app.js": "application/octet-stream", "/ops": "pipeline", "/ops.js": "/ops/data"} {
+	for path, want := range map[string]string{"/": "<canvas", "/app.js": "application/octet-stream", "/wire.js": "pixelflow.v1.bin", "/ops": "pipeline", "/ops.js": "/ops/data"} {
 		resp, err := http.Get("http://" + m.Addr + path)
 		if err != nil {
 			t.Fatal(err)

@@ -124,7 +124,7 @@ func (f *benchFanout) send(count, clients int) {
 		f.seq++
 		e := stream.Entry{Event: canvas.Event{ID: "ev", Kind: canvas.KindPixel, GX: 12, GY: 34,
 			Color: 0x336699, Version: int64(f.seq), CommittedAt: time.Now(), Epoch: "bench", Seq: f.seq}, PublishedAt: time.Now()}
-		f.g.hub.broadcast(e.Epoch, e.Seq, [][]byte{encodeEvent(e)})
+		f.g.hub.broadcast(e.Epoch, e.Seq, []stream.Entry{e})
 	}
 }
 
@@ -350,7 +350,7 @@ func BenchmarkServerCPU(b *testing.B) {
 				want := g.Stats().Delivered + int64(clients)
 				e := stream.Entry{Event: canvas.Event{ID: "ev", Kind: canvas.KindPixel, GX: 12, GY: 34,
 					Color: 0x336699, Version: int64(seq), CommittedAt: time.Now(), Epoch: "bench", Seq: seq}, PublishedAt: time.Now()}
-				g.hub.broadcast(e.Epoch, e.Seq, [][]byte{encodeEvent(e)})
+				g.hub.broadcast(e.Epoch, e.Seq, []stream.Entry{e})
 				for g.Stats().Delivered < want {
 					time.Sleep(50 * time.Microsecond)
 				}

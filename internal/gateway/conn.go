@@ -21,30 +21,50 @@ type item struct {
 	ctl   []byte
 }
 
-// batch is one broadcast's encoded events, shared read-only by every
-// client's queue. A client whose queue holds only this batch (the usual
-// case: a lone event, or a burst read from the stream at once) is sent the
-// same frame as every other client, so that frame is assembled once, by
-// whichever flusher needs it first, instead of once per client.
+// batch is one broadcast's events, shared read-only by every client's
+// queue. It encodes them once per wire format in use (see wireFormat),
+// lazily, by whichever flusher needs that format first; a client whose
+// queue holds only this batch (the usual case: a lone event, or a burst
+// read from the stream at once) is sent the same frame as every other
+// client of its format, so that frame is assembled once too, instead of
+// once per client.
 type batch struct {
-	evs  [][]byte
-	once sync.Once
-	wire []byte // the events frame of evs, header included; set by once, read-only after
+	first uint64      // sequence of evs[0]; the others follow one by one
+	evs   []wireEvent // read-only
+	enc   [numFormats]encoding
 }
 
-func newBatch(evs [][]byte) *batch { return &batch{evs: evs} }
-
-// sharedWire returns the events frame of b, header included; b must hold
-// at most maxFrame events.
-func (b *batch) sharedWire() []byte {
-	b.once.Do(func() { b.wire = appendEventsWire(nil, b.evs) })
-	return b.wire
+// encoding is a batch in one wire format; each part is set by its once and
+// read-only after.
+type encoding struct {
+	once     sync.Once
+	evs      [][]byte // each event's bytes
+	wireOnce sync.Once
+	wire     []byte // the events frame of evs, header included
 }
 
-// Control frames, whole.
+func newBatch(first uint64, evs []wireEvent) *batch { return &batch{first: first, evs: evs} }
+
+// events returns b's events encoded in format f.
+func (b *batch) events(f wireFormat) [][]byte {
+	e := &b.enc[f]
+	e.once.Do(func() { e.evs = encodeEvents(f, b.evs) })
+	return e.evs
+}
+
+// sharedWire returns the events frame of b in format f, header included;
+// b must hold at most maxFrame events.
+func (b *batch) sharedWire(f wireFormat) []byte {
+	e := &b.enc[f]
+	e.wireOnce.Do(func() { e.wire = appendEventsWire(nil, f, b.first, b.events(f)) })
+	return e.wire
+}
+
+// Control frames, whole: the pong in each encoding, and the protocol ping.
 var (
-	pongWire = textFrame(pongFrame)
-	pingWire = appendFrame(nil, opPing, nil)
+	pongWire    = textFrame(pongFrame)
+	pongWireBin = appendFrame(nil, opBinary, []byte{protocol.BinPong})
+	pingWire    = appendFrame(nil, opPing, nil)
 )
 
 // errClosing is a write refused because the connection is closing.
@@ -55,12 +75,15 @@ var errClosing = errors.New("connection closing")
 // by the connection's own writer goroutine; and a reader (the ServeHTTP
 // goroutine) that only answers pings and polices what the client sends.
 type conn struct {
-	g    *Gateway
-	ws   *websocket.Conn // the handshake and reading; frames go out through out
-	out  *socket
-	fl   *flusher
-	wake chan struct{} // cap 1: wakes the writer goroutine
-	done chan struct{} // closed when the connection is closing
+	g   *Gateway
+	ws  *websocket.Conn // the handshake and reading; frames go out through out
+	out *socket
+	fl  *flusher
+	// format is how this connection's frames are encoded, fixed at the
+	// upgrade (subprotocol and fields=).
+	format wireFormat
+	wake   chan struct{} // cap 1: wakes the writer goroutine
+	done   chan struct{} // closed when the connection is closing
 
 	closeOnce sync.Once
 	marked    atomic.Bool  // c is in its flusher's marked list (or waiting in it)
@@ -88,12 +111,12 @@ type conn struct {
 	joined [][]byte // the writer goroutine's scratch for joining batches
 }
 
-func newConn(g *Gateway, ws *websocket.Conn, out *socket) *conn {
+func newConn(g *Gateway, ws *websocket.Conn, out *socket, format wireFormat) *conn {
 	g.connMu.Lock()
 	g.flushers.start(g)
 	fl := g.flushers.assign()
 	g.connMu.Unlock()
-	return &conn{g: g, ws: ws, out: out, fl: fl, wake: make(chan struct{}, 1), done: make(chan struct{}), writer: true}
+	return &conn{g: g, ws: ws, out: out, fl: fl, format: format, wake: make(chan struct{}, 1), done: make(chan struct{}), writer: true}
 }
 
 // signal wakes the writer goroutine.
@@ -159,7 +182,11 @@ func (c *conn) pong() {
 		return
 	}
 	c.pongQueued = true
-	c.q = append(c.q, item{ctl: pongWire})
+	pong := pongWire
+	if c.format.binary() {
+		pong = pongWireBin
+	}
+	c.q = append(c.q, item{ctl: pong})
 	c.mu.Unlock()
 	c.mark()
 }
@@ -232,7 +259,7 @@ func (c *conn) flush(buf []byte, joined *[][]byte) []byte {
 	}
 	q := c.takeLocked()
 	c.mu.Unlock()
-	data, events, buf := assemble(buf, q, joined)
+	data, events, buf := assemble(buf, c.format, q, joined)
 	n, err := c.out.tryWrite(data)
 	c.recycle(q)
 	if err != nil {
@@ -256,28 +283,33 @@ func (c *conn) flush(buf []byte, joined *[][]byte) []byte {
 	return buf
 }
 
-// assemble returns the bytes that send q: consecutive event batches packed
-// into events frames of at most maxFrame events, control frames alone, in
-// order. A lone batch that fits a frame is its shared frame; anything else
-// is built in buf (returned grown). Batches are shared with other clients'
-// queues, so they are only read.
-func assemble(buf []byte, q []item, joined *[][]byte) (data []byte, events int, out []byte) {
+// assemble returns the bytes that send q in format f: consecutive event
+// batches packed into events frames of at most maxFrame events, control
+// frames alone, in order. Batches join only where their sequences run on
+// (a binary frame names its first sequence only; the hub queues contiguous
+// batches, so this holds but for a resync, which is a control frame
+// between them anyway). A lone batch that fits a frame is its shared
+// frame; anything else is built in buf (returned grown). Batches are
+// shared with other clients' queues, so they are only read.
+func assemble(buf []byte, f wireFormat, q []item, joined *[][]byte) (data []byte, events int, out []byte) {
 	if len(q) == 1 {
 		if b := q[0].batch; b != nil && len(b.evs) <= maxFrame {
-			return b.sharedWire(), len(b.evs), buf
+			return b.sharedWire(f), len(b.evs), buf
 		}
 		if q[0].ctl != nil {
 			return q[0].ctl, 0, buf
 		}
 	}
 	var pending [][]byte
+	var first uint64 // sequence of pending[0]
 	owned := (*joined)[:0]
 	flush := func() {
 		for len(pending) > 0 {
 			n := min(len(pending), maxFrame)
-			buf = appendEventsWire(buf, pending[:n])
+			buf = appendEventsWire(buf, f, first, pending[:n])
 			events += n
 			pending = pending[n:]
+			first += uint64(n)
 		}
 	}
 	for _, it := range q {
@@ -286,10 +318,13 @@ func assemble(buf []byte, q []item, joined *[][]byte) (data []byte, events int, 
 			buf = append(buf, it.ctl...)
 			continue
 		}
-		evs := it.batch.evs
+		if len(pending) > 0 && it.batch.first != first+uint64(len(pending)) {
+			flush()
+		}
+		evs := it.batch.events(f)
 		switch {
 		case len(pending) == 0:
-			pending = evs
+			pending, first = evs, it.batch.first
 		case len(owned) == 0 || &owned[0] != &pending[0]:
 			owned = append(append(owned[:0], pending...), evs...)
 			pending = owned
@@ -376,7 +411,7 @@ func (c *conn) sendQueued() bool {
 		if err == nil && len(q) > 0 {
 			var data []byte
 			var n int
-			data, n, c.wbuf = assemble(c.wbuf[:0], q, &c.joined)
+			data, n, c.wbuf = assemble(c.wbuf[:0], c.format, q, &c.joined)
 			err = c.out.writeAll(data, deadline)
 			events += n
 		}
@@ -392,15 +427,15 @@ func (c *conn) sendQueued() bool {
 	}
 }
 
-// write sends one text message at once, waiting for its turn; it is for
-// the connection's opening (hello, replay, resync), written before the
-// writer goroutine starts.
+// write sends one message in the connection's encoding at once, waiting
+// for its turn; it is for the connection's opening (hello, replay,
+// resync), written before the writer goroutine starts.
 func (c *conn) write(payload []byte) error {
 	if !c.out.lock(c.done) {
 		return errClosing
 	}
 	defer c.out.unlock()
-	return c.out.writeAll(textFrame(payload), time.Now().Add(writeWait))
+	return c.out.writeAll(messageFrame(c.format, payload), time.Now().Add(writeWait))
 }
 
 // closeSent is the closeWith "code" of a connection whose close frame gorilla
@@ -448,7 +483,8 @@ func (c *conn) closeWith(code int, reason string) {
 }
 
 // readLoop runs on the ServeHTTP goroutine until the connection ends. A
-// client has nothing to say but ping; anything else closes its connection
+// client has nothing to say but ping (a text {"type":"ping"}, or the binary
+// ping of pixelflow.v1.bin); anything else closes its connection
 // with the matching close code, and no other connection notices.
 func (c *conn) readLoop() {
 	c.ws.SetReadLimit(maxClientFrame)
@@ -466,7 +502,7 @@ func (c *conn) readLoop() {
 			}
 			return
 		}
-		f, err := parseClientFrame(mt, data)
+		f, err := parseClientFrame(c.format, mt, data)
 		if err != nil {
 			var fe *frameError
 			if errors.As(err, &fe) {

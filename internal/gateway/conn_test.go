@@ -50,7 +50,7 @@ func TestFlushWindowBatchesWhatFollowsAWrite(t *testing.T) {
 	send := func(seq uint64) {
 		e := stream.Entry{Event: canvas.Event{ID: "ev", Kind: canvas.KindPixel, Color: 0x336699,
 			Version: 1, CommittedAt: time.Now(), Epoch: "e", Seq: seq}}
-		g.hub.broadcast(e.Epoch, e.Seq, [][]byte{encodeEvent(e)})
+		g.hub.broadcast(e.Epoch, e.Seq, []stream.Entry{e})
 	}
 	read := func() []uint64 {
 		t.Helper()
@@ -91,29 +91,61 @@ func TestFlushWindowBatchesWhatFollowsAWrite(t *testing.T) {
 	}
 }
 
+// seqBatch is a batch of canaries numbered from first: the smallest events
+// there are, so frames stay readable in a test's messages.
+func seqBatch(first uint64, n int) *batch {
+	evs := make([]wireEvent, n)
+	for i := range evs {
+		evs[i] = wireEvent{seq: first + uint64(i), canary: true}
+	}
+	return newBatch(first, evs)
+}
+
 // The frame a lone batch is sent as is byte for byte the one assembled for
-// several batches, so sharing it changes nothing on the wire.
+// several batches, so sharing it changes nothing on the wire, in every
+// format.
 func TestSharedFrameMatchesJoinedFrame(t *testing.T) {
-	evs := [][]byte{[]byte(`{"seq":1}`), []byte(`{"seq":2}`)}
-	b := newBatch(evs)
+	for f := range numFormats {
+		b := seqBatch(1, 2)
+		var joined [][]byte
+		want, n, _ := assemble(nil, f, []item{{batch: seqBatch(1, 1)}, {batch: seqBatch(2, 1)}}, &joined)
+		if n != 2 {
+			t.Fatalf("format %d: assembled %d events, want 2", f, n)
+		}
+		if got := b.sharedWire(f); string(got) != string(want) {
+			t.Fatalf("format %d: shared frame %q, want %q", f, got, want)
+		}
+		payload := appendEventsPayload(nil, f, 1, b.events(f))
+		if got := b.sharedWire(f); string(got) != string(appendFrame(nil, messageOp(f), payload)) {
+			t.Fatalf("format %d: shared frame %q is not the frame of %s", f, got, payload)
+		}
+		if f.binary() {
+			fr, err := protocol.DecodeBinary(payload)
+			if err != nil || fr.Type != protocol.TypeEvents || len(fr.Events) != 2 || fr.Events[1].Seq != 2 {
+				t.Fatalf("frame %x does not decode as events 1 and 2: %+v %v", payload, fr, err)
+			}
+			continue
+		}
+		var fr struct {
+			Type   string            `json:"type"`
+			Events []json.RawMessage `json:"events"`
+		}
+		if err := json.Unmarshal(payload, &fr); err != nil || fr.Type != protocol.TypeEvents || len(fr.Events) != 2 {
+			t.Fatalf("frame %s does not parse as two events: %v", payload, err)
+		}
+	}
+}
+
+// Batches whose sequences do not run on are never joined into one frame:
+// a binary frame names only its first sequence, and would renumber the
+// second batch's events.
+func TestAssembleSplitsAtASequenceJump(t *testing.T) {
 	var joined [][]byte
-	want, n, _ := assemble(nil, []item{{batch: newBatch(evs[:1])}, {batch: newBatch(evs[1:])}}, &joined)
-	if n != 2 {
-		t.Fatalf("assembled %d events, want 2", n)
-	}
-	if got := b.sharedWire(); string(got) != string(want) {
-		t.Fatalf("shared frame %q, want %q", got, want)
-	}
-	payload := appendEventsFrame(nil, evs)
-	if got := b.sharedWire(); string(got) != string(appendFrame(nil, opText, payload)) {
-		t.Fatalf("shared frame %q is not the text frame of %s", got, payload)
-	}
-	var f struct {
-		Type   string            `json:"type"`
-		Events []json.RawMessage `json:"events"`
-	}
-	if err := json.Unmarshal(payload, &f); err != nil || f.Type != protocol.TypeEvents || len(f.Events) != 2 {
-		t.Fatalf("frame %s does not parse as two events: %v", payload, err)
+	data, n, _ := assemble(nil, binaryFormat, []item{{batch: seqBatch(1, 2)}, {batch: seqBatch(7, 1)}}, &joined)
+	want := append(appendEventsWire(nil, binaryFormat, 1, seqBatch(1, 2).events(binaryFormat)),
+		appendEventsWire(nil, binaryFormat, 7, seqBatch(7, 1).events(binaryFormat))...)
+	if n != 3 || string(data) != string(want) {
+		t.Fatalf("assembled %d events as %x, want 3 as %x", n, data, want)
 	}
 }
 
@@ -124,7 +156,6 @@ func TestSharedFrameMatchesJoinedFrame(t *testing.T) {
 func TestRawFramesReadByGorilla(t *testing.T) {
 	sizes := []int{0, 1, 125, 126, 65535, 65536, 70000}
 	payload := func(n int) []byte { return []byte(strings.Repeat("x", n)) }
-	evs := [][]byte{[]byte(`{"seq":1}`), []byte(`{"seq":2}`), []byte(`{"seq":3}`)}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
 		if err != nil {
@@ -136,8 +167,8 @@ func TestRawFramesReadByGorilla(t *testing.T) {
 			buf = appendFrame(buf, opText, payload(n))
 		}
 		var joined [][]byte
-		q := []item{{batch: newBatch(evs[:1])}, {ctl: textFrame(pongFrame)}, {batch: newBatch(evs[1:2])}, {batch: newBatch(evs[2:])}}
-		data, _, _ := assemble(nil, q, &joined)
+		q := []item{{batch: seqBatch(1, 1)}, {ctl: textFrame(pongFrame)}, {batch: seqBatch(2, 1)}, {batch: seqBatch(3, 1)}}
+		data, _, _ := assemble(nil, 0, q, &joined)
 		buf = append(buf, data...)
 		_, _ = ws.NetConn().Write(buf)
 		_, _, _ = ws.ReadMessage() // until the client closes
@@ -155,7 +186,8 @@ func TestRawFramesReadByGorilla(t *testing.T) {
 			t.Fatalf("frame of %d bytes: type %d, %d bytes, %v", n, mt, len(got), err)
 		}
 	}
-	for _, want := range []string{`{"type":"events","events":[{"seq":1}]}`, `{"type":"pong"}`, `{"type":"events","events":[{"seq":2},{"seq":3}]}`} {
+	for _, want := range []string{`{"type":"events","events":[{"seq":1,"kind":"canary"}]}`, `{"type":"pong"}`,
+		`{"type":"events","events":[{"seq":2,"kind":"canary"},{"seq":3,"kind":"canary"}]}`} {
 		if _, got, err := ws.ReadMessage(); err != nil || string(got) != want {
 			t.Fatalf("got %s (%v), want %s", got, err, want)
 		}

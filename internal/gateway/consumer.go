@@ -456,14 +456,12 @@ func (g *Gateway) deliver(ctx context.Context, entries []stream.Entry) int {
 		return 0
 	}
 	var spans []trace.Span
-	evs := make([][]byte, len(entries))
-	for i, e := range entries {
+	for _, e := range entries {
 		if sp := g.processSpan(ctx, e); sp != nil {
 			spans = append(spans, sp)
 		}
-		evs[i] = encodeEvent(e)
 	}
-	from := g.hub.broadcast(entries[0].Epoch, entries[0].Seq, evs)
+	from := g.hub.broadcast(entries[0].Epoch, entries[0].Seq, entries)
 	for _, e := range entries[from:] {
 		g.observe(e)
 	}

@@ -28,8 +28,10 @@
 //   - Flushers (one per processor) write the queues: a broadcast marks each
 //     client it queued to, and a flusher sends a marked client's whole
 //     queue with one non-blocking write of WebSocket frames the gateway
-//     builds itself (a batch alone in a queue is framed once and the bytes
-//     are shared by every client). So a delivery is one write system call
+//     builds itself (a batch is encoded once per wire format in use —
+//     compact JSON, JSON with the fields= a client asked for, or
+//     pixelflow.v1.bin — and, alone in a queue, framed once, the bytes
+//     shared by every client of that format). So a delivery is one write system call
 //     and no goroutine wake-up of its own. A client written less than
 //     FlushWindow ago stays marked until its window ends and gets what
 //     queued meanwhile as one frame; an idle client's event goes out at

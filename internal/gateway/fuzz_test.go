@@ -11,13 +11,19 @@ import (
 	"github.com/pixelflow/pixelflow/internal/protocol"
 )
 
-// FuzzParseClientFrame: any input yields either a ping or a frameError with
-// a close code the protocol documents, never a panic.
+// FuzzParseClientFrame is the server's client-message parser under
+// arbitrary input, in both encodings (bin: pixelflow.v1.bin): any input
+// yields either a ping or a frameError with a close code the protocol
+// documents, never a panic; and a binary ping is exactly the one byte.
 func FuzzParseClientFrame(f *testing.F) {
 	seeds := []struct {
 		mt   int
 		data string
 	}{
+		{websocket.BinaryMessage, "\x05"},
+		{websocket.BinaryMessage, "\x05\x00"},
+		{websocket.BinaryMessage, "\x04"},
+		{websocket.BinaryMessage, ""},
 		{websocket.TextMessage, `{"type":"ping"}`},
 		{websocket.TextMessage, ` {"type" : "ping"} `},
 		{websocket.TextMessage, `{"type":"ping","extra":1}`},
@@ -32,7 +38,8 @@ func FuzzParseClientFrame(f *testing.F) {
 		{websocket.PingMessage, ""},
 	}
 	for _, s := range seeds {
-		f.Add(s.mt, []byte(s.data))
+		f.Add(false, s.mt, []byte(s.data))
+		f.Add(true, s.mt, []byte(s.data))
 	}
 	allowed := map[int]bool{
 		websocket.CloseUnsupportedData:         true,
@@ -41,11 +48,18 @@ func FuzzParseClientFrame(f *testing.F) {
 		websocket.CloseMessageTooBig:           true,
 		websocket.CloseProtocolError:           true,
 	}
-	f.Fuzz(func(t *testing.T, mt int, data []byte) {
-		fr, err := parseClientFrame(mt, data)
+	f.Fuzz(func(t *testing.T, bin bool, mt int, data []byte) {
+		var format wireFormat
+		if bin {
+			format = binaryFormat
+		}
+		fr, err := parseClientFrame(format, mt, data)
 		if err == nil {
-			if fr.Type != protocol.TypePing || mt != websocket.TextMessage || len(data) > maxClientFrame {
+			if fr.Type != protocol.TypePing || len(data) > maxClientFrame {
 				t.Fatalf("accepted %d %q as %+v", mt, data, fr)
+			}
+			if bin && (mt != websocket.BinaryMessage || string(data) != "\x05") || !bin && mt != websocket.TextMessage {
+				t.Fatalf("bin=%v accepted %d %q as a ping", bin, mt, data)
 			}
 			return
 		}

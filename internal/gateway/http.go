@@ -20,8 +20,9 @@ import (
 )
 
 // ServeHTTP is the /ws endpoint. Everything that can be refused is refused
-// before the upgrade with a JSON error (400 bad since, 403 origin, 429 too
-// many connections from one address, 503 full or closing); after it the
+// before the upgrade with a JSON error (400 bad since or fields, or a
+// subprotocol this gateway does not speak; 403 origin, 429 too many
+// connections from one address, 503 full or closing); after it the
 // connection gets a hello, the replay of its gap or a resync, then the live
 // stream.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -34,10 +35,28 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, canvas.EInvalid, "this endpoint speaks WebSocket only")
 		return
 	}
-	since, hasSince, err := parseSince(r.URL.Query())
+	q := r.URL.Query()
+	since, hasSince, err := parseSince(q)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, canvas.ErrorCode(err), canvas.ErrorMessage(err))
 		return
+	}
+	format, err := parseFields(q)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, canvas.ErrorCode(err), canvas.ErrorMessage(err))
+		return
+	}
+	subprotocol, err := negotiate(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, canvas.ErrorCode(err), canvas.ErrorMessage(err))
+		return
+	}
+	if subprotocol == protocol.SubprotocolBinary {
+		if format != 0 {
+			writeError(w, http.StatusBadRequest, canvas.EInvalid, "fields= is for the JSON protocol: "+protocol.SubprotocolBinary+" carries no optional fields")
+			return
+		}
+		format = binaryFormat
 	}
 	if !g.originAllowed(r) {
 		writeError(w, http.StatusForbidden, codeForbidden, "origin not allowed")
@@ -54,12 +73,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = rc.SetReadDeadline(time.Time{})
 	_ = rc.SetWriteDeadline(time.Time{})
 	out := newSocket()
-	ws, err := g.upgrader.Upgrade(hijacker{w, out, g.opts.SendBuffer}, r, nil)
+	var answer http.Header
+	if subprotocol != "" {
+		answer = http.Header{"Sec-Websocket-Protocol": {subprotocol}}
+	}
+	ws, err := g.upgrader.Upgrade(hijacker{w, out, g.opts.SendBuffer}, r, answer)
 	if err != nil { // the upgrader has answered
 		g.release(nil, client)
 		return
 	}
-	c := newConn(g, ws, out)
+	c := newConn(g, ws, out, format)
 	// The writer is part of the connection: its slot is released only once
 	// the writer has returned too, so Close, which waits for every slot,
 	// leaves no writer goroutine behind.
@@ -104,12 +127,12 @@ func (g *Gateway) start(ctx context.Context, c *conn, since canvas.Position, has
 		first, reason = g.planResume(ctx, since, pos)
 		resumed = reason == ""
 	}
-	if err := c.write(encodeHello(pos, resumed)); err != nil {
+	if err := c.write(encodeHello(c.format, pos, resumed)); err != nil {
 		return err
 	}
 	if reason != "" {
 		g.stats.resyncs.Add(1)
-		return c.write(encodeResync(reason, pos))
+		return c.write(encodeResync(c.format, reason, pos))
 	}
 	if len(first) == 0 {
 		return nil
@@ -125,16 +148,12 @@ func (g *Gateway) start(ctx context.Context, c *conn, since canvas.Position, has
 // covers the rest. A hole in the stream (trimmed meanwhile) ends the
 // replay with a resync.
 func (g *Gateway) replay(ctx context.Context, c *conn, page []stream.Entry, pos canvas.Position) error {
-	evs := make([][]byte, 0, len(page))
 	var buf []byte
 	for {
-		evs = evs[:0]
-		for _, e := range page {
-			evs = append(evs, encodeEvent(e))
-		}
+		evs := encodeEvents(c.format, toWireAll(page))
 		for sent := 0; sent < len(evs); {
 			n := min(len(evs)-sent, maxFrame)
-			buf = appendEventsFrame(buf[:0], evs[sent:sent+n])
+			buf = appendEventsPayload(buf[:0], c.format, page[sent].Seq, evs[sent:sent+n])
 			if err := c.write(buf); err != nil {
 				return err
 			}
@@ -159,7 +178,7 @@ func (g *Gateway) replay(ctx context.Context, c *conn, page []stream.Entry, pos 
 		}
 		if reason != "" {
 			g.stats.resyncs.Add(1)
-			return c.write(encodeResync(reason, pos))
+			return c.write(encodeResync(c.format, reason, pos))
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/protocol"
+	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
 // hub is the set of connected clients and the position of the last entry
@@ -54,22 +55,23 @@ func (h *hub) position() canvas.Position {
 	return h.pos
 }
 
-// broadcast queues evs, the encoded entries first, first+1, … of epoch, to
-// every client and advances the position past them. It returns the index
+// broadcast queues entries, first, first+1, … of epoch, to every client
+// and advances the position past them. It returns the index
 // of the first entry it queued: entries the position already covers are
 // skipped, and all of evs are refused (len(evs)) when they are of another
 // epoch or would leave a gap. Two sources feed the hub: the consumer loop,
 // which alone moves the position to another epoch or past a hole, and a
 // relay in the same process handing over what it is about to append
-// (Gateway.Offer), which can only be early. The slice is shared by all
-// queues and must not be modified afterwards.
-func (h *hub) broadcast(epoch string, first uint64, evs [][]byte) int {
-	if len(evs) == 0 {
+// (Gateway.Offer), which can only be early. What the wire needs of them is
+// copied, so the caller may reuse entries afterwards.
+func (h *hub) broadcast(epoch string, first uint64, entries []stream.Entry) int {
+	if len(entries) == 0 {
 		return 0
 	}
-	// Encoded once, outside the lock; framed once, by the first flusher
-	// that finds only this batch in a queue (see batch).
-	b := newBatch(evs)
+	// Copied once, outside the lock; encoded once per format in use and
+	// framed once, by the first flusher that needs it (see batch).
+	evs := toWireAll(entries)
+	b := newBatch(first, evs)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if epoch != h.pos.Epoch || first > h.pos.Seq+1 {
@@ -80,24 +82,22 @@ func (h *hub) broadcast(epoch string, first uint64, evs [][]byte) int {
 		return len(evs)
 	}
 	if from > 0 { // the other source took some of them meanwhile
-		b = newBatch(evs[from:])
+		b = newBatch(first+uint64(from), evs[from:])
 	}
 	h.pos.Seq = first + uint64(len(evs)) - 1
 	// Counted before queuing, so no client can see an event the counters
 	// do not show yet.
 	h.stats.broadcast.Add(int64(len(evs) - from))
-	var resync []byte // built once, only if some client overflows
+	// Built once per encoding, only if some client overflows.
+	resync := resyncFrames{reason: protocol.ReasonSlow, pos: h.pos}
 	for c := range h.clients {
 		if c.enqueue(b, h.queueLen) {
 			c.mark()
 			continue
 		}
-		if resync == nil {
-			resync = textFrame(encodeResync(protocol.ReasonSlow, h.pos))
-		}
 		h.stats.degraded.Add(1)
 		h.stats.resyncs.Add(1)
-		c.resync(resync)
+		c.resync(resync.frame(c.format))
 	}
 	return from
 }
@@ -113,9 +113,9 @@ func (h *hub) resync(reason string, pos canvas.Position) {
 		return
 	}
 	h.pos = pos
-	frame := textFrame(encodeResync(reason, pos))
+	frames := resyncFrames{reason: reason, pos: pos}
 	for c := range h.clients {
 		h.stats.resyncs.Add(1)
-		c.resync(frame)
+		c.resync(frames.frame(c.format))
 	}
 }

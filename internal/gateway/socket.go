@@ -220,9 +220,10 @@ func (w *gorillaConn) Write(p []byte) (int, error) {
 
 // WebSocket opcodes (RFC 6455 §5.2) of the frames the gateway writes.
 const (
-	opText  = 0x1
-	opClose = 0x8
-	opPing  = 0x9
+	opText   = 0x1
+	opBinary = 0x2
+	opClose  = 0x8
+	opPing   = 0x9
 )
 
 // appendHeader appends the header of an unmasked, final server frame with
@@ -248,11 +249,23 @@ func textFrame(payload []byte) []byte {
 	return appendFrame(make([]byte, 0, len(payload)+10), opText, payload)
 }
 
-// appendEventsWire appends the events frame of evs, header included.
-func appendEventsWire(buf []byte, evs [][]byte) []byte {
-	n := len(eventsPrefix) + len(eventsSuffix) + max(len(evs)-1, 0)
-	for _, e := range evs {
-		n += len(e)
+// messageFrame is a message of format f as one frame: binary for
+// pixelflow.v1.bin, text for JSON.
+func messageFrame(f wireFormat, payload []byte) []byte {
+	return appendFrame(make([]byte, 0, len(payload)+10), messageOp(f), payload)
+}
+
+// messageOp is the opcode of format f's messages.
+func messageOp(f wireFormat) byte {
+	if f.binary() {
+		return opBinary
 	}
-	return appendEventsFrame(appendHeader(buf, opText, n), evs)
+	return opText
+}
+
+// appendEventsWire appends the events message of evs (format f, the first
+// with sequence first), header included.
+func appendEventsWire(buf []byte, f wireFormat, first uint64, evs [][]byte) []byte {
+	n := eventsPayloadLen(f, first, evs)
+	return appendEventsPayload(appendHeader(buf, messageOp(f), n), f, first, evs)
 }

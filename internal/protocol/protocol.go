@@ -1,9 +1,13 @@
-// Package protocol declares the JSON messages of the pixelflow WebSocket
-// protocol (docs/protocol.md) once, so the gateway that writes them, the Go
-// client that reads them and the API that answers a placement with the same
-// event shape cannot drift apart. It holds types and names only: each side
+// Package protocol declares the messages of the pixelflow WebSocket protocol
+// (docs/protocol.md) once, so the gateway that writes them, the Go client
+// that reads them and the API that answers a placement with the same event
+// shape cannot drift apart. For JSON it holds types and names only: each side
 // encodes its own way (the gateway assembles events frames from events it
-// encoded once, for every client).
+// encoded once, for every client). The binary subprotocol (binary.go) has no
+// library to lean on, so its encoder and decoder live here, next to the
+// test vectors docs/protocol.md quotes: one codec for the gateway, the Go
+// client and the fuzz targets, checked against the same bytes as the
+// browser's decoder.
 package protocol
 
 import (
@@ -19,6 +23,16 @@ const (
 	TypeResync = "resync" // server → client
 	TypePong   = "pong"   // server → client, the answer to a ping
 	TypePing   = "ping"   // client → server, the only frame a client may send
+)
+
+// Optional event fields, named in the WebSocket URL's fields= parameter
+// (comma-separated). Events carry only what a client needs to apply them
+// unless it asks for more: the id and the times are a third of a pixel
+// event's bytes, and only tests and latency figures read them.
+const (
+	FieldID          = "id"          // the outbox id of each event
+	FieldCommittedAt = "committedAt" // when the database committed it
+	FieldPublishedAt = "publishedAt" // when the relay published it
 )
 
 // Resync reasons. A client treats them all alike (reload the snapshot); the
@@ -66,7 +80,9 @@ type Events struct {
 
 // Event is one committed pixel change. On the WebSocket it is an element of
 // an events frame; the API answers a placement with it too, before the relay
-// has sequenced it, which is why Seq and PublishedAt may be absent. ID is
+// has sequenced it, which is why Seq and PublishedAt may be absent. On the
+// WebSocket ID, CommittedAt and PublishedAt are there only when the client
+// asked for them (fields=), and a canary carries only Seq and Kind. ID is
 // never empty for a stored event.
 type Event struct {
 	Seq         uint64    `json:"seq,omitempty"` // ≥ 1 on the WebSocket; absent in the API's answer
@@ -76,7 +92,7 @@ type Event struct {
 	GY          int       `json:"gy"`
 	Color       string    `json:"color"` // "#RRGGBB"
 	Version     int64     `json:"version"`
-	CommittedAt time.Time `json:"committedAt"`
+	CommittedAt time.Time `json:"committedAt,omitzero"`
 	PublishedAt time.Time `json:"publishedAt,omitzero"`
 }
 

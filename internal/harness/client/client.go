@@ -58,6 +58,15 @@ type Options struct {
 	SnapshotURL string
 	// Name labels the client in logs.
 	Name string
+	// Fields are the optional event fields to ask for (protocol.FieldID,
+	// FieldCommittedAt, FieldPublishedAt): events carry only what applying
+	// them needs unless asked, so a test that matches ids or measures
+	// latency names what it reads. JSON only.
+	Fields []string
+	// Binary speaks the binary subprotocol (protocol.SubprotocolBinary),
+	// as the browser page does; it carries no optional fields, so it
+	// cannot be combined with Fields.
+	Binary bool
 	// OnEvent, when set, is called for every event received (duplicates
 	// and canaries included), in order, on the reading goroutine: a slow
 	// hook makes a slow client.
@@ -88,7 +97,8 @@ type Received struct {
 	// Dup is set when the event's sequence was already covered (a replay
 	// overlapping what the client had, or a gateway re-delivery).
 	Dup bool
-	// PublishedAt is when the relay published it (zero if not sent).
+	// PublishedAt is when the relay published it (zero unless asked for
+	// with Options.Fields, or not known).
 	PublishedAt time.Time
 }
 
@@ -177,6 +187,11 @@ func New(opts Options) *Client {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.Binary {
+		d := *opts.Dialer // the caller's dialer stays as it was
+		d.Subprotocols = []string{protocol.SubprotocolBinary}
+		opts.Dialer = &d
+	}
 	return &Client{
 		opts:    opts,
 		log:     opts.Logger.With("component", "client", "name", opts.Name),
@@ -202,6 +217,9 @@ var errGap = errors.New("sequence gap")
 // from its position) until ctx ends; then it returns nil. It returns an
 // error only for a BaseURL it cannot use.
 func (c *Client) Run(ctx context.Context) error {
+	if c.opts.Binary && len(c.opts.Fields) > 0 {
+		return errors.New("client: Fields need the JSON protocol; the binary one carries none")
+	}
 	if !c.running.CompareAndSwap(false, true) {
 		return errors.New("client: Run called twice")
 	}
@@ -275,8 +293,15 @@ func (c *Client) session(ctx context.Context, wsURL string) (hello bool, err err
 	c.mu.Lock()
 	since, resuming := c.pos, c.havePos
 	c.mu.Unlock()
+	q := url.Values{}
 	if resuming {
-		wsURL += "?since=" + url.QueryEscape(since.String())
+		q.Set("since", since.String())
+	}
+	if len(c.opts.Fields) > 0 {
+		q.Set("fields", strings.Join(c.opts.Fields, ","))
+	}
+	if len(q) > 0 {
+		wsURL += "?" + q.Encode()
 	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	ws, resp, err := c.dialer.DialContext(dctx, wsURL, nil)
@@ -320,12 +345,9 @@ func (c *Client) session(ctx context.Context, wsURL string) (hello bool, err err
 		now := time.Now()
 		c.frames.Add(1)
 		c.bytes.Add(int64(len(data)))
-		if mt != websocket.TextMessage {
-			continue
-		}
-		var f protocol.ServerFrame
-		if err := json.Unmarshal(data, &f); err != nil {
-			return hello, fmt.Errorf("bad frame from gateway: %w", err)
+		f, err := decodeFrame(mt, data, ws.Subprotocol())
+		if err != nil {
+			return hello, err
 		}
 		switch f.Type {
 		case protocol.TypeHello:
@@ -348,6 +370,29 @@ func (c *Client) session(ctx context.Context, wsURL string) (hello bool, err err
 			}
 		}
 	}
+}
+
+// decodeFrame decodes one server message: JSON text, or a binary message
+// when the binary subprotocol was negotiated. A binary message on a JSON
+// connection (or text on a binary one) is the gateway breaking the
+// protocol: the session ends, and the reconnect starts clean.
+func decodeFrame(mt int, data []byte, subprotocol string) (protocol.ServerFrame, error) {
+	bin := subprotocol == protocol.SubprotocolBinary
+	switch {
+	case mt == websocket.BinaryMessage && bin:
+		f, err := protocol.DecodeBinary(data)
+		if err != nil {
+			return f, fmt.Errorf("bad frame from gateway: %w", err)
+		}
+		return f, nil
+	case mt == websocket.TextMessage && !bin:
+		var f protocol.ServerFrame
+		if err := json.Unmarshal(data, &f); err != nil {
+			return f, fmt.Errorf("bad frame from gateway: %w", err)
+		}
+		return f, nil
+	}
+	return protocol.ServerFrame{}, fmt.Errorf("bad frame from gateway: message type %d on a connection with subprotocol %q", mt, subprotocol)
 }
 
 // onHello adopts the gateway's position unless it accepted ours, in which
@@ -382,10 +427,13 @@ func (c *Client) onEvents(evs []protocol.Event, now time.Time) error {
 	var gap error
 	c.mu.Lock()
 	for _, w := range evs {
-		col, err := canvas.ParseColor(w.Color)
-		if err != nil {
-			c.mu.Unlock()
-			return fmt.Errorf("event %d: %w", w.Seq, err)
+		var col canvas.Color
+		if w.Kind != protocol.KindCanary { // a canary carries no pixel
+			var err error
+			if col, err = canvas.ParseColor(w.Color); err != nil {
+				c.mu.Unlock()
+				return fmt.Errorf("event %d: %w", w.Seq, err)
+			}
 		}
 		r := Received{
 			Event: canvas.Event{
@@ -620,8 +668,8 @@ func (c *Client) waitUnpaused(ctx context.Context) error {
 	}
 }
 
-// Ping sends {"type":"ping"}; the pong's round trip lands in
-// Stats().LastRTT.
+// Ping sends {"type":"ping"} (the one-byte binary ping with Binary); the
+// pong's round trip lands in Stats().LastRTT.
 func (c *Client) Ping() error {
 	c.mu.Lock()
 	ws := c.ws
@@ -633,7 +681,11 @@ func (c *Client) Ping() error {
 	defer c.writeMu.Unlock()
 	c.pingSent.Store(time.Now().UnixNano())
 	_ = ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping"}`)); err != nil {
+	mt, msg := websocket.TextMessage, []byte(`{"type":"ping"}`)
+	if ws.Subprotocol() == protocol.SubprotocolBinary {
+		mt, msg = websocket.BinaryMessage, []byte{protocol.BinPing}
+	}
+	if err := ws.WriteMessage(mt, msg); err != nil {
 		return fmt.Errorf("client: ping: %w", err)
 	}
 	return nil

@@ -19,6 +19,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/harness/client"
 	"github.com/pixelflow/pixelflow/internal/harness/gatewaytest"
 	"github.com/pixelflow/pixelflow/internal/harness/redistest"
+	"github.com/pixelflow/pixelflow/internal/protocol"
 )
 
 const waitFor = 8 * time.Second
@@ -420,57 +421,93 @@ func TestClientRejectsBadBaseURL(t *testing.T) {
 	}
 }
 
-// Against a real gateway: drops resume without loss, a pause stalls only
-// this client, pings measure the round trip.
+// Against a real gateway, in each encoding (compact JSON, JSON with every
+// optional field, binary): drops resume without loss, a pause stalls only
+// this client, pings measure the round trip, and events carry the
+// optional fields exactly when asked for.
 func TestClientWithRealGateway(t *testing.T) {
-	srv := redistest.MustStart(t, false)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	t.Cleanup(func() { _ = rdb.Close() })
-	pub := gatewaytest.NewPublisher(t, rdb, "t")
-	pub.StartEpoch("e1")
-	pub.Publish(20)
-	gw := gatewaytest.Start(t, gateway.Options{Redis: rdb, Canvas: "t", InstanceID: "a"}, pub)
-	gw.WaitReady(t, "e1")
-	c := run(t, client.Options{BaseURL: gw.URL})
-	converged := func() error {
-		if p := c.Position(); p != pub.Position() {
-			return fmt.Errorf("position %v, want %v", p, pub.Position())
-		}
-		if st := c.Stats(); st.SnapshotPending {
-			return fmt.Errorf("snapshot pending: %+v", st)
-		}
-		want, got := pub.Pixels(), c.Canvas()
-		if len(got) != len(want) {
-			return fmt.Errorf("canvas %d pixels, want %d", len(got), len(want))
-		}
-		for k, w := range want {
-			if got[k] != (client.CanvasPixel{Color: w.Color, Version: w.Version}) {
-				return fmt.Errorf("pixel %v: %v, want %v", k, got[k], w)
+	for _, tc := range []struct {
+		name   string
+		opts   client.Options
+		fields bool
+	}{
+		{"json", client.Options{}, false},
+		{"json with fields", client.Options{Fields: []string{protocol.FieldID, protocol.FieldCommittedAt, protocol.FieldPublishedAt}}, true},
+		{"binary", client.Options{Binary: true}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.MustStart(t, false)
+			rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+			t.Cleanup(func() { _ = rdb.Close() })
+			pub := gatewaytest.NewPublisher(t, rdb, "t")
+			pub.StartEpoch("e1")
+			pub.Publish(20)
+			gw := gatewaytest.Start(t, gateway.Options{Redis: rdb, Canvas: "t", InstanceID: "a"}, pub)
+			gw.WaitReady(t, "e1")
+			o := tc.opts
+			o.BaseURL = gw.URL
+			c := run(t, o)
+			converged := func() error {
+				if p := c.Position(); p != pub.Position() {
+					return fmt.Errorf("position %v, want %v", p, pub.Position())
+				}
+				if st := c.Stats(); st.SnapshotPending {
+					return fmt.Errorf("snapshot pending: %+v", st)
+				}
+				want, got := pub.Pixels(), c.Canvas()
+				if len(got) != len(want) {
+					return fmt.Errorf("canvas %d pixels, want %d", len(got), len(want))
+				}
+				for k, w := range want {
+					if got[k] != (client.CanvasPixel{Color: w.Color, Version: w.Version}) {
+						return fmt.Errorf("pixel %v: %v, want %v", k, got[k], w)
+					}
+				}
+				return nil
 			}
-		}
-		return nil
+			gatewaytest.Eventually(t, waitFor, converged)
+			for range 5 {
+				c.Drop()
+				pub.Publish(30)
+			}
+			c.Pause(true)
+			pub.Publish(30)
+			c.Pause(false)
+			gatewaytest.Eventually(t, waitFor, converged)
+			if err := c.Ping(); err != nil {
+				t.Fatal(err)
+			}
+			gatewaytest.Eventually(t, waitFor, func() error {
+				if c.Stats().LastRTT <= 0 {
+					return fmt.Errorf("no pong yet")
+				}
+				return nil
+			})
+			st := c.Stats()
+			if st.Resyncs != 0 || st.Gaps != 0 || st.Connects < 2 || st.Snapshots != 1 {
+				t.Fatalf("stats %+v", st)
+			}
+			h := c.History()
+			if len(h) == 0 {
+				t.Fatal("no events in the history")
+			}
+			for _, r := range h {
+				has := r.Event.ID != "" && !r.Event.CommittedAt.IsZero() && !r.PublishedAt.IsZero()
+				none := r.Event.ID == "" && r.Event.CommittedAt.IsZero() && r.PublishedAt.IsZero()
+				if tc.fields && !has || !tc.fields && !none {
+					t.Fatalf("event %+v: id, committedAt and publishedAt should be there only when asked for", r)
+				}
+			}
+		})
 	}
-	gatewaytest.Eventually(t, waitFor, converged)
-	for range 5 {
-		c.Drop()
-		pub.Publish(30)
-	}
-	c.Pause(true)
-	pub.Publish(30)
-	c.Pause(false)
-	gatewaytest.Eventually(t, waitFor, converged)
-	if err := c.Ping(); err != nil {
-		t.Fatal(err)
-	}
-	gatewaytest.Eventually(t, waitFor, func() error {
-		if c.Stats().LastRTT <= 0 {
-			return fmt.Errorf("no pong yet")
-		}
-		return nil
-	})
-	st := c.Stats()
-	if st.Resyncs != 0 || st.Gaps != 0 || st.Connects < 2 || st.Snapshots != 1 {
-		t.Fatalf("stats %+v", st)
+}
+
+// Fields need JSON: asking for them on the binary protocol is refused
+// before anything connects.
+func TestClientRefusesFieldsWithBinary(t *testing.T) {
+	c := client.New(client.Options{BaseURL: "http://127.0.0.1:1", Binary: true, Fields: []string{protocol.FieldID}})
+	if err := c.Run(context.Background()); err == nil {
+		t.Fatal("Run accepted Fields with Binary")
 	}
 }
 
