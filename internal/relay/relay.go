@@ -54,6 +54,7 @@ import (
 type Outbox interface {
 	AcquireLease(ctx context.Context, holder string, ttl time.Duration) (store.Lease, bool, error)
 	ReleaseLease(ctx context.Context, holder string) error
+	AdvanceTerm(ctx context.Context, holder string, term, seen int64) (store.Lease, error)
 	Claim(ctx context.Context, holder string, term int64, at canvas.Position, limit int) (store.Claim, []canvas.Event, error)
 	ClaimEvents(ctx context.Context, c store.Claim) ([]canvas.Event, error)
 	Published(ctx context.Context, epoch string, from, to uint64) ([]canvas.Event, error)
@@ -69,6 +70,7 @@ type Outbox interface {
 // the lease term, which Redis checks (see package stream).
 type Stream interface {
 	ClaimTerm(ctx context.Context, term int64) error
+	Term(ctx context.Context) (int64, error)
 	Publish(ctx context.Context, term int64, epoch string, expectTail uint64, entries []stream.Entry) error
 	StartEpoch(ctx context.Context, term int64, epoch string) error
 	Tail(ctx context.Context) (canvas.Position, error)
@@ -665,6 +667,30 @@ func (r *Relay) append(ctx context.Context, term int64, epoch string, tail uint6
 	return nil
 }
 
+// termBehindRedis handles a fenced ClaimTerm (err) by a relay that holds
+// the store's lease of term: Redis has seen a newer term than any the
+// store remembers, so the store began again (reset, restored from a
+// backup) while Redis kept its history. The store's lease decides who
+// leads, so the term moves past Redis's (store.AdvanceTerm) and the lead
+// starts over with it; before, every attempt was fenced and the outbox
+// never drained. Any other error is returned as it is.
+func (r *Relay) termBehindRedis(ctx context.Context, term int64, err error) error {
+	if !errors.Is(err, stream.ErrFenced) || r.failpoint("relay:keep-fenced-term") != nil {
+		return err
+	}
+	seen, terr := r.st.Term(ctx)
+	if terr != nil || seen <= term {
+		return err
+	}
+	l, aerr := r.out.AdvanceTerm(ctx, r.opts.Holder, term, seen)
+	if aerr != nil {
+		return fmt.Errorf("%w; advancing the lease term past it: %w", err, aerr)
+	}
+	r.opts.Logger.Warn("relay: Redis has seen a newer lease term than the store; the store began again (reset or restored) while Redis kept its history, so this lease's term moves past it",
+		"term", term, "redis_term", seen, "new_term", l.Term)
+	return fmt.Errorf("term %d advanced to %d past Redis's %d: %w", term, l.Term, seen, store.ErrLeaseLost)
+}
+
 // sync reconciles the stream with the sequencer's state before publishing.
 // It reads that state afresh (a renewal of the lease), first records the
 // lease term in Redis so a deposed leader can no longer touch the stream,
@@ -693,7 +719,7 @@ func (r *Relay) sync(ctx context.Context, term int64) (canvas.Position, error) {
 		return canvas.Position{}, fmt.Errorf("lease held by %s (term %d): %w", l.Holder, l.Term, store.ErrLeaseLost)
 	}
 	if err := r.st.ClaimTerm(ctx, term); err != nil {
-		return l.Position, err
+		return l.Position, r.termBehindRedis(ctx, term, err)
 	}
 	if l.NextEpoch != "" {
 		return r.newEpoch(ctx, term, l.Position, "resuming the epoch change in progress")

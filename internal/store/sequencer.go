@@ -199,6 +199,29 @@ func (s *Store) AcquireLease(ctx context.Context, holder string, ttl time.Durati
 	return l, ok, err
 }
 
+// AdvanceTerm moves the term of holder's valid lease of term term past
+// seen, a newer term Redis has recorded, and returns the lease. The store
+// decides who leads; Redis's term only fences deposed leaders. But a
+// store that began again (reset, or restored from a backup) while Redis
+// kept its history hands out terms Redis has seen, and its rightful leader
+// would be fenced for ever. It fails with ErrLeaseLost unless holder holds
+// that lease, so a deposed leader cannot use it to take over.
+func (s *Store) AdvanceTerm(ctx context.Context, holder string, term, seen int64) (l Lease, err error) {
+	err = s.txn(ctx, "advance lease term", func(sc lungo.ISessionContext) error {
+		d, err := s.fence(sc, holder, term)
+		if err != nil {
+			return err
+		}
+		d.Term = max(d.Term, seen) + 1
+		if _, err := s.db.Collection(cSequencers).UpdateOne(sc, bson.M{"_id": s.opts.Canvas}, bson.M{"$set": bson.M{"term": d.Term}}); err != nil {
+			return err
+		}
+		l = d.lease()
+		return nil
+	})
+	return l, err
+}
+
 // ReleaseLease gives the lease up so a standby takes over at once.
 func (s *Store) ReleaseLease(ctx context.Context, holder string) error {
 	_, err := s.db.Collection(cSequencers).UpdateOne(ctx,

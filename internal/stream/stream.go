@@ -305,6 +305,18 @@ func (s *Stream) StartEpoch(ctx context.Context, term int64, epoch string) error
 	return s.runFenced(ctx, startEpochScript, "start epoch "+epoch, term, epoch)
 }
 
+// Term is the newest sequencer term Redis has recorded (0: none).
+func (s *Stream) Term(ctx context.Context) (int64, error) {
+	t, err := s.rdb.Get(ctx, s.keys.Term).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read term: %w", err)
+	}
+	return t, nil
+}
+
 // ClaimTerm records term as the newest sequencer term; from then on Redis
 // refuses every mutation by an older one. A new leader calls it before it
 // reads the stream's tail.
