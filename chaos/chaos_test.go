@@ -296,7 +296,9 @@ func chaosOut() string {
 // 12 item 1, among nine other faults. Chosen again when slow-disk:redis
 // joined the catalogue (every seed's schedule changed) by searching seeds
 // for that shape; two that overlap the pair but resync afterwards
-// (redis-amnesia) passed with the bug planted.
+// (redis-amnesia) passed with the bug planted. The hold faults came later
+// and would change every seed's draw, so it draws from the catalogue
+// without them (withoutHolds), the one it was chosen for.
 const teethSeed = 15200
 
 // TestNemesisTeeth proves the nemesis finds a real defect and shrinks it
@@ -314,7 +316,7 @@ func TestNemesisTeeth(t *testing.T) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s := Generate(teethSeed, 20*time.Second, 2, Catalogue(shape))
+	s := Generate(teethSeed, 20*time.Second, 2, withoutHolds(Catalogue(shape)))
 	s.Failpoints = []string{"relay:forget-claim=on"}
 	t.Logf("teeth: %s", s)
 	n := runNemesis(t, s, out, true, 20*time.Minute)
