@@ -21,7 +21,7 @@ func TestListNamesEveryRun(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	names := []string{"nemesis", "replay", "nemesis-teeth", "nemesis-teeth-rejoin"}
+	names := []string{"containers", "nemesis", "replay", "nemesis-teeth", "nemesis-teeth-rejoin"}
 	for _, sc := range chaos.Scenarios() {
 		names = append(names, sc.Name)
 	}
