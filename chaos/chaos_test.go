@@ -359,7 +359,7 @@ const (
 	// teethRejoinBudget bounds the shrinking. Measured 2026-12-07 (other
 	// jobs sharing the two cores): 10 shrink runs in 6 m 43 s (the last
 	// began before the budget ran out), 8 m 28 s for the whole test with
-	// the run and the replay (docs/testing.md).
+	// the run and the replay; a second run 7 m 59 s (docs/testing.md).
 	teethRejoinBudget = 6 * time.Minute
 )
 
