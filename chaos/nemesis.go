@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -45,13 +46,30 @@ type Fault struct {
 	MinHold, MaxHold time.Duration `json:"-"`
 	// Inject breaks something and returns what heals it.
 	Inject func(ctx context.Context, d *Drill) (heal func(context.Context) error, err error) `json:"-"`
+	// InjectFor, when set, is used instead of Inject: a fault that must
+	// know how long the schedule holds it (a hold stalls its failpoint
+	// that long).
+	InjectFor func(ctx context.Context, d *Drill, hold time.Duration) (heal func(context.Context) error, err error) `json:"-"`
+}
+
+// inject starts f for a planned hold.
+func (f Fault) inject(ctx context.Context, d *Drill, hold time.Duration) (func(context.Context) error, error) {
+	if f.InjectFor != nil {
+		return f.InjectFor(ctx, d, hold)
+	}
+	return f.Inject(ctx, d)
 }
 
 // Catalogue lists every fault a cluster of this shape can take, in a
 // fixed order (the generator draws from it by index, so the order is part
 // of what a seed means).
+//
+// Faults that arm failpoints (relay-crash and the holds) share each
+// process's failpoint file through one failpointFiles per catalogue: a
+// hold and the relay crash may act on one process at once.
 func Catalogue(sh cluster.Shape) []Fault {
 	var out []Fault
+	files := &failpointFiles{rules: map[string]map[string]string{}}
 	proc := func(name string, bends []string, what string) {
 		out = append(out,
 			Fault{Name: "kill:" + name, Target: name, Bends: bends, MinHold: 500 * time.Millisecond, MaxHold: 4 * time.Second,
@@ -94,7 +112,7 @@ func Catalogue(sh cluster.Shape) []Fault {
 	out = append(out, Fault{Name: "relay-crash", Target: relayTarget, Bends: relayBends, MinHold: 300 * time.Millisecond, MaxHold: 3 * time.Second,
 		Doc: "the leading relay's process dies right after its next XADD, before marking (failpoint relay:after-xadd=crash); restarted when healed",
 		Inject: func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
-			p, err := crashRelay(ctx, d)
+			p, err := crashRelay(ctx, d, files)
 			if err != nil {
 				return nil, err
 			}
@@ -202,10 +220,103 @@ func Catalogue(sh cluster.Shape) []Fault {
 				return storm(ctx, d.Watchers.Clients[1:]), nil
 			}},
 	)
+	// The holds come last: a seed chosen before they existed draws the
+	// same schedule from withoutHolds(Catalogue(sh)).
+	relays := sh.Relays
+	if len(relays) == 0 {
+		relays = []string{sh.API} // the embedded store's relay runs in the api
+	}
+	for _, r := range relays {
+		out = append(out,
+			holdFault(files, r, "claim-xadd", "relay:before-xadd", r+"'s relay", "between recording a claim's numbers in the store and appending them (XADD; also a repair's or a new epoch's republish)"),
+			holdFault(files, r, "xadd-mark", "relay:before-mark", r+"'s relay", "between its XADD and marking those events published"))
+	}
+	for _, g := range sh.Gateways {
+		out = append(out,
+			holdFault(files, g, "group-create", "gateway:before-group-create", g, "between reading the epoch and creating its group, as it (re)joins the stream"),
+			holdFault(files, g, "reap", "gateway:reap-before-destroy", g+"'s reaper", "between reading heartbeats and groups and destroying the dead instances' (its own heartbeats wait too)"))
+	}
+	// Container faults after everything: only the docker provider has
+	// them, and a seed's draws from the rest keep their meaning.
 	if sh.Containers {
 		out = append(out, containerFaults(sh)...)
 	}
 	return out
+}
+
+// holdFault is hold:<proc>:<window>, an interleaving fault (issue 28 item
+// 4): the races it exposes need two things within one Redis round trip,
+// which faults from outside a process (kill, pause, a cut link) hit by
+// chance alone. While it is on, every pass of proc through the window's
+// failpoint sleeps for the fault's hold (fp=sleep(hold)), so whatever
+// other fault runs meanwhile (a reap, an epoch start, a crash, Redis
+// losing its tail) lands inside the window. The heal disarms it; a pass
+// already held finishes its sleep. Its target is its own ("hold:<proc>"),
+// so it overlaps faults of proc itself: a pause that gets a gateway
+// reaped, a kill inside the window. It bends nothing: a held relay or
+// gateway delays deliveries, never a write.
+func holdFault(files *failpointFiles, proc, window, fp, who, where string) Fault {
+	name := "hold:" + proc + ":" + window
+	return Fault{Name: name, Target: "hold:" + proc, MinHold: 500 * time.Millisecond, MaxHold: 4 * time.Second,
+		Doc: fmt.Sprintf("%s is held %s: each pass sleeps for the hold (failpoint %s=sleep), disarmed when healed", who, where, fp),
+		InjectFor: func(ctx context.Context, d *Drill, hold time.Duration) (func(context.Context) error, error) {
+			p, err := process(d, proc)
+			if err != nil {
+				return nil, err
+			}
+			if err := files.set(p, name, holdRule(fp, hold)); err != nil {
+				return nil, err
+			}
+			return func(context.Context) error { return files.set(p, name, "") }, nil
+		}}
+}
+
+// holdRule is the failpoint rule that holds each pass through fp for hold
+// (at least 10 ms: a schedule may plan a zero hold, and sleep takes only a
+// positive duration).
+func holdRule(fp string, hold time.Duration) string {
+	return fmt.Sprintf("%s=sleep(%s)", fp, max(hold, 10*time.Millisecond).Round(time.Millisecond))
+}
+
+// withoutHolds is cat without the hold faults: the catalogue as it was
+// before they were added, for seeds chosen then.
+func withoutHolds(cat []Fault) []Fault {
+	return slices.DeleteFunc(slices.Clone(cat), func(f Fault) bool { return strings.HasPrefix(f.Name, "hold:") })
+}
+
+// failpointFiles composes what faults arm in each process's failpoint
+// file. cluster.Process.Arm replaces the whole file, so two faults arming
+// one process (relay-crash and a hold on the api) would otherwise disarm
+// each other.
+type failpointFiles struct {
+	mu    sync.Mutex
+	rules map[string]map[string]string // process → fault → rule
+}
+
+// set arms rule for fault in p ("" disarms it) and rewrites p's file with
+// every fault's rule.
+func (f *failpointFiles) set(p *cluster.Process, fault, rule string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m := f.rules[p.Name]
+	if m == nil {
+		m = map[string]string{}
+		f.rules[p.Name] = m
+	}
+	if rule == "" {
+		delete(m, fault)
+	} else {
+		m[fault] = rule
+	}
+	faults := slices.Sorted(maps.Keys(m))
+	spec := make([]string, len(faults))
+	for i, k := range faults {
+		spec[i] = m[k]
+	}
+	if err := p.Arm(strings.Join(spec, ";")); err != nil {
+		return fmt.Errorf("%s: %w", fault, err)
+	}
+	return nil
 }
 
 // process finds a pixelflow process of the drill's cluster by name.
@@ -235,8 +346,10 @@ func loseTail(ctx context.Context, d *Drill, name string, entries int) (func(con
 // crashRelay crashes the leading relay at relay:after-xadd. When no XADD
 // comes within 10 s (Redis down, or the relay waiting for a lease), the
 // fault did not fire: that is logged, not an error.
-func crashRelay(ctx context.Context, d *Drill) (*cluster.Process, error) {
-	target, crashed, err := crashRelayAtXADD(ctx, d)
+func crashRelay(ctx context.Context, d *Drill, files *failpointFiles) (*cluster.Process, error) {
+	target, crashed, err := crashRelayArmed(ctx, d, func(p *cluster.Process, spec string) error {
+		return files.set(p, "relay-crash", spec)
+	})
 	if err == nil && !crashed {
 		d.Logf("relay-crash: %s reached no XADD within 10s; nothing crashed", target.Name)
 	}
@@ -248,6 +361,12 @@ func crashRelay(ctx context.Context, d *Drill) (*cluster.Process, error) {
 // failpoint file outlives the process, so a restart does not crash again).
 // crashed says whether it died.
 func crashRelayAtXADD(ctx context.Context, d *Drill) (target *cluster.Process, crashed bool, err error) {
+	return crashRelayArmed(ctx, d, (*cluster.Process).Arm)
+}
+
+// crashRelayArmed is crashRelayAtXADD arming through arm (the nemesis's
+// composes the rule with the holds armed in that process).
+func crashRelayArmed(ctx context.Context, d *Drill, arm func(p *cluster.Process, spec string) error) (target *cluster.Process, crashed bool, err error) {
 	c := d.Cluster
 	target = c.API
 	if len(c.Relays) > 0 {
@@ -256,7 +375,7 @@ func crashRelayAtXADD(ctx context.Context, d *Drill) (target *cluster.Process, c
 		}
 	}
 	exited := target.Exited()
-	if err := target.Arm("relay:after-xadd=crash"); err != nil {
+	if err := arm(target, "relay:after-xadd=crash"); err != nil {
 		return target, false, err
 	}
 	select {
@@ -265,7 +384,7 @@ func crashRelayAtXADD(ctx context.Context, d *Drill) (target *cluster.Process, c
 	case <-time.After(10 * time.Second):
 	case <-ctx.Done():
 	}
-	if err := target.Arm(""); err != nil {
+	if err := arm(target, ""); err != nil {
 		return target, crashed, err
 	}
 	return target, crashed, ctx.Err()
@@ -550,7 +669,7 @@ func runSchedule(ctx context.Context, d *Drill, s Schedule, cat []Fault) func(co
 				f := byName[p.Fault]
 				sleep(ctx, time.Until(phase.Add(seconds(p.At))))
 				w := Window{Fault: f.Name, Planned: phase.Add(seconds(p.At)).Sub(d.Start).Seconds(), Start: since(), Bends: f.Bends}
-				heal, err := f.Inject(ctx, d)
+				heal, err := f.inject(ctx, d, seconds(p.Hold))
 				if err == nil {
 					d.Logf("nemesis: %s on at %.2fs", f.Name, w.Start)
 					sleep(ctx, time.Until(phase.Add(seconds(p.End()))))

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pixelflow/pixelflow/internal/failpoint"
 	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 )
 
@@ -66,16 +67,20 @@ func TestCatalogueFollowsTheShape(t *testing.T) {
 		return out
 	}
 	local := names(localShape)
-	for _, want := range []string{"kill:api", "pause:api", "relay-crash", "kill:gateway-2", "pause:redis", "redis-lose-last-append", "redis-tail-loss", "slow-disk:redis", "cut:redis-link", "slow-client", "reconnect-storm"} {
+	for _, want := range []string{"kill:api", "pause:api", "relay-crash", "kill:gateway-2", "pause:redis", "redis-lose-last-append", "redis-tail-loss", "slow-disk:redis", "cut:redis-link", "slow-client", "reconnect-storm",
+		"hold:api:claim-xadd", "hold:api:xadd-mark", "hold:gateway-1:group-create", "hold:gateway-2:reap"} {
 		if !slices.Contains(local, want) {
 			t.Errorf("local catalogue lacks %s: %v", want, local)
 		}
 	}
 	mongo := names(cluster.Shape{API: "api", Relays: []string{"relay-1", "relay-2"}, Gateways: []string{"gateway-1"}, Mongo: true})
-	for _, want := range []string{"kill:relay-2", "pause:relay-1", "cut:mongo-link"} {
+	for _, want := range []string{"kill:relay-2", "pause:relay-1", "cut:mongo-link", "hold:relay-1:claim-xadd", "hold:relay-2:xadd-mark", "hold:gateway-1:reap"} {
 		if !slices.Contains(mongo, want) {
 			t.Errorf("MongoDB catalogue lacks %s", want)
 		}
+	}
+	if slices.Contains(mongo, "hold:api:claim-xadd") {
+		t.Error("on MongoDB the api runs no relay, yet the catalogue holds its relay")
 	}
 	if slices.Contains(mongo, "pause:redis") || slices.Contains(mongo, "freeze:redis") || slices.Contains(mongo, "disconnect:api") {
 		t.Error("a cluster of processes offers container faults")
@@ -101,6 +106,114 @@ func TestCatalogueFollowsTheShape(t *testing.T) {
 		if f.Name == "kill:redis" && len(f.Bends) != 0 {
 			t.Error("a Redis fault must not bend writes: the write path does not touch Redis")
 		}
+		if strings.HasPrefix(f.Name, "hold:") && (len(f.Bends) != 0 || f.InjectFor == nil) {
+			t.Errorf("%s: a hold bends nothing (a held relay or gateway delays deliveries, not writes) and must know its hold: bends %v", f.Name, f.Bends)
+		}
+	}
+	// The holds come after every other fault, so withoutHolds is the
+	// catalogue seeds such as teethSeed were chosen for, in its order.
+	cat := Catalogue(localShape)
+	base := withoutHolds(cat)
+	if len(base) == len(cat) {
+		t.Fatal("no hold faults in the local catalogue")
+	}
+	for i, f := range base {
+		if cat[i].Name != f.Name {
+			t.Fatalf("fault %d is %s with the holds, %s without: the holds must come last", i, cat[i].Name, f.Name)
+		}
+	}
+}
+
+// A hold overlaps faults of its own process (a pause that gets a gateway
+// reaped, a kill inside the window), and a redis-amnesia, whose epoch
+// start is what it waits for; two holds of one process do not overlap.
+func TestHoldsCombineWithTheirProcess(t *testing.T) {
+	cat := Catalogue(localShape)
+	ok := Schedule{Duration: 20, MaxConcurrent: 2, Faults: []Planned{
+		{Fault: "pause:gateway-1", At: 1, Hold: 3},
+		{Fault: "hold:gateway-1:group-create", At: 2, Hold: 4},
+		{Fault: "redis-amnesia", At: 4.5, Hold: 1},
+		{Fault: "hold:api:claim-xadd", At: 8, Hold: 2},
+		{Fault: "relay-crash", At: 9, Hold: 2},
+	}}
+	if err := ok.Validate(cat); err != nil {
+		t.Fatalf("a hold with faults of its own process: %v", err)
+	}
+	two := Schedule{Duration: 10, MaxConcurrent: 2, Faults: []Planned{
+		{Fault: "hold:gateway-2:reap", At: 1, Hold: 3},
+		{Fault: "hold:gateway-2:group-create", At: 2, Hold: 1},
+	}}
+	if err := two.Validate(cat); err == nil {
+		t.Fatal("two holds of one process at once were accepted")
+	}
+	drawn := 0
+	for seed := range uint64(5) {
+		for _, p := range Generate(seed, 2*time.Minute, 2, cat).Faults {
+			if strings.HasPrefix(p.Fault, "hold:") {
+				drawn++
+			}
+		}
+	}
+	if drawn == 0 {
+		t.Error("five 2-minute schedules drew no hold")
+	}
+}
+
+// A hold's rule is one the failpoint package parses, as a sleep for the
+// hold; a zero hold still is one.
+func TestHoldRuleParses(t *testing.T) {
+	for hold, want := range map[time.Duration]time.Duration{1370 * time.Millisecond: 1370 * time.Millisecond, 0: 10 * time.Millisecond, 4*time.Second + 300*time.Microsecond: 4 * time.Second} {
+		rule := holdRule("gateway:before-group-create", hold)
+		rules, err := failpoint.Parse(rule)
+		if err != nil {
+			t.Fatalf("hold %s: rule %q: %v", hold, rule, err)
+		}
+		a := rules["gateway:before-group-create"]
+		if a.Kind != failpoint.Sleep || a.Sleep != want || a.Nth != 0 {
+			t.Errorf("hold %s: rule %q is %v, want sleep(%s) on every pass", hold, rule, a, want)
+		}
+	}
+}
+
+// Faults arming one process's failpoint file compose: a hold and the
+// relay crash on the api both stay armed, and disarming one keeps the
+// other.
+func TestFailpointFilesCompose(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "api.failpoints")
+	p := &cluster.Process{Name: "api", FailpointFile: path}
+	files := &failpointFiles{rules: map[string]map[string]string{}}
+	read := func() map[string]failpoint.Action {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rules, err := failpoint.Parse(string(b))
+		if err != nil {
+			t.Fatalf("file %q: %v", b, err)
+		}
+		return rules
+	}
+	if err := files.set(p, "hold:api:xadd-mark", holdRule("relay:before-mark", time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := files.set(p, "relay-crash", "relay:after-xadd=crash"); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); len(got) != 2 || got["relay:after-xadd"].Kind != failpoint.Crash || got["relay:before-mark"].Kind != failpoint.Sleep {
+		t.Fatalf("both armed: file holds %v", got)
+	}
+	if err := files.set(p, "relay-crash", ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); len(got) != 1 || got["relay:before-mark"].Kind != failpoint.Sleep {
+		t.Fatalf("relay-crash disarmed: file holds %v, want the hold alone", got)
+	}
+	if err := files.set(p, "hold:api:xadd-mark", ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); len(got) != 0 {
+		t.Fatalf("everything disarmed: file holds %v", got)
 	}
 }
 
@@ -121,8 +234,14 @@ func TestValidateRejects(t *testing.T) {
 }
 
 func TestScheduleRoundTrip(t *testing.T) {
-	s := Generate(3, 30*time.Second, 2, Catalogue(localShape))
-	s.Failpoints = []string{"relay:forget-claim=on"}
+	cat := Catalogue(localShape)
+	s := Generate(3, 30*time.Second, 2, cat)
+	s.Failpoints = []string{"gateway:keep-stale-group=on"}
+	s.Duration = 32 // two holds after the generated faults
+	s.Faults = append(s.Faults, Planned{Fault: "hold:gateway-1:group-create", At: 30.1, Hold: 1.5}, Planned{Fault: "hold:api:xadd-mark", At: 30.4, Hold: 0.3})
+	if err := s.Validate(cat); err != nil {
+		t.Fatalf("%v\n%s", err, s)
+	}
 	path := filepath.Join(t.TempDir(), "schedule.json")
 	if err := s.Write(path); err != nil {
 		t.Fatal(err)

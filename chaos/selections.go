@@ -33,6 +33,7 @@ func Selections() []Selection {
 		Selection{Name: "nemesis", Pattern: "^TestNemesis$", Doc: "A seeded random schedule of overlapping faults (SEED=n, DURATION=2m, NEMESIS_MAX_CONCURRENT=2), judged by the history checker and shrunk when it fails."},
 		Selection{Name: "replay", Pattern: "^TestNemesis$", Doc: "Replays one nemesis schedule exactly (SCHEDULE=path/schedule.json)."},
 		Selection{Name: "nemesis-teeth", Pattern: "^TestNemesisTeeth$", Doc: "A planted bug must be found by the nemesis and shrunk."},
+		Selection{Name: "nemesis-teeth-rejoin", Pattern: "^TestNemesisTeethRejoin$", Doc: "The rejoin race of issue 28 item 1, its fix switched off, must be found by the nemesis with its hold faults and shrunk."},
 	)
 }
 

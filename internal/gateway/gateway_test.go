@@ -399,6 +399,64 @@ func TestReaperSparesAGatewayThatBeatAfterItsRead(t *testing.T) {
 	}
 }
 
+// The failpoint gateway:reap-before-destroy is where the nemesis holds a
+// reaper (hold:<gateway>:reap): between its read and its destroy, the same
+// window as the test hook above. A gateway that beats while the reaper is
+// held there keeps its group; an error there ends the pass with nothing
+// destroyed, so the dead instance's group waits for the next pass.
+func TestReapFailpointSitsBetweenReadAndDestroy(t *testing.T) {
+	_, rdb, pub := newRig(t, false)
+	pub.Publish(3)
+	ctx := context.Background()
+	keys := stream.KeysFor("t")
+	for _, id := range []string{"b", "ghost"} {
+		if err := rdb.XGroupCreate(ctx, keys.Stream, stream.GroupName(id), "0").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := stream.New(rdb, "t", 0)
+	var fail bool
+	var hits []string
+	o := opts(rdb, "a")
+	o.GroupTTL = time.Second
+	o.Failpoint = func(name string) error {
+		hits = append(hits, name)
+		if name != "gateway:reap-before-destroy" {
+			return nil
+		}
+		if fail {
+			return errors.New("injected")
+		}
+		_, err := st.Heartbeat(ctx, "b") // b beats inside the window
+		return err
+	}
+	g, err := gateway.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := float64(time.Now().Add(-time.Hour).UnixMilli())
+	for _, id := range []string{"b", "ghost"} {
+		if err := rdb.ZAdd(ctx, g.BeatKey(), redis.Z{Score: old, Member: id}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fail = true
+	if reaped, err := g.Reap(ctx); err == nil || len(reaped) != 0 {
+		t.Fatalf("reap with the failpoint erroring: reaped %v, err %v; want nothing and an error", reaped, err)
+	}
+	if !slices.Equal(hits, []string{"gateway:reap-before-destroy"}) {
+		t.Fatalf("failpoints hit %v, want gateway:reap-before-destroy once", hits)
+	}
+	fail = false
+	reaped, err := g.Reap(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{stream.GroupName("ghost")}; !slices.Equal(reaped, want) {
+		t.Errorf("reaped %v, want %v: b beat inside the window and must keep its group", reaped, want)
+	}
+}
+
 // Redis restarted empty: the relay starts a new epoch and republishes;
 // clients are told to resync and end with the committed canvas.
 func TestRedisRestartedEmptyClientsResyncAndConverge(t *testing.T) {

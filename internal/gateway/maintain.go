@@ -96,6 +96,12 @@ func (g *Gateway) reap(ctx context.Context) ([]string, error) {
 	if g.hooks.afterReapRead != nil {
 		g.hooks.afterReapRead()
 	}
+	// The window between the read and the destroy, where a drill or the
+	// nemesis holds the reaper (sleep) while the instances it judged beat,
+	// rejoin or die; an error ends this pass with nothing destroyed.
+	if err := g.failpoint("gateway:reap-before-destroy"); err != nil {
+		return nil, fmt.Errorf("reap before destroy: %w", err)
+	}
 	var reaped []string
 	for _, gr := range groups {
 		id, ok := stream.GroupInstance(gr.Name)

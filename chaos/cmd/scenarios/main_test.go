@@ -21,7 +21,7 @@ func TestListNamesEveryRun(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	names := []string{"nemesis", "replay", "nemesis-teeth"}
+	names := []string{"containers", "nemesis", "replay", "nemesis-teeth", "nemesis-teeth-rejoin"}
 	for _, sc := range chaos.Scenarios() {
 		names = append(names, sc.Name)
 	}
@@ -39,11 +39,12 @@ func TestListNamesEveryRun(t *testing.T) {
 // SCENARIO every drill, and an unknown name exit 2 with the list.
 func TestPatterns(t *testing.T) {
 	for name, want := range map[string]string{
-		"":              chaos.AllDrills,
-		"redis-kill":    "TestChaos/^redis-kill$",
-		"nemesis":       "^TestNemesis$",
-		"replay":        "^TestNemesis$",
-		"nemesis-teeth": "^TestNemesisTeeth$",
+		"":                     chaos.AllDrills,
+		"redis-kill":           "TestChaos/^redis-kill$",
+		"nemesis":              "^TestNemesis$",
+		"replay":               "^TestNemesis$",
+		"nemesis-teeth":        "^TestNemesisTeeth$",
+		"nemesis-teeth-rejoin": "^TestNemesisTeethRejoin$",
 	} {
 		if code, out, errOut := runArgs("-run", name); code != 0 || out != want+"\n" {
 			t.Errorf("-run %q: exit %d, %q %q; want %q", name, code, out, errOut, want)
