@@ -434,14 +434,7 @@ func pixelEvents(evs ...map[string]any) map[string]any {
 // apply the second event on top: (1,1) shows the event's colour, not the
 // snapshot's older one.
 func TestBrowserEventsDuringSnapshotStayApplied(t *testing.T) {
-	g := newScriptedGateway(t)
-	g.snapshot.Store(`{"width":8,"height":8,"position":{"epoch":"e1","seq":0},"pixels":[]}`)
-	bctx := browser(t)
-	pg, cancel := chromedp.NewContext(bctx)
-	defer cancel()
-	if err := chromedp.Do(pg, chromedp.Navigate(g.srv.URL+"/")); err != nil {
-		t.Fatal(err)
-	}
+	g, pg := openScriptedPage(t)
 	var ws *websocket.Conn
 	select {
 	case ws = <-g.conns:
@@ -506,14 +499,7 @@ func TestBrowserDecoderMatchesVectors(t *testing.T) {
 	if err := json.Unmarshal(raw, &v); err != nil || len(v.Valid) == 0 || len(v.Invalid) == 0 {
 		t.Fatalf("vectors: %v (%d valid, %d invalid)", err, len(v.Valid), len(v.Invalid))
 	}
-	g := newScriptedGateway(t)
-	g.snapshot.Store(`{"width":8,"height":8,"position":{"epoch":"e1","seq":0},"pixels":[]}`)
-	bctx := browser(t)
-	pg, cancel := chromedp.NewContext(bctx)
-	defer cancel()
-	if err := chromedp.Do(pg, chromedp.Navigate(g.srv.URL+"/")); err != nil {
-		t.Fatal(err)
-	}
+	_, pg := openScriptedPage(t)
 	// Each valid vector's decoding as JSON, or "error: …"; then "refused"
 	// or "accepted …" for each invalid one.
 	js := `(async () => {
@@ -566,4 +552,19 @@ func TestBrowserNamesMatchMakefile(t *testing.T) {
 		}
 	}
 	t.Error("Makefile has no CHROMIUM_NAMES line")
+}
+
+// openScriptedPage opens the canvas page in a browser tab on a scripted
+// gateway whose snapshot is an empty 8×8 canvas at e1:0; the tab closes
+// when the test ends.
+func openScriptedPage(t *testing.T) (*scriptedGateway, context.Context) {
+	t.Helper()
+	g := newScriptedGateway(t)
+	g.snapshot.Store(`{"width":8,"height":8,"position":{"epoch":"e1","seq":0},"pixels":[]}`)
+	pg, cancel := chromedp.NewContext(browser(t))
+	t.Cleanup(cancel)
+	if err := chromedp.Do(pg, chromedp.Navigate(g.srv.URL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	return g, pg
 }
