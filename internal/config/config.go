@@ -48,6 +48,8 @@ type Config struct {
 	RateBurst        int
 	LeaseTTL         time.Duration
 	MarkDelay        time.Duration // relay: how long the mark of an appended claim may wait to fold into the next claim; 0 marks at once
+	WaitReplicas     int           // relay: Redis replicas that must acknowledge a claim's entries before the store marks them; 0 off
+	WaitTimeout      time.Duration // relay: bound of each wait for those acknowledgements
 	Retention        time.Duration
 	StreamMaxLen     int64
 	InstanceID       string
@@ -160,6 +162,8 @@ func newFlagSet(getenv func(string) string) (*flag.FlagSet, []*setting) {
 		{flag: "rate-burst", env: "RATE_BURST", kind: kindInt, def: "40", help: "burst of pixels allowed per client IP"},
 		{flag: "lease-ttl", env: "LEASE_TTL", kind: kindDuration, def: relay.DefaultLeaseTTL.String(), help: "relay lease duration; a standby takes over within it"},
 		{flag: "relay-mark-delay", env: "RELAY_MARK_DELAY", kind: kindDuration, def: relay.DefaultMarkDelay.String(), help: "how long the relay may defer marking a published batch, to mark it in the same store transaction as its next claim; 0 marks each batch at once"},
+		{flag: "redis-wait-replicas", env: "REDIS_WAIT_REPLICAS", kind: kindInt, def: "0", help: "relay: Redis replicas that must acknowledge a batch's stream entries (WAIT) before the store marks it published, so a failover to such a replica needs no client resync; while fewer answer, marking and new batches wait and the outbox grows (nothing is lost); 0 marks after the primary alone"},
+		{flag: "redis-wait-timeout", env: "REDIS_WAIT_TIMEOUT", kind: kindDuration, def: relay.DefaultWaitTimeout.String(), help: "relay: how long each wait for REDIS_WAIT_REPLICAS lasts before it is retried"},
 		{flag: "retention", env: "RETENTION", kind: kindDuration, help: "how long published outbox events are kept (default 168h on MongoDB, 30s embedded: the embedded engine copies collections per write, so its outbox must stay small)"},
 		{flag: "stream-maxlen", env: "STREAM_MAXLEN", kind: kindInt, def: "100000", help: "approximate bound on the Redis stream's length"},
 		{flag: "instance-id", env: "INSTANCE_ID", kind: kindString, def: host, help: "stable id of this process (gateway consumer group, relay lease holder); default the host name"},
@@ -275,6 +279,11 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	c.RateBurst = p.intRange("RATE_BURST", 1, 1_000_000)
 	c.LeaseTTL = p.duration("LEASE_TTL", 500*time.Millisecond, time.Hour)
 	c.MarkDelay = p.duration("RELAY_MARK_DELAY", 0, relay.MaxMarkDelay)
+	c.WaitReplicas = p.intRange("REDIS_WAIT_REPLICAS", 0, 64)
+	c.WaitTimeout = p.duration("REDIS_WAIT_TIMEOUT", time.Millisecond, relay.MaxWaitTimeout)
+	if c.WaitReplicas > 0 && c.RedisURL == "" {
+		p.fail("REDIS_WAIT_REPLICAS", strconv.Itoa(c.WaitReplicas), "needs REDIS_URL: the private redis-server started without it has no replicas, so no mark would ever be made")
+	}
 	defRet := store.DefaultRetention
 	if c.Embedded() {
 		defRet = store.EmbeddedRetention
@@ -404,6 +413,8 @@ func (c Config) RelayOptions() relay.Options {
 		RepublishWindow: c.Retention,
 		CanaryInterval:  c.CanaryInterval,
 		MarkDelay:       cmp.Or(c.MarkDelay, relay.MarkAtOnce),
+		WaitReplicas:    c.WaitReplicas,
+		WaitTimeout:     c.WaitTimeout,
 	}
 }
 
@@ -428,6 +439,8 @@ var optionSettings = map[string]string{
 	"store.Retention":        "RETENTION",
 	"relay.LeaseTTL":         "LEASE_TTL",
 	"relay.MarkDelay":        "RELAY_MARK_DELAY",
+	"relay.WaitReplicas":     "REDIS_WAIT_REPLICAS",
+	"relay.WaitTimeout":      "REDIS_WAIT_TIMEOUT",
 	"relay.CanaryInterval":   "CANARY_INTERVAL",
 	"api.Width":              "CANVAS_WIDTH",
 	"api.Height":             "CANVAS_HEIGHT",

@@ -22,7 +22,7 @@ func (r *Relay) Health(context.Context) map[string]any {
 	rl := map[string]any{
 		"state": st.State, "holder": store.HolderInstance(st.Holder), "leader": store.HolderInstance(st.Leader),
 		"epoch": st.Epoch, "seq": st.Seq, "published": st.Published, "batches": st.Batches,
-		"epochChanges": st.EpochChanges, "reconciled": st.Reconciled,
+		"epochChanges": st.EpochChanges, "reconciled": st.Reconciled, "notReplicated": st.NotReplicated,
 		"transactions": st.Transactions, "folded": st.Folded,
 	}
 	if !st.LastPublishAt.IsZero() {
@@ -46,6 +46,7 @@ func (r *Relay) Collector() prometheus.Collector {
 		counter("pixelflow_relay_store_transactions_total", "Store transactions the relay ran to claim and mark (store_transactions_total / batches_total is the store's cost per batch; a mark folded into the next claim shares its transaction).", func(s Status) int64 { return s.Transactions }),
 		counter("pixelflow_relay_folded_marks_total", "Marks the relay folded into the transaction of its next claim (RELAY_MARK_DELAY).", func(s Status) int64 { return s.Folded }),
 		counter("pixelflow_relay_epoch_changes_total", "Stream epochs this relay started (Redis lost its data, or first start).", func(s Status) int64 { return s.EpochChanges }),
+		counter("pixelflow_relay_marks_not_replicated_total", "Marks held back because fewer than REDIS_WAIT_REPLICAS replicas acknowledged the entries within REDIS_WAIT_TIMEOUT (each is retried).", func(s Status) int64 { return s.NotReplicated }),
 		counter("pixelflow_relay_reconciled_total", "Events found already in the stream and marked instead of republished.", func(s Status) int64 { return s.Reconciled }),
 		telemetry.Series[Status]{Name: "pixelflow_relay_leader", Help: "1 while this relay holds the sequencer lease.", Type: prometheus.GaugeValue,
 			Value: func(s Status) float64 {

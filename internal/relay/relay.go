@@ -75,6 +75,7 @@ type Stream interface {
 	StartEpoch(ctx context.Context, term int64, epoch string) error
 	Tail(ctx context.Context) (canvas.Position, error)
 	Range(ctx context.Context, from, to uint64, count int64) ([]stream.Entry, error)
+	Replicated(ctx context.Context, replicas int, timeout time.Duration) error
 }
 
 // Options configure a Relay.
@@ -118,6 +119,18 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the retry delay after errors
 	// (exponential, with full jitter). Defaults 50ms and 2s.
 	MinBackoff, MaxBackoff time.Duration
+	// WaitReplicas, when positive, is how many Redis replicas must hold a
+	// claim's entries before the store marks them published (Redis's
+	// WAIT, once per mark, off the XADD path: gateways read the entries
+	// at once). An entry a failover loses is then still in an open claim,
+	// which the next leader appends again under the same numbers: clients
+	// keep their epoch instead of resyncing. While fewer replicas answer
+	// within WaitTimeout, marks and so new claims wait (the relay retries
+	// with backoff; nothing is lost, the outbox grows). Default 0: mark
+	// after the primary alone has the entries.
+	WaitReplicas int
+	// WaitTimeout bounds each WAIT. Default DefaultWaitTimeout.
+	WaitTimeout time.Duration
 	// RepublishWindow is how far back published events are republished into a
 	// new epoch after Redis lost the stream. Default 10m.
 	RepublishWindow time.Duration
@@ -138,7 +151,9 @@ type Options struct {
 	//     of a relay that believes a stream shorter than what it published
 	//     (a replica promoted without the newest entries) and numbers on
 	//     after its tail, handing out again numbers clients already hold
-	//     (the failover drill sentinel-lagging-replica's teeth).
+	//     (the failover drill sentinel-lagging-replica's teeth);
+	//   - "relay:mark-unreplicated": a non-nil error marks without
+	//     waiting for WaitReplicas, as if the setting were off.
 	Failpoint func(name string) error
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
@@ -210,9 +225,12 @@ type Status struct {
 	// batch, 2 or more when every claim is marked alone.
 	Transactions int64 `json:"transactions"`
 	// Folded counts the marks folded into the next claim.
-	Folded        int64     `json:"folded"`
-	EpochChanges  int64     `json:"epochChanges"`
-	Reconciled    int64     `json:"reconciled"` // events found in the stream and marked, not republished
+	Folded       int64 `json:"folded"`
+	EpochChanges int64 `json:"epochChanges"`
+	Reconciled   int64 `json:"reconciled"` // events found in the stream and marked, not republished
+	// NotReplicated counts marks held back because fewer than
+	// WaitReplicas replicas acknowledged the entries in time.
+	NotReplicated int64     `json:"notReplicated"`
 	LastPublishAt time.Time `json:"lastPublishAt,omitzero"`
 	LastError     string    `json:"lastError,omitempty"`
 	LastErrorAt   time.Time `json:"lastErrorAt,omitzero"`
@@ -224,6 +242,7 @@ const (
 	DefaultLeaseTTL       = 5 * time.Second
 	DefaultCanaryInterval = 2 * time.Second
 	DefaultMarkDelay      = 50 * time.Millisecond
+	DefaultWaitTimeout    = 500 * time.Millisecond
 )
 
 // MarkAtOnce, as MarkDelay, marks every claim right after its XADD.
@@ -234,6 +253,12 @@ const MarkAtOnce time.Duration = -1
 // stream by up to MarkDelay.
 const MaxMarkDelay = time.Second
 
+// MaxWaitTimeout bounds WaitTimeout: WAIT blocks its connection, and a
+// wait longer than the Redis client's read timeout (3 s) would fail as a
+// timeout of the connection instead of answering how many replicas
+// acknowledged.
+const MaxWaitTimeout = 2 * time.Second
+
 // Validate refuses options the relay cannot run with (zero or negative
 // durations stand for their defaults). New calls it; so does config.Parse,
 // before anything opens.
@@ -241,6 +266,8 @@ func (o Options) Validate() error {
 	c := option.Checker{Component: "relay"}
 	c.Check(o.Holder != "", "Holder", `""`, "is required (unique per process)")
 	c.Check(o.MarkDelay <= MaxMarkDelay, "MarkDelay", o.MarkDelay, "must be at most %s (negative marks at once)", MaxMarkDelay)
+	c.Check(o.WaitReplicas >= 0, "WaitReplicas", o.WaitReplicas, "must be 0 (off) or more")
+	c.Check(o.WaitTimeout <= MaxWaitTimeout, "WaitTimeout", o.WaitTimeout, "must be at most %s (below the Redis client's read timeout)", MaxWaitTimeout)
 	return c.Err()
 }
 
@@ -272,6 +299,9 @@ func New(out Outbox, st Stream, opts Options) (*Relay, error) {
 	}
 	if opts.MarkDelay == 0 {
 		opts.MarkDelay = DefaultMarkDelay
+	}
+	if opts.WaitTimeout <= 0 {
+		opts.WaitTimeout = DefaultWaitTimeout
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -568,6 +598,9 @@ func (r *Relay) markAndPublish(ctx context.Context, term int64, pos canvas.Posit
 	// ctx is cancelled meanwhile: shutdown waits for them.
 	bctx, cancel := finishing(ctx)
 	defer cancel()
+	if err := r.replicated(bctx, len(open.claim.IDs)); err != nil {
+		return pos, nil, err
+	}
 	c, events, err := r.out.MarkAndClaim(bctx, r.opts.Holder, term, pos, open.claim, open.at, r.opts.ClaimLimit)
 	r.update(func(s *Status) { s.Transactions++ })
 	if err != nil {
@@ -589,12 +622,33 @@ func (r *Relay) markOpen(ctx context.Context, term int64, pos canvas.Position, o
 	}
 	bctx, cancel := finishing(ctx)
 	defer cancel()
+	if err := r.replicated(bctx, len(open.claim.IDs)); err != nil {
+		return pos, err
+	}
 	err := r.out.MarkPublished(bctx, r.opts.Holder, term, pos, open.claim, open.at)
 	r.update(func(s *Status) { s.Transactions++ })
 	if err != nil {
 		return pos, fmt.Errorf("mark %d events published: %w", len(open.claim.IDs), err)
 	}
 	return r.marked(pos, open, false), nil
+}
+
+// replicated returns once WaitReplicas replicas hold everything appended
+// so far (at once when WaitReplicas is 0), or an error that keeps the n
+// events of the claim unmarked: the claim stays open, and the relay's
+// next attempt finds its entries in the stream and asks again.
+func (r *Relay) replicated(ctx context.Context, n int) error {
+	if r.opts.WaitReplicas <= 0 || r.failpoint("relay:mark-unreplicated") != nil {
+		return nil
+	}
+	err := r.st.Replicated(ctx, r.opts.WaitReplicas, r.opts.WaitTimeout)
+	if errors.Is(err, stream.ErrNotReplicated) {
+		r.update(func(s *Status) { s.NotReplicated++ })
+	}
+	if err != nil {
+		return fmt.Errorf("hold the mark of %d events until Redis replicas have them (REDIS_WAIT_REPLICAS=%d): %w", n, r.opts.WaitReplicas, err)
+	}
+	return nil
 }
 
 // marked records in the status that open was marked, and returns the
@@ -816,6 +870,9 @@ func (r *Relay) finishClaim(ctx context.Context, term int64, pos canvas.Position
 	}
 	now := time.Now()
 	if err := r.append(ctx, term, pos.Epoch, tail, events[done:], now, true); err != nil {
+		return pos, err
+	}
+	if err := r.replicated(ctx, len(c.IDs)); err != nil {
 		return pos, err
 	}
 	err = r.out.MarkPublished(ctx, r.opts.Holder, term, pos, c, now)

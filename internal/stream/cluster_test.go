@@ -89,6 +89,12 @@ func TestOnRedisCluster(t *testing.T) {
 		if pos != (canvas.Position{Epoch: "e1", Seq: tail}) {
 			t.Fatalf("tail %+v, want e1/%d", pos, tail)
 		}
+		// The replication barrier runs on the slot's primary, whose one
+		// replica acknowledges it (WAIT on another node would answer 0).
+		step("replicated", st.Replicated(ctx, 1, time.Second))
+		if err := st.Replicated(ctx, 2, 50*time.Millisecond); !errors.Is(err, stream.ErrNotReplicated) {
+			t.Errorf("two replicas asked of a primary with one: %v, want ErrNotReplicated", err)
+		}
 		n, err := st.Len(ctx)
 		step("len", err)
 		if n < 100 || n >= 300 {

@@ -81,7 +81,7 @@ func TestGroupNameRoundTrip(t *testing.T) {
 	}
 	k := stream.KeysFor("c")
 	seen := map[string]bool{}
-	for _, key := range []string{k.Stream, k.Epoch, k.Term, k.Gateways, k.Ops} {
+	for _, key := range []string{k.Stream, k.Epoch, k.Term, k.Gateways, k.Ops, k.Durable} {
 		if seen[key] || !strings.HasPrefix(key, "pf:{c}:") {
 			t.Errorf("key %q: duplicate, or outside the canvas's hash tag", key)
 		}

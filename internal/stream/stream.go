@@ -15,6 +15,7 @@
 //	pf:{<canvas>}:gateways  gateway liveness: sorted set, member = instance id,
 //	                        score = the Redis server's clock (ms) at its last heartbeat
 //	pf:{<canvas>}:ops       the /ops dashboard's figures: hash, field = instance id
+//	pf:{<canvas>}:durable   the replication barrier's write (see Replicated)
 //
 // Consumer groups on the stream: "gw:<instance>" for each gateway instance
 // (GroupName); gateways reap only groups with that prefix.
@@ -63,12 +64,15 @@ type Keys struct {
 	Gateways string
 	// Ops holds each gateway's published dashboard figures.
 	Ops string
+	// Durable is written by Replicated, which then waits for replicas to
+	// acknowledge that write (and so everything written before it).
+	Durable string
 }
 
 // KeysFor returns the keys of canvas name.
 func KeysFor(name string) Keys {
 	p := "pf:{" + name + "}:"
-	return Keys{Stream: p + "stream", Epoch: p + "epoch", Term: p + "term", Gateways: p + "gateways", Ops: p + "ops"}
+	return Keys{Stream: p + "stream", Epoch: p + "epoch", Term: p + "term", Gateways: p + "gateways", Ops: p + "ops", Durable: p + "durable"}
 }
 
 // groupPrefix marks the consumer groups gateways own (and may reap).
@@ -364,6 +368,46 @@ func (s *Stream) Range(ctx context.Context, from, to uint64, count int64) ([]Ent
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// ErrNotReplicated: fewer replicas than asked acknowledged the stream's
+// writes within the timeout (Replicated). Nothing is lost on the primary;
+// the caller asks again later.
+var ErrNotReplicated = errors.New("not acknowledged by enough replicas")
+
+// Replicated returns once at least replicas replicas of the canvas's
+// primary acknowledge every write the primary applied before the call,
+// or ErrNotReplicated after timeout. It writes Keys.Durable and runs WAIT
+// on the same connection: WAIT counts acknowledgements of that
+// connection's last write, and replication is one ordered stream, so a
+// replica that has this write has every earlier one, whoever made it
+// (the relay's XADDs ran on other pooled connections). On a Cluster it
+// runs on the primary of the canvas's slot.
+func (s *Stream) Replicated(ctx context.Context, replicas int, timeout time.Duration) error {
+	var pipe redis.Pipeliner
+	switch c := s.rdb.(type) {
+	case *redis.ClusterClient:
+		primary, err := c.MasterForKey(ctx, s.keys.Durable)
+		if err != nil {
+			return fmt.Errorf("replication barrier: the canvas's primary: %w", err)
+		}
+		pipe = primary.Pipeline()
+	default:
+		pipe = s.rdb.Pipeline()
+	}
+	pipe.Set(ctx, s.keys.Durable, time.Now().UnixMilli(), 10*time.Minute)
+	acked := pipe.Do(ctx, "WAIT", replicas, timeout.Milliseconds())
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("replication barrier: %w", err)
+	}
+	n, err := acked.Int()
+	if err != nil {
+		return fmt.Errorf("replication barrier: WAIT: %w", err)
+	}
+	if n < replicas {
+		return fmt.Errorf("%d of %d replicas acknowledged within %s: %w", n, replicas, timeout, ErrNotReplicated)
+	}
+	return nil
 }
 
 // Len returns the number of entries in the stream.
