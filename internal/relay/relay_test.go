@@ -24,7 +24,7 @@ type env struct {
 	t     *testing.T
 	store *store.Store
 	srv   *redisproc.Server
-	rdb   *redis.Client
+	rdb   redis.UniversalClient
 	st    *stream.Stream
 }
 

@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/pixelflow/pixelflow/internal/harness/redistopo"
+	"github.com/pixelflow/pixelflow/internal/redisurl"
 	"github.com/pixelflow/pixelflow/internal/relay"
 	"github.com/pixelflow/pixelflow/internal/store"
 	"github.com/pixelflow/pixelflow/internal/stream"
@@ -83,12 +82,11 @@ func TestWaitReplicasFailoverKeepsTheEpoch(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
-	var sentinels []string
-	for _, sn := range s.Sentinels {
-		sentinels = append(sentinels, sn.Addr())
+	target, err := redisurl.Parse(s.URL()) // the client REDIS_URL makes
+	if err != nil {
+		t.Fatal(err)
 	}
-	rdb := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: s.MasterName, SentinelAddrs: sentinels,
-		MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	rdb := target.Client()
 	t.Cleanup(func() { _ = rdb.Close() })
 	e := &env{t: t, store: st, rdb: rdb, st: stream.New(rdb, "main", 1_000_000)}
 

@@ -29,7 +29,9 @@
 // call (the scripts, Tail's MULTI) names keys of one canvas only; the
 // cluster and ACL tests (cluster_test.go, scripts_test.go) hold each
 // script to that. Commands without a key (TIME) are not used: they would
-// go to any node (Clock instead).
+// go to any node (Clock instead). The one exception, WAIT, runs on the
+// connection that wrote the canvas's key, on the slot's primary
+// (Replicated).
 //
 // Every mutation the relay makes (publish, start epoch) is a Lua script that
 // first checks the caller's lease term against the term key and refuses an
