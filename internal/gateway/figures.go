@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"time"
 
@@ -45,19 +46,26 @@ func newCommitToBroadcast() prometheus.Histogram {
 
 // Collector returns the gateway's Prometheus series: its counters and
 // gauges read from one Stats at each scrape, the pending count of its
-// consumer group read from Redis (-1 when Redis does not answer within
-// telemetry.ScrapeTimeout), and the commit →
-// broadcast histogram.
+// consumer group read from Redis (left out of a scrape when Redis does not
+// answer within telemetry.ScrapeTimeout), and the commit → broadcast
+// histogram.
 func (g *Gateway) Collector() prometheus.Collector {
 	type figures struct {
 		Stats
-		pending int64
+		pending      int64
+		pendingKnown bool
 	}
-	read := func(ctx context.Context) figures { return figures{Stats: g.Stats(), pending: g.pendingCount(ctx)} }
+	read := func(ctx context.Context) figures {
+		f := figures{Stats: g.Stats()}
+		f.pending, f.pendingKnown = g.pendingCount(ctx)
+		return f
+	}
 	series := func(name, help string, t prometheus.ValueType, v func(figures) float64) telemetry.Series[figures] {
 		return telemetry.Series[figures]{Name: name, Help: help, Type: t, Value: v}
 	}
 	gauge, counter := prometheus.GaugeValue, prometheus.CounterValue
+	pending := series("pixelflow_gateway_pending", "Entries delivered to this gateway's consumer group and not yet acknowledged (absent while Redis does not answer).", gauge, func(f figures) float64 { return float64(f.pending) })
+	pending.Known = func(f figures) bool { return f.pendingKnown }
 	return telemetry.Collectors{
 		telemetry.Snapshot(read,
 			series("pixelflow_gateway_clients", "Connected WebSocket clients.", gauge, func(f figures) float64 { return float64(f.Clients) }),
@@ -66,25 +74,26 @@ func (g *Gateway) Collector() prometheus.Collector {
 			series("pixelflow_gateway_delivered_total", "Events written to client sockets, summed over clients.", counter, func(f figures) float64 { return float64(f.Delivered) }),
 			series("pixelflow_gateway_broadcast_total", "Stream entries handed to the hub.", counter, func(f figures) float64 { return float64(f.Broadcast) }),
 			series("pixelflow_gateway_reaped_total", "Consumer groups of gateways silent past GROUP_TTL that this gateway destroyed.", counter, func(f figures) float64 { return float64(f.Reaped) }),
-			series("pixelflow_gateway_pending", "Entries delivered to this gateway's consumer group and not yet acknowledged (-1: unknown).", gauge, func(f figures) float64 { return float64(f.pending) }),
+			pending,
 			series("pixelflow_gateway_lag", "Stream entries not yet broadcast by this gateway (its consumer group's lag).", gauge, func(f figures) float64 { return float64(f.Lag) }),
 			series("pixelflow_canary_latency_seconds", "Commit → arrival time of the last canary at this gateway.", gauge, func(f figures) float64 { return f.CanaryLatency.Seconds() }),
-			series("pixelflow_gateway_canary_age_seconds", "Time since the last canary arrived (-1: none yet).", gauge, func(f figures) float64 {
-				if f.LastCanary.IsZero() {
-					return -1
-				}
-				return time.Since(f.LastCanary).Seconds()
+			// Counted from the gateway's start until a first canary arrives,
+			// so an alert on the age fires for a gateway that never
+			// receives one, as for one whose canaries stopped.
+			series("pixelflow_gateway_canary_age_seconds", "Time since the last canary arrived (since the gateway started, before the first).", gauge, func(f figures) float64 {
+				return time.Since(cmp.Or(f.LastCanary, g.started)).Seconds()
 			}),
 		),
 		g.commitToBroadcast,
 	}
 }
 
-// pendingCount is the consumer group's pending entries, -1 when unknown.
-func (g *Gateway) pendingCount(ctx context.Context) int64 {
+// pendingCount is the consumer group's pending entries; known is false
+// when Redis did not answer.
+func (g *Gateway) pendingCount(ctx context.Context) (n int64, known bool) {
 	p, err := g.opts.Redis.XPending(ctx, g.keys.Stream, g.group).Result()
 	if err != nil {
-		return -1
+		return 0, false
 	}
-	return p.Count
+	return p.Count, true
 }

@@ -15,7 +15,7 @@ import (
 // counted each pixel event (and the OnBroadcast hook still saw each one),
 // the canary's latency and age are set, the consumer group has nothing
 // pending; once Redis is gone, health says so with a short code and the
-// pending count is unknown (-1).
+// pending count is unknown: absent from the scrape, not a number.
 func TestFiguresFollowTheStream(t *testing.T) {
 	srv, rdb, pub := newRig(t, false)
 	o := opts(rdb, "gw-fig")
@@ -94,20 +94,28 @@ func TestFiguresFollowTheStream(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if v := promtest.Values(t, c); v["pixelflow_gateway_pending"] != -1 {
-		t.Errorf("Redis gone: pending %v, want -1", v["pixelflow_gateway_pending"])
+	v = promtest.Values(t, c)
+	if p, ok := v["pixelflow_gateway_pending"]; ok {
+		t.Errorf("Redis gone: pending %v, want the series absent (unknown)", p)
+	}
+	if _, ok := v["pixelflow_gateway_clients"]; !ok {
+		t.Errorf("Redis gone: the gateway's own figures went missing too: %v", v)
 	}
 }
 
-// TestFiguresBeforeACanary: with no canary yet the age is -1 (none) and
-// health has no lastCanary.
+// TestFiguresBeforeACanary: with no canary yet the age counts from the
+// gateway's start (an alert on it fires for a gateway that never gets
+// one) and health has no lastCanary.
 func TestFiguresBeforeACanary(t *testing.T) {
 	_, rdb, pub := newRig(t, false)
+	before := time.Now()
 	gw := startReady(t, rdb, pub, "gw-nocanary")
 	if _, ok := gw.G.Health(context.Background())["lastCanary"]; ok {
 		t.Errorf("lastCanary before any canary: %v", gw.G.Health(context.Background()))
 	}
-	if v := promtest.Values(t, gw.G.Collector()); v["pixelflow_gateway_canary_age_seconds"] != -1 {
-		t.Errorf("canary age before any canary: %v, want -1", v["pixelflow_gateway_canary_age_seconds"])
+	time.Sleep(50 * time.Millisecond)
+	age := promtest.Values(t, gw.G.Collector())["pixelflow_gateway_canary_age_seconds"]
+	if since := time.Since(before).Seconds(); age < 0.05 || age > since {
+		t.Errorf("canary age before any canary: %vs, want the time since the gateway started (0.05s..%.3fs)", age, since)
 	}
 }

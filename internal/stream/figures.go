@@ -34,17 +34,18 @@ func (s *Stream) Figures(ctx context.Context) (map[string]string, error) {
 }
 
 // Collector returns the stream's Prometheus series, read from Redis at
-// scrape time: its length (-1 while Redis does not answer within
-// telemetry.ScrapeTimeout).
+// scrape time: its length, left out of a scrape while Redis does not
+// answer within telemetry.ScrapeTimeout.
 func (s *Stream) Collector() prometheus.Collector {
-	length := func(ctx context.Context) int64 {
-		n, err := s.Len(ctx)
-		if err != nil {
-			return -1
-		}
-		return n
+	type length struct {
+		n     int64
+		known bool
 	}
-	return telemetry.Snapshot(length, telemetry.Series[int64]{Name: "pixelflow_stream_length",
-		Help: "Entries in the Redis stream (-1: Redis unreachable).", Type: prometheus.GaugeValue,
-		Value: func(n int64) float64 { return float64(n) }})
+	read := func(ctx context.Context) length {
+		n, err := s.Len(ctx)
+		return length{n, err == nil}
+	}
+	return telemetry.Snapshot(read, telemetry.Series[length]{Name: "pixelflow_stream_length",
+		Help: "Entries in the Redis stream (absent while Redis does not answer).", Type: prometheus.GaugeValue,
+		Value: func(l length) float64 { return float64(l.n) }, Known: func(l length) bool { return l.known }})
 }

@@ -8,7 +8,7 @@ import (
 )
 
 // ScrapeTimeout bounds the snapshot of one scrape: a store or Redis that
-// does not answer shows as unknown (each component says how, usually -1);
+// does not answer leaves its series out of that scrape (see Series.Known);
 // it does not hang /metrics.
 const ScrapeTimeout = time.Second
 
@@ -18,6 +18,11 @@ type Series[T any] struct {
 	Name, Help string
 	Type       prometheus.ValueType // prometheus.GaugeValue or CounterValue
 	Value      func(T) float64
+	// Known, when set, says whether the snapshot has a value for this
+	// series; a series that is not known is left out of the scrape. An
+	// absent series is Prometheus's way to say unknown: a sentinel value
+	// such as -1 would be summed over instances and trip alerts.
+	Known func(T) bool
 }
 
 // Snapshot is a collector for a component's figures: at each scrape it
@@ -51,6 +56,9 @@ func (c *snapshot[T]) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	v := c.read(ctx)
 	for i, s := range c.series {
+		if s.Known != nil && !s.Known(v) {
+			continue
+		}
 		ch <- prometheus.MustNewConstMetric(c.descs[i], s.Type, s.Value(v))
 	}
 }
