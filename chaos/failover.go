@@ -39,9 +39,20 @@ type failoverPlan struct {
 	// lag pauses replication (SIGSTOP of the replicas, links cut) until
 	// the primary has published entries no replica holds, then kills it.
 	lag bool
-	// planned asks for a failover (SENTINEL FAILOVER) instead of a kill:
-	// the old primary lives on and is demoted.
+	// planned asks for a failover (SENTINEL FAILOVER, CLUSTER FAILOVER)
+	// instead of a kill: the old primary lives on and is demoted.
 	planned bool
+}
+
+// fault names what the drill does to the primary, for its log and checks.
+func (p failoverPlan) fault() string {
+	switch {
+	case !p.planned:
+		return "SIGKILL"
+	case p.mode == redisurl.Cluster:
+		return "CLUSTER FAILOVER (sent to its replica)"
+	}
+	return "SENTINEL FAILOVER"
 }
 
 // lagEntries is how many stream entries the primary publishes alone in
@@ -68,6 +79,8 @@ func FailoverScenarios() []Scenario {
 		FailoverScenario(failoverPlan{name: "cluster-primary-kill", mode: redisurl.Cluster,
 			doc: "A 3×2 Redis Cluster (REDIS_URL names every node as a seed): SIGKILL the primary owning the canvas's slot while writes flow; its replica takes over, the killed node is restarted with its data and rejoins as a replica. " +
 				"Nothing lost, no number reused, every client receives the pixels committed after the kill, writes keep returning 201."}),
+		FailoverScenario(failoverPlan{name: "cluster-planned-failover", mode: redisurl.Cluster, planned: true,
+			doc: "CLUSTER FAILOVER under load, sent to the replica of the canvas's slot: it takes over once it holds everything its primary acknowledged, and the old primary, still alive, becomes its replica (clients follow the MOVED redirections). Nothing lost, no number reused, writes keep returning 201."}),
 	}
 }
 
@@ -161,7 +174,7 @@ func injectFailover(ctx context.Context, d *Drill, plan failoverPlan, run *failo
 		}
 	}
 	run.old, run.faultAt = old, time.Now()
-	d.Logf("%s: primary %s %s", plan.name, old.Addr(), map[bool]string{true: "asked to fail over (SENTINEL FAILOVER)", false: "SIGKILLed"}[plan.planned])
+	d.Logf("%s: primary %s lost by %s", plan.name, old.Addr(), plan.fault())
 	if err := resume(); err != nil {
 		return nil, err
 	}
@@ -288,7 +301,7 @@ func checkFailover(d *Drill, r *Result, plan failoverPlan, run *failoverRun) []I
 	var out []Invariant
 	promoted := run.primary != nil
 	out = append(out, Invariant{"a replica was promoted", promoted,
-		fmt.Sprintf("%s promoted %.2fs after the %s of %s", addr(run.primary), run.promoted.Seconds(), map[bool]string{true: "SENTINEL FAILOVER", false: "SIGKILL"}[plan.planned], run.old.Addr())})
+		fmt.Sprintf("%s promoted %.2fs after the %s of %s", addr(run.primary), run.promoted.Seconds(), plan.fault(), run.old.Addr())})
 	rejoinFig := fmt.Sprintf("%s (restarted with its AOF: %v) was a caught-up replica of %s %.2fs after the fault", run.old.Addr(), run.restarted, addr(run.primary), run.rejoined.Seconds())
 	if run.rejoinErr != nil {
 		rejoinFig = run.rejoinErr.Error()
