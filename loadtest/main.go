@@ -81,6 +81,11 @@ type Params struct {
 	// Wire is what the clients speak: "timed" (JSON with committedAt and
 	// publishedAt), "json" (compact JSON) or "binary" (pixelflow.v1.bin).
 	Wire string `json:"wire"`
+	// RedisReplicas are replicas of the serve topology's redis-server
+	// (REDIS_URL still names the primary); WaitReplicas is pixelflow's
+	// REDIS_WAIT_REPLICAS, so its cost can be measured on and off.
+	RedisReplicas int `json:"redisReplicas,omitempty"`
+	WaitReplicas  int `json:"waitReplicas,omitempty"`
 }
 
 // Wire encodings of the load test's clients (Params.Wire).
@@ -116,6 +121,8 @@ func parse(args []string) (Params, error) {
 	cpusLoad := fs.String("cpus-load", "", "pin the load generator to these CPUs (taskset list, e.g. 1)")
 	maxOther := fs.Float64("max-other", 0.25, "cores other processes may use during a step's measured window before it is flagged disturbed")
 	wire := fs.String("wire", wireTimed, `what the clients speak: "timed" (JSON with committedAt and publishedAt, for every latency stage), "json" (compact JSON, the default frames) or "binary" (pixelflow.v1.bin); without times, latency counts from each write's send`)
+	replicas := fs.Int("redis-replicas", 0, "serve: replicas of its redis-server (0..2; REDIS_URL names the primary)")
+	waitReplicas := fs.Int("wait-replicas", 0, "serve: REDIS_WAIT_REPLICAS (each store mark waits until this many replicas have the appends; ≤ -redis-replicas)")
 	if err := fs.Parse(args); err != nil {
 		return Params{}, err
 	}
@@ -154,6 +161,7 @@ func parse(args []string) (Params, error) {
 		p.Topology = "cluster" // several gateways are several processes
 	}
 	p.CPUsServer, p.CPUsLoad, p.MaxOther, p.Wire = *cpusServer, *cpusLoad, *maxOther, *wire
+	p.RedisReplicas, p.WaitReplicas = *replicas, *waitReplicas
 	if *targets != "" {
 		p.Targets = strings.Split(*targets, ",")
 	}
@@ -180,6 +188,12 @@ func parse(args []string) (Params, error) {
 		return p, fmt.Errorf("-max-other %g: want ≥ 0", p.MaxOther)
 	case p.Wire != wireTimed && p.Wire != wireJSON && p.Wire != wireBinary:
 		return p, fmt.Errorf("-wire %q: want timed, json or binary", p.Wire)
+	case p.RedisReplicas < 0 || p.RedisReplicas > 2:
+		return p, fmt.Errorf("-redis-replicas %d: want 0..2", p.RedisReplicas)
+	case p.WaitReplicas < 0 || p.WaitReplicas > p.RedisReplicas:
+		return p, fmt.Errorf("-wait-replicas %d: want 0..-redis-replicas (%d): a mark waits for replicas that exist", p.WaitReplicas, p.RedisReplicas)
+	case p.RedisReplicas > 0 && (p.Topology != "serve" || p.API != ""):
+		return p, errors.New("-redis-replicas and -wait-replicas need the serve topology started here (-topology serve, no -api)")
 	case (p.CPUsServer != "" || p.CPUsLoad != "") && p.API != "":
 		return p, errors.New("-cpus-server and -cpus-load pin processes the load test starts; not with -api")
 	}

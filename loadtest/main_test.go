@@ -22,6 +22,10 @@ func TestParseRejectsBadFlags(t *testing.T) {
 		{"-cpus-load", "1;2"},
 		{"-max-other", "-1"},
 		{"-wire", "msgpack"},
+		{"-scenario", "steady", "-redis-replicas", "3"},
+		{"-scenario", "steady", "-redis-replicas", "1", "-wait-replicas", "2"},
+		{"-scenario", "steady", "-wait-replicas", "1"},
+		{"-scenario", "smoke", "-redis-replicas", "1"},
 		{"-api", "http://127.0.0.1:1", "-gateways-urls", "http://127.0.0.1:2", "-cpus-load", "1"},
 	} {
 		if _, err := parse(args); err == nil {
@@ -40,6 +44,9 @@ func TestParseRejectsBadFlags(t *testing.T) {
 	}
 	if cl, err := parse([]string{"-scenario", "steady", "-gateways", "2", "-cpus-server", "0", "-cpus-load", "1"}); err != nil || cl.Topology != "cluster" || cl.CPUsServer != "0" || cl.CPUsLoad != "1" {
 		t.Fatalf("two gateways make a cluster, pinned: %+v %v", cl, err)
+	}
+	if r, err := parse([]string{"-scenario", "steady", "-redis-replicas", "2", "-wait-replicas", "1"}); err != nil || r.RedisReplicas != 2 || r.WaitReplicas != 1 {
+		t.Fatalf("-redis-replicas 2 -wait-replicas 1: %+v %v", r, err)
 	}
 	if b, err := parse([]string{"-scenario", "steady", "-wire", "binary"}); err != nil || b.Wire != wireBinary {
 		t.Fatalf("-wire binary: %+v %v", b, err)

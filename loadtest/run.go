@@ -123,7 +123,7 @@ func run(ctx context.Context, p Params, out io.Writer) (*Report, error) {
 				return nil, err
 			}
 			defer d.stop()
-			target, groups = d.target(), d.groups()
+			target, groups = d.target(p), d.groups()
 		} else {
 			c, err := launchCluster(ctx, dir, p, out)
 			if c != nil {

@@ -10,8 +10,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 	"github.com/pixelflow/pixelflow/internal/harness/procstat"
@@ -21,13 +24,16 @@ import (
 // serveDeployment is the "serve" topology, the one the side-by-side harness
 // (../shared/peer) runs: one `pixelflow serve` process (api, relay and
 // gateway; embedded store in memory) and a redis-server of its own without
-// persistence, both children of the load test.
+// persistence, both children of the load test. With Params.RedisReplicas
+// the redis-server has replicas (children too), so the cost of
+// REDIS_WAIT_REPLICAS can be measured.
 type serveDeployment struct {
-	redis *redisproc.Server
-	cmd   *exec.Cmd
-	done  chan struct{}
-	url   string
-	log   *os.File
+	redis    *redisproc.Server
+	replicas []*redisproc.Server
+	cmd      *exec.Cmd
+	done     chan struct{}
+	url      string
+	log      *os.File
 }
 
 // startServe builds pixelflow into dir and starts the deployment; with cpus
@@ -42,10 +48,25 @@ func startServe(ctx context.Context, dir string, p Params) (*serveDeployment, er
 		return nil, err
 	}
 	d := &serveDeployment{redis: rs, done: make(chan struct{})}
-	if p.CPUsServer != "" {
-		if err := pinPID(rs.Pid(), p.CPUsServer); err != nil {
+	for i := range p.RedisReplicas {
+		r, err := redisproc.Start(ctx, redisproc.Options{Dir: filepath.Join(dir, fmt.Sprintf("redis-replica-%d", i+1)),
+			Args: append([]string{"--replicaof"}, strings.Split(rs.Addr(), ":")...)})
+		if err != nil {
 			d.stop()
-			return nil, err
+			return nil, fmt.Errorf("start redis replica %d: %w", i+1, err)
+		}
+		d.replicas = append(d.replicas, r)
+	}
+	if err := waitReplicas(ctx, rs, p.RedisReplicas); err != nil {
+		d.stop()
+		return nil, err
+	}
+	if p.CPUsServer != "" {
+		for _, pid := range d.redisPids() {
+			if err := pinPID(pid, p.CPUsServer); err != nil {
+				d.stop()
+				return nil, err
+			}
 		}
 	}
 	port, err := redisproc.FreePort()
@@ -67,7 +88,8 @@ func startServe(ctx context.Context, dir string, p Params) (*serveDeployment, er
 	d.cmd = exec.Command(args[0], args[1:]...)
 	d.cmd.Env = append(os.Environ(), "HOST=127.0.0.1", "PORT="+strconv.Itoa(port), "REDIS_URL="+rs.URL(),
 		"DATA_DIR=memory", "CANVAS_WIDTH="+side, "CANVAS_HEIGHT="+side, "RATE_LIMIT=0",
-		"LOG_LEVEL=warn", "INSTANCE_ID=loadtest", "MAX_CONNS=100000", "MAX_CONNS_PER_IP=100000")
+		"LOG_LEVEL=warn", "INSTANCE_ID=loadtest", "MAX_CONNS=100000", "MAX_CONNS_PER_IP=100000",
+		"REDIS_WAIT_REPLICAS="+strconv.Itoa(p.WaitReplicas))
 	if d.log, err = os.Create(filepath.Join(dir, "serve.log")); err != nil {
 		d.stop()
 		return nil, err
@@ -84,6 +106,38 @@ func startServe(ctx context.Context, dir string, p Params) (*serveDeployment, er
 		return nil, err
 	}
 	return d, nil
+}
+
+// waitReplicas waits until n replicas of the primary are online, so the
+// measured window starts with replication running: a replica counts as
+// connected at once but syncs only after repl-diskless-sync-delay (5 s by
+// default), and until then every WAIT would time out.
+func waitReplicas(ctx context.Context, primary *redisproc.Server, n int) error {
+	if n == 0 {
+		return nil
+	}
+	c := redis.NewClient(&redis.Options{Addr: primary.Addr()})
+	defer c.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info, err := c.Info(ctx, "replication").Result()
+		if err == nil && strings.Count(info, "state=online") >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("redis-server %s: %d replicas not connected within 30s (%v)", primary.Addr(), n, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// redisPids are the primary's and the replicas' pids.
+func (d *serveDeployment) redisPids() []int {
+	pids := []int{d.redis.Pid()}
+	for _, r := range d.replicas {
+		pids = append(pids, r.Pid())
+	}
+	return pids
 }
 
 func (d *serveDeployment) waitReady(ctx context.Context, timeout time.Duration) error {
@@ -113,16 +167,19 @@ func (d *serveDeployment) waitReady(ctx context.Context, timeout time.Duration) 
 	return fmt.Errorf("pixelflow serve not ready within %s: %s", timeout, last)
 }
 
-func (d *serveDeployment) target() cluster.Target {
-	return cluster.Target{API: d.url, Gateways: []string{d.url},
-		Describe: "pixelflow serve (embedded store in memory) and its own redis-server, as the side-by-side harness runs it"}
+func (d *serveDeployment) target(p Params) cluster.Target {
+	what := "pixelflow serve (embedded store in memory) and its own redis-server, as the side-by-side harness runs it"
+	if p.RedisReplicas > 0 {
+		what += fmt.Sprintf("; the redis-server has %d replica(s), REDIS_WAIT_REPLICAS=%d", p.RedisReplicas, p.WaitReplicas)
+	}
+	return cluster.Target{API: d.url, Gateways: []string{d.url}, Describe: what}
 }
 
 // groups are the deployment's processes for the CPU report.
 func (d *serveDeployment) groups() []procstat.Group {
 	return []procstat.Group{
 		{Name: "pixelflow serve", Pids: func() []int { return d.serverPids() }},
-		{Name: "redis-server", Pids: func() []int { return []int{d.redis.Pid()} }},
+		{Name: "redis-server", Pids: d.redisPids}, // the primary and its replicas
 	}
 }
 
@@ -151,6 +208,9 @@ func (d *serveDeployment) stop() {
 	}
 	if d.redis != nil {
 		d.redis.Kill()
+	}
+	for _, r := range d.replicas {
+		r.Kill()
 	}
 }
 
