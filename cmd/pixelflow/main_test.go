@@ -349,7 +349,7 @@ func TestMetricsMoveWhenPixelsFlow(t *testing.T) {
 		after := scrape()
 		moved := after["pixelflow_relay_published_total"] >= before["pixelflow_relay_published_total"]+20 &&
 			after["pixelflow_gateway_commit_to_broadcast_seconds_count"] >= before["pixelflow_gateway_commit_to_broadcast_seconds_count"]+20 &&
-			after[`pixelflow_http_requests_total{code="201",method="post"}`] >= 20 &&
+			after[`pixelflow_http_requests_total{code="201",method="post",route="/api/pixels"}`] >= 20 &&
 			after["pixelflow_stream_length"] >= 20 && after["pixelflow_relay_leader"] == 1 && after["pixelflow_canary_latency_seconds"] > 0
 		if moved {
 			break

@@ -169,6 +169,7 @@ func New(s Store, opts Options) (*API, error) {
 	a.mux.HandleFunc("/api/canvas", a.handleCanvas)
 	a.mux.HandleFunc("/healthz", a.handleHealthz)
 	a.mux.HandleFunc("/readyz", a.handleReadyz)
+	routed := telemetry.RecordRoute(a.mux) // the HTTP metrics' route label
 	if _, off := opts.Tracer.(noop.TracerProvider); off {
 		// Tracing off: no spans to start, so only what otelhttp would
 		// still do that matters, reading an incoming trace context for
@@ -178,11 +179,11 @@ func New(s Store, opts Options) (*API, error) {
 			if strings.HasPrefix(r.URL.Path, "/api/") {
 				r = r.WithContext(opts.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header)))
 			}
-			a.mux.ServeHTTP(w, r)
+			routed.ServeHTTP(w, r)
 		})
 		return a, nil
 	}
-	a.handler = otelhttp.NewHandler(a.mux, "pixelflow.api",
+	a.handler = otelhttp.NewHandler(routed, "pixelflow.api",
 		otelhttp.WithTracerProvider(opts.Tracer), otelhttp.WithPropagators(opts.Propagator),
 		otelhttp.WithFilter(func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/api/") }),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }))
@@ -609,5 +610,5 @@ func NewHealth(ready []Check, log *slog.Logger) http.Handler {
 	})
 	rd := &readiness{}
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) { rd.serve(w, r, ready, log) })
-	return mux
+	return telemetry.RecordRoute(mux)
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"cmp"
 	"context"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -89,9 +90,13 @@ func (g *Gateway) Collector() prometheus.Collector {
 }
 
 // pendingCount is the consumer group's pending entries; known is false
-// when Redis did not answer.
+// when Redis did not answer. A group that does not exist (yet, or no
+// longer: a new epoch deletes the stream) has nothing pending.
 func (g *Gateway) pendingCount(ctx context.Context) (n int64, known bool) {
 	p, err := g.opts.Redis.XPending(ctx, g.keys.Stream, g.group).Result()
+	if err != nil && strings.HasPrefix(err.Error(), "NOGROUP") {
+		return 0, true
+	}
 	if err != nil {
 		return 0, false
 	}

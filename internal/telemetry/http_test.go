@@ -11,18 +11,30 @@ import (
 )
 
 // TestInstrumentHTTPCountsRequestsNotSessions: requests are counted and
-// timed by method and status; /ws (a WebSocket session, hours long) is
-// served but neither counted nor timed.
+// timed by method, status and route; /ws (a WebSocket session, hours
+// long) is served but neither counted nor timed. The route is the pattern
+// of the innermost mux wrapped in RecordRoute, even when a handler between
+// serves a copy of the request (as otelhttp does), else the outer mux's;
+// a path no pattern matches is "unmatched", never the path itself.
 func TestInstrumentHTTPCountsRequestsNotSessions(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
+	inner := http.NewServeMux()
+	inner.HandleFunc("POST /api/pixels", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusCreated) })
+	inner.HandleFunc("GET /api/canvas", func(w http.ResponseWriter, r *http.Request) {})
+	routed := telemetry.RecordRoute(inner)
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /api/pixels", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusCreated) })
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		routed.ServeHTTP(w, r.WithContext(r.Context())) // a copy, as otelhttp serves
+	}))
+	mux.HandleFunc("GET /app.js", func(w http.ResponseWriter, r *http.Request) {})
 	served := 0
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) { served++ })
 	h := telemetry.InstrumentHTTP(reg, mux)
 	for range 3 {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/api/pixels", nil))
 	}
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/api/canvas", nil))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/app.js", nil))
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/nowhere", nil))
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/ws", nil))
 	if served != 1 {
@@ -48,7 +60,8 @@ func TestInstrumentHTTPCountsRequestsNotSessions(t *testing.T) {
 			}
 		}
 	}
-	want := map[string]float64{"code=201 method=post ": 3, "code=404 method=get ": 1}
+	want := map[string]float64{"code=201 method=post route=/api/pixels ": 3, "code=200 method=get route=/api/canvas ": 1,
+		"code=200 method=get route=/app.js ": 1, "code=404 method=get route=unmatched ": 1}
 	for _, family := range []string{"pixelflow_http_requests_total", "pixelflow_http_request_duration_seconds"} {
 		got := counts[family]
 		if len(got) != len(want) {
