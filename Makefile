@@ -50,6 +50,7 @@ GOLANGCI_LINT := bin/golangci-lint-$(GOLANGCI_LINT_VERSION)
 HARNESS_DEPS := ^testing$$|^github\.com/pixelflow/pixelflow/(e2e|chaos|loadtest|internal/harness)(/|$$)|^github\.com/pixelflow/pixelflow/.*test$$
 
 lint: $(GOLANGCI_LINT)
+	@echo "lint: go vet, gofmt, golangci-lint, the dependency rule, licences"
 	$(GO) vet ./...
 	$(GO) vet -tags mongo ./internal/store/
 	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
@@ -64,6 +65,7 @@ lint: $(GOLANGCI_LINT)
 # Built once per version from the module proxy (go install needs no
 # download of a prebuilt binary), kept under bin/ (ignored by git).
 $(GOLANGCI_LINT):
+	@echo "lint: building golangci-lint $(GOLANGCI_LINT_VERSION) from the module proxy, once (a few minutes on 2 cores; kept as $@)"
 	@mkdir -p bin/.golangci-lint
 	GOBIN=$(CURDIR)/bin/.golangci-lint $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 	mv bin/.golangci-lint/golangci-lint $@
