@@ -12,10 +12,10 @@ import (
 func TestUsage(t *testing.T) {
 	groups := []procstat.Group{{Name: "pixelflow serve"}, {Name: "redis-server"}, {Name: loadGroup}}
 	t0 := time.Unix(100, 0)
-	a := procstat.Sample{At: t0, Busy: 1000, Total: 4000, Groups: []int64{100, 10, 50}}
+	a := procstat.Sample{At: t0, Busy: 1000, Total: 4000, Groups: []map[int]int64{{1: 100}, {2: 10}, {3: 50}}}
 	// 10 s on 2 cores: 2000 ticks in all, 1500 busy; serve 600 ticks,
 	// redis 40, load 300: 940 in groups, 560 elsewhere.
-	b := procstat.Sample{At: t0.Add(10 * time.Second), Busy: 2500, Total: 6000, Groups: []int64{700, 50, 350}}
+	b := procstat.Sample{At: t0.Add(10 * time.Second), Busy: 2500, Total: 6000, Groups: []map[int]int64{{1: 700}, {2: 50}, {3: 350}}}
 	u := usage(groups, a, b, 400_000, 200_000, 80_000_000, 2, 0.25)
 	near := func(got, want float64) bool { return got > want-1e-9 && got < want+1e-9 }
 	switch {

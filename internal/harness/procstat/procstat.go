@@ -1,5 +1,7 @@
-// Package procstat reads CPU time from Linux's /proc: of the machine, of
-// chosen processes, and so of everything else. The load test reports CPU per
+// Package procstat reads CPU time from Linux's /proc (parsed by
+// prometheus/procfs, which the metrics library already links): of the
+// machine, of chosen processes, and so of everything else. The load test
+// reports CPU per
 // delivery with it, and both the load test and the drills use it to tell a
 // measurement disturbed by other processes from one that is not: on a
 // 2-core machine a build next door moves latency figures more than any
@@ -7,13 +9,11 @@
 package procstat
 
 import (
-	"bytes"
-	"os"
-	"path/filepath"
+	"math"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 // ClockTicks is the kernel's USER_HZ, the unit of /proc CPU times: 100 on
@@ -29,8 +29,12 @@ type Group struct {
 // Sample is one reading of the machine's and the groups' CPU ticks.
 type Sample struct {
 	At          time.Time
-	Busy, Total int64   // machine, all cores
-	Groups      []int64 // ticks per group, in the order of the groups
+	Busy, Total int64 // machine, all cores
+	// Groups are the ticks of each group's processes by pid, in the order
+	// of the groups: per process, so a process that exits or restarts
+	// between two samples takes only its own ticks with it instead of
+	// making its group's difference negative.
+	Groups []map[int]int64
 }
 
 // Read samples the machine and groups.
@@ -38,27 +42,40 @@ func Read(groups []Group) Sample {
 	s := Sample{At: time.Now()}
 	s.Busy, s.Total = MachineTicks()
 	for _, g := range groups {
-		var t int64
+		t := map[int]int64{}
 		for _, pid := range g.Pids() {
-			t += ProcTicks(pid)
+			t[pid] = ProcTicks(pid)
 		}
 		s.Groups = append(s.Groups, t)
 	}
 	return s
 }
 
-// Cores is the CPU-seconds per second that group i used between a and b.
+// Cores is the CPU-seconds per second that group i used between a and b,
+// never negative: a process in both samples counts its difference, one
+// that started in between (a restart: a new pid, or the pid reused, its
+// counter lower) all its ticks, one that exited in between nothing.
 func Cores(a, b Sample, i int) float64 {
 	secs := b.At.Sub(a.At).Seconds()
 	if secs <= 0 || i >= len(a.Groups) || i >= len(b.Groups) {
 		return 0
 	}
-	return float64(b.Groups[i]-a.Groups[i]) / ClockTicks / secs
+	var ticks int64
+	for pid, t := range b.Groups[i] {
+		if before, ok := a.Groups[i][pid]; ok && before <= t {
+			t -= before
+		}
+		ticks += t
+	}
+	return float64(ticks) / ClockTicks / secs
 }
 
 // Others is the CPU-seconds per second the machine was busy between a and
 // b outside every group: other processes' share. A process of a group that
-// exited in between takes its ticks with it, so they count as others'.
+// exited in between takes its ticks with it, so they count as others'. It
+// is never negative: the machine's ticks and a process's are counted by
+// different clocks, and a group that used nearly all the machine may read
+// a little above it.
 func Others(a, b Sample) float64 {
 	secs := b.At.Sub(a.At).Seconds()
 	if secs <= 0 || b.Total <= a.Total {
@@ -68,57 +85,38 @@ func Others(a, b Sample) float64 {
 	for i := range a.Groups {
 		other -= Cores(a, b, i)
 	}
-	return other
+	return max(0, other)
 }
 
 // ProcTicks is utime+stime of pid (0 when it cannot be read).
 func ProcTicks(pid int) int64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return 0
 	}
-	f := statFields(b)
-	if len(f) < 13 {
+	st, err := p.Stat()
+	if err != nil {
 		return 0
 	}
-	u, _ := strconv.ParseInt(f[11], 10, 64) // field 14, utime
-	s, _ := strconv.ParseInt(f[12], 10, 64) // field 15, stime
-	return u + s
+	return int64(st.UTime + st.STime)
 }
 
-// statFields are the fields of a /proc/<pid>/stat after the command name
-// (which may hold spaces and parentheses: fields count from the last ')').
-func statFields(b []byte) []string {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return nil
-	}
-	return strings.Fields(string(b[i+1:]))
-}
-
-// MachineTicks reads the first line of /proc/stat: busy (everything but
-// idle and iowait) and total ticks over all cores.
+// MachineTicks reads /proc/stat's cpu line: busy (everything but idle and
+// iowait) and total ticks over all cores. Guest time is already counted in
+// user time, so it is not added again.
 func MachineTicks() (busy, total int64) {
-	b, err := os.ReadFile("/proc/stat")
+	fs, err := procfs.NewDefaultFS()
 	if err != nil {
 		return 0, 0
 	}
-	line, _, _ := bytes.Cut(b, []byte{'\n'})
-	f := strings.Fields(string(line))
-	if len(f) < 5 || f[0] != "cpu" {
+	st, err := fs.Stat()
+	if err != nil {
 		return 0, 0
 	}
-	for i, v := range f[1:] {
-		n, _ := strconv.ParseInt(v, 10, 64)
-		if i == 7 || i == 8 { // guest time is already counted in user
-			continue
-		}
-		total += n
-		if i != 3 && i != 4 { // idle, iowait
-			busy += n
-		}
-	}
-	return busy, total
+	c := st.CPUTotal // seconds: procfs divides the ticks by USER_HZ
+	ticks := func(secs float64) int64 { return int64(math.Round(secs * ClockTicks)) }
+	busy = ticks(c.User) + ticks(c.Nice) + ticks(c.System) + ticks(c.IRQ) + ticks(c.SoftIRQ) + ticks(c.Steal)
+	return busy, busy + ticks(c.Idle) + ticks(c.Iowait)
 }
 
 // proc is one process of the table: its pid, parent and command name.
@@ -127,26 +125,20 @@ type proc struct {
 	comm      string
 }
 
-// table reads every process's pid, parent and name.
+// table reads every process's pid, parent and name (a process that exits
+// while it is read is left out).
 func table() []proc {
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	out := make([]proc, 0, len(stats))
-	for _, path := range stats {
-		b, err := os.ReadFile(path)
+	all, err := procfs.AllProcs()
+	if err != nil {
+		return nil
+	}
+	out := make([]proc, 0, len(all))
+	for _, p := range all {
+		st, err := p.Stat()
 		if err != nil {
 			continue
 		}
-		open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
-		if open < 0 || end < open {
-			continue
-		}
-		f := strings.Fields(string(b[end+1:]))
-		if len(f) < 2 {
-			continue
-		}
-		pid, _ := strconv.Atoi(strings.TrimSpace(string(b[:open])))
-		ppid, _ := strconv.Atoi(f[1])
-		out = append(out, proc{pid: pid, ppid: ppid, comm: string(b[open+1 : end])})
+		out = append(out, proc{pid: st.PID, ppid: st.PPID, comm: st.Comm})
 	}
 	return out
 }

@@ -39,8 +39,8 @@ func TestProcReaders(t *testing.T) {
 // ticks, 600 + 40 of them in two groups: 0.6 and 0.04 cores, others 0.86.
 func TestCoresAndOthers(t *testing.T) {
 	t0 := time.Unix(100, 0)
-	a := Sample{At: t0, Busy: 1000, Total: 4000, Groups: []int64{100, 10}}
-	b := Sample{At: t0.Add(10 * time.Second), Busy: 2500, Total: 6000, Groups: []int64{700, 50}}
+	a := Sample{At: t0, Busy: 1000, Total: 4000, Groups: []map[int]int64{{1: 100}, {2: 10}}}
+	b := Sample{At: t0.Add(10 * time.Second), Busy: 2500, Total: 6000, Groups: []map[int]int64{{1: 700}, {2: 50}}}
 	near := func(got, want float64) bool { return got > want-1e-9 && got < want+1e-9 }
 	if c := Cores(a, b, 0); !near(c, 0.6) {
 		t.Errorf("group 0: %.3f cores, want 0.6", c)
@@ -53,6 +53,25 @@ func TestCoresAndOthers(t *testing.T) {
 	}
 	if o := Others(b, a); o != 0 {
 		t.Errorf("others of a reversed window: %.3f, want 0", o)
+	}
+}
+
+// A group whose process restarted between the samples (its old pid gone
+// with 900 ticks, a new one with 30) used 0.3 cores, not minus 8.7, and
+// others never go below zero, even when the groups read above the machine.
+func TestRestartsAndSkewAreNeverNegative(t *testing.T) {
+	t0 := time.Unix(100, 0)
+	a := Sample{At: t0, Busy: 1000, Total: 4000, Groups: []map[int]int64{{1: 900}}}
+	b := Sample{At: t0.Add(time.Second), Busy: 1020, Total: 4200, Groups: []map[int]int64{{2: 30}}}
+	if c := Cores(a, b, 0); c < 0.3-1e-9 || c > 0.3+1e-9 {
+		t.Errorf("restarted group: %.3f cores, want 0.3", c)
+	}
+	if o := Others(a, b); o != 0 {
+		t.Errorf("others with the group above the machine's 0.2 cores: %.3f, want 0", o)
+	}
+	reused := Sample{At: t0.Add(time.Second), Busy: 1100, Total: 4200, Groups: []map[int]int64{{1: 40}}}
+	if c := Cores(a, reused, 0); c < 0.4-1e-9 || c > 0.4+1e-9 {
+		t.Errorf("pid reused by the restart: %.3f cores, want 0.4", c)
 	}
 }
 
