@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"context"
 	"html/template"
 	"math"
 	"strings"
@@ -14,11 +15,16 @@ import (
 type Report struct {
 	Profile string    `json:"profile"`
 	When    time.Time `json:"when"`
+	Commit  string    `json:"commit"` // the source that ran (report.Commit)
 	Results []*Result `json:"results"`
 }
 
-// Write saves report.json and report.html in dir.
+// Write saves report.json and report.html in dir, naming the commit that
+// ran unless the report already does.
 func (r *Report) Write(dir string) error {
+	if r.Commit == "" {
+		r.Commit = report.Commit(context.Background())
+	}
 	return report.Write(dir, r, page, r.view())
 }
 
@@ -81,11 +87,12 @@ func timelineSVG(res *Result) string {
 	series := []struct {
 		name, color string
 		val         func(Point) float64
+		logY        bool // latency: a fault's spike must not flatten the baseline
 	}{
-		{"writes/s", "#1f77b4", func(p Point) float64 { return p.Committed }},
-		{"delivered/s", "#2ca02c", func(p Point) float64 { return p.Delivered }},
-		{"outbox backlog", "#d62728", func(p Point) float64 { return math.Max(0, float64(p.Backlog)) }},
-		{"P99 latency (ms)", "#9467bd", func(p Point) float64 { return p.P99 }},
+		{"writes/s", "#1f77b4", func(p Point) float64 { return p.Committed }, false},
+		{"delivered/s", "#2ca02c", func(p Point) float64 { return p.Delivered }, false},
+		{"outbox backlog", "#d62728", func(p Point) float64 { return math.Max(0, float64(p.Backlog)) }, false},
+		{"P99 latency (ms, log scale)", "#9467bd", func(p Point) float64 { return p.P99 }, true},
 	}
 	var b strings.Builder
 	for i, s := range series {
@@ -100,7 +107,7 @@ func timelineSVG(res *Result) string {
 				shade = append(shade, [2]float64{w.Start, w.End})
 			}
 		}
-		c := svgplot.Chart{Height: 120, Series: []svgplot.Series{{Name: s.name, Color: s.color, Points: pts}}, Shade: shade}
+		c := svgplot.Chart{Height: 120, Series: []svgplot.Series{{Name: s.name, Color: s.color, Points: pts}}, Shade: shade, LogY: s.logY}
 		if i == len(series)-1 {
 			c.XLabel = "seconds since the drill started (fault shaded)"
 		}
@@ -122,7 +129,7 @@ td.pass { background: #d9f2d9; } td.fail { background: #f8c9c4; font-weight: bol
 section { margin-bottom: 32px; } .doc { color: #555; max-width: 760px; }
 </style></head><body>
 <h1>pixelflow chaos report</h1>
-<p>Profile <b>{{.Profile}}</b>, run {{.When.Format "2006-01-02 15:04:05 MST"}}. Hover a cell for its figure.</p>
+<p>Profile <b>{{.Profile}}</b>, run {{.When.Format "2006-01-02 15:04:05 MST"}} on commit {{.Commit}}. Hover a cell for its figure.</p>
 <table><tr><th>scenario</th><th>status</th>{{range .Columns}}<th>{{.}}</th>{{end}}</tr>
 {{range .Rows}}<tr><td><a href="#{{.Scenario}}">{{.Scenario}}</a></td><td>{{.Status}}</td>{{range .Cells}}<td class="{{.Class}}" title="{{.Title}}">{{.Text}}</td>{{end}}</tr>
 {{end}}</table>

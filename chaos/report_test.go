@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pixelflow/pixelflow/internal/harness/report"
 )
 
 // The report shows each invariant as a matrix cell and draws a timeline
@@ -24,7 +26,8 @@ func TestReportRendersMatrixAndTimeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	html, _ := os.ReadFile(filepath.Join(dir, "report.html"))
-	for _, want := range []string{`class="fail" title="after 90 ms">FAIL`, `class="pass" title="lost 0">pass`, "<svg", "<polyline", "fault shaded", "Not run: no MongoDB here"} {
+	commit := strings.TrimSuffix(report.Commit(t.Context()), "+dirty") // html/template writes + as &#43;
+	for _, want := range []string{"on commit " + commit, `class="fail" title="after 90 ms">FAIL`, `class="pass" title="lost 0">pass`, "<svg", "<polyline", "fault shaded", "Not run: no MongoDB here"} {
 		if !strings.Contains(string(html), want) {
 			t.Errorf("report.html lacks %q", want)
 		}

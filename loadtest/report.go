@@ -23,6 +23,7 @@ type Report struct {
 	Params  Params          `json:"params"`
 	Target  string          `json:"target"`
 	Machine string          `json:"machine"`
+	Commit  string          `json:"commit"` // the source that ran (report.Commit)
 	Started time.Time       `json:"started"`
 	Steps   []StepResult    `json:"steps"`
 	Series  []Second        `json:"series"`
@@ -184,7 +185,7 @@ func (r *Report) view() reportView {
 	}
 	v.RatePlot = template.HTML(svgplot.Chart{Title: "deliveries per second", XLabel: "seconds", Series: []svgplot.Series{{Name: "deliveries/s", Color: "#2ca02c", Points: delivered}}}.SVG() +
 		"<br>" + svgplot.Chart{Title: "acknowledged writes per second", XLabel: "seconds", Series: []svgplot.Series{{Name: "writes/s", Color: "#1f77b4", Points: writes}}}.SVG())
-	v.P99Plot = template.HTML(svgplot.Chart{Title: "delivery P99 per second", XLabel: "seconds", YLabel: "ms", Series: []svgplot.Series{{Name: "P99", Color: "#9467bd", Points: p99}}}.SVG())
+	v.P99Plot = template.HTML(svgplot.Chart{Title: "delivery P99 per second", XLabel: "seconds", YLabel: "ms (log scale)", LogY: true, Series: []svgplot.Series{{Name: "P99", Color: "#9467bd", Points: p99}}}.SVG())
 	return v
 }
 
@@ -199,7 +200,7 @@ th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
 .bad { background: #f8c9c4; font-weight: bold; } .good { background: #d9f2d9; }
 </style></head><body>
 <h1>pixelflow load test — {{.Params.Scenario}}</h1>
-<p>{{.Started.Format "2006-01-02 15:04:05 MST"}} on {{.Machine}}. Target: {{.Target}}.<br>
+<p>{{.Started.Format "2006-01-02 15:04:05 MST"}} on {{.Machine}}, commit {{.Commit}}. Target: {{.Target}}.<br>
 {{.Params.Clients}} clients, {{.Params.Rate}} writes/s{{if .Params.Steps}} rising by steps {{.Params.Steps}} of {{.Params.StepTime}}{{else}} for {{.Params.Duration}}{{end}}, pixels in a {{.Params.Region}}² region, open-loop writes (at most {{.Params.InFlight}} in flight).</p>
 <table><tr><th>history checker</th><th>acknowledged</th><th>unknown</th><th>events delivered</th><th>lost</th><th>unexpected</th><th>duplicated</th></tr>
 <tr><td>{{if or .Lost .Unexpected}}<b>FAIL</b>{{else}}clean{{end}}</td><td>{{.History.Writes.OK}}</td><td>{{.History.Writes.Unknown}}</td><td>{{.Events}}</td>

@@ -19,6 +19,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/harness/history"
 	"github.com/pixelflow/pixelflow/internal/harness/pace"
 	"github.com/pixelflow/pixelflow/internal/harness/procstat"
+	"github.com/pixelflow/pixelflow/internal/harness/report"
 	"github.com/pixelflow/pixelflow/internal/protocol"
 )
 
@@ -171,7 +172,7 @@ func run(ctx context.Context, p Params, out io.Writer) (*Report, error) {
 	}
 	defer w.Stop()
 
-	rep := &Report{Params: p, Target: target.Describe, Machine: machine(), Started: time.Now()}
+	rep := &Report{Params: p, Target: target.Describe, Machine: machine(), Commit: report.Commit(ctx), Started: time.Now()}
 	writer := cluster.NewWriter(target.API, rec, p.Region)
 	writer.Retries = 0
 	writer.OnSend = sent.record

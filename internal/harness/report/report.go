@@ -4,11 +4,15 @@
 package report
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"html/template"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 )
 
 // Write saves data as dir/report.json and page executed with view as
@@ -33,4 +37,19 @@ func Write(dir string, data any, page *template.Template, view any) error {
 		return fmt.Errorf("render report.html: %w", err)
 	}
 	return f.Close()
+}
+
+// Commit names the source a report ran: the checkout's commit, with
+// "+dirty" when it has uncommitted changes, so a figure can be traced to
+// the code that made it; "unknown" outside a git checkout.
+func Commit(ctx context.Context) string {
+	head, err := exec.CommandContext(ctx, "git", "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	c := strings.TrimSpace(string(head))
+	if st, err := exec.CommandContext(ctx, "git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+		c += "+dirty"
+	}
+	return c
 }

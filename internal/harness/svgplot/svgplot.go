@@ -24,7 +24,11 @@ type Chart struct {
 	XLabel, YLabel string
 	Width, Height  int // pixels; default 720×200
 	// LogX plots x on a log10 scale (latency CDFs); x must be > 0.
-	LogX   bool
+	LogX bool
+	// LogY plots y on a log10 scale (latency over time: one spike of
+	// seconds does not flatten a baseline of milliseconds into the axis).
+	// Points with y <= 0 sit on the bottom axis.
+	LogY   bool
 	Series []Series
 	// Shade are x ranges drawn as a band behind the lines (a fault window).
 	Shade [][2]float64
@@ -45,13 +49,16 @@ func (c Chart) SVG() string {
 	if h == 0 {
 		h = 200
 	}
-	xmin, xmax, ymax := math.Inf(1), math.Inf(-1), 0.0
+	xmin, xmax, ymin, ymax := math.Inf(1), math.Inf(-1), math.Inf(1), 0.0
 	for _, s := range c.Series {
 		for _, p := range s.Points {
 			if c.LogX && p[0] <= 0 {
 				continue
 			}
 			xmin, xmax, ymax = math.Min(xmin, p[0]), math.Max(xmax, p[0]), math.Max(ymax, p[1])
+			if p[1] > 0 {
+				ymin = math.Min(ymin, p[1])
+			}
 		}
 	}
 	if c.XMax > 0 {
@@ -66,7 +73,10 @@ func (c Chart) SVG() string {
 	if xmax <= xmin {
 		xmax = xmin + 1
 	}
-	ymax = niceCeil(ymax)
+	ys := linearY(ymax)
+	if c.LogY {
+		ys = logY(ymin, ymax)
+	}
 	fx := func(x float64) float64 {
 		if c.LogX {
 			lo, hi := math.Log10(xmin), math.Log10(xmax)
@@ -77,7 +87,7 @@ func (c Chart) SVG() string {
 		}
 		return padLeft + (w-padLeft-padRight)*(x-xmin)/(xmax-xmin)
 	}
-	fy := func(y float64) float64 { return h - padBottom - (h-padTop-padBottom)*y/ymax }
+	fy := func(y float64) float64 { return h - padBottom - (h-padTop-padBottom)*ys.frac(y) }
 
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="11">`, w, h)
@@ -89,8 +99,7 @@ func (c Chart) SVG() string {
 			fx(sh[0]), padTop, math.Max(0, fx(sh[1])-fx(sh[0])), h-padTop-padBottom)
 	}
 	// y grid and ticks
-	for i := 0; i <= 4; i++ {
-		y := ymax * float64(i) / 4
+	for _, y := range ys.ticks {
 		fmt.Fprintf(&b, `<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#e5e5e5"/>`, padLeft, fy(y), w-padRight, fy(y))
 		fmt.Fprintf(&b, `<text x="%.0f" y="%.1f" text-anchor="end" fill="#555">%s</text>`, padLeft-4, fy(y)+4, short(y))
 	}
@@ -122,6 +131,52 @@ func (c Chart) SVG() string {
 	}
 	b.WriteString(`</svg>`)
 	return b.String()
+}
+
+// yScale maps y values to 0..1 of the plot's height and names its ticks.
+type yScale struct {
+	frac  func(y float64) float64
+	ticks []float64
+}
+
+// linearY is 0..ymax rounded up to a nice number, in quarters.
+func linearY(ymax float64) yScale {
+	top := niceCeil(ymax)
+	sc := yScale{frac: func(y float64) float64 { return y / top }}
+	for i := 0; i <= 4; i++ {
+		sc.ticks = append(sc.ticks, top*float64(i)/4)
+	}
+	return sc
+}
+
+// logY spans whole decades around the positive values, ticked at 1, 2
+// and 5 × each power of ten (powers alone beyond three decades).
+func logY(ymin, ymax float64) yScale {
+	if math.IsInf(ymin, 1) || ymax <= 0 {
+		ymin, ymax = 1, 10
+	}
+	lo, hi := math.Floor(math.Log10(ymin)), math.Ceil(math.Log10(ymax))
+	if hi <= lo {
+		hi = lo + 1
+	}
+	sc := yScale{frac: func(y float64) float64 {
+		if y <= 0 {
+			return 0
+		}
+		return math.Max(0, (math.Log10(y)-lo)/(hi-lo))
+	}}
+	steps := []float64{1, 2, 5}
+	if hi-lo > 3 {
+		steps = steps[:1]
+	}
+	for e := lo; e <= hi; e++ {
+		for _, m := range steps {
+			if y := m * math.Pow(10, e); e < hi || m == 1 {
+				sc.ticks = append(sc.ticks, y)
+			}
+		}
+	}
+	return sc
 }
 
 // niceCeil rounds v up to 1, 2 or 5 × a power of ten (1 for v <= 0).

@@ -40,3 +40,24 @@ func TestTicks(t *testing.T) {
 		t.Errorf("short(1500) = %s", got)
 	}
 }
+
+// On a log y axis a baseline of 2–4 ms keeps most of the height beside a
+// spike of 5 s; on a linear one it is squeezed into the bottom pixel.
+func TestLogYKeepsTheBaselineVisible(t *testing.T) {
+	sc := logY(2, 5000)
+	if len(sc.ticks) == 0 || sc.ticks[0] != 1 || sc.ticks[len(sc.ticks)-1] != 10000 {
+		t.Fatalf("log ticks %v, want 1 … 10000", sc.ticks)
+	}
+	if f := sc.frac(3); f < 0.1 {
+		t.Errorf("3 ms sits at %.3f of the height under a 5 s spike, want ≥ 0.1", f)
+	}
+	if f := linearY(5000).frac(3); f > 0.001 {
+		t.Errorf("linear: 3 ms at %.4f (the case the log axis exists for)", f)
+	}
+	if sc.frac(0) != 0 || sc.frac(10000) != 1 {
+		t.Errorf("ends: %v %v", sc.frac(0), sc.frac(10000))
+	}
+	if svg := (Chart{LogY: true, Series: []Series{{Name: "p99", Color: "#000", Points: [][2]float64{{0, 0}, {1, 3}, {2, 5000}}}}}).SVG(); !strings.Contains(svg, ">10k<") {
+		t.Errorf("log chart lacks its 10k tick:\n%s", svg)
+	}
+}
