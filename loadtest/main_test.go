@@ -75,3 +75,36 @@ func TestLastGoodRate(t *testing.T) {
 		t.Errorf("with a loss the last good rate = %d, want 0", got)
 	}
 }
+
+// The HDR percentile plot's points: 1/(1-q) from 2 up to the count, each
+// the histogram's value at that percentile; its ticks read as percentiles.
+func TestPercentileSpectrum(t *testing.T) {
+	h := newHist()
+	for i := int64(1); i <= 10000; i++ {
+		if err := h.RecordValue(i * 1000); err != nil { // 1 ms … 10 s, in µs
+			t.Fatal(err)
+		}
+	}
+	pts := percentileSpectrum(h)
+	if len(pts) < 30 || pts[0][0] != 2 || pts[len(pts)-1][0] > 10000 {
+		t.Fatalf("%d points from %v to %v, want ten per decade from 2 to ≤ 10000", len(pts), pts[0], pts[len(pts)-1])
+	}
+	for i := 1; i < len(pts); i++ {
+		if pts[i][1] < pts[i-1][1] {
+			t.Fatalf("latency falls with the percentile: %v then %v", pts[i-1], pts[i])
+		}
+	}
+	for _, p := range pts {
+		if want := 10 * (1 - 1/p[0]) * 1000; p[1] < want*0.99-1 || p[1] > want*1.01+1 {
+			t.Errorf("at 1/(1-q) = %.1f: %.1f ms, want ≈ %.1f", p[0], p[1], want)
+		}
+	}
+	if got := percentileSpectrum(newHist()); got != nil {
+		t.Errorf("empty histogram: %v", got)
+	}
+	for x, want := range map[float64]string{10: "90%", 100: "99%", 1000: "99.9%", 2: "50%"} {
+		if got := percentileTick(x); got != want {
+			t.Errorf("tick %v = %q, want %q", x, got, want)
+		}
+	}
+}

@@ -5,8 +5,10 @@ import (
 	"html/template"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -33,6 +35,9 @@ type Report struct {
 	Latency map[string]Quantiles `json:"latency"`
 	// CDF of delivery latency: (ms, percentile) points.
 	CDF [][2]float64 `json:"cdf"`
+	// Percentiles of delivery latency, HDR style: (1/(1-q), ms) points,
+	// so the tail (99 %, 99.9 %, 99.99 %) gets as much room as the body.
+	Percentiles [][2]float64 `json:"percentiles"`
 }
 
 // StepResult is one rate step (the only one unless capacity).
@@ -62,6 +67,27 @@ func quantiles(h *hdrhistogram.Histogram) Quantiles {
 		P99: ms(h.ValueAtQuantile(99)), P999: ms(h.ValueAtQuantile(99.9)), Max: ms(h.Max())}
 }
 
+// percentileSpectrum samples h at the percentiles of an HDR percentile
+// plot: ten steps per decade of 1/(1-q), from the median to the last one
+// the sample count can tell apart from the maximum.
+func percentileSpectrum(h *hdrhistogram.Histogram) [][2]float64 {
+	if h.TotalCount() == 0 {
+		return nil
+	}
+	var out [][2]float64
+	for x := 2.0; x <= float64(h.TotalCount()); x *= math.Pow(10, 0.1) {
+		q := 100 * (1 - 1/x)
+		out = append(out, [2]float64{x, ms(h.ValueAtQuantile(q))})
+	}
+	return out
+}
+
+// percentileTick names a tick 1/(1-q) of a percentile plot as its
+// percentile: 10 → 90%, 1000 → 99.9%.
+func percentileTick(x float64) string {
+	return strconv.FormatFloat(100*(1-1/x), 'g', 6, 64) + "%"
+}
+
 // stageNames are the latency stages in report order.
 var stageNames = []string{"delivery", "sent", "http", "publish", "fanout"}
 
@@ -81,6 +107,7 @@ func (r *Report) finish(m *meter) {
 			r.CDF = append(r.CDF, [2]float64{ms(b.ValueAt), b.Quantile})
 		}
 	}
+	r.Percentiles = percentileSpectrum(m.delivery)
 	for i := range r.Steps {
 		if i < len(m.stepHists) {
 			q := quantiles(m.stepHists[i])
@@ -176,7 +203,9 @@ func (r *Report) view() reportView {
 		v.Capacity = r.LastGoodRate()
 	}
 	v.CDFPlot = template.HTML(svgplot.Chart{Title: "delivery latency CDF", XLabel: "commit → receive (ms, log scale)", YLabel: "percentile",
-		LogX: true, Series: []svgplot.Series{{Name: "delivery", Color: "#1f77b4", Points: r.CDF}}}.SVG())
+		LogX: true, Series: []svgplot.Series{{Name: "delivery", Color: "#1f77b4", Points: r.CDF}}}.SVG() +
+		"<br>" + svgplot.Chart{Title: "delivery latency by percentile (HDR plot)", XLabel: "percentile (log scale of 1/(1−q): the tail gets the room)", YLabel: "ms (log scale)",
+		LogX: true, LogY: true, XTick: percentileTick, Series: []svgplot.Series{{Name: "delivery", Color: "#ff7f0e", Points: r.Percentiles}}}.SVG())
 	var writes, delivered, p99 [][2]float64
 	for _, s := range r.Series {
 		writes = append(writes, [2]float64{s.T, s.Writes})

@@ -34,6 +34,9 @@ type Chart struct {
 	Shade [][2]float64
 	// XMax fixes the x range's end (0: the data's).
 	XMax float64
+	// XTick, when set, labels the x ticks (a percentile plot names 1/(1-q)
+	// as the percentile); by default they read as numbers.
+	XTick func(x float64) string
 }
 
 const (
@@ -106,7 +109,11 @@ func (c Chart) SVG() string {
 	// x ticks
 	for _, x := range xticks(xmin, xmax, c.LogX) {
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="#999"/>`, fx(x), h-padBottom, fx(x), h-padBottom+4)
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle" fill="#555">%s</text>`, fx(x), h-padBottom+16, short(x))
+		label := short(x)
+		if c.XTick != nil {
+			label = c.XTick(x)
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle" fill="#555">%s</text>`, fx(x), h-padBottom+16, html.EscapeString(label))
 	}
 	fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#666"/>`, padLeft, h-padBottom, w-padRight, h-padBottom)
 	if c.XLabel != "" {
