@@ -243,7 +243,8 @@ func TestBrowserSurvivesGatewayRestartAndResync(t *testing.T) {
 }
 
 // TestDashboardShowsBacklog: /ops shows the outbox backlog rise while Redis
-// is down and fall to 0 once it is back.
+// is down and fall to 0 once it is back; the sparkline names its scale
+// (its top is the largest backlog it shows).
 func TestDashboardShowsBacklog(t *testing.T) {
 	ctx, c := setup(t, cluster.Options{Gateways: 1})
 	bctx := browser(t)
@@ -268,6 +269,11 @@ func TestDashboardShowsBacklog(t *testing.T) {
 	w.Retries = 0
 	w.Run(ctx, 2, 30)
 	backlog("v >= 20")
+	if _, err := chromedp.Run(ops, chromedp.Poll[bool](`(() => { const m = /^0 – ([0-9.]+) over the last [0-9]+ s$/.exec(document.getElementById('k-backlog').textContent); return !!m && Number(m[1]) >= 20; })()`,
+		chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+		got, _ := chromedp.Run(ops, chromedp.Evaluate[string](`document.getElementById('k-backlog').textContent`))
+		t.Errorf("the backlog sparkline's scale reads %q, want 0 – (≥ 20) over the last N s: %v", got, err)
+	}
 	screenshot(t, ops, "dashboard-redis-down")
 	if err := c.RestartRedis(ctx, false); err != nil {
 		t.Fatal(err)

@@ -19,7 +19,7 @@ function max(gws, k) { return (gws || []).reduce((a, g) => Math.max(a, g[k] || 0
 for (const [id, label] of cards) {
   const el = document.createElement('div');
   el.className = 'card'; el.id = 'card-' + id;
-  el.innerHTML = `<div class="label">${label}</div><div class="value" id="v-${id}">–</div><svg viewBox="0 0 ${KEEP} 36" preserveAspectRatio="none"><polyline id="s-${id}" fill="none" stroke="#1565c0" stroke-width="1.5" vector-effect="non-scaling-stroke"/></svg>`;
+  el.innerHTML = `<div class="label">${label}</div><div class="value" id="v-${id}">–</div><svg viewBox="0 0 ${KEEP} 36" preserveAspectRatio="none"><polyline id="s-${id}" fill="none" stroke="#1565c0" stroke-width="1.5" vector-effect="non-scaling-stroke"/></svg><div class="scale" id="k-${id}"></div>`;
   $('cards').appendChild(el);
 }
 const relay = document.createElement('div');
@@ -33,6 +33,8 @@ function spark(id, v) {
   if (s.length > KEEP) s.shift();
   const top = Math.max(1, ...s);
   $('s-' + id).setAttribute('points', s.map((y, i) => `${i + KEEP - s.length},${35 - 33 * y / top}`).join(' '));
+  // The line's scale: its bottom is 0, its top the largest value shown.
+  $('k-' + id).textContent = `0 – ${Math.round(top * 10) / 10} over the last ${s.length} s`;
 }
 
 async function tick() {
