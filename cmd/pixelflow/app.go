@@ -319,7 +319,7 @@ func (m *Main) Run(ctx context.Context) error {
 		admin.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		admin.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	instrumented := telemetry.InstrumentHTTP(tel.Registry, public)
+	instrumented := telemetry.InstrumentHTTP(tel.Registry, m.Logger, public)
 	if err := m.listen("public", c.Addr, instrumented, &m.Addr); err != nil {
 		return err
 	}

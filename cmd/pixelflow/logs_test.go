@@ -76,8 +76,8 @@ func TestCleanFirstStartLogsNoWarning(t *testing.T) {
 	}
 	// Published counts the canaries too.
 	last := lines[len(lines)-1]
-	if pub, _ := last["relay_published"].(float64); last["msg"] != "shutdown complete" || last["websockets_closed"] != 0.0 || pub < 1 || last["outbox_pending"] != 0.0 || last["took"] == nil {
-		t.Errorf("last line %v: want shutdown complete with websockets_closed 0, relay_published ≥ 1, outbox_pending 0 and took", last)
+	if pub, _ := last["relay_published"].(float64); last["msg"] != "shutdown complete" || last["websockets_closed"] != 0.0 || pub < 1 || last["outbox_pending"] != 0.0 || last["took_s"] == nil {
+		t.Errorf("last line %v: want shutdown complete with websockets_closed 0, relay_published ≥ 1, outbox_pending 0 and took_s", last)
 	}
 	if p, _ := last["relay_position"].(string); !strings.Contains(p, ":") || strings.HasPrefix(p, ":") || strings.HasSuffix(p, ":0") {
 		t.Errorf("relay_position %q: want <epoch>:<seq ≥ 1>", p)

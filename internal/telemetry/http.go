@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -22,7 +23,10 @@ import (
 // RecordRoute, else h's own when h is a ServeMux; "unmatched" when no
 // pattern matched. Patterns are few and fixed, so the label's values are
 // bounded whatever paths clients send.
-func InstrumentHTTP(reg prometheus.Registerer, h http.Handler) http.Handler {
+//
+// With log enabled at DEBUG, every request is also one "request" line
+// (an access log): method, path, route, status, bytes written, took_s.
+func InstrumentHTTP(reg prometheus.Registerer, log *slog.Logger, h http.Handler) http.Handler {
 	labels := []string{"method", "code", "route"}
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pixelflow_http_requests_total", Help: "HTTP requests by method, status and route."}, labels)
 	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pixelflow_http_request_duration_seconds", Help: "HTTP request time by method, status and route (WebSocket sessions excluded).",
@@ -42,6 +46,10 @@ func InstrumentHTTP(reg prometheus.Registerer, h http.Handler) http.Handler {
 		l := prometheus.Labels{"method": strings.ToLower(r.Method), "code": strconv.Itoa(m.Code), "route": routeLabel(rt.pattern)}
 		requests.With(l).Inc()
 		duration.With(l).Observe(m.Duration.Seconds())
+		if log != nil && log.Enabled(r.Context(), slog.LevelDebug) {
+			log.LogAttrs(r.Context(), slog.LevelDebug, "request", slog.String("method", r.Method), slog.String("path", r.URL.Path),
+				slog.String("route", l["route"]), slog.Int("status", m.Code), slog.Int64("bytes", m.Written), slog.Duration("took", m.Duration))
+		}
 	})
 }
 

@@ -1,8 +1,12 @@
 package telemetry_test
 
 import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,7 +33,8 @@ func TestInstrumentHTTPCountsRequestsNotSessions(t *testing.T) {
 	mux.HandleFunc("GET /app.js", func(w http.ResponseWriter, r *http.Request) {})
 	served := 0
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) { served++ })
-	h := telemetry.InstrumentHTTP(reg, mux)
+	var logged bytes.Buffer
+	h := telemetry.InstrumentHTTP(reg, telemetry.NewLogger(&logged, slog.LevelDebug, telemetry.JSONLogs), mux)
 	for range 3 {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/api/pixels", nil))
 	}
@@ -39,6 +44,24 @@ func TestInstrumentHTTPCountsRequestsNotSessions(t *testing.T) {
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/ws", nil))
 	if served != 1 {
 		t.Fatalf("/ws served %d times, want 1", served)
+	}
+	// The access log: one DEBUG line per counted request, none for /ws.
+	lines := strings.Split(strings.TrimSpace(logged.String()), "\n")
+	if len(lines) != 6 {
+		t.Fatalf("access log has %d lines, want 6 (not /ws):\n%s", len(lines), logged.String())
+	}
+	var last map[string]any
+	if err := json.Unmarshal([]byte(lines[5]), &last); err != nil {
+		t.Fatal(err)
+	}
+	if last["msg"] != "request" || last["level"] != "DEBUG" || last["path"] != "/nowhere" || last["route"] != "unmatched" || last["status"] != 404.0 || last["took_s"] == nil {
+		t.Errorf("access line %v: want DEBUG request /nowhere unmatched 404 with took_s", last)
+	}
+	quiet := telemetry.InstrumentHTTP(prometheus.NewRegistry(), telemetry.NewLogger(&logged, slog.LevelInfo, telemetry.JSONLogs), mux)
+	logged.Reset()
+	quiet.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/app.js", nil))
+	if logged.Len() != 0 {
+		t.Errorf("access log at INFO: %s", logged.String())
 	}
 	mfs, err := reg.Gather()
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -137,7 +138,8 @@ const (
 // at most once (a component's With("instance", …) under a process-wide
 // With("instance", …) keeps the innermost value), in JSON durations as a
 // number of seconds, and trace_id and span_id on lines logged inside a
-// traced operation.
+// traced operation. A JSON duration's key carries its unit ("took_s"),
+// since the number alone does not say it; text lines keep slog's "1.5s".
 func NewLogger(w io.Writer, level slog.Leveler, format LogFormat) *slog.Logger {
 	if format == TextLogs {
 		return slog.New(LogHandler(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})))
@@ -146,10 +148,15 @@ func NewLogger(w io.Writer, level slog.Leveler, format LogFormat) *slog.Logger {
 }
 
 // seconds renders durations as seconds (a JSON number) instead of slog's
-// bare nanosecond integers.
+// bare nanosecond integers, under a key that says so: "_s" appended unless
+// the key already ends in "_s" or "_seconds".
 func seconds(_ []string, a slog.Attr) slog.Attr {
 	if a.Value.Kind() == slog.KindDuration {
-		return slog.Float64(a.Key, a.Value.Duration().Seconds())
+		key := a.Key
+		if !strings.HasSuffix(key, "_s") && !strings.HasSuffix(key, "_seconds") {
+			key += "_s"
+		}
+		return slog.Float64(key, a.Value.Duration().Seconds())
 	}
 	return a
 }

@@ -82,8 +82,8 @@ func TestLogLinesParse(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
 		t.Fatal(err)
 	}
-	if first["in"] != 1.5 || first["role"] != "again" || first["instance"] != "gw-1" || first["component"] != "gateway" {
-		t.Errorf("line %s: want in=1.5 (seconds), the innermost role, one instance", lines[0])
+	if first["in_s"] != 1.5 || first["in"] != nil || first["role"] != "again" || first["instance"] != "gw-1" || first["component"] != "gateway" {
+		t.Errorf("line %s: want in_s=1.5 (seconds, the unit in the key), the innermost role, one instance", lines[0])
 	}
 }
 
