@@ -27,6 +27,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 	"github.com/pixelflow/pixelflow/internal/harness/history"
 	"github.com/pixelflow/pixelflow/internal/protocol"
+	"github.com/pixelflow/pixelflow/internal/protocol/protocoltest"
 	"github.com/pixelflow/pixelflow/internal/web"
 )
 
@@ -487,24 +488,8 @@ func TestBrowserEventsDuringSnapshotStayApplied(t *testing.T) {
 // to (internal/protocol/testdata): each valid message decodes to its JSON
 // twin, each invalid one is refused.
 func TestBrowserDecoderMatchesVectors(t *testing.T) {
-	raw, err := os.ReadFile("../internal/protocol/testdata/binary_vectors.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v struct {
-		Valid []struct {
-			Name  string          `json:"name"`
-			Hex   string          `json:"hex"`
-			Frame json.RawMessage `json:"frame"`
-		} `json:"valid"`
-		Invalid []struct {
-			Name string `json:"name"`
-			Hex  string `json:"hex"`
-		} `json:"invalid"`
-	}
-	if err := json.Unmarshal(raw, &v); err != nil || len(v.Valid) == 0 || len(v.Invalid) == 0 {
-		t.Fatalf("vectors: %v (%d valid, %d invalid)", err, len(v.Valid), len(v.Invalid))
-	}
+	v := protocoltest.Load(t)
+	raw := v.Raw
 	_, pg := openScriptedPage(t)
 	// Each valid vector's decoding as JSON, or "error: …"; then "refused"
 	// or "accepted …" for each invalid one.

@@ -10,42 +10,13 @@ import (
 	"testing"
 
 	"github.com/pixelflow/pixelflow/internal/protocol"
+	"github.com/pixelflow/pixelflow/internal/protocol/protocoltest"
 )
-
-// vectors is testdata/binary_vectors.json: the bytes docs/protocol.md
-// quotes, which the browser's decoder is tested against too.
-type vectors struct {
-	Valid []struct {
-		Name  string          `json:"name"`
-		Hex   string          `json:"hex"`
-		Frame json.RawMessage `json:"frame"`
-	} `json:"valid"`
-	Invalid []struct {
-		Name string `json:"name"`
-		Hex  string `json:"hex"`
-	} `json:"invalid"`
-}
-
-func loadVectors(t testing.TB) vectors {
-	t.Helper()
-	b, err := os.ReadFile("testdata/binary_vectors.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v vectors
-	if err := json.Unmarshal(b, &v); err != nil {
-		t.Fatalf("binary_vectors.json: %v", err)
-	}
-	if len(v.Valid) == 0 || len(v.Invalid) == 0 {
-		t.Fatal("binary_vectors.json holds no vectors")
-	}
-	return v
-}
 
 // Each valid vector decodes to its JSON twin, and the twin encodes to
 // exactly the vector's bytes.
 func TestBinaryVectors(t *testing.T) {
-	for _, v := range loadVectors(t).Valid {
+	for _, v := range protocoltest.Load(t).Valid {
 		raw, err := hex.DecodeString(v.Hex)
 		if err != nil {
 			t.Fatalf("%s: %v", v.Name, err)
@@ -75,7 +46,7 @@ func TestBinaryVectors(t *testing.T) {
 
 // Each invalid vector is refused with an error that names the problem.
 func TestBinaryInvalidVectors(t *testing.T) {
-	for _, v := range loadVectors(t).Invalid {
+	for _, v := range protocoltest.Load(t).Invalid {
 		raw, err := hex.DecodeString(v.Hex)
 		if err != nil {
 			t.Fatalf("%s: %v", v.Name, err)
@@ -96,7 +67,7 @@ func TestProtocolDocQuotesTheVectors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := loadVectors(t)
+	v := protocoltest.Load(t)
 	for _, x := range v.Valid {
 		if !bytes.Contains(doc, []byte(spaced(x.Hex))) {
 			t.Errorf("docs/protocol.md does not quote vector %q as %s", x.Name, spaced(x.Hex))
@@ -141,7 +112,7 @@ func TestEncodeBinaryRefuses(t *testing.T) {
 // panics, and whatever it accepts is canonical — encoding the decoded frame
 // gives back exactly the input, so no two encodings mean the same frame.
 func FuzzDecodeBinary(f *testing.F) {
-	v := loadVectors(f)
+	v := protocoltest.Load(f)
 	for _, x := range v.Valid {
 		b, _ := hex.DecodeString(x.Hex)
 		f.Add(b)
