@@ -201,9 +201,12 @@ func (m *Main) Run(ctx context.Context) error {
 	// An api alone uses Redis only for its snapshot cache: writes go on
 	// while Redis is away, so it stays ready.
 	if m.redis != nil && (m.has("relay") || m.has("gateway")) {
+		// A write, not a PING: a replica or a slot without a primary
+		// answers PING. The code names the state (read_only,
+		// cluster_down, unknown_master, …: stream.Condition).
 		ready = append(ready, api.Check{Name: "redis", Fn: func(ctx context.Context) error {
-			if err := m.redis.Ping(ctx).Err(); err != nil {
-				return &api.CheckError{Code: "unreachable", Err: err}
+			if err := m.stream.Probe(ctx); err != nil {
+				return &api.CheckError{Code: stream.Condition(err), Err: err}
 			}
 			return nil
 		}})

@@ -69,12 +69,16 @@ type Keys struct {
 	// Durable is written by Replicated, which then waits for replicas to
 	// acknowledge that write (and so everything written before it).
 	Durable string
+	// Probe is written by Probe, the readiness check: a write in the
+	// canvas's slot tells a read-only replica or a slot that is down from
+	// a node that merely answers PING.
+	Probe string
 }
 
 // KeysFor returns the keys of canvas name.
 func KeysFor(name string) Keys {
 	p := "pf:{" + name + "}:"
-	return Keys{Stream: p + "stream", Epoch: p + "epoch", Term: p + "term", Gateways: p + "gateways", Ops: p + "ops", Durable: p + "durable"}
+	return Keys{Stream: p + "stream", Epoch: p + "epoch", Term: p + "term", Gateways: p + "gateways", Ops: p + "ops", Durable: p + "durable", Probe: p + "probe"}
 }
 
 // groupPrefix marks the consumer groups gateways own (and may reap).

@@ -38,16 +38,17 @@ func InstrumentHTTP(reg prometheus.Registerer, log *slog.Logger, h http.Handler)
 			return
 		}
 		rt := &route{}
-		r = r.WithContext(context.WithValue(r.Context(), routeKey{}, rt))
-		m := httpsnoop.CaptureMetrics(h, w, r)
+		ctx := context.WithValue(r.Context(), routeKey{}, rt)
+		served := r.WithContext(ctx)
+		m := httpsnoop.CaptureMetrics(h, w, served)
 		if !rt.set {
-			rt.pattern = r.Pattern
+			rt.pattern = served.Pattern
 		}
 		l := prometheus.Labels{"method": strings.ToLower(r.Method), "code": strconv.Itoa(m.Code), "route": routeLabel(rt.pattern)}
 		requests.With(l).Inc()
 		duration.With(l).Observe(m.Duration.Seconds())
-		if log != nil && log.Enabled(r.Context(), slog.LevelDebug) {
-			log.LogAttrs(r.Context(), slog.LevelDebug, "request", slog.String("method", r.Method), slog.String("path", r.URL.Path),
+		if log != nil && log.Enabled(ctx, slog.LevelDebug) {
+			log.LogAttrs(ctx, slog.LevelDebug, "request", slog.String("method", r.Method), slog.String("path", r.URL.Path),
 				slog.String("route", l["route"]), slog.Int("status", m.Code), slog.Int64("bytes", m.Written), slog.Duration("took", m.Duration))
 		}
 	})

@@ -6,6 +6,7 @@ package protocoltest
 
 import (
 	"encoding/json"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -37,8 +38,9 @@ func Load(tb testing.TB) Vectors {
 	if !ok {
 		tb.Fatal("protocoltest: cannot locate its own source")
 	}
-	path := filepath.Join(filepath.Dir(here), "..", "testdata", "binary_vectors.json")
-	raw, err := os.ReadFile(path)
+	dir := filepath.Join(filepath.Dir(here), "..", "testdata")
+	path := filepath.Join(dir, "binary_vectors.json")
+	raw, err := fs.ReadFile(os.DirFS(dir), "binary_vectors.json")
 	if err != nil {
 		tb.Fatal(err)
 	}
