@@ -175,45 +175,73 @@ func injectFailover(ctx context.Context, d *Drill, plan failoverPlan, run *failo
 // or a SENTINEL FAILOVER (plan.planned). Once the primary is lost the
 // returned loss names it, even with an error: it must still be recovered.
 func losePrimary(ctx context.Context, d *Drill, plan failoverPlan) (primaryLoss, error) {
-	c := d.Cluster
-	var loss primaryLoss
-	old, err := c.Primary(ctx, canvasKey)
+	old, err := agreedPrimary(ctx, d.Cluster)
 	if err != nil {
-		return loss, fmt.Errorf("%s: the primary: %w", plan.name, err)
+		return primaryLoss{}, fmt.Errorf("%s: %w", plan.name, err)
 	}
 	resume := func() error { return nil }
 	if plan.lag {
 		if resume, err = lagReplicas(ctx, d, plan, old); err != nil {
-			return loss, err
+			return primaryLoss{}, err
 		}
 	}
-	if plan.planned {
-		if old, err = c.Failover(ctx, canvasKey); err != nil {
-			return loss, errorsJoin(fmt.Errorf("%s: %w", plan.name, err), resume())
-		}
-	} else {
-		if plan.lag {
-			if loss.atKill, err = nodeTail(ctx, old, plan.mode); err != nil {
-				return loss, errorsJoin(fmt.Errorf("%s: the primary's tail before the kill: %w", plan.name, err), resume())
-			}
-		}
-		if old, err = c.KillPrimary(ctx, canvasKey); err != nil {
-			return loss, errorsJoin(fmt.Errorf("%s: %w", plan.name, err), resume())
-		}
+	loss, err := dropPrimary(ctx, plan, d.Cluster, old)
+	if err != nil {
+		return loss, errorsJoin(fmt.Errorf("%s: %w", plan.name, err), resume())
 	}
-	loss.old, loss.faultAt = old, time.Now()
-	d.Logf("%s: primary %s %s", plan.name, old.Addr(), map[bool]string{true: "asked to fail over (SENTINEL FAILOVER)", false: "SIGKILLed"}[plan.planned])
+	d.Logf("%s: primary %s %s", plan.name, loss.old.Addr(), map[bool]string{true: "asked to fail over (SENTINEL FAILOVER)", false: "SIGKILLed"}[plan.planned])
 	if err := resume(); err != nil {
 		return loss, fmt.Errorf("%s: resume replication: %w", plan.name, err)
 	}
 	if plan.lag {
 		// Paused, the replica kept what it had when its link was cut: what
 		// it holds now is what it will serve once promoted.
-		if loss.replicaHad, err = replicaTail(ctx, c, old, plan.mode); err != nil {
+		if loss.replicaHad, err = replicaTail(ctx, d.Cluster, loss.old, plan.mode); err != nil {
 			return loss, fmt.Errorf("%s: %w", plan.name, err)
 		}
 		d.Logf("%s: the primary died at %s; the replica to be promoted holds %s", plan.name, loss.atKill, loss.replicaHad)
 	}
+	return loss, nil
+}
+
+// agreedPrimary is the primary once the topology agrees on one, within
+// 5 s (a Sentinel that has just seen a failover may still name the old).
+func agreedPrimary(ctx context.Context, c *cluster.Cluster) (cluster.RedisNode, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for {
+		p, err := c.Primary(ctx, canvasKey)
+		if err == nil {
+			return p, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("the primary: %w", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// dropPrimary asks for a failover of old (plan.planned) or kills it,
+// reading its tail first when the plan lags its replica.
+func dropPrimary(ctx context.Context, plan failoverPlan, c *cluster.Cluster, old cluster.RedisNode) (primaryLoss, error) {
+	var loss primaryLoss
+	var err error
+	if plan.planned {
+		if loss.old, err = c.Failover(ctx, canvasKey); err != nil {
+			return loss, err
+		}
+	} else {
+		if plan.lag {
+			if loss.atKill, err = nodeTail(ctx, old, plan.mode); err != nil {
+				return loss, fmt.Errorf("the primary's tail before the kill: %w", err)
+			}
+		}
+		if loss.old, err = c.KillPrimary(ctx, canvasKey); err != nil {
+			return loss, err
+		}
+	}
+	loss.faultAt = time.Now()
 	return loss, nil
 }
 

@@ -46,9 +46,9 @@ type Fault struct {
 	// MinHold and MaxHold bound how long the generator holds it.
 	MinHold, MaxHold time.Duration `json:"-"`
 	// Settle is how long its heal takes (a failover's rejoin, 15 s and
-	// more): the generator keeps its target, and one of the faults at
-	// once, busy that much longer, so what it plans next on the target
-	// starts when planned instead of queueing behind the heal.
+	// more): the generator counts it active (its target taken, one of the
+	// maxConcurrent) that much longer, so what it plans next on the
+	// target starts when planned instead of queueing behind the heal.
 	Settle time.Duration `json:"-"`
 	// Inject breaks something and returns what heals it.
 	Inject func(ctx context.Context, d *Drill) (heal func(context.Context) error, err error) `json:"-"`
@@ -502,7 +502,11 @@ func Generate(seed uint64, duration time.Duration, maxConcurrent int, cat []Faul
 			hold = min(hold, end-t)
 			p := Planned{Fault: f.Name, At: round(t), Hold: round(hold)}
 			s.Faults = append(s.Faults, p)
-			act = append(act, active{f.Target, round(p.End() + f.Settle.Seconds())})
+			busy := p.End()
+			if f.Settle > 0 { // untouched otherwise: the older seeds' draws stay exact
+				busy = round(busy + f.Settle.Seconds())
+			}
+			act = append(act, active{f.Target, busy})
 		}
 		t += 0.3 + rng.Float64()*2.2
 	}
