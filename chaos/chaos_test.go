@@ -163,7 +163,8 @@ func readNemesisConfig(getenv func(string) string) (nemesisConfig, error) {
 func TestNemesis(t *testing.T) {
 	cfg, err := readNemesisConfig(os.Getenv)
 	if err != nil {
-		t.Fatal(err)
+		// "nemesis" in the line: make chaos's filter shows it.
+		t.Fatalf("nemesis: %v", err)
 	}
 	out := filepath.Join(chaosOut(), "nemesis")
 	if err := os.MkdirAll(out, 0o755); err != nil {
@@ -434,7 +435,7 @@ func TestNemesisTeethRejoin(t *testing.T) {
 func TestSoak(t *testing.T) {
 	cfg, err := readNemesisConfig(os.Getenv)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("soak: %v", err)
 	}
 	if os.Getenv("NEMESIS_DURATION") == "" {
 		cfg.duration = 30 * time.Minute
