@@ -134,6 +134,9 @@ ensure-compose:
 ## one); report in chaos/out/report.html.
 ## SCENARIO=nemesis [SEED=n] [DURATION=2m] [NEMESIS_MAX_CONCURRENT=2]: a
 ## seeded random schedule of overlapping faults, shrunk when it fails;
+## NEMESIS_REDIS=sentinel runs it on a Sentinel-replicated Redis, drawing
+## failover faults (make chaos SCENARIO=nemesis NEMESIS_REDIS=sentinel
+## SEED=1 DURATION=2m);
 ## SCENARIO=replay SCHEDULE=path/schedule.json replays one exactly;
 ## SCENARIO=nemesis-teeth: a planted bug must be found and shrunk.
 ## Nemesis report and schedules in chaos/out/nemesis.
@@ -143,6 +146,7 @@ CHAOS_PROFILE ?= short
 SEED ?=
 DURATION ?=
 SCHEDULE ?=
+NEMESIS_REDIS ?=
 # The names and the tests they run are chaos.Selections, read through
 # chaos/cmd/scenarios: a typo fails with the list, instead of passing on
 # "no tests to run".
@@ -155,7 +159,7 @@ chaos: chaos-scenario ensure-redis ensure-strace
 	@if [ "$(SCENARIO)" = replay ] && [ -z "$(SCHEDULE)" ]; then echo "SCENARIO=replay needs SCHEDULE=path/to/schedule.json" >&2; exit 2; fi
 	run="$$($(SCENARIOS) -run '$(SCENARIO)')" && \
 	CHAOS_PROFILE=$(CHAOS_PROFILE) CHAOS_OUT=$(CURDIR)/chaos/out NEMESIS_SEED=$(SEED) NEMESIS_DURATION=$(DURATION) \
-	  NEMESIS_SCHEDULE=$(if $(SCHEDULE),$(abspath $(SCHEDULE))) $(GO) test -count=1 -timeout $(CHAOS_TIMEOUT) -v \
+	  NEMESIS_REDIS=$(NEMESIS_REDIS) NEMESIS_SCHEDULE=$(if $(SCHEDULE),$(abspath $(SCHEDULE))) $(GO) test -count=1 -timeout $(CHAOS_TIMEOUT) -v \
 	  -run "$$run" ./chaos/ 2>&1 | tee chaos/out/chaos.log | \
 	  grep -E '^(--- |PASS|FAIL|ok|pixelflow suites:)|t= |pass |FAIL|not run|fault |resiliency|caught|^ +[a-z-]+ +(pass|fail|not run)$$|chaos report|nemesis|shrink|replay|seed|other processes|running it once more|^ +[0-9.]+s– *[0-9.]+s'; exit $${PIPESTATUS[0]}
 endif

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pixelflow/pixelflow/internal/harness/cluster"
+	"github.com/pixelflow/pixelflow/internal/redisurl"
 )
 
 // suite is what TestMain decided once.
@@ -97,7 +98,7 @@ func TestChaos(t *testing.T) {
 
 // nemesisConfig is what TestNemesis reads from the environment (make chaos
 // SCENARIO=nemesis|replay sets it from SEED, DURATION, SCHEDULE,
-// NEMESIS_MAX_CONCURRENT).
+// NEMESIS_MAX_CONCURRENT, NEMESIS_REDIS).
 type nemesisConfig struct {
 	seed          uint64
 	seeded        bool
@@ -105,6 +106,20 @@ type nemesisConfig struct {
 	maxConcurrent int
 	schedule      string
 	shrinkBudget  time.Duration
+	// redis is the Redis the cluster runs ("" one node): on
+	// redisurl.Sentinel the catalogue draws the failover faults.
+	redis redisurl.Mode
+}
+
+// nemesisRedis is the Redis NEMESIS_REDIS=v asks for ("" one node).
+func nemesisRedis(v string) (redisurl.Mode, error) {
+	switch redisurl.Mode(v) {
+	case "", redisurl.Single:
+		return "", nil
+	case redisurl.Sentinel:
+		return redisurl.Sentinel, nil
+	}
+	return "", fmt.Errorf("NEMESIS_REDIS=%q: want %s (one redis-server, the default) or %s (a primary, a replica and three Sentinels, with the failover faults)", v, redisurl.Single, redisurl.Sentinel)
 }
 
 func readNemesisConfig(getenv func(string) string) (nemesisConfig, error) {
@@ -128,6 +143,9 @@ func readNemesisConfig(getenv func(string) string) (nemesisConfig, error) {
 			return c, fmt.Errorf("NEMESIS_MAX_CONCURRENT=%q: want an integer ≥ 1", v)
 		}
 	}
+	if c.redis, err = nemesisRedis(getenv("NEMESIS_REDIS")); err != nil {
+		return c, err
+	}
 	if v := getenv("NEMESIS_SHRINK_BUDGET"); v != "" {
 		if c.shrinkBudget, err = time.ParseDuration(v); err != nil || c.shrinkBudget < 0 {
 			return c, fmt.Errorf("NEMESIS_SHRINK_BUDGET=%q: want a duration (0 disables shrinking)", v)
@@ -145,7 +163,8 @@ func readNemesisConfig(getenv func(string) string) (nemesisConfig, error) {
 func TestNemesis(t *testing.T) {
 	cfg, err := readNemesisConfig(os.Getenv)
 	if err != nil {
-		t.Fatal(err)
+		// "nemesis" in the line: make chaos's filter shows it.
+		t.Fatalf("nemesis: %v", err)
 	}
 	out := filepath.Join(chaosOut(), "nemesis")
 	if err := os.MkdirAll(out, 0o755); err != nil {
@@ -156,12 +175,16 @@ func TestNemesis(t *testing.T) {
 		if s, err = ReadSchedule(cfg.schedule); err != nil {
 			t.Fatal(err)
 		}
+		if cfg.redis != "" && cfg.redis != s.Redis {
+			t.Fatalf("NEMESIS_REDIS=%s, but %s was drawn for Redis %q: a replay runs on the schedule's Redis (leave NEMESIS_REDIS unset)", cfg.redis, cfg.schedule, s.Redis)
+		}
 		t.Logf("replaying %s: %s", cfg.schedule, s)
 	} else {
 		if !cfg.seeded {
 			t.Logf("no SEED given: seed %d chosen at random", cfg.seed)
 		}
-		s = Generate(cfg.seed, cfg.duration, cfg.maxConcurrent, Catalogue(planShape(t)))
+		s = Generate(cfg.seed, cfg.duration, cfg.maxConcurrent, Catalogue(planShape(t, cfg.redis)))
+		s.Redis = cfg.redis
 		t.Logf("nemesis seed %d: %s", cfg.seed, s)
 	}
 	n := runNemesis(t, s, out, cfg.schedule == "", cfg.shrinkBudget)
@@ -271,10 +294,11 @@ func logInvariants(t *testing.T, r *Result) {
 	}
 }
 
-// planShape is the shape of the clusters this suite starts.
-func planShape(t *testing.T) cluster.Shape {
+// planShape is the shape of the clusters this suite starts on Redis redis
+// ("" one node).
+func planShape(t *testing.T, redis redisurl.Mode) cluster.Shape {
 	t.Helper()
-	sh, err := cluster.PlanShape(cluster.Options{Provider: env.provider})
+	sh, err := cluster.PlanShape(cluster.Options{Provider: env.provider, Redis: redis})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +333,7 @@ const teethSeed = 15200
 // the fixed-seed run must fail, shrink to at most two faults, and the
 // shrunk schedule's replay must fail again.
 func TestNemesisTeeth(t *testing.T) {
-	shape := planShape(t)
+	shape := planShape(t, "")
 	if !reflect.DeepEqual(shape, localShape) {
 		t.Fatalf("teethSeed was chosen for the local provider's shape %+v; this cluster's is %+v: pick a seed for it (see the test's comment)", localShape, shape)
 	}
@@ -372,7 +396,7 @@ const (
 // pixels, shrink within teethRejoinBudget to at most three faults among
 // which the hold, and the shrunk schedule's replay must fail again.
 func TestNemesisTeethRejoin(t *testing.T) {
-	shape := planShape(t)
+	shape := planShape(t, "")
 	if !reflect.DeepEqual(shape, localShape) {
 		t.Fatalf("teethRejoinSeed was chosen for the local provider's shape %+v; this cluster's is %+v: pick a seed for it (see its comment)", localShape, shape)
 	}
@@ -411,10 +435,13 @@ func TestNemesisTeethRejoin(t *testing.T) {
 func TestSoak(t *testing.T) {
 	cfg, err := readNemesisConfig(os.Getenv)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("soak: %v", err)
 	}
 	if os.Getenv("NEMESIS_DURATION") == "" {
 		cfg.duration = 30 * time.Minute
+	}
+	if cfg.redis != "" {
+		t.Fatalf("NEMESIS_REDIS=%s: the soak samples one redis-server's memory and stream, so it runs on one node only", cfg.redis)
 	}
 	out := filepath.Join(chaosOut(), "soak")
 	if err := os.MkdirAll(out, 0o755); err != nil {
@@ -423,7 +450,7 @@ func TestSoak(t *testing.T) {
 	if !cfg.seeded {
 		t.Logf("no SEED given: seed %d chosen at random", cfg.seed)
 	}
-	s := Generate(cfg.seed, cfg.duration, cfg.maxConcurrent, Catalogue(planShape(t)))
+	s := Generate(cfg.seed, cfg.duration, cfg.maxConcurrent, Catalogue(planShape(t, "")))
 	t.Logf("soak seed %d: %d faults over %s", cfg.seed, len(s.Faults), cfg.duration)
 	path := filepath.Join(out, "schedule.json")
 	if err := s.Write(path); err != nil {

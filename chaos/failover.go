@@ -42,6 +42,9 @@ type failoverPlan struct {
 	// planned asks for a failover (SENTINEL FAILOVER, CLUSTER FAILOVER)
 	// instead of a kill: the old primary lives on and is demoted.
 	planned bool
+	// lagBestEffort: when the lag is not reached in time, the primary is
+	// lost anyway (the nemesis, where another fault may stop the relay).
+	lagBestEffort bool
 }
 
 // fault names what the drill does to the primary, for its log and checks.
@@ -98,21 +101,33 @@ func SentinelLaggingReplica(extra ...string) Scenario {
 // failoverRun is what one run of a failover drill saw, for its checks:
 // written by the injection and its goroutine, read once done is closed.
 type failoverRun struct {
-	// old is the primary that was killed (or demoted), primary the one
-	// promoted in its place.
-	old, primary cluster.RedisNode
-	faultAt      time.Time
-	promoted     time.Duration // after faultAt
-	rejoined     time.Duration // the old primary a linked, caught-up replica, after faultAt
-	restarted    bool
-	rejoinErr    error
-	// The lagging drill: the old primary's tail when it died, and the
-	// promoted replica's before it was promoted.
-	atKill, replicaHad canvas.Position
+	primaryLoss
+	primaryRecovery
 	// back is closed once the deposed primary runs again (restarted, or
 	// never down: a planned failover) or the failover failed; done once
 	// it is a replica again, or that failed.
 	back, done chan struct{}
+}
+
+// primaryLoss is the fault half of a failover, which the drills and the
+// nemesis's failover faults share: the primary lost as a plan says.
+type primaryLoss struct {
+	// old is the primary that was killed (or demoted).
+	old     cluster.RedisNode
+	faultAt time.Time
+	// The lagging plans: the old primary's tail when it died, and the
+	// promoted replica's before it was promoted.
+	atKill, replicaHad canvas.Position
+}
+
+// primaryRecovery is the heal half: what recoverPrimary saw.
+type primaryRecovery struct {
+	// primary is the one promoted in old's place.
+	primary   cluster.RedisNode
+	promoted  time.Duration // after faultAt
+	rejoined  time.Duration // the old primary a linked, caught-up replica, after faultAt
+	restarted bool
+	rejoinErr error
 }
 
 // FailoverScenario is the drill plan describes, with extra failpoints
@@ -141,80 +156,22 @@ func FailoverScenario(plan failoverPlan, extra ...string) Scenario {
 }
 
 // injectFailover loses the primary as plan says, and returns at once: a
-// goroutine waits for the new primary, restarts a killed node (a
-// supervisor would) and waits until it is a replica of the new primary.
-// The heal waits for the restart only: a Sentinel leaves a primary that is
-// back alone for 8 s before it demotes it, and that window, the deposed
-// node up with its old data and role, must pass under traffic (the drain
-// and after phases), not inside the fault window.
+// goroutine recovers (recoverPrimary). The heal waits for the restart
+// only: a Sentinel leaves a primary that is back alone for 8 s before it
+// demotes it, and that window, the deposed node up with its old data and
+// role, must pass under traffic (the drain and after phases), not inside
+// the fault window.
 func injectFailover(ctx context.Context, d *Drill, plan failoverPlan, run *failoverRun) (func(context.Context) error, error) {
-	c := d.Cluster
-	old, err := c.Primary(ctx, canvasKey)
+	loss, err := losePrimary(ctx, d, plan)
 	if err != nil {
 		return nil, err
 	}
-	resume := func() error { return nil }
-	if plan.lag {
-		if resume, err = lagReplicas(ctx, d, old, run); err != nil {
-			return nil, err
-		}
-	}
-	if plan.planned {
-		if old, err = c.Failover(ctx, canvasKey); err != nil {
-			return nil, err
-		}
-	} else {
-		if plan.lag {
-			if run.atKill, err = nodeTail(ctx, old, plan.mode); err != nil {
-				return nil, fmt.Errorf("the primary's tail before the kill: %w", err)
-			}
-		}
-		if old, err = c.KillPrimary(ctx, canvasKey); err != nil {
-			return nil, err
-		}
-	}
-	run.old, run.faultAt = old, time.Now()
-	d.Logf("%s: primary %s lost by %s", plan.name, old.Addr(), plan.fault())
-	if err := resume(); err != nil {
-		return nil, err
-	}
-	if plan.lag {
-		// Paused, the replica kept what it had when its link was cut: what
-		// it holds now is what it will serve once promoted.
-		if run.replicaHad, err = replicaTail(ctx, c, old, plan.mode); err != nil {
-			return nil, err
-		}
-		d.Logf("%s: the primary died at %s; the replica to be promoted holds %s", plan.name, run.atKill, run.replicaHad)
-	}
+	run.primaryLoss = loss
 	go func() {
 		defer close(run.done)
 		backOnce := sync.OnceFunc(func() { close(run.back) })
 		defer backOnce()
-		ctx, cancel := context.WithTimeout(ctx, rejoinBound+10*time.Second)
-		defer cancel()
-		p, err := c.WaitNewPrimary(ctx, canvasKey, old)
-		run.primary, run.promoted = p, time.Since(run.faultAt)
-		if err != nil {
-			run.rejoinErr = fmt.Errorf("no new primary: %w", err)
-			return
-		}
-		d.Logf("%s: %s promoted %.2fs after the fault", plan.name, p.Addr(), run.promoted.Seconds())
-		if !plan.planned {
-			if err := old.Restart(ctx, false); err != nil {
-				run.rejoinErr = fmt.Errorf("restart the deposed primary %s: %w", old.Addr(), err)
-				return
-			}
-			run.restarted = true
-		}
-		backOnce()
-		rctx, rcancel := context.WithTimeout(ctx, rejoinBound)
-		defer rcancel()
-		if err := c.ReplicaOf(rctx, old, p); err != nil {
-			run.rejoinErr = err
-			return
-		}
-		run.rejoined = time.Since(run.faultAt)
-		d.Logf("%s: the deposed primary %s is a caught-up replica of %s %.2fs after the fault", plan.name, old.Addr(), p.Addr(), run.rejoined.Seconds())
+		run.primaryRecovery = recoverPrimary(ctx, d, plan, loss, backOnce)
 	}()
 	return func(ctx context.Context) error {
 		select {
@@ -226,19 +183,131 @@ func injectFailover(ctx context.Context, d *Drill, plan failoverPlan, run *failo
 	}, nil
 }
 
+// losePrimary loses the primary as plan says: a SIGKILL, after replication
+// was paused until the primary held entries its replica lacks (plan.lag),
+// or a planned failover (plan.planned). Once the primary is lost the
+// returned loss names it, even with an error: it must still be recovered.
+func losePrimary(ctx context.Context, d *Drill, plan failoverPlan) (primaryLoss, error) {
+	old, err := agreedPrimary(ctx, d.Cluster)
+	if err != nil {
+		return primaryLoss{}, fmt.Errorf("%s: %w", plan.name, err)
+	}
+	resume := func() error { return nil }
+	if plan.lag {
+		if resume, err = lagReplicas(ctx, d, plan, old); err != nil {
+			return primaryLoss{}, err
+		}
+	}
+	loss, err := dropPrimary(ctx, plan, d.Cluster, old)
+	if err != nil {
+		return loss, errorsJoin(fmt.Errorf("%s: %w", plan.name, err), resume())
+	}
+	d.Logf("%s: primary %s lost by %s", plan.name, loss.old.Addr(), plan.fault())
+	if err := resume(); err != nil {
+		return loss, fmt.Errorf("%s: resume replication: %w", plan.name, err)
+	}
+	if plan.lag {
+		// Paused, the replica kept what it had when its link was cut: what
+		// it holds now is what it will serve once promoted.
+		if loss.replicaHad, err = replicaTail(ctx, d.Cluster, loss.old, plan.mode); err != nil {
+			return loss, fmt.Errorf("%s: %w", plan.name, err)
+		}
+		d.Logf("%s: the primary died at %s; the replica to be promoted holds %s", plan.name, loss.atKill, loss.replicaHad)
+	}
+	return loss, nil
+}
+
+// agreedPrimary is the primary once the topology agrees on one, within
+// 5 s (a Sentinel that has just seen a failover may still name the old).
+func agreedPrimary(ctx context.Context, c *cluster.Cluster) (cluster.RedisNode, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for {
+		p, err := c.Primary(ctx, canvasKey)
+		if err == nil {
+			return p, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("the primary: %w", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// dropPrimary asks for a failover of old (plan.planned) or kills it,
+// reading its tail first when the plan lags its replica.
+func dropPrimary(ctx context.Context, plan failoverPlan, c *cluster.Cluster, old cluster.RedisNode) (primaryLoss, error) {
+	var loss primaryLoss
+	var err error
+	if plan.planned {
+		if loss.old, err = c.Failover(ctx, canvasKey); err != nil {
+			return loss, err
+		}
+	} else {
+		if plan.lag {
+			if loss.atKill, err = nodeTail(ctx, old, plan.mode); err != nil {
+				return loss, fmt.Errorf("the primary's tail before the kill: %w", err)
+			}
+		}
+		if loss.old, err = c.KillPrimary(ctx, canvasKey); err != nil {
+			return loss, err
+		}
+	}
+	loss.faultAt = time.Now()
+	return loss, nil
+}
+
+// recoverPrimary is the heal of a lost primary: it waits for the new
+// primary, restarts a killed node with its data (a supervisor would),
+// calls back once the deposed node runs again, and waits until it is a
+// caught-up replica of the new primary (rejoinBound).
+func recoverPrimary(ctx context.Context, d *Drill, plan failoverPlan, loss primaryLoss, back func()) (rec primaryRecovery) {
+	c := d.Cluster
+	ctx, cancel := context.WithTimeout(ctx, rejoinBound+10*time.Second)
+	defer cancel()
+	p, err := c.WaitNewPrimary(ctx, canvasKey, loss.old)
+	rec.primary, rec.promoted = p, time.Since(loss.faultAt)
+	if err != nil {
+		rec.rejoinErr = fmt.Errorf("no new primary: %w", err)
+		return rec
+	}
+	d.Logf("%s: %s promoted %.2fs after the fault", plan.name, p.Addr(), rec.promoted.Seconds())
+	if !plan.planned {
+		if err := loss.old.Restart(ctx, false); err != nil {
+			rec.rejoinErr = fmt.Errorf("restart the deposed primary %s: %w", loss.old.Addr(), err)
+			return rec
+		}
+		rec.restarted = true
+	}
+	back()
+	rctx, rcancel := context.WithTimeout(ctx, rejoinBound)
+	defer rcancel()
+	if err := c.ReplicaOf(rctx, loss.old, p); err != nil {
+		rec.rejoinErr = err
+		return rec
+	}
+	rec.rejoined = time.Since(loss.faultAt)
+	d.Logf("%s: the deposed primary %s is a caught-up replica of %s %.2fs after the fault", plan.name, loss.old.Addr(), p.Addr(), rec.rejoined.Seconds())
+	return rec
+}
+
 // lagReplicas pauses replication and returns once the primary holds
-// lagEntries stream entries its replicas lack.
-func lagReplicas(ctx context.Context, d *Drill, primary cluster.RedisNode, run *failoverRun) (func() error, error) {
+// lagEntries stream entries its replicas lack. When the relay publishes
+// too little in 5 s it fails, unless plan.lagBestEffort (a nemesis fault:
+// another fault may have stopped the relay), which logs it and goes on
+// with the replication paused.
+func lagReplicas(ctx context.Context, d *Drill, plan failoverPlan, primary cluster.RedisNode) (func() error, error) {
 	mode := d.Cluster.Topology.Redis
 	resume, err := d.Cluster.PauseReplication(ctx, canvasKey)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", plan.name, err)
 	}
 	// Counted from after the links were cut: what the primary sent
 	// before may still reach the stopped replicas' sockets.
 	at, err := nodeTail(ctx, primary, mode)
 	if err != nil {
-		return nil, errorsJoin(fmt.Errorf("the primary's tail: %w", err), resume())
+		return nil, errorsJoin(fmt.Errorf("%s: the primary's tail: %w", plan.name, err), resume())
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -247,10 +316,73 @@ func lagReplicas(ctx context.Context, d *Drill, primary cluster.RedisNode, run *
 			return resume, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, errorsJoin(fmt.Errorf("the relay published no %d entries in 5s while replication was paused (tail %s → %s, %v)", lagEntries, at, now, err), resume())
+			short := fmt.Errorf("%s: the relay published no %d entries in 5s while replication was paused (tail %s → %s, %v)", plan.name, lagEntries, at, now, err)
+			if plan.lagBestEffort {
+				d.Logf("%v; the primary is lost anyway", short)
+				return resume, nil
+			}
+			return nil, errorsJoin(short, resume())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// The nemesis's failover faults (issue 30 item 4: the same faults in the
+// nemesis) are the Sentinel drills' losses of the primary, drawn in a
+// schedule among the other faults. Held for at least the Sentinels'
+// promotion (a kill is noticed after DownAfter, 1 s, and the replica
+// promoted 2.4–2.6 s after it; a planned failover 1.2–1.4 s: see
+// docs/testing.md), so it falls inside the window, and healed as the
+// drills recover. The heal waits for the whole rejoin (up to rejoinBound):
+// the fault's target, "redis", is then free for the next, so two losses of
+// a primary never overlap and each starts on a topology that is whole.
+const (
+	failoverKillHold    = 3 * time.Second
+	failoverPlannedHold = 2 * time.Second
+	failoverMaxHold     = 8 * time.Second
+	// failoverSettle is what a failover's heal takes: the deposed primary
+	// a caught-up replica 13–17 s after it is back (rejoinBound).
+	failoverSettle = 15 * time.Second
+)
+
+// failoverFaults are the nemesis's faults of a Sentinel-replicated Redis,
+// in catalogue order. They may bend writes while active.
+func failoverFaults() []Fault {
+	return []Fault{
+		failoverFault(failoverPlan{name: "failover:kill-primary",
+			doc: "SIGKILL the Sentinels' primary; healed once a replica is promoted, the killed node restarted with its data (AOF) and a caught-up replica of the new primary"}, failoverKillHold),
+		failoverFault(failoverPlan{name: "failover:lagging", lag: true, lagBestEffort: true,
+			doc: fmt.Sprintf("replication paused (the replica SIGSTOPped, its link cut) until the primary has %d stream entries the replica lacks (at most 5 s), then the primary SIGKILLed; healed as failover:kill-primary", lagEntries)}, failoverKillHold),
+		failoverFault(failoverPlan{name: "failover:planned", planned: true,
+			doc: "SENTINEL FAILOVER: the replica promoted, the old primary demoted alive; healed once it is a caught-up replica of the new primary"}, failoverPlannedHold),
+	}
+}
+
+// failoverInjectBound bounds a failover fault's injection: the lag (5 s)
+// and a SENTINEL FAILOVER that keeps answering NOGOODSLAVE.
+const failoverInjectBound = 20 * time.Second
+
+// failoverFault is the nemesis fault of plan, on a Sentinel: inject loses
+// the primary (losePrimary), the heal recovers it (recoverPrimary). A
+// primary lost before the injection failed is recovered at once.
+func failoverFault(plan failoverPlan, minHold time.Duration) Fault {
+	plan.mode = redisurl.Sentinel
+	return Fault{Name: plan.name, Target: "redis", Bends: []string{BendWrites}, Doc: plan.doc, MinHold: minHold, MaxHold: failoverMaxHold, Settle: failoverSettle,
+		Inject: func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
+			ictx, cancel := context.WithTimeout(ctx, failoverInjectBound)
+			defer cancel()
+			loss, err := losePrimary(ictx, d, plan)
+			heal := func(ctx context.Context) error {
+				return recoverPrimary(ctx, d, plan, loss, func() {}).rejoinErr
+			}
+			switch {
+			case err != nil && loss.old != nil:
+				return nil, errorsJoin(err, heal(context.WithoutCancel(ctx)))
+			case err != nil:
+				return nil, err
+			}
+			return heal, nil
+		}}
 }
 
 // errorsJoin joins err with a cleanup's error.

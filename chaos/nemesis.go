@@ -18,6 +18,7 @@ import (
 	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 	"github.com/pixelflow/pixelflow/internal/harness/history"
 	"github.com/pixelflow/pixelflow/internal/harness/redisaof"
+	"github.com/pixelflow/pixelflow/internal/redisurl"
 )
 
 // The nemesis (issue 14): instead of one scripted fault, a seeded random
@@ -44,6 +45,11 @@ type Fault struct {
 	Doc string `json:"doc"`
 	// MinHold and MaxHold bound how long the generator holds it.
 	MinHold, MaxHold time.Duration `json:"-"`
+	// Settle is how long its heal takes (a failover's rejoin, 15 s and
+	// more): the generator counts it active (its target taken, one of the
+	// maxConcurrent) that much longer, so what it plans next on the
+	// target starts when planned instead of queueing behind the heal.
+	Settle time.Duration `json:"-"`
 	// Inject breaks something and returns what heals it.
 	Inject func(ctx context.Context, d *Drill) (heal func(context.Context) error, err error) `json:"-"`
 	// InjectFor, when set, is used instead of Inject: a fault that must
@@ -63,6 +69,9 @@ func (f Fault) inject(ctx context.Context, d *Drill, hold time.Duration) (func(c
 // Catalogue lists every fault a cluster of this shape can take, in a
 // fixed order (the generator draws from it by index, so the order is part
 // of what a seed means).
+//
+// On a Sentinel-replicated Redis (sh.Redis) the one node's faults (kill,
+// amnesia, its link) give way to the failover faults (failover.go).
 //
 // Faults that arm failpoints (relay-crash and the holds) share each
 // process's failpoint file through one failpointFiles per catalogue: a
@@ -131,18 +140,24 @@ func Catalogue(sh cluster.Shape) []Fault {
 	redisFault := func(name, doc string, inject func(ctx context.Context, d *Drill) (func(context.Context) error, error)) {
 		out = append(out, Fault{Name: name, Target: "redis", MinHold: 500 * time.Millisecond, MaxHold: 5 * time.Second, Doc: doc, Inject: inject})
 	}
-	redisFault("kill:redis", "SIGKILL redis-server (AOF on), restarted with its data when healed", func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
-		if err := d.Cluster.KillRedis(ctx); err != nil {
-			return nil, err
-		}
-		return func(ctx context.Context) error { return d.Cluster.RestartRedis(ctx, false) }, nil
-	})
-	redisFault("redis-amnesia", "SIGKILL redis-server, restarted empty when healed", func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
-		if err := d.Cluster.KillRedis(ctx); err != nil {
-			return nil, err
-		}
-		return func(ctx context.Context) error { return d.Cluster.RestartRedis(ctx, true) }, nil
-	})
+	// One node's faults, and its link's: a replicated Redis has neither
+	// the one redis-server KillRedis and the rest act on nor a proxy in
+	// front of it (its faults are its topology's, appended last).
+	single := sh.Redis == ""
+	if single {
+		redisFault("kill:redis", "SIGKILL redis-server (AOF on), restarted with its data when healed", func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
+			if err := d.Cluster.KillRedis(ctx); err != nil {
+				return nil, err
+			}
+			return func(ctx context.Context) error { return d.Cluster.RestartRedis(ctx, false) }, nil
+		})
+		redisFault("redis-amnesia", "SIGKILL redis-server, restarted empty when healed", func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
+			if err := d.Cluster.KillRedis(ctx); err != nil {
+				return nil, err
+			}
+			return func(ctx context.Context) error { return d.Cluster.RestartRedis(ctx, true) }, nil
+		})
+	}
 	if sh.LocalRedis {
 		redisFault("pause:redis", "SIGSTOP redis-server, SIGCONT when healed", func(ctx context.Context, d *Drill) (func(context.Context) error, error) {
 			if err := d.Cluster.PauseRedis(); err != nil {
@@ -202,7 +217,9 @@ func Catalogue(sh cluster.Shape) []Fault {
 		toxic("reset_peer", "connections of the "+name+" link reset after 500 ms", map[string]any{"timeout": 500})
 		toxic("slicer", "the "+name+" link's data sliced into tiny delayed packets", map[string]any{"average_size": 16, "size_variation": 8, "delay": 2000})
 	}
-	link("redis", func(c *cluster.Cluster) *cluster.Proxy { return c.RedisProxy }, nil)
+	if single {
+		link("redis", func(c *cluster.Cluster) *cluster.Proxy { return c.RedisProxy }, nil)
+	}
 	if sh.Mongo {
 		link("mongo", func(c *cluster.Cluster) *cluster.Proxy { return c.MongoProxy }, writes)
 	}
@@ -240,6 +257,10 @@ func Catalogue(sh cluster.Shape) []Fault {
 	// them, and a seed's draws from the rest keep their meaning.
 	if sh.Containers {
 		out = append(out, containerFaults(sh)...)
+	}
+	// The failover faults last of all, for the same reason.
+	if sh.Redis == redisurl.Sentinel {
+		out = append(out, failoverFaults()...)
 	}
 	return out
 }
@@ -423,6 +444,10 @@ type Schedule struct {
 	Duration float64 `json:"duration"`
 	// MaxConcurrent is the most faults active at once.
 	MaxConcurrent int `json:"maxConcurrent"`
+	// Redis is the replicated Redis it was drawn for ("" one node,
+	// redisurl.Sentinel): its catalogue differs, so a replay or a shrink
+	// candidate runs on the same deployment.
+	Redis redisurl.Mode `json:"redis,omitempty"`
 	// Failpoints are armed in every process from the start (failpoint
 	// syntax): a test-only switch re-creating a bug, for teeth tests.
 	Failpoints []string  `json:"failpoints,omitempty"`
@@ -441,7 +466,8 @@ func (p Planned) End() float64 { return p.At + p.Hold }
 
 // Generate draws a schedule over cat from seed: faults one after another
 // with random gaps, each held a random time within its bounds, overlapping
-// up to maxConcurrent at once, never two on one target. The same seed,
+// up to maxConcurrent at once (a fault counts until its heal settles),
+// never two on one target. The same seed,
 // duration, bound and catalogue give the same schedule.
 func Generate(seed uint64, duration time.Duration, maxConcurrent int, cat []Fault) Schedule {
 	rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
@@ -476,7 +502,11 @@ func Generate(seed uint64, duration time.Duration, maxConcurrent int, cat []Faul
 			hold = min(hold, end-t)
 			p := Planned{Fault: f.Name, At: round(t), Hold: round(hold)}
 			s.Faults = append(s.Faults, p)
-			act = append(act, active{f.Target, p.End()})
+			busy := p.End()
+			if f.Settle > 0 { // untouched otherwise: the older seeds' draws stay exact
+				busy = round(busy + f.Settle.Seconds())
+			}
+			act = append(act, active{f.Target, busy})
 		}
 		t += 0.3 + rng.Float64()*2.2
 	}
@@ -549,6 +579,9 @@ func (s Schedule) Write(path string) error {
 func (s Schedule) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "seed %d, %.1fs, at most %d at once, %d faults", s.Seed, s.Duration, s.MaxConcurrent, len(s.Faults))
+	if s.Redis != "" {
+		fmt.Fprintf(&b, ", Redis %s", s.Redis)
+	}
 	if len(s.Failpoints) > 0 {
 		fmt.Fprintf(&b, ", failpoints %s", strings.Join(s.Failpoints, ";"))
 	}
@@ -592,7 +625,7 @@ func NemesisScenario(s Schedule) Scenario {
 	return Scenario{
 		Name:          "nemesis",
 		Doc:           "A generated schedule of overlapping faults (" + s.summary() + "), traffic throughout, then heal and drain; the history checker judges the whole run.",
-		Cluster:       cluster.Options{Durable: true, Env: env},
+		Cluster:       cluster.Options{Durable: true, Env: env, Redis: s.Redis},
 		WritesMayFail: true, // judged per write below
 		FreshRate:     10,
 		Converge:      20 * time.Second,
@@ -633,7 +666,11 @@ func (s Schedule) summary() string {
 			keys[i] = fmt.Sprintf("%s ×%d", k, names[k])
 		}
 	}
-	return fmt.Sprintf("seed %d, %d faults over %.0fs: %s", s.Seed, len(s.Faults), s.Duration, strings.Join(keys, ", "))
+	on := ""
+	if s.Redis != "" {
+		on = " on Redis " + string(s.Redis)
+	}
+	return fmt.Sprintf("seed %d, %d faults over %.0fs%s: %s", s.Seed, len(s.Faults), s.Duration, on, strings.Join(keys, ", "))
 }
 
 // runSchedule starts every fault at its time and returns what waits for

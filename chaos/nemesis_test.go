@@ -12,6 +12,7 @@ import (
 
 	"github.com/pixelflow/pixelflow/internal/failpoint"
 	"github.com/pixelflow/pixelflow/internal/harness/cluster"
+	"github.com/pixelflow/pixelflow/internal/redisurl"
 )
 
 var localShape = cluster.Shape{API: "api", Gateways: []string{"gateway-1", "gateway-2"}, LocalRedis: true}
@@ -339,5 +340,95 @@ func TestReportShowsFaultWindows(t *testing.T) {
 	}
 	if n := strings.Count(timelineSVG(res), `fill="#f4c7c3"`); n != 2*4 {
 		t.Errorf("%d shaded bands over 4 charts, want one per fault window per chart (8)", n)
+	}
+}
+
+// sentinelShape is the local provider's shape on a Sentinel-replicated
+// Redis (NEMESIS_REDIS=sentinel).
+var sentinelShape = cluster.Shape{API: "api", Gateways: []string{"gateway-1", "gateway-2"}, Redis: redisurl.Sentinel}
+
+// PlanShape records a replicated Redis, and leaves one node's shape as the
+// teeth seeds were chosen for.
+func TestPlanShapeRecordsRedis(t *testing.T) {
+	for mode, want := range map[redisurl.Mode]cluster.Shape{
+		"":                localShape,
+		redisurl.Single:   localShape,
+		redisurl.Sentinel: sentinelShape,
+		redisurl.Cluster:  {API: "api", Gateways: []string{"gateway-1", "gateway-2"}, Redis: redisurl.Cluster},
+	} {
+		sh, err := cluster.PlanShape(cluster.Options{Provider: cluster.Local, Store: cluster.StoreEmbedded, Redis: mode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(sh, want) {
+			t.Errorf("redis %q: shape %+v, want %+v", mode, sh, want)
+		}
+	}
+}
+
+// On a Sentinel the one node's faults give way to the failover faults,
+// last in the catalogue, on one target, bending writes and held long
+// enough for a promotion; a 90 s schedule draws them.
+func TestSentinelCatalogueHasTheFailovers(t *testing.T) {
+	cat := Catalogue(sentinelShape)
+	var names []string
+	for _, f := range cat {
+		names = append(names, f.Name)
+	}
+	for _, gone := range []string{"kill:redis", "redis-amnesia", "pause:redis", "redis-lose-last-append", "redis-tail-loss", "slow-disk:redis", "cut:redis-link", "latency:redis-link"} {
+		if slices.Contains(names, gone) {
+			t.Errorf("the Sentinel catalogue offers %s, a fault of the one node it does not have: %v", gone, names)
+		}
+	}
+	failovers := []string{"failover:kill-primary", "failover:lagging", "failover:planned"}
+	if n := len(names); n < 3 || !slices.Equal(names[n-3:], failovers) {
+		t.Fatalf("the failover faults must come last (the generator draws by index): %v", names)
+	}
+	for _, f := range cat[len(cat)-3:] {
+		if f.Target != "redis" || !slices.Contains(f.Bends, BendWrites) || f.MinHold < 2*time.Second || f.MaxHold < f.MinHold {
+			t.Errorf("%s: target %s, bends %v, hold %s–%s; want target redis, bending writes, held at least 2 s", f.Name, f.Target, f.Bends, f.MinHold, f.MaxHold)
+		}
+	}
+	s := Generate(1, 90*time.Second, 2, cat)
+	if err := s.Validate(cat); err != nil {
+		t.Fatal(err)
+	}
+	drawn := slices.ContainsFunc(s.Faults, func(p Planned) bool { return strings.HasPrefix(p.Fault, "failover:") })
+	if !drawn {
+		t.Errorf("seed 1's 90 s schedule (make chaos SCENARIO=nemesis NEMESIS_REDIS=sentinel SEED=1 DURATION=90s) draws no failover fault:\n%s", s)
+	}
+	t.Logf("%s", s)
+}
+
+func TestReadNemesisConfig(t *testing.T) {
+	read := func(kv ...string) (nemesisConfig, error) {
+		m := map[string]string{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return readNemesisConfig(func(k string) string { return m[k] })
+	}
+	c, err := read("NEMESIS_SEED", "7", "NEMESIS_DURATION", "90s", "NEMESIS_MAX_CONCURRENT", "3", "NEMESIS_SHRINK_BUDGET", "2m")
+	if err != nil || c.seed != 7 || !c.seeded || c.duration != 90*time.Second || c.maxConcurrent != 3 || c.shrinkBudget != 2*time.Minute || c.redis != "" {
+		t.Fatalf("%+v, %v", c, err)
+	}
+	if c, err := read(); err != nil || c.seeded || c.duration != 2*time.Minute || c.maxConcurrent != 2 || c.shrinkBudget != 10*time.Minute || c.redis != "" {
+		t.Fatalf("defaults: %+v, %v", c, err)
+	}
+	for v, want := range map[string]redisurl.Mode{"": "", "single": "", "sentinel": redisurl.Sentinel} {
+		if c, err := read("NEMESIS_REDIS", v); err != nil || c.redis != want {
+			t.Errorf("NEMESIS_REDIS=%q: redis %q, %v; want %q", v, c.redis, err, want)
+		}
+	}
+	for _, bad := range []string{"cluster", "Sentinel", "sentinels"} {
+		_, err := read("NEMESIS_REDIS", bad)
+		if err == nil || !strings.Contains(err.Error(), "single") || !strings.Contains(err.Error(), "sentinel") {
+			t.Errorf("NEMESIS_REDIS=%q: %v, want an error listing single and sentinel", bad, err)
+		}
+	}
+	for _, kv := range [][2]string{{"NEMESIS_SEED", "-1"}, {"NEMESIS_DURATION", "2s"}, {"NEMESIS_MAX_CONCURRENT", "0"}, {"NEMESIS_SHRINK_BUDGET", "soon"}} {
+		if _, err := read(kv[0], kv[1]); err == nil {
+			t.Errorf("%s=%s accepted", kv[0], kv[1])
+		}
 	}
 }

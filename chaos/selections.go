@@ -30,7 +30,7 @@ func Selections() []Selection {
 	}
 	return append(runs,
 		Selection{Name: "containers", Pattern: "TestChaos/^(" + strings.Join(ContainerDrills(), "|") + ")$", Doc: "The drills that take real container faults on the docker provider (E2E_PROVIDER=docker; make chaos-docker): network disconnects, docker kill and restart, the cgroup freezer."},
-		Selection{Name: "nemesis", Pattern: "^TestNemesis$", Doc: "A seeded random schedule of overlapping faults (SEED=n, DURATION=2m, NEMESIS_MAX_CONCURRENT=2), judged by the history checker and shrunk when it fails."},
+		Selection{Name: "nemesis", Pattern: "^TestNemesis$", Doc: "A seeded random schedule of overlapping faults (SEED=n, DURATION=2m, NEMESIS_MAX_CONCURRENT=2; NEMESIS_REDIS=sentinel adds the failover faults), judged by the history checker and shrunk when it fails."},
 		Selection{Name: "replay", Pattern: "^TestNemesis$", Doc: "Replays one nemesis schedule exactly (SCHEDULE=path/schedule.json)."},
 		Selection{Name: "nemesis-teeth", Pattern: "^TestNemesisTeeth$", Doc: "A planted bug must be found by the nemesis and shrunk."},
 		Selection{Name: "nemesis-teeth-rejoin", Pattern: "^TestNemesisTeethRejoin$", Doc: "The rejoin race of issue 28 item 1, its fix switched off, must be found by the nemesis with its hold faults and shrunk."},

@@ -614,6 +614,10 @@ type Shape struct {
 	// docker provider): each can be disconnected from the network, and
 	// Redis frozen.
 	Containers bool
+	// Redis is the replicated deployment Redis runs as (Options.Redis),
+	// "" for one node: a Sentinel's or a cluster's faults are its
+	// topology's own (a primary lost, a failover), not one node's.
+	Redis redisurl.Mode
 }
 
 // PlanShape is the shape Launch will give a cluster with these options
@@ -632,6 +636,9 @@ func PlanShape(opts Options) (Shape, error) {
 	top := TopologyFor(store)
 	sh := Shape{API: "api", LocalRedis: opts.Provider == Local && singleRedis(opts.Redis), Mongo: top.CanPartition(LinkMongo),
 		Containers: opts.Provider == Docker && singleRedis(opts.Redis)}
+	if !singleRedis(opts.Redis) {
+		sh.Redis = opts.Redis
+	}
 	if !top.RelayInAPI {
 		for i := range opts.Relays {
 			sh.Relays = append(sh.Relays, fmt.Sprintf("relay-%d", i+1))
