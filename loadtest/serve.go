@@ -10,14 +10,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 	"github.com/pixelflow/pixelflow/internal/harness/procstat"
+	"github.com/pixelflow/pixelflow/internal/harness/redistopo"
 	"github.com/pixelflow/pixelflow/internal/redisproc"
 )
 
@@ -50,14 +48,17 @@ func startServe(ctx context.Context, dir string, p Params) (*serveDeployment, er
 	d := &serveDeployment{redis: rs, done: make(chan struct{})}
 	for i := range p.RedisReplicas {
 		r, err := redisproc.Start(ctx, redisproc.Options{Dir: filepath.Join(dir, fmt.Sprintf("redis-replica-%d", i+1)),
-			Args: append([]string{"--replicaof"}, strings.Split(rs.Addr(), ":")...)})
+			Args: rs.ReplicaArgs()})
 		if err != nil {
 			d.stop()
 			return nil, fmt.Errorf("start redis replica %d: %w", i+1, err)
 		}
 		d.replicas = append(d.replicas, r)
 	}
-	if err := waitReplicas(ctx, rs, p.RedisReplicas); err != nil {
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = redistopo.WaitReplicasOnline(wctx, rs, p.RedisReplicas)
+	cancel()
+	if err != nil {
 		d.stop()
 		return nil, err
 	}
@@ -106,29 +107,6 @@ func startServe(ctx context.Context, dir string, p Params) (*serveDeployment, er
 		return nil, err
 	}
 	return d, nil
-}
-
-// waitReplicas waits until n replicas of the primary are online, so the
-// measured window starts with replication running: a replica counts as
-// connected at once but syncs only after repl-diskless-sync-delay (5 s by
-// default), and until then every WAIT would time out.
-func waitReplicas(ctx context.Context, primary *redisproc.Server, n int) error {
-	if n == 0 {
-		return nil
-	}
-	c := redis.NewClient(&redis.Options{Addr: primary.Addr()})
-	defer c.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		info, err := c.Info(ctx, "replication").Result()
-		if err == nil && strings.Count(info, "state=online") >= n {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("redis-server %s: %d replicas not connected within 30s (%v)", primary.Addr(), n, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // redisPids are the primary's and the replicas' pids.

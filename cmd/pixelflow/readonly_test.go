@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,7 +12,6 @@ import (
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/harness/redistest"
-	"github.com/pixelflow/pixelflow/internal/redisproc"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
 
@@ -27,13 +24,7 @@ import (
 func TestReadOnlyRedisIsNamedAndRecovers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	primary := redistest.MustStart(t, false)
-	replica, err := redisproc.Start(ctx, redisproc.Options{Dir: filepath.Join(t.TempDir(), "replica"),
-		Args: append([]string{"--replicaof"}, strings.Split(primary.Addr(), ":")...)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(replica.Kill)
+	replica := redistest.MustStartReplica(t, redistest.MustStart(t, false))
 	m := runMain(t, map[string]string{"DATA_DIR": "memory", "PORT": "0", "HOST": "127.0.0.1", "INSTANCE_ID": "ro",
 		"REDIS_URL": replica.URL(), "CANARY_BOUND": "0", "RATE_LIMIT": "0"}, "serve")
 	base := "http://" + m.Addr

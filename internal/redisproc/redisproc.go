@@ -133,6 +133,11 @@ func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.It
 // URL is a redis:// URL for the server.
 func (s *Server) URL() string { return "redis://" + s.Addr() }
 
+// ReplicaArgs are the Options.Args that start a replica of s.
+func (s *Server) ReplicaArgs() []string {
+	return []string{"--replicaof", "127.0.0.1", strconv.Itoa(s.opts.Port)}
+}
+
 // Pid returns the child's pid, 0 when it is not running.
 func (s *Server) Pid() int {
 	s.mu.Lock()

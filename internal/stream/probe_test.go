@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/pixelflow/pixelflow/internal/harness/redistest"
 	"github.com/pixelflow/pixelflow/internal/harness/redistopo"
-	"github.com/pixelflow/pixelflow/internal/redisproc"
 	"github.com/pixelflow/pixelflow/internal/redisurl"
 	"github.com/pixelflow/pixelflow/internal/stream"
 )
@@ -29,12 +27,7 @@ func TestProbeTellsWhatRedisCannotDo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	primary := redistest.MustStart(t, false)
-	replica, err := redisproc.Start(ctx, redisproc.Options{Dir: filepath.Join(t.TempDir(), "replica"),
-		Args: append([]string{"--replicaof"}, strings.Split(primary.Addr(), ":")...)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(replica.Kill)
+	replica := redistest.MustStartReplica(t, primary)
 	probe := func(rdb redis.UniversalClient) error {
 		t.Helper()
 		defer rdb.Close()
@@ -52,7 +45,7 @@ func TestProbeTellsWhatRedisCannotDo(t *testing.T) {
 	if err := replicaClient.Ping(ctx).Err(); err != nil {
 		t.Fatalf("the replica does not answer PING: %v", err)
 	}
-	err = probe(replicaClient)
+	err := probe(replicaClient)
 	if got := stream.Condition(err); got != "read_only" || !strings.Contains(err.Error(), "read_only") {
 		t.Errorf("a replica: %v (condition %q), want read_only", err, got)
 	}

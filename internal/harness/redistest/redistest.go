@@ -21,3 +21,15 @@ func MustStart(tb testing.TB, appendOnly bool) *redisproc.Server {
 	tb.Cleanup(func() { s.Kill() })
 	return s
 }
+
+// MustStartReplica starts a replica of primary for a test (it answers PING
+// and refuses writes: READONLY), killed when the test ends.
+func MustStartReplica(tb testing.TB, primary *redisproc.Server) *redisproc.Server {
+	tb.Helper()
+	s, err := redisproc.Start(context.Background(), redisproc.Options{Dir: tb.TempDir(), Args: primary.ReplicaArgs()})
+	if err != nil {
+		tb.Fatalf("start a replica of %s: %v", primary.Addr(), err)
+	}
+	tb.Cleanup(func() { s.Kill() })
+	return s
+}

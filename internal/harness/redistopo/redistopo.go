@@ -49,6 +49,29 @@ func poll(ctx context.Context, what string, cond func(context.Context) error) er
 	}
 }
 
+// WaitReplicasOnline waits until n replicas of primary are online (synced
+// and streaming): a replica counts as connected at once but syncs only
+// after repl-diskless-sync-delay (5 s by default), and until then a WAIT
+// times out and the replica holds nothing.
+func WaitReplicasOnline(ctx context.Context, primary *redisproc.Server, n int) error {
+	return poll(ctx, "replicas in sync", func(ctx context.Context) error {
+		f, err := info(ctx, primary.Addr(), "replication")
+		if err != nil {
+			return err
+		}
+		online := 0
+		for k, v := range f {
+			if strings.HasPrefix(k, "slave") && strings.Contains(v, "state=online") {
+				online++
+			}
+		}
+		if online != n {
+			return fmt.Errorf("%d of %d replicas online", online, n)
+		}
+		return nil
+	})
+}
+
 // node starts one redis-server for the topology in dir/name, killed when
 // the test ends.
 func node(ctx context.Context, tb testing.TB, dir, name string, opts redisproc.Options) (*redisproc.Server, error) {

@@ -75,28 +75,13 @@ func startSentinel(ctx context.Context, tb testing.TB, opts SentinelOptions) (*S
 	s.Nodes = append(s.Nodes, primary)
 	for i := 1; i <= opts.Replicas; i++ {
 		r, err := node(ctx, tb, dir, "node"+strconv.Itoa(i), redisproc.Options{AppendOnly: opts.AppendOnly,
-			Args: []string{"--replicaof", "127.0.0.1", strconv.Itoa(port(primary))}})
+			Args: primary.ReplicaArgs()})
 		if err != nil {
 			return nil, err
 		}
 		s.Nodes = append(s.Nodes, r)
 	}
-	if err := poll(ctx, "replicas in sync", func(ctx context.Context) error {
-		f, err := info(ctx, primary.Addr(), "replication")
-		if err != nil {
-			return err
-		}
-		online := 0
-		for k, v := range f {
-			if strings.HasPrefix(k, "slave") && strings.Contains(v, "state=online") {
-				online++
-			}
-		}
-		if online != opts.Replicas {
-			return fmt.Errorf("%d of %d replicas online", online, opts.Replicas)
-		}
-		return nil
-	}); err != nil {
+	if err := WaitReplicasOnline(ctx, primary, opts.Replicas); err != nil {
 		return nil, err
 	}
 	ms := strconv.FormatInt(opts.DownAfter.Milliseconds(), 10)
