@@ -22,7 +22,12 @@ const (
 	TypeEvents = "events" // server → client
 	TypeResync = "resync" // server → client
 	TypePong   = "pong"   // server → client, the answer to a ping
-	TypePing   = "ping"   // client → server, the only frame a client may send
+	TypePing   = "ping"   // client → server
+
+	// Regions (docs/protocol.md, "Regions"): JSON only.
+	TypeSubscribe   = "subscribe"   // client → server: add regions, or all
+	TypeUnsubscribe = "unsubscribe" // client → server: remove regions
+	TypeSubscribed  = "subscribed"  // server → client: the regions held now, and since when
 )
 
 // Optional event fields, named in the WebSocket URL's fields= parameter
@@ -72,10 +77,33 @@ type Resync struct {
 	Seq    uint64 `json:"seq"`
 }
 
-// Events carries one or more events in sequence order.
+// Events carries one or more events in sequence order. From is set on a
+// region connection's frames only: the frame holds every event of the
+// connection's regions from From through its last event (the others were
+// outside them), which is how a filtered stream shows it has no hole.
 type Events struct {
 	Type   string  `json:"type"`
+	From   uint64  `json:"from,omitempty"`
 	Events []Event `json:"events"`
+}
+
+// Subscribe is a client's subscribe or unsubscribe frame: Regions to add
+// or remove, or (subscribe only) All for the whole canvas.
+type Subscribe struct {
+	Type    string          `json:"type"`
+	Regions []canvas.Region `json:"regions,omitempty"`
+	All     bool            `json:"all,omitempty"`
+}
+
+// Subscribed acknowledges a subscribe or unsubscribe: every event after
+// (Epoch, Seq) inside Regions (or anywhere, with All) is delivered on this
+// connection.
+type Subscribed struct {
+	Type    string          `json:"type"`
+	Epoch   string          `json:"epoch"`
+	Seq     uint64          `json:"seq"`
+	All     bool            `json:"all"`
+	Regions []canvas.Region `json:"regions,omitempty"`
 }
 
 // Event is one committed pixel change. On the WebSocket it is an element of
@@ -110,7 +138,11 @@ type ServerFrame struct {
 	Seq     uint64  `json:"seq"`
 	Resumed bool    `json:"resumed"`
 	Reason  string  `json:"reason"`
+	From    uint64  `json:"from"`
 	Events  []Event `json:"events"`
+	// Of subscribed frames.
+	All     bool            `json:"all"`
+	Regions []canvas.Region `json:"regions"`
 }
 
 // Snapshot is the JSON answer of GET /api/canvas: the position, read
