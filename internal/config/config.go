@@ -376,6 +376,7 @@ func sanitize(host string, err error) string {
 // caller adds the Redis client, logger, tracer and hooks.
 func (c Config) GatewayOptions() gateway.Options {
 	return gateway.Options{
+		Size:           canvas.Size{Width: c.Width, Height: c.Height},
 		Canvas:         c.Canvas,
 		InstanceID:     c.InstanceID,
 		AllowedOrigins: c.AllowedOrigins,

@@ -19,6 +19,10 @@ import (
 type item struct {
 	batch *batch
 	ctl   []byte
+	// resync: ctl is a resync to resyncSeq (the client's position becomes
+	// it).
+	resync    bool
+	resyncSeq uint64
 }
 
 // batch is one broadcast's events, shared read-only by every client's
@@ -82,8 +86,21 @@ type conn struct {
 	// format is how this connection's frames are encoded, fixed at the
 	// upgrade (subprotocol and fields=).
 	format wireFormat
-	wake   chan struct{} // cap 1: wakes the writer goroutine
-	done   chan struct{} // closed when the connection is closing
+	// view is what the connection receives, the whole canvas or its
+	// regions; round and hits are broadcastRegions' scratch. All three are
+	// guarded by the hub's lock.
+	view  view
+	round uint64
+	hits  []int
+	// filtered is set once the connection has held regions: its events
+	// frames carry "from" from then on (see assembleFrom).
+	filtered atomic.Bool
+	// through is the last sequence the client has been told about (hello,
+	// resync, the last event of a frame): a filtered frame's "from" is the
+	// one after it. Only the writer holding the socket's turn uses it.
+	through uint64
+	wake    chan struct{} // cap 1: wakes the writer goroutine
+	done    chan struct{} // closed when the connection is closing
 
 	closeOnce sync.Once
 	marked    atomic.Bool  // c is in its flusher's marked list (or waiting in it)
@@ -97,6 +114,8 @@ type conn struct {
 	pingQueued bool   // a ping is in q
 	closing    bool   // done is closed: nothing more is written but the close frame
 	wasResync  bool   // a resync was queued: a replay in progress stops
+	acks       int    // subscribed frames in q
+	lastAck    []byte // the newest of them, kept across a resync
 	// writer: the writer goroutine sends everything queued until the queue
 	// is empty, and flushers leave c alone. It starts set (the connection's
 	// opening is written directly, then the writer drains what queued
@@ -154,15 +173,49 @@ func (c *conn) enqueue(b *batch, limit int) bool {
 // it reloads covers every event up to the resync's position, which is past
 // the dropped ones) and its queue stays bounded however often it is
 // resynced.
-func (c *conn) resync(frame []byte) {
+//
+// A subscription acknowledgement the client has not been sent yet is kept,
+// after the resync: the client waits for it to load its new regions, and
+// its position is behind the resync's, which only means those regions'
+// snapshots are certainly new enough.
+func (c *conn) resync(frame []byte, seq uint64) {
 	c.mu.Lock()
 	clear(c.q)
-	c.q = append(c.q[:0], item{ctl: frame})
+	c.q = append(c.q[:0], item{ctl: frame, resync: true, resyncSeq: seq})
+	if c.acks > 0 {
+		c.q = append(c.q, item{ctl: c.lastAck})
+		c.acks = 1
+	}
 	c.queued = 0
 	c.pongQueued, c.pingQueued = false, false
 	c.wasResync = true
 	c.mu.Unlock()
 	c.mark()
+}
+
+// maxPendingAcks bounds the subscription acknowledgements queued to one
+// client: a client that changes its regions faster than it reads is
+// flooding, and is closed rather than allowed to grow its queue.
+const maxPendingAcks = 8
+
+// errSubscribeFlood closes a client past maxPendingAcks.
+var errSubscribeFlood = &frameError{Code: 1008, Reason: "subscription flood: too many changes unacknowledged"}
+
+// acknowledge queues a subscribed frame (payload, JSON); the hub calls it
+// under its lock, right after changing c's view.
+func (c *conn) acknowledge(payload []byte) error {
+	c.mu.Lock()
+	if c.acks >= maxPendingAcks {
+		c.mu.Unlock()
+		return errSubscribeFlood
+	}
+	frame := textFrame(payload)
+	c.q = append(c.q, item{ctl: frame})
+	c.acks++
+	c.lastAck = frame
+	c.mu.Unlock()
+	c.mark()
+	return nil
 }
 
 // resynced reports whether a resync was queued to c: a replay running
@@ -211,6 +264,7 @@ func (c *conn) takeLocked() []item {
 	c.q, c.spare = c.spare[:0], nil
 	c.queued = 0
 	c.pongQueued, c.pingQueued = false, false
+	c.acks = 0
 	return q
 }
 
@@ -259,7 +313,7 @@ func (c *conn) flush(buf []byte, joined *[][]byte) []byte {
 	}
 	q := c.takeLocked()
 	c.mu.Unlock()
-	data, events, buf := assemble(buf, c.format, q, joined)
+	data, events, buf := c.assemble(buf, q, joined)
 	n, err := c.out.tryWrite(data)
 	c.recycle(q)
 	if err != nil {
@@ -283,7 +337,65 @@ func (c *conn) flush(buf []byte, joined *[][]byte) []byte {
 	return buf
 }
 
-// assemble returns the bytes that send q in format f: consecutive event
+// assemble returns the bytes that send q on c, and moves c.through past
+// them: in c's format (assembleFrames), or with "from" on every events
+// frame (assembleFrom) once c has held regions. The caller holds c's turn.
+func (c *conn) assemble(buf []byte, q []item, joined *[][]byte) (data []byte, events int, out []byte) {
+	if c.filtered.Load() {
+		return c.assembleFrom(buf, q)
+	}
+	for _, it := range q {
+		switch {
+		case it.batch != nil:
+			c.through = it.batch.evs[len(it.batch.evs)-1].seq
+		case it.resync:
+			c.through = it.resyncSeq
+		}
+	}
+	return assembleFrames(buf, c.format, q, joined)
+}
+
+// assembleFrom is assemble for a connection that holds regions (JSON
+// only): its batches hold only the events inside its regions, so
+// sequences skip, and each events frame names the first sequence it
+// covers, the one after the last the client was told about.
+func (c *conn) assembleFrom(buf []byte, q []item) (data []byte, events int, out []byte) {
+	var pending [][]byte // owned: appended to, never a batch's own slice
+	var last uint64      // sequence of pending's last event
+	flush := func() {
+		if len(pending) == 0 {
+			return
+		}
+		buf = appendFromWire(buf, c.through+1, pending)
+		events += len(pending)
+		pending = pending[:0]
+		c.through = last
+	}
+	for _, it := range q {
+		if it.batch == nil {
+			flush()
+			buf = append(buf, it.ctl...)
+			if it.resync {
+				c.through = it.resyncSeq
+			}
+			continue
+		}
+		evs, seqs := it.batch.events(c.format), it.batch.evs
+		for len(evs) > 0 { // frames of at most maxFrame events
+			n := min(len(evs), maxFrame-len(pending))
+			pending = append(pending, evs[:n]...)
+			last = seqs[n-1].seq
+			evs, seqs = evs[n:], seqs[n:]
+			if len(pending) == maxFrame {
+				flush()
+			}
+		}
+	}
+	flush()
+	return buf, events, buf
+}
+
+// assembleFrames returns the bytes that send q in format f: consecutive event
 // batches packed into events frames of at most maxFrame events, control
 // frames alone, in order. Batches join only where their sequences run on
 // (a binary frame names its first sequence only; the hub queues contiguous
@@ -291,7 +403,7 @@ func (c *conn) flush(buf []byte, joined *[][]byte) []byte {
 // between them anyway). A lone batch that fits a frame is its shared
 // frame; anything else is built in buf (returned grown). Batches are
 // shared with other clients' queues, so they are only read.
-func assemble(buf []byte, f wireFormat, q []item, joined *[][]byte) (data []byte, events int, out []byte) {
+func assembleFrames(buf []byte, f wireFormat, q []item, joined *[][]byte) (data []byte, events int, out []byte) {
 	if len(q) == 1 {
 		if b := q[0].batch; b != nil && len(b.evs) <= maxFrame {
 			return b.sharedWire(f), len(b.evs), buf
@@ -411,7 +523,7 @@ func (c *conn) sendQueued() bool {
 		if err == nil && len(q) > 0 {
 			var data []byte
 			var n int
-			data, n, c.wbuf = assemble(c.wbuf[:0], c.format, q, &c.joined)
+			data, n, c.wbuf = c.assemble(c.wbuf[:0], q, &c.joined)
 			err = c.out.writeAll(data, deadline)
 			events += n
 		}
@@ -436,6 +548,15 @@ func (c *conn) write(payload []byte) error {
 	}
 	defer c.out.unlock()
 	return c.out.writeAll(messageFrame(c.format, payload), time.Now().Add(writeWait))
+}
+
+// writeFrame is write for a message already framed (header included).
+func (c *conn) writeFrame(frame []byte) error {
+	if !c.out.lock(c.done) {
+		return errClosing
+	}
+	defer c.out.unlock()
+	return c.out.writeAll(frame, time.Now().Add(writeWait))
 }
 
 // closeSent is the closeWith "code" of a connection whose close frame gorilla
@@ -487,7 +608,11 @@ func (c *conn) closeWith(code int, reason string) {
 // ping of pixelflow.v1.bin); anything else closes its connection
 // with the matching close code, and no other connection notices.
 func (c *conn) readLoop() {
-	c.ws.SetReadLimit(maxClientFrame)
+	limit := int64(maxClientFrame)
+	if c.format.binary() {
+		limit = maxBinaryClientFrame
+	}
+	c.ws.SetReadLimit(limit)
 	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
 	c.ws.SetPongHandler(func(string) error {
 		return c.ws.SetReadDeadline(time.Now().Add(pongWait))
@@ -512,8 +637,18 @@ func (c *conn) readLoop() {
 			return
 		}
 		_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
-		if f.Type == protocol.TypePing {
+		switch f.Type {
+		case protocol.TypePing:
 			c.pong()
+		default:
+			if err := c.g.hub.change(c, c.g.opts.Size, f); err != nil {
+				var fe *frameError
+				if errors.As(err, &fe) {
+					c.closeWith(fe.Code, fe.Reason)
+				}
+				c.drain()
+				return
+			}
 		}
 	}
 }

@@ -108,7 +108,7 @@ func TestSharedFrameMatchesJoinedFrame(t *testing.T) {
 	for f := range numFormats {
 		b := seqBatch(1, 2)
 		var joined [][]byte
-		want, n, _ := assemble(nil, f, []item{{batch: seqBatch(1, 1)}, {batch: seqBatch(2, 1)}}, &joined)
+		want, n, _ := assembleFrames(nil, f, []item{{batch: seqBatch(1, 1)}, {batch: seqBatch(2, 1)}}, &joined)
 		if n != 2 {
 			t.Fatalf("format %d: assembled %d events, want 2", f, n)
 		}
@@ -141,7 +141,7 @@ func TestSharedFrameMatchesJoinedFrame(t *testing.T) {
 // second batch's events.
 func TestAssembleSplitsAtASequenceJump(t *testing.T) {
 	var joined [][]byte
-	data, n, _ := assemble(nil, binaryFormat, []item{{batch: seqBatch(1, 2)}, {batch: seqBatch(7, 1)}}, &joined)
+	data, n, _ := assembleFrames(nil, binaryFormat, []item{{batch: seqBatch(1, 2)}, {batch: seqBatch(7, 1)}}, &joined)
 	want := append(appendEventsWire(nil, binaryFormat, 1, seqBatch(1, 2).events(binaryFormat)),
 		appendEventsWire(nil, binaryFormat, 7, seqBatch(7, 1).events(binaryFormat))...)
 	if n != 3 || string(data) != string(want) {
@@ -168,7 +168,7 @@ func TestRawFramesReadByGorilla(t *testing.T) {
 		}
 		var joined [][]byte
 		q := []item{{batch: seqBatch(1, 1)}, {ctl: textFrame(pongFrame)}, {batch: seqBatch(2, 1)}, {batch: seqBatch(3, 1)}}
-		data, _, _ := assemble(nil, 0, q, &joined)
+		data, _, _ := assembleFrames(nil, 0, q, &joined)
 		buf = append(buf, data...)
 		_, _ = ws.NetConn().Write(buf)
 		_, _, _ = ws.ReadMessage() // until the client closes

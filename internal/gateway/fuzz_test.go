@@ -32,6 +32,13 @@ func FuzzParseClientFrame(f *testing.F) {
 		{websocket.TextMessage, `[]`},
 		{websocket.TextMessage, `"ping"`},
 		{websocket.TextMessage, `{"type":"ping"}{}`},
+		{websocket.TextMessage, `{"type":"subscribe","regions":[0,1,64]}`},
+		{websocket.TextMessage, `{"type":"subscribe","all":true}`},
+		{websocket.TextMessage, `{"type":"unsubscribe","regions":[3]}`},
+		{websocket.TextMessage, `{"type":"unsubscribe","all":true}`},
+		{websocket.TextMessage, `{"type":"subscribe","regions":[-1]}`},
+		{websocket.TextMessage, `{"type":"subscribe","regions":"1"}`},
+		{websocket.TextMessage, `{"type":"subscribe"}`},
 		{websocket.TextMessage, "\xff\xfe"},
 		{websocket.TextMessage, ""},
 		{websocket.BinaryMessage, "\x00\x01"},
@@ -55,8 +62,13 @@ func FuzzParseClientFrame(f *testing.F) {
 		}
 		fr, err := parseClientFrame(format, mt, data)
 		if err == nil {
-			if fr.Type != protocol.TypePing || len(data) > maxClientFrame {
+			ok := fr.Type == protocol.TypePing ||
+				!bin && (fr.Type == protocol.TypeSubscribe || fr.Type == protocol.TypeUnsubscribe) && (fr.All || len(fr.Regions) > 0)
+			if !ok || len(data) > maxClientFrame {
 				t.Fatalf("accepted %d %q as %+v", mt, data, fr)
+			}
+			if fr.Type != protocol.TypePing {
+				return
 			}
 			if bin && (mt != websocket.BinaryMessage || string(data) != "\x05") || !bin && mt != websocket.TextMessage {
 				t.Fatalf("bin=%v accepted %d %q as a ping", bin, mt, data)

@@ -103,6 +103,9 @@ type Options struct {
 	// CanaryBound: when positive, Ready fails once no canary has arrived
 	// for this long (counted from the start before the first one).
 	CanaryBound time.Duration
+	// Size is the canvas's, to refuse regions outside it (docs/protocol.md,
+	// "Regions"). Default: the largest canvas (canvas.MaxSide square).
+	Size canvas.Size
 	// Failpoint, when set, is called at named places. For tests and drills
 	// (package failpoint arms them in a binary built with -tags
 	// failpoints):
@@ -154,6 +157,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.QueueLen == 0 {
 		o.QueueLen = DefaultQueueLen
+	}
+	if o.Size == (canvas.Size{}) {
+		o.Size = canvas.Size{Width: canvas.MaxSide, Height: canvas.MaxSide}
 	}
 	if o.FlushWindow == 0 {
 		o.FlushWindow = 2 * time.Millisecond

@@ -46,12 +46,21 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, canvas.ErrorCode(err), canvas.ErrorMessage(err))
 		return
 	}
+	v, err := parseRegions(q, g.opts.Size)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, canvas.ErrorCode(err), canvas.ErrorMessage(err))
+		return
+	}
 	subprotocol, err := negotiate(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, canvas.ErrorCode(err), canvas.ErrorMessage(err))
 		return
 	}
 	if subprotocol == protocol.SubprotocolBinary {
+		if v.regional {
+			writeError(w, http.StatusBadRequest, canvas.EInvalid, "regions= is for the JSON protocol in this version: "+protocol.SubprotocolBinary+" receives the whole canvas")
+			return
+		}
 		if format != 0 {
 			writeError(w, http.StatusBadRequest, canvas.EInvalid, "fields= is for the JSON protocol: "+protocol.SubprotocolBinary+" carries no optional fields")
 			return
@@ -83,6 +92,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := newConn(g, ws, out, format)
+	c.view = v // before the hub sees c
+	c.filtered.Store(v.regional)
 	// The writer is part of the connection: its slot is released only once
 	// the writer has returned too, so Close, which waits for every slot,
 	// leaves no writer goroutine behind.
@@ -127,11 +138,16 @@ func (g *Gateway) start(ctx context.Context, c *conn, since canvas.Position, has
 		first, reason = g.planResume(ctx, since, pos)
 		resumed = reason == ""
 	}
+	c.through = pos.Seq
+	if resumed {
+		c.through = since.Seq
+	}
 	if err := c.write(encodeHello(c.format, pos, resumed)); err != nil {
 		return err
 	}
 	if reason != "" {
 		g.stats.resyncs.Add(1)
+		c.through = pos.Seq
 		return c.write(encodeResync(c.format, reason, pos))
 	}
 	if len(first) == 0 {
@@ -149,14 +165,26 @@ func (g *Gateway) start(ctx context.Context, c *conn, since canvas.Position, has
 // replay with a resync.
 func (g *Gateway) replay(ctx context.Context, c *conn, page []stream.Entry, pos canvas.Position) error {
 	var buf []byte
+	// c's view cannot change meanwhile: its frames are read only once
+	// the replay is over.
+	v := c.view
 	for {
-		evs := encodeEvents(c.format, toWireAll(page))
+		held := v.filter(page)
+		evs := encodeEvents(c.format, toWireAll(held))
 		for sent := 0; sent < len(evs); {
 			n := min(len(evs)-sent, maxFrame)
-			buf = appendEventsPayload(buf[:0], c.format, page[sent].Seq, evs[sent:sent+n])
-			if err := c.write(buf); err != nil {
+			var err error
+			if c.filtered.Load() {
+				buf = appendFromWire(buf[:0], c.through+1, evs[sent:sent+n])
+				err = c.writeFrame(buf)
+			} else {
+				buf = appendEventsPayload(buf[:0], c.format, held[sent].Seq, evs[sent:sent+n])
+				err = c.write(buf)
+			}
+			if err != nil {
 				return err
 			}
+			c.through = held[sent+n-1].Seq
 			g.stats.delivered.Add(int64(n))
 			sent += n
 		}
@@ -178,6 +206,7 @@ func (g *Gateway) replay(ctx context.Context, c *conn, page []stream.Entry, pos 
 		}
 		if reason != "" {
 			g.stats.resyncs.Add(1)
+			c.through = pos.Seq
 			return c.write(encodeResync(c.format, reason, pos))
 		}
 	}

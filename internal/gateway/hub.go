@@ -16,37 +16,104 @@ import (
 //
 // The hub never blocks on a client: broadcasting is one append to each
 // client's queue, and a queue that would overflow is replaced by a resync.
+//
+// Clients of the whole canvas are one set; region clients are indexed by
+// region (byRegion), so a broadcast touches only the clients whose regions
+// its events are in, not every client: that is what makes a region
+// delivery cheaper than a whole-canvas one, not only smaller.
 type hub struct {
 	mu       sync.Mutex
 	pos      canvas.Position
-	clients  map[*conn]struct{}
+	whole    map[*conn]struct{}
+	regional map[*conn]struct{}
+	byRegion map[canvas.Region]map[*conn]struct{}
 	queueLen int
 	stats    *counters
+
+	round   uint64  // broadcasts to region clients so far (conn.round)
+	touched []*conn // scratch of broadcastRegions
 }
 
 func newHub(queueLen int, stats *counters) *hub {
-	return &hub{clients: make(map[*conn]struct{}), queueLen: queueLen, stats: stats}
+	return &hub{whole: make(map[*conn]struct{}), regional: make(map[*conn]struct{}),
+		byRegion: make(map[canvas.Region]map[*conn]struct{}), queueLen: queueLen, stats: stats}
 }
 
-// register adds c and returns the position it starts after.
+// register adds c, with the regions it asked for at connect time (see
+// conn.view), and returns the position it starts after.
 func (h *hub) register(c *conn) canvas.Position {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.clients[c] = struct{}{}
+	h.index(c)
 	return h.pos
+}
+
+// index adds c to the sets its view names; the caller holds mu.
+func (h *hub) index(c *conn) {
+	if !c.view.regional {
+		h.whole[c] = struct{}{}
+		return
+	}
+	h.regional[c] = struct{}{}
+	for _, r := range c.view.regions {
+		set := h.byRegion[r]
+		if set == nil {
+			set = make(map[*conn]struct{})
+			h.byRegion[r] = set
+		}
+		set[c] = struct{}{}
+	}
+}
+
+// unindex removes c from every set; the caller holds mu.
+func (h *hub) unindex(c *conn) {
+	delete(h.whole, c)
+	if _, ok := h.regional[c]; !ok {
+		return
+	}
+	delete(h.regional, c)
+	for _, r := range c.view.regions {
+		if set := h.byRegion[r]; set != nil {
+			delete(set, c)
+			if len(set) == 0 {
+				delete(h.byRegion, r)
+			}
+		}
+	}
 }
 
 func (h *hub) unregister(c *conn) {
 	h.mu.Lock()
-	delete(h.clients, c)
+	h.unindex(c)
 	h.mu.Unlock()
+}
+
+// change applies a subscribe or unsubscribe of c and queues its
+// acknowledgement, under the lock that orders broadcasts: every entry
+// broadcast after the acknowledged position is filtered by the new view.
+// An error is the client's fault (outside the canvas, too many regions, a
+// flood of changes) and closes its connection.
+func (h *hub) change(c *conn, size canvas.Size, sub clientFrame) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	next, err := c.view.apply(size, sub)
+	if err != nil {
+		return err
+	}
+	h.unindex(c)
+	c.view = next
+	h.index(c)
+	if next.regional {
+		c.filtered.Store(true)
+	}
+	return c.acknowledge(encodeSubscribed(h.pos, next))
 }
 
 // snapshot returns the position and the number of clients.
 func (h *hub) snapshot() (canvas.Position, int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.pos, len(h.clients)
+	return h.pos, len(h.whole) + len(h.regional)
 }
 
 func (h *hub) position() canvas.Position {
@@ -90,16 +157,79 @@ func (h *hub) broadcast(epoch string, first uint64, entries []stream.Entry) int 
 	h.stats.broadcast.Add(int64(len(evs) - from))
 	// Built once per encoding, only if some client overflows.
 	resync := resyncFrames{reason: protocol.ReasonSlow, pos: h.pos}
-	for c := range h.clients {
-		if c.enqueue(b, h.queueLen) {
-			c.mark()
-			continue
-		}
-		h.stats.degraded.Add(1)
-		h.stats.resyncs.Add(1)
-		c.resync(resync.frame(c.format))
+	for c := range h.whole {
+		h.deliver(c, b, &resync)
+	}
+	if len(h.regional) > 0 {
+		h.broadcastRegions(b, &resync)
 	}
 	return from
+}
+
+// deliver queues b to c, or degrades c when its queue would overflow; the
+// caller holds mu.
+func (h *hub) deliver(c *conn, b *batch, resync *resyncFrames) {
+	if c.enqueue(b, h.queueLen) {
+		c.mark()
+		return
+	}
+	h.stats.degraded.Add(1)
+	h.stats.resyncs.Add(1)
+	c.resync(resync.frame(c.format), resync.pos.Seq)
+}
+
+// broadcastRegions queues to each region client the events of b inside its
+// regions (and every canary), visiting only the clients of the regions b
+// touches. A client given one event, or all of them, shares its batch
+// with every other such client; only a client hit by several but not all
+// events gets a batch of its own. The caller holds mu.
+func (h *hub) broadcastRegions(b *batch, resync *resyncFrames) {
+	h.round++
+	touched := h.touched[:0]
+	hit := func(c *conn, i int) {
+		if c.round != h.round {
+			c.round, c.hits = h.round, c.hits[:0]
+			touched = append(touched, c)
+		}
+		c.hits = append(c.hits, i)
+	}
+	for i := range b.evs {
+		e := &b.evs[i]
+		if e.canary {
+			for c := range h.regional {
+				hit(c, i)
+			}
+			continue
+		}
+		for c := range h.byRegion[canvas.RegionOf(e.gx, e.gy)] {
+			hit(c, i)
+		}
+	}
+	var single []*batch // by event index, built on first need
+	for _, c := range touched {
+		sub := b
+		switch n := len(c.hits); {
+		case n == len(b.evs):
+		case n == 1:
+			if single == nil {
+				single = make([]*batch, len(b.evs))
+			}
+			i := c.hits[0]
+			if single[i] == nil {
+				single[i] = newBatch(b.evs[i].seq, b.evs[i:i+1])
+			}
+			sub = single[i]
+		default:
+			evs := make([]wireEvent, n)
+			for j, i := range c.hits {
+				evs[j] = b.evs[i]
+			}
+			sub = newBatch(evs[0].seq, evs)
+		}
+		h.deliver(c, sub, resync)
+	}
+	clear(touched)
+	h.touched = touched[:0]
 }
 
 // resync moves the position to pos and tells every client to reload its
@@ -114,8 +244,10 @@ func (h *hub) resync(reason string, pos canvas.Position) {
 	}
 	h.pos = pos
 	frames := resyncFrames{reason: reason, pos: pos}
-	for c := range h.clients {
-		h.stats.resyncs.Add(1)
-		c.resync(frames.frame(c.format))
+	for _, set := range [2]map[*conn]struct{}{h.whole, h.regional} {
+		for c := range set {
+			h.stats.resyncs.Add(1)
+			c.resync(frames.frame(c.format), pos.Seq)
+		}
 	}
 }

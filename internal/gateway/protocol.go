@@ -22,8 +22,17 @@ import (
 // (protocol.SubprotocolBinary); JSON events carry the optional fields the
 // client named in fields=.
 
-// maxClientFrame bounds what a client may send: a ping is a dozen bytes.
-const maxClientFrame = 512
+// maxClientFrame bounds what a client may send: a ping is a dozen bytes,
+// a subscribe of canvas.MaxRegions ids about 1.3 KB. maxBinaryClientFrame
+// bounds pixelflow.v1.bin's, whose only message is a one-byte ping.
+const (
+	maxClientFrame       = 4096
+	maxBinaryClientFrame = 512
+)
+
+// clientFrame is one frame a client sent: a ping, or a subscribe or
+// unsubscribe (JSON only).
+type clientFrame = protocol.Subscribe
 
 // wireFormat is how one connection's events are encoded: JSON with a set of
 // optional fields (a bit each), or binary. Every batch is encoded at most
@@ -311,18 +320,19 @@ type frameError struct {
 
 func (e *frameError) Error() string { return "close " + strconv.Itoa(e.Code) + ": " + e.Reason }
 
-// parseClientFrame validates one message from a client speaking format f.
-// Clients have nothing to tell the gateway but ping, so anything else is a
+// parseClientFrame validates one message from a client speaking format f:
+// a ping, or (JSON) a subscribe or unsubscribe. Anything else is a
 // protocol violation that closes the connection with the code RFC 6455
 // §7.4.1 gives it: a frame of the other encoding's type is unsupported
 // data (1003), a malformed one invalid payload (1007), a well-formed
-// message of another type a policy violation (1008).
-func parseClientFrame(f wireFormat, messageType int, data []byte) (protocol.Ping, error) {
-	var p protocol.Ping
+// message of another type a policy violation (1008). Whether the regions
+// named exist is the hub's to check (view.apply).
+func parseClientFrame(f wireFormat, messageType int, data []byte) (clientFrame, error) {
+	var p clientFrame
 	switch {
 	case messageType != websocket.TextMessage && messageType != websocket.BinaryMessage:
 		return p, &frameError{websocket.CloseProtocolError, "unexpected frame type"}
-	case len(data) > maxClientFrame:
+	case len(data) > maxClientFrame || f.binary() && len(data) > maxBinaryClientFrame:
 		return p, &frameError{websocket.CloseMessageTooBig, "frame too large"}
 	case f.binary():
 		return parseBinaryClientFrame(messageType, data)
@@ -331,29 +341,62 @@ func parseClientFrame(f wireFormat, messageType int, data []byte) (protocol.Ping
 	case !utf8.Valid(data):
 		return p, &frameError{websocket.CloseInvalidFramePayloadData, "text frame is not valid UTF-8"}
 	}
-	if err := json.Unmarshal(data, &p); err != nil {
-		return protocol.Ping{}, &frameError{websocket.CloseInvalidFramePayloadData, "frame is not a JSON object"}
+	var probe struct {
+		Type string `json:"type"`
 	}
-	if p.Type != protocol.TypePing {
-		return protocol.Ping{}, &frameError{websocket.ClosePolicyViolation, "unsupported frame type"}
+	if err := json.Unmarshal(data, &probe); err != nil {
+		return clientFrame{}, &frameError{websocket.CloseInvalidFramePayloadData, "frame is not a JSON object"}
+	}
+	switch probe.Type {
+	case protocol.TypePing:
+		return clientFrame{Type: protocol.TypePing}, nil
+	case protocol.TypeSubscribe, protocol.TypeUnsubscribe:
+	default:
+		return clientFrame{}, &frameError{websocket.ClosePolicyViolation, "unsupported frame type"}
+	}
+	if err := json.Unmarshal(data, &p); err != nil {
+		return clientFrame{}, &frameError{websocket.CloseInvalidFramePayloadData, probe.Type + ": regions must be a list of region ids, all a boolean"}
+	}
+	switch {
+	case p.All && (p.Type == protocol.TypeUnsubscribe || len(p.Regions) > 0):
+		return clientFrame{}, &frameError{websocket.CloseInvalidFramePayloadData, p.Type + ": all is only for subscribe, without regions"}
+	case !p.All && len(p.Regions) == 0:
+		return clientFrame{}, &frameError{websocket.CloseInvalidFramePayloadData, p.Type + ": name at least one region"}
 	}
 	return p, nil
 }
 
 // parseBinaryClientFrame is parseClientFrame for pixelflow.v1.bin, where
 // the only client message is the one byte protocol.BinPing.
-func parseBinaryClientFrame(messageType int, data []byte) (protocol.Ping, error) {
+func parseBinaryClientFrame(messageType int, data []byte) (clientFrame, error) {
 	switch {
 	case messageType == websocket.TextMessage:
-		return protocol.Ping{}, &frameError{websocket.CloseUnsupportedData, "text frames are not part of " + protocol.SubprotocolBinary}
+		return clientFrame{}, &frameError{websocket.CloseUnsupportedData, "text frames are not part of " + protocol.SubprotocolBinary}
 	case len(data) == 0:
-		return protocol.Ping{}, &frameError{websocket.CloseInvalidFramePayloadData, "empty message"}
+		return clientFrame{}, &frameError{websocket.CloseInvalidFramePayloadData, "empty message"}
 	case data[0] != protocol.BinPing:
-		return protocol.Ping{}, &frameError{websocket.ClosePolicyViolation, "unsupported message type " + strconv.Itoa(int(data[0]))}
+		return clientFrame{}, &frameError{websocket.ClosePolicyViolation, "unsupported message type " + strconv.Itoa(int(data[0]))}
 	case len(data) != 1:
-		return protocol.Ping{}, &frameError{websocket.CloseInvalidFramePayloadData, "a ping is one byte"}
+		return clientFrame{}, &frameError{websocket.CloseInvalidFramePayloadData, "a ping is one byte"}
 	}
-	return protocol.Ping{Type: protocol.TypePing}, nil
+	return clientFrame{Type: protocol.TypePing}, nil
+}
+
+// parseRegions reads the optional ?regions= list of a canvas of size s:
+// absent is the whole canvas.
+func parseRegions(q url.Values, s canvas.Size) (view, error) {
+	vals, present := q["regions"]
+	if !present {
+		return view{}, nil
+	}
+	if len(vals) != 1 {
+		return view{}, canvas.Errorf(canvas.EInvalid, "give regions at most once")
+	}
+	ids, err := canvas.ParseRegions(s, vals[0])
+	if err != nil {
+		return view{}, err
+	}
+	return view{regional: true, regions: ids}, nil
 }
 
 // parseSince reads the optional ?since=<epoch>:<seq> resume position.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/gateway"
 	"github.com/pixelflow/pixelflow/internal/harness/gatewaytest"
 	"github.com/pixelflow/pixelflow/internal/protocol"
@@ -194,8 +196,13 @@ func TestClientFramesPolicedPerConnection(t *testing.T) {
 		{"binary", websocket.BinaryMessage, []byte{1, 2, 3}, websocket.CloseUnsupportedData},
 		{"not json", websocket.TextMessage, []byte("hello?"), websocket.CloseInvalidFramePayloadData},
 		{"not utf-8", websocket.TextMessage, []byte{'"', 0xff, '"'}, websocket.CloseInvalidFramePayloadData},
-		{"unknown type", websocket.TextMessage, []byte(`{"type":"subscribe"}`), websocket.ClosePolicyViolation},
-		{"oversized", websocket.TextMessage, []byte(`{"type":"ping","pad":"` + strings.Repeat("x", 2000) + `"}`), websocket.CloseMessageTooBig},
+		{"unknown type", websocket.TextMessage, []byte(`{"type":"pong"}`), websocket.ClosePolicyViolation},
+		{"subscribe naming nothing", websocket.TextMessage, []byte(`{"type":"subscribe"}`), websocket.CloseInvalidFramePayloadData},
+		{"subscribe malformed", websocket.TextMessage, []byte(`{"type":"subscribe","regions":["a"]}`), websocket.CloseInvalidFramePayloadData},
+		{"unsubscribe all", websocket.TextMessage, []byte(`{"type":"unsubscribe","all":true}`), websocket.CloseInvalidFramePayloadData},
+		{"region outside the canvas", websocket.TextMessage, []byte(`{"type":"subscribe","regions":[4096]}`), websocket.ClosePolicyViolation},
+		{"too many regions", websocket.TextMessage, []byte(`{"type":"subscribe","regions":[` + manyRegions(257) + `]}`), websocket.ClosePolicyViolation},
+		{"oversized", websocket.TextMessage, []byte(`{"type":"ping","pad":"` + strings.Repeat("x", 5000) + `"}`), websocket.CloseMessageTooBig},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -358,4 +365,13 @@ func TestOptionsValidated(t *testing.T) {
 	if _, err := gateway.New(gateway.Options{Redis: rdb, InstanceID: "gw-1.a_b"}); err != nil {
 		t.Errorf("good options refused: %v", err)
 	}
+}
+
+// manyRegions is a list of n region ids of a 1024×1024 canvas.
+func manyRegions(n int) string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = strconv.Itoa(i%16 + i/16*canvas.RegionStride)
+	}
+	return strings.Join(ids, ",")
 }

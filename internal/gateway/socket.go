@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -268,4 +269,24 @@ func messageOp(f wireFormat) byte {
 func appendEventsWire(buf []byte, f wireFormat, first uint64, evs [][]byte) []byte {
 	n := eventsPayloadLen(f, first, evs)
 	return appendEventsPayload(appendHeader(buf, messageOp(f), n), f, first, evs)
+}
+
+// appendFromWire appends a region connection's events frame (JSON): evs,
+// every event of its regions from sequence from through the last of them.
+func appendFromWire(buf []byte, from uint64, evs [][]byte) []byte {
+	var head [48]byte
+	prefix := strconv.AppendUint(append(head[:0], `{"type":"events","from":`...), from, 10)
+	prefix = append(prefix, `,"events":[`...)
+	n := len(prefix) + len(eventsSuffix) + max(len(evs)-1, 0)
+	for _, e := range evs {
+		n += len(e)
+	}
+	buf = append(appendHeader(buf, opText, n), prefix...)
+	for i, e := range evs {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, e...)
+	}
+	return append(buf, eventsSuffix...)
 }

@@ -93,6 +93,23 @@ func (p *Publisher) Publish(n int) []stream.Entry {
 	return out
 }
 
+// PublishAt commits and publishes one event on each of the pixels at, in
+// order (any coordinates of the largest canvas: the publisher's size
+// bounds only Publish), and returns them.
+func (p *Publisher) PublishAt(at ...[2]int) []stream.Entry {
+	p.tb.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]stream.Entry, 0, len(at))
+	for _, k := range at {
+		px := Pixel{Color: canvas.Color(p.rng.Uint32() & 0xFFFFFF), Version: p.pixels[k].Version + 1}
+		p.pixels[k] = px
+		out = append(out, p.entryLocked(canvas.KindPixel, k, px))
+	}
+	p.publishLocked(out)
+	return out
+}
+
 // PublishCanary publishes one canary event (no pixel changes).
 func (p *Publisher) PublishCanary() stream.Entry {
 	p.tb.Helper()
