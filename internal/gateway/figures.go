@@ -70,6 +70,8 @@ func (g *Gateway) Collector() prometheus.Collector {
 	return telemetry.Collectors{
 		telemetry.Snapshot(read,
 			series("pixelflow_gateway_clients", "Connected WebSocket clients.", gauge, func(f figures) float64 { return float64(f.Clients) }),
+			series("pixelflow_gateway_region_clients", "Connected clients receiving only their regions (docs/protocol.md, Regions).", gauge, func(f figures) float64 { return float64(f.RegionClients) }),
+			series("pixelflow_gateway_region_subscriptions", "Regions held, summed over this gateway's region clients.", gauge, func(f figures) float64 { return float64(f.Subscriptions) }),
 			series("pixelflow_gateway_degraded_total", "Clients degraded for being slow.", counter, func(f figures) float64 { return float64(f.Degraded) }),
 			series("pixelflow_gateway_resyncs_total", "Resync frames sent to clients.", counter, func(f figures) float64 { return float64(f.Resyncs) }),
 			series("pixelflow_gateway_delivered_total", "Events written to client sockets, summed over clients.", counter, func(f figures) float64 { return float64(f.Delivered) }),

@@ -215,18 +215,24 @@ func (o Options) Validate() error {
 // Stats is a point-in-time view of a gateway, for /metrics, readiness and
 // /api/health (whose keys are lowerCamel, like every other part of it).
 type Stats struct {
-	Clients    int       `json:"clients"`    // connected WebSocket clients
-	Degraded   int64     `json:"degraded"`   // clients degraded for being slow (total)
-	Resyncs    int64     `json:"resyncs"`    // resync frames queued to clients (total)
-	Delivered  int64     `json:"delivered"`  // events written to client sockets, summed over clients (total)
-	Broadcast  int64     `json:"broadcast"`  // stream entries handed to the hub (total)
-	Duplicates int64     `json:"duplicates"` // stream entries read again at or below LastSeq (total)
-	Offered    int64     `json:"offered"`    // entries a relay in this process offered in time to be broadcast before they were read (total)
-	Reaped     int64     `json:"reaped"`     // dead instances' consumer groups destroyed (total)
-	LastSeq    uint64    `json:"lastSeq"`    // sequence of the last entry broadcast
-	Epoch      string    `json:"epoch"`      // the stream epoch the gateway follows ("" before first contact)
-	Lag        int64     `json:"lag"`        // entries in the stream not yet broadcast, as of the last heartbeat
-	LastCanary time.Time `json:"lastCanary"` // when the last canary entry arrived (zero: none yet)
+	Clients int `json:"clients"` // connected WebSocket clients
+	// RegionClients of them receive only their regions, which hold
+	// Subscriptions regions in all; TopRegions are the most held, at most
+	// topRegions, most subscribers first.
+	RegionClients int           `json:"regionClients"`
+	Subscriptions int           `json:"subscriptions"`
+	TopRegions    []RegionCount `json:"topRegions,omitempty"`
+	Degraded      int64         `json:"degraded"`   // clients degraded for being slow (total)
+	Resyncs       int64         `json:"resyncs"`    // resync frames queued to clients (total)
+	Delivered     int64         `json:"delivered"`  // events written to client sockets, summed over clients (total)
+	Broadcast     int64         `json:"broadcast"`  // stream entries handed to the hub (total)
+	Duplicates    int64         `json:"duplicates"` // stream entries read again at or below LastSeq (total)
+	Offered       int64         `json:"offered"`    // entries a relay in this process offered in time to be broadcast before they were read (total)
+	Reaped        int64         `json:"reaped"`     // dead instances' consumer groups destroyed (total)
+	LastSeq       uint64        `json:"lastSeq"`    // sequence of the last entry broadcast
+	Epoch         string        `json:"epoch"`      // the stream epoch the gateway follows ("" before first contact)
+	Lag           int64         `json:"lag"`        // entries in the stream not yet broadcast, as of the last heartbeat
+	LastCanary    time.Time     `json:"lastCanary"` // when the last canary entry arrived (zero: none yet)
 	// CanaryLatency is the last canary's commit → arrival time.
 	CanaryLatency time.Duration `json:"canaryLatencyNs"`
 	LastError     string        `json:"lastError"` // the last Redis error, "" once reads succeed again
@@ -362,19 +368,23 @@ func (g *Gateway) HandedOut(ctx context.Context) (canvas.Position, error) {
 // Stats returns the gateway's counters and state.
 func (g *Gateway) Stats() Stats {
 	pos, clients := g.hub.snapshot()
+	rc, subs, top := g.hub.regionCounts()
 	s := Stats{
-		Clients:    clients,
-		Degraded:   g.stats.degraded.Load(),
-		Resyncs:    g.stats.resyncs.Load(),
-		Delivered:  g.stats.delivered.Load(),
-		Broadcast:  g.stats.broadcast.Load(),
-		Duplicates: g.stats.duplicates.Load(),
-		Offered:    g.stats.offered.Load(),
-		Reaped:     g.stats.reaped.Load(),
-		LastSeq:    pos.Seq,
-		Epoch:      pos.Epoch,
-		Lag:        g.stats.lag.Load(),
-		Ready:      g.ready.Load(),
+		RegionClients: rc,
+		Subscriptions: subs,
+		TopRegions:    top,
+		Clients:       clients,
+		Degraded:      g.stats.degraded.Load(),
+		Resyncs:       g.stats.resyncs.Load(),
+		Delivered:     g.stats.delivered.Load(),
+		Broadcast:     g.stats.broadcast.Load(),
+		Duplicates:    g.stats.duplicates.Load(),
+		Offered:       g.stats.offered.Load(),
+		Reaped:        g.stats.reaped.Load(),
+		LastSeq:       pos.Seq,
+		Epoch:         pos.Epoch,
+		Lag:           g.stats.lag.Load(),
+		Ready:         g.ready.Load(),
 	}
 	if n := g.stats.lastCanary.Load(); n != 0 {
 		s.LastCanary = time.Unix(0, n)

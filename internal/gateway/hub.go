@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"cmp"
+	"slices"
 	"sync"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
@@ -107,6 +109,29 @@ func (h *hub) change(c *conn, size canvas.Size, sub clientFrame) error {
 		c.filtered.Store(true)
 	}
 	return c.acknowledge(encodeSubscribed(h.pos, next))
+}
+
+// RegionCount is how many clients of a gateway hold one region.
+type RegionCount struct {
+	Region  canvas.Region `json:"region"`
+	Clients int           `json:"clients"`
+}
+
+// topRegions bounds Stats.TopRegions.
+const topRegions = 16
+
+// regionCounts returns the number of region clients, of regions held
+// over all of them, and the most held regions.
+func (h *hub) regionCounts() (clients, subscriptions int, top []RegionCount) {
+	h.mu.Lock()
+	for r, set := range h.byRegion {
+		top = append(top, RegionCount{Region: r, Clients: len(set)})
+		subscriptions += len(set)
+	}
+	clients = len(h.regional)
+	h.mu.Unlock()
+	slices.SortFunc(top, func(a, b RegionCount) int { return cmp.Or(b.Clients-a.Clients, int(a.Region)-int(b.Region)) })
+	return clients, subscriptions, top[:min(len(top), topRegions)]
 }
 
 // snapshot returns the position and the number of clients.

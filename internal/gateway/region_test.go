@@ -88,6 +88,13 @@ func TestRegionsFilterWhatAConnectionReceives(t *testing.T) {
 		t.Fatalf("first frame %+v", h)
 	}
 	r := &regionReader{t: t, ws: ws}
+	gatewaytest.Eventually(t, waitFor, func() error {
+		s := f.gw.G.Stats()
+		if s.Clients != 2 || s.RegionClients != 1 || s.Subscriptions != 2 || len(s.TopRegions) != 2 || s.TopRegions[0].Region != 0 {
+			return fmt.Errorf("stats %d clients, %d by region, %d held, top %v; want 2, 1, 2, [0 65]", s.Clients, s.RegionClients, s.Subscriptions, s.TopRegions)
+		}
+		return nil
+	})
 
 	// Regions 0 (0..63, 0..63), 1 (64.., 0..), 65 (64.., 64..), 64 (0.., 64..).
 	pts := [][2]int{{1, 1}, {70, 5}, {70, 70}, {5, 70}, {63, 63}, {64, 64}, {200, 200}}

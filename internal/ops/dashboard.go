@@ -66,23 +66,26 @@ type Dashboard struct {
 
 // GatewayFigures is what one gateway publishes for the dashboard.
 type GatewayFigures struct {
-	ID              string    `json:"id"`
-	At              time.Time `json:"at"`
-	Clients         int       `json:"clients"`
-	Lag             int64     `json:"lag"`
-	Degraded        int64     `json:"degraded"`
-	Resyncs         int64     `json:"resyncs"`
-	LastSeq         uint64    `json:"lastSeq"`
-	CanaryLatencyMs float64   `json:"canaryLatencyMs"`
-	CanaryAgeS      float64   `json:"canaryAgeSeconds"` // -1: none yet
-	P50Ms           float64   `json:"commitToBroadcastP50Ms"`
-	P99Ms           float64   `json:"commitToBroadcastP99Ms"`
+	ID            string    `json:"id"`
+	At            time.Time `json:"at"`
+	Clients       int       `json:"clients"`
+	RegionClients int       `json:"regionClients"`
+	// TopRegions: the regions most clients of this gateway hold.
+	TopRegions      []gateway.RegionCount `json:"topRegions"`
+	Lag             int64                 `json:"lag"`
+	Degraded        int64                 `json:"degraded"`
+	Resyncs         int64                 `json:"resyncs"`
+	LastSeq         uint64                `json:"lastSeq"`
+	CanaryLatencyMs float64               `json:"canaryLatencyMs"`
+	CanaryAgeS      float64               `json:"canaryAgeSeconds"` // -1: none yet
+	P50Ms           float64               `json:"commitToBroadcastP50Ms"`
+	P99Ms           float64               `json:"commitToBroadcastP99Ms"`
 }
 
 // Figures returns this gateway's figures, now.
 func (d *Dashboard) Figures() GatewayFigures {
 	s := d.Gateway.Stats()
-	f := GatewayFigures{ID: d.Instance, At: time.Now().UTC(), Clients: s.Clients, Lag: s.Lag, Degraded: s.Degraded,
+	f := GatewayFigures{ID: d.Instance, At: time.Now().UTC(), Clients: s.Clients, RegionClients: s.RegionClients, TopRegions: s.TopRegions, Lag: s.Lag, Degraded: s.Degraded,
 		Resyncs: s.Resyncs, LastSeq: s.LastSeq, CanaryLatencyMs: float64(s.CanaryLatency.Microseconds()) / 1000, CanaryAgeS: -1}
 	if !s.LastCanary.IsZero() {
 		f.CanaryAgeS = time.Since(s.LastCanary).Seconds()

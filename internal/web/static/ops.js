@@ -49,7 +49,7 @@ async function tick() {
     }
     const o = d.outbox || {}, rl = d.relay || {};
     $('v-relay').textContent = (o.leaseHolder || rl.leader || '–') + ' · ' + (o.epoch || rl.epoch || '–');
-    $('gateways').tBodies[0].innerHTML = (d.gateways || []).map((g) => `<tr><td>${g.id}</td><td>${g.clients}</td><td>${g.lag}</td><td>${g.degraded}</td><td>${g.resyncs}</td><td>${g.lastSeq}</td><td>${g.canaryLatencyMs.toFixed(1)}</td><td>${g.commitToBroadcastP50Ms.toFixed(1)}</td><td>${g.commitToBroadcastP99Ms.toFixed(1)}</td><td>${Math.max(0, (Date.parse(d.at) - Date.parse(g.at)) / 1000).toFixed(0)} s</td></tr>`).join('');
+    $('gateways').tBodies[0].innerHTML = (d.gateways || []).map((g) => `<tr><td>${g.id}</td><td>${g.clients}</td><td>${g.regionClients || 0}</td><td>${(g.topRegions || []).slice(0, 6).map((r) => r.region + '×' + r.clients).join(' ') || '–'}</td><td>${g.lag}</td><td>${g.degraded}</td><td>${g.resyncs}</td><td>${g.lastSeq}</td><td>${g.canaryLatencyMs.toFixed(1)}</td><td>${g.commitToBroadcastP50Ms.toFixed(1)}</td><td>${g.commitToBroadcastP99Ms.toFixed(1)}</td><td>${Math.max(0, (Date.parse(d.at) - Date.parse(g.at)) / 1000).toFixed(0)} s</td></tr>`).join('');
     const st = $('status');
     if (d.errors) { st.textContent = 'degraded: ' + d.errors.join('; '); st.className = 'bad'; }
     else { st.textContent = 'live · ' + new Date(d.at).toLocaleTimeString() + ' · via ' + d.instance; st.className = ''; }
