@@ -32,12 +32,13 @@ import (
 // stays under, and short HTTP timeouts so that slow clients are cut
 // within the run.
 const (
-	hostileRate       = 60
-	hostileBurst      = 120
-	hostileHeaderWait = 2 * time.Second
-	hostileReadWait   = 3 * time.Second
-	hostileRun        = 25 * time.Second
-	hostileKeys       = 10_000
+	hostileRate        = 60
+	hostileBurst       = 120
+	hostileHeaderWait  = 2 * time.Second
+	hostileReadWait    = 3 * time.Second
+	hostileRun         = 25 * time.Second
+	hostileKeys        = 10_000
+	hostileFloodFrames = 3000
 )
 
 // TestHostile runs, at once and against real processes, 200 slowloris
@@ -89,7 +90,7 @@ func TestHostile(t *testing.T) {
 		return stat[name]
 	}
 	for _, n := range []string{"normal 201", "normal other", "slowloris header cut", "slowloris body cut", "garbage closed",
-		"keys 201", "keys replayed", "limited 201", "limited 429", "resumers", "per-ip 429"} {
+		"keys 201", "keys replayed", "limited 201", "limited 429", "resumers", "per-ip 429", "flood closed", "flood acknowledged"} {
 		count(n)
 	}
 	run := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
@@ -137,6 +138,20 @@ func TestHostile(t *testing.T) {
 			}
 		})
 	}
+	// Connections changing their regions faster than they read.
+	run(func() {
+		for i := 0; hctx.Err() == nil && i < 20; i++ {
+			closed, err := subscribeFlood(ctx, gws[i%2], fmt.Sprintf("127.0.7.%d", 1+i))
+			switch {
+			case err != nil:
+				bad.add("subscribe flood %d: %v", i, err)
+			case closed:
+				count("flood closed").Add(1)
+			default:
+				count("flood acknowledged").Add(1)
+			}
+		}
+	})
 	// 50 connections a second sending garbage frames.
 	run(func() {
 		tick := time.NewTicker(20 * time.Millisecond)
@@ -200,7 +215,7 @@ func TestHostile(t *testing.T) {
 
 	var line []string
 	for _, n := range []string{"normal 201", "normal other", "slowloris header cut", "slowloris body cut", "garbage closed",
-		"keys 201", "keys replayed", "limited 201", "limited 429", "resumers", "per-ip 429"} {
+		"keys 201", "keys replayed", "limited 201", "limited 429", "resumers", "per-ip 429", "flood closed", "flood acknowledged"} {
 		line = append(line, fmt.Sprintf("%s %d", n, stat[n].Load()))
 	}
 	t.Logf("outcomes: %s", strings.Join(line, ", "))
@@ -225,6 +240,9 @@ func TestHostile(t *testing.T) {
 		if stat[n].Load() == 0 {
 			t.Errorf("%s: 0 — that part of the run did not happen", n)
 		}
+	}
+	if n := stat["flood closed"].Load() + stat["flood acknowledged"].Load(); n == 0 {
+		t.Error("no subscribe flood ran to its end")
 	}
 	if got := stat["keys 201"].Load(); got != hostileKeys {
 		t.Errorf("%d of %d idempotency keys got 201", got, hostileKeys)
@@ -343,8 +361,13 @@ var garbageKinds = []struct {
 	{"binary", "", "", websocket.BinaryMessage, []byte{1, 2, 3}, websocket.CloseUnsupportedData},
 	{"invalid UTF-8", "", "", websocket.TextMessage, []byte{0xff, 0xfe, 0xfd}, websocket.CloseInvalidFramePayloadData},
 	{"not JSON", "", "", websocket.TextMessage, []byte("hello?"), websocket.CloseInvalidFramePayloadData},
-	{"unknown type", "", "", websocket.TextMessage, []byte(`{"type":"subscribe"}`), websocket.ClosePolicyViolation},
-	{"too big", "", "", websocket.TextMessage, bytes.Repeat([]byte("x"), 600), websocket.CloseMessageTooBig},
+	{"unknown type", "", "", websocket.TextMessage, []byte(`{"type":"pong"}`), websocket.ClosePolicyViolation},
+	{"too big", "", "", websocket.TextMessage, bytes.Repeat([]byte("x"), 5000), websocket.CloseMessageTooBig},
+	{"subscribe naming nothing", "", "", websocket.TextMessage, []byte(`{"type":"subscribe"}`), websocket.CloseInvalidFramePayloadData},
+	{"subscribe malformed", "", "", websocket.TextMessage, []byte(`{"type":"subscribe","regions":[1.5]}`), websocket.CloseInvalidFramePayloadData},
+	{"region outside the canvas", "", "?regions=0", websocket.TextMessage, []byte(`{"type":"subscribe","regions":[4032]}`), websocket.ClosePolicyViolation},
+	{"too many regions", "", "", websocket.TextMessage, []byte(`{"type":"subscribe","regions":[` + tooManyRegions + `]}`), websocket.ClosePolicyViolation},
+	{"bin: subscribe", protocol.SubprotocolBinary, "", websocket.BinaryMessage, []byte(`{"type":"subscribe","all":true}`), websocket.ClosePolicyViolation},
 	{"bin: text", protocol.SubprotocolBinary, "", websocket.TextMessage, []byte(`{"type":"ping"}`), websocket.CloseUnsupportedData},
 	{"bin: empty", protocol.SubprotocolBinary, "", websocket.BinaryMessage, nil, websocket.CloseInvalidFramePayloadData},
 	{"bin: ping with a payload", protocol.SubprotocolBinary, "", websocket.BinaryMessage, []byte{protocol.BinPing, 0}, websocket.CloseInvalidFramePayloadData},
@@ -353,6 +376,71 @@ var garbageKinds = []struct {
 	{"unsupported subprotocol", "pixelflow.v9.bin", "", 0, nil, 0},
 	{"unknown field", "", "?fields=secret", 0, nil, 0},
 	{"fields on binary", protocol.SubprotocolBinary, "?fields=id", 0, nil, 0},
+	{"regions outside the canvas", "", "?regions=0,4032", 0, nil, 0},
+	{"regions malformed", "", "?regions=0,,1", 0, nil, 0},
+	{"regions on binary", protocol.SubprotocolBinary, "?regions=0", 0, nil, 0},
+}
+
+// tooManyRegions names 257 region ids (ids repeat past the canvas's own:
+// the count is refused first).
+var tooManyRegions = strings.TrimSuffix(strings.Repeat("0,", 257), ",")
+
+// subscribeFlood changes its regions hostileFloodFrames times without
+// reading, through a 4 KiB receive buffer, then reads: the gateway must
+// either have acknowledged every change, in order, or closed it with 1008
+// (subscription flood); nothing else, and no other client may notice.
+func subscribeFlood(ctx context.Context, base, ip string) (closed bool, err error) {
+	nd := dialFrom(ip)
+	nd.Control = func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}
+	d := &websocket.Dialer{HandshakeTimeout: 5 * time.Second, NetDialContext: nd.DialContext, ReadBufferSize: 1024}
+	ws, resp, err := d.DialContext(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws?regions=0", nil)
+	closeBody(resp)
+	if err != nil {
+		return false, fmt.Errorf("dial: %w", err)
+	}
+	defer ws.Close()
+	sent := 0
+	for ; sent < hostileFloodFrames; sent++ {
+		frame := `{"type":"subscribe","regions":[1,2,3]}`
+		if sent%2 == 1 {
+			frame = `{"type":"unsubscribe","regions":[1,2,3]}`
+		}
+		_ = ws.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(frame)); err != nil {
+			break // closed for flooding while it wrote
+		}
+	}
+	acks := 0
+	for {
+		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var f protocol.ServerFrame
+		if err := ws.ReadJSON(&f); err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) && ce.Code == websocket.ClosePolicyViolation && strings.Contains(ce.Text, "flood") {
+				return true, nil
+			}
+			return false, fmt.Errorf("after %d changes and %d acknowledgements: %v, want every acknowledgement or a 1008 flood close", sent, acks, err)
+		}
+		switch f.Type {
+		case protocol.TypeHello, protocol.TypeEvents:
+		case protocol.TypeSubscribed:
+			want := []int{0, 1, 2, 3}
+			if acks%2 == 1 {
+				want = []int{0}
+			}
+			if len(f.Regions) != len(want) {
+				return false, fmt.Errorf("acknowledgement %d names %v, want %v", acks, f.Regions, want)
+			}
+			acks++
+			if acks == hostileFloodFrames {
+				return false, nil
+			}
+		default:
+			return false, fmt.Errorf("unexpected frame %+v", f)
+		}
+	}
 }
 
 // garbage connects, reads the hello, sends the i-th kind of garbage and
