@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -37,10 +38,15 @@ type fakeGateway struct {
 	// request came, then waits for gate to close before reading snapshot.
 	gate  atomic.Pointer[chan struct{}]
 	asked chan struct{}
+	// queries gets each /ws request's query; regions, when set, answers
+	// /api/canvas?regions= (its list is announced on regionAsks).
+	queries    chan url.Values
+	regions    atomic.Pointer[func(list string) string]
+	regionAsks chan string
 }
 
 func newFake(t *testing.T, script ...func(ws *websocket.Conn, since string)) *fakeGateway {
-	f := &fakeGateway{t: t, script: script, asked: make(chan struct{}, 16)}
+	f := &fakeGateway{t: t, script: script, asked: make(chan struct{}, 16), queries: make(chan url.Values, 16), regionAsks: make(chan string, 16)}
 	f.snapshot.Store(`{"width":8,"height":8,"position":{"epoch":"e1","seq":0},"pixels":[]}`)
 	up := websocket.Upgrader{}
 	mux := http.NewServeMux()
@@ -50,6 +56,10 @@ func newFake(t *testing.T, script ...func(ws *websocket.Conn, since string)) *fa
 			return
 		}
 		defer ws.Close()
+		select {
+		case f.queries <- r.URL.Query():
+		default:
+		}
 		i := int(f.conns.Add(1)) - 1
 		s := f.script[min(i, len(f.script)-1)]
 		s(ws, r.URL.Query().Get("since"))
@@ -64,6 +74,12 @@ func newFake(t *testing.T, script ...func(ws *websocket.Conn, since string)) *fa
 			}
 		}
 		f.snaps.Add(1)
+		if fn := f.regions.Load(); fn != nil && r.URL.Query().Has("regions") {
+			list := r.URL.Query().Get("regions")
+			f.regionAsks <- list
+			_, _ = w.Write([]byte((*fn)(list)))
+			return
+		}
 		_, _ = w.Write([]byte(f.snapshot.Load().(string)))
 	})
 	f.srv = httptest.NewServer(mux)
