@@ -106,7 +106,9 @@ func TestRegionSnapshotRefusesBadLists(t *testing.T) {
 		{"?regions=0", "application/octet-stream", "JSON only"},
 	} {
 		rec := getRegions(t, a, c.query, c.accept, "")
-		var body struct{ Error struct{ Code, Message string } }
+		var body struct {
+			Error struct{ Code, Message string }
+		}
 		_ = json.Unmarshal(rec.Body.Bytes(), &body)
 		if rec.Code != http.StatusBadRequest || body.Error.Code != "invalid" || !strings.Contains(body.Error.Message, c.want) {
 			t.Errorf("%.40s (Accept %q): %d %s, want 400 invalid naming %q", c.query, c.accept, rec.Code, rec.Body, c.want)

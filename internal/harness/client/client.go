@@ -134,7 +134,8 @@ type RegionChange struct {
 	At       time.Time
 }
 
-// RegionChangeKind says what a RegionChange reports.
+// RegionChangeKind says what a RegionChange reports. Its values are
+// history.SubscriptionKind's: cluster.Subscription converts by value.
 type RegionChangeKind int
 
 const (

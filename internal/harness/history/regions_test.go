@@ -56,7 +56,7 @@ func TestRegionClientMissingAnInRegionWriteLosesIt(t *testing.T) {
 		r.Regions(c, Subscription{Kind: SubSent, Regions: []canvas.Region{1}, Unsubscribe: true})
 		r.Regions(c, Subscription{Kind: SubAcked, Regions: []canvas.Region{0}, Position: at(20)})
 	}
-	w(103, 0, 25)       // after: due to neither
+	w(103, 0, 25) // after: due to neither
 	// Nobody received this one (no position): due, since both held
 	// region 0 from before it began.
 	nobody := Write{GX: 2, GY: 2, Color: r.NextColor(), Outcome: OK, Version: 1, Start: t0.Add(time.Second)}
