@@ -215,6 +215,11 @@ type Client struct {
 	acked       []canvas.Region
 	pendAll     bool
 	pendRegions map[canvas.Region]bool
+	// live is set once the connection's hello was taken and what changed
+	// since its URL was written was sent (reconcile): only then do
+	// changes go out as frames. Until then they change what the client
+	// holds, and reconcile sends the difference.
+	live bool
 }
 
 // subOp is one subscribe or unsubscribe awaiting its acknowledgement.
@@ -384,6 +389,7 @@ func (c *Client) session(ctx context.Context, wsURL string) (hello bool, err err
 		}
 	}
 	c.ops = nil
+	c.live = false
 	regional, regions := c.regional, c.wantListLocked()
 	c.mu.Unlock()
 	q := url.Values{}
@@ -426,6 +432,7 @@ func (c *Client) session(ctx context.Context, wsURL string) (hello bool, err err
 		if c.ws == ws {
 			c.ws = nil
 		}
+		c.live = false
 		c.mu.Unlock()
 	}()
 	ws.SetReadLimit(maxFrameSize)
@@ -448,7 +455,8 @@ func (c *Client) session(ctx context.Context, wsURL string) (hello bool, err err
 		switch f.Type {
 		case protocol.TypeHello:
 			hello = true
-			c.onHello(f, resuming, since)
+			c.onHello(f, resuming, since, regional, regions)
+			c.reconcile(ws, regional, regions)
 		case protocol.TypeEvents:
 			if !hello {
 				return hello, errors.New("events before hello")
@@ -495,9 +503,11 @@ func decodeFrame(mt int, data []byte, subprotocol string) (protocol.ServerFrame,
 
 // onHello adopts the gateway's position unless it accepted ours, in which
 // case the replay of the gap follows and no snapshot is needed.
-func (c *Client) onHello(f protocol.ServerFrame, resuming bool, since canvas.Position) {
+// urlRegional and urlRegions are what the connection's URL named: what it
+// holds, whatever changed since (reconcile sends that).
+func (c *Client) onHello(f protocol.ServerFrame, resuming bool, since canvas.Position, urlRegional bool, urlRegions []canvas.Region) {
 	c.mu.Lock()
-	ch := RegionChange{Kind: RegionsConnected, All: !c.regional, Regions: c.wantListLocked(),
+	ch := RegionChange{Kind: RegionsConnected, All: !urlRegional, Regions: slices.Clone(urlRegions),
 		Position: canvas.Position{Epoch: f.Epoch, Seq: f.Seq}, At: time.Now()}
 	if resuming {
 		ch.Since = since
@@ -514,7 +524,9 @@ func (c *Client) onHello(f protocol.ServerFrame, resuming bool, since canvas.Pos
 		case c.regional && len(c.carry) > 0:
 			var adds []canvas.Region
 			for r := range c.carry {
-				if c.want[r] {
+				// Regions the URL did not name are loaded on the
+				// acknowledgement of reconcile's subscribe.
+				if c.want[r] && (!urlRegional || slices.Contains(urlRegions, r)) {
 					adds = append(adds, r)
 				}
 			}
@@ -531,6 +543,78 @@ func (c *Client) onHello(f protocol.ServerFrame, resuming bool, since canvas.Pos
 	c.carryAll = false
 	c.mu.Unlock()
 	c.reportRegions(ch)
+}
+
+// reconcile sends, once a connection said hello, what changed in what the
+// client holds since the connection's URL was written (regions or all),
+// and from then on changes go out as frames. The hello's replay and
+// snapshot cover what the URL named; regions it did not name are loaded
+// on their acknowledgement like any subscribe's.
+func (c *Client) reconcile(ws *websocket.Conn, urlRegional bool, urlRegions []canvas.Region) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	c.mu.Lock()
+	var msgs []protocol.Subscribe
+	var ops []subOp
+	url := map[canvas.Region]bool{}
+	for _, r := range urlRegions {
+		url[r] = true
+	}
+	want := c.wantListLocked()
+	switch {
+	case urlRegional && !c.regional:
+		msgs, ops = append(msgs, protocol.Subscribe{Type: protocol.TypeSubscribe, All: true}), append(ops, subOp{all: true})
+	case !urlRegional && c.regional && len(want) > 0:
+		// From the whole canvas: its replay or snapshot covers these.
+		msgs, ops = append(msgs, protocol.Subscribe{Type: protocol.TypeSubscribe, Regions: want}), append(ops, subOp{})
+	case urlRegional && c.regional:
+		var adds, removes []canvas.Region
+		for _, r := range want {
+			if !url[r] {
+				adds = append(adds, r)
+			}
+		}
+		for _, r := range urlRegions {
+			if !c.want[r] {
+				removes = append(removes, r)
+			}
+		}
+		if len(removes) > 0 {
+			msgs, ops = append(msgs, protocol.Subscribe{Type: protocol.TypeUnsubscribe, Regions: removes}), append(ops, subOp{unsub: true})
+		}
+		if len(adds) > 0 {
+			msgs, ops = append(msgs, protocol.Subscribe{Type: protocol.TypeSubscribe, Regions: adds}), append(ops, subOp{added: adds})
+			c.holding = true
+		}
+	}
+	if ops != nil && ops[len(ops)-1].all {
+		c.holding = true
+	}
+	c.ops = append(c.ops, ops...)
+	c.live = c.ws == ws
+	c.mu.Unlock()
+	for _, m := range msgs {
+		c.reportRegions(RegionChange{Kind: RegionsSent, All: m.All, Regions: slices.Clone(m.Regions), Unsubscribe: m.Type == protocol.TypeUnsubscribe, At: time.Now()})
+		if err := c.write(context.Background(), ws, m); err != nil {
+			return
+		}
+	}
+}
+
+// write sends one subscribe or unsubscribe frame; the caller holds writeMu.
+func (c *Client) write(ctx context.Context, ws *websocket.Conn, msg protocol.Subscribe) error {
+	b, _ := json.Marshal(msg)
+	deadline := time.Now().Add(10 * time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = ws.SetWriteDeadline(deadline)
+	if err := ws.WriteMessage(websocket.TextMessage, b); err != nil {
+		// The connection is ending: the next one's URL names the regions,
+		// and what this one added is loaded after its hello.
+		return fmt.Errorf("client: %s: %w", msg.Type, err)
+	}
+	return nil
 }
 
 // reloadLocked loads everything the client holds again (a hello without
@@ -689,32 +773,21 @@ func (c *Client) change(ctx context.Context, typ string, all bool, regions []can
 		c.holding = true // keep the new regions' events from now on
 	}
 	ws := c.ws
-	if ws == nil {
+	if ws == nil || !c.live {
+		// Not connected, or connecting: the next URL names what the
+		// client holds, or reconcile sends it after the hello.
 		c.carryAll = c.carryAll || op.all
 		for _, r := range op.added {
 			c.carry[r] = true
 		}
-	} else {
-		c.ops = append(c.ops, op)
+		c.mu.Unlock()
+		return nil
 	}
+	c.ops = append(c.ops, op)
 	ch := RegionChange{Kind: RegionsSent, All: all, Regions: slices.Clone(msg.Regions), Unsubscribe: op.unsub, At: time.Now()}
 	c.mu.Unlock()
 	c.reportRegions(ch)
-	if ws == nil {
-		return nil
-	}
-	b, _ := json.Marshal(msg)
-	deadline := time.Now().Add(10 * time.Second)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	_ = ws.SetWriteDeadline(deadline)
-	if err := ws.WriteMessage(websocket.TextMessage, b); err != nil {
-		// The connection is ending: the next one's URL names the regions,
-		// and what this one added is loaded after its hello.
-		return fmt.Errorf("client: %s: %w", typ, err)
-	}
-	return nil
+	return c.write(ctx, ws, msg)
 }
 
 // wantListLocked is the sorted list of the regions the client holds.
