@@ -43,14 +43,22 @@ type fakeGateway struct {
 	queries    chan url.Values
 	regions    atomic.Pointer[func(list string) string]
 	regionAsks chan string
+	// dialGate, when set, holds the next /ws request before its upgrade
+	// (a slow handshake): announced on dialing, released by closing it.
+	dialGate atomic.Pointer[chan struct{}]
+	dialing  chan url.Values
 }
 
 func newFake(t *testing.T, script ...func(ws *websocket.Conn, since string)) *fakeGateway {
-	f := &fakeGateway{t: t, script: script, asked: make(chan struct{}, 16), queries: make(chan url.Values, 16), regionAsks: make(chan string, 16)}
+	f := &fakeGateway{t: t, script: script, asked: make(chan struct{}, 16), queries: make(chan url.Values, 16), regionAsks: make(chan string, 16), dialing: make(chan url.Values, 1)}
 	f.snapshot.Store(`{"width":8,"height":8,"position":{"epoch":"e1","seq":0},"pixels":[]}`)
 	up := websocket.Upgrader{}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+		if g := f.dialGate.Swap(nil); g != nil {
+			f.dialing <- r.URL.Query()
+			<-*g
+		}
 		ws, err := up.Upgrade(w, r, nil)
 		if err != nil {
 			return

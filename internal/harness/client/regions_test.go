@@ -185,3 +185,68 @@ func TestClientRefusesRegionsWithBinary(t *testing.T) {
 		t.Fatal("Run accepted Regions with Binary")
 	}
 }
+
+// A change made while a connection is being dialled, after its URL was
+// written, is sent once that connection says hello: the connection holds
+// what its URL named (so the hello reports that), and reconcile sends the
+// difference. Without it the gateway would keep a dropped region and never
+// send an added one.
+func TestClientSendsChangesMadeWhileConnecting(t *testing.T) {
+	frames := make(chan protocol.Subscribe, 4)
+	var f *fakeGateway
+	f = newFake(t,
+		func(ws *websocket.Conn, _ string) {
+			send(ws, hello("e1", 0, false))
+			for range 2 {
+				frames <- readSub(t, ws)
+			}
+			send(ws, subscribed(0, 1))
+			send(ws, subscribed(0, 1, 5))
+			hold(ws)
+		})
+	fn := func(string) string {
+		return `{"width":512,"height":512,"position":{"epoch":"e1","seq":0},"pixels":[]}`
+	}
+	f.regions.Store(&fn)
+	gate := make(chan struct{})
+	f.dialGate.Store(&gate) // held: the first connection's dial
+	var mu sync.Mutex
+	var changes []client.RegionChange
+	c := run(t, client.Options{BaseURL: f.srv.URL, Regions: []canvas.Region{0, 1}, OnRegions: func(ch client.RegionChange) {
+		mu.Lock()
+		changes = append(changes, ch)
+		mu.Unlock()
+	}})
+	if q := <-f.dialing; q.Get("regions") != "0,1" {
+		t.Fatalf("dialled with %v", q)
+	}
+	// While the handshake hangs: drop 0, add 5.
+	if err := c.Unsubscribe(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Subscribe(context.Background(), 5); err != nil {
+		t.Fatal(err)
+	}
+	close(gate)
+	for _, want := range []string{"unsubscribe [0]", "subscribe [5]"} {
+		select {
+		case s := <-frames:
+			if got := s.Type + " " + fmt.Sprint(s.Regions); got != want {
+				t.Fatalf("after the hello the client sent %q, want %q", got, want)
+			}
+		case <-time.After(waitFor):
+			t.Fatalf("the client never sent %q", want)
+		}
+	}
+	gatewaytest.Eventually(t, waitFor, func() error {
+		if st := c.Stats(); st.SnapshotPending || st.Connects != 1 || st.Snapshots < 2 {
+			return fmt.Errorf("stats %+v", st)
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if h := changes[0]; h.Kind != client.RegionsConnected || fmt.Sprint(h.Regions) != "[0 1]" {
+		t.Errorf("first hello reported as %+v, want what its URL named", h)
+	}
+}
