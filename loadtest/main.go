@@ -4,6 +4,7 @@
 //	go run ./loadtest -scenario smoke            # CI: 50 clients, 100 writes/s, 10 s
 //	go run ./loadtest -scenario steady           # 200 clients, 200 writes/s, 30 s
 //	go run ./loadtest -scenario capacity         # raise the rate until P99 > 100 ms
+//	go run ./loadtest -scenario regions          # 1,000 clients each viewing 1/16 of 1024×1024
 //	go run ./loadtest -scenario steady -cpus-server 0 -cpus-load 1
 //	go run ./loadtest -api URL -gateways URL,URL # aim at a running deployment
 //
@@ -44,6 +45,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pixelflow/pixelflow/internal/canvas"
 )
 
 // Params are one load test's knobs.
@@ -56,6 +59,10 @@ type Params struct {
 	InFlight int           `json:"maxInFlight"`
 	Region   int           `json:"region"` // pixels written in [0,Region)²
 	Canvas   int           `json:"canvas"` // canvas side when pixelflow is started here
+	// View, when set, makes every client hold a square of View×View
+	// regions placed at random on the canvas (?regions=) instead of the
+	// whole canvas: the regions scenario.
+	View int `json:"viewRegions,omitempty"`
 	// Capacity: rate steps and how long each lasts; the P99 that ends it.
 	Steps    []int         `json:"steps,omitempty"`
 	StepTime time.Duration `json:"stepTimeNs,omitempty"`
@@ -100,19 +107,24 @@ func scenarios() map[string]Params {
 		"smoke":    {Clients: 50, Rate: 100, Duration: 10 * time.Second, Gateways: 2, Topology: "cluster"},
 		"steady":   {Clients: 200, Rate: 200, Duration: 30 * time.Second, Gateways: 1, Topology: "serve"},
 		"capacity": {Clients: 200, Rate: 200, Gateways: 1, Topology: "serve", Steps: []int{200, 400, 600, 800, 1000, 1200, 1500, 2000}, StepTime: 8 * time.Second, P99Limit: 100 * time.Millisecond},
+		// Each client views 4×4 regions of 64 (a 256×256 square, 1/16 of
+		// the canvas) while writes land anywhere: a region gets its
+		// writes' share of deliveries, about Clients/16 per write.
+		"regions": {Clients: 1000, Rate: 1000, Duration: 30 * time.Second, Gateways: 1, Topology: "serve", Canvas: 1024, Region: 1024, View: 4},
 	}
 }
 
 func parse(args []string) (Params, error) {
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
-	scenario := fs.String("scenario", "smoke", "smoke, steady or capacity")
+	scenario := fs.String("scenario", "smoke", "smoke, steady, capacity or regions")
 	clients := fs.Int("clients", 0, "WebSocket clients (default: the scenario's)")
 	rate := fs.Int("rate", 0, "writes per second (capacity: the first step)")
 	dur := fs.Duration("duration", 0, "how long writes run (not for capacity)")
 	gateways := fs.Int("gateways", 0, "gateway processes to start")
 	inflight := fs.Int("max-inflight", 512, "writes in flight at most; a write due while all are busy is counted as shed")
-	region := fs.Int("region", 64, "pixels are written in [0,region)²")
-	canvasSide := fs.Int("canvas", 64, "canvas width and height when pixelflow is started here")
+	region := fs.Int("region", 64, "pixels are written in [0,region)² (regions: the whole canvas)")
+	canvasSide := fs.Int("canvas", 64, "canvas width and height when pixelflow is started here (regions: 1024)")
+	view := fs.Int("view", 0, "regions: each client views a square of view×view regions of 64 pixels (default 4)")
 	api := fs.String("api", "", "base URL of a running api (with -gateways); default: start pixelflow here")
 	targets := fs.String("gateways-urls", "", "comma-separated base URLs of running gateways (with -api)")
 	out := fs.String("out", "loadtest/out", "report directory")
@@ -128,11 +140,21 @@ func parse(args []string) (Params, error) {
 	}
 	p, ok := scenarios()[*scenario]
 	if !ok {
-		return p, fmt.Errorf("-scenario %q: want smoke, steady or capacity", *scenario)
+		return p, fmt.Errorf("-scenario %q: want smoke, steady, capacity or regions", *scenario)
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	p.Scenario, p.InFlight, p.Region, p.Canvas, p.API, p.Out = *scenario, *inflight, *region, *canvasSide, *api, *out
+	p.Scenario, p.InFlight, p.API, p.Out = *scenario, *inflight, *api, *out
+	// The scenario's canvas and region unless the flags say otherwise.
+	if set["canvas"] || p.Canvas == 0 {
+		p.Canvas = *canvasSide
+	}
+	if set["region"] || p.Region == 0 {
+		p.Region = *region
+	}
+	if set["view"] {
+		p.View = *view
+	}
 	if set["clients"] {
 		p.Clients = *clients
 	}
@@ -174,6 +196,10 @@ func parse(args []string) (Params, error) {
 		return p, fmt.Errorf("-duration %s: want 1s..1h", p.Duration)
 	case p.InFlight < 1:
 		return p, fmt.Errorf("-max-inflight %d: want ≥ 1", p.InFlight)
+	case p.View < 0 || p.View > 16 || p.View*canvasRegionSide > p.Canvas:
+		return p, fmt.Errorf("-view %d: want 1..16 regions, at most the canvas (%d px, regions of %d)", p.View, p.Canvas, canvasRegionSide)
+	case p.View > 0 && p.Wire == wireBinary:
+		return p, errors.New("-wire binary: regions are JSON only")
 	case p.Region < 1 || p.Region > p.Canvas:
 		return p, fmt.Errorf("-region %d: want 1..canvas (%d)", p.Region, p.Canvas)
 	case (p.API == "") != (len(p.Targets) == 0):
@@ -232,3 +258,6 @@ func main() {
 	}
 	fmt.Println("loadtest: 1 passed, 0 failed")
 }
+
+// canvasRegionSide is canvas.RegionSide, for the flag checks.
+const canvasRegionSide = canvas.RegionSide

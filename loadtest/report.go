@@ -38,6 +38,8 @@ type Report struct {
 	// Percentiles of delivery latency, HDR style: (1/(1-q), ms) points,
 	// so the tail (99 %, 99.9 %, 99.99 %) gets as much room as the body.
 	Percentiles [][2]float64 `json:"percentiles"`
+	// Regions: the regions scenario's deliveries per region.
+	Regions *RegionsResult `json:"regions,omitempty"`
 }
 
 // StepResult is one rate step (the only one unless capacity).
@@ -158,6 +160,9 @@ func (r *Report) print(w io.Writer) {
 			fmt.Fprintf(w, "  %s\n", s.Usage.line())
 		}
 	}
+	if r.Regions != nil {
+		r.Regions.print(w)
+	}
 	if r.Params.Steps != nil {
 		fmt.Fprintf(w, "capacity: last good rate %d writes/s (P99 ≤ %s, nothing lost)\n", r.LastGoodRate(), r.Params.P99Limit)
 	}
@@ -173,6 +178,7 @@ type reportView struct {
 	Stages            []stageRow
 	CDFPlot, RatePlot template.HTML
 	P99Plot           template.HTML
+	RegionsPlot       template.HTML
 	Events            int
 	Lost, Unexpected  int
 	Duplicated        int
@@ -201,6 +207,9 @@ func (r *Report) view() reportView {
 	}
 	if r.Params.Steps != nil {
 		v.Capacity = r.LastGoodRate()
+	}
+	if r.Regions != nil {
+		v.RegionsPlot = r.Regions.plot()
 	}
 	v.CDFPlot = template.HTML(svgplot.Chart{Title: "delivery latency CDF", XLabel: "commit → receive (ms, log scale)", YLabel: "percentile",
 		LogX: true, Series: []svgplot.Series{{Name: "delivery", Color: "#1f77b4", Points: r.CDF}}}.SVG() +
@@ -241,6 +250,11 @@ th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
 {{range .Steps}}<tr><td>{{.Rate}}/s</td><td>{{.Sent}}</td><td>{{.Shed}}</td><td>{{printf "%.0f" .Achieved}}</td><td>{{with .Delivery}}{{printf "%.2f" .P50}}</td><td>{{printf "%.2f" .P99}}{{end}}</td></tr>{{end}}</table>
 <table><tr><th>rate step</th><th>window s</th><th>deliveries/s</th><th>CPU µs per delivery (cores) by process</th><th>server µs/delivery</th><th>frames/delivery</th><th>bytes/delivery</th><th>machine busy</th><th>other processes (cores)</th><th>disturbed</th></tr>
 {{range .Steps}}{{$rate := .Rate}}{{with .Usage}}<tr><td>{{$rate}}/s</td><td>{{printf "%.1f" .WindowS}}</td><td>{{printf "%.0f" .DeliveriesPerSec}}</td><td>{{range .Groups}}{{.Name}}: {{printf "%.2f" .UsPerDelivery}} ({{printf "%.2f" .Cores}})<br>{{end}}</td><td>{{printf "%.2f" .Server.UsPerDelivery}}</td><td>{{printf "%.3f" .FramesPerDelivery}}</td><td>{{printf "%.0f" .BytesPerDelivery}}</td><td>{{printf "%.0f%%" .BusyPct}}</td><td>{{printf "%.2f" .Other}}</td><td class="{{if .Disturbed}}bad{{else}}good{{end}}">{{if .Disturbed}}yes{{else}}no{{end}}</td></tr>{{end}}{{end}}</table>
+{{with .Regions}}<h2>Regions</h2>
+<p>Each client views {{.View}}×{{.View}} regions of 64 pixels placed at random on the {{.PerRow}}×{{.PerRow}} regions; writes land anywhere.
+Deliveries {{.Deliveries}}, viewers × acknowledged writes {{.Expected}};
+<span class="{{if .Outside}}bad{{else}}good{{end}}">delivered outside a client's regions: {{.Outside}}</span>. Server CPU per delivery: the usage table above.</p>{{end}}
+{{.RegionsPlot}}
 {{.CDFPlot}}<br>{{.P99Plot}}<br>{{.RatePlot}}
 <p style="color:#666;max-width:760px">Clients spoke {{.Params.Wire}}. Latency is the client's receive time minus the event's committedAt (with -wire json or binary, which carry no commit time: minus the write's send time), both read from this host's clock on loopback. Across hosts the clocks' offset adds to every figure. The load generator runs on the same machine as pixelflow, so it competes with what it measures (pin them apart with -cpus-server and -cpus-load); CPU figures come from /proc after each step's warm-up, and a step where other processes used more than {{.Params.MaxOther}} cores is flagged disturbed.</p>
 </body></html>

@@ -154,9 +154,19 @@ func run(ctx context.Context, p Params, out io.Writer) (*Report, error) {
 	rec := history.NewRecorder(rand.Uint32())
 	m := newMeter()
 	sent := newSendTimes()
+	var regions *regionMeter
+	if p.View > 0 {
+		regions = &regionMeter{side: p.Canvas}
+	}
+	viewRng := rand.New(rand.NewPCG(uint64(p.Clients), 16))
 	record := func(_ int, o *client.Options) {
 		prev := o.OnEvent
 		o.OnEvent = func(r client.Received) { prev(r); m.observe(r) }
+		if regions != nil {
+			o.Regions = viewRegions(viewRng, p.Canvas, p.View)
+			regions.view(o.Regions)
+			o.OnEvent = func(r client.Received) { prev(r); m.observe(r); regions.observe(r) }
+		}
 		o.Logger = quietLogger()
 		o.DiscardHistory = true
 		switch p.Wire {
@@ -216,6 +226,9 @@ func run(ctx context.Context, p Params, out io.Writer) (*Report, error) {
 	logf := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
 	rep.History = cluster.Verify(ctx, "loadtest-"+p.Scenario, target, rec, w, 60*time.Second, logf)
 	rep.finish(m)
+	if regions != nil {
+		rep.Regions = regions.result(p.View, rec.Writes(), rep.History)
+	}
 	rep.print(out)
 	return rep, nil
 }

@@ -9,9 +9,11 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"mime"
@@ -437,6 +439,16 @@ func (a *API) handleCanvas(w http.ResponseWriter, r *http.Request) {
 	binary := wantsBinary(r.Header.Get("Accept"))
 	gz := acceptsGzip(r.Header.Get("Accept-Encoding"))
 	form := map[bool]string{true: "bin", false: "json"}[binary]
+	regions, regional, err := a.canvasRegions(r, binary)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if regional {
+		// Each region list is a form of its own: its ETag never matches
+		// the whole snapshot's, nor another list's.
+		form += ".r" + regionsTag(regions)
+	}
 	if gz {
 		form += ".gz"
 	}
@@ -463,7 +475,15 @@ func (a *API) handleCanvas(w http.ResponseWriter, r *http.Request) {
 		h.Set("Cache-Control", "no-store")
 	}
 	var body []byte
-	if binary {
+	if regional {
+		// Filtered from the whole build: the same position (read before
+		// its pixels), so the same rule for the events kept meanwhile.
+		h.Set("Content-Type", "application/json")
+		body = snap.regionsJSON(regions)
+		if gz {
+			body = gzipBytes(body)
+		}
+	} else if binary {
 		// RGB bytes, row-major; the position travels in headers. The form
 		// carries no versions: a client starting from it converges because
 		// the relay publishes each pixel's versions in order.
@@ -500,6 +520,38 @@ func (a *API) handleCanvas(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(body)
 	}
+}
+
+// canvasRegions reads the regions= query of GET /api/canvas: regional is
+// false without one; an empty list is a region snapshot of no region.
+func (a *API) canvasRegions(r *http.Request, binary bool) (regions []canvas.Region, regional bool, err error) {
+	lists, ok := r.URL.Query()["regions"]
+	if !ok {
+		return nil, false, nil
+	}
+	if len(lists) > 1 {
+		return nil, false, canvas.Errorf(canvas.EInvalid, "regions: given %d times; name every region in one comma-separated list", len(lists))
+	}
+	if binary {
+		return nil, false, canvas.Errorf(canvas.EInvalid, "regions are served as JSON only: ask without Accept: application/octet-stream")
+	}
+	regions, err = canvas.ParseRegions(a.opts.Size, lists[0])
+	if err != nil {
+		return nil, false, err
+	}
+	return regions, true, nil
+}
+
+// regionsTag names a sorted region list in an ETag: short whatever the
+// list's length (up to MaxRegions ids).
+func regionsTag(regions []canvas.Region) string {
+	h := fnv.New64a()
+	var b [2]byte
+	for _, r := range regions {
+		binary.BigEndian.PutUint16(b[:], uint16(r))
+		_, _ = h.Write(b[:])
+	}
+	return strconv.Itoa(len(regions)) + "-" + strconv.FormatUint(h.Sum64(), 36)
 }
 
 func wantsBinary(accept string) bool {

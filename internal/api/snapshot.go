@@ -175,6 +175,8 @@ type snapshot struct {
 	gz      []byte // gzip of raw
 	jsOnce  sync.Once
 	jsGz    []byte // gzip of the JSON form
+	rgOnce  sync.Once
+	regions map[canvas.Region][]int32 // region → indexes into pixels, for region snapshots
 }
 
 // etag is the entity tag of one form of the snapshot, or "" when the
@@ -225,13 +227,7 @@ func (s *snapshot) jsonGzip() []byte {
 		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
 		pos, _ := json.Marshal(s.pos)
 		b := make([]byte, 0, 64<<10)
-		b = append(b, `{"width":`...)
-		b = strconv.AppendInt(b, int64(s.size.Width), 10)
-		b = append(b, `,"height":`...)
-		b = strconv.AppendInt(b, int64(s.size.Height), 10)
-		b = append(b, `,"position":`...)
-		b = append(b, pos...)
-		b = append(b, `,"pixels":[`...)
+		b = s.appendHead(b, pos)
 		first := true
 		for _, p := range s.pixels {
 			if !s.size.Contains(p.GX, p.GY) {
@@ -241,15 +237,7 @@ func (s *snapshot) jsonGzip() []byte {
 				b = append(b, ',')
 			}
 			first = false
-			b = append(b, `{"gx":`...)
-			b = strconv.AppendInt(b, int64(p.GX), 10)
-			b = append(b, `,"gy":`...)
-			b = strconv.AppendInt(b, int64(p.GY), 10)
-			b = append(b, `,"color":"#`...)
-			b = appendHex6(b, uint32(p.Color))
-			b = append(b, `","version":`...)
-			b = strconv.AppendInt(b, p.Version, 10)
-			b = append(b, '}')
+			b = appendPixel(b, p)
 			if len(b) > 60<<10 {
 				_, _ = zw.Write(b)
 				b = b[:0]
@@ -261,6 +249,63 @@ func (s *snapshot) jsonGzip() []byte {
 		s.jsGz = buf.Bytes()
 	})
 	return s.jsGz
+}
+
+// appendHead appends the JSON form's members before the pixels' elements.
+func (s *snapshot) appendHead(b, pos []byte) []byte {
+	b = append(b, `{"width":`...)
+	b = strconv.AppendInt(b, int64(s.size.Width), 10)
+	b = append(b, `,"height":`...)
+	b = strconv.AppendInt(b, int64(s.size.Height), 10)
+	b = append(b, `,"position":`...)
+	b = append(b, pos...)
+	return append(b, `,"pixels":[`...)
+}
+
+// appendPixel appends one element of the JSON form's pixels.
+func appendPixel(b []byte, p store.Pixel) []byte {
+	b = append(b, `{"gx":`...)
+	b = strconv.AppendInt(b, int64(p.GX), 10)
+	b = append(b, `,"gy":`...)
+	b = strconv.AppendInt(b, int64(p.GY), 10)
+	b = append(b, `,"color":"#`...)
+	b = appendHex6(b, uint32(p.Color))
+	b = append(b, `","version":`...)
+	b = strconv.AppendInt(b, p.Version, 10)
+	return append(b, '}')
+}
+
+// regionsJSON is the JSON form restricted to regions (sorted, valid for
+// the canvas): the build's position and its pixels inside them, region by
+// region. It is made per request from an index of the build's pixels by
+// region, built once, so a request costs its regions' pixels only.
+func (s *snapshot) regionsJSON(regions []canvas.Region) []byte {
+	s.rgOnce.Do(func() {
+		s.regions = make(map[canvas.Region][]int32)
+		for i, p := range s.pixels {
+			if s.size.Contains(p.GX, p.GY) {
+				r := canvas.RegionOf(p.GX, p.GY)
+				s.regions[r] = append(s.regions[r], int32(i))
+			}
+		}
+	})
+	pos, _ := json.Marshal(s.pos)
+	n := 0
+	for _, r := range regions {
+		n += len(s.regions[r])
+	}
+	b := s.appendHead(make([]byte, 0, 128+n*64), pos)
+	first := true
+	for _, r := range regions {
+		for _, i := range s.regions[r] {
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = appendPixel(b, s.pixels[i])
+		}
+	}
+	return append(b, "]}\n"...)
 }
 
 func appendHex6(b []byte, c uint32) []byte {

@@ -32,6 +32,8 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -80,6 +82,16 @@ type Options struct {
 	// snapshot goroutine. A history checker needs it: after a resync the
 	// snapshot, not events, is how the client learned of some writes.
 	OnSnapshot func(map[[2]int]CanvasPixel)
+	// Regional connects for regions only (docs/protocol.md, "Regions"):
+	// ?regions= names Regions (none yet if empty), and Subscribe,
+	// Unsubscribe and SubscribeAll change them while connected. Set by a
+	// non-empty Regions too. JSON only (not with Binary).
+	Regional bool
+	Regions  []canvas.Region
+	// OnRegions, when set, is told every change of what the client holds,
+	// in order with OnEvent (see RegionChange): a history checker judges
+	// region clients by it.
+	OnRegions func(RegionChange)
 	// HTTPClient loads snapshots. Default: a client with a 10s timeout.
 	HTTPClient *http.Client
 	// Dialer opens WebSocket connections. Default: a dialer with a 10s
@@ -101,6 +113,37 @@ type Received struct {
 	// with Options.Fields, or not known).
 	PublishedAt time.Time
 }
+
+// RegionChange is one step of a client's subscriptions, as OnRegions
+// reports it.
+type RegionChange struct {
+	Kind RegionChangeKind
+	// All and Regions: for RegionsSent what the frame asked (to add, or
+	// remove with Unsubscribe); otherwise everything the connection holds
+	// from Position on.
+	All         bool
+	Regions     []canvas.Region
+	Unsubscribe bool
+	// Position: for RegionsAcked the acknowledgement's; for
+	// RegionsConnected the hello's (with Resumed, and Since, the position
+	// the client resumed from, zero without one); for RegionsResynced the
+	// resync's.
+	Position canvas.Position
+	Resumed  bool
+	Since    canvas.Position
+	At       time.Time
+}
+
+// RegionChangeKind says what a RegionChange reports. Its values are
+// history.SubscriptionKind's: cluster.Subscription converts by value.
+type RegionChangeKind int
+
+const (
+	RegionsSent      RegionChangeKind = iota // a subscribe or unsubscribe was written
+	RegionsAcked                             // its subscribed acknowledgement arrived
+	RegionsConnected                         // a hello: the connection holds what its URL named
+	RegionsResynced                          // a resync: the same regions, from a new position
+)
 
 // CanvasPixel is one painted pixel of the client's canvas.
 type CanvasPixel struct {
@@ -156,6 +199,34 @@ type Client struct {
 	// the snapshot that replaces the canvas.
 	holding bool
 	held    []heldEvent
+
+	// Regions. regional: the client holds want only (else the whole
+	// canvas). ops are the subscribes and unsubscribes sent on this
+	// connection and not yet acknowledged, in order; carry are the
+	// regions (or all, carryAll) added but not loaded when a connection
+	// ended, to load once the next one says hello. pendAll and pendRegions
+	// are the snapshot loads asked for and not started.
+	regional    bool
+	want        map[canvas.Region]bool
+	ops         []subOp
+	carry       map[canvas.Region]bool
+	carryAll    bool
+	ackAll      bool
+	acked       []canvas.Region
+	pendAll     bool
+	pendRegions map[canvas.Region]bool
+	// live is set once the connection's hello was taken and what changed
+	// since its URL was written was sent (reconcile): only then do
+	// changes go out as frames. Until then they change what the client
+	// holds, and reconcile sends the difference.
+	live bool
+}
+
+// subOp is one subscribe or unsubscribe awaiting its acknowledgement.
+type subOp struct {
+	all   bool            // subscribe to the whole canvas (from regions)
+	added []canvas.Region // regions it made visible: loaded on the ack
+	unsub bool
 }
 
 // maxHeld bounds the events kept while a snapshot is awaited (the snapshot
@@ -192,14 +263,25 @@ func New(opts Options) *Client {
 		d.Subprotocols = []string{protocol.SubprotocolBinary}
 		opts.Dialer = &d
 	}
-	return &Client{
-		opts:    opts,
-		log:     opts.Logger.With("component", "client", "name", opts.Name),
-		http:    opts.HTTPClient,
-		dialer:  opts.Dialer,
-		snapReq: make(chan struct{}, 1),
-		pixels:  make(map[[2]int]CanvasPixel),
+	c := &Client{
+		opts:        opts,
+		log:         opts.Logger.With("component", "client", "name", opts.Name),
+		http:        opts.HTTPClient,
+		dialer:      opts.Dialer,
+		snapReq:     make(chan struct{}, 1),
+		pixels:      make(map[[2]int]CanvasPixel),
+		want:        map[canvas.Region]bool{},
+		carry:       map[canvas.Region]bool{},
+		pendRegions: map[canvas.Region]bool{},
+		ackAll:      true,
 	}
+	if opts.Regional || len(opts.Regions) > 0 {
+		c.regional = true
+		for _, r := range opts.Regions {
+			c.want[r] = true
+		}
+	}
+	return c
 }
 
 const (
@@ -219,6 +301,12 @@ var errGap = errors.New("sequence gap")
 func (c *Client) Run(ctx context.Context) error {
 	if c.opts.Binary && len(c.opts.Fields) > 0 {
 		return errors.New("client: Fields need the JSON protocol; the binary one carries none")
+	}
+	if c.opts.Binary && c.regional {
+		return errors.New("client: regions need the JSON protocol")
+	}
+	if len(c.opts.Regions) > canvas.MaxRegions {
+		return fmt.Errorf("client: %d regions, at most %d", len(c.opts.Regions), canvas.MaxRegions)
 	}
 	if !c.running.CompareAndSwap(false, true) {
 		return errors.New("client: Run called twice")
@@ -292,10 +380,24 @@ func endpoint(base, path string, ws bool) (string, error) {
 func (c *Client) session(ctx context.Context, wsURL string) (hello bool, err error) {
 	c.mu.Lock()
 	since, resuming := c.pos, c.havePos
+	// What the last connection added and did not load yet is loaded once
+	// this one says hello (a resumed hello replays only what follows).
+	for _, op := range c.ops {
+		c.carryAll = c.carryAll || op.all
+		for _, r := range op.added {
+			c.carry[r] = true
+		}
+	}
+	c.ops = nil
+	c.live = false
+	regional, regions := c.regional, c.wantListLocked()
 	c.mu.Unlock()
 	q := url.Values{}
 	if resuming {
 		q.Set("since", since.String())
+	}
+	if regional {
+		q.Set("regions", joinRegions(regions))
 	}
 	if len(c.opts.Fields) > 0 {
 		q.Set("fields", strings.Join(c.opts.Fields, ","))
@@ -330,6 +432,7 @@ func (c *Client) session(ctx context.Context, wsURL string) (hello bool, err err
 		if c.ws == ws {
 			c.ws = nil
 		}
+		c.live = false
 		c.mu.Unlock()
 	}()
 	ws.SetReadLimit(maxFrameSize)
@@ -352,16 +455,19 @@ func (c *Client) session(ctx context.Context, wsURL string) (hello bool, err err
 		switch f.Type {
 		case protocol.TypeHello:
 			hello = true
-			c.onHello(f, resuming, since)
+			c.onHello(f, resuming, since, regional, regions)
+			c.reconcile(ws, regional, regions)
 		case protocol.TypeEvents:
 			if !hello {
 				return hello, errors.New("events before hello")
 			}
-			if err := c.onEvents(f.Events, now); err != nil {
+			if err := c.onEvents(f.From, f.Events, now); err != nil {
 				return hello, err
 			}
 		case protocol.TypeResync:
 			c.onResync(f)
+		case protocol.TypeSubscribed:
+			c.onSubscribed(f, now)
 		case protocol.TypePong:
 			if sent := c.pingSent.Load(); sent != 0 {
 				c.mu.Lock()
@@ -397,35 +503,342 @@ func decodeFrame(mt int, data []byte, subprotocol string) (protocol.ServerFrame,
 
 // onHello adopts the gateway's position unless it accepted ours, in which
 // case the replay of the gap follows and no snapshot is needed.
-func (c *Client) onHello(f protocol.ServerFrame, resuming bool, since canvas.Position) {
+// urlRegional and urlRegions are what the connection's URL named: what it
+// holds, whatever changed since (reconcile sends that).
+func (c *Client) onHello(f protocol.ServerFrame, resuming bool, since canvas.Position, urlRegional bool, urlRegions []canvas.Region) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	ch := RegionChange{Kind: RegionsConnected, All: !urlRegional, Regions: slices.Clone(urlRegions),
+		Position: canvas.Position{Epoch: f.Epoch, Seq: f.Seq}, At: time.Now()}
+	if resuming {
+		ch.Since = since
+	}
+	c.ackAll, c.acked = ch.All, ch.Regions
 	if resuming && f.Resumed && f.Epoch == since.Epoch {
 		c.stats.Resumes++
+		ch.Resumed = true
+		// The gap is replayed for what the URL named; what the last
+		// connection added without loading it is loaded now.
+		switch {
+		case c.carryAll && !c.regional:
+			c.requestSnapshotLocked()
+		case c.regional && len(c.carry) > 0:
+			var adds []canvas.Region
+			for r := range c.carry {
+				// Regions the URL did not name are loaded on the
+				// acknowledgement of reconcile's subscribe.
+				if c.want[r] && (!urlRegional || slices.Contains(urlRegions, r)) {
+					adds = append(adds, r)
+				}
+			}
+			if len(adds) > 0 {
+				c.requestRegionsLocked(adds, false)
+			}
+		}
+	} else {
+		c.pos = canvas.Position{Epoch: f.Epoch, Seq: f.Seq}
+		c.havePos = f.Epoch != ""
+		c.reloadLocked()
+	}
+	clear(c.carry)
+	c.carryAll = false
+	c.mu.Unlock()
+	c.reportRegions(ch)
+}
+
+// reconcile sends, once a connection said hello, what changed in what the
+// client holds since the connection's URL was written (regions or all),
+// and from then on changes go out as frames. The hello's replay and
+// snapshot cover what the URL named; regions it did not name are loaded
+// on their acknowledgement like any subscribe's.
+func (c *Client) reconcile(ws *websocket.Conn, urlRegional bool, urlRegions []canvas.Region) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	c.mu.Lock()
+	var msgs []protocol.Subscribe
+	var ops []subOp
+	url := map[canvas.Region]bool{}
+	for _, r := range urlRegions {
+		url[r] = true
+	}
+	want := c.wantListLocked()
+	switch {
+	case urlRegional && !c.regional:
+		msgs, ops = append(msgs, protocol.Subscribe{Type: protocol.TypeSubscribe, All: true}), append(ops, subOp{all: true})
+	case !urlRegional && c.regional && len(want) > 0:
+		// From the whole canvas: its replay or snapshot covers these.
+		msgs, ops = append(msgs, protocol.Subscribe{Type: protocol.TypeSubscribe, Regions: want}), append(ops, subOp{})
+	case urlRegional && c.regional:
+		var adds, removes []canvas.Region
+		for _, r := range want {
+			if !url[r] {
+				adds = append(adds, r)
+			}
+		}
+		for _, r := range urlRegions {
+			if !c.want[r] {
+				removes = append(removes, r)
+			}
+		}
+		if len(removes) > 0 {
+			msgs, ops = append(msgs, protocol.Subscribe{Type: protocol.TypeUnsubscribe, Regions: removes}), append(ops, subOp{unsub: true})
+		}
+		if len(adds) > 0 {
+			msgs, ops = append(msgs, protocol.Subscribe{Type: protocol.TypeSubscribe, Regions: adds}), append(ops, subOp{added: adds})
+			c.holding = true
+		}
+	}
+	if ops != nil && ops[len(ops)-1].all {
+		c.holding = true
+	}
+	c.ops = append(c.ops, ops...)
+	c.live = c.ws == ws
+	c.mu.Unlock()
+	for _, m := range msgs {
+		c.reportRegions(RegionChange{Kind: RegionsSent, All: m.All, Regions: slices.Clone(m.Regions), Unsubscribe: m.Type == protocol.TypeUnsubscribe, At: time.Now()})
+		if err := c.write(context.Background(), ws, m); err != nil {
+			return
+		}
+	}
+}
+
+// write sends one subscribe or unsubscribe frame; the caller holds writeMu.
+func (c *Client) write(ctx context.Context, ws *websocket.Conn, msg protocol.Subscribe) error {
+	b, _ := json.Marshal(msg)
+	deadline := time.Now().Add(10 * time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = ws.SetWriteDeadline(deadline)
+	if err := ws.WriteMessage(websocket.TextMessage, b); err != nil {
+		// The connection is ending: the next one's URL names the regions,
+		// and what this one added is loaded after its hello.
+		return fmt.Errorf("client: %s: %w", msg.Type, err)
+	}
+	return nil
+}
+
+// reloadLocked loads everything the client holds again (a hello without
+// resumed, a resync): the whole canvas, or every region it holds.
+func (c *Client) reloadLocked() {
+	if !c.regional {
+		c.requestSnapshotLocked()
 		return
 	}
-	c.pos = canvas.Position{Epoch: f.Epoch, Seq: f.Seq}
-	c.havePos = f.Epoch != ""
-	c.requestSnapshotLocked()
+	c.requestRegionsLocked(c.wantListLocked(), true)
+}
+
+func (c *Client) reportRegions(ch RegionChange) {
+	if c.opts.OnRegions != nil {
+		c.opts.OnRegions(ch)
+	}
 }
 
 // onResync moves to the gateway's position and reloads the snapshot: the
 // events before it cannot be delivered, the events after it will be.
 func (c *Client) onResync(f protocol.ServerFrame) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.stats.Resyncs++
 	c.pos = canvas.Position{Epoch: f.Epoch, Seq: f.Seq}
 	c.havePos = f.Epoch != ""
 	c.log.Debug("resync", "reason", f.Reason, "position", c.pos.String())
-	c.requestSnapshotLocked()
+	c.reloadLocked()
+	ch := RegionChange{Kind: RegionsResynced, All: !c.regional, Regions: c.wantListLocked(), Position: c.pos, At: time.Now()}
+	c.mu.Unlock()
+	c.reportRegions(ch)
 }
 
-// onEvents checks continuity and applies each event by version.
-func (c *Client) onEvents(evs []protocol.Event, now time.Time) error {
+// onSubscribed takes the acknowledgement of the oldest subscribe or
+// unsubscribe sent: from its position every event of the regions it names
+// is delivered, so the regions that subscribe made visible are loaded now
+// (their snapshot is at least as new as the acknowledgement).
+func (c *Client) onSubscribed(f protocol.ServerFrame, now time.Time) {
+	c.mu.Lock()
+	c.ackAll, c.acked = f.All, slices.Clone(f.Regions)
+	if len(c.ops) == 0 {
+		c.mu.Unlock()
+		c.log.Warn("subscribed without a subscribe awaiting it", "position", canvas.Position{Epoch: f.Epoch, Seq: f.Seq}.String())
+		return
+	}
+	op := c.ops[0]
+	c.ops = c.ops[1:]
+	switch {
+	case op.all && !c.regional:
+		c.requestSnapshotLocked()
+	case len(op.added) > 0 && c.regional:
+		var adds []canvas.Region
+		for _, r := range op.added {
+			if c.want[r] {
+				adds = append(adds, r)
+			}
+		}
+		if len(adds) > 0 {
+			c.requestRegionsLocked(adds, false)
+		}
+	}
+	c.stopHoldingLocked()
+	ch := RegionChange{Kind: RegionsAcked, All: f.All, Regions: slices.Clone(f.Regions),
+		Position: canvas.Position{Epoch: f.Epoch, Seq: f.Seq}, At: now}
+	c.mu.Unlock()
+	c.reportRegions(ch)
+}
+
+// Subscribe adds regions (docs/protocol.md, "Regions"). A client holding
+// the whole canvas holds only these from then on. Regions held already
+// are not asked for again; with nothing new, nothing is sent. Not
+// connected, the next connection's URL names them.
+func (c *Client) Subscribe(ctx context.Context, regions ...canvas.Region) error {
+	return c.change(ctx, protocol.TypeSubscribe, false, regions)
+}
+
+// Unsubscribe removes regions; their pixels leave the client's canvas at
+// once (events of them that still arrive before the acknowledgement are
+// not applied).
+func (c *Client) Unsubscribe(ctx context.Context, regions ...canvas.Region) error {
+	return c.change(ctx, protocol.TypeUnsubscribe, false, regions)
+}
+
+// SubscribeAll goes back to the whole canvas, loaded again once the
+// acknowledgement arrives.
+func (c *Client) SubscribeAll(ctx context.Context) error {
+	return c.change(ctx, protocol.TypeSubscribe, true, nil)
+}
+
+func (c *Client) change(ctx context.Context, typ string, all bool, regions []canvas.Region) error {
+	if c.opts.Binary {
+		return errors.New("client: regions need the JSON protocol")
+	}
+	c.writeMu.Lock() // frames go out in the order ops are queued
+	defer c.writeMu.Unlock()
+	c.mu.Lock()
+	msg := protocol.Subscribe{Type: typ, All: all}
+	op := subOp{all: all, unsub: typ == protocol.TypeUnsubscribe}
+	switch {
+	case all:
+		if !c.regional {
+			c.mu.Unlock()
+			return nil
+		}
+		c.regional = false
+		clear(c.want)
+	case op.unsub:
+		if !c.regional {
+			c.mu.Unlock()
+			return errors.New("client: unsubscribe from the whole canvas: subscribe to the regions to keep instead")
+		}
+		for _, r := range regions {
+			if c.want[r] && !slices.Contains(msg.Regions, r) {
+				msg.Regions = append(msg.Regions, r)
+			}
+		}
+		for _, r := range msg.Regions {
+			delete(c.want, r)
+		}
+	default:
+		held := len(c.want)
+		if !c.regional {
+			held = 0
+		}
+		for _, r := range regions {
+			if (!c.regional || !c.want[r]) && !slices.Contains(msg.Regions, r) {
+				msg.Regions = append(msg.Regions, r)
+			}
+		}
+		if held+len(msg.Regions) > canvas.MaxRegions {
+			c.mu.Unlock()
+			return fmt.Errorf("client: %d regions, at most %d: subscribe to the whole canvas instead", held+len(msg.Regions), canvas.MaxRegions)
+		}
+		if len(msg.Regions) > 0 {
+			if c.regional {
+				op.added = msg.Regions
+			} else {
+				// From the whole canvas to these: all of them were
+				// visible, nothing to load.
+				c.regional = true
+				clear(c.want)
+			}
+		}
+		for _, r := range msg.Regions {
+			c.want[r] = true
+		}
+	}
+	if !all && len(msg.Regions) == 0 {
+		c.mu.Unlock()
+		return nil // nothing to change (from the whole canvas: name a region)
+	}
+	slices.Sort(msg.Regions)
+	if c.regional {
+		maps.DeleteFunc(c.pixels, func(p [2]int, _ CanvasPixel) bool { return !c.visibleLocked(p[0], p[1]) })
+	}
+	if op.all || len(op.added) > 0 {
+		c.holding = true // keep the new regions' events from now on
+	}
+	ws := c.ws
+	if ws == nil || !c.live {
+		// Not connected, or connecting: the next URL names what the
+		// client holds, or reconcile sends it after the hello.
+		c.carryAll = c.carryAll || op.all
+		for _, r := range op.added {
+			c.carry[r] = true
+		}
+		c.mu.Unlock()
+		return nil
+	}
+	c.ops = append(c.ops, op)
+	ch := RegionChange{Kind: RegionsSent, All: all, Regions: slices.Clone(msg.Regions), Unsubscribe: op.unsub, At: time.Now()}
+	c.mu.Unlock()
+	c.reportRegions(ch)
+	return c.write(ctx, ws, msg)
+}
+
+// wantListLocked is the sorted list of the regions the client holds.
+func (c *Client) wantListLocked() []canvas.Region {
+	out := slices.Collect(maps.Keys(c.want))
+	slices.Sort(out)
+	return out
+}
+
+// joinRegions writes ids as the regions= list.
+func joinRegions(regions []canvas.Region) string {
+	b := make([]byte, 0, len(regions)*5)
+	for i, r := range regions {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendUint(b, uint64(r), 10)
+	}
+	return string(b)
+}
+
+// Regions reports what the client holds: the whole canvas (all), or the
+// regions listed; Canvas holds only their pixels.
+func (c *Client) Regions() (all bool, regions []canvas.Region) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.regional, c.wantListLocked()
+}
+
+// Acknowledged is what the last hello or subscribed frame said the
+// connection holds.
+func (c *Client) Acknowledged() (all bool, regions []canvas.Region) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ackAll, slices.Clone(c.acked)
+}
+
+// onEvents checks continuity and applies each event by version. from is
+// the frame's "from" (0: none): a filtered frame holds every event of the
+// connection's regions from it through its last event, so it is
+// continuous when from is at most the position plus one.
+func (c *Client) onEvents(from uint64, evs []protocol.Event, now time.Time) error {
 	recs := make([]Received, 0, len(evs))
 	var gap error
 	c.mu.Lock()
+	last := c.pos.Seq
+	if from != 0 && from > last+1 {
+		c.stats.Gaps++
+		c.mu.Unlock()
+		return fmt.Errorf("%w: a frame from %d after %d", errGap, from, last)
+	}
 	for _, w := range evs {
 		var col canvas.Color
 		if w.Kind != protocol.KindCanary { // a canary carries no pixel
@@ -446,6 +859,11 @@ func (c *Client) onEvents(evs []protocol.Event, now time.Time) error {
 			r.Event.Kind = canvas.KindPixel
 		}
 		switch {
+		case from != 0 && w.Seq <= last:
+			r.Dup = true
+			c.stats.Duplicates++
+		case from != 0:
+			c.pos.Seq = max(c.pos.Seq, w.Seq)
 		case w.Seq <= c.pos.Seq:
 			r.Dup = true
 			c.stats.Duplicates++
@@ -461,12 +879,15 @@ func (c *Client) onEvents(evs []protocol.Event, now time.Time) error {
 		c.stats.Received++
 		if r.Event.Kind == canvas.KindCanary {
 			c.stats.Canaries++
-		} else {
+		} else if c.visibleLocked(w.GX, w.GY) {
+			// Events of regions the client no longer holds (before the
+			// unsubscribe's acknowledgement) are not applied: nothing
+			// would keep them current.
 			c.applyLocked(w.GX, w.GY, col, w.Version)
 			if c.holding {
 				c.held = append(c.held, heldEvent{epoch: c.pos.Epoch, seq: w.Seq, gx: w.GX, gy: w.GY, color: col, version: w.Version})
 				if len(c.held) > maxHeld {
-					c.requestSnapshotLocked()
+					c.reloadLocked()
 				}
 			}
 		}
@@ -482,6 +903,11 @@ func (c *Client) onEvents(evs []protocol.Event, now time.Time) error {
 		}
 	}
 	return gap
+}
+
+// visibleLocked reports whether the client holds pixel (gx, gy).
+func (c *Client) visibleLocked(gx, gy int) bool {
+	return !c.regional || c.want[canvas.RegionOf(gx, gy)]
 }
 
 // applyLocked keeps the newest version of a pixel: duplicates and replays
@@ -501,10 +927,48 @@ func (c *Client) applyLocked(gx, gy int, col canvas.Color, version int64) {
 func (c *Client) requestSnapshotLocked() {
 	c.holding, c.held = true, nil
 	c.snapWant++
+	c.pendAll = true
+	clear(c.pendRegions)
+	c.signalSnapshot()
+}
+
+// requestRegionsLocked asks for a snapshot of regions and keeps the events
+// that follow. drop forgets those kept so far (a hello or resync: they
+// precede its position); an acknowledgement keeps them, since other
+// regions' loads may still need them.
+func (c *Client) requestRegionsLocked(regions []canvas.Region, drop bool) {
+	c.holding = true
+	if drop {
+		c.held = nil
+	}
+	c.snapWant++
+	for _, r := range regions {
+		c.pendRegions[r] = true
+	}
+	c.signalSnapshot()
+}
+
+func (c *Client) signalSnapshot() {
 	select {
 	case c.snapReq <- struct{}{}:
 	default:
 	}
+}
+
+// stopHoldingLocked stops keeping events once nothing needs them: every
+// snapshot asked for loaded, and no subscribe awaiting its
+// acknowledgement (its regions' events are kept from the moment it was
+// sent).
+func (c *Client) stopHoldingLocked() {
+	if c.snapDone < c.snapWant {
+		return
+	}
+	for _, op := range c.ops {
+		if op.all || len(op.added) > 0 {
+			return
+		}
+	}
+	c.holding, c.held = false, nil
 }
 
 // snapshotLoop loads the snapshot whenever asked, retrying with backoff
@@ -520,12 +984,37 @@ func (c *Client) snapshotLoop(ctx context.Context, snapURL string) {
 		var bo backoff.Backoff
 		for {
 			c.mu.Lock()
-			want := c.snapWant
+			want, all := c.snapWant, c.pendAll
+			var regions []canvas.Region
+			for r := range c.pendRegions {
+				regions = append(regions, r)
+			}
+			c.pendAll = false
+			clear(c.pendRegions)
 			c.mu.Unlock()
-			err := c.loadSnapshot(ctx, snapURL, want)
-			if err == nil {
+			if !all && regions == nil {
 				break
 			}
+			var err error
+			if all {
+				err = c.loadSnapshot(ctx, snapURL, want)
+			} else {
+				slices.Sort(regions)
+				err = c.loadRegions(ctx, snapURL, want, regions)
+			}
+			if err == nil {
+				bo.Reset()
+				continue // anything asked for meanwhile
+			}
+			c.mu.Lock()
+			if all {
+				c.pendAll = true
+			} else if !c.pendAll {
+				for _, r := range regions {
+					c.pendRegions[r] = true
+				}
+			}
+			c.mu.Unlock()
 			if ctx.Err() != nil {
 				return
 			}
@@ -538,48 +1027,80 @@ func (c *Client) snapshotLoop(ctx context.Context, snapURL string) {
 	}
 }
 
-// loadSnapshot loads the snapshot, asked for by requests up to want, and
-// makes it the canvas.
-func (c *Client) loadSnapshot(ctx context.Context, snapURL string, want uint64) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, snapURL, nil)
+// fetchSnapshot reads GET /api/canvas (JSON) at u.
+func (c *Client) fetchSnapshot(ctx context.Context, u string) (protocol.Snapshot, map[[2]int]CanvasPixel, error) {
+	var s protocol.Snapshot
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return fmt.Errorf("snapshot request: %w", err)
+		return s, nil, fmt.Errorf("snapshot request: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("get snapshot: %w", err)
+		return s, nil, fmt.Errorf("get snapshot: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("get snapshot: status %s", resp.Status)
+		return s, nil, fmt.Errorf("get snapshot: status %s", resp.Status)
 	}
-	var s protocol.Snapshot
 	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
-		return fmt.Errorf("decode snapshot: %w", err)
+		return s, nil, fmt.Errorf("decode snapshot: %w", err)
 	}
 	snap := make(map[[2]int]CanvasPixel, len(s.Pixels))
 	for _, p := range s.Pixels {
 		col, err := canvas.ParseColor(p.Color)
 		if err != nil {
-			return fmt.Errorf("snapshot pixel (%d,%d): %w", p.GX, p.GY, err)
+			return s, nil, fmt.Errorf("snapshot pixel (%d,%d): %w", p.GX, p.GY, err)
 		}
 		snap[[2]int{p.GX, p.GY}] = CanvasPixel{Color: col, Version: p.Version}
 	}
+	return s, snap, nil
+}
+
+// loadSnapshot loads the snapshot, asked for by requests up to want, and
+// makes it the canvas.
+func (c *Client) loadSnapshot(ctx context.Context, snapURL string, want uint64) error {
+	s, snap, err := c.fetchSnapshot(ctx, snapURL)
+	if err != nil {
+		return err
+	}
 	c.mu.Lock()
 	c.replaceLocked(snap, s.Position)
-	c.snapDone = max(c.snapDone, want)
-	c.stats.Snapshots++
-	if c.snapDone >= c.snapWant {
-		// Nothing asked for since this load began: its snapshot
-		// holds everything before now.
-		c.holding, c.held = false, nil
-	}
+	c.loadedLocked(want)
 	c.mu.Unlock()
 	if c.opts.OnSnapshot != nil {
 		c.opts.OnSnapshot(snap)
 	}
 	return nil
+}
+
+// loadRegions loads the snapshot of regions (sorted), asked for by
+// requests up to want, and makes it those regions' pixels.
+func (c *Client) loadRegions(ctx context.Context, snapURL string, want uint64, regions []canvas.Region) error {
+	s, snap, err := c.fetchSnapshot(ctx, snapURL+"?regions="+joinRegions(regions))
+	if err != nil {
+		return err
+	}
+	in := make(map[canvas.Region]bool, len(regions))
+	for _, r := range regions {
+		in[r] = true
+	}
+	c.mu.Lock()
+	c.replaceRegionsLocked(in, snap, s.Position)
+	c.loadedLocked(want)
+	c.mu.Unlock()
+	if c.opts.OnSnapshot != nil {
+		c.opts.OnSnapshot(snap)
+	}
+	return nil
+}
+
+func (c *Client) loadedLocked(want uint64) {
+	c.snapDone = max(c.snapDone, want)
+	c.stats.Snapshots++
+	// Nothing asked for since this load began: its snapshot holds
+	// everything before now.
+	c.stopHoldingLocked()
 }
 
 // replaceLocked makes the canvas the snapshot, then applies again, by
@@ -589,11 +1110,45 @@ func (c *Client) loadSnapshot(ctx context.Context, snapURL string, want uint64) 
 // history only go up).
 func (c *Client) replaceLocked(snap map[[2]int]CanvasPixel, at canvas.Position) {
 	c.pixels = maps.Clone(snap)
+	if c.regional { // the mode changed while it loaded
+		maps.DeleteFunc(c.pixels, func(p [2]int, _ CanvasPixel) bool { return !c.visibleLocked(p[0], p[1]) })
+	}
 	for _, e := range c.held {
 		if at.Epoch != "" && e.epoch == at.Epoch && e.seq <= at.Seq {
 			continue
 		}
-		c.applyLocked(e.gx, e.gy, e.color, e.version)
+		if c.visibleLocked(e.gx, e.gy) {
+			c.applyLocked(e.gx, e.gy, e.color, e.version)
+		}
+	}
+}
+
+// replaceRegionsLocked does what replaceLocked does, for the regions in
+// only: their pixels become the snapshot's, and the held events inside
+// them after its position are applied again. Regions no longer held (or
+// a whole canvas held meanwhile, which a whole snapshot replaces) are
+// left alone.
+func (c *Client) replaceRegionsLocked(in map[canvas.Region]bool, snap map[[2]int]CanvasPixel, at canvas.Position) {
+	if !c.regional {
+		return
+	}
+	inside := func(gx, gy int) bool {
+		r := canvas.RegionOf(gx, gy)
+		return in[r] && c.want[r]
+	}
+	maps.DeleteFunc(c.pixels, func(p [2]int, _ CanvasPixel) bool { return inside(p[0], p[1]) })
+	for p, px := range snap {
+		if inside(p[0], p[1]) {
+			c.pixels[p] = px
+		}
+	}
+	for _, e := range c.held {
+		if at.Epoch != "" && e.epoch == at.Epoch && e.seq <= at.Seq {
+			continue
+		}
+		if inside(e.gx, e.gy) {
+			c.applyLocked(e.gx, e.gy, e.color, e.version)
+		}
 	}
 }
 
@@ -604,7 +1159,8 @@ func (c *Client) Position() canvas.Position {
 	return c.pos
 }
 
-// Canvas returns a copy of the client's canvas: every painted pixel.
+// Canvas returns a copy of the client's canvas: every painted pixel (of
+// the regions it holds, with regions).
 func (c *Client) Canvas() map[[2]int]CanvasPixel {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -37,19 +38,36 @@ type fakeGateway struct {
 	// request came, then waits for gate to close before reading snapshot.
 	gate  atomic.Pointer[chan struct{}]
 	asked chan struct{}
+	// queries gets each /ws request's query; regions, when set, answers
+	// /api/canvas?regions= (its list is announced on regionAsks).
+	queries    chan url.Values
+	regions    atomic.Pointer[func(list string) string]
+	regionAsks chan string
+	// dialGate, when set, holds the next /ws request before its upgrade
+	// (a slow handshake): announced on dialing, released by closing it.
+	dialGate atomic.Pointer[chan struct{}]
+	dialing  chan url.Values
 }
 
 func newFake(t *testing.T, script ...func(ws *websocket.Conn, since string)) *fakeGateway {
-	f := &fakeGateway{t: t, script: script, asked: make(chan struct{}, 16)}
+	f := &fakeGateway{t: t, script: script, asked: make(chan struct{}, 16), queries: make(chan url.Values, 16), regionAsks: make(chan string, 16), dialing: make(chan url.Values, 1)}
 	f.snapshot.Store(`{"width":8,"height":8,"position":{"epoch":"e1","seq":0},"pixels":[]}`)
 	up := websocket.Upgrader{}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+		if g := f.dialGate.Swap(nil); g != nil {
+			f.dialing <- r.URL.Query()
+			<-*g
+		}
 		ws, err := up.Upgrade(w, r, nil)
 		if err != nil {
 			return
 		}
 		defer ws.Close()
+		select {
+		case f.queries <- r.URL.Query():
+		default:
+		}
 		i := int(f.conns.Add(1)) - 1
 		s := f.script[min(i, len(f.script)-1)]
 		s(ws, r.URL.Query().Get("since"))
@@ -64,6 +82,12 @@ func newFake(t *testing.T, script ...func(ws *websocket.Conn, since string)) *fa
 			}
 		}
 		f.snaps.Add(1)
+		if fn := f.regions.Load(); fn != nil && r.URL.Query().Has("regions") {
+			list := r.URL.Query().Get("regions")
+			f.regionAsks <- list
+			_, _ = w.Write([]byte((*fn)(list)))
+			return
+		}
 		_, _ = w.Write([]byte(f.snapshot.Load().(string)))
 	})
 	f.srv = httptest.NewServer(mux)

@@ -201,6 +201,7 @@ func Watch(ctx context.Context, rec *history.Recorder, t Target, n int, opts ...
 				}
 				rec.Snapshot(name, time.Now(), v)
 			},
+			OnRegions: func(ch client.RegionChange) { rec.Regions(name, Subscription(ch)) },
 		}
 		for _, opt := range opts {
 			opt(i, &o)
@@ -305,6 +306,29 @@ func diff(got map[[2]int]client.CanvasPixel, want api.CanvasJSON) string {
 	return fmt.Sprint(d)
 }
 
+// Subscription is a client's subscription step as the history records it.
+func Subscription(ch client.RegionChange) history.Subscription {
+	return history.Subscription{Kind: history.SubscriptionKind(ch.Kind), All: ch.All, Regions: ch.Regions,
+		Unsubscribe: ch.Unsubscribe, Position: ch.Position, Since: ch.Since, At: ch.At}
+}
+
+func histPixels(m map[[2]int]client.CanvasPixel) map[[2]int]history.Pixel {
+	out := make(map[[2]int]history.Pixel, len(m))
+	for p, px := range m {
+		out[p] = history.Pixel{Color: px.Color, Version: px.Version}
+	}
+	return out
+}
+
+func snapPixels(s api.CanvasJSON) map[[2]int]history.Pixel {
+	out := make(map[[2]int]history.Pixel, len(s.Pixels))
+	for _, p := range s.Pixels {
+		c, _ := canvas.ParseColor(p.Color)
+		out[[2]int{p.GX, p.GY}] = history.Pixel{Color: c, Version: p.Version}
+	}
+	return out
+}
+
 // Verify ends a run the same way for every suite: a final write must
 // succeed; then every client must converge to GET /api/canvas within
 // drain; the snapshot must agree with the history (each pixel's newest
@@ -328,7 +352,13 @@ func Verify(ctx context.Context, name string, t Target, rec *history.Recorder, w
 		if err == nil {
 			clear(diverged)
 			for i, cl := range w.Clients {
-				if d := diff(cl.Canvas(), snap); d != "" {
+				d := ""
+				if all, regions := cl.Regions(); all {
+					d = diff(cl.Canvas(), snap)
+				} else {
+					d = history.CanvasDiff(histPixels(cl.Canvas()), snapPixels(snap), false, regions)
+				}
+				if d != "" {
 					diverged[w.names[i]] = d
 				}
 			}

@@ -84,6 +84,9 @@ type Recorder struct {
 	writes  []*Write
 	index   map[key]int // write key → position in writes
 	clients map[string]*clientLog
+	// seen is the stream position of each event key as first received
+	// by any client: a write's position, for judging region clients.
+	seen map[key]canvas.Position
 }
 
 // clientLog is compact on purpose: a load test has hundreds of clients
@@ -95,6 +98,7 @@ type clientLog struct {
 	unmatched map[key]int
 	snaps     map[[2]int][]snapMark
 	events    int
+	regions   *regionLog // nil: never reported a subscription
 }
 
 // snapMark is one snapshot's version of a pixel and when it was loaded. A
@@ -119,7 +123,7 @@ func (c *clientLog) covers(p [2]int, version int64, start time.Time) bool {
 // NewRecorder returns an empty history. Colours start at seed (any value;
 // give each run its own so two runs on one canvas never share a colour).
 func NewRecorder(seed uint32) *Recorder {
-	r := &Recorder{index: map[key]int{}, clients: map[string]*clientLog{}}
+	r := &Recorder{index: map[key]int{}, clients: map[string]*clientLog{}, seen: map[key]canvas.Position{}}
 	r.colors.Store(seed & 0xFFFFFF)
 	return r
 }
@@ -175,6 +179,15 @@ func (r *Recorder) Event(clientName string, e canvas.Event) {
 	c := r.client(clientName)
 	c.events++
 	k := key{e.GX, e.GY, e.Color}
+	if _, ok := r.seen[k]; !ok && e.Epoch != "" {
+		r.seen[k] = canvas.Position{Epoch: e.Epoch, Seq: e.Seq}
+	}
+	if rg := canvas.RegionOf(e.GX, e.GY); !c.regions.allowed(rg) {
+		c.regions.outside++
+		if len(c.regions.examples) < 5 {
+			c.regions.examples = append(c.regions.examples, fmt.Sprintf("(%d,%d) %s at %s:%d (region %d)", e.GX, e.GY, e.Color, e.Epoch, e.Seq, rg))
+		}
+	}
 	i, ok := r.index[k]
 	if !ok {
 		c.unmatched[k]++
@@ -232,6 +245,10 @@ type Verdict struct {
 	Unexpected int `json:"unexpected"`
 	// Duplicated: extra receipts of an event already received. Allowed.
 	Duplicated int `json:"duplicated"`
+	// Outside: pixel events a region client received outside everything
+	// it held (see Regions). Must be 0.
+	Outside         int      `json:"outside,omitempty"`
+	OutsideExamples []string `json:"outsideExamples,omitempty"`
 	// Examples of lost and unexpected writes, for the report.
 	LostExamples       []string `json:"lostExamples,omitempty"`
 	UnexpectedExamples []string `json:"unexpectedExamples,omitempty"`
@@ -242,6 +259,18 @@ type Counts struct {
 	OK      int `json:"ok"`
 	Unknown int `json:"unknown"`
 	Failed  int `json:"failed"`
+}
+
+// seenOf is the stream position of w's event, if any client received it.
+func (r *Recorder) seenOf(w *Write) (canvas.Position, bool) {
+	p, ok := r.seen[key{w.GX, w.GY, w.Color}]
+	return p, ok
+}
+
+// dueOf reports whether region client c had to get w.
+func (r *Recorder) dueOf(c *clientLog, w *Write) bool {
+	p, ok := r.seenOf(w)
+	return c.regions.due(w, p, ok)
 }
 
 // Check judges every client against the writes recorded so far. Call it
@@ -276,6 +305,10 @@ func (r *Recorder) Check() (Counts, []Verdict) {
 			}
 		}
 		v := Verdict{Client: n, Events: c.events}
+		regional := c.regions != nil && c.regions.regional
+		if c.regions != nil {
+			v.Outside, v.OutsideExamples = c.regions.outside, c.regions.examples
+		}
 		for k, times := range c.unmatched {
 			v.Unexpected++
 			v.Duplicated += times - 1
@@ -297,7 +330,7 @@ func (r *Recorder) Check() (Counts, []Verdict) {
 				if len(v.UnexpectedExamples) < 5 {
 					v.UnexpectedExamples = append(v.UnexpectedExamples, fmt.Sprintf("(%d,%d) %s (a failed write)", w.GX, w.GY, w.Color))
 				}
-			case times == 0 && w.Outcome == OK && !c.covers([2]int{w.GX, w.GY}, w.Version, w.Start):
+			case times == 0 && w.Outcome == OK && !c.covers([2]int{w.GX, w.GY}, w.Version, w.Start) && (!regional || r.dueOf(c, w)):
 				v.Lost++
 				if len(v.LostExamples) < 5 {
 					v.LostExamples = append(v.LostExamples, fmt.Sprintf("(%d,%d) %s v%d id %s", w.GX, w.GY, w.Color, w.Version, w.EventID))

@@ -42,6 +42,9 @@ func (rep *Report) Problems() []string {
 		if v.Unexpected > 0 {
 			out = append(out, fmt.Sprintf("%s received %d events nobody wrote, e.g. %s", v.Client, v.Unexpected, strings.Join(v.UnexpectedExamples, "; ")))
 		}
+		if v.Outside > 0 {
+			out = append(out, fmt.Sprintf("%s received %d pixel events outside its regions, e.g. %s", v.Client, v.Outside, strings.Join(v.OutsideExamples, "; ")))
+		}
 	}
 	out = append(out, rep.Diverged...)
 	out = append(out, rep.Notes...)
