@@ -3,32 +3,15 @@ package e2e
 import (
 	"context"
 	"math/rand/v2"
-	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/pixelflow/pixelflow/internal/canvas"
 	"github.com/pixelflow/pixelflow/internal/harness/client"
 	"github.com/pixelflow/pixelflow/internal/harness/cluster"
 	"github.com/pixelflow/pixelflow/internal/harness/history"
 )
-
-// servesRegions reports whether the gateway at base knows ?regions=: one
-// that does refuses a region outside the canvas before the upgrade.
-func servesRegions(t *testing.T, base string) bool {
-	t.Helper()
-	u := "ws" + strings.TrimPrefix(base, "http") + "/ws?regions=65535"
-	ws, resp, err := websocket.DefaultDialer.Dial(u, nil)
-	if err == nil {
-		_ = ws.Close()
-		return false
-	}
-	return resp != nil && resp.StatusCode == http.StatusBadRequest
-}
 
 // TestRegions: on the default 256×256 canvas (16 regions), 2 whole-canvas
 // clients and 10 region clients, 5 of them panning (unsubscribing a region
@@ -41,9 +24,6 @@ func servesRegions(t *testing.T, base string) bool {
 // store; and a still client receives only its share of the events.
 func TestRegions(t *testing.T) {
 	ctx, c := setup(t, cluster.Options{Gateways: 2})
-	if !servesRegions(t, c.GatewayURLs()[0]) {
-		t.Skip("the gateway does not serve regions (GET /ws?regions=) yet")
-	}
 	size := canvas.Size{Width: 256, Height: 256}
 	var all []canvas.Region
 	for r := range canvas.Region(canvas.RegionStride * 4) {
