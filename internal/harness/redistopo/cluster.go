@@ -33,6 +33,11 @@ type Cluster struct {
 	// Nodes: Nodes[i] (i < 3) was a primary at start and Nodes[i+3] its
 	// replica. Who is primary now is the cluster's answer (PrimaryFor).
 	Nodes []*redisproc.Server
+	// MigrateKeyGap is how long MigrateSlot waits between moving two keys
+	// (0: none). A gap keeps a slot's keys split across two nodes long
+	// enough for clients to meet ASK and TRYAGAIN, as in a slow
+	// resharding of a large slot.
+	MigrateKeyGap time.Duration
 }
 
 // The slot ranges of the three primaries.
@@ -265,6 +270,12 @@ func (c *Cluster) owners(ctx context.Context, key string) (*redisproc.Server, []
 	if err != nil {
 		return nil, nil, err
 	}
+	return c.slotOwners(ctx, slot)
+}
+
+// slotOwners returns the primary and replicas of slot every live node
+// names, checking that they all name the same primary.
+func (c *Cluster) slotOwners(ctx context.Context, slot int) (*redisproc.Server, []*redisproc.Server, error) {
 	var primary string
 	var replicas []string
 	for _, n := range c.live() {

@@ -268,3 +268,119 @@ func TestClusterPauseReplication(t *testing.T) {
 		t.Fatalf("the write acknowledged while replication was paused: %v, want it lost", err)
 	}
 }
+
+// TestClusterMigrateSlot: MigrateSlot moves every key of a slot to another
+// primary, one at a time, while a client keeps incrementing one of them
+// through the REDIS_URL client (following ASK, TRYAGAIN and MOVED); after
+// it, the cluster names the new owner, the keys are there and not on the
+// old one, and no increment was lost.
+func TestClusterMigrateSlot(t *testing.T) {
+	c := redistopo.StartCluster(t, redistopo.ClusterOptions{})
+	ctx := ctxFor(t)
+	rdb := client(t, c.URL(), redisurl.Cluster)
+	const counter = "{m}counter"
+	keys := []string{"{m}a", "{m}b", "{m}c", "{m}d", "{m}e"}
+	for _, k := range keys {
+		if err := rdb.Set(ctx, k, "v:"+k, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: "{m}stream", ID: "1-0", Values: []string{"f", "v"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Set(ctx, counter, 0, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	slot, err := c.Slot(ctx, counter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from, err := c.PrimaryFor(ctx, counter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	primaries, err := c.Primaries(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(primaries) != 3 {
+		t.Fatalf("%d primaries, want 3", len(primaries))
+	}
+	var to *redisproc.Server
+	for _, p := range primaries {
+		if p != from {
+			to = p
+			break
+		}
+	}
+	before, err := c.Redirections(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	var acked, failed int64
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := rdb.Incr(ctx, counter).Err(); err != nil {
+				failed++
+			} else {
+				acked++
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	c.MigrateKeyGap = 100 * time.Millisecond
+	m, err := c.MigrateSlot(ctx, slot, to)
+	close(stop)
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := c.Redirections(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	red := after.Sub(before)
+	t.Logf("slot %d: %d keys from %s to %s in %s; %d increments acknowledged, %d failed; %s",
+		slot, m.Keys, m.From.Addr(), m.To.Addr(), m.Took.Round(time.Millisecond), acked, failed, red)
+
+	if m.From != from || m.Keys != len(keys)+2 {
+		t.Fatalf("moved %d keys from %s, want %d from %s", m.Keys, m.From.Addr(), len(keys)+2, from.Addr())
+	}
+	if p, err := c.PrimaryFor(ctx, counter); err != nil || p != to {
+		t.Fatalf("the cluster names %v (%v) the slot's primary, want %s", p, err, to.Addr())
+	}
+	for n, want := range map[*redisproc.Server]int64{from: 0, to: int64(len(keys) + 2)} {
+		node := redis.NewClient(&redis.Options{Addr: n.Addr()})
+		got, err := node.ClusterCountKeysInSlot(ctx, slot).Result()
+		_ = node.Close()
+		if err != nil || got != want {
+			t.Errorf("%s holds %d keys of slot %d (%v), want %d", n.Addr(), got, slot, err, want)
+		}
+	}
+	for _, k := range keys {
+		if v, err := rdb.Get(ctx, k).Result(); err != nil || v != "v:"+k {
+			t.Errorf("get %s after the migration: %q %v", k, v, err)
+		}
+	}
+	if n, err := rdb.XLen(ctx, "{m}stream").Result(); err != nil || n != 1 {
+		t.Errorf("the stream after the migration: %d entries, %v", n, err)
+	}
+	if failed > 0 {
+		t.Errorf("%d increments failed during the migration", failed)
+	}
+	if got, err := rdb.Get(ctx, counter).Int64(); err != nil || got != acked {
+		t.Errorf("counter %d (%v), want the %d acknowledged increments", got, err, acked)
+	}
+	if red.Ask == 0 {
+		t.Errorf("no ASK during the migration (%s): the writes never met the split slot", red)
+	}
+}
