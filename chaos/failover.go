@@ -84,6 +84,7 @@ func FailoverScenarios() []Scenario {
 				"Nothing lost, no number reused, every client receives the pixels committed after the kill, writes keep returning 201."}),
 		FailoverScenario(failoverPlan{name: "cluster-planned-failover", mode: redisurl.Cluster, planned: true,
 			doc: "CLUSTER FAILOVER under load, sent to the replica of the canvas's slot: it takes over once it holds everything its primary acknowledged, and the old primary, still alive, becomes its replica (clients follow the MOVED redirections). Nothing lost, no number reused, writes keep returning 201."}),
+		ClusterSlotMigration(),
 	}
 }
 
@@ -466,6 +467,13 @@ const rejoinProbes = 8
 // again (on a Sentinel that may be after the history was judged) and
 // requires every client to receive them: the rejoin broke nothing.
 func afterRejoin(d *Drill) Invariant {
+	return paintedAfter(d, "the rejoin", "the deposed primary rejoined")
+}
+
+// paintedAfter paints rejoinProbes new pixels and requires every client to
+// receive them: what happened before (event, as the invariant names it;
+// since, as its figure says it) broke nothing.
+func paintedAfter(d *Drill, event, since string) Invariant {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -481,8 +489,8 @@ func afterRejoin(d *Drill) Invariant {
 	if ok == rejoinProbes {
 		at, all = d.Watchers.CaughtUp(ctx, last, 10*time.Second)
 	}
-	return Invariant{"pixels painted after the rejoin reach every client", all,
-		fmt.Sprintf("%d of %d new pixels acknowledged after the deposed primary rejoined; every client had them %.2fs after the first was sent: %v", ok, rejoinProbes, at.Sub(start).Seconds(), all)}
+	return Invariant{"pixels painted after " + event + " reach every client", all,
+		fmt.Sprintf("%d of %d new pixels acknowledged after %s; every client had them %.2fs after the first was sent: %v", ok, rejoinProbes, since, at.Sub(start).Seconds(), all)}
 }
 
 // sameData: the deposed primary, a replica again, holds exactly the
