@@ -51,8 +51,7 @@ func readSub(t *testing.T, ws *websocket.Conn) protocol.Subscribe {
 func TestClientRegions(t *testing.T) {
 	ackSeen := make(chan struct{})
 	subSent := make(chan struct{})
-	var f *fakeGateway
-	f = newFake(t,
+	f := newFake(t,
 		func(ws *websocket.Conn, _ string) {
 			send(ws, hello("e1", 10, false))
 			send(ws, filtered(11, ev{Seq: 12, GX: 1, GY: 1, Color: "#000001", Version: 1}))
@@ -193,8 +192,7 @@ func TestClientRefusesRegionsWithBinary(t *testing.T) {
 // send an added one.
 func TestClientSendsChangesMadeWhileConnecting(t *testing.T) {
 	frames := make(chan protocol.Subscribe, 4)
-	var f *fakeGateway
-	f = newFake(t,
+	f := newFake(t,
 		func(ws *websocket.Conn, _ string) {
 			send(ws, hello("e1", 0, false))
 			for range 2 {
