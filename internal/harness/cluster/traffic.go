@@ -296,14 +296,7 @@ func diff(got map[[2]int]client.CanvasPixel, want api.CanvasJSON) string {
 	if extra := len(got) - seen; extra > 0 {
 		d = append(d, strconv.Itoa(extra)+" pixels the store does not have")
 	}
-	if len(d) == 0 {
-		return ""
-	}
-	sort.Strings(d)
-	if len(d) > 3 {
-		d = append(d[:3], fmt.Sprintf("… %d differences", len(d)))
-	}
-	return fmt.Sprint(d)
+	return history.Differences(d)
 }
 
 // Subscription is a client's subscription step as the history records it.

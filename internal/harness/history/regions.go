@@ -232,6 +232,12 @@ func CanvasDiff(got, store map[[2]int]Pixel, all bool, regions []canvas.Region) 
 	if outside > 0 {
 		d = append(d, strconv.Itoa(outside)+" pixels outside the regions held")
 	}
+	return Differences(d)
+}
+
+// Differences is how a canvas comparison reports what differs: "" for
+// nothing, else the first three (sorted) and how many there are.
+func Differences(d []string) string {
 	if len(d) == 0 {
 		return ""
 	}
